@@ -1,0 +1,251 @@
+//! Turns status changes into notifications and delivers them to the configured sinks.
+//!
+//! Each sink runs as its own task with its own queue, so a slow or dead sink never delays
+//! another. Transient failures (connection errors, timeouts, 5xx, 429) are retried with
+//! exponential backoff and jitter until they succeed or freshwatch shuts down; a notification is
+//! never dropped silently: a permanent refusal (other 4xx) is logged and counted as `rejected`.
+
+mod alertmanager;
+mod webhook;
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{human_duration_ms, rfc3339};
+use crate::config::AlertsConfig;
+use crate::evaluate::Transition;
+use crate::metrics::Metrics;
+use crate::model::{Severity, Status};
+
+pub use alertmanager::AlertmanagerSink;
+pub use webhook::WebhookSink;
+
+/// `alertname` of feed staleness alerts.
+pub const FEED_STALE: &str = "FeedStale";
+
+/// What the sinks are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A series changed status.
+    Changed(Transition),
+    /// A series was already alerting when freshwatch started (restored from state): sinks that
+    /// keep firing alerts alive (Alertmanager) take it up again; one-shot sinks stay quiet.
+    Restored(Transition),
+}
+
+/// Stable id of a series' incident on every channel: at most 255 characters (PagerDuty's limit).
+pub fn dedup_key(feed: &str, key: &str) -> String {
+    let plain = format!("freshwatch/{feed}/{key}");
+    if plain.len() <= 255 {
+        return plain;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("freshwatch/{feed}/sha256:{hex}")
+}
+
+/// `profiles/acme` or `orders`.
+pub fn series_name(feed: &str, key: &str, split: bool) -> String {
+    if split {
+        format!("{feed}/{key}")
+    } else {
+        feed.to_owned()
+    }
+}
+
+/// One line a person reads on a phone at 3 a.m.
+pub fn summary(transition: &Transition) -> String {
+    let name = series_name(&transition.feed, &transition.key, transition.split);
+    match (transition.to, transition.last_seen_ms, transition.staleness_ms) {
+        (Status::NeverSeen, _, _) | (_, None, _) => format!(
+            "Feed {name} has never been seen (no record on {} since freshwatch started watching)",
+            transition.topic
+        ),
+        (Status::Ok, Some(last_seen_ms), _) => format!(
+            "Feed {name} is fresh again (was {} for {}; last seen {})",
+            transition.from,
+            human_duration_ms(transition.at_ms - transition.from_since_ms),
+            rfc3339(last_seen_ms)
+        ),
+        (_, Some(last_seen_ms), staleness) => format!(
+            "Feed {name} has had no new data for {} (last seen {})",
+            human_duration_ms(staleness.unwrap_or_default()),
+            rfc3339(last_seen_ms)
+        ),
+    }
+}
+
+/// Whether a transition starts, changes or ends an alert at all.
+pub fn is_notifiable(transition: &Transition) -> bool {
+    transition.from.severity() != transition.to.severity()
+}
+
+/// The severity a notification about this transition carries: the new one while firing, the
+/// old one when resolving.
+pub fn notice_severity(transition: &Transition) -> Option<Severity> {
+    transition.to.severity().or(transition.from.severity())
+}
+
+/// Retry pacing for transient failures: 1s doubling to 60s, with ±20% jitter.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new() -> Self {
+        Backoff { attempt: 0 }
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The delay before the next attempt; `retry_after` (a 429's header) wins when longer.
+    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
+        let base_ms = 1000u64.saturating_mul(1 << self.attempt.min(6)).min(60_000);
+        self.attempt = self.attempt.saturating_add(1);
+        let jitter = jitter_fraction();
+        let delay = Duration::from_millis((base_ms as f64 * (0.8 + 0.4 * jitter)) as u64);
+        match retry_after {
+            Some(wait) if wait > delay => wait,
+            _ => delay,
+        }
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes (no rand dependency needed for
+/// jitter).
+fn jitter_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (hasher.finish() % 10_000) as f64 / 10_000.0
+}
+
+/// How one delivery attempt went.
+#[derive(Debug)]
+pub enum Delivery {
+    Accepted,
+    /// Worth retrying; `retry_after` from a 429 or 503.
+    Transient {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// The sink refused the request; retrying will not help.
+    Permanent { error: String },
+}
+
+/// Classifies an HTTP answer the way every sink does.
+pub fn classify_response(result: Result<reqwest::Response, reqwest::Error>) -> Delivery {
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            return Delivery::Transient {
+                error: error.to_string(),
+                retry_after: None,
+            }
+        }
+    };
+    let status = response.status();
+    if status.is_success() {
+        return Delivery::Accepted;
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let error = format!("HTTP {status}");
+    if status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+    {
+        Delivery::Transient { error, retry_after }
+    } else {
+        Delivery::Permanent { error }
+    }
+}
+
+/// The running sinks: one channel each.
+#[derive(Debug, Clone, Default)]
+pub struct Dispatcher {
+    sinks: Vec<mpsc::UnboundedSender<Notice>>,
+}
+
+impl Dispatcher {
+    /// Starts one task per configured sink; they stop when `shutdown` fires and their queue is
+    /// drained or the drain deadline passes.
+    pub fn start(
+        config: &AlertsConfig,
+        external_url: &str,
+        metrics: &Metrics,
+        shutdown: CancellationToken,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Dispatcher {
+        let mut dispatcher = Dispatcher::default();
+        for sink in &config.alertmanager {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            metrics.declare_sink(&sink.name);
+            let task = AlertmanagerSink::new(sink.clone(), external_url, metrics.clone());
+            tasks.spawn(task.run(receiver, shutdown.clone()));
+            dispatcher.sinks.push(sender);
+        }
+        for sink in &config.webhook {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            metrics.declare_sink(&sink.name);
+            let task = WebhookSink::new(sink.clone(), metrics.clone());
+            tasks.spawn(task.run(receiver, shutdown.clone()));
+            dispatcher.sinks.push(sender);
+        }
+        dispatcher
+    }
+
+    /// Hands a notice to every sink.
+    pub fn send(&self, notice: Notice) {
+        for sink in &self.sinks {
+            // A closed channel means the sink task already stopped for shutdown.
+            let _ = sink.send(notice.clone());
+        }
+    }
+}
+
+/// Logs a transition: the log line a person greps for.
+pub fn log_transition(transition: &Transition) {
+    let name = series_name(&transition.feed, &transition.key, transition.split);
+    let staleness = transition.staleness_ms.map(human_duration_ms);
+    match transition.to {
+        Status::Critical | Status::NeverSeen => tracing::error!(
+            series = %name, from = %transition.from, to = %transition.to,
+            staleness = staleness.as_deref().unwrap_or("never seen"),
+            "feed critical: {}", summary(transition)
+        ),
+        Status::Warning => tracing::warn!(
+            series = %name, from = %transition.from, to = %transition.to,
+            staleness = staleness.as_deref().unwrap_or("never seen"),
+            "feed warning: {}", summary(transition)
+        ),
+        Status::Ok | Status::Unknown => tracing::info!(
+            series = %name, from = %transition.from, to = %transition.to,
+            "feed status changed: {}", summary(transition)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,335 @@
+//! Wires the pipeline together and runs it until shutdown.
+//!
+//! Start: open the state store, restore every series, start the source thread, the evaluation
+//! and flush loops, the alert sinks and the HTTP server. Stop (after the shutdown token fires),
+//! in order: stop consuming, evaluate and flush state one last time, drain the sinks, stop HTTP.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::{is_notifiable, log_transition, Dispatcher, Notice};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::evaluate::Evaluator;
+use crate::http::{HttpState, Readiness};
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::model::FeedIndex;
+use crate::source::{Source, SourceError, SourceHandle};
+use crate::state::{SeriesRecord, StateError, StateStore};
+use crate::tracker::Tracker;
+
+/// Why freshwatch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("state store unavailable: {0}")]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot listen on {address}: {error}")]
+    Bind {
+        address: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+/// A started instance.
+#[derive(Debug)]
+pub struct Running {
+    /// The address the HTTP server actually bound (useful with port 0).
+    pub http_address: SocketAddr,
+    main: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Resolves when the instance has stopped after its shutdown token fired.
+    pub async fn wait(self) {
+        if let Err(error) = self.main.await {
+            tracing::error!(%error, "freshwatch task failed");
+        }
+    }
+}
+
+/// Shared pieces the loops need.
+struct Pipeline {
+    tracker: Arc<Mutex<Tracker>>,
+    evaluator: Mutex<Evaluator>,
+    store: StateStore,
+    source: SourceHandle,
+    dispatcher: Dispatcher,
+    metrics: Metrics,
+    clock: SharedClock,
+    readiness: Arc<Readiness>,
+}
+
+impl Pipeline {
+    /// One evaluation tick: judge what may have changed, then notify.
+    fn evaluate(&self) {
+        let now_ms = self.clock.now_ms();
+        let transitions = {
+            let mut tracker = self.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut evaluator = self.evaluator.lock().unwrap_or_else(|poison| poison.into_inner());
+            evaluator.tick(&mut tracker, now_ms)
+        };
+        for transition in transitions {
+            self.metrics
+                .transitions
+                .get_or_create(&OutcomeLabels {
+                    outcome: transition.to.as_str(),
+                })
+                .inc();
+            if is_notifiable(&transition) {
+                log_transition(&transition);
+                self.dispatcher.send(Notice::Changed(transition));
+            } else {
+                tracing::debug!(feed = %transition.feed, key = %transition.key, from = %transition.from, to = %transition.to, "status changed");
+            }
+        }
+    }
+
+    /// Writes changed series, then commits the offsets they cover.
+    async fn flush(&self) {
+        let (ids, records, positions) = {
+            let mut tracker = self.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+            let ids = tracker.take_dirty();
+            let records: Vec<SeriesRecord> = ids
+                .iter()
+                .map(|&id| {
+                    let series = tracker.series(id);
+                    SeriesRecord {
+                        feed: tracker.feed(id.feed).name.clone(),
+                        key: series.key_bytes().to_vec(),
+                        last_seen_ms: series.last_seen(),
+                        status: Some((series.status, series.status_since_ms)),
+                    }
+                })
+                .collect();
+            (ids, records, tracker.take_positions())
+        };
+        let result = if records.is_empty() {
+            self.store.ping().await
+        } else {
+            self.store.write(records).await
+        };
+        match result {
+            Ok(()) => {
+                if !ids.is_empty() {
+                    self.metrics
+                        .state_flushes
+                        .get_or_create(&OutcomeLabels { outcome: "ok" })
+                        .inc();
+                }
+                self.metrics.state_store_up.set(1);
+                if !self.readiness.state_store_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(store = self.store.kind(), "state store answers again");
+                }
+                if let Some(positions) = positions {
+                    self.source.commit(&positions);
+                }
+            }
+            Err(error) => {
+                self.metrics
+                    .state_flushes
+                    .get_or_create(&OutcomeLabels { outcome: "failed" })
+                    .inc();
+                self.metrics.state_store_up.set(0);
+                self.readiness.state_store_up.store(false, Ordering::Relaxed);
+                tracing::warn!(store = self.store.kind(), %error, pending = ids.len(), "state flush failed; keeping changes in memory");
+                let mut tracker = self.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+                for id in ids {
+                    tracker.mark_dirty(id);
+                }
+                if positions.is_some() {
+                    tracker.requeue_positions();
+                }
+            }
+        }
+    }
+}
+
+/// Restores state, starts every task, and returns once the HTTP server is bound.
+pub async fn start(
+    config: Config,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let store = StateStore::open(&config.state).await?;
+    let start_ms = clock.now_ms();
+    let mut tracker = Tracker::new(&config.feeds, start_ms);
+    let feed_names: Vec<Arc<str>> = config.feeds.iter().map(|feed| feed.name.clone()).collect();
+    for (index, name) in feed_names.iter().enumerate() {
+        let started = store.watch_started(name, start_ms).await?;
+        tracker.set_watch_started(index as FeedIndex, started);
+    }
+    let snapshot = store.load(&feed_names).await?;
+    let restored = snapshot.series.len();
+    for record in snapshot.series {
+        if let Some(index) = feed_names.iter().position(|name| *name == record.feed) {
+            tracker.restore(index as FeedIndex, &record.key, record.last_seen_ms, record.status);
+        }
+    }
+    tracing::info!(store = store.kind(), series = restored, "state restored");
+
+    let tracker = Arc::new(Mutex::new(tracker));
+    let evaluator = Evaluator::new(&config.feeds);
+    let rules: Arc<[_]> = evaluator.rules().to_vec().into();
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry, tracker.clone(), rules.clone(), clock.clone());
+    metrics.state_store_up.set(1);
+    for name in &feed_names {
+        metrics.declare_feed(name);
+    }
+
+    let (source, source_handle) = Source::new(&config, tracker.clone(), metrics.clone(), clock.clone())?;
+    let readiness = Arc::new(Readiness::new(source_handle.status.clone()));
+    let listener = crate::http::bind(config.http.listen)
+        .await
+        .map_err(|error| StartError::Bind {
+            address: config.http.listen,
+            error,
+        })?;
+    let http_address = listener.local_addr().map_err(|error| StartError::Bind {
+        address: config.http.listen,
+        error,
+    })?;
+
+    // Phase tokens, fired in order after `shutdown`.
+    let source_stop = CancellationToken::new();
+    let sinks_stop = CancellationToken::new();
+    let http_stop = CancellationToken::new();
+    let loops_stop = CancellationToken::new();
+
+    let mut sink_tasks = JoinSet::new();
+    let dispatcher = Dispatcher::start(
+        &config.alerts,
+        &config.http.external_url,
+        &metrics,
+        sinks_stop.clone(),
+        &mut sink_tasks,
+    );
+
+    let pipeline = Arc::new(Pipeline {
+        tracker: tracker.clone(),
+        evaluator: Mutex::new(evaluator),
+        store,
+        source: source_handle,
+        dispatcher,
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        readiness: readiness.clone(),
+    });
+    announce_restored_alerts(&pipeline);
+
+    let source_token = source_stop.clone();
+    let source_thread = std::thread::Builder::new()
+        .name("freshwatch-source".into())
+        .spawn(move || source.run(source_token))
+        .expect("spawning a thread");
+
+    let mut loops = JoinSet::new();
+    loops.spawn(evaluation_loop(pipeline.clone(), config.evaluation.interval, loops_stop.clone()));
+    loops.spawn(flush_loop(pipeline.clone(), config.state.flush_interval, loops_stop.clone()));
+
+    let http_state = HttpState {
+        tracker,
+        rules,
+        clock,
+        registry: Arc::new(registry),
+        readiness,
+    };
+    let http_task = tokio::spawn(crate::http::serve(listener, http_state, http_stop.clone()));
+    tracing::info!(address = %http_address, feeds = feed_names.len(), "freshwatch running");
+
+    let main = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        tracing::info!("shutting down");
+        source_stop.cancel();
+        let joined = tokio::task::spawn_blocking(move || source_thread.join());
+        match tokio::time::timeout(Duration::from_secs(10), joined).await {
+            Ok(Ok(Ok(Err(error)))) => tracing::error!(%error, "source failed"),
+            Ok(Ok(Ok(Ok(())))) => {}
+            _ => tracing::error!("source thread did not stop in time"),
+        }
+        loops_stop.cancel();
+        while loops.join_next().await.is_some() {}
+        pipeline.evaluate();
+        pipeline.flush().await;
+        sinks_stop.cancel();
+        let drain = async { while sink_tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(15), drain).await.is_err() {
+            tracing::error!("alert sinks did not drain in time");
+        }
+        http_stop.cancel();
+        let _ = http_task.await;
+        tracing::info!("stopped");
+    });
+    Ok(Running { http_address, main })
+}
+
+/// Sinks that keep alerts alive (Alertmanager) must take up alerts that were firing before a
+/// restart; one-shot sinks ignore these.
+fn announce_restored_alerts(pipeline: &Pipeline) {
+    let now_ms = pipeline.clock.now_ms();
+    let tracker = pipeline.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+    let evaluator = pipeline.evaluator.lock().unwrap_or_else(|poison| poison.into_inner());
+    for id in tracker.all_ids() {
+        if tracker.series(id).status.severity().is_some() {
+            pipeline
+                .dispatcher
+                .send(Notice::Restored(evaluator.describe(&tracker, id, now_ms)));
+        }
+    }
+}
+
+async fn evaluation_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = ticker.tick() => pipeline.evaluate(),
+        }
+    }
+}
+
+async fn flush_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = ticker.tick() => pipeline.flush().await,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

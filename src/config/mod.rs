@@ -1,0 +1,723 @@
+//! Configuration: one TOML file, read once at start.
+//!
+//! [`load`] reads the file, replaces `${VAR}` from the environment, deserializes the
+//! [`raw::RawConfig`] and validates it into the typed [`Config`] the rest of the crate uses. Every
+//! error names the key path and the reason, e.g.
+//! `feed[2].critical_after: must be greater than warn_after`.
+
+pub mod raw;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::extract::json::JsonPointer;
+pub use raw::RawConfig;
+
+/// Why a config file was refused. The CLI exits 1 on any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{path}: invalid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// `${VAR}` names a variable that is not set.
+    #[error("{key}: environment variable {variable} is not set")]
+    MissingEnv { key: String, variable: String },
+    /// A key has the wrong type, is unknown or is missing.
+    #[error("{key}: {reason}")]
+    Shape { key: String, reason: String },
+    /// A value is well-typed but not acceptable.
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub state: StateConfig,
+    pub http: HttpConfig,
+    pub evaluation: EvaluationConfig,
+    pub feeds: Vec<FeedConfig>,
+    pub alerts: AlertsConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub start: raw::RawStart,
+    pub metadata_refresh: Duration,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum StateBackend {
+    Redis { url: Secret },
+    Embedded { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub backend: StateBackend,
+    pub flush_interval: Duration,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Base URL for links in alerts, without a trailing slash.
+    pub external_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EvaluationConfig {
+    pub interval: Duration,
+    pub max_future_skew: Duration,
+}
+
+/// Which topics a feed reads.
+#[derive(Debug, Clone)]
+pub enum TopicMatcher {
+    Exact(String),
+    Regex(Regex),
+}
+
+impl TopicMatcher {
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            TopicMatcher::Exact(name) => name == topic,
+            TopicMatcher::Regex(regex) => regex.is_match(topic),
+        }
+    }
+
+    /// The `topic` label of alerts: the name, or the pattern.
+    pub fn describe(&self) -> &str {
+        match self {
+            TopicMatcher::Exact(name) => name,
+            TopicMatcher::Regex(regex) => regex.as_str(),
+        }
+    }
+}
+
+/// How a topic is split into feeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitRule {
+    Json(JsonPointer),
+    Header(String),
+    Key,
+    Partition,
+}
+
+/// Where a record's event time comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimestampRule {
+    Json(JsonPointer),
+    Header(String),
+    Record,
+    Arrival,
+}
+
+impl TimestampRule {
+    /// Whether extraction needs the payload parsed as JSON.
+    pub fn needs_json(&self) -> bool {
+        matches!(self, TimestampRule::Json(_))
+    }
+}
+
+/// One `[[feed]]`, validated.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    pub name: Arc<str>,
+    pub topics: TopicMatcher,
+    pub split: Option<SplitRule>,
+    pub timestamp: TimestampRule,
+    pub warn_after: Duration,
+    pub critical_after: Duration,
+    pub expected: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AlertsConfig {
+    pub alertmanager: Vec<AlertmanagerConfig>,
+    pub webhook: Vec<WebhookConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertmanagerConfig {
+    pub name: String,
+    pub url: reqwest::Url,
+    pub resend_interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: reqwest::Url,
+    pub timeout: Duration,
+}
+
+/// A value that must never reach a log line (it may carry a password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("***")
+    }
+}
+
+/// Reads, substitutes and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text; `lookup_env` resolves `${VAR}` (injected so tests need not touch the
+/// process environment).
+pub fn parse(
+    text: &str,
+    path: &Path,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut document: toml::Table = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: error.to_string().trim_end().replace('\n', " "),
+    })?;
+    for (key, value) in document.iter_mut() {
+        substitute_env(value, key.clone(), lookup_env)?;
+    }
+    let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(document)).map_err(
+        |error| {
+            let key = error.path().to_string();
+            ConfigError::Shape {
+                key: if key == "." { "(top level)".into() } else { key },
+                reason: error.into_inner().message().to_owned(),
+            }
+        },
+    )?;
+    validate(raw)
+}
+
+/// Replaces `${VAR}` in every string value; `$${` stands for a literal `${`.
+fn substitute_env(
+    value: &mut toml::Value,
+    key: String,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(text) => {
+            *text = expand_env(text, &key, lookup_env)?;
+        }
+        toml::Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                substitute_env(item, format!("{key}[{index}]"), lookup_env)?;
+            }
+        }
+        toml::Value::Table(table) => {
+            for (child_key, child) in table.iter_mut() {
+                substitute_env(child, format!("{key}.{child_key}"), lookup_env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_env(
+    text: &str,
+    key: &str,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    if !text.contains('$') {
+        return Ok(text.to_owned());
+    }
+    let mut expanded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(position) = rest.find('$') {
+        expanded.push_str(&rest[..position]);
+        let after = &rest[position..];
+        if let Some(stripped) = after.strip_prefix("$${") {
+            expanded.push_str("${");
+            rest = stripped;
+        } else if let Some(stripped) = after.strip_prefix("${") {
+            let Some(end) = stripped.find('}') else {
+                return Err(ConfigError::invalid(key, "unterminated ${ in value"));
+            };
+            let variable = &stripped[..end];
+            let valid_name = !variable.is_empty()
+                && variable
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+            if !valid_name {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("`${{{variable}}}` is not a valid environment variable reference"),
+                ));
+            }
+            let value = lookup_env(variable).ok_or_else(|| ConfigError::MissingEnv {
+                key: key.to_owned(),
+                variable: variable.to_owned(),
+            })?;
+            expanded.push_str(&value);
+            rest = &stripped[end + 1..];
+        } else {
+            expanded.push('$');
+            rest = &after[1..];
+        }
+    }
+    expanded.push_str(rest);
+    Ok(expanded)
+}
+
+/// Cross-field checks and parsing of the typed values. No IO.
+pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let kafka = validate_kafka(raw.kafka)?;
+    let state = validate_state(raw.state)?;
+    let http = validate_http(raw.http)?;
+    if raw.evaluation.interval < Duration::from_millis(10) {
+        return Err(ConfigError::invalid(
+            "evaluation.interval",
+            "must be at least 10ms",
+        ));
+    }
+    let evaluation = EvaluationConfig {
+        interval: raw.evaluation.interval,
+        max_future_skew: raw.evaluation.max_future_skew,
+    };
+    if raw.defaults.critical_after <= raw.defaults.warn_after {
+        return Err(ConfigError::invalid(
+            "defaults.critical_after",
+            "must be greater than warn_after",
+        ));
+    }
+    if raw.feed.is_empty() {
+        return Err(ConfigError::invalid(
+            "feed",
+            "at least one [[feed]] is required",
+        ));
+    }
+    let mut seen_names = HashSet::new();
+    let mut feeds = Vec::with_capacity(raw.feed.len());
+    for (index, raw_feed) in raw.feed.into_iter().enumerate() {
+        let feed = validate_feed(index, raw_feed, &raw.defaults)?;
+        if !seen_names.insert(feed.name.clone()) {
+            return Err(ConfigError::invalid(
+                format!("feed[{index}].name"),
+                format!("duplicate feed name {:?}", feed.name),
+            ));
+        }
+        feeds.push(feed);
+    }
+    let alerts = validate_alerts(raw.alerts)?;
+    Ok(Config {
+        kafka,
+        state,
+        http,
+        evaluation,
+        feeds,
+        alerts,
+    })
+}
+
+fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigError> {
+    if raw.brokers.trim().is_empty() {
+        return Err(ConfigError::invalid("kafka.brokers", "must not be empty"));
+    }
+    if raw.group_id.trim().is_empty() {
+        return Err(ConfigError::invalid("kafka.group_id", "must not be empty"));
+    }
+    // freshwatch owns these: it commits offsets only after state is safe.
+    for owned in [
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+    ] {
+        if raw.properties.contains_key(owned) {
+            return Err(ConfigError::invalid(
+                format!("kafka.properties.\"{owned}\""),
+                "is set by freshwatch itself; use kafka.brokers, kafka.group_id or kafka.start",
+            ));
+        }
+    }
+    if raw.metadata_refresh < Duration::from_secs(1) {
+        return Err(ConfigError::invalid(
+            "kafka.metadata_refresh",
+            "must be at least 1s",
+        ));
+    }
+    Ok(KafkaConfig {
+        brokers: raw.brokers,
+        group_id: raw.group_id,
+        start: raw.start,
+        metadata_refresh: raw.metadata_refresh,
+        properties: raw.properties,
+    })
+}
+
+fn validate_state(raw: raw::RawState) -> Result<StateConfig, ConfigError> {
+    let backend = match raw.redis_url {
+        Some(url) => {
+            let parsed = reqwest::Url::parse(&url).map_err(|error| {
+                ConfigError::invalid("state.redis_url", format!("not a URL: {error}"))
+            })?;
+            if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+                return Err(ConfigError::invalid(
+                    "state.redis_url",
+                    "scheme must be redis:// or rediss://",
+                ));
+            }
+            StateBackend::Redis {
+                url: Secret::new(url),
+            }
+        }
+        None => {
+            if raw.path.as_os_str().is_empty() {
+                return Err(ConfigError::invalid("state.path", "must not be empty"));
+            }
+            StateBackend::Embedded { path: raw.path }
+        }
+    };
+    if raw.flush_interval < Duration::from_millis(10) {
+        return Err(ConfigError::invalid(
+            "state.flush_interval",
+            "must be at least 10ms",
+        ));
+    }
+    if raw.key_prefix.is_empty() || raw.key_prefix.contains(['{', '}']) {
+        return Err(ConfigError::invalid(
+            "state.key_prefix",
+            "must be non-empty and contain no braces",
+        ));
+    }
+    Ok(StateConfig {
+        backend,
+        flush_interval: raw.flush_interval,
+        key_prefix: raw.key_prefix,
+    })
+}
+
+fn validate_http(raw: raw::RawHttp) -> Result<HttpConfig, ConfigError> {
+    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            "http.listen",
+            format!("{:?} is not an ip:port address", raw.listen),
+        )
+    })?;
+    let external_url = match raw.external_url {
+        Some(url) => {
+            reqwest::Url::parse(&url).map_err(|error| {
+                ConfigError::invalid("http.external_url", format!("not a URL: {error}"))
+            })?;
+            url.trim_end_matches('/').to_owned()
+        }
+        None => format!("http://{listen}"),
+    };
+    Ok(HttpConfig {
+        listen,
+        external_url,
+    })
+}
+
+fn is_valid_feed_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
+}
+
+fn validate_feed(
+    index: usize,
+    raw: raw::RawFeed,
+    defaults: &raw::RawDefaults,
+) -> Result<FeedConfig, ConfigError> {
+    let key = |field: &str| format!("feed[{index}].{field}");
+    if !is_valid_feed_name(&raw.name) {
+        return Err(ConfigError::invalid(
+            key("name"),
+            format!(
+                "{:?} must be 1-128 letters, digits, '_', '-' or '.'",
+                raw.name
+            ),
+        ));
+    }
+    let topics = match (raw.topic, raw.topic_regex) {
+        (Some(topic), None) if !topic.is_empty() => TopicMatcher::Exact(topic),
+        (Some(_), None) => return Err(ConfigError::invalid(key("topic"), "must not be empty")),
+        (None, Some(pattern)) => TopicMatcher::Regex(Regex::new(&pattern).map_err(|error| {
+            ConfigError::invalid(key("topic_regex"), format!("invalid regex: {error}"))
+        })?),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                key("topic"),
+                "set either topic or topic_regex, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                key("topic"),
+                "one of topic or topic_regex is required",
+            ))
+        }
+    };
+    let split = match raw.split_by {
+        None => None,
+        Some(raw::RawSplitBy::Json(pointer)) => Some(SplitRule::Json(
+            JsonPointer::parse(&pointer)
+                .map_err(|error| ConfigError::invalid(key("split_by.json"), error.to_string()))?,
+        )),
+        Some(raw::RawSplitBy::Header(name)) if name.is_empty() => {
+            return Err(ConfigError::invalid(
+                key("split_by.header"),
+                "must not be empty",
+            ))
+        }
+        Some(raw::RawSplitBy::Header(name)) => Some(SplitRule::Header(name)),
+        Some(raw::RawSplitBy::Key) => Some(SplitRule::Key),
+        Some(raw::RawSplitBy::Partition) => Some(SplitRule::Partition),
+    };
+    let timestamp = match raw.timestamp {
+        raw::RawTimestamp::Json(pointer) => TimestampRule::Json(
+            JsonPointer::parse(&pointer)
+                .map_err(|error| ConfigError::invalid(key("timestamp.json"), error.to_string()))?,
+        ),
+        raw::RawTimestamp::Header(name) if name.is_empty() => {
+            return Err(ConfigError::invalid(
+                key("timestamp.header"),
+                "must not be empty",
+            ))
+        }
+        raw::RawTimestamp::Header(name) => TimestampRule::Header(name),
+        raw::RawTimestamp::Record => TimestampRule::Record,
+        raw::RawTimestamp::Arrival => TimestampRule::Arrival,
+    };
+    let warn_after = raw.warn_after.unwrap_or(defaults.warn_after);
+    let critical_after = raw.critical_after.unwrap_or(defaults.critical_after);
+    if warn_after.is_zero() {
+        return Err(ConfigError::invalid(key("warn_after"), "must be positive"));
+    }
+    if critical_after <= warn_after {
+        return Err(ConfigError::invalid(
+            key("critical_after"),
+            format!(
+                "must be greater than warn_after (feed {:?}: warn_after {}, critical_after {})",
+                raw.name,
+                humantime::format_duration(warn_after),
+                humantime::format_duration(critical_after)
+            ),
+        ));
+    }
+    if !raw.expected.is_empty() && split.is_none() {
+        return Err(ConfigError::invalid(
+            key("expected"),
+            "needs split_by: expected lists split values",
+        ));
+    }
+    let mut expected_seen = HashSet::new();
+    for (expected_index, value) in raw.expected.iter().enumerate() {
+        if !expected_seen.insert(value) {
+            return Err(ConfigError::invalid(
+                format!("feed[{index}].expected[{expected_index}]"),
+                format!("duplicate value {value:?}"),
+            ));
+        }
+        if matches!(split, Some(SplitRule::Partition)) && value.parse::<u32>().is_err() {
+            return Err(ConfigError::invalid(
+                format!("feed[{index}].expected[{expected_index}]"),
+                format!("{value:?} is not a partition number"),
+            ));
+        }
+    }
+    Ok(FeedConfig {
+        name: Arc::from(raw.name),
+        topics,
+        split,
+        timestamp,
+        warn_after,
+        critical_after,
+        expected: raw.expected,
+    })
+}
+
+fn parse_sink_url(key: String, url: &str) -> Result<reqwest::Url, ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|error| ConfigError::invalid(key.clone(), format!("not a URL: {error}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError::invalid(key, "scheme must be http or https"));
+    }
+    Ok(parsed)
+}
+
+fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
+    let mut names = HashSet::new();
+    let mut check_name = |key: String, name: &str| {
+        if names.insert(name.to_owned()) {
+            Ok(())
+        } else {
+            Err(ConfigError::invalid(
+                key,
+                format!("duplicate sink name {name:?}"),
+            ))
+        }
+    };
+    let mut alerts = AlertsConfig::default();
+    for (index, sink) in raw.alertmanager.into_iter().enumerate() {
+        let name = sink
+            .name
+            .unwrap_or_else(|| format!("alertmanager-{index}"));
+        check_name(format!("alerts.alertmanager[{index}].name"), &name)?;
+        if sink.resend_interval < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                format!("alerts.alertmanager[{index}].resend_interval"),
+                "must be at least 1s",
+            ));
+        }
+        alerts.alertmanager.push(AlertmanagerConfig {
+            name,
+            url: parse_sink_url(format!("alerts.alertmanager[{index}].url"), &sink.url)?,
+            resend_interval: sink.resend_interval,
+            timeout: sink.timeout,
+        });
+    }
+    for (index, sink) in raw.webhook.into_iter().enumerate() {
+        let name = sink.name.unwrap_or_else(|| format!("webhook-{index}"));
+        check_name(format!("alerts.webhook[{index}].name"), &name)?;
+        alerts.webhook.push(WebhookConfig {
+            name,
+            url: parse_sink_url(format!("alerts.webhook[{index}].url"), &sink.url)?,
+            timeout: sink.timeout,
+        });
+    }
+    Ok(alerts)
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The resolved config as `check-config` prints it. Secrets stay hidden.
+pub fn describe(config: &Config) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let human = |duration: Duration| humantime::format_duration(duration).to_string();
+    let _ = writeln!(text, "config ok");
+    let _ = writeln!(
+        text,
+        "kafka: brokers={} group_id={} start={:?} properties={}",
+        config.kafka.brokers,
+        config.kafka.group_id,
+        config.kafka.start,
+        config.kafka.properties.len()
+    );
+    let _ = match &config.state.backend {
+        StateBackend::Redis { .. } => writeln!(
+            text,
+            "state: redis (key prefix {}), flush every {}",
+            config.state.key_prefix,
+            human(config.state.flush_interval)
+        ),
+        StateBackend::Embedded { path } => writeln!(
+            text,
+            "state: embedded at {}, flush every {}",
+            path.display(),
+            human(config.state.flush_interval)
+        ),
+    };
+    let _ = writeln!(text, "http: {}", config.http.listen);
+    let _ = writeln!(
+        text,
+        "evaluation: every {}, max_future_skew {}",
+        human(config.evaluation.interval),
+        human(config.evaluation.max_future_skew)
+    );
+    let _ = writeln!(text, "feeds ({}):", config.feeds.len());
+    for feed in &config.feeds {
+        let topics = match &feed.topics {
+            TopicMatcher::Exact(name) => format!("topic={name}"),
+            TopicMatcher::Regex(regex) => format!("topic_regex={}", regex.as_str()),
+        };
+        let split = match &feed.split {
+            None => "none".to_owned(),
+            Some(SplitRule::Json(pointer)) => format!("json {}", pointer.as_str()),
+            Some(SplitRule::Header(name)) => format!("header {name}"),
+            Some(SplitRule::Key) => "key".to_owned(),
+            Some(SplitRule::Partition) => "partition".to_owned(),
+        };
+        let timestamp = match &feed.timestamp {
+            TimestampRule::Json(pointer) => format!("json {}", pointer.as_str()),
+            TimestampRule::Header(name) => format!("header {name}"),
+            TimestampRule::Record => "record".to_owned(),
+            TimestampRule::Arrival => "arrival".to_owned(),
+        };
+        let _ = writeln!(
+            text,
+            "  {}: {topics} split_by={split} timestamp={timestamp} warn_after={} critical_after={}{}",
+            feed.name,
+            human(feed.warn_after),
+            human(feed.critical_after),
+            if feed.expected.is_empty() {
+                String::new()
+            } else {
+                format!(" expected=[{}]", feed.expected.join(", "))
+            }
+        );
+    }
+    let _ = writeln!(
+        text,
+        "alerts: {} alertmanager, {} webhook",
+        config.alerts.alertmanager.len(),
+        config.alerts.webhook.len()
+    );
+    for sink in &config.alerts.alertmanager {
+        let _ = writeln!(text, "  {} -> {}", sink.name, redact_url(&sink.url));
+    }
+    for sink in &config.alerts.webhook {
+        let _ = writeln!(text, "  {} -> {}", sink.name, redact_url(&sink.url));
+    }
+    text
+}
+
+/// A URL without its credentials, path or query (which may carry tokens).
+fn redact_url(url: &reqwest::Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|port| format!(":{port}")).unwrap_or_default()
+    )
+}

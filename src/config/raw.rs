@@ -1,0 +1,295 @@
+//! The config file as the user writes it: serde structs that mirror the TOML one to one.
+//!
+//! Every field's `///` doc is the reference text in the README. Nothing here is checked beyond
+//! its type; [`super::validate`] turns a [`RawConfig`] into the typed [`super::Config`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// How to reach Kafka.
+    pub kafka: RawKafka,
+    /// Where feed state is kept across restarts.
+    #[serde(default)]
+    pub state: RawState,
+    /// The HTTP API and metrics listener.
+    #[serde(default)]
+    pub http: RawHttp,
+    /// How often feeds are judged.
+    #[serde(default)]
+    pub evaluation: RawEvaluation,
+    /// Thresholds for feeds that do not set their own.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// The feeds to watch; `[[feed]]` tables.
+    #[serde(default)]
+    pub feed: Vec<RawFeed>,
+    /// Where alerts go.
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    /// Comma-separated bootstrap servers, `host:port`.
+    pub brokers: String,
+    /// Consumer group; replicas with the same group share partitions.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Where a new consumer group starts: `earliest` (learn every feed's last-seen from what Kafka
+    /// still holds) or `latest`. After the first run the committed offsets win.
+    #[serde(default)]
+    pub start: RawStart,
+    /// How often topic metadata is re-read to pick up topics that match a `topic_regex`.
+    #[serde(default = "default_metadata_refresh", with = "humantime_serde")]
+    pub metadata_refresh: Duration,
+    /// Passed to librdkafka as-is (SASL, TLS, fetch sizes, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `kafka.start`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawStart {
+    /// The oldest retained record.
+    #[default]
+    Earliest,
+    /// Only records produced after the group first joins.
+    Latest,
+}
+
+/// `[state]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// Redis URL (`redis://host:port/db`). Absent: the embedded store in `path`.
+    pub redis_url: Option<String>,
+    /// Directory of the embedded store, used when `redis_url` is absent.
+    #[serde(default = "default_state_path")]
+    pub path: PathBuf,
+    /// How often changed feeds are written to the store; offsets are committed after each write.
+    #[serde(default = "default_flush_interval", with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            redis_url: None,
+            path: default_state_path(),
+            flush_interval: default_flush_interval(),
+            key_prefix: default_key_prefix(),
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// `ip:port` to serve the API and `/metrics` on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Base URL other systems reach this instance at, used in alert links. Default:
+    /// `http://` + `listen`.
+    pub external_url: Option<String>,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: default_listen(),
+            external_url: None,
+        }
+    }
+}
+
+/// `[evaluation]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvaluation {
+    /// How often feeds are judged; alert latency is at most about one interval.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Event times further ahead of now than this are replaced by the arrival time and counted
+    /// (`reason="future_timestamp"`), so a producer with a bad clock cannot mask a silence.
+    #[serde(default = "default_max_future_skew", with = "humantime_serde")]
+    pub max_future_skew: Duration,
+}
+
+impl Default for RawEvaluation {
+    fn default() -> Self {
+        RawEvaluation {
+            interval: default_interval(),
+            max_future_skew: default_max_future_skew(),
+        }
+    }
+}
+
+/// `[defaults]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Staleness at which a feed turns `warning`.
+    #[serde(default = "default_warn_after", with = "humantime_serde")]
+    pub warn_after: Duration,
+    /// Staleness at which a feed turns `critical`; must be greater than `warn_after`.
+    #[serde(default = "default_critical_after", with = "humantime_serde")]
+    pub critical_after: Duration,
+}
+
+impl Default for RawDefaults {
+    fn default() -> Self {
+        RawDefaults {
+            warn_after: default_warn_after(),
+            critical_after: default_critical_after(),
+        }
+    }
+}
+
+/// `[[feed]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeed {
+    /// Unique name; the `feed` label of metrics and alerts. Letters, digits, `_`, `-`, `.`.
+    pub name: String,
+    /// The topic to read. Exactly one of `topic` and `topic_regex`.
+    pub topic: Option<String>,
+    /// A regular expression over topic names; matching topics are picked up as they appear.
+    pub topic_regex: Option<String>,
+    /// Split the topic into one feed per value: `{ json = "/pointer" }`, `{ header = "name" }`,
+    /// `"key"` or `"partition"`. Absent: the topic is one feed.
+    pub split_by: Option<RawSplitBy>,
+    /// Where a record's event time comes from: `"record"` (Kafka record timestamp, default),
+    /// `"arrival"` (when freshwatch read it), `{ json = "/pointer" }` or `{ header = "name" }`.
+    #[serde(default)]
+    pub timestamp: RawTimestamp,
+    /// Overrides `defaults.warn_after`.
+    #[serde(default, with = "humantime_serde")]
+    pub warn_after: Option<Duration>,
+    /// Overrides `defaults.critical_after`.
+    #[serde(default, with = "humantime_serde")]
+    pub critical_after: Option<Duration>,
+    /// Split values that must exist: each is alerted `never_seen` if no record ever carries it.
+    #[serde(default)]
+    pub expected: Vec<String>,
+}
+
+/// `feed.split_by`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSplitBy {
+    /// RFC 6901 pointer into a JSON value.
+    Json(String),
+    /// A record header's value.
+    Header(String),
+    /// The record key.
+    Key,
+    /// The partition number.
+    Partition,
+}
+
+/// `feed.timestamp`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawTimestamp {
+    /// RFC 6901 pointer into a JSON value.
+    Json(String),
+    /// A record header's value.
+    Header(String),
+    /// The Kafka record timestamp (CreateTime or LogAppendTime).
+    #[default]
+    Record,
+    /// The time freshwatch read the record.
+    Arrival,
+}
+
+/// `[alerts]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// `[[alerts.alertmanager]]` sinks.
+    #[serde(default)]
+    pub alertmanager: Vec<RawAlertmanager>,
+    /// `[[alerts.webhook]]` sinks.
+    #[serde(default)]
+    pub webhook: Vec<RawWebhook>,
+}
+
+/// `[[alerts.alertmanager]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    /// Name used in metrics and logs; default `alertmanager-N`.
+    pub name: Option<String>,
+    /// Base URL of Alertmanager, e.g. `http://127.0.0.1:9093`.
+    pub url: String,
+    /// How often firing alerts are re-sent so Alertmanager does not expire them.
+    #[serde(default = "default_resend", with = "humantime_serde")]
+    pub resend_interval: Duration,
+    /// Timeout of one HTTP request.
+    #[serde(default = "default_http_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// `[[alerts.webhook]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Name used in metrics and logs; default `webhook-N`.
+    pub name: Option<String>,
+    /// URL that receives one JSON POST per status change.
+    pub url: String,
+    /// Timeout of one HTTP request.
+    #[serde(default = "default_http_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_group_id() -> String {
+    "freshwatch".to_owned()
+}
+fn default_metadata_refresh() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_state_path() -> PathBuf {
+    PathBuf::from("freshwatch-state")
+}
+fn default_flush_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_key_prefix() -> String {
+    "freshwatch".to_owned()
+}
+fn default_listen() -> String {
+    "127.0.0.1:9187".to_owned()
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_future_skew() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_warn_after() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_critical_after() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+fn default_resend() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_http_timeout() -> Duration {
+    Duration::from_secs(10)
+}

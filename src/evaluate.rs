@@ -1,0 +1,188 @@
+//! Judges series against their thresholds and reports status changes.
+//!
+//! Deadline-driven: each series' next threshold crossing sits in a min-heap. A tick looks only at
+//! deadlines that have passed, series the tracker created since the last tick, and alerting
+//! series that just got a record. Entries are re-checked lazily: a record may have refreshed the
+//! series since its deadline was pushed, so a popped entry whose deadline no longer matches the
+//! series' is skipped. A tick costs O(series that changed), not O(all series).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use crate::config::FeedConfig;
+use crate::model::{SeriesId, Status};
+use crate::tracker::{Series, Tracker};
+
+/// A feed's thresholds in milliseconds, plus what alerts need to describe it.
+#[derive(Debug, Clone)]
+pub struct FeedRules {
+    pub name: Arc<str>,
+    pub topic: String,
+    pub split: bool,
+    pub warn_after_ms: i64,
+    pub critical_after_ms: i64,
+}
+
+impl FeedRules {
+    pub fn from_config(feed: &FeedConfig) -> Self {
+        FeedRules {
+            name: feed.name.clone(),
+            topic: feed.topics.describe().to_owned(),
+            split: feed.split.is_some(),
+            warn_after_ms: duration_ms(feed.warn_after),
+            critical_after_ms: duration_ms(feed.critical_after),
+        }
+    }
+}
+
+fn duration_ms(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A series changed status: what the alert sinks need, copied out of the tracker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub feed: Arc<str>,
+    pub key: String,
+    pub split: bool,
+    pub topic: String,
+    pub from: Status,
+    pub to: Status,
+    /// When the status changed, unix ms.
+    pub at_ms: i64,
+    /// When the previous status was entered, unix ms (for "was stale for ...").
+    pub from_since_ms: i64,
+    pub last_seen_ms: Option<i64>,
+    pub staleness_ms: Option<i64>,
+    pub warn_after_ms: i64,
+    pub critical_after_ms: i64,
+    pub records: u64,
+}
+
+/// The status a series has at `now_ms`, and when it next could change without a record.
+pub fn judge(series: &Series, watch_started_ms: i64, rules: &FeedRules, now_ms: i64) -> (Status, i64) {
+    match series.last_seen() {
+        Some(last_seen_ms) => {
+            let staleness_ms = now_ms.saturating_sub(last_seen_ms);
+            if staleness_ms >= rules.critical_after_ms {
+                (Status::Critical, i64::MAX)
+            } else if staleness_ms >= rules.warn_after_ms {
+                (
+                    Status::Warning,
+                    last_seen_ms.saturating_add(rules.critical_after_ms),
+                )
+            } else {
+                (Status::Ok, last_seen_ms.saturating_add(rules.warn_after_ms))
+            }
+        }
+        None => {
+            let never_seen_at = watch_started_ms.saturating_add(rules.critical_after_ms);
+            if now_ms >= never_seen_at {
+                (Status::NeverSeen, i64::MAX)
+            } else {
+                (Status::Unknown, never_seen_at)
+            }
+        }
+    }
+}
+
+/// Owns the deadline heap.
+#[derive(Debug)]
+pub struct Evaluator {
+    rules: Vec<FeedRules>,
+    deadlines: BinaryHeap<Reverse<(i64, SeriesId)>>,
+}
+
+impl Evaluator {
+    pub fn new(feeds: &[FeedConfig]) -> Self {
+        Evaluator {
+            rules: feeds.iter().map(FeedRules::from_config).collect(),
+            deadlines: BinaryHeap::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &[FeedRules] {
+        &self.rules
+    }
+
+    /// Brings every series whose status may have changed up to `now_ms`.
+    pub fn tick(&mut self, tracker: &mut Tracker, now_ms: i64) -> Vec<Transition> {
+        let mut transitions = Vec::new();
+        for id in tracker.take_new_series() {
+            self.rejudge(tracker, id, now_ms, &mut transitions);
+        }
+        for id in tracker.take_refreshed() {
+            self.rejudge(tracker, id, now_ms, &mut transitions);
+        }
+        while let Some(&Reverse((deadline_ms, id))) = self.deadlines.peek() {
+            if deadline_ms > now_ms {
+                break;
+            }
+            self.deadlines.pop();
+            if tracker.series(id).deadline_ms != deadline_ms {
+                continue; // superseded by a later push
+            }
+            self.rejudge(tracker, id, now_ms, &mut transitions);
+        }
+        transitions
+    }
+
+    /// Describes a series as it stands (from = to = its status), for sinks that must take up an
+    /// alert that was already firing before a restart.
+    pub fn describe(&self, tracker: &Tracker, id: SeriesId, now_ms: i64) -> Transition {
+        let rules = &self.rules[id.feed as usize];
+        let series = tracker.series(id);
+        Transition {
+            feed: rules.name.clone(),
+            key: series.key().into_owned(),
+            split: rules.split,
+            topic: rules.topic.clone(),
+            from: series.status,
+            to: series.status,
+            at_ms: now_ms,
+            from_since_ms: series.status_since_ms,
+            last_seen_ms: series.last_seen(),
+            staleness_ms: series
+                .last_seen()
+                .map(|last_seen_ms| now_ms.saturating_sub(last_seen_ms).max(0)),
+            warn_after_ms: rules.warn_after_ms,
+            critical_after_ms: rules.critical_after_ms,
+            records: series.records,
+        }
+    }
+
+    /// Number of pending deadline entries (including superseded ones not yet popped).
+    pub fn scheduled(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    fn rejudge(
+        &mut self,
+        tracker: &mut Tracker,
+        id: SeriesId,
+        now_ms: i64,
+        transitions: &mut Vec<Transition>,
+    ) {
+        let rules = &self.rules[id.feed as usize];
+        let watch_started_ms = tracker.feed(id.feed).watch_started_ms;
+        let series = tracker.series(id);
+        let (status, next_deadline_ms) = judge(series, watch_started_ms, rules, now_ms);
+        if status != series.status {
+            let mut transition = self.describe(tracker, id, now_ms);
+            transition.to = status;
+            transitions.push(transition);
+            tracker.set_status(id, status, now_ms);
+        }
+        let series = tracker.series_mut(id);
+        if series.deadline_ms != next_deadline_ms {
+            series.deadline_ms = next_deadline_ms;
+            if next_deadline_ms != i64::MAX {
+                self.deadlines.push(Reverse((next_deadline_ms, id)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

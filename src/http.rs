@@ -1,0 +1,224 @@
+//! The HTTP side: `/metrics`, `/api/v1/feeds`, `/healthz`, `/readyz`.
+//!
+//! Everything is read from the tracker at request time; nothing here changes state.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{rfc3339, SharedClock};
+use crate::evaluate::FeedRules;
+use crate::source::SourceStatus;
+use crate::tracker::Tracker;
+
+/// What `/readyz` checks: the consumer has partitions and the state store answers.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    pub source: Arc<SourceStatus>,
+    pub state_store_up: AtomicBool,
+}
+
+impl Readiness {
+    pub fn new(source: Arc<SourceStatus>) -> Self {
+        Readiness {
+            source,
+            state_store_up: AtomicBool::new(true),
+        }
+    }
+
+    /// `None` when ready, else the reasons.
+    pub fn problems(&self) -> Option<Vec<&'static str>> {
+        let mut problems = Vec::new();
+        if !self.source.has_assignment.load(Ordering::Relaxed) {
+            problems.push("kafka consumer has no partition assignment yet");
+        }
+        if !self.state_store_up.load(Ordering::Relaxed) {
+            problems.push("state store does not answer");
+        }
+        (!problems.is_empty()).then_some(problems)
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub tracker: Arc<Mutex<Tracker>>,
+    pub rules: Arc<[FeedRules]>,
+    pub clock: SharedClock,
+    pub registry: Arc<Registry>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// One row of `/api/v1/feeds`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeedRow {
+    pub feed: String,
+    pub key: String,
+    pub status: String,
+    pub last_seen: Option<String>,
+    pub staleness_seconds: Option<f64>,
+    pub warn_after_seconds: f64,
+    pub critical_after_seconds: f64,
+    pub records: u64,
+    pub topic: String,
+    pub status_since: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FeedsQuery {
+    /// Only this feed.
+    feed: Option<String>,
+    /// Only series with this status.
+    status: Option<String>,
+    /// At most this many rows (stalest first).
+    limit: Option<usize>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/feeds", get(feeds))
+        .route("/api/v1/feeds/{feed}", get(feed))
+        .with_state(state)
+}
+
+/// Binds `listen` (so a taken port fails at start) and returns the server future's runner.
+pub async fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await
+}
+
+/// Serves until `shutdown` fires.
+pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
+    let app = router(state);
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(%error, "http server failed");
+    }
+}
+
+async fn index() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": "freshwatch",
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/healthz", "/readyz"],
+    }))
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let text = crate::metrics::render(&state.registry);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    match state.readiness.problems() {
+        None => Json(serde_json::json!({"ready": true})).into_response(),
+        Some(reasons) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "reasons": reasons})),
+        )
+            .into_response(),
+    }
+}
+
+/// Builds rows, stalest first: by status rank, then staleness, then never-seen last-seen.
+pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
+    let now_ms = state.clock.now_ms();
+    let tracker = state.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut rows: Vec<(u8, i64, FeedRow)> = Vec::new();
+    for (feed_track, rules) in tracker.feeds().iter().zip(state.rules.iter()) {
+        if only_feed.is_some_and(|name| name != &*feed_track.name) {
+            continue;
+        }
+        for series in feed_track.series() {
+            let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
+            rows.push((
+                series.status.rank(),
+                staleness_ms.unwrap_or(i64::MAX),
+                FeedRow {
+                    feed: feed_track.name.to_string(),
+                    key: series.key().into_owned(),
+                    status: series.status.as_str().to_owned(),
+                    last_seen: series.last_seen().map(rfc3339),
+                    staleness_seconds: staleness_ms.map(|millis| millis as f64 / 1000.0),
+                    warn_after_seconds: rules.warn_after_ms as f64 / 1000.0,
+                    critical_after_seconds: rules.critical_after_ms as f64 / 1000.0,
+                    records: series.records,
+                    topic: rules.topic.clone(),
+                    status_since: (series.status_since_ms > 0).then(|| rfc3339(series.status_since_ms)),
+                },
+            ));
+        }
+    }
+    drop(tracker);
+    rows.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(b.1.cmp(&a.1))
+            .then_with(|| a.2.feed.cmp(&b.2.feed))
+            .then_with(|| a.2.key.cmp(&b.2.key))
+    });
+    rows.into_iter().map(|(_, _, row)| row).collect()
+}
+
+async fn feeds(State(state): State<HttpState>, Query(query): Query<FeedsQuery>) -> Json<Vec<FeedRow>> {
+    let mut rows = feed_rows(&state, query.feed.as_deref());
+    if let Some(status) = &query.status {
+        rows.retain(|row| &row.status == status);
+    }
+    if let Some(limit) = query.limit {
+        rows.truncate(limit);
+    }
+    Json(rows)
+}
+
+async fn feed(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
+    if !state.rules.iter().any(|rules| *rules.name == *name) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no feed named {name:?}")})),
+        )
+            .into_response();
+    }
+    Json(feed_rows(&state, Some(&name))).into_response()
+}
+
+/// Orders rows the way `freshwatch status` prints them (used by the CLI on fetched rows).
+pub fn stalest_first(a: &FeedRow, b: &FeedRow) -> CmpOrdering {
+    let rank = |row: &FeedRow| {
+        crate::model::Status::parse(&row.status)
+            .map(|status| status.rank())
+            .unwrap_or(0)
+    };
+    rank(b)
+        .cmp(&rank(a))
+        .then_with(|| {
+            let staleness = |row: &FeedRow| row.staleness_seconds.unwrap_or(f64::INFINITY);
+            staleness(b).total_cmp(&staleness(a))
+        })
+        .then_with(|| a.feed.cmp(&b.feed))
+        .then_with(|| a.key.cmp(&b.key))
+}

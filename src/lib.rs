@@ -1,0 +1,38 @@
+//! freshwatch: a data-pipeline freshness watchdog for Kafka.
+//!
+//! # Layout
+//! Records flow one way:
+//!
+//! ```text
+//! source (Kafka) ──▶ extract ──▶ tracker ──▶ evaluate ──▶ alert (Alertmanager, webhook)
+//!                                   │
+//!                     state (Redis / embedded), http (API, /metrics) read from the side
+//! ```
+//!
+//! - [`config`]: the TOML file, validated into typed config; errors name the key.
+//! - [`source`]: the librdkafka consumer thread; applies records to the tracker in batches and
+//!   commits offsets only after the state they produced is stored.
+//! - [`extract`]: per record, the split value and event time; no allocation on the hot path.
+//! - [`tracker`]: the series table, last-seen as a max, and what changed since the last look.
+//! - [`evaluate`]: deadline-driven judging against thresholds; emits status transitions.
+//! - [`alert`]: one task per sink, retries with backoff, never drops silently.
+//! - [`state`]: persistence (Redis or redb) so restarts keep every staleness clock running.
+//! - [`http`] and [`metrics`]: the API, health, and Prometheus exposition.
+//! - [`app`]: wires it all and shuts down in order; [`demo`] and [`status`] back the CLI.
+//! - [`clock`] and [`model`]: time and the shared domain types.
+#![forbid(unsafe_code)]
+
+pub mod alert;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod evaluate;
+pub mod extract;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod source;
+pub mod state;
+pub mod status;
+pub mod tracker;

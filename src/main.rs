@@ -1,0 +1,162 @@
+//! The `freshwatch` command: parse, load config, set up logging, run, map errors to exit codes.
+//!
+//! Exit codes: 0 success, 1 invalid config, 2 bad command line, 3 could not start or failed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+const EXIT_CONFIG: u8 = 1;
+const EXIT_FAILURE: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "freshwatch", version, about = "Pages when a Kafka feed goes quiet")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FRESHWATCH_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the watchdog.
+    Run {
+        #[arg(long, short, env = "FRESHWATCH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file and print the resolved feeds and thresholds.
+    CheckConfig {
+        #[arg(long, short, env = "FRESHWATCH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run everything in-process against a mock Kafka cluster; no servers needed.
+    Demo {
+        /// Stop by itself after this long (e.g. 60s).
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        run_for: Option<Duration>,
+        /// Where to serve the API and metrics.
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        listen: SocketAddr,
+    },
+    /// Print a running instance's feeds, stalest first.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:9187", env = "FRESHWATCH_URL")]
+        url: String,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Status { url } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(anyhow::Error::new(error)),
+            };
+            match runtime.block_on(freshwatch::status::fetch(&url)) {
+                Ok(rows) => {
+                    print!("{}", freshwatch::status::render_table(&rows));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(error.into()),
+            }
+        }
+        Command::Run { config } => {
+            init_tracing(cli.log_format);
+            let config = match freshwatch::config::load(&config) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            serve(|shutdown| async move {
+                let running = freshwatch::app::start(config, Arc::new(freshwatch::clock::SystemClock), shutdown)
+                    .await
+                    .context("freshwatch could not start")?;
+                running.wait().await;
+                Ok(())
+            }, None)
+        }
+        Command::Demo { run_for, listen } => {
+            init_tracing(cli.log_format);
+            serve(move |shutdown| freshwatch::demo::run(listen, shutdown), run_for)
+        }
+    }
+}
+
+/// Runs `body` on a multi-threaded runtime; SIGINT, SIGTERM or `run_for` fire its shutdown token.
+fn serve<F, Fut>(body: F, run_for: Option<Duration>) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(anyhow::Error::new(error)),
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            match run_for {
+                Some(duration) => {
+                    tokio::select! {
+                        _ = freshwatch::app::shutdown_signal() => {}
+                        _ = tokio::time::sleep(duration) => tracing::info!("--for elapsed"),
+                    }
+                }
+                None => freshwatch::app::shutdown_signal().await,
+            }
+            trigger.cancel();
+        });
+        body(shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error),
+    }
+}
+
+fn fail(error: anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::from(EXIT_FAILURE)
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match freshwatch::config::load(path) {
+        Ok(config) => {
+            print!("{}", freshwatch::config::describe(&config));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}

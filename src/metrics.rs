@@ -1,0 +1,305 @@
+//! Every Prometheus metric freshwatch exports, with its help text.
+//!
+//! Process-wide counters live in a prometheus-client [`Registry`]. The per-series gauges
+//! (`freshwatch_feed_*`) are read from the tracker at scrape time by [`FeedCollector`], so a
+//! record never touches a metric and staleness is exact at the moment of the scrape. Labels are
+//! bounded: `feed` by the config, `key` by the split values seen, `reason` and `outcome` by fixed
+//! sets.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::clock::SharedClock;
+use crate::evaluate::FeedRules;
+use crate::tracker::Tracker;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub feed: String,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SinkOutcomeLabels {
+    pub sink: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// `freshwatch_alerts_sent_total` outcomes.
+pub const OUTCOME_ACCEPTED: &str = "accepted";
+/// A delivery attempt failed and will be retried.
+pub const OUTCOME_FAILED: &str = "failed";
+/// The sink refused a notification permanently (4xx): logged, counted, not retried.
+pub const OUTCOME_REJECTED: &str = "rejected";
+
+/// Handles to every metric; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub record_errors: Family<ErrorLabels, Counter>,
+    pub records_consumed: Counter,
+    pub alerts_sent: Family<SinkOutcomeLabels, Counter>,
+    pub state_flushes: Family<OutcomeLabels, Counter>,
+    pub state_store_up: Gauge,
+    pub source_up: Gauge,
+    pub assigned_partitions: Gauge,
+    pub transitions: Family<OutcomeLabels, Counter>,
+}
+
+impl Metrics {
+    /// Registers the process-wide metrics and the per-series collector.
+    pub fn register(
+        registry: &mut Registry,
+        tracker: Arc<Mutex<Tracker>>,
+        rules: Arc<[FeedRules]>,
+        clock: SharedClock,
+    ) -> Metrics {
+        let metrics = Metrics::default();
+        registry.register(
+            "freshwatch_record_errors",
+            "Records that did not refresh their feed, by reason",
+            metrics.record_errors.clone(),
+        );
+        registry.register(
+            "freshwatch_records_consumed",
+            "Records read from Kafka",
+            metrics.records_consumed.clone(),
+        );
+        registry.register(
+            "freshwatch_alerts_sent",
+            "Alert delivery attempts by sink and outcome (accepted, failed and retried, rejected)",
+            metrics.alerts_sent.clone(),
+        );
+        registry.register(
+            "freshwatch_state_flushes",
+            "Writes of changed series to the state store, by outcome",
+            metrics.state_flushes.clone(),
+        );
+        registry.register(
+            "freshwatch_state_store_up",
+            "1 while the state store answers",
+            metrics.state_store_up.clone(),
+        );
+        registry.register(
+            "freshwatch_source_up",
+            "1 while Kafka is reachable",
+            metrics.source_up.clone(),
+        );
+        registry.register(
+            "freshwatch_assigned_partitions",
+            "Partitions assigned to this instance by the consumer group",
+            metrics.assigned_partitions.clone(),
+        );
+        registry.register(
+            "freshwatch_status_transitions",
+            "Series status changes, by the status entered",
+            metrics.transitions.clone(),
+        );
+        registry.register_collector(Box::new(FeedCollector {
+            tracker,
+            rules,
+            clock,
+        }));
+        metrics
+    }
+
+    /// Pre-creates the error series of a feed at zero, so rate() works from the first error.
+    pub fn declare_feed(&self, feed: &str) {
+        for reason in crate::extract::RecordError::REASONS {
+            drop(self.record_errors.get_or_create(&ErrorLabels {
+                feed: feed.to_owned(),
+                reason,
+            }));
+        }
+    }
+
+    pub fn declare_sink(&self, sink: &str) {
+        for outcome in [OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED] {
+            drop(self.alerts_sent.get_or_create(&SinkOutcomeLabels {
+                sink: sink.to_owned(),
+                outcome,
+            }));
+        }
+    }
+
+    pub fn count_record_error(&self, feed: &str, reason: &'static str) {
+        self.record_errors
+            .get_or_create(&ErrorLabels {
+                feed: feed.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn count_alert(&self, sink: &str, outcome: &'static str) {
+        self.alerts_sent
+            .get_or_create(&SinkOutcomeLabels {
+                sink: sink.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
+/// Renders the Prometheus text format of a registry.
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        tracing::error!(%error, "metrics encoding failed");
+    }
+    text
+}
+
+/// A label value escaped per the exposition format (the client library writes values as-is,
+/// and split values come from record data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        for character in self.0.chars() {
+            match character {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                other => encoder.write_char(other)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-series gauges, computed from the tracker at scrape time.
+#[derive(Debug)]
+struct FeedCollector {
+    tracker: Arc<Mutex<Tracker>>,
+    rules: Arc<[FeedRules]>,
+    clock: SharedClock,
+}
+
+impl Collector for FeedCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now_ms = self.clock.now_ms();
+        let tracker = self.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+        {
+            let mut metric = encoder.encode_descriptor(
+                "freshwatch_feed_last_seen_timestamp_seconds",
+                "Newest event time seen on the feed, unix seconds (absent until seen)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for feed in tracker.feeds() {
+                for series in feed.series() {
+                    if let Some(last_seen_ms) = series.last_seen() {
+                        let key = series.key();
+                        let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&key))];
+                        metric
+                            .encode_family(&labels)?
+                            .encode_gauge(&(last_seen_ms as f64 / 1000.0))?;
+                    }
+                }
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "freshwatch_feed_staleness_seconds",
+                "Seconds since the newest event time seen (absent until seen)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for feed in tracker.feeds() {
+                for series in feed.series() {
+                    if let Some(last_seen_ms) = series.last_seen() {
+                        let key = series.key();
+                        let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&key))];
+                        let staleness = (now_ms - last_seen_ms).max(0) as f64 / 1000.0;
+                        metric.encode_family(&labels)?.encode_gauge(&staleness)?;
+                    }
+                }
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "freshwatch_feed_status",
+                "0 ok, 1 warning, 2 critical, 3 never_seen, 4 unknown",
+                None,
+                MetricType::Gauge,
+            )?;
+            for feed in tracker.feeds() {
+                for series in feed.series() {
+                    let key = series.key();
+                    let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&key))];
+                    metric
+                        .encode_family(&labels)?
+                        .encode_gauge(&series.status.gauge_value())?;
+                }
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "freshwatch_feed_records",
+                "Records counted on the feed since this process started",
+                None,
+                MetricType::Counter,
+            )?;
+            for feed in tracker.feeds() {
+                for series in feed.series() {
+                    let key = series.key();
+                    let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&key))];
+                    metric
+                        .encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, u64, f64>(&series.records, None)?;
+                }
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "freshwatch_feed_keys",
+                "Series tracked per feed (1 for an unsplit feed)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for feed in tracker.feeds() {
+                let labels = [("feed", Escaped(&feed.name))];
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&(feed.series().len() as i64))?;
+            }
+        }
+        for (name, help, pick) in [
+            (
+                "freshwatch_feed_warn_after_seconds",
+                "The feed's warning threshold",
+                (|rules: &FeedRules| rules.warn_after_ms) as fn(&FeedRules) -> i64,
+            ),
+            (
+                "freshwatch_feed_critical_after_seconds",
+                "The feed's critical threshold",
+                |rules: &FeedRules| rules.critical_after_ms,
+            ),
+        ] {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for rules in self.rules.iter() {
+                let labels = [("feed", Escaped(&rules.name))];
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&(pick(rules) as f64 / 1000.0))?;
+            }
+        }
+        Ok(())
+    }
+}

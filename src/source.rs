@@ -1,0 +1,469 @@
+//! The Kafka source: consumes the feeds' topics and hands each record to the tracker.
+//!
+//! librdkafka's `BaseConsumer` is polled on a dedicated thread, because its rebalance callbacks
+//! are synchronous. Records are applied in batches under one tracker lock. Offsets are never
+//! auto-committed: the state flush commits the positions the tracker had when it wrote the state
+//! store, so a `kill -9` can replay records but never skip one whose last-seen was not saved.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::{raw::RawStart, Config, FeedConfig, TopicMatcher};
+use crate::extract::{Extractor, Record, FUTURE_TIMESTAMP_REASON};
+use crate::metrics::Metrics;
+use crate::model::FeedIndex;
+use crate::tracker::{Positions, Tracker};
+
+/// Records applied per tracker lock.
+const BATCH_SIZE: usize = 2048;
+
+/// The consumer could not be created or subscribed; permanent (a config problem).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot create Kafka consumer: {0}")]
+    Create(KafkaError),
+    #[error("cannot subscribe to {topics:?}: {error}")]
+    Subscribe { topics: Vec<String>, error: KafkaError },
+}
+
+/// What the rest of the process can see of the source.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    /// Partitions currently assigned to this instance.
+    pub assigned_partitions: AtomicUsize,
+    /// Whether a rebalance has assigned partitions at least once, or the group is stable.
+    pub has_assignment: AtomicBool,
+    /// Whether the last contact with the brokers succeeded.
+    pub reachable: AtomicBool,
+}
+
+/// librdkafka callbacks: logging, errors, rebalances. Kept thin.
+pub struct SourceContext {
+    status: Arc<SourceStatus>,
+    metrics: Metrics,
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.status.reachable.store(false, Ordering::Relaxed);
+            self.metrics.source_up.set(0);
+        }
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let assigned = consumer
+            .assignment()
+            .map(|list| list.count())
+            .unwrap_or_default();
+        self.status
+            .assigned_partitions
+            .store(assigned, Ordering::Relaxed);
+        self.metrics.assigned_partitions.set(assigned as i64);
+        match rebalance {
+            Rebalance::Assign(_) => {
+                self.status.has_assignment.store(true, Ordering::Relaxed);
+                tracing::info!(partitions = assigned, "partitions assigned");
+            }
+            Rebalance::Revoke(_) => tracing::info!(partitions = assigned, "partitions revoked"),
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+        }
+    }
+}
+
+/// A borrowed Kafka message, seen through [`Record`].
+struct KafkaRecord<'a, 'b>(&'b BorrowedMessage<'a>);
+
+impl Record for KafkaRecord<'_, '_> {
+    fn partition(&self) -> i32 {
+        self.0.partition()
+    }
+    fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+    fn payload(&self) -> Option<&[u8]> {
+        self.0.payload()
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        let headers = self.0.headers()?;
+        headers
+            .iter()
+            .find(|header| header.key == name)
+            .and_then(|header| header.value)
+    }
+    fn timestamp_ms(&self) -> Option<i64> {
+        self.0.timestamp().to_millis()
+    }
+}
+
+/// A handle kept by the state flush to commit offsets.
+#[derive(Clone)]
+pub struct SourceHandle {
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    pub status: Arc<SourceStatus>,
+}
+
+impl std::fmt::Debug for SourceHandle {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SourceHandle")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceHandle {
+    /// Commits the positions of the partitions this instance still owns.
+    pub fn commit(&self, positions: &Positions) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        for element in assignment.elements() {
+            let offset = positions
+                .get(element.topic())
+                .and_then(|offsets| offsets.get(usize::try_from(element.partition()).ok()?))
+                .copied()
+                .unwrap_or(-1);
+            if offset >= 0 {
+                // Cannot fail for a fresh list and a valid offset.
+                let _ = list.add_partition_offset(
+                    element.topic(),
+                    element.partition(),
+                    Offset::Offset(offset),
+                );
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::warn!(%error, "offset commit failed; records may be read again after a restart");
+        }
+    }
+}
+
+/// Builds the consumer. Warns about settings that would lose records.
+fn create_consumer(
+    config: &Config,
+    status: Arc<SourceStatus>,
+    metrics: Metrics,
+) -> Result<BaseConsumer<SourceContext>, SourceError> {
+    let mut client_config = ClientConfig::new();
+    for (key, value) in &config.kafka.properties {
+        client_config.set(key, value);
+    }
+    client_config
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", &config.kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match config.kafka.start {
+                RawStart::Earliest => "earliest",
+                RawStart::Latest => "latest",
+            },
+        );
+    if !config.kafka.properties.contains_key("client.id") {
+        client_config.set("client.id", "freshwatch");
+    }
+    if config.kafka.properties.get("isolation.level").map(String::as_str) == Some("read_uncommitted") {
+        tracing::warn!("isolation.level=read_uncommitted: aborted transactions will refresh feeds");
+    }
+    client_config
+        .create_with_context(SourceContext { status, metrics })
+        .map_err(SourceError::Create)
+}
+
+/// Which feeds read a topic, cached per topic name.
+struct Router {
+    feeds: Vec<(TopicMatcher, Extractor)>,
+    routes: HashMap<String, Vec<FeedIndex>>,
+}
+
+impl Router {
+    fn new(feeds: &[FeedConfig], max_future_skew_ms: i64) -> Self {
+        Router {
+            feeds: feeds
+                .iter()
+                .map(|feed| (feed.topics.clone(), Extractor::new(feed, max_future_skew_ms)))
+                .collect(),
+            routes: HashMap::new(),
+        }
+    }
+
+    /// Makes sure `routes` has an entry for `topic`.
+    fn learn(&mut self, topic: &str) {
+        if !self.routes.contains_key(topic) {
+            let matching = self
+                .feeds
+                .iter()
+                .enumerate()
+                .filter(|(_, (matcher, _))| matcher.matches(topic))
+                .map(|(index, _)| index as FeedIndex)
+                .collect();
+            self.routes.insert(topic.to_owned(), matching);
+        }
+    }
+
+    /// Topics to subscribe to: the exact names plus every known topic a regex matches.
+    fn subscription(&self, known_topics: &[String]) -> BTreeSet<String> {
+        let mut topics = BTreeSet::new();
+        for (matcher, _) in &self.feeds {
+            match matcher {
+                TopicMatcher::Exact(name) => {
+                    topics.insert(name.clone());
+                }
+                TopicMatcher::Regex(regex) => topics.extend(
+                    known_topics
+                        .iter()
+                        .filter(|topic| regex.is_match(topic))
+                        .cloned(),
+                ),
+            }
+        }
+        topics
+    }
+
+    fn has_regex(&self) -> bool {
+        self.feeds
+            .iter()
+            .any(|(matcher, _)| matches!(matcher, TopicMatcher::Regex(_)))
+    }
+}
+
+/// Logs at most one line per (feed, reason) per interval, with the count it held back.
+struct RateLimitedLog {
+    interval: Duration,
+    last: HashMap<(FeedIndex, &'static str), (Instant, u64)>,
+}
+
+impl RateLimitedLog {
+    fn new(interval: Duration) -> Self {
+        RateLimitedLog {
+            interval,
+            last: HashMap::new(),
+        }
+    }
+
+    fn record_error(&mut self, feed: FeedIndex, feed_name: &str, reason: &'static str, detail: &dyn std::fmt::Display, topic: &str, partition: i32, offset: i64) {
+        let now = Instant::now();
+        let entry = self.last.entry((feed, reason)).or_insert((now - self.interval, 0));
+        if now.duration_since(entry.0) < self.interval {
+            entry.1 += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut entry.1);
+        entry.0 = now;
+        tracing::warn!(feed = feed_name, reason, %detail, topic, partition, offset, suppressed, "record did not refresh its feed");
+    }
+}
+
+/// The consumer thread's state.
+pub struct Source {
+    consumer: Arc<BaseConsumer<SourceContext>>,
+    router: Router,
+    tracker: Arc<Mutex<Tracker>>,
+    feed_names: Vec<Arc<str>>,
+    metrics: Metrics,
+    clock: SharedClock,
+    status: Arc<SourceStatus>,
+    metadata_refresh: Duration,
+    subscribed: BTreeSet<String>,
+    errors_log: RateLimitedLog,
+}
+
+impl Source {
+    pub fn new(
+        config: &Config,
+        tracker: Arc<Mutex<Tracker>>,
+        metrics: Metrics,
+        clock: SharedClock,
+    ) -> Result<(Source, SourceHandle), SourceError> {
+        let status = Arc::new(SourceStatus::default());
+        let consumer = Arc::new(create_consumer(config, status.clone(), metrics.clone())?);
+        let max_future_skew_ms =
+            i64::try_from(config.evaluation.max_future_skew.as_millis()).unwrap_or(i64::MAX);
+        let source = Source {
+            consumer: consumer.clone(),
+            router: Router::new(&config.feeds, max_future_skew_ms),
+            tracker,
+            feed_names: config.feeds.iter().map(|feed| feed.name.clone()).collect(),
+            metrics,
+            clock,
+            status: status.clone(),
+            metadata_refresh: config.kafka.metadata_refresh,
+            subscribed: BTreeSet::new(),
+            errors_log: RateLimitedLog::new(Duration::from_secs(10)),
+        };
+        Ok((source, SourceHandle { consumer, status }))
+    }
+
+    fn refresh_subscription(&mut self) -> Result<(), SourceError> {
+        let known_topics = if self.router.has_regex() {
+            match self.consumer.fetch_metadata(None, Duration::from_secs(5)) {
+                Ok(metadata) => {
+                    self.mark_reachable();
+                    metadata
+                        .topics()
+                        .iter()
+                        .map(|topic| topic.name().to_owned())
+                        .collect()
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read topic metadata; keeping the current subscription");
+                    return Ok(());
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let wanted = self.router.subscription(&known_topics);
+        if wanted == self.subscribed || wanted.is_empty() {
+            return Ok(());
+        }
+        let topics: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&topics)
+            .map_err(|error| SourceError::Subscribe {
+                topics: wanted.iter().cloned().collect(),
+                error,
+            })?;
+        tracing::info!(topics = ?topics, "subscribed");
+        self.subscribed = wanted;
+        Ok(())
+    }
+
+    fn mark_reachable(&self) {
+        if !self.status.reachable.swap(true, Ordering::Relaxed) {
+            self.metrics.source_up.set(1);
+        }
+    }
+
+    /// Polls until `shutdown` fires. Runs on its own thread.
+    pub fn run(mut self, shutdown: CancellationToken) -> Result<(), SourceError> {
+        self.refresh_subscription()?;
+        let mut next_refresh = Instant::now() + self.metadata_refresh;
+        while !shutdown.is_cancelled() {
+            if Instant::now() >= next_refresh {
+                self.refresh_subscription()?;
+                next_refresh = Instant::now() + self.metadata_refresh;
+            }
+            let consumer = self.consumer.clone();
+            let Some(first) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            self.apply_batch(&consumer, first);
+        }
+        tracing::info!("source stopped");
+        Ok(())
+    }
+
+    /// Applies `first` and whatever else is already fetched, under one tracker lock.
+    fn apply_batch(
+        &mut self,
+        consumer: &BaseConsumer<SourceContext>,
+        first: rdkafka::error::KafkaResult<BorrowedMessage<'_>>,
+    ) {
+        let arrival_ms = self.clock.now_ms();
+        let tracker_handle = self.tracker.clone();
+        let mut tracker = tracker_handle.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut next = Some(first);
+        let mut applied = 0u64;
+        while let Some(result) = next.take() {
+            match result {
+                Ok(message) => {
+                    self.apply(&mut tracker, &message, arrival_ms);
+                    applied += 1;
+                }
+                Err(error) => self.poll_error(error),
+            }
+            if applied < BATCH_SIZE as u64 {
+                next = consumer.poll(Duration::ZERO);
+            }
+        }
+        drop(tracker);
+        if applied > 0 {
+            self.mark_reachable();
+            self.metrics.records_consumed.inc_by(applied);
+        }
+    }
+
+    fn apply(&mut self, tracker: &mut Tracker, message: &BorrowedMessage<'_>, arrival_ms: i64) {
+        let record = KafkaRecord(message);
+        let topic = message.topic();
+        let Source {
+            router,
+            metrics,
+            feed_names,
+            errors_log,
+            ..
+        } = self;
+        router.learn(topic);
+        for &feed in &router.routes[topic] {
+            let extractor = &router.feeds[feed as usize].1;
+            match extractor.extract(&record, arrival_ms) {
+                Ok(extracted) => {
+                    tracker.observe(feed, extracted.split.as_bytes(), extracted.event_ms);
+                    if extracted.clamped_future {
+                        metrics.count_record_error(&feed_names[feed as usize], FUTURE_TIMESTAMP_REASON);
+                    }
+                }
+                Err(error) => {
+                    metrics.count_record_error(&feed_names[feed as usize], error.reason());
+                    errors_log.record_error(
+                        feed,
+                        &feed_names[feed as usize],
+                        error.reason(),
+                        &error,
+                        topic,
+                        message.partition(),
+                        message.offset(),
+                    );
+                }
+            }
+        }
+        tracker.advance_position(topic, message.partition(), message.offset() + 1);
+    }
+
+    fn poll_error(&self, error: KafkaError) {
+        match error {
+            KafkaError::PartitionEOF(_) => {}
+            error => tracing::warn!(%error, "kafka poll error"),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Where last-seen times and verdicts survive restarts: Redis when `state.redis_url` is set,
+//! else an embedded redb file under `state.path`.
+//!
+//! Writes are merges: last-seen is a max, so writing a value twice, late, or from two replicas
+//! never moves a series backwards. The flush loop in [`crate::app`] writes only the series that
+//! changed since the last flush.
+
+mod embedded;
+mod redis_store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use embedded::EmbeddedStore;
+pub use redis_store::RedisStore;
+
+use crate::config::{StateBackend, StateConfig};
+use crate::model::Status;
+
+/// Why the store could not be used. All are transient from freshwatch's point of view: the
+/// flush loop keeps the changes and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("embedded store at {path}: {message}")]
+    Embedded { path: String, message: String },
+    #[error("stored value for {what} is corrupt: {value:?}")]
+    Corrupt { what: String, value: String },
+}
+
+/// One series as written to or read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesRecord {
+    pub feed: Arc<str>,
+    pub key: Vec<u8>,
+    pub last_seen_ms: Option<i64>,
+    /// The verdict and when it was entered.
+    pub status: Option<(Status, i64)>,
+}
+
+/// Everything loaded at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub series: Vec<SeriesRecord>,
+    /// Per feed: when freshwatch first watched it.
+    pub watch_started_ms: HashMap<String, i64>,
+}
+
+/// The configured store.
+#[derive(Debug, Clone)]
+pub enum StateStore {
+    Redis(RedisStore),
+    Embedded(EmbeddedStore),
+}
+
+impl StateStore {
+    pub async fn open(config: &StateConfig) -> Result<StateStore, StateError> {
+        match &config.backend {
+            StateBackend::Redis { url } => Ok(StateStore::Redis(
+                RedisStore::connect(url.expose(), &config.key_prefix).await?,
+            )),
+            StateBackend::Embedded { path } => {
+                Ok(StateStore::Embedded(EmbeddedStore::open(path.clone()).await?))
+            }
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StateStore::Redis(_) => "redis",
+            StateStore::Embedded(_) => "embedded",
+        }
+    }
+
+    /// Reads every series of the named feeds; feeds no longer configured are ignored.
+    pub async fn load(&self, feeds: &[Arc<str>]) -> Result<Snapshot, StateError> {
+        match self {
+            StateStore::Redis(store) => store.load(feeds).await,
+            StateStore::Embedded(store) => store.load(feeds).await,
+        }
+    }
+
+    /// Records when a feed was first watched, keeping an older value; returns the value kept.
+    pub async fn watch_started(&self, feed: &str, now_ms: i64) -> Result<i64, StateError> {
+        match self {
+            StateStore::Redis(store) => store.watch_started(feed, now_ms).await,
+            StateStore::Embedded(store) => store.watch_started(feed, now_ms).await,
+        }
+    }
+
+    /// Merges `records` into the store: last-seen by max, status by overwrite.
+    pub async fn write(&self, records: Vec<SeriesRecord>) -> Result<(), StateError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match self {
+            StateStore::Redis(store) => store.write(&records).await,
+            StateStore::Embedded(store) => store.write(records).await,
+        }
+    }
+
+    /// Whether the store answers now.
+    pub async fn ping(&self) -> Result<(), StateError> {
+        match self {
+            StateStore::Redis(store) => store.ping().await,
+            StateStore::Embedded(_) => Ok(()),
+        }
+    }
+}
+
+/// Status as stored: `critical@1700000000000`.
+fn encode_status(status: Status, since_ms: i64) -> String {
+    format!("{}@{since_ms}", status.as_str())
+}
+
+fn decode_status(what: &str, text: &str) -> Result<(Status, i64), StateError> {
+    let corrupt = || StateError::Corrupt {
+        what: what.to_owned(),
+        value: text.to_owned(),
+    };
+    let (status, since) = text.split_once('@').ok_or_else(corrupt)?;
+    let status = Status::parse(status).ok_or_else(corrupt)?;
+    let since_ms = since.parse().map_err(|_| corrupt())?;
+    Ok((status, since_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_encoding_round_trips() {
+        for status in Status::ALL {
+            let text = encode_status(status, 1_700_000_000_000);
+            assert_eq!(decode_status("x", &text).unwrap(), (status, 1_700_000_000_000));
+        }
+        assert!(decode_status("x", "bogus").is_err());
+        assert!(decode_status("x", "critical@soon").is_err());
+    }
+}

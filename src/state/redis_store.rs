@@ -1,0 +1,180 @@
+//! Redis layout, one hash tag per feed so a feed's keys stay on one Redis Cluster slot:
+//! - `{prefix}:{<feed>}:last_seen`: hash, split value → unix ms, merged with a max (Lua);
+//! - `{prefix}:{<feed>}:status`: hash, split value → `status@since_ms`;
+//! - `{prefix}:{<feed>}:meta`: hash, `watch_started` → unix ms (set once).
+//!
+//! The unsplit feed's split value is the empty string.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{decode_status, encode_status, SeriesRecord, Snapshot, StateError};
+
+/// Keeps the larger of the stored and the given last-seen, per field; safe across replicas.
+const MAX_MERGE: &str = r"
+for i = 1, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if (not current) or tonumber(current) < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+";
+
+/// Fields per script call, so one call never blocks Redis for long.
+const FIELDS_PER_CALL: usize = 500;
+
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StateError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let connection = ConnectionManager::new_with_config(client, config).await?;
+        Ok(RedisStore {
+            connection,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, feed: &str, what: &str) -> String {
+        format!("{}:{{{feed}}}:{what}", self.prefix)
+    }
+
+    pub async fn load(&self, feeds: &[Arc<str>]) -> Result<Snapshot, StateError> {
+        let mut connection = self.connection.clone();
+        let mut snapshot = Snapshot::default();
+        for feed in feeds {
+            let last_seen: Vec<(Vec<u8>, i64)> = redis::cmd("HGETALL")
+                .arg(self.key(feed, "last_seen"))
+                .query_async(&mut connection)
+                .await?;
+            let statuses: Vec<(Vec<u8>, String)> = redis::cmd("HGETALL")
+                .arg(self.key(feed, "status"))
+                .query_async(&mut connection)
+                .await?;
+            let mut by_key: std::collections::HashMap<Vec<u8>, SeriesRecord> =
+                std::collections::HashMap::new();
+            for (key, millis) in last_seen {
+                by_key
+                    .entry(key.clone())
+                    .or_insert_with(|| empty_record(feed, key))
+                    .last_seen_ms = Some(millis);
+            }
+            for (key, text) in statuses {
+                let what = format!("{}[{}]", self.key(feed, "status"), String::from_utf8_lossy(&key));
+                let status = decode_status(&what, &text)?;
+                by_key
+                    .entry(key.clone())
+                    .or_insert_with(|| empty_record(feed, key))
+                    .status = Some(status);
+            }
+            snapshot.series.extend(by_key.into_values());
+            let started: Option<i64> = redis::cmd("HGET")
+                .arg(self.key(feed, "meta"))
+                .arg("watch_started")
+                .query_async(&mut connection)
+                .await?;
+            if let Some(started) = started {
+                snapshot.watch_started_ms.insert(feed.to_string(), started);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    pub async fn watch_started(&self, feed: &str, now_ms: i64) -> Result<i64, StateError> {
+        let mut connection = self.connection.clone();
+        let meta = self.key(feed, "meta");
+        let (_, started): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("HSETNX")
+            .arg(&meta)
+            .arg("watch_started")
+            .arg(now_ms)
+            .cmd("HGET")
+            .arg(&meta)
+            .arg("watch_started")
+            .query_async(&mut connection)
+            .await?;
+        Ok(started)
+    }
+
+    pub async fn write(&self, records: &[SeriesRecord]) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let mut pipeline = redis::pipe();
+        let mut by_feed: std::collections::BTreeMap<&str, Vec<&SeriesRecord>> =
+            std::collections::BTreeMap::new();
+        for record in records {
+            by_feed.entry(&record.feed).or_default().push(record);
+        }
+        for (feed, feed_records) in by_feed {
+            let last_seen_key = self.key(feed, "last_seen");
+            let status_key = self.key(feed, "status");
+            let with_last_seen: Vec<(&[u8], i64)> = feed_records
+                .iter()
+                .filter_map(|record| Some((record.key.as_slice(), record.last_seen_ms?)))
+                .collect();
+            for chunk in with_last_seen.chunks(FIELDS_PER_CALL) {
+                let command = pipeline
+                    .cmd("EVAL")
+                    .arg(MAX_MERGE)
+                    .arg(1)
+                    .arg(&last_seen_key);
+                for (key, millis) in chunk {
+                    command.arg(*key).arg(*millis);
+                }
+                pipeline.ignore();
+            }
+            let with_status: Vec<(&[u8], String)> = feed_records
+                .iter()
+                .filter_map(|record| {
+                    let (status, since) = record.status?;
+                    Some((record.key.as_slice(), encode_status(status, since)))
+                })
+                .collect();
+            for chunk in with_status.chunks(FIELDS_PER_CALL) {
+                let command = pipeline.cmd("HSET").arg(&status_key);
+                for (key, text) in chunk {
+                    command.arg(*key).arg(text);
+                }
+                pipeline.ignore();
+            }
+        }
+        let () = pipeline.query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok(())
+    }
+}
+
+fn empty_record(feed: &Arc<str>, key: Vec<u8>) -> SeriesRecord {
+    SeriesRecord {
+        feed: feed.clone(),
+        key,
+        last_seen_ms: None,
+        status: None,
+    }
+}

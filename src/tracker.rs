@@ -1,0 +1,405 @@
+//! The table of series and their last-seen event time: what the source writes and everyone
+//! else reads.
+//!
+//! A record costs one hash lookup by borrowed key bytes and a max; a known key allocates nothing.
+//! The tracker also remembers what changed since the last look, so the evaluator and the state
+//! flush never scan the whole table:
+//! - `new_series`: series the evaluator has not scheduled yet;
+//! - `refreshed`: series that were alerting and just got a record (to resolve quickly);
+//! - `dirty`: series whose last-seen or status must be written to the state store.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+
+use crate::config::FeedConfig;
+use crate::model::{FeedIndex, SeriesId, Status};
+
+/// `last_seen_ms` of a series that never had a record.
+pub const NEVER: i64 = i64::MIN;
+
+/// One tracked series.
+#[derive(Debug, Clone)]
+pub struct Series {
+    key: Box<[u8]>,
+    /// Newest event time seen, unix ms, or [`NEVER`].
+    pub last_seen_ms: i64,
+    /// Records counted since this process started.
+    pub records: u64,
+    /// The evaluator's verdict.
+    pub status: Status,
+    /// When `status` was entered, unix ms.
+    pub status_since_ms: i64,
+    /// The evaluator's next scheduled look, unix ms (`i64::MAX`: none).
+    pub deadline_ms: i64,
+    /// Listed in `expected`, so it exists before any record.
+    pub expected: bool,
+    dirty: bool,
+}
+
+impl Series {
+    fn new(key: Box<[u8]>, expected: bool) -> Self {
+        Series {
+            key,
+            last_seen_ms: NEVER,
+            records: 0,
+            status: Status::Unknown,
+            status_since_ms: 0,
+            deadline_ms: i64::MAX,
+            expected,
+            dirty: false,
+        }
+    }
+
+    pub fn key_bytes(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The split value as text (lossy for non-UTF-8 keys); `""` for an unsplit feed.
+    pub fn key(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.key)
+    }
+
+    pub fn last_seen(&self) -> Option<i64> {
+        (self.last_seen_ms != NEVER).then_some(self.last_seen_ms)
+    }
+}
+
+/// All series of one configured feed.
+#[derive(Debug)]
+pub struct FeedTrack {
+    pub name: Arc<str>,
+    pub split: bool,
+    /// When freshwatch first started watching this feed (persisted), unix ms.
+    pub watch_started_ms: i64,
+    index: HashTable<u32>,
+    series: Vec<Series>,
+}
+
+impl FeedTrack {
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+}
+
+/// Per topic, per partition: the next offset to commit once the tracker's state is safe.
+pub type Positions = HashMap<String, Vec<i64>>;
+
+/// The series table.
+#[derive(Debug)]
+pub struct Tracker {
+    feeds: Vec<FeedTrack>,
+    hasher: hashbrown::DefaultHashBuilder,
+    new_series: Vec<SeriesId>,
+    refreshed: Vec<SeriesId>,
+    dirty: Vec<SeriesId>,
+    positions: Positions,
+    positions_changed: bool,
+}
+
+impl Tracker {
+    /// Creates the unsplit feeds' series and the expected split values, all not yet seen.
+    pub fn new(feeds: &[FeedConfig], now_ms: i64) -> Self {
+        let mut tracker = Tracker {
+            feeds: feeds
+                .iter()
+                .map(|feed| FeedTrack {
+                    name: feed.name.clone(),
+                    split: feed.split.is_some(),
+                    watch_started_ms: now_ms,
+                    index: HashTable::new(),
+                    series: Vec::new(),
+                })
+                .collect(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            new_series: Vec::new(),
+            refreshed: Vec::new(),
+            dirty: Vec::new(),
+            positions: Positions::new(),
+            positions_changed: false,
+        };
+        for (feed_index, feed) in feeds.iter().enumerate() {
+            let feed_index = feed_index as FeedIndex;
+            if feed.split.is_none() {
+                tracker.series_for(feed_index, b"", true);
+            }
+            for value in &feed.expected {
+                tracker.series_for(feed_index, value.as_bytes(), true);
+            }
+        }
+        tracker
+    }
+
+    /// Looks up or creates the series for `key`; only a new key allocates.
+    fn series_for(&mut self, feed: FeedIndex, key: &[u8], expected: bool) -> SeriesId {
+        let hash = self.hasher.hash_one(key);
+        let track = &mut self.feeds[feed as usize];
+        let series = &track.series;
+        if let Some(&index) = track
+            .index
+            .find(hash, |&index| &*series[index as usize].key == key)
+        {
+            return SeriesId { feed, index };
+        }
+        let index = u32::try_from(track.series.len()).expect("fewer than 2^32 series per feed");
+        track.series.push(Series::new(key.into(), expected));
+        let hasher = &self.hasher;
+        let series = &track.series;
+        track.index.insert_unique(hash, index, |&existing| {
+            hasher.hash_one(&*series[existing as usize].key)
+        });
+        let id = SeriesId { feed, index };
+        self.new_series.push(id);
+        id
+    }
+
+    /// Counts a record with event time `event_ms`; last-seen only moves forward.
+    pub fn observe(&mut self, feed: FeedIndex, key: &[u8], event_ms: i64) -> SeriesId {
+        let id = self.series_for(feed, key, false);
+        let series = &mut self.feeds[feed as usize].series[id.index as usize];
+        series.records += 1;
+        if event_ms > series.last_seen_ms {
+            series.last_seen_ms = event_ms;
+            if !series.dirty {
+                series.dirty = true;
+                self.dirty.push(id);
+            }
+            if series.status != Status::Ok {
+                self.refreshed.push(id);
+            }
+        }
+        id
+    }
+
+    /// Merges persisted state at start: last-seen is a max, the status is taken as it was.
+    pub fn restore(
+        &mut self,
+        feed: FeedIndex,
+        key: &[u8],
+        last_seen_ms: Option<i64>,
+        status: Option<(Status, i64)>,
+    ) {
+        // An unsplit feed has only the empty key; a split feed never has it.
+        if self.feeds[feed as usize].split == key.is_empty() {
+            return;
+        }
+        let id = self.series_for(feed, key, false);
+        let series = &mut self.feeds[feed as usize].series[id.index as usize];
+        if let Some(last_seen_ms) = last_seen_ms {
+            series.last_seen_ms = series.last_seen_ms.max(last_seen_ms);
+        }
+        if let Some((status, since_ms)) = status {
+            series.status = status;
+            series.status_since_ms = since_ms;
+        }
+    }
+
+    pub fn set_watch_started(&mut self, feed: FeedIndex, started_ms: i64) {
+        self.feeds[feed as usize].watch_started_ms = started_ms;
+    }
+
+    pub fn feeds(&self) -> &[FeedTrack] {
+        &self.feeds
+    }
+
+    pub fn feed(&self, feed: FeedIndex) -> &FeedTrack {
+        &self.feeds[feed as usize]
+    }
+
+    pub fn series(&self, id: SeriesId) -> &Series {
+        &self.feeds[id.feed as usize].series[id.index as usize]
+    }
+
+    pub fn series_mut(&mut self, id: SeriesId) -> &mut Series {
+        &mut self.feeds[id.feed as usize].series[id.index as usize]
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.feeds.iter().map(|feed| feed.series.len()).sum()
+    }
+
+    /// Every series id, for a full pass (start-up, shutdown).
+    pub fn all_ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
+        self.feeds.iter().enumerate().flat_map(|(feed, track)| {
+            (0..track.series.len() as u32).map(move |index| SeriesId {
+                feed: feed as FeedIndex,
+                index,
+            })
+        })
+    }
+
+    /// Sets a verdict and queues the series for the next state flush.
+    pub fn set_status(&mut self, id: SeriesId, status: Status, since_ms: i64) {
+        let series = &mut self.feeds[id.feed as usize].series[id.index as usize];
+        series.status = status;
+        series.status_since_ms = since_ms;
+        self.mark_dirty(id);
+    }
+
+    /// Queues a series for the next state flush (also used to retry a failed flush).
+    pub fn mark_dirty(&mut self, id: SeriesId) {
+        let series = &mut self.feeds[id.feed as usize].series[id.index as usize];
+        if !series.dirty {
+            series.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+
+    pub fn take_new_series(&mut self) -> Vec<SeriesId> {
+        std::mem::take(&mut self.new_series)
+    }
+
+    pub fn take_refreshed(&mut self) -> Vec<SeriesId> {
+        std::mem::take(&mut self.refreshed)
+    }
+
+    /// Hands the changed series to the state flush and forgets they changed.
+    pub fn take_dirty(&mut self) -> Vec<SeriesId> {
+        let dirty = std::mem::take(&mut self.dirty);
+        for id in &dirty {
+            self.feeds[id.feed as usize].series[id.index as usize].dirty = false;
+        }
+        dirty
+    }
+
+    /// Records that everything before `next_offset` in this partition is in the table.
+    pub fn advance_position(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        let Ok(partition) = usize::try_from(partition) else {
+            return;
+        };
+        let offsets = match self.positions.get_mut(topic) {
+            Some(offsets) => offsets,
+            None => self.positions.entry(topic.to_owned()).or_default(),
+        };
+        if offsets.len() <= partition {
+            offsets.resize(partition + 1, -1);
+        }
+        if next_offset > offsets[partition] {
+            offsets[partition] = next_offset;
+            self.positions_changed = true;
+        }
+    }
+
+    /// A flush failed: offer the positions again at the next one.
+    pub fn requeue_positions(&mut self) {
+        self.positions_changed = true;
+    }
+
+    /// The positions to commit, if any moved since the last call.
+    pub fn take_positions(&mut self) -> Option<Positions> {
+        if !self.positions_changed {
+            return None;
+        }
+        self.positions_changed = false;
+        Some(self.positions.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SplitRule, TimestampRule, TopicMatcher};
+    use std::time::Duration;
+
+    fn feed(name: &str, split: bool, expected: &[&str]) -> FeedConfig {
+        FeedConfig {
+            name: Arc::from(name),
+            topics: TopicMatcher::Exact(name.to_owned()),
+            split: split.then_some(SplitRule::Key),
+            timestamp: TimestampRule::Record,
+            warn_after: Duration::from_secs(60),
+            critical_after: Duration::from_secs(120),
+            expected: expected.iter().map(|value| value.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn unsplit_feeds_and_expected_keys_exist_before_any_record() {
+        let tracker = Tracker::new(
+            &[feed("orders", false, &[]), feed("profiles", true, &["acme"])],
+            5,
+        );
+        assert_eq!(tracker.series_count(), 2);
+        assert_eq!(tracker.feed(0).series()[0].key(), "");
+        assert_eq!(tracker.feed(1).series()[0].key(), "acme");
+        assert_eq!(tracker.feed(1).series()[0].last_seen(), None);
+        assert_eq!(tracker.feed(1).watch_started_ms, 5);
+    }
+
+    #[test]
+    fn last_seen_is_a_max_and_never_moves_backwards() {
+        let mut tracker = Tracker::new(&[feed("profiles", true, &[])], 0);
+        let id = tracker.observe(0, b"acme", 1_000);
+        tracker.observe(0, b"acme", 500);
+        tracker.observe(0, b"acme", 900);
+        assert_eq!(tracker.series(id).last_seen(), Some(1_000));
+        assert_eq!(tracker.series(id).records, 3);
+        tracker.observe(0, b"acme", 2_000);
+        assert_eq!(tracker.series(id).last_seen(), Some(2_000));
+    }
+
+    #[test]
+    fn keys_are_interned_once() {
+        let mut tracker = Tracker::new(&[feed("profiles", true, &[])], 0);
+        for round in 0..3 {
+            for tenant in 0..100 {
+                tracker.observe(0, format!("t{tenant}").as_bytes(), round);
+            }
+        }
+        assert_eq!(tracker.series_count(), 100);
+        assert_eq!(tracker.take_new_series().len(), 100);
+        assert!(tracker.take_new_series().is_empty());
+    }
+
+    #[test]
+    fn dirty_lists_each_changed_series_once_until_taken() {
+        let mut tracker = Tracker::new(&[feed("profiles", true, &[])], 0);
+        tracker.observe(0, b"a", 1);
+        tracker.observe(0, b"a", 2);
+        tracker.observe(0, b"b", 1);
+        assert_eq!(tracker.take_dirty().len(), 2);
+        assert!(tracker.take_dirty().is_empty());
+        tracker.observe(0, b"a", 1);
+        assert!(tracker.take_dirty().is_empty(), "an older record changes nothing");
+        tracker.observe(0, b"a", 3);
+        assert_eq!(tracker.take_dirty().len(), 1);
+    }
+
+    #[test]
+    fn a_record_on_an_alerting_series_is_reported_as_refreshed() {
+        let mut tracker = Tracker::new(&[feed("orders", false, &[])], 0);
+        let id = SeriesId { feed: 0, index: 0 };
+        tracker.set_status(id, Status::Ok, 0);
+        tracker.observe(0, b"", 10);
+        assert!(tracker.take_refreshed().is_empty());
+        tracker.set_status(id, Status::Critical, 0);
+        tracker.observe(0, b"", 20);
+        assert_eq!(tracker.take_refreshed(), vec![id]);
+    }
+
+    #[test]
+    fn restore_merges_by_max_and_restores_split_keys() {
+        let mut tracker = Tracker::new(&[feed("profiles", true, &[])], 0);
+        tracker.observe(0, b"acme", 50);
+        tracker.restore(0, b"acme", Some(40), Some((Status::Critical, 7)));
+        tracker.restore(0, b"globex", Some(30), None);
+        let acme = tracker.series(SeriesId { feed: 0, index: 0 });
+        assert_eq!(acme.last_seen(), Some(50));
+        assert_eq!(acme.status, Status::Critical);
+        assert_eq!(tracker.series_count(), 2);
+    }
+
+    #[test]
+    fn positions_only_move_forward() {
+        let mut tracker = Tracker::new(&[feed("orders", false, &[])], 0);
+        assert!(tracker.take_positions().is_none());
+        tracker.advance_position("orders", 2, 10);
+        tracker.advance_position("orders", 2, 5);
+        let positions = tracker.take_positions().unwrap();
+        assert_eq!(positions["orders"], vec![-1, -1, 10]);
+        assert!(tracker.take_positions().is_none());
+    }
+}
