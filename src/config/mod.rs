@@ -638,10 +638,13 @@ pub fn describe(config: &Config) -> String {
     let _ = writeln!(text, "config ok");
     let _ = writeln!(
         text,
-        "kafka: brokers={} group_id={} start={:?} properties={}",
+        "kafka: brokers={} group_id={} start={} properties={}",
         config.kafka.brokers,
         config.kafka.group_id,
-        config.kafka.start,
+        match config.kafka.start {
+            raw::RawStart::Earliest => "earliest",
+            raw::RawStart::Latest => "latest",
+        },
         config.kafka.properties.len()
     );
     let _ = match &config.state.backend {

@@ -1,0 +1,582 @@
+//! End-to-end scenarios, in-process: librdkafka's mock cluster, a real `redis-server` and a real
+//! Alertmanager, freshwatch started through its library entry point.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::receiver::WebhookReceiver;
+use common::{kcat_produce, wait_until, Alertmanager, KcatRecord, RedisServer};
+use freshwatch::clock::SystemClock;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const DAY_MS: i64 = 86_400_000;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A mock cluster with the given topics; stays on the test thread.
+fn cluster(topics: &[(&str, i32)]) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("librdkafka mock cluster");
+    for (topic, partitions) in topics {
+        cluster.create_topic(topic, *partitions, 1).unwrap();
+    }
+    cluster
+}
+
+fn producer(brokers: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap()
+}
+
+/// Sends one record and waits until the broker has it.
+fn produce(
+    producer: &BaseProducer,
+    topic: &str,
+    key: Option<&str>,
+    payload: &str,
+    timestamp_ms: Option<i64>,
+    headers: &[(&str, &[u8])],
+) {
+    let mut owned_headers = OwnedHeaders::new();
+    for (name, value) in headers {
+        owned_headers = owned_headers.insert(Header {
+            key: name,
+            value: Some(*value),
+        });
+    }
+    let mut record = BaseRecord::<str, str>::to(topic)
+        .payload(payload)
+        .headers(owned_headers);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(timestamp_ms) = timestamp_ms {
+        record = record.timestamp(timestamp_ms);
+    }
+    producer.send(record).map_err(|(error, _)| error).unwrap();
+    producer.flush(Duration::from_secs(5)).unwrap();
+}
+
+/// Config text with the common sections; `feeds` and `alerts` are appended.
+fn config_text(brokers: &str, state: &str, extra: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-test"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"topic.metadata.refresh.interval.ms" = "1000"
+
+[state]
+{state}
+flush_interval = "200ms"
+
+[http]
+listen = "127.0.0.1:0"
+
+[evaluation]
+interval = "1s"
+
+{extra}
+"#
+    )
+}
+
+struct Instance {
+    base_url: String,
+    shutdown: CancellationToken,
+    running: freshwatch::app::Running,
+}
+
+impl Instance {
+    async fn start(text: &str) -> Instance {
+        let config = freshwatch::config::parse(text, std::path::Path::new("test.toml"), &|_| None)
+            .unwrap_or_else(|error| panic!("test config invalid: {error}\n{text}"));
+        let shutdown = CancellationToken::new();
+        let running = freshwatch::app::start(config, Arc::new(SystemClock), shutdown.clone())
+            .await
+            .expect("freshwatch starts");
+        let base_url = format!("http://{}", running.http_address);
+        let instance = Instance {
+            base_url,
+            shutdown,
+            running,
+        };
+        let ready_url = format!("{}/readyz", instance.base_url);
+        wait_until("freshwatch ready (partitions assigned)", Duration::from_secs(30), || {
+            let url = ready_url.clone();
+            async move {
+                matches!(reqwest::get(&url).await, Ok(response) if response.status().is_success())
+            }
+        })
+        .await;
+        instance
+    }
+
+    async fn feeds(&self) -> Vec<Value> {
+        reqwest::get(format!("{}/api/v1/feeds", self.base_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn row(&self, feed: &str, key: &str) -> Option<Value> {
+        self.feeds()
+            .await
+            .into_iter()
+            .find(|row| row["feed"] == feed && row["key"] == key)
+    }
+
+    async fn wait_status(&self, feed: &str, key: &str, status: &str, timeout: Duration) -> Value {
+        let what = format!("{feed}/{key} to be {status}");
+        wait_until(&what, timeout, || async {
+            self.row(feed, key)
+                .await
+                .is_some_and(|row| row["status"] == status)
+        })
+        .await;
+        self.row(feed, key).await.unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.running.wait())
+            .await
+            .expect("freshwatch stops within 30s");
+    }
+}
+
+/// The value of one sample line in Prometheus text, e.g. `name{a="b"}`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.trim().parse().ok()
+    })
+}
+
+#[test]
+fn a_record_stamped_ten_days_ago_pages_alertmanager_within_two_intervals() {
+    let cluster = cluster(&[("cdp.profile-updates", 1)]);
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let alertmanager = Alertmanager::start();
+    runtime().block_on(async {
+        let text = config_text(
+            &brokers,
+            &format!("redis_url = \"{}\"", redis.url),
+            &format!(
+                r#"
+[[feed]]
+name = "profiles"
+topic = "cdp.profile-updates"
+warn_after = "30m"
+critical_after = "2h"
+
+[[alerts.alertmanager]]
+url = "{}"
+"#,
+                alertmanager.url
+            ),
+        );
+        let instance = Instance::start(&text).await;
+        let ten_days_ago = now_ms() - 10 * DAY_MS;
+        let producer = producer(&brokers);
+        let produced_at = Instant::now();
+        produce(&producer, "cdp.profile-updates", None, "{}", Some(ten_days_ago), &[]);
+
+        wait_until("FeedStale in Alertmanager", Duration::from_secs(10), || async {
+            !alertmanager.alerts_named("FeedStale").await.is_empty()
+        })
+        .await;
+        let elapsed = produced_at.elapsed();
+        assert!(
+            elapsed <= Duration::from_millis(2_000 + 500),
+            "alert took {elapsed:?}; two evaluation intervals are 2s (+0.5s fetch)"
+        );
+        let alerts = alertmanager.alerts_named("FeedStale").await;
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let alert = &alerts[0];
+        assert_eq!(alert["labels"]["feed"], "profiles");
+        assert_eq!(alert["labels"]["severity"], "critical");
+        assert!(alert["labels"].get("key").is_none(), "unsplit feed has no key label");
+        let summary = alert["annotations"]["summary"].as_str().unwrap();
+        assert!(summary.contains("profiles") && summary.contains("10d"), "{summary}");
+        let staleness: f64 = alert["annotations"]["staleness_seconds"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((staleness - 864_000.0).abs() < 60.0, "staleness {staleness}");
+        assert_eq!(
+            alert["annotations"]["last_seen"].as_str().unwrap(),
+            freshwatch::clock::rfc3339(ten_days_ago)
+        );
+
+        let row = instance.row("profiles", "").await.unwrap();
+        assert_eq!(row["status"], "critical");
+        assert_eq!(row["records"], 1);
+        assert_eq!(row["warn_after_seconds"], 1800.0);
+        assert_eq!(row["critical_after_seconds"], 7200.0);
+        let metrics = instance.metrics().await;
+        assert_eq!(
+            sample(&metrics, "freshwatch_feed_status{feed=\"profiles\",key=\"\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&metrics, "freshwatch_feed_last_seen_timestamp_seconds{feed=\"profiles\",key=\"\"}"),
+            Some(ten_days_ago as f64 / 1000.0)
+        );
+        assert!(
+            sample(&metrics, "freshwatch_alerts_sent_total{sink=\"alertmanager-0\",outcome=\"accepted\"}")
+                .unwrap()
+                >= 1.0
+        );
+        instance.stop().await;
+    });
+}
+
+#[test]
+fn a_feed_that_stops_goes_warning_then_critical_and_resolves_when_data_returns() {
+    let cluster = cluster(&[("orders", 2)]);
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let alertmanager = Alertmanager::start();
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = config_text(
+            &brokers,
+            &format!("redis_url = \"{}\"", redis.url),
+            &format!(
+                r#"
+[[feed]]
+name = "orders"
+topic = "orders"
+warn_after = "3s"
+critical_after = "6s"
+
+[[alerts.alertmanager]]
+url = "{}"
+[[alerts.webhook]]
+name = "hook"
+url = "{}/hook"
+"#,
+                alertmanager.url, receiver.url
+            ),
+        );
+        let instance = Instance::start(&text).await;
+        let producer = producer(&brokers);
+        produce(&producer, "orders", None, "{}", None, &[]);
+        instance.wait_status("orders", "", "ok", Duration::from_secs(5)).await;
+
+        instance
+            .wait_status("orders", "", "warning", Duration::from_secs(6))
+            .await;
+        instance
+            .wait_status("orders", "", "critical", Duration::from_secs(6))
+            .await;
+        wait_until("critical alert in Alertmanager", Duration::from_secs(5), || async {
+            alertmanager
+                .alerts_named("FeedStale")
+                .await
+                .iter()
+                .any(|alert| alert["labels"]["severity"] == "critical")
+        })
+        .await;
+
+        produce(&producer, "orders", None, "{}", None, &[]);
+        instance.wait_status("orders", "", "ok", Duration::from_secs(5)).await;
+        wait_until("Alertmanager resolved the alert", Duration::from_secs(10), || async {
+            alertmanager.alerts_named("FeedStale").await.iter().all(|alert| {
+                alert["status"]["state"] != "active" || {
+                    let ends = alert["endsAt"].as_str().unwrap_or("");
+                    chrono::DateTime::parse_from_rfc3339(ends)
+                        .map(|ends| ends.timestamp_millis() <= now_ms())
+                        .unwrap_or(false)
+                }
+            })
+        })
+        .await;
+        wait_until("three webhook posts", Duration::from_secs(5), || async {
+            receiver.requests().len() >= 3
+        })
+        .await;
+        let posts: Vec<Value> = receiver.requests().into_iter().map(|request| request.json).collect();
+        let sequence: Vec<(String, String)> = posts
+            .iter()
+            .map(|post| {
+                (
+                    post["status"].as_str().unwrap().to_owned(),
+                    post["severity"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sequence,
+            [
+                ("firing".to_owned(), "warning".to_owned()),
+                ("firing".to_owned(), "critical".to_owned()),
+                ("resolved".to_owned(), "critical".to_owned()),
+            ],
+            "{posts:#?}"
+        );
+        for post in &posts {
+            assert_eq!(post["feed"], "orders");
+            assert_eq!(post["key"], "");
+            assert_eq!(post["dedup_key"], posts[0]["dedup_key"], "dedup_key is stable");
+            assert!(post["summary"].as_str().unwrap().contains("orders"));
+            assert!(post["last_seen"].is_string());
+            assert!(post["staleness_seconds"].is_number());
+        }
+        assert!(posts[2]["summary"].as_str().unwrap().contains("fresh again"));
+        instance.stop().await;
+    });
+}
+
+#[test]
+fn a_tenant_that_never_appears_is_paged_as_never_seen() {
+    let cluster = cluster(&[("cdp.profile-updates", 3)]);
+    let brokers = cluster.bootstrap_servers();
+    let alertmanager = Alertmanager::start();
+    let state = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let text = config_text(
+            &brokers,
+            &format!("path = \"{}\"", state.path().display()),
+            &format!(
+                r#"
+[[feed]]
+name = "profiles"
+topic = "cdp.profile-updates"
+split_by = {{ json = "/tenant_id" }}
+timestamp = {{ json = "/updated_at" }}
+warn_after = "1h"
+critical_after = "3s"
+expected = ["acme", "globex", "initech"]
+
+[[alerts.alertmanager]]
+url = "{}"
+"#,
+                alertmanager.url
+            ),
+        );
+        let instance = Instance::start(&text).await;
+        let producer = producer(&brokers);
+        for tenant in ["acme", "globex", "umbrella"] {
+            let payload = format!(
+                r#"{{"tenant_id":"{tenant}","updated_at":"{}"}}"#,
+                freshwatch::clock::rfc3339(now_ms())
+            );
+            produce(&producer, "cdp.profile-updates", Some(tenant), &payload, None, &[]);
+        }
+        let row = instance
+            .wait_status("profiles", "initech", "never_seen", Duration::from_secs(8))
+            .await;
+        assert!(row["last_seen"].is_null());
+        assert!(row["staleness_seconds"].is_null());
+        for tenant in ["acme", "globex", "umbrella"] {
+            let row = instance.row("profiles", tenant).await.unwrap();
+            assert_eq!(row["status"], "ok", "{row}");
+            assert_eq!(row["records"], 1);
+        }
+        wait_until("never-seen alert for initech", Duration::from_secs(5), || async {
+            alertmanager
+                .alerts_named("FeedStale")
+                .await
+                .iter()
+                .any(|alert| alert["labels"]["key"] == "initech" && alert["labels"]["severity"] == "critical")
+        })
+        .await;
+        let alerts = alertmanager.alerts_named("FeedStale").await;
+        assert_eq!(alerts.len(), 1, "only initech pages: {alerts:#?}");
+        assert!(alerts[0]["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("never been seen"));
+        let metrics = instance.metrics().await;
+        assert_eq!(
+            sample(&metrics, "freshwatch_feed_status{feed=\"profiles\",key=\"initech\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(&metrics, "freshwatch_feed_keys{feed=\"profiles\"}"),
+            Some(4.0)
+        );
+        instance.stop().await;
+    });
+}
+
+#[test]
+fn event_time_comes_from_json_headers_or_the_record_as_configured() {
+    let cluster = cluster(&[("json-ts", 1), ("header-ts", 1), ("record-ts", 1)]);
+    let brokers = cluster.bootstrap_servers();
+    let state = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let text = config_text(
+            &brokers,
+            &format!("path = \"{}\"", state.path().display()),
+            r#"
+[[feed]]
+name = "json-rfc3339"
+topic = "json-ts"
+split_by = { json = "/kind" }
+timestamp = { json = "/meta/at" }
+
+[[feed]]
+name = "header-ms"
+topic = "header-ts"
+timestamp = { header = "ts" }
+
+[[feed]]
+name = "record"
+topic = "record-ts"
+"#,
+        );
+        let instance = Instance::start(&text).await;
+        let producer = producer(&brokers);
+        let base = now_ms() - 60_000;
+        produce(&producer, "json-ts", None, r#"{"kind":"rfc","meta":{"at":"2026-01-02T03:04:05.678Z"}}"#, None, &[]);
+        produce(&producer, "json-ts", None, r#"{"kind":"secs","meta":{"at":1767323045}}"#, None, &[]);
+        produce(&producer, "json-ts", None, r#"{"kind":"millis","meta":{"at":1767323045678}}"#, None, &[]);
+        let header_value = (base + 1).to_string();
+        produce(&producer, "header-ts", None, "x", Some(base - DAY_MS), &[("ts", header_value.as_bytes())]);
+        produce(&producer, "record-ts", None, "x", Some(base + 2), &[]);
+
+        wait_until("all five records tracked", Duration::from_secs(10), || async {
+            let rows = instance.feeds().await;
+            rows.iter().filter(|row| row["last_seen"].is_string()).count() == 5
+        })
+        .await;
+        let last_seen = |row: Value| row["last_seen"].as_str().unwrap().to_owned();
+        assert_eq!(last_seen(instance.row("json-rfc3339", "rfc").await.unwrap()), "2026-01-02T03:04:05.678Z");
+        assert_eq!(last_seen(instance.row("json-rfc3339", "secs").await.unwrap()), "2026-01-02T03:04:05.000Z");
+        assert_eq!(last_seen(instance.row("json-rfc3339", "millis").await.unwrap()), "2026-01-02T03:04:05.678Z");
+        assert_eq!(
+            last_seen(instance.row("header-ms", "").await.unwrap()),
+            freshwatch::clock::rfc3339(base + 1),
+            "the header wins over the record timestamp"
+        );
+        assert_eq!(last_seen(instance.row("record", "").await.unwrap()), freshwatch::clock::rfc3339(base + 2));
+        instance.stop().await;
+    });
+}
+
+#[test]
+fn malformed_records_from_kcat_are_counted_and_never_crash_the_consumer() {
+    let cluster = cluster(&[("profiles", 1), ("signals", 1)]);
+    let brokers = cluster.bootstrap_servers();
+    let state = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let text = config_text(
+            &brokers,
+            &format!("path = \"{}\"", state.path().display()),
+            r#"
+[[feed]]
+name = "profiles"
+topic = "profiles"
+split_by = { json = "/tenant_id" }
+timestamp = { json = "/updated_at" }
+
+[[feed]]
+name = "signals"
+topic = "signals"
+split_by = { header = "tenant" }
+timestamp = { header = "ts" }
+"#,
+        );
+        let instance = Instance::start(&text).await;
+        let good_at = now_ms() - 5_000;
+        let good = format!(r#"{{"tenant_id":"acme","updated_at":{good_at}}}"#);
+        let profile_records: Vec<KcatRecord> = [
+            r#"{"tenant_id":"acme","updated_at":"#,          // truncated JSON
+            "not json at all",                                  // garbage
+            r#"{"updated_at":1767323045}"#,                     // no split field
+            r#"{"tenant_id":{"nested":1},"updated_at":1}"#,    // object as split value
+            r#"{"tenant_id":"acme"}"#,                          // no timestamp
+            r#"{"tenant_id":"acme","updated_at":"yesterday"}"#, // bad timestamp
+            good.as_str(),
+        ]
+        .iter()
+        .map(|value| KcatRecord {
+            key: None,
+            value: value.to_string(),
+            headers: vec![],
+        })
+        .collect();
+        kcat_produce(&brokers, "profiles", &profile_records);
+        let good_header = good_at.to_string();
+        let signal_records = vec![
+            KcatRecord {
+                key: None,
+                value: "a".into(),
+                headers: vec![("tenant".into(), "acme".into()), ("ts".into(), "\u{1}\u{2}garbage".into())],
+            },
+            KcatRecord {
+                key: None,
+                value: "b".into(),
+                headers: vec![("ts".into(), good_header.clone())],
+            },
+            KcatRecord {
+                key: None,
+                value: "c".into(),
+                headers: vec![("tenant".into(), "acme".into()), ("ts".into(), good_header)],
+            },
+        ];
+        kcat_produce(&brokers, "signals", &signal_records);
+
+        wait_until("valid records tracked after the garbage", Duration::from_secs(15), || async {
+            let profiles = instance.row("profiles", "acme").await;
+            let signals = instance.row("signals", "acme").await;
+            profiles.is_some_and(|row| row["last_seen"].is_string())
+                && signals.is_some_and(|row| row["last_seen"].is_string())
+        })
+        .await;
+        let expected_last_seen = freshwatch::clock::rfc3339(good_at);
+        assert_eq!(instance.row("profiles", "acme").await.unwrap()["last_seen"], expected_last_seen.as_str());
+        assert_eq!(instance.row("signals", "acme").await.unwrap()["last_seen"], expected_last_seen.as_str());
+        let metrics = instance.metrics().await;
+        let errors = |feed: &str, reason: &str| {
+            sample(&metrics, &format!("freshwatch_record_errors_total{{feed=\"{feed}\",reason=\"{reason}\"}}"))
+                .unwrap_or_else(|| panic!("no {feed}/{reason} sample in\n{metrics}"))
+        };
+        assert_eq!(errors("profiles", "invalid_json"), 2.0);
+        assert_eq!(errors("profiles", "missing_split"), 1.0);
+        assert_eq!(errors("profiles", "invalid_split"), 1.0);
+        assert_eq!(errors("profiles", "missing_timestamp"), 1.0);
+        assert_eq!(errors("profiles", "invalid_timestamp"), 1.0);
+        assert_eq!(errors("signals", "invalid_timestamp"), 1.0);
+        assert_eq!(errors("signals", "missing_split"), 1.0);
+        let healthy = reqwest::get(format!("{}/healthz", instance.base_url)).await.unwrap();
+        assert!(healthy.status().is_success());
+        instance.stop().await;
+    });
+}
