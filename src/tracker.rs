@@ -38,6 +38,8 @@ pub struct Series {
     /// Listed in `expected`, so it exists before any record.
     pub expected: bool,
     dirty: bool,
+    /// Already listed in `refreshed` since the evaluator last looked.
+    refresh_queued: bool,
 }
 
 impl Series {
@@ -51,6 +53,7 @@ impl Series {
             deadline_ms: i64::MAX,
             expected,
             dirty: false,
+            refresh_queued: false,
         }
     }
 
@@ -167,7 +170,8 @@ impl Tracker {
                 series.dirty = true;
                 self.dirty.push(id);
             }
-            if series.status != Status::Ok {
+            if series.status != Status::Ok && !series.refresh_queued {
+                series.refresh_queued = true;
                 self.refreshed.push(id);
             }
         }
@@ -253,7 +257,11 @@ impl Tracker {
     }
 
     pub fn take_refreshed(&mut self) -> Vec<SeriesId> {
-        std::mem::take(&mut self.refreshed)
+        let refreshed = std::mem::take(&mut self.refreshed);
+        for id in &refreshed {
+            self.feeds[id.feed as usize].series[id.index as usize].refresh_queued = false;
+        }
+        refreshed
     }
 
     /// Hands the changed series to the state flush and forgets they changed.
@@ -377,6 +385,9 @@ mod tests {
         assert!(tracker.take_refreshed().is_empty());
         tracker.set_status(id, Status::Critical, 0);
         tracker.observe(0, b"", 20);
+        tracker.observe(0, b"", 30);
+        assert_eq!(tracker.take_refreshed(), vec![id], "listed once however many records");
+        tracker.observe(0, b"", 40);
         assert_eq!(tracker.take_refreshed(), vec![id]);
     }
 
