@@ -72,8 +72,14 @@ impl Pipeline {
     fn evaluate(&self) {
         let now_ms = self.clock.now_ms();
         let transitions = {
-            let mut tracker = self.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
-            let mut evaluator = self.evaluator.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let mut evaluator = self
+                .evaluator
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
             evaluator.tick(&mut tracker, now_ms)
         };
         for transition in transitions {
@@ -95,7 +101,10 @@ impl Pipeline {
     /// Writes changed series, then commits the offsets they cover.
     async fn flush(&self) {
         let (ids, records, positions) = {
-            let mut tracker = self.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
             let ids = tracker.take_dirty();
             let records: Vec<SeriesRecord> = ids
                 .iter()
@@ -138,9 +147,14 @@ impl Pipeline {
                     .get_or_create(&OutcomeLabels { outcome: "failed" })
                     .inc();
                 self.metrics.state_store_up.set(0);
-                self.readiness.state_store_up.store(false, Ordering::Relaxed);
+                self.readiness
+                    .state_store_up
+                    .store(false, Ordering::Relaxed);
                 tracing::warn!(store = self.store.kind(), %error, pending = ids.len(), "state flush failed; keeping changes in memory");
-                let mut tracker = self.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+                let mut tracker = self
+                    .tracker
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
                 for id in ids {
                     tracker.mark_dirty(id);
                 }
@@ -170,7 +184,12 @@ pub async fn start(
     let restored = snapshot.series.len();
     for record in snapshot.series {
         if let Some(index) = feed_names.iter().position(|name| *name == record.feed) {
-            tracker.restore(index as FeedIndex, &record.key, record.last_seen_ms, record.status);
+            tracker.restore(
+                index as FeedIndex,
+                &record.key,
+                record.last_seen_ms,
+                record.status,
+            );
         }
     }
     tracing::info!(store = store.kind(), series = restored, "state restored");
@@ -185,7 +204,8 @@ pub async fn start(
         metrics.declare_feed(name);
     }
 
-    let (source, source_handle) = Source::new(&config, tracker.clone(), metrics.clone(), clock.clone())?;
+    let (source, source_handle) =
+        Source::new(&config, tracker.clone(), metrics.clone(), clock.clone())?;
     let readiness = Arc::new(Readiness::new(source_handle.status.clone()));
     let listener = crate::http::bind(config.http.listen)
         .await
@@ -232,8 +252,16 @@ pub async fn start(
         .expect("spawning a thread");
 
     let mut loops = JoinSet::new();
-    loops.spawn(evaluation_loop(pipeline.clone(), config.evaluation.interval, loops_stop.clone()));
-    loops.spawn(flush_loop(pipeline.clone(), config.state.flush_interval, loops_stop.clone()));
+    loops.spawn(evaluation_loop(
+        pipeline.clone(),
+        config.evaluation.interval,
+        loops_stop.clone(),
+    ));
+    loops.spawn(flush_loop(
+        pipeline.clone(),
+        config.state.flush_interval,
+        loops_stop.clone(),
+    ));
 
     let http_state = HttpState {
         tracker,
@@ -261,7 +289,10 @@ pub async fn start(
         pipeline.flush().await;
         sinks_stop.cancel();
         let drain = async { while sink_tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(15), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(15), drain)
+            .await
+            .is_err()
+        {
             tracing::error!("alert sinks did not drain in time");
         }
         http_stop.cancel();
@@ -275,8 +306,14 @@ pub async fn start(
 /// restart; one-shot sinks ignore these.
 fn announce_restored_alerts(pipeline: &Pipeline) {
     let now_ms = pipeline.clock.now_ms();
-    let tracker = pipeline.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
-    let evaluator = pipeline.evaluator.lock().unwrap_or_else(|poison| poison.into_inner());
+    let tracker = pipeline
+        .tracker
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let evaluator = pipeline
+        .evaluator
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     for id in tracker.all_ids() {
         if tracker.series(id).status.severity().is_some() {
             pipeline

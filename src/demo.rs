@@ -67,10 +67,7 @@ timestamp = {{ header = "ts" }}
 }
 
 /// Runs the mock cluster and producer until `stop` fires. Sends the bootstrap servers first.
-fn run_cluster(
-    ready: std::sync::mpsc::Sender<Result<String, String>>,
-    stop: CancellationToken,
-) {
+fn run_cluster(ready: std::sync::mpsc::Sender<Result<String, String>>, stop: CancellationToken) {
     let cluster = match MockCluster::new(1) {
         Ok(cluster) => cluster,
         Err(error) => {
@@ -156,7 +153,11 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
     tracing::info!(%brokers, "demo: mock Kafka cluster started; payments will go silent after 5s, tenant initech never appears");
     let config = demo_config(&brokers, listen, &state_path);
     let running = crate::app::start(config, Arc::new(SystemClock), shutdown.clone()).await?;
-    tracing::info!("demo: open http://{}/api/v1/feeds or run `freshwatch status --url http://{}`", running.http_address, running.http_address);
+    tracing::info!(
+        "demo: open http://{}/api/v1/feeds or run `freshwatch status --url http://{}`",
+        running.http_address,
+        running.http_address
+    );
     running.wait().await;
     cluster_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || cluster_thread.join()).await;

@@ -61,7 +61,12 @@ pub struct Transition {
 }
 
 /// The status a series has at `now_ms`, and when it next could change without a record.
-pub fn judge(series: &Series, watch_started_ms: i64, rules: &FeedRules, now_ms: i64) -> (Status, i64) {
+pub fn judge(
+    series: &Series,
+    watch_started_ms: i64,
+    rules: &FeedRules,
+    now_ms: i64,
+) -> (Status, i64) {
     match series.last_seen() {
         Some(last_seen_ms) => {
             let staleness_ms = now_ms.saturating_sub(last_seen_ms);

@@ -100,7 +100,11 @@ pub async fn bind(listen: SocketAddr) -> std::io::Result<tokio::net::TcpListener
 }
 
 /// Serves until `shutdown` fires.
-pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: CancellationToken,
+) {
     let app = router(state);
     if let Err(error) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -148,7 +152,10 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 /// Builds rows, stalest first: by status rank, then staleness, then never-seen last-seen.
 pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
     let now_ms = state.clock.now_ms();
-    let tracker = state.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+    let tracker = state
+        .tracker
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     let mut rows: Vec<(u8, i64, FeedRow)> = Vec::new();
     for (feed_track, rules) in tracker.feeds().iter().zip(state.rules.iter()) {
         if only_feed.is_some_and(|name| name != &*feed_track.name) {
@@ -169,7 +176,8 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
                     critical_after_seconds: rules.critical_after_ms as f64 / 1000.0,
                     records: series.records,
                     topic: rules.topic.clone(),
-                    status_since: (series.status_since_ms > 0).then(|| rfc3339(series.status_since_ms)),
+                    status_since: (series.status_since_ms > 0)
+                        .then(|| rfc3339(series.status_since_ms)),
                 },
             ));
         }
@@ -184,7 +192,10 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
     rows.into_iter().map(|(_, _, row)| row).collect()
 }
 
-async fn feeds(State(state): State<HttpState>, Query(query): Query<FeedsQuery>) -> Json<Vec<FeedRow>> {
+async fn feeds(
+    State(state): State<HttpState>,
+    Query(query): Query<FeedsQuery>,
+) -> Json<Vec<FeedRow>> {
     let mut rows = feed_rows(&state, query.feed.as_deref());
     if let Some(status) = &query.status {
         rows.retain(|row| &row.status == status);

@@ -16,7 +16,11 @@ const EXIT_CONFIG: u8 = 1;
 const EXIT_FAILURE: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "freshwatch", version, about = "Pages when a Kafka feed goes quiet")]
+#[command(
+    name = "freshwatch",
+    version,
+    about = "Pages when a Kafka feed goes quiet"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FRESHWATCH_LOG_FORMAT")]
@@ -77,7 +81,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Status { url } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(anyhow::Error::new(error)),
             };
@@ -98,17 +105,27 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            serve(|shutdown| async move {
-                let running = freshwatch::app::start(config, Arc::new(freshwatch::clock::SystemClock), shutdown)
+            serve(
+                |shutdown| async move {
+                    let running = freshwatch::app::start(
+                        config,
+                        Arc::new(freshwatch::clock::SystemClock),
+                        shutdown,
+                    )
                     .await
                     .context("freshwatch could not start")?;
-                running.wait().await;
-                Ok(())
-            }, None)
+                    running.wait().await;
+                    Ok(())
+                },
+                None,
+            )
         }
         Command::Demo { run_for, listen } => {
             init_tracing(cli.log_format);
-            serve(move |shutdown| freshwatch::demo::run(listen, shutdown), run_for)
+            serve(
+                move |shutdown| freshwatch::demo::run(listen, shutdown),
+                run_for,
+            )
         }
     }
 }
@@ -119,7 +136,10 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => return fail(anyhow::Error::new(error)),
     };

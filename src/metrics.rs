@@ -194,7 +194,10 @@ struct FeedCollector {
 impl Collector for FeedCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now_ms = self.clock.now_ms();
-        let tracker = self.tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+        let tracker = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         {
             let mut metric = encoder.encode_descriptor(
                 "freshwatch_feed_last_seen_timestamp_seconds",

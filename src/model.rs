@@ -46,7 +46,9 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|status| status.as_str() == text)
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
     }
 
     pub fn gauge_value(self) -> i64 {

@@ -34,7 +34,10 @@ pub enum SourceError {
     #[error("cannot create Kafka consumer: {0}")]
     Create(KafkaError),
     #[error("cannot subscribe to {topics:?}: {error}")]
-    Subscribe { topics: Vec<String>, error: KafkaError },
+    Subscribe {
+        topics: Vec<String>,
+        error: KafkaError,
+    },
 }
 
 /// What the rest of the process can see of the source.
@@ -201,7 +204,13 @@ fn create_consumer(
     if !config.kafka.properties.contains_key("client.id") {
         client_config.set("client.id", "freshwatch");
     }
-    if config.kafka.properties.get("isolation.level").map(String::as_str) == Some("read_uncommitted") {
+    if config
+        .kafka
+        .properties
+        .get("isolation.level")
+        .map(String::as_str)
+        == Some("read_uncommitted")
+    {
         tracing::warn!("isolation.level=read_uncommitted: aborted transactions will refresh feeds");
     }
     client_config
@@ -220,7 +229,12 @@ impl Router {
         Router {
             feeds: feeds
                 .iter()
-                .map(|feed| (feed.topics.clone(), Extractor::new(feed, max_future_skew_ms)))
+                .map(|feed| {
+                    (
+                        feed.topics.clone(),
+                        Extractor::new(feed, max_future_skew_ms),
+                    )
+                })
                 .collect(),
             routes: HashMap::new(),
         }
@@ -280,16 +294,35 @@ impl RateLimitedLog {
         }
     }
 
-    fn record_error(&mut self, feed: FeedIndex, feed_name: &str, reason: &'static str, detail: &dyn std::fmt::Display, topic: &str, partition: i32, offset: i64) {
+    fn record_error(
+        &mut self,
+        feed: FeedIndex,
+        feed_name: &str,
+        error: &crate::extract::RecordError,
+        message: &BorrowedMessage<'_>,
+    ) {
+        let reason = error.reason();
         let now = Instant::now();
-        let entry = self.last.entry((feed, reason)).or_insert((now - self.interval, 0));
+        let entry = self
+            .last
+            .entry((feed, reason))
+            .or_insert((now - self.interval, 0));
         if now.duration_since(entry.0) < self.interval {
             entry.1 += 1;
             return;
         }
         let suppressed = std::mem::take(&mut entry.1);
         entry.0 = now;
-        tracing::warn!(feed = feed_name, reason, %detail, topic, partition, offset, suppressed, "record did not refresh its feed");
+        tracing::warn!(
+            feed = feed_name,
+            reason,
+            %error,
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            suppressed,
+            "record did not refresh its feed"
+        );
     }
 }
 
@@ -401,7 +434,9 @@ impl Source {
     ) {
         let arrival_ms = self.clock.now_ms();
         let tracker_handle = self.tracker.clone();
-        let mut tracker = tracker_handle.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut tracker = tracker_handle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let mut next = Some(first);
         let mut applied = 0u64;
         while let Some(result) = next.take() {
@@ -440,20 +475,15 @@ impl Source {
                 Ok(extracted) => {
                     tracker.observe(feed, extracted.split.as_bytes(), extracted.event_ms);
                     if extracted.clamped_future {
-                        metrics.count_record_error(&feed_names[feed as usize], FUTURE_TIMESTAMP_REASON);
+                        metrics.count_record_error(
+                            &feed_names[feed as usize],
+                            FUTURE_TIMESTAMP_REASON,
+                        );
                     }
                 }
                 Err(error) => {
                     metrics.count_record_error(&feed_names[feed as usize], error.reason());
-                    errors_log.record_error(
-                        feed,
-                        &feed_names[feed as usize],
-                        error.reason(),
-                        &error,
-                        topic,
-                        message.partition(),
-                        message.offset(),
-                    );
+                    errors_log.record_error(feed, &feed_names[feed as usize], &error, message);
                 }
             }
         }

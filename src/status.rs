@@ -7,7 +7,10 @@ pub enum StatusError {
     #[error("cannot reach freshwatch at {url}: {error}")]
     Unreachable { url: String, error: reqwest::Error },
     #[error("{url} answered HTTP {status}")]
-    Http { url: String, status: reqwest::StatusCode },
+    Http {
+        url: String,
+        status: reqwest::StatusCode,
+    },
     #[error("{url} answered something that is not a feed list: {error}")]
     Body { url: String, error: reqwest::Error },
 }

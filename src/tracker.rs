@@ -327,7 +327,10 @@ mod tests {
     #[test]
     fn unsplit_feeds_and_expected_keys_exist_before_any_record() {
         let tracker = Tracker::new(
-            &[feed("orders", false, &[]), feed("profiles", true, &["acme"])],
+            &[
+                feed("orders", false, &[]),
+                feed("profiles", true, &["acme"]),
+            ],
             5,
         );
         assert_eq!(tracker.series_count(), 2);
@@ -371,7 +374,10 @@ mod tests {
         assert_eq!(tracker.take_dirty().len(), 2);
         assert!(tracker.take_dirty().is_empty());
         tracker.observe(0, b"a", 1);
-        assert!(tracker.take_dirty().is_empty(), "an older record changes nothing");
+        assert!(
+            tracker.take_dirty().is_empty(),
+            "an older record changes nothing"
+        );
         tracker.observe(0, b"a", 3);
         assert_eq!(tracker.take_dirty().len(), 1);
     }
@@ -386,7 +392,11 @@ mod tests {
         tracker.set_status(id, Status::Critical, 0);
         tracker.observe(0, b"", 20);
         tracker.observe(0, b"", 30);
-        assert_eq!(tracker.take_refreshed(), vec![id], "listed once however many records");
+        assert_eq!(
+            tracker.take_refreshed(),
+            vec![id],
+            "listed once however many records"
+        );
         tracker.observe(0, b"", 40);
         assert_eq!(tracker.take_refreshed(), vec![id]);
     }

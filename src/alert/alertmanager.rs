@@ -120,7 +120,9 @@ impl AlertmanagerSink {
     /// Queues every firing alert again with a fresh `endsAt`.
     fn queue_resend(&mut self) {
         for (key, alert) in &self.firing {
-            self.pending.entry(key.clone()).or_insert_with(|| alert.clone());
+            self.pending
+                .entry(key.clone())
+                .or_insert_with(|| alert.clone());
         }
     }
 
@@ -137,11 +139,20 @@ impl AlertmanagerSink {
                 alert
             })
             .collect();
-        let result = self.client.post(self.endpoint.clone()).json(&batch).send().await;
+        let result = self
+            .client
+            .post(self.endpoint.clone())
+            .json(&batch)
+            .send()
+            .await;
         classify_response(result)
     }
 
-    pub async fn run(mut self, mut notices: mpsc::UnboundedReceiver<Notice>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut notices: mpsc::UnboundedReceiver<Notice>,
+        shutdown: CancellationToken,
+    ) {
         let name = self.config.name.clone();
         let mut backoff = Backoff::new();
         let mut next_attempt = Instant::now();
@@ -201,7 +212,9 @@ impl AlertmanagerSink {
         let attempt = self.attempt(chrono::Utc::now().timestamp_millis());
         match tokio::time::timeout(Duration::from_secs(5), attempt).await {
             Ok(Delivery::Accepted) => self.metrics.count_alert(name, OUTCOME_ACCEPTED),
-            _ => tracing::error!(sink = %name, alerts = self.pending.len(), "alerts undelivered at shutdown"),
+            _ => {
+                tracing::error!(sink = %name, alerts = self.pending.len(), "alerts undelivered at shutdown")
+            }
         }
     }
 }

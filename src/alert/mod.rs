@@ -59,7 +59,11 @@ pub fn series_name(feed: &str, key: &str, split: bool) -> String {
 /// One line a person reads on a phone at 3 a.m.
 pub fn summary(transition: &Transition) -> String {
     let name = series_name(&transition.feed, &transition.key, transition.split);
-    match (transition.to, transition.last_seen_ms, transition.staleness_ms) {
+    match (
+        transition.to,
+        transition.last_seen_ms,
+        transition.staleness_ms,
+    ) {
         (Status::NeverSeen, _, _) | (_, None, _) => format!(
             "Feed {name} has never been seen (no record on {} since freshwatch started watching)",
             transition.topic
@@ -147,7 +151,9 @@ pub enum Delivery {
         retry_after: Option<Duration>,
     },
     /// The sink refused the request; retrying will not help.
-    Permanent { error: String },
+    Permanent {
+        error: String,
+    },
 }
 
 /// Classifies an HTTP answer the way every sink does.

@@ -70,7 +70,11 @@ impl WebhookSink {
         classify_response(result)
     }
 
-    pub async fn run(mut self, mut notices: mpsc::UnboundedReceiver<Notice>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut notices: mpsc::UnboundedReceiver<Notice>,
+        shutdown: CancellationToken,
+    ) {
         let name = self.config.name.clone();
         let mut backoff = Backoff::new();
         let mut next_attempt = Instant::now();

@@ -220,15 +220,18 @@ pub fn parse(
     for (key, value) in document.iter_mut() {
         substitute_env(value, key.clone(), lookup_env)?;
     }
-    let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(document)).map_err(
-        |error| {
+    let raw: RawConfig =
+        serde_path_to_error::deserialize(toml::Value::Table(document)).map_err(|error| {
             let key = error.path().to_string();
             ConfigError::Shape {
-                key: if key == "." { "(top level)".into() } else { key },
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
                 reason: error.into_inner().message().to_owned(),
             }
-        },
-    )?;
+        })?;
     validate(raw)
 }
 
@@ -598,9 +601,7 @@ fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
     };
     let mut alerts = AlertsConfig::default();
     for (index, sink) in raw.alertmanager.into_iter().enumerate() {
-        let name = sink
-            .name
-            .unwrap_or_else(|| format!("alertmanager-{index}"));
+        let name = sink.name.unwrap_or_else(|| format!("alertmanager-{index}"));
         check_name(format!("alerts.alertmanager[{index}].name"), &name)?;
         if sink.resend_interval < Duration::from_secs(1) {
             return Err(ConfigError::invalid(
@@ -721,6 +722,8 @@ fn redact_url(url: &reqwest::Url) -> String {
         "{}://{}{}",
         url.scheme(),
         url.host_str().unwrap_or(""),
-        url.port().map(|port| format!(":{port}")).unwrap_or_default()
+        url.port()
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default()
     )
 }

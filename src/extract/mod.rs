@@ -74,7 +74,10 @@ pub enum SplitValue<'a> {
     Whole,
     Borrowed(&'a [u8]),
     Owned(String),
-    Partition { digits: [u8; 11], len: u8 },
+    Partition {
+        digits: [u8; 11],
+        len: u8,
+    },
 }
 
 impl SplitValue<'_> {
@@ -209,10 +212,8 @@ impl Extractor {
                 let payload = record.payload().ok_or(RecordError::MissingPayload)?;
                 match json::find(payload, pointer).map_err(RecordError::InvalidJson)? {
                     None | Some(json::JsonScalar::Null) => Err(RecordError::MissingTimestamp),
-                    Some(json::JsonScalar::String(text)) => {
-                        timestamp::parse_timestamp_text(&text)
-                            .map_err(RecordError::InvalidTimestamp)
-                    }
+                    Some(json::JsonScalar::String(text)) => timestamp::parse_timestamp_text(&text)
+                        .map_err(RecordError::InvalidTimestamp),
                     Some(json::JsonScalar::Number(literal)) => {
                         timestamp::parse_timestamp_number(literal)
                             .map_err(RecordError::InvalidTimestamp)

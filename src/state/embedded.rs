@@ -115,10 +115,7 @@ impl EmbeddedStore {
                         .status = Some(status);
                 }
                 snapshot.series.extend(by_key.into_values());
-                if let Some(value) = started
-                    .get(&**feed)
-                    .map_err(|error| store.error(error))?
-                {
+                if let Some(value) = started.get(&**feed).map_err(|error| store.error(error))? {
                     snapshot
                         .watch_started_ms
                         .insert(feed.to_string(), value.value());
@@ -223,9 +220,14 @@ mod tests {
     async fn writes_merge_by_max_and_survive_reopen() {
         let directory = tempfile::tempdir().unwrap();
         {
-            let store = EmbeddedStore::open(directory.path().to_owned()).await.unwrap();
+            let store = EmbeddedStore::open(directory.path().to_owned())
+                .await
+                .unwrap();
             store
-                .write(vec![record("profiles", "acme", 100), record("orders", "", 7)])
+                .write(vec![
+                    record("profiles", "acme", 100),
+                    record("orders", "", 7),
+                ])
                 .await
                 .unwrap();
             store
@@ -235,7 +237,9 @@ mod tests {
             assert_eq!(store.watch_started("profiles", 10).await.unwrap(), 10);
             assert_eq!(store.watch_started("profiles", 20).await.unwrap(), 10);
         }
-        let store = EmbeddedStore::open(directory.path().to_owned()).await.unwrap();
+        let store = EmbeddedStore::open(directory.path().to_owned())
+            .await
+            .unwrap();
         let snapshot = store
             .load(&[Arc::from("profiles"), Arc::from("orders")])
             .await
@@ -244,7 +248,11 @@ mod tests {
         series.sort_by(|a, b| a.feed.cmp(&b.feed));
         assert_eq!(series.len(), 2);
         assert_eq!(series[0].feed.as_ref(), "orders");
-        assert_eq!(series[1].last_seen_ms, Some(100), "max wins over a later, older write");
+        assert_eq!(
+            series[1].last_seen_ms,
+            Some(100),
+            "max wins over a later, older write"
+        );
         assert_eq!(series[1].status, Some((Status::Critical, 42)));
         assert_eq!(snapshot.watch_started_ms["profiles"], 10);
     }
@@ -252,7 +260,9 @@ mod tests {
     #[tokio::test]
     async fn a_feed_prefix_does_not_leak_into_another_feed() {
         let directory = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(directory.path().to_owned()).await.unwrap();
+        let store = EmbeddedStore::open(directory.path().to_owned())
+            .await
+            .unwrap();
         store
             .write(vec![record("pro", "x", 1), record("profiles", "y", 2)])
             .await

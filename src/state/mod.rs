@@ -60,9 +60,9 @@ impl StateStore {
             StateBackend::Redis { url } => Ok(StateStore::Redis(
                 RedisStore::connect(url.expose(), &config.key_prefix).await?,
             )),
-            StateBackend::Embedded { path } => {
-                Ok(StateStore::Embedded(EmbeddedStore::open(path.clone()).await?))
-            }
+            StateBackend::Embedded { path } => Ok(StateStore::Embedded(
+                EmbeddedStore::open(path.clone()).await?,
+            )),
         }
     }
 
@@ -133,7 +133,10 @@ mod tests {
     fn status_encoding_round_trips() {
         for status in Status::ALL {
             let text = encode_status(status, 1_700_000_000_000);
-            assert_eq!(decode_status("x", &text).unwrap(), (status, 1_700_000_000_000));
+            assert_eq!(
+                decode_status("x", &text).unwrap(),
+                (status, 1_700_000_000_000)
+            );
         }
         assert!(decode_status("x", "bogus").is_err());
         assert!(decode_status("x", "critical@soon").is_err());

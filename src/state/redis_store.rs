@@ -81,7 +81,11 @@ impl RedisStore {
                     .last_seen_ms = Some(millis);
             }
             for (key, text) in statuses {
-                let what = format!("{}[{}]", self.key(feed, "status"), String::from_utf8_lossy(&key));
+                let what = format!(
+                    "{}[{}]",
+                    self.key(feed, "status"),
+                    String::from_utf8_lossy(&key)
+                );
                 let status = decode_status(&what, &text)?;
                 by_key
                     .entry(key.clone())
