@@ -33,9 +33,19 @@ fn the_example_config_is_valid_and_its_feeds_are_printed() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("profiles: topic=cdp.profile-updates split_by=json /tenant_id"), "{stdout}");
-    assert!(stdout.contains("warn_after=30m critical_after=2h expected=[acme, globex]"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("profiles: topic=cdp.profile-updates split_by=json /tenant_id"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warn_after=30m critical_after=2h expected=[acme, globex]"),
+        "{stdout}"
+    );
     assert!(stdout.contains("orders: topic_regex="), "{stdout}");
 }
 
@@ -81,7 +91,10 @@ fn each_bad_config_names_the_key_and_the_reason_and_exits_1() {
     for (text, expected) in cases {
         let (code, stdout, stderr) = check_config(&text);
         assert_eq!(code, 1, "exit code for:\n{text}\nstderr: {stderr}");
-        assert!(stderr.contains(expected), "expected {expected:?} in {stderr:?} for:\n{text}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in {stderr:?} for:\n{text}"
+        );
         assert!(stdout.is_empty(), "nothing on stdout on error: {stdout}");
     }
     let missing = Command::new(freshwatch_bin())
@@ -89,49 +102,90 @@ fn each_bad_config_names_the_key_and_the_reason_and_exits_1() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/freshwatch.toml"));
+    assert!(String::from_utf8_lossy(&missing.stderr)
+        .contains("cannot read /nonexistent/freshwatch.toml"));
 }
 
 #[test]
 fn the_demo_shows_a_warning_then_a_critical_alert_and_serves_status() {
     let port = free_port();
-    let mut demo = Command::new(freshwatch_bin())
-        .args(["demo", "--for", "32s", "--listen", &format!("127.0.0.1:{port}")])
+    let demo = Command::new(freshwatch_bin())
+        .args([
+            "demo",
+            "--for",
+            "32s",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    runtime.block_on(wait_until("demo serves the API", Duration::from_secs(20), || async {
-        reqwest::get(format!("{url}/api/v1/feeds")).await.is_ok()
-    }));
+    runtime.block_on(wait_until(
+        "demo serves the API",
+        Duration::from_secs(20),
+        || async { reqwest::get(format!("{url}/api/v1/feeds")).await.is_ok() },
+    ));
     // Once payments has gone warning, `status` lists it above the fresh feeds.
-    runtime.block_on(wait_until("payments turns warning", Duration::from_secs(25), || async {
-        let Ok(response) = reqwest::get(format!("{url}/api/v1/feeds?feed=payments")).await else { return false };
-        let rows: Vec<serde_json::Value> = response.json().await.unwrap_or_default();
-        rows.first().is_some_and(|row| row["status"] != "ok" && row["status"] != "unknown")
-    }));
-    let status = Command::new(freshwatch_bin()).args(["status", "--url", &url]).output().unwrap();
+    runtime.block_on(wait_until(
+        "payments turns warning",
+        Duration::from_secs(25),
+        || async {
+            let Ok(response) = reqwest::get(format!("{url}/api/v1/feeds?feed=payments")).await
+            else {
+                return false;
+            };
+            let rows: Vec<serde_json::Value> = response.json().await.unwrap_or_default();
+            rows.first()
+                .is_some_and(|row| row["status"] != "ok" && row["status"] != "unknown")
+        },
+    ));
+    let status = Command::new(freshwatch_bin())
+        .args(["status", "--url", &url])
+        .output()
+        .unwrap();
     assert!(status.status.success());
     let table = String::from_utf8_lossy(&status.stdout);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("FEED"), "{table}");
-    let position = |needle: &str| lines.iter().position(|line| line.contains(needle)).unwrap_or_else(|| panic!("{needle} in {table}"));
-    assert!(position("payments") < position("orders"), "stalest first:\n{table}");
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {table}"))
+    };
+    assert!(
+        position("payments") < position("orders"),
+        "stalest first:\n{table}"
+    );
     assert!(position("acme") > position("payments"), "{table}");
 
     let output = demo.wait_with_output().unwrap();
     assert!(output.status.success());
     let log = String::from_utf8_lossy(&output.stderr);
-    let warning = log.find("feed warning: Feed payments").unwrap_or_else(|| panic!("no warning in:\n{log}"));
-    let critical = log.find("feed critical: Feed payments").unwrap_or_else(|| panic!("no critical in:\n{log}"));
+    let warning = log
+        .find("feed warning: Feed payments")
+        .unwrap_or_else(|| panic!("no warning in:\n{log}"));
+    let critical = log
+        .find("feed critical: Feed payments")
+        .unwrap_or_else(|| panic!("no critical in:\n{log}"));
     assert!(warning < critical);
-    assert!(log.contains("feed critical: Feed profiles/initech has never been seen"), "{log}");
+    assert!(
+        log.contains("feed critical: Feed profiles/initech has never been seen"),
+        "{log}"
+    );
 
-    let unreachable = Command::new(freshwatch_bin()).args(["status", "--url", &url]).output().unwrap();
+    let unreachable = Command::new(freshwatch_bin())
+        .args(["status", "--url", &url])
+        .output()
+        .unwrap();
     assert_eq!(unreachable.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach freshwatch"));
 }

@@ -31,7 +31,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A mock cluster with the given topics; stays on the test thread.
-fn cluster(topics: &[(&str, i32)]) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+fn cluster(
+    topics: &[(&str, i32)],
+) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("librdkafka mock cluster");
     for (topic, partitions) in topics {
         cluster.create_topic(topic, *partitions, 1).unwrap();
@@ -212,11 +214,20 @@ url = "{}"
         let ten_days_ago = now_ms() - 10 * DAY_MS;
         let producer = producer(&brokers);
         let produced_at = Instant::now();
-        produce(&producer, "cdp.profile-updates", None, "{}", Some(ten_days_ago), &[]);
+        produce(
+            &producer,
+            "cdp.profile-updates",
+            None,
+            "{}",
+            Some(ten_days_ago),
+            &[],
+        );
 
-        wait_until("FeedStale in Alertmanager", Duration::from_secs(10), || async {
-            !alertmanager.alerts_named("FeedStale").await.is_empty()
-        })
+        wait_until(
+            "FeedStale in Alertmanager",
+            Duration::from_secs(10),
+            || async { !alertmanager.alerts_named("FeedStale").await.is_empty() },
+        )
         .await;
         let elapsed = produced_at.elapsed();
         assert!(
@@ -228,15 +239,24 @@ url = "{}"
         let alert = &alerts[0];
         assert_eq!(alert["labels"]["feed"], "profiles");
         assert_eq!(alert["labels"]["severity"], "critical");
-        assert!(alert["labels"].get("key").is_none(), "unsplit feed has no key label");
+        assert!(
+            alert["labels"].get("key").is_none(),
+            "unsplit feed has no key label"
+        );
         let summary = alert["annotations"]["summary"].as_str().unwrap();
-        assert!(summary.contains("profiles") && summary.contains("10d"), "{summary}");
+        assert!(
+            summary.contains("profiles") && summary.contains("10d"),
+            "{summary}"
+        );
         let staleness: f64 = alert["annotations"]["staleness_seconds"]
             .as_str()
             .unwrap()
             .parse()
             .unwrap();
-        assert!((staleness - 864_000.0).abs() < 60.0, "staleness {staleness}");
+        assert!(
+            (staleness - 864_000.0).abs() < 60.0,
+            "staleness {staleness}"
+        );
         assert_eq!(
             alert["annotations"]["last_seen"].as_str().unwrap(),
             freshwatch::clock::rfc3339(ten_days_ago)
@@ -249,16 +269,25 @@ url = "{}"
         assert_eq!(row["critical_after_seconds"], 7200.0);
         let metrics = instance.metrics().await;
         assert_eq!(
-            sample(&metrics, "freshwatch_feed_status{feed=\"profiles\",key=\"\"}"),
+            sample(
+                &metrics,
+                "freshwatch_feed_status{feed=\"profiles\",key=\"\"}"
+            ),
             Some(2.0)
         );
         assert_eq!(
-            sample(&metrics, "freshwatch_feed_last_seen_timestamp_seconds{feed=\"profiles\",key=\"\"}"),
+            sample(
+                &metrics,
+                "freshwatch_feed_last_seen_timestamp_seconds{feed=\"profiles\",key=\"\"}"
+            ),
             Some(ten_days_ago as f64 / 1000.0)
         );
         assert!(
-            sample(&metrics, "freshwatch_alerts_sent_total{sink=\"alertmanager-0\",outcome=\"accepted\"}")
-                .unwrap()
+            sample(
+                &metrics,
+                "freshwatch_alerts_sent_total{sink=\"alertmanager-0\",outcome=\"accepted\"}"
+            )
+            .unwrap()
                 >= 1.0
         );
         instance.stop().await;
@@ -296,7 +325,9 @@ url = "{}/hook"
         let instance = Instance::start(&text).await;
         let producer = producer(&brokers);
         produce(&producer, "orders", None, "{}", None, &[]);
-        instance.wait_status("orders", "", "ok", Duration::from_secs(5)).await;
+        instance
+            .wait_status("orders", "", "ok", Duration::from_secs(5))
+            .await;
 
         instance
             .wait_status("orders", "", "warning", Duration::from_secs(6))
@@ -304,33 +335,51 @@ url = "{}/hook"
         instance
             .wait_status("orders", "", "critical", Duration::from_secs(6))
             .await;
-        wait_until("critical alert in Alertmanager", Duration::from_secs(5), || async {
-            alertmanager
-                .alerts_named("FeedStale")
-                .await
-                .iter()
-                .any(|alert| alert["labels"]["severity"] == "critical")
-        })
+        wait_until(
+            "critical alert in Alertmanager",
+            Duration::from_secs(5),
+            || async {
+                alertmanager
+                    .alerts_named("FeedStale")
+                    .await
+                    .iter()
+                    .any(|alert| alert["labels"]["severity"] == "critical")
+            },
+        )
         .await;
 
         produce(&producer, "orders", None, "{}", None, &[]);
-        instance.wait_status("orders", "", "ok", Duration::from_secs(5)).await;
-        wait_until("Alertmanager resolved the alert", Duration::from_secs(10), || async {
-            alertmanager.alerts_named("FeedStale").await.iter().all(|alert| {
-                alert["status"]["state"] != "active" || {
-                    let ends = alert["endsAt"].as_str().unwrap_or("");
-                    chrono::DateTime::parse_from_rfc3339(ends)
-                        .map(|ends| ends.timestamp_millis() <= now_ms())
-                        .unwrap_or(false)
-                }
-            })
-        })
+        instance
+            .wait_status("orders", "", "ok", Duration::from_secs(5))
+            .await;
+        wait_until(
+            "Alertmanager resolved the alert",
+            Duration::from_secs(10),
+            || async {
+                alertmanager
+                    .alerts_named("FeedStale")
+                    .await
+                    .iter()
+                    .all(|alert| {
+                        alert["status"]["state"] != "active" || {
+                            let ends = alert["endsAt"].as_str().unwrap_or("");
+                            chrono::DateTime::parse_from_rfc3339(ends)
+                                .map(|ends| ends.timestamp_millis() <= now_ms())
+                                .unwrap_or(false)
+                        }
+                    })
+            },
+        )
         .await;
         wait_until("three webhook posts", Duration::from_secs(5), || async {
             receiver.requests().len() >= 3
         })
         .await;
-        let posts: Vec<Value> = receiver.requests().into_iter().map(|request| request.json).collect();
+        let posts: Vec<Value> = receiver
+            .requests()
+            .into_iter()
+            .map(|request| request.json)
+            .collect();
         let sequence: Vec<(String, String)> = posts
             .iter()
             .map(|post| {
@@ -352,12 +401,18 @@ url = "{}/hook"
         for post in &posts {
             assert_eq!(post["feed"], "orders");
             assert_eq!(post["key"], "");
-            assert_eq!(post["dedup_key"], posts[0]["dedup_key"], "dedup_key is stable");
+            assert_eq!(
+                post["dedup_key"], posts[0]["dedup_key"],
+                "dedup_key is stable"
+            );
             assert!(post["summary"].as_str().unwrap().contains("orders"));
             assert!(post["last_seen"].is_string());
             assert!(post["staleness_seconds"].is_number());
         }
-        assert!(posts[2]["summary"].as_str().unwrap().contains("fresh again"));
+        assert!(posts[2]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("fresh again"));
         instance.stop().await;
     });
 }
@@ -379,8 +434,8 @@ name = "profiles"
 topic = "cdp.profile-updates"
 split_by = {{ json = "/tenant_id" }}
 timestamp = {{ json = "/updated_at" }}
-warn_after = "1h"
-critical_after = "3s"
+warn_after = "5s"
+critical_after = "8s"
 expected = ["acme", "globex", "initech"]
 
 [[alerts.alertmanager]]
@@ -391,15 +446,29 @@ url = "{}"
         );
         let instance = Instance::start(&text).await;
         let producer = producer(&brokers);
+        // Stamped two minutes ahead (within max_future_skew), so these tenants stay fresh for
+        // the whole test while initech's never-seen window (critical_after) runs out.
         for tenant in ["acme", "globex", "umbrella"] {
             let payload = format!(
                 r#"{{"tenant_id":"{tenant}","updated_at":"{}"}}"#,
-                freshwatch::clock::rfc3339(now_ms())
+                freshwatch::clock::rfc3339(now_ms() + 120_000)
             );
-            produce(&producer, "cdp.profile-updates", Some(tenant), &payload, None, &[]);
+            produce(
+                &producer,
+                "cdp.profile-updates",
+                Some(tenant),
+                &payload,
+                None,
+                &[],
+            );
+        }
+        for tenant in ["acme", "globex", "umbrella"] {
+            instance
+                .wait_status("profiles", tenant, "ok", Duration::from_secs(5))
+                .await;
         }
         let row = instance
-            .wait_status("profiles", "initech", "never_seen", Duration::from_secs(8))
+            .wait_status("profiles", "initech", "never_seen", Duration::from_secs(10))
             .await;
         assert!(row["last_seen"].is_null());
         assert!(row["staleness_seconds"].is_null());
@@ -408,13 +477,20 @@ url = "{}"
             assert_eq!(row["status"], "ok", "{row}");
             assert_eq!(row["records"], 1);
         }
-        wait_until("never-seen alert for initech", Duration::from_secs(5), || async {
-            alertmanager
-                .alerts_named("FeedStale")
-                .await
-                .iter()
-                .any(|alert| alert["labels"]["key"] == "initech" && alert["labels"]["severity"] == "critical")
-        })
+        wait_until(
+            "never-seen alert for initech",
+            Duration::from_secs(5),
+            || async {
+                alertmanager
+                    .alerts_named("FeedStale")
+                    .await
+                    .iter()
+                    .any(|alert| {
+                        alert["labels"]["key"] == "initech"
+                            && alert["labels"]["severity"] == "critical"
+                    })
+            },
+        )
         .await;
         let alerts = alertmanager.alerts_named("FeedStale").await;
         assert_eq!(alerts.len(), 1, "only initech pages: {alerts:#?}");
@@ -424,7 +500,10 @@ url = "{}"
             .contains("never been seen"));
         let metrics = instance.metrics().await;
         assert_eq!(
-            sample(&metrics, "freshwatch_feed_status{feed=\"profiles\",key=\"initech\"}"),
+            sample(
+                &metrics,
+                "freshwatch_feed_status{feed=\"profiles\",key=\"initech\"}"
+            ),
             Some(3.0)
         );
         assert_eq!(
@@ -464,28 +543,75 @@ topic = "record-ts"
         let instance = Instance::start(&text).await;
         let producer = producer(&brokers);
         let base = now_ms() - 60_000;
-        produce(&producer, "json-ts", None, r#"{"kind":"rfc","meta":{"at":"2026-01-02T03:04:05.678Z"}}"#, None, &[]);
-        produce(&producer, "json-ts", None, r#"{"kind":"secs","meta":{"at":1767323045}}"#, None, &[]);
-        produce(&producer, "json-ts", None, r#"{"kind":"millis","meta":{"at":1767323045678}}"#, None, &[]);
+        produce(
+            &producer,
+            "json-ts",
+            None,
+            r#"{"kind":"rfc","meta":{"at":"2026-01-02T03:04:05.678Z"}}"#,
+            None,
+            &[],
+        );
+        produce(
+            &producer,
+            "json-ts",
+            None,
+            r#"{"kind":"secs","meta":{"at":1767323045}}"#,
+            None,
+            &[],
+        );
+        produce(
+            &producer,
+            "json-ts",
+            None,
+            r#"{"kind":"millis","meta":{"at":1767323045678}}"#,
+            None,
+            &[],
+        );
         let header_value = (base + 1).to_string();
-        produce(&producer, "header-ts", None, "x", Some(base - DAY_MS), &[("ts", header_value.as_bytes())]);
+        produce(
+            &producer,
+            "header-ts",
+            None,
+            "x",
+            Some(base - DAY_MS),
+            &[("ts", header_value.as_bytes())],
+        );
         produce(&producer, "record-ts", None, "x", Some(base + 2), &[]);
 
-        wait_until("all five records tracked", Duration::from_secs(10), || async {
-            let rows = instance.feeds().await;
-            rows.iter().filter(|row| row["last_seen"].is_string()).count() == 5
-        })
+        wait_until(
+            "all five records tracked",
+            Duration::from_secs(10),
+            || async {
+                let rows = instance.feeds().await;
+                rows.iter()
+                    .filter(|row| row["last_seen"].is_string())
+                    .count()
+                    == 5
+            },
+        )
         .await;
         let last_seen = |row: Value| row["last_seen"].as_str().unwrap().to_owned();
-        assert_eq!(last_seen(instance.row("json-rfc3339", "rfc").await.unwrap()), "2026-01-02T03:04:05.678Z");
-        assert_eq!(last_seen(instance.row("json-rfc3339", "secs").await.unwrap()), "2026-01-02T03:04:05.000Z");
-        assert_eq!(last_seen(instance.row("json-rfc3339", "millis").await.unwrap()), "2026-01-02T03:04:05.678Z");
+        assert_eq!(
+            last_seen(instance.row("json-rfc3339", "rfc").await.unwrap()),
+            "2026-01-02T03:04:05.678Z"
+        );
+        assert_eq!(
+            last_seen(instance.row("json-rfc3339", "secs").await.unwrap()),
+            "2026-01-02T03:04:05.000Z"
+        );
+        assert_eq!(
+            last_seen(instance.row("json-rfc3339", "millis").await.unwrap()),
+            "2026-01-02T03:04:05.678Z"
+        );
         assert_eq!(
             last_seen(instance.row("header-ms", "").await.unwrap()),
             freshwatch::clock::rfc3339(base + 1),
             "the header wins over the record timestamp"
         );
-        assert_eq!(last_seen(instance.row("record", "").await.unwrap()), freshwatch::clock::rfc3339(base + 2));
+        assert_eq!(
+            last_seen(instance.row("record", "").await.unwrap()),
+            freshwatch::clock::rfc3339(base + 2)
+        );
         instance.stop().await;
     });
 }
@@ -517,11 +643,11 @@ timestamp = { header = "ts" }
         let good_at = now_ms() - 5_000;
         let good = format!(r#"{{"tenant_id":"acme","updated_at":{good_at}}}"#);
         let profile_records: Vec<KcatRecord> = [
-            r#"{"tenant_id":"acme","updated_at":"#,          // truncated JSON
-            "not json at all",                                  // garbage
-            r#"{"updated_at":1767323045}"#,                     // no split field
-            r#"{"tenant_id":{"nested":1},"updated_at":1}"#,    // object as split value
-            r#"{"tenant_id":"acme"}"#,                          // no timestamp
+            r#"{"tenant_id":"acme","updated_at":"#, // truncated JSON
+            "not json at all",                      // garbage
+            r#"{"updated_at":1767323045}"#,         // no split field
+            r#"{"tenant_id":{"nested":1},"updated_at":1}"#, // object as split value
+            r#"{"tenant_id":"acme"}"#,              // no timestamp
             r#"{"tenant_id":"acme","updated_at":"yesterday"}"#, // bad timestamp
             good.as_str(),
         ]
@@ -538,7 +664,10 @@ timestamp = { header = "ts" }
             KcatRecord {
                 key: None,
                 value: "a".into(),
-                headers: vec![("tenant".into(), "acme".into()), ("ts".into(), "\u{1}\u{2}garbage".into())],
+                headers: vec![
+                    ("tenant".into(), "acme".into()),
+                    ("ts".into(), "\u{1}\u{2}garbage".into()),
+                ],
             },
             KcatRecord {
                 key: None,
@@ -553,20 +682,33 @@ timestamp = { header = "ts" }
         ];
         kcat_produce(&brokers, "signals", &signal_records);
 
-        wait_until("valid records tracked after the garbage", Duration::from_secs(15), || async {
-            let profiles = instance.row("profiles", "acme").await;
-            let signals = instance.row("signals", "acme").await;
-            profiles.is_some_and(|row| row["last_seen"].is_string())
-                && signals.is_some_and(|row| row["last_seen"].is_string())
-        })
+        wait_until(
+            "valid records tracked after the garbage",
+            Duration::from_secs(15),
+            || async {
+                let profiles = instance.row("profiles", "acme").await;
+                let signals = instance.row("signals", "acme").await;
+                profiles.is_some_and(|row| row["last_seen"].is_string())
+                    && signals.is_some_and(|row| row["last_seen"].is_string())
+            },
+        )
         .await;
         let expected_last_seen = freshwatch::clock::rfc3339(good_at);
-        assert_eq!(instance.row("profiles", "acme").await.unwrap()["last_seen"], expected_last_seen.as_str());
-        assert_eq!(instance.row("signals", "acme").await.unwrap()["last_seen"], expected_last_seen.as_str());
+        assert_eq!(
+            instance.row("profiles", "acme").await.unwrap()["last_seen"],
+            expected_last_seen.as_str()
+        );
+        assert_eq!(
+            instance.row("signals", "acme").await.unwrap()["last_seen"],
+            expected_last_seen.as_str()
+        );
         let metrics = instance.metrics().await;
         let errors = |feed: &str, reason: &str| {
-            sample(&metrics, &format!("freshwatch_record_errors_total{{feed=\"{feed}\",reason=\"{reason}\"}}"))
-                .unwrap_or_else(|| panic!("no {feed}/{reason} sample in\n{metrics}"))
+            sample(
+                &metrics,
+                &format!("freshwatch_record_errors_total{{feed=\"{feed}\",reason=\"{reason}\"}}"),
+            )
+            .unwrap_or_else(|| panic!("no {feed}/{reason} sample in\n{metrics}"))
         };
         assert_eq!(errors("profiles", "invalid_json"), 2.0);
         assert_eq!(errors("profiles", "missing_split"), 1.0);
@@ -575,7 +717,9 @@ timestamp = { header = "ts" }
         assert_eq!(errors("profiles", "invalid_timestamp"), 1.0);
         assert_eq!(errors("signals", "invalid_timestamp"), 1.0);
         assert_eq!(errors("signals", "missing_split"), 1.0);
-        let healthy = reqwest::get(format!("{}/healthz", instance.base_url)).await.unwrap();
+        let healthy = reqwest::get(format!("{}/healthz", instance.base_url))
+            .await
+            .unwrap();
         assert!(healthy.status().is_success());
         instance.stop().await;
     });

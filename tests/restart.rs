@@ -68,7 +68,9 @@ fn spawn(config: &Path, log: &Path) -> Child {
 }
 
 async fn rows(port: u16) -> Option<Vec<Value>> {
-    let response = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/feeds")).await.ok()?;
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/feeds"))
+        .await
+        .ok()?;
     response.json().await.ok()
 }
 
@@ -83,28 +85,56 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     cluster.create_topic("profiles", 3, 1).unwrap();
     cluster.create_topic("orders", 1, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     let ten_days_ago = now - 10 * DAY_MS;
     let an_hour_ago = now - 3_600_000;
     for (key, at) in [("acme", ten_days_ago), ("globex", an_hour_ago)] {
-        producer.send(BaseRecord::to("profiles").key(key).payload("{}").timestamp(at)).unwrap();
+        producer
+            .send(
+                BaseRecord::to("profiles")
+                    .key(key)
+                    .payload("{}")
+                    .timestamp(at),
+            )
+            .unwrap();
     }
-    producer.send(BaseRecord::<(), _>::to("orders").payload("{}").timestamp(ten_days_ago)).unwrap();
+    producer
+        .send(
+            BaseRecord::<(), _>::to("orders")
+                .payload("{}")
+                .timestamp(ten_days_ago),
+        )
+        .unwrap();
     producer.flush(Duration::from_secs(5)).unwrap();
 
     let directory = tempfile::tempdir().unwrap();
     let port = free_port();
     let first_config = directory.path().join("first.toml");
     write_config(&first_config, &brokers, port, "first", "earliest", state);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut first = spawn(&first_config, &directory.path().join("first.log"));
-    runtime.block_on(wait_until("first run tracks all three series as stale", Duration::from_secs(30), || async {
-        let Some(rows) = rows(port).await else { return false };
-        rows.iter().filter(|row| row["last_seen"].is_string()).count() == 3
-            && find(&rows, "profiles", "acme")["status"] == "critical"
-            && find(&rows, "orders", "")["status"] == "critical"
-    }));
+    runtime.block_on(wait_until(
+        "first run tracks all three series as stale",
+        Duration::from_secs(30),
+        || async {
+            let Some(rows) = rows(port).await else {
+                return false;
+            };
+            rows.iter()
+                .filter(|row| row["last_seen"].is_string())
+                .count()
+                == 3
+                && find(&rows, "profiles", "acme")["status"] == "critical"
+                && find(&rows, "orders", "")["status"] == "critical"
+        },
+    ));
     // Two flush intervals so the state store has the evaluated statuses.
     std::thread::sleep(Duration::from_millis(500));
     first.kill().unwrap(); // SIGKILL
@@ -114,7 +144,12 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     write_config(&second_config, &brokers, port, "second", "latest", state);
     let mut second = spawn(&second_config, &directory.path().join("second.log"));
     let restored = runtime.block_on(async {
-        wait_until("second run serves the API", Duration::from_secs(30), || async { rows(port).await.is_some() }).await;
+        wait_until(
+            "second run serves the API",
+            Duration::from_secs(30),
+            || async { rows(port).await.is_some() },
+        )
+        .await;
         rows(port).await.unwrap()
     });
     second.kill().unwrap();
@@ -122,7 +157,11 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     let log = std::fs::read_to_string(directory.path().join("second.log")).unwrap();
 
     let acme = find(&restored, "profiles", "acme");
-    assert_eq!(acme["last_seen"], freshwatch::clock::rfc3339(ten_days_ago), "{log}");
+    assert_eq!(
+        acme["last_seen"],
+        freshwatch::clock::rfc3339(ten_days_ago),
+        "{log}"
+    );
     assert_eq!(acme["status"], "critical");
     assert!(acme["staleness_seconds"].as_f64().unwrap() >= 10.0 * 86_400.0);
     assert_eq!(acme["records"], 0, "nothing was re-read from Kafka");
@@ -130,7 +169,10 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     assert_eq!(globex["last_seen"], freshwatch::clock::rfc3339(an_hour_ago));
     assert_eq!(globex["status"], "warning");
     let orders = find(&restored, "orders", "");
-    assert_eq!(orders["last_seen"], freshwatch::clock::rfc3339(ten_days_ago));
+    assert_eq!(
+        orders["last_seen"],
+        freshwatch::clock::rfc3339(ten_days_ago)
+    );
     assert_eq!(orders["status"], "critical");
     let initech = find(&restored, "profiles", "initech");
     assert!(initech["last_seen"].is_null());
@@ -146,5 +188,8 @@ fn kill_9_and_restart_with_redis_keeps_every_staleness_clock() {
 #[test]
 fn kill_9_and_restart_with_the_embedded_store_keeps_every_staleness_clock() {
     let directory = tempfile::tempdir().unwrap();
-    restart_keeps_every_staleness_clock(&format!("path = \"{}\"", directory.path().join("state").display()));
+    restart_keeps_every_staleness_clock(&format!(
+        "path = \"{}\"",
+        directory.path().join("state").display()
+    ));
 }

@@ -41,9 +41,7 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     pub async fn start() -> WebhookReceiver {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let app = Router::new()
-            .fallback(record)
-            .with_state(shared.clone());
+        let app = Router::new().fallback(record).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {

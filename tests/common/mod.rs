@@ -1,0 +1,306 @@
+//! Shared helpers for integration tests: real servers on free loopback ports.
+//!
+//! A missing server binary fails the test with the command that installs it; nothing skips.
+#![allow(dead_code)]
+
+pub mod receiver;
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Finds `name` on PATH (and in /usr/sbin, /usr/bin) or fails naming the install command.
+pub fn require_binary(name: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let candidates = path
+        .split(':')
+        .map(PathBuf::from)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]);
+    for directory in candidates {
+        let candidate = directory.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    let package = match name {
+        "prometheus-alertmanager" => "prometheus-alertmanager",
+        other => other,
+    };
+    panic!("{name} not found: run `scripts/setup` (or `apt-get install {package}`)");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn freshwatch_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_freshwatch"))
+}
+
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Polls `check` every 100ms until it is true; panics naming `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A real `redis-server` with an append-only file in a temp dir, so a restart keeps data.
+pub struct RedisServer {
+    pub port: u16,
+    pub url: String,
+    directory: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            url: String::new(),
+            directory: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.url = format!("redis://127.0.0.1:{}/0", server.port);
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let binary = require_binary("redis-server");
+        let log_path = self.directory.path().join("redis.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let child = Command::new(binary)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+            ])
+            .arg(self.directory.path())
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--daemonize",
+                "no",
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.ping() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("redis-server did not answer PING:\n{}", log_tail(&log_path));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        if stream.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut answer = [0u8; 7];
+        stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+    }
+
+    /// SIGKILL: the server vanishes mid-flight.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port and directory; the append-only file brings the data back.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A real Prometheus Alertmanager, clustering off.
+pub struct Alertmanager {
+    pub port: u16,
+    pub url: String,
+    directory: tempfile::TempDir,
+    child: Child,
+}
+
+impl Alertmanager {
+    pub fn start() -> Alertmanager {
+        let binary = require_binary("prometheus-alertmanager");
+        let directory = tempfile::tempdir().unwrap();
+        let config = directory.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: 'null'\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: 'null'\n",
+        )
+        .unwrap();
+        let port = free_port();
+        let log_path = directory.path().join("alertmanager.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                directory.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("alertmanager starts");
+        let alertmanager = Alertmanager {
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            directory,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if http_get_ok(port, "/-/ready") {
+                return alertmanager;
+            }
+            if Instant::now() >= deadline {
+                panic!("alertmanager not ready:\n{}", log_tail(&log_path));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every alert Alertmanager holds, as its own API reports them.
+    pub async fn alerts(&self) -> Vec<serde_json::Value> {
+        let url = format!(
+            "{}/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true",
+            self.url
+        );
+        reqwest::get(url).await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn alerts_named(&self, alertname: &str) -> Vec<serde_json::Value> {
+        self.alerts()
+            .await
+            .into_iter()
+            .filter(|alert| alert["labels"]["alertname"] == alertname)
+            .collect()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking `GET path` on loopback that reports a 2xx.
+fn http_get_ok(port: u16, path: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head[9] == b'2'
+}
+
+/// One record for [`kcat_produce`].
+#[derive(Debug, Clone)]
+pub struct KcatRecord {
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Produces records with Debian's `kcat`, an independent client; one kcat run per record so
+/// each can carry its own key and headers.
+pub fn kcat_produce(brokers: &str, topic: &str, records: &[KcatRecord]) {
+    let kcat = require_binary("kcat");
+    for record in records {
+        assert!(
+            !record.value.contains('\n'),
+            "kcat values are newline-delimited"
+        );
+        let mut command = Command::new(&kcat);
+        command.args(["-b", brokers, "-t", topic, "-P", "-D", "\n"]);
+        let mut line = record.value.clone();
+        if let Some(key) = &record.key {
+            command.args(["-K", "\t"]);
+            line = format!("{key}\t{}", record.value);
+        }
+        for (name, value) in &record.headers {
+            command.args(["-H", &format!("{name}={value}")]);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kcat starts");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "kcat failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
