@@ -16,7 +16,10 @@ fn compose_runs_kafka_redis_freshwatch_prometheus_and_alertmanager() {
         assert!(services.contains_key(name), "service {name} missing");
     }
     let kafka = &compose["services"]["kafka"];
-    assert_eq!(kafka["environment"]["KAFKA_PROCESS_ROLES"], "broker,controller", "KRaft mode");
+    assert_eq!(
+        kafka["environment"]["KAFKA_PROCESS_ROLES"], "broker,controller",
+        "KRaft mode"
+    );
     let freshwatch = &compose["services"]["freshwatch"];
     assert_eq!(freshwatch["build"], ".");
     assert!(std::path::Path::new("Dockerfile").is_file());
@@ -24,12 +27,18 @@ fn compose_runs_kafka_redis_freshwatch_prometheus_and_alertmanager() {
         for volume in service["volumes"].as_sequence().into_iter().flatten() {
             let source = volume.as_str().unwrap().split(':').next().unwrap();
             if let Some(relative) = source.strip_prefix("./") {
-                assert!(std::path::Path::new(relative).is_file(), "{relative} is mounted but missing");
+                assert!(
+                    std::path::Path::new(relative).is_file(),
+                    "{relative} is mounted but missing"
+                );
             }
         }
     }
     let dockerfile = std::fs::read_to_string("Dockerfile").unwrap();
-    assert!(dockerfile.matches("FROM ").count() >= 2, "multi-stage build");
+    assert!(
+        dockerfile.matches("FROM ").count() >= 2,
+        "multi-stage build"
+    );
 }
 
 #[test]
@@ -55,5 +64,7 @@ fn prometheus_scrapes_freshwatch_and_alertmanager_routes_by_severity() {
         .filter_map(Value::as_str)
         .collect();
     assert_eq!(group_by, ["alertname", "feed", "key"]);
-    assert!(alertmanager["inhibit_rules"][0]["equal"].as_sequence().is_some());
+    assert!(alertmanager["inhibit_rules"][0]["equal"]
+        .as_sequence()
+        .is_some());
 }
