@@ -84,7 +84,7 @@ fn each_bad_config_names_the_key_and_the_reason_and_exits_1() {
             format!("{KAFKA}[[feed]]\nname=\"a\"\ntopic=\"a\"\n[[alerts.alertmanager]]\nurl=\"ftp://x\"\n"),
             "error: alerts.alertmanager[0].url: scheme must be http or https",
         ),
-        (format!("{KAFKA}"), "error: feed: at least one [[feed]] is required"),
+        (KAFKA.to_string(), "error: feed: at least one [[feed]] is required"),
         ("[kafka\nbrokers=1".to_owned(), "invalid TOML"),
         ("[[feed]]\nname=\"a\"\ntopic=\"a\"\n".to_owned(), "missing field `kafka`"),
     ];

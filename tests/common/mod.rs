@@ -25,11 +25,8 @@ pub fn require_binary(name: &str) -> PathBuf {
             return candidate;
         }
     }
-    let package = match name {
-        "prometheus-alertmanager" => "prometheus-alertmanager",
-        other => other,
-    };
-    panic!("{name} not found: run `scripts/setup` (or `apt-get install {package}`)");
+    // Every binary the tests use ships in a Debian package of the same name.
+    panic!("{name} not found: run `scripts/setup` (or `apt-get install {name}`)");
 }
 
 pub fn free_port() -> u16 {
