@@ -233,3 +233,25 @@ pub fn stalest_first(a: &FeedRow, b: &FeedRow) -> CmpOrdering {
         .then_with(|| a.feed.cmp(&b.feed))
         .then_with(|| a.key.cmp(&b.key))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_with_an_assignment_and_a_state_store_that_answers() {
+        let source = Arc::new(SourceStatus::default());
+        let readiness = Readiness::new(source.clone());
+        assert_eq!(
+            readiness.problems(),
+            Some(vec!["kafka consumer has no partition assignment yet"])
+        );
+        source.has_assignment.store(true, Ordering::Relaxed);
+        assert_eq!(readiness.problems(), None);
+        readiness.state_store_up.store(false, Ordering::Relaxed);
+        assert_eq!(
+            readiness.problems(),
+            Some(vec!["state store does not answer"])
+        );
+    }
+}

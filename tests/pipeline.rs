@@ -206,6 +206,7 @@ critical_after = "2h"
 
 [[alerts.alertmanager]]
 url = "{}"
+resend_interval = "1s"
 "#,
                 alertmanager.url
             ),
@@ -260,6 +261,23 @@ url = "{}"
         assert_eq!(
             alert["annotations"]["last_seen"].as_str().unwrap(),
             freshwatch::clock::rfc3339(ten_days_ago)
+        );
+
+        // Firing alerts are re-sent every resend_interval, pushing endsAt forward, so
+        // Alertmanager never expires an alert that is still firing.
+        let ends_at = |alerts: &[Value]| alerts[0]["endsAt"].as_str().unwrap().to_owned();
+        let first_ends_at = ends_at(&alerts);
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let later = alertmanager.alerts_named("FeedStale").await;
+        assert_eq!(later.len(), 1);
+        assert!(
+            ends_at(&later) > first_ends_at,
+            "endsAt moved: {first_ends_at} -> {}",
+            ends_at(&later)
+        );
+        assert_eq!(
+            later[0]["startsAt"], alert["startsAt"],
+            "the same alert, not a new one"
         );
 
         let row = instance.row("profiles", "").await.unwrap();
@@ -537,7 +555,7 @@ timestamp = { header = "ts" }
 
 [[feed]]
 name = "record"
-topic = "record-ts"
+topic_regex = "^record-"
 "#,
         );
         let instance = Instance::start(&text).await;
