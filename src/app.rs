@@ -13,14 +13,14 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{is_notifiable, log_transition, Dispatcher, Notice};
+use crate::alert::{is_notifiable, log_transition, Dispatcher, Notice, SystemAlert, KEY_LIMIT};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::evaluate::Evaluator;
 use crate::http::{HttpState, Readiness};
 use crate::metrics::{Metrics, OutcomeLabels};
-use crate::model::FeedIndex;
-use crate::source::{Source, SourceError, SourceHandle};
+use crate::model::{FeedIndex, Severity};
+use crate::source::{Source, SourceError, SourceHandle, TailSource};
 use crate::state::{SeriesRecord, StateError, StateStore};
 use crate::tracker::Tracker;
 
@@ -71,7 +71,7 @@ impl Pipeline {
     /// One evaluation tick: judge what may have changed, then notify.
     fn evaluate(&self) {
         let now_ms = self.clock.now_ms();
-        let transitions = {
+        let (transitions, full_feeds) = {
             let mut tracker = self
                 .tracker
                 .lock()
@@ -80,8 +80,29 @@ impl Pipeline {
                 .evaluator
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            evaluator.tick(&mut tracker, now_ms)
+            let full_feeds: Vec<(Arc<str>, usize)> = tracker
+                .take_newly_full()
+                .into_iter()
+                .map(|feed| {
+                    let track = tracker.feed(feed);
+                    (track.name.clone(), track.max_keys)
+                })
+                .collect();
+            (evaluator.tick(&mut tracker, now_ms), full_feeds)
         };
+        for (feed, max_keys) in full_feeds {
+            tracing::error!(feed = %feed, max_keys, "feed reached max_keys; records with new split values are refused");
+            self.dispatcher.send(Notice::System(SystemAlert {
+                alertname: KEY_LIMIT,
+                severity: Severity::Warning,
+                labels: vec![("feed", feed.to_string())],
+                summary: format!(
+                    "Feed {feed} reached max_keys ({max_keys}); records with new split values are not tracked"
+                ),
+                firing: true,
+                since_ms: now_ms,
+            }));
+        }
         for transition in transitions {
             self.metrics
                 .transitions
@@ -206,6 +227,12 @@ pub async fn start(
 
     let (source, source_handle) =
         Source::new(&config, tracker.clone(), metrics.clone(), clock.clone())?;
+    let tail_source = TailSource::new(
+        &config,
+        tracker.clone(),
+        clock.clone(),
+        source_handle.status.clone(),
+    )?;
     let readiness = Arc::new(Readiness::new(source_handle.status.clone()));
     let listener = crate::http::bind(config.http.listen)
         .await
@@ -250,6 +277,13 @@ pub async fn start(
         .name("freshwatch-source".into())
         .spawn(move || source.run(source_token))
         .expect("spawning a thread");
+    let tail_thread = tail_source.map(|tail| {
+        let tail_token = source_stop.clone();
+        std::thread::Builder::new()
+            .name("freshwatch-tail".into())
+            .spawn(move || tail.run(tail_token))
+            .expect("spawning a thread")
+    });
 
     let mut loops = JoinSet::new();
     loops.spawn(evaluation_loop(
@@ -277,7 +311,12 @@ pub async fn start(
         shutdown.cancelled().await;
         tracing::info!("shutting down");
         source_stop.cancel();
-        let joined = tokio::task::spawn_blocking(move || source_thread.join());
+        let joined = tokio::task::spawn_blocking(move || {
+            if let Some(tail_thread) = tail_thread {
+                let _ = tail_thread.join();
+            }
+            source_thread.join()
+        });
         match tokio::time::timeout(Duration::from_secs(10), joined).await {
             Ok(Ok(Ok(Err(error)))) => tracing::error!(%error, "source failed"),
             Ok(Ok(Ok(Ok(())))) => {}

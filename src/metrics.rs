@@ -283,6 +283,20 @@ impl Collector for FeedCollector {
                     .encode_gauge(&(feed.series().len() as i64))?;
             }
         }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "freshwatch_feed_keys_refused",
+                "Records whose new split value was refused because the feed is at max_keys",
+                None,
+                MetricType::Counter,
+            )?;
+            for feed in tracker.feeds() {
+                let labels = [("feed", Escaped(&feed.name))];
+                metric
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, u64, f64>(&feed.refused, None)?;
+            }
+        }
         for (name, help, pick) in [
             (
                 "freshwatch_feed_warn_after_seconds",

@@ -35,15 +35,13 @@ pub struct Series {
     pub status_since_ms: i64,
     /// The evaluator's next scheduled look, unix ms (`i64::MAX`: none).
     pub deadline_ms: i64,
-    /// Listed in `expected`, so it exists before any record.
-    pub expected: bool,
     dirty: bool,
     /// Already listed in `refreshed` since the evaluator last looked.
     refresh_queued: bool,
 }
 
 impl Series {
-    fn new(key: Box<[u8]>, expected: bool) -> Self {
+    fn new(key: Box<[u8]>) -> Self {
         Series {
             key,
             last_seen_ms: NEVER,
@@ -51,7 +49,6 @@ impl Series {
             status: Status::Unknown,
             status_since_ms: 0,
             deadline_ms: i64::MAX,
-            expected,
             dirty: false,
             refresh_queued: false,
         }
@@ -78,6 +75,10 @@ pub struct FeedTrack {
     pub split: bool,
     /// When freshwatch first started watching this feed (persisted), unix ms.
     pub watch_started_ms: i64,
+    /// Most series this feed may hold; records with a new key beyond it are refused.
+    pub max_keys: usize,
+    /// Records refused because the feed was at `max_keys`.
+    pub refused: u64,
     index: HashTable<u32>,
     series: Vec<Series>,
 }
@@ -99,6 +100,8 @@ pub struct Tracker {
     new_series: Vec<SeriesId>,
     refreshed: Vec<SeriesId>,
     dirty: Vec<SeriesId>,
+    /// Feeds that refused their first key since the last look.
+    newly_full: Vec<FeedIndex>,
     positions: Positions,
     positions_changed: bool,
 }
@@ -113,6 +116,8 @@ impl Tracker {
                     name: feed.name.clone(),
                     split: feed.split.is_some(),
                     watch_started_ms: now_ms,
+                    max_keys: feed.max_keys.max(1),
+                    refused: 0,
                     index: HashTable::new(),
                     series: Vec::new(),
                 })
@@ -121,23 +126,25 @@ impl Tracker {
             new_series: Vec::new(),
             refreshed: Vec::new(),
             dirty: Vec::new(),
+            newly_full: Vec::new(),
             positions: Positions::new(),
             positions_changed: false,
         };
         for (feed_index, feed) in feeds.iter().enumerate() {
             let feed_index = feed_index as FeedIndex;
             if feed.split.is_none() {
-                tracker.series_for(feed_index, b"", true);
+                tracker.series_for(feed_index, b"", false);
             }
             for value in &feed.expected {
-                tracker.series_for(feed_index, value.as_bytes(), true);
+                tracker.series_for(feed_index, value.as_bytes(), false);
             }
         }
         tracker
     }
 
-    /// Looks up or creates the series for `key`; only a new key allocates.
-    fn series_for(&mut self, feed: FeedIndex, key: &[u8], expected: bool) -> SeriesId {
+    /// Looks up the series for `key`, creating it unless the feed is full (`bounded`) or
+    /// there are 2^32 already; only a new key allocates.
+    fn series_for(&mut self, feed: FeedIndex, key: &[u8], bounded: bool) -> Option<SeriesId> {
         let hash = self.hasher.hash_one(key);
         let track = &mut self.feeds[feed as usize];
         let series = &track.series;
@@ -145,10 +152,17 @@ impl Tracker {
             .index
             .find(hash, |&index| &*series[index as usize].key == key)
         {
-            return SeriesId { feed, index };
+            return Some(SeriesId { feed, index });
         }
-        let index = u32::try_from(track.series.len()).expect("fewer than 2^32 series per feed");
-        track.series.push(Series::new(key.into(), expected));
+        if bounded && track.series.len() >= track.max_keys {
+            if track.refused == 0 {
+                self.newly_full.push(feed);
+            }
+            track.refused += 1;
+            return None;
+        }
+        let index = u32::try_from(track.series.len()).ok()?;
+        track.series.push(Series::new(key.into()));
         let hasher = &self.hasher;
         let series = &track.series;
         track.index.insert_unique(hash, index, |&existing| {
@@ -156,14 +170,26 @@ impl Tracker {
         });
         let id = SeriesId { feed, index };
         self.new_series.push(id);
-        id
+        Some(id)
     }
 
-    /// Counts a record with event time `event_ms`; last-seen only moves forward.
-    pub fn observe(&mut self, feed: FeedIndex, key: &[u8], event_ms: i64) -> SeriesId {
-        let id = self.series_for(feed, key, false);
+    /// Counts a record with event time `event_ms`; last-seen only moves forward. `None` when the
+    /// key is new and the feed is at `max_keys`.
+    pub fn observe(&mut self, feed: FeedIndex, key: &[u8], event_ms: i64) -> Option<SeriesId> {
+        self.observe_many(feed, key, event_ms, 1)
+    }
+
+    /// Like [`Tracker::observe`] for `count` records whose newest event time is `event_ms`.
+    pub fn observe_many(
+        &mut self,
+        feed: FeedIndex,
+        key: &[u8],
+        event_ms: i64,
+        count: u64,
+    ) -> Option<SeriesId> {
+        let id = self.series_for(feed, key, true)?;
         let series = &mut self.feeds[feed as usize].series[id.index as usize];
-        series.records += 1;
+        series.records += count;
         if event_ms > series.last_seen_ms {
             series.last_seen_ms = event_ms;
             if !series.dirty {
@@ -175,7 +201,7 @@ impl Tracker {
                 self.refreshed.push(id);
             }
         }
-        id
+        Some(id)
     }
 
     /// Merges persisted state at start: last-seen is a max, the status is taken as it was.
@@ -190,7 +216,10 @@ impl Tracker {
         if self.feeds[feed as usize].split == key.is_empty() {
             return;
         }
-        let id = self.series_for(feed, key, false);
+        // Restored series are never refused: state must not be lost to a lowered max_keys.
+        let Some(id) = self.series_for(feed, key, false) else {
+            return;
+        };
         let series = &mut self.feeds[feed as usize].series[id.index as usize];
         if let Some(last_seen_ms) = last_seen_ms {
             series.last_seen_ms = series.last_seen_ms.max(last_seen_ms);
@@ -250,6 +279,11 @@ impl Tracker {
             series.dirty = true;
             self.dirty.push(id);
         }
+    }
+
+    /// Feeds that hit `max_keys` since the last call.
+    pub fn take_newly_full(&mut self) -> Vec<FeedIndex> {
+        std::mem::take(&mut self.newly_full)
     }
 
     pub fn take_new_series(&mut self) -> Vec<SeriesId> {
@@ -321,6 +355,8 @@ mod tests {
             warn_after: Duration::from_secs(60),
             critical_after: Duration::from_secs(120),
             expected: expected.iter().map(|value| value.to_string()).collect(),
+            mode: crate::config::FeedMode::Consume,
+            max_keys: 1_000,
         }
     }
 
@@ -343,7 +379,7 @@ mod tests {
     #[test]
     fn last_seen_is_a_max_and_never_moves_backwards() {
         let mut tracker = Tracker::new(&[feed("profiles", true, &[])], 0);
-        let id = tracker.observe(0, b"acme", 1_000);
+        let id = tracker.observe(0, b"acme", 1_000).unwrap();
         tracker.observe(0, b"acme", 500);
         tracker.observe(0, b"acme", 900);
         assert_eq!(tracker.series(id).last_seen(), Some(1_000));
@@ -363,6 +399,27 @@ mod tests {
         assert_eq!(tracker.series_count(), 100);
         assert_eq!(tracker.take_new_series().len(), 100);
         assert!(tracker.take_new_series().is_empty());
+    }
+
+    #[test]
+    fn a_full_feed_refuses_new_keys_counts_them_and_reports_once() {
+        let mut bounded = feed("profiles", true, &["acme"]);
+        bounded.max_keys = 3;
+        let mut tracker = Tracker::new(&[bounded], 0);
+        assert!(tracker.observe(0, b"b", 1).is_some());
+        assert!(tracker.observe(0, b"c", 1).is_some());
+        assert!(tracker.observe(0, b"d", 1).is_none());
+        assert!(tracker.observe(0, b"e", 1).is_none());
+        assert!(
+            tracker.observe(0, b"acme", 5).is_some(),
+            "known keys still refresh"
+        );
+        assert_eq!(tracker.series_count(), 3);
+        assert_eq!(tracker.feed(0).refused, 2);
+        assert_eq!(tracker.take_newly_full(), vec![0]);
+        assert!(tracker.take_newly_full().is_empty());
+        tracker.restore(0, b"z", Some(9), None);
+        assert_eq!(tracker.series_count(), 4, "restored state is never refused");
     }
 
     #[test]

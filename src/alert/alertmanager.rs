@@ -12,15 +12,27 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{classify_response, summary, Backoff, Delivery, Notice, FEED_STALE};
+use super::{classify_response, summary, Backoff, Delivery, Notice, SystemAlert, FEED_STALE};
 use crate::clock::rfc3339;
 use crate::config::AlertmanagerConfig;
 use crate::evaluate::Transition;
 use crate::metrics::{Metrics, OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED};
 use crate::model::Severity;
 
-/// Identity of one Alertmanager alert.
-type AlertKey = (String, String, Severity);
+/// Identity of one Alertmanager alert: its label set.
+type AlertKey = BTreeMap<String, String>;
+
+fn labels_of(alert: &Value) -> AlertKey {
+    alert["labels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 #[derive(Debug)]
 pub struct AlertmanagerSink {
@@ -82,21 +94,44 @@ impl AlertmanagerSink {
         })
     }
 
+    fn apply_system(&mut self, alert: SystemAlert, now_ms: i64) {
+        let mut labels = serde_json::Map::new();
+        labels.insert("alertname".into(), json!(alert.alertname));
+        for (name, value) in &alert.labels {
+            labels.insert((*name).into(), json!(value));
+        }
+        labels.insert("severity".into(), json!(alert.severity.as_str()));
+        let mut body = json!({
+            "labels": labels,
+            "annotations": {"summary": alert.summary},
+            "startsAt": rfc3339(alert.since_ms),
+            "generatorURL": format!("{}/", self.external_url),
+        });
+        let key = labels_of(&body);
+        if alert.firing {
+            self.firing.insert(key.clone(), body.clone());
+        } else {
+            self.firing.remove(&key);
+            body["endsAt"] = json!(rfc3339(now_ms));
+        }
+        self.pending.insert(key, body);
+    }
+
     fn apply(&mut self, notice: Notice, now_ms: i64) {
         let (transition, restored) = match notice {
             Notice::Changed(transition) => (transition, false),
             Notice::Restored(transition) => (transition, true),
+            Notice::System(alert) => return self.apply_system(alert, now_ms),
         };
-        let series = (transition.feed.to_string(), transition.key.clone());
         let old = transition.from.severity();
         let new = transition.to.severity();
         if !restored && old != new {
             if let Some(old) = old {
-                let key = (series.0.clone(), series.1.clone(), old);
-                let mut resolved = self
-                    .firing
-                    .remove(&key)
-                    .unwrap_or_else(|| self.alert(&transition, old, transition.from_since_ms));
+                let mut resolved = self.alert(&transition, old, transition.from_since_ms);
+                let key = labels_of(&resolved);
+                if let Some(fired) = self.firing.remove(&key) {
+                    resolved = fired;
+                }
                 resolved["endsAt"] = json!(rfc3339(now_ms));
                 resolved["annotations"]["summary"] = json!(summary(&transition));
                 self.pending.insert(key, resolved);
@@ -110,7 +145,7 @@ impl AlertmanagerSink {
                     transition.at_ms
                 };
                 let alert = self.alert(&transition, new, starts_at_ms);
-                let key = (series.0, series.1, new);
+                let key = labels_of(&alert);
                 self.firing.insert(key.clone(), alert.clone());
                 self.pending.insert(key, alert);
             }

@@ -34,7 +34,38 @@ pub enum Notice {
     /// A series was already alerting when freshwatch started (restored from state): sinks that
     /// keep firing alerts alive (Alertmanager) take it up again; one-shot sinks stay quiet.
     Restored(Transition),
+    /// An alert about freshwatch itself (e.g. a feed at its key limit).
+    System(SystemAlert),
 }
+
+/// An alert about freshwatch's own condition rather than a feed's staleness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemAlert {
+    pub alertname: &'static str,
+    pub severity: Severity,
+    /// Extra labels, e.g. `feed`.
+    pub labels: Vec<(&'static str, String)>,
+    pub summary: String,
+    /// `false` resolves it.
+    pub firing: bool,
+    /// When the condition began, unix ms.
+    pub since_ms: i64,
+}
+
+impl SystemAlert {
+    /// Stable across restarts, like a feed's.
+    pub fn dedup_key(&self) -> String {
+        let labels: Vec<&str> = self
+            .labels
+            .iter()
+            .map(|(_, value)| value.as_str())
+            .collect();
+        format!("freshwatch/system/{}/{}", self.alertname, labels.join("/"))
+    }
+}
+
+/// `alertname` raised when a split feed reaches `max_keys`.
+pub const KEY_LIMIT: &str = "FreshwatchKeyLimit";
 
 /// Stable id of a series' incident on every channel: at most 255 characters (PagerDuty's limit).
 pub fn dedup_key(feed: &str, key: &str) -> String {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     classify_response, dedup_key, is_notifiable, notice_severity, summary, Backoff, Delivery,
-    Notice,
+    Notice, SystemAlert,
 };
 use crate::clock::rfc3339;
 use crate::config::WebhookConfig;
@@ -30,6 +30,7 @@ pub fn payload(transition: &Transition) -> Value {
     let firing = transition.to.severity().is_some();
     json!({
         "status": if firing { "firing" } else { "resolved" },
+        "alertname": super::FEED_STALE,
         "feed": &*transition.feed,
         "key": transition.key,
         "severity": notice_severity(transition).map(|severity| severity.as_str()),
@@ -44,6 +45,26 @@ pub fn payload(transition: &Transition) -> Value {
         "warn_after_seconds": transition.warn_after_ms / 1000,
         "critical_after_seconds": transition.critical_after_ms / 1000,
     })
+}
+
+/// The body of one webhook POST about freshwatch itself.
+pub fn system_payload(alert: &SystemAlert) -> Value {
+    let mut body = json!({
+        "status": if alert.firing { "firing" } else { "resolved" },
+        "alertname": alert.alertname,
+        "feed": "",
+        "key": "",
+        "severity": alert.severity.as_str(),
+        "last_seen": null,
+        "staleness_seconds": null,
+        "summary": alert.summary,
+        "dedup_key": alert.dedup_key(),
+        "at": rfc3339(alert.since_ms),
+    });
+    for (name, value) in &alert.labels {
+        body[*name] = json!(value);
+    }
+    body
 }
 
 impl WebhookSink {
@@ -88,6 +109,7 @@ impl WebhookSink {
                     Some(Notice::Changed(transition)) if is_notifiable(&transition) => {
                         self.queue.push_back(payload(&transition));
                     }
+                    Some(Notice::System(alert)) => self.queue.push_back(system_payload(&alert)),
                     Some(_) => {}
                     None => break,
                 },
@@ -116,10 +138,12 @@ impl WebhookSink {
             }
         }
         while let Ok(notice) = notices.try_recv() {
-            if let Notice::Changed(transition) = notice {
-                if is_notifiable(&transition) {
+            match notice {
+                Notice::Changed(transition) if is_notifiable(&transition) => {
                     self.queue.push_back(payload(&transition));
                 }
+                Notice::System(alert) => self.queue.push_back(system_payload(&alert)),
+                _ => {}
             }
         }
         self.drain(&name).await;

@@ -67,6 +67,7 @@ pub struct KafkaConfig {
     pub group_id: String,
     pub start: raw::RawStart,
     pub metadata_refresh: Duration,
+    pub tail_interval: Duration,
     pub properties: BTreeMap<String, String>,
 }
 
@@ -155,6 +156,19 @@ pub struct FeedConfig {
     pub warn_after: Duration,
     pub critical_after: Duration,
     pub expected: Vec<String>,
+    pub mode: FeedMode,
+    /// Most series a split feed tracks (always 1 for an unsplit feed).
+    pub max_keys: usize,
+}
+
+/// How a feed learns its last-seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FeedMode {
+    /// Read every record.
+    #[default]
+    Consume,
+    /// Read only the newest record of a partition whose high watermark moved.
+    Tail,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -378,6 +392,12 @@ fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigError> {
             ));
         }
     }
+    if raw.tail_interval < Duration::from_millis(100) {
+        return Err(ConfigError::invalid(
+            "kafka.tail_interval",
+            "must be at least 100ms",
+        ));
+    }
     if raw.metadata_refresh < Duration::from_secs(1) {
         return Err(ConfigError::invalid(
             "kafka.metadata_refresh",
@@ -389,6 +409,7 @@ fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigError> {
         group_id: raw.group_id,
         start: raw.start,
         metadata_refresh: raw.metadata_refresh,
+        tail_interval: raw.tail_interval,
         properties: raw.properties,
     })
 }
@@ -567,6 +588,33 @@ fn validate_feed(
             ));
         }
     }
+    let mode = match raw.mode {
+        raw::RawMode::Consume => FeedMode::Consume,
+        raw::RawMode::Tail => {
+            if split.is_some() {
+                return Err(ConfigError::invalid(
+                    key("mode"),
+                    "tail mode reads one record per partition, so it cannot split a feed",
+                ));
+            }
+            if !matches!(timestamp, TimestampRule::Record | TimestampRule::Arrival) {
+                return Err(ConfigError::invalid(
+                    key("mode"),
+                    "tail mode needs timestamp = \"record\" or \"arrival\"",
+                ));
+            }
+            FeedMode::Tail
+        }
+    };
+    if raw.max_keys == 0 {
+        return Err(ConfigError::invalid(key("max_keys"), "must be at least 1"));
+    }
+    if raw.expected.len() > raw.max_keys {
+        return Err(ConfigError::invalid(
+            key("max_keys"),
+            format!("is lower than the {} expected values", raw.expected.len()),
+        ));
+    }
     Ok(FeedConfig {
         name: Arc::from(raw.name),
         topics,
@@ -575,6 +623,8 @@ fn validate_feed(
         warn_after,
         critical_after,
         expected: raw.expected,
+        mode,
+        max_keys: raw.max_keys,
     })
 }
 
@@ -690,7 +740,7 @@ pub fn describe(config: &Config) -> String {
         };
         let _ = writeln!(
             text,
-            "  {}: {topics} split_by={split} timestamp={timestamp} warn_after={} critical_after={}{}",
+            "  {}: {topics} split_by={split} timestamp={timestamp} warn_after={} critical_after={}{}{}",
             feed.name,
             human(feed.warn_after),
             human(feed.critical_after),
@@ -698,6 +748,11 @@ pub fn describe(config: &Config) -> String {
                 String::new()
             } else {
                 format!(" expected=[{}]", feed.expected.join(", "))
+            },
+            match (feed.mode, &feed.split) {
+                (FeedMode::Tail, _) => " mode=tail".to_owned(),
+                (FeedMode::Consume, Some(_)) => format!(" max_keys={}", feed.max_keys),
+                (FeedMode::Consume, None) => String::new(),
             }
         );
     }

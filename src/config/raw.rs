@@ -51,6 +51,9 @@ pub struct RawKafka {
     /// How often topic metadata is re-read to pick up topics that match a `topic_regex`.
     #[serde(default = "default_metadata_refresh", with = "humantime_serde")]
     pub metadata_refresh: Duration,
+    /// How often tail-mode feeds read their partitions' high watermarks.
+    #[serde(default = "default_tail_interval", with = "humantime_serde")]
+    pub tail_interval: Duration,
     /// Passed to librdkafka as-is (SASL, TLS, fetch sizes, ...).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -185,6 +188,23 @@ pub struct RawFeed {
     /// Split values that must exist: each is alerted `never_seen` if no record ever carries it.
     #[serde(default)]
     pub expected: Vec<String>,
+    /// `"consume"` reads every record; `"tail"` (unsplit feeds with `"record"` or `"arrival"`
+    /// timestamps only) reads just each partition's newest record when its high watermark moves.
+    #[serde(default)]
+    pub mode: RawMode,
+    /// Most split values tracked for this feed; new values beyond it are refused and counted, and
+    /// an alert is raised, rather than memory growing without bound.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+/// `feed.mode`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMode {
+    #[default]
+    Consume,
+    Tail,
 }
 
 /// `feed.split_by`
@@ -262,6 +282,12 @@ fn default_group_id() -> String {
 }
 fn default_metadata_refresh() -> Duration {
     Duration::from_secs(30)
+}
+fn default_tail_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_keys() -> usize {
+    100_000
 }
 fn default_state_path() -> PathBuf {
     PathBuf::from("freshwatch-state")

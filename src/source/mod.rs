@@ -18,8 +18,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+mod tail;
+
+pub use tail::TailSource;
+
 use crate::clock::SharedClock;
-use crate::config::{raw::RawStart, Config, FeedConfig, TopicMatcher};
+use crate::config::{raw::RawStart, Config, FeedConfig, FeedMode, TopicMatcher};
 use crate::extract::{Extractor, Record, FUTURE_TIMESTAMP_REASON};
 use crate::metrics::Metrics;
 use crate::model::FeedIndex;
@@ -230,10 +234,12 @@ impl Router {
             feeds: feeds
                 .iter()
                 .map(|feed| {
-                    (
-                        feed.topics.clone(),
-                        Extractor::new(feed, max_future_skew_ms),
-                    )
+                    // A tail-mode feed is read by the TailSource: it matches no topic here.
+                    let topics = match feed.mode {
+                        FeedMode::Consume => feed.topics.clone(),
+                        FeedMode::Tail => TopicMatcher::Exact(String::new()),
+                    };
+                    (topics, Extractor::new(feed, max_future_skew_ms))
                 })
                 .collect(),
             routes: HashMap::new(),
@@ -259,6 +265,7 @@ impl Router {
         let mut topics = BTreeSet::new();
         for (matcher, _) in &self.feeds {
             match matcher {
+                TopicMatcher::Exact(name) if name.is_empty() => {}
                 TopicMatcher::Exact(name) => {
                     topics.insert(name.clone());
                 }
