@@ -742,3 +742,150 @@ timestamp = { header = "ts" }
         instance.stop().await;
     });
 }
+
+#[test]
+fn tail_mode_reads_only_the_newest_record_when_the_watermark_moves() {
+    let cluster = cluster(&[("busy", 4)]);
+    let brokers = cluster.bootstrap_servers();
+    let state = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let producer = producer(&brokers);
+        let base = now_ms() - 3_600_000;
+        for offset in 0..400 {
+            let key = format!("k{offset}");
+            produce_no_flush(&producer, "busy", &key, base + offset);
+        }
+        producer.flush(Duration::from_secs(5)).unwrap();
+        let text = config_text(
+            &brokers,
+            &format!("path = \"{}\"", state.path().display()),
+            r#"
+[[feed]]
+name = "busy"
+topic = "busy"
+mode = "tail"
+"#,
+        )
+        .replace(
+            "[kafka.properties]",
+            "tail_interval = \"200ms\"\n[kafka.properties]",
+        );
+        let instance = Instance::start(&text).await;
+        let newest = freshwatch::clock::rfc3339(base + 399);
+        wait_until(
+            "tail mode learns the newest record",
+            Duration::from_secs(10),
+            || async {
+                instance
+                    .row("busy", "")
+                    .await
+                    .is_some_and(|row| row["last_seen"] == newest.as_str())
+            },
+        )
+        .await;
+        for offset in 400..410 {
+            let key = format!("k{offset}");
+            produce_no_flush(&producer, "busy", &key, base + offset);
+        }
+        producer.flush(Duration::from_secs(5)).unwrap();
+        let newest = freshwatch::clock::rfc3339(base + 409);
+        wait_until(
+            "tail mode follows the watermark",
+            Duration::from_secs(10),
+            || async {
+                instance
+                    .row("busy", "")
+                    .await
+                    .is_some_and(|row| row["last_seen"] == newest.as_str())
+            },
+        )
+        .await;
+        let row = instance.row("busy", "").await.unwrap();
+        assert_eq!(
+            row["records"], 10,
+            "records counted from watermark movement: {row}"
+        );
+        let metrics = instance.metrics().await;
+        assert_eq!(
+            sample(&metrics, "freshwatch_records_consumed_total"),
+            Some(0.0),
+            "tail mode consumes nothing"
+        );
+        instance.stop().await;
+    });
+}
+
+fn produce_no_flush(producer: &BaseProducer, topic: &str, key: &str, timestamp_ms: i64) {
+    producer
+        .send(
+            BaseRecord::to(topic)
+                .key(key)
+                .payload("{}")
+                .timestamp(timestamp_ms),
+        )
+        .map_err(|(error, _)| error)
+        .unwrap();
+}
+
+#[test]
+fn a_split_feed_at_max_keys_refuses_new_keys_counts_them_and_alerts() {
+    let cluster = cluster(&[("tenants", 1)]);
+    let brokers = cluster.bootstrap_servers();
+    let alertmanager = Alertmanager::start();
+    let state = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let text = config_text(
+            &brokers,
+            &format!("path = \"{}\"", state.path().display()),
+            &format!(
+                r#"
+[[feed]]
+name = "tenants"
+topic = "tenants"
+split_by = "key"
+max_keys = 3
+
+[[alerts.alertmanager]]
+url = "{}"
+"#,
+                alertmanager.url
+            ),
+        );
+        let instance = Instance::start(&text).await;
+        let producer = producer(&brokers);
+        for tenant in ["a", "b", "c", "d", "e", "a"] {
+            produce_no_flush(&producer, "tenants", tenant, now_ms());
+        }
+        producer.flush(Duration::from_secs(5)).unwrap();
+        wait_until(
+            "FreshwatchKeyLimit in Alertmanager",
+            Duration::from_secs(10),
+            || async {
+                !alertmanager
+                    .alerts_named("FreshwatchKeyLimit")
+                    .await
+                    .is_empty()
+            },
+        )
+        .await;
+        let alerts = alertmanager.alerts_named("FreshwatchKeyLimit").await;
+        assert_eq!(alerts[0]["labels"]["feed"], "tenants");
+        assert_eq!(alerts[0]["labels"]["severity"], "warning");
+        let rows = instance.feeds().await;
+        assert_eq!(rows.len(), 3, "{rows:#?}");
+        assert_eq!(instance.row("tenants", "a").await.unwrap()["records"], 2);
+        let metrics = instance.metrics().await;
+        assert_eq!(
+            sample(
+                &metrics,
+                "freshwatch_feed_keys_refused_total{feed=\"tenants\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&metrics, "freshwatch_feed_keys{feed=\"tenants\"}"),
+            Some(3.0)
+        );
+        instance.stop().await;
+    });
+}
