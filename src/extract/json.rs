@@ -1,75 +1,733 @@
-//! TEMPORARY STUB (to be replaced by the scanner): serde_json-backed pointer lookup.
+//! Finds one scalar at an RFC 6901 JSON pointer with a single forward scan, without building a
+//! DOM: values off the pointer's path are skipped by a string-aware bracket matcher, and a found
+//! string is borrowed from the record unless it has escapes.
+//!
+//! On valid JSON the answer equals `serde_json`'s `Value::pointer`, including for duplicate keys,
+//! where the last occurrence wins: the object holding the key is scanned to its end. On invalid
+//! JSON it never panics; syntax errors on the scanned path are reported, while the insides of
+//! skipped values are only checked for balance.
+
 use std::borrow::Cow;
+
+/// Deepest nesting accepted (serde_json's default recursion limit is 128 too).
+const MAX_DEPTH: usize = 128;
+
+/// One pointer step: an object key, which is also an array index when it is a canonical number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Token {
+    key: Box<str>,
+    index: Option<usize>,
+}
+
+/// A parsed RFC 6901 pointer, e.g. `/tenant_id` or `/meta/ts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonPointer {
     text: String,
+    tokens: Vec<Token>,
 }
+
+/// Why a pointer was refused in the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PointerError {
     pub pointer: String,
     pub reason: &'static str,
 }
+
 impl std::fmt::Display for PointerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
-            f,
+            formatter,
             "invalid JSON pointer {:?}: {}",
             self.pointer, self.reason
         )
     }
 }
+
 impl std::error::Error for PointerError {}
+
 impl JsonPointer {
     pub fn parse(pointer: &str) -> Result<JsonPointer, PointerError> {
-        if !pointer.starts_with('/') {
-            return Err(PointerError {
-                pointer: pointer.into(),
-                reason: "must start with '/'",
+        let error = |reason| PointerError {
+            pointer: pointer.to_owned(),
+            reason,
+        };
+        let Some(rest) = pointer.strip_prefix('/') else {
+            return Err(error("must start with '/' (e.g. \"/tenant_id\")"));
+        };
+        let mut tokens = Vec::new();
+        for raw in rest.split('/') {
+            let mut key = String::with_capacity(raw.len());
+            let mut characters = raw.chars();
+            while let Some(character) = characters.next() {
+                if character != '~' {
+                    key.push(character);
+                    continue;
+                }
+                match characters.next() {
+                    Some('0') => key.push('~'),
+                    Some('1') => key.push('/'),
+                    _ => return Err(error("'~' must be followed by '0' or '1'")),
+                }
+            }
+            let canonical_index = !key.is_empty()
+                && key.bytes().all(|byte| byte.is_ascii_digit())
+                && (key == "0" || !key.starts_with('0'));
+            let index = if canonical_index {
+                key.parse().ok()
+            } else {
+                None
+            };
+            tokens.push(Token {
+                key: key.into_boxed_str(),
+                index,
             });
         }
         Ok(JsonPointer {
-            text: pointer.into(),
+            text: pointer.to_owned(),
+            tokens,
         })
     }
+
     pub fn as_str(&self) -> &str {
         &self.text
     }
 }
+
+/// A scalar found in a document.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonScalar<'a> {
+    /// Decoded; borrowed when the raw string had no escapes.
     String(Cow<'a, str>),
+    /// The literal text, e.g. `1700000000123` or `1.7e9`.
     Number(&'a str),
     Bool(bool),
     Null,
     Object,
     Array,
 }
+
+/// Why a document could not be scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonError {
     Syntax { offset: usize },
     NotUtf8,
     TooDeep,
 }
+
 impl std::fmt::Display for JsonError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JsonError::Syntax { offset } => write!(formatter, "syntax error at byte {offset}"),
+            JsonError::NotUtf8 => formatter.write_str("string is not UTF-8"),
+            JsonError::TooDeep => write!(formatter, "nested deeper than {MAX_DEPTH}"),
+        }
     }
 }
+
 impl std::error::Error for JsonError {}
+
+/// The value at `pointer`, `Ok(None)` when the path does not exist.
 pub fn find<'a>(
     document: &'a [u8],
     pointer: &JsonPointer,
 ) -> Result<Option<JsonScalar<'a>>, JsonError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(document).map_err(|_| JsonError::Syntax { offset: 0 })?;
-    Ok(value.pointer(&pointer.text).map(|v| match v {
-        serde_json::Value::String(s) => JsonScalar::String(Cow::Owned(s.clone())),
-        serde_json::Value::Number(n) => {
-            JsonScalar::Number(Box::leak(n.to_string().into_boxed_str()))
+    let mut scanner = Scanner {
+        bytes: document,
+        position: 0,
+    };
+    scanner.skip_whitespace();
+    let found = scanner.find_in_value(&pointer.tokens, 0)?;
+    scanner.skip_whitespace();
+    if scanner.position != document.len() {
+        return Err(scanner.syntax());
+    }
+    Ok(found)
+}
+
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn syntax(&self) -> JsonError {
+        JsonError::Syntax {
+            offset: self.position,
         }
-        serde_json::Value::Bool(b) => JsonScalar::Bool(*b),
-        serde_json::Value::Null => JsonScalar::Null,
-        serde_json::Value::Object(_) => JsonScalar::Object,
-        serde_json::Value::Array(_) => JsonScalar::Array,
-    }))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.position).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.position += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), JsonError> {
+        if self.peek() == Some(byte) {
+            self.position += 1;
+            Ok(())
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    /// Scans the value at the cursor; returns what `tokens` leads to inside it.
+    fn find_in_value(
+        &mut self,
+        tokens: &[Token],
+        depth: usize,
+    ) -> Result<Option<JsonScalar<'a>>, JsonError> {
+        if depth > MAX_DEPTH {
+            return Err(JsonError::TooDeep);
+        }
+        let Some((token, rest)) = tokens.split_first() else {
+            return self.scalar().map(Some);
+        };
+        match self.peek() {
+            Some(b'{') => self.find_in_object(token, rest, depth),
+            Some(b'[') => self.find_in_array(token, rest, depth),
+            _ => {
+                self.skip_value(depth)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn find_in_object(
+        &mut self,
+        token: &Token,
+        rest: &[Token],
+        depth: usize,
+    ) -> Result<Option<JsonScalar<'a>>, JsonError> {
+        self.position += 1; // '{'
+        self.skip_whitespace();
+        let mut found = None;
+        if self.peek() == Some(b'}') {
+            self.position += 1;
+            return Ok(None);
+        }
+        loop {
+            self.skip_whitespace();
+            let (raw_key, escaped) = self.raw_string()?;
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            let matches = if escaped {
+                *decode_string(raw_key)? == *token.key
+            } else {
+                raw_key == token.key.as_bytes()
+            };
+            if matches {
+                // Last occurrence wins, as in serde_json.
+                found = self.find_in_value(rest, depth + 1)?;
+            } else {
+                self.skip_value(depth + 1)?;
+            }
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.position += 1,
+                Some(b'}') => {
+                    self.position += 1;
+                    return Ok(found);
+                }
+                _ => return Err(self.syntax()),
+            }
+        }
+    }
+
+    fn find_in_array(
+        &mut self,
+        token: &Token,
+        rest: &[Token],
+        depth: usize,
+    ) -> Result<Option<JsonScalar<'a>>, JsonError> {
+        self.position += 1; // '['
+        self.skip_whitespace();
+        let mut found = None;
+        if self.peek() == Some(b']') {
+            self.position += 1;
+            return Ok(None);
+        }
+        let mut index = 0usize;
+        loop {
+            self.skip_whitespace();
+            if token.index == Some(index) {
+                found = self.find_in_value(rest, depth + 1)?;
+            } else {
+                self.skip_value(depth + 1)?;
+            }
+            index += 1;
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.position += 1,
+                Some(b']') => {
+                    self.position += 1;
+                    return Ok(found);
+                }
+                _ => return Err(self.syntax()),
+            }
+        }
+    }
+
+    /// The scalar at the cursor (objects and arrays are skipped and reported by kind).
+    fn scalar(&mut self) -> Result<JsonScalar<'a>, JsonError> {
+        match self.peek() {
+            Some(b'"') => {
+                let (raw, escaped) = self.raw_string()?;
+                if escaped {
+                    Ok(JsonScalar::String(Cow::Owned(decode_string(raw)?)))
+                } else {
+                    let text = std::str::from_utf8(raw).map_err(|_| JsonError::NotUtf8)?;
+                    Ok(JsonScalar::String(Cow::Borrowed(text)))
+                }
+            }
+            Some(b'{') => {
+                self.skip_value(0)?;
+                Ok(JsonScalar::Object)
+            }
+            Some(b'[') => {
+                self.skip_value(0)?;
+                Ok(JsonScalar::Array)
+            }
+            Some(b't') => self.literal(b"true", JsonScalar::Bool(true)),
+            Some(b'f') => self.literal(b"false", JsonScalar::Bool(false)),
+            Some(b'n') => self.literal(b"null", JsonScalar::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.position;
+                self.number()?;
+                // Number bytes are ASCII.
+                let text = std::str::from_utf8(&self.bytes[start..self.position])
+                    .map_err(|_| JsonError::NotUtf8)?;
+                Ok(JsonScalar::Number(text))
+            }
+            _ => Err(self.syntax()),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], value: JsonScalar<'a>) -> Result<JsonScalar<'a>, JsonError> {
+        if self.bytes[self.position..].starts_with(word) {
+            self.position += word.len();
+            Ok(value)
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    /// A strict JSON number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Result<(), JsonError> {
+        if self.peek() == Some(b'-') {
+            self.position += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.position += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.syntax()),
+        }
+        if self.peek() == Some(b'.') {
+            self.position += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.syntax());
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.position += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.position += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.syntax());
+            }
+            self.digits();
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.position += 1;
+        }
+    }
+
+    /// The raw bytes between a string's quotes, and whether they contain escapes.
+    fn raw_string(&mut self) -> Result<(&'a [u8], bool), JsonError> {
+        self.expect(b'"')?;
+        let start = self.position;
+        let mut escaped = false;
+        loop {
+            let rest = &self.bytes[self.position..];
+            let Some(offset) = rest
+                .iter()
+                .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+            else {
+                self.position = self.bytes.len();
+                return Err(self.syntax());
+            };
+            self.position += offset;
+            match self.bytes[self.position] {
+                b'"' => {
+                    let raw = &self.bytes[start..self.position];
+                    self.position += 1;
+                    return Ok((raw, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.position += 2;
+                    if self.position > self.bytes.len() {
+                        self.position = self.bytes.len();
+                        return Err(self.syntax());
+                    }
+                }
+                _ => return Err(self.syntax()), // raw control character
+            }
+        }
+    }
+
+    /// Skips one value of any kind; containers only need balanced, string-aware brackets.
+    fn skip_value(&mut self, depth: usize) -> Result<(), JsonError> {
+        match self.peek() {
+            Some(b'"') => self.raw_string().map(|_| ()),
+            Some(b'{' | b'[') => self.skip_container(depth),
+            Some(b't') => self.literal(b"true", JsonScalar::Null).map(|_| ()),
+            Some(b'f') => self.literal(b"false", JsonScalar::Null).map(|_| ()),
+            Some(b'n') => self.literal(b"null", JsonScalar::Null).map(|_| ()),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.syntax()),
+        }
+    }
+
+    fn skip_container(&mut self, depth: usize) -> Result<(), JsonError> {
+        // Bit i of `kinds` is 1 when nesting level i is an object: no allocation.
+        let mut kinds: u128 = 0;
+        let mut level = 0usize;
+        loop {
+            match self.peek() {
+                None => return Err(self.syntax()),
+                Some(b'"') => {
+                    self.raw_string()?;
+                    continue;
+                }
+                Some(open @ (b'{' | b'[')) => {
+                    if depth + level >= MAX_DEPTH {
+                        return Err(JsonError::TooDeep);
+                    }
+                    if open == b'{' {
+                        kinds |= 1 << level;
+                    } else {
+                        kinds &= !(1 << level);
+                    }
+                    level += 1;
+                }
+                Some(close @ (b'}' | b']')) => {
+                    if level == 0 {
+                        return Err(self.syntax());
+                    }
+                    level -= 1;
+                    let is_object = kinds & (1 << level) != 0;
+                    if is_object != (close == b'}') {
+                        return Err(self.syntax());
+                    }
+                    if level == 0 {
+                        self.position += 1;
+                        return Ok(());
+                    }
+                }
+                Some(_) => {}
+            }
+            self.position += 1;
+        }
+    }
+}
+
+/// Decodes a string's raw bytes (between the quotes), resolving escapes.
+fn decode_string(raw: &[u8]) -> Result<String, JsonError> {
+    let text = std::str::from_utf8(raw).map_err(|_| JsonError::NotUtf8)?;
+    let bad = |offset: usize| JsonError::Syntax { offset };
+    let mut decoded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(backslash) = rest.find('\\') {
+        decoded.push_str(&rest[..backslash]);
+        let after = &rest[backslash + 1..];
+        let mut characters = after.chars();
+        let escape = characters.next().ok_or(bad(backslash))?;
+        let mut consumed = 1;
+        match escape {
+            '"' => decoded.push('"'),
+            '\\' => decoded.push('\\'),
+            '/' => decoded.push('/'),
+            'b' => decoded.push('\u{8}'),
+            'f' => decoded.push('\u{c}'),
+            'n' => decoded.push('\n'),
+            'r' => decoded.push('\r'),
+            't' => decoded.push('\t'),
+            'u' => {
+                let first = hex4(after.get(1..5)).ok_or(bad(backslash))?;
+                consumed = 5;
+                let code = if (0xD800..0xDC00).contains(&first) {
+                    let low = after
+                        .get(5..7)
+                        .filter(|marker| *marker == "\\u")
+                        .and_then(|_| hex4(after.get(7..11)))
+                        .filter(|low| (0xDC00..0xE000).contains(low))
+                        .ok_or(bad(backslash))?;
+                    consumed = 11;
+                    0x10000 + ((first - 0xD800) << 10) + (low - 0xDC00)
+                } else if (0xDC00..0xE000).contains(&first) {
+                    return Err(bad(backslash));
+                } else {
+                    first
+                };
+                decoded.push(char::from_u32(code).ok_or(bad(backslash))?);
+            }
+            _ => return Err(bad(backslash)),
+        }
+        rest = &after[consumed..];
+    }
+    decoded.push_str(rest);
+    Ok(decoded)
+}
+
+fn hex4(digits: Option<&str>) -> Option<u32> {
+    let digits = digits?;
+    if digits.len() != 4 || !digits.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(digits, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// What serde_json says is at `pointer`, in `find`'s terms.
+    fn expected(document: &[u8], pointer: &str) -> Option<Option<Value>> {
+        let value: Value = serde_json::from_slice(document).ok()?;
+        Some(value.pointer(pointer).cloned())
+    }
+
+    fn same(found: &Option<JsonScalar<'_>>, want: &Option<Value>) -> bool {
+        match (found, want) {
+            (None, None) => true,
+            (Some(JsonScalar::String(text)), Some(Value::String(want))) => text == want,
+            (Some(JsonScalar::Number(literal)), Some(Value::Number(_))) => {
+                serde_json::from_str::<Value>(literal).ok().as_ref() == want.as_ref()
+            }
+            (Some(JsonScalar::Bool(value)), Some(Value::Bool(want))) => value == want,
+            (Some(JsonScalar::Null), Some(Value::Null)) => true,
+            (Some(JsonScalar::Object), Some(Value::Object(_))) => true,
+            (Some(JsonScalar::Array), Some(Value::Array(_))) => true,
+            _ => false,
+        }
+    }
+
+    fn check(document: &str, pointer: &str) {
+        let parsed = JsonPointer::parse(pointer).unwrap();
+        let found = find(document.as_bytes(), &parsed);
+        match expected(document.as_bytes(), pointer) {
+            Some(want) => {
+                let found = found
+                    .unwrap_or_else(|error| panic!("{error} on valid {document:?} at {pointer}"));
+                assert!(
+                    same(&found, &want),
+                    "{document:?} at {pointer}: found {found:?}, serde_json {want:?}"
+                );
+            }
+            None => {
+                // Invalid for serde_json: we must not panic; an error is expected on the path.
+                let _ = found;
+            }
+        }
+    }
+
+    const CORPUS: &[&str] = &[
+        r#"{"tenant_id":"acme","updated_at":1700000000123}"#,
+        r#"  { "a" : { "b" : [ 1 , { "c" : "deep" } ] } , "tenant_id" : "x" }  "#,
+        r#"{"tenant_id":"first","tenant_id":"last"}"#,
+        r#"{"tenant_id":{"nested":1},"tenant_id":"scalar-wins"}"#,
+        r#"{"tenant_id":"scalar","tenant_id":{"object":"wins"}}"#,
+        r#"{"na\"me":"quoted key","tenant_id":"esc\"aped \\ \/ \b\f\n\r\t"}"#,
+        r#"{"tenant\u005fid":"escaped key","x":1}"#,
+        r#"{"tenant_id":"caf\u00e9 \ud83d\ude00 raw é 😀"}"#,
+        r#"{"n":[-0,0.5,1e10,-1.5E-3,12345678901234567890,3.0e+2]}"#,
+        r#"{"empty":{},"list":[],"t":true,"f":false,"z":null}"#,
+        r#"{"a/b":1,"m~n":2,"":3}"#,
+        r#"[{"tenant_id":"in-array"},{"tenant_id":"second"}]"#,
+        r#"{"items":[[0,1],[2,[3,{"k":"v"}]]]}"#,
+        r#"{"meta":{"at":"2026-01-02T03:04:05Z","at":"later"}}"#,
+        "\"just a string\"",
+        "42",
+        r#"{"a":1}"#,
+    ];
+
+    const POINTERS: &[&str] = &[
+        "/tenant_id",
+        "/updated_at",
+        "/a/b/1/c",
+        "/a/b/0",
+        "/a/b/2",
+        "/na\"me",
+        "/tenant_id/nested",
+        "/tenant_id/object",
+        "/n/0",
+        "/n/1",
+        "/n/2",
+        "/n/3",
+        "/n/4",
+        "/n/5",
+        "/n/01",
+        "/empty",
+        "/list",
+        "/t",
+        "/f",
+        "/z",
+        "/a~1b",
+        "/m~0n",
+        "/",
+        "/0/tenant_id",
+        "/1/tenant_id",
+        "/items/1/1/1/k",
+        "/meta/at",
+        "/x",
+        "/missing",
+    ];
+
+    #[test]
+    fn agrees_with_serde_json_on_the_corpus() {
+        for document in CORPUS {
+            assert!(
+                serde_json::from_str::<Value>(document).is_ok(),
+                "corpus entry must be valid: {document}"
+            );
+            for pointer in POINTERS {
+                check(document, pointer);
+            }
+        }
+    }
+
+    #[test]
+    fn unescaped_strings_are_borrowed() {
+        let pointer = JsonPointer::parse("/tenant_id").unwrap();
+        let document = br#"{"tenant_id":"acme"}"#;
+        assert!(matches!(
+            find(document, &pointer),
+            Ok(Some(JsonScalar::String(Cow::Borrowed("acme"))))
+        ));
+    }
+
+    #[test]
+    fn truncations_and_garbage_never_panic_and_agree_when_valid() {
+        for document in CORPUS {
+            for end in 0..document.len() {
+                let Some(prefix) = document.get(..end) else {
+                    continue;
+                };
+                for pointer in ["/tenant_id", "/a/b/1/c", "/n/4"] {
+                    check(prefix, pointer);
+                }
+            }
+        }
+        let pointer = JsonPointer::parse("/tenant_id").unwrap();
+        for garbage in [
+            &b"{"[..],
+            b"}",
+            b"{\"tenant_id\"",
+            b"{\"tenant_id\":}",
+            b"{\"a\":[}",
+            b"{\"a\":{]}",
+            b"{\"tenant_id\":\"unterminated",
+            b"{\"tenant_id\":\"x\"} trailing",
+            b"not json",
+            b"{\"tenant_id\":\"\xff\xfe\"}",
+            b"{\"tenant_id\":\"\\ud800\"}",
+            b"{\"tenant_id\":01}",
+            b"",
+        ] {
+            assert!(
+                find(garbage, &pointer).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(garbage)
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(find(deep.as_bytes(), &pointer), Err(JsonError::TooDeep));
+    }
+
+    #[test]
+    fn pointers_are_validated() {
+        assert!(JsonPointer::parse("tenant_id").is_err());
+        assert!(JsonPointer::parse("/a~2").is_err());
+        assert_eq!(
+            JsonPointer::parse("/a~1b~0").unwrap().tokens[0]
+                .key
+                .as_ref(),
+            "a/b~"
+        );
+        assert_eq!(JsonPointer::parse("/10").unwrap().tokens[0].index, Some(10));
+        assert_eq!(JsonPointer::parse("/010").unwrap().tokens[0].index, None);
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let key = prop::sample::select(vec!["tenant_id", "a", "b", "t\"q", "é", "0", "1"]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1.0e12f64..1.0e12).prop_map(Value::from),
+            "[a-z é😀\"\\\\/\n\t\u{1}]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..6).prop_map(|pairs| {
+                    Value::Object(
+                        pairs
+                            .into_iter()
+                            .map(|(key, value)| (key.to_owned(), value))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_serde_json_on_generated_documents(
+            value in json_value(),
+            pretty in any::<bool>(),
+            duplicate in prop::option::of((json_value(), json_value())),
+            path in prop::collection::vec(prop::sample::select(vec!["tenant_id", "a", "b", "t\"q", "é", "0", "1", "2"]), 1..4),
+        ) {
+            let mut document = if pretty {
+                serde_json::to_string_pretty(&value).unwrap()
+            } else {
+                serde_json::to_string(&value).unwrap()
+            };
+            // Wrap with a duplicated key, which serde_json's serializer never writes itself.
+            if let Some((first, last)) = duplicate {
+                document = format!(
+                    "{{\"tenant_id\":{},\"a\":{document},\"tenant_id\":{}}}",
+                    serde_json::to_string(&first).unwrap(),
+                    serde_json::to_string(&last).unwrap()
+                );
+            }
+            let pointer: String = path
+                .iter()
+                .map(|token| format!("/{}", token.replace('~', "~0").replace('/', "~1")))
+                .collect();
+            check(&document, &pointer);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let pointer = JsonPointer::parse("/tenant_id").unwrap();
+            let _ = find(&bytes, &pointer);
+        }
+    }
 }
