@@ -65,11 +65,19 @@ struct Pipeline {
     metrics: Metrics,
     clock: SharedClock,
     readiness: Arc<Readiness>,
+    /// Serialises evaluation (which writes the outbox) and state flushes.
+    write_gate: tokio::sync::Mutex<()>,
+    /// When the evaluation loop last ran, unix ms (the heartbeat's health signal).
+    pub last_tick_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Pipeline {
-    /// One evaluation tick: judge what may have changed, then notify.
-    fn evaluate(&self) {
+    /// One evaluation tick: judge what may have changed, then notify. Holds the write gate, so
+    /// a new status reaches the state store only after its notifications are in the outbox.
+    async fn evaluate(&self) {
+        let _gate = self.write_gate.lock().await;
+        self.last_tick_ms
+            .store(self.clock.now_ms(), Ordering::Relaxed);
         let now_ms = self.clock.now_ms();
         let (transitions, full_feeds) = {
             let mut tracker = self
@@ -92,7 +100,7 @@ impl Pipeline {
         };
         for (feed, max_keys) in full_feeds {
             tracing::error!(feed = %feed, max_keys, "feed reached max_keys; records with new split values are refused");
-            self.dispatcher.send(Notice::System(SystemAlert {
+            self.dispatcher.dispatch(Notice::System(SystemAlert {
                 alertname: KEY_LIMIT,
                 severity: Severity::Warning,
                 labels: vec![("feed", feed.to_string())],
@@ -101,7 +109,8 @@ impl Pipeline {
                 ),
                 firing: true,
                 since_ms: now_ms,
-            }));
+            }))
+            .await;
         }
         for transition in transitions {
             self.metrics
@@ -112,7 +121,7 @@ impl Pipeline {
                 .inc();
             if is_notifiable(&transition) {
                 log_transition(&transition);
-                self.dispatcher.send(Notice::Changed(transition));
+                self.dispatcher.dispatch(Notice::Changed(transition)).await;
             } else {
                 tracing::debug!(feed = %transition.feed, key = %transition.key, from = %transition.from, to = %transition.to, "status changed");
             }
@@ -121,6 +130,7 @@ impl Pipeline {
 
     /// Writes changed series, then commits the offsets they cover.
     async fn flush(&self) {
+        let _gate = self.write_gate.lock().await;
         let (ids, records, positions) = {
             let mut tracker = self
                 .tracker
@@ -255,6 +265,7 @@ pub async fn start(
     let dispatcher = Dispatcher::start(
         &config.alerts,
         &config.http.external_url,
+        store.clone(),
         &metrics,
         sinks_stop.clone(),
         &mut sink_tasks,
@@ -269,8 +280,10 @@ pub async fn start(
         metrics: metrics.clone(),
         clock: clock.clone(),
         readiness: readiness.clone(),
+        write_gate: tokio::sync::Mutex::new(()),
+        last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
     });
-    announce_restored_alerts(&pipeline);
+    announce_restored_alerts(&pipeline).await;
 
     let source_token = source_stop.clone();
     let source_thread = std::thread::Builder::new()
@@ -286,6 +299,20 @@ pub async fn start(
     });
 
     let mut loops = JoinSet::new();
+    if let Some(heartbeat) = config.heartbeat.clone() {
+        let health = crate::heartbeat::Health {
+            last_tick_ms: pipeline.last_tick_ms.clone(),
+            evaluation_interval: config.evaluation.interval,
+            source: pipeline.source.status.clone(),
+            clock: clock.clone(),
+        };
+        loops.spawn(crate::heartbeat::run(
+            heartbeat,
+            health,
+            metrics.clone(),
+            loops_stop.clone(),
+        ));
+    }
     loops.spawn(evaluation_loop(
         pipeline.clone(),
         config.evaluation.interval,
@@ -324,7 +351,7 @@ pub async fn start(
         }
         loops_stop.cancel();
         while loops.join_next().await.is_some() {}
-        pipeline.evaluate();
+        pipeline.evaluate().await;
         pipeline.flush().await;
         sinks_stop.cancel();
         let drain = async { while sink_tasks.join_next().await.is_some() {} };
@@ -343,22 +370,28 @@ pub async fn start(
 
 /// Sinks that keep alerts alive (Alertmanager) must take up alerts that were firing before a
 /// restart; one-shot sinks ignore these.
-fn announce_restored_alerts(pipeline: &Pipeline) {
+async fn announce_restored_alerts(pipeline: &Pipeline) {
     let now_ms = pipeline.clock.now_ms();
-    let tracker = pipeline
-        .tracker
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner());
-    let evaluator = pipeline
-        .evaluator
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner());
-    for id in tracker.all_ids() {
-        if tracker.series(id).status.severity().is_some() {
-            pipeline
-                .dispatcher
-                .send(Notice::Restored(evaluator.describe(&tracker, id, now_ms)));
-        }
+    let restored: Vec<_> = {
+        let tracker = pipeline
+            .tracker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let evaluator = pipeline
+            .evaluator
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        tracker
+            .all_ids()
+            .filter(|&id| tracker.series(id).status.severity().is_some())
+            .map(|id| evaluator.describe(&tracker, id, now_ms))
+            .collect()
+    };
+    for transition in restored {
+        pipeline
+            .dispatcher
+            .dispatch(Notice::Restored(transition))
+            .await;
     }
 }
 
@@ -369,7 +402,7 @@ async fn evaluation_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: Canc
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            _ = ticker.tick() => pipeline.evaluate(),
+            _ = ticker.tick() => pipeline.evaluate().await,
         }
     }
 }

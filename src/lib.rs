@@ -15,9 +15,11 @@
 //! - [`extract`]: per record, the split value and event time; no allocation on the hot path.
 //! - [`tracker`]: the series table, last-seen as a max, and what changed since the last look.
 //! - [`evaluate`]: deadline-driven judging against thresholds; emits status transitions.
-//! - [`alert`]: one task per sink, retries with backoff, never drops silently.
+//! - [`alert`]: one task per sink fed by a durable outbox in the state store; retries,
+//!   fallbacks, rate limits; never drops silently.
 //! - [`state`]: persistence (Redis or redb) so restarts keep every staleness clock running.
 //! - [`http`] and [`metrics`]: the API, health, and Prometheus exposition.
+//! - [`heartbeat`]: pings an external dead-man's switch while freshwatch is healthy.
 //! - [`app`]: wires it all and shuts down in order; [`demo`] and [`status`] back the CLI.
 //! - [`clock`] and [`model`]: time and the shared domain types.
 #![forbid(unsafe_code)]
@@ -29,6 +31,7 @@ pub mod config;
 pub mod demo;
 pub mod evaluate;
 pub mod extract;
+pub mod heartbeat;
 pub mod http;
 pub mod metrics;
 pub mod model;

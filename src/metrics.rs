@@ -16,6 +16,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -47,8 +48,17 @@ pub const OUTCOME_FAILED: &str = "failed";
 /// The sink refused a notification permanently (4xx): logged, counted, not retried.
 pub const OUTCOME_REJECTED: &str = "rejected";
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 16))
+}
+
 /// Handles to every metric; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     pub record_errors: Family<ErrorLabels, Counter>,
     pub records_consumed: Counter,
@@ -58,6 +68,29 @@ pub struct Metrics {
     pub source_up: Gauge,
     pub assigned_partitions: Gauge,
     pub transitions: Family<OutcomeLabels, Counter>,
+    pub outbox_pending: Family<SinkLabels, Gauge>,
+    pub notification_latency: Family<SinkLabels, Histogram, fn() -> Histogram>,
+    pub notifications_suppressed: Family<SinkLabels, Counter>,
+    pub heartbeats: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            record_errors: Family::default(),
+            records_consumed: Counter::default(),
+            alerts_sent: Family::default(),
+            state_flushes: Family::default(),
+            state_store_up: Gauge::default(),
+            source_up: Gauge::default(),
+            assigned_partitions: Gauge::default(),
+            transitions: Family::default(),
+            outbox_pending: Family::default(),
+            notification_latency: Family::new_with_constructor(latency_histogram),
+            notifications_suppressed: Family::default(),
+            heartbeats: Family::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -109,6 +142,26 @@ impl Metrics {
             "Series status changes, by the status entered",
             metrics.transitions.clone(),
         );
+        registry.register(
+            "freshwatch_outbox_pending",
+            "Notifications waiting for delivery, per sink",
+            metrics.outbox_pending.clone(),
+        );
+        registry.register(
+            "freshwatch_notification_latency_seconds",
+            "From a status change to the sink accepting its notification",
+            metrics.notification_latency.clone(),
+        );
+        registry.register(
+            "freshwatch_notifications_suppressed",
+            "Notifications coalesced by the per-dedup-key rate limit",
+            metrics.notifications_suppressed.clone(),
+        );
+        registry.register(
+            "freshwatch_heartbeats",
+            "Dead-man's-switch pings, by outcome (sent, failed, withheld while unhealthy)",
+            metrics.heartbeats.clone(),
+        );
         registry.register_collector(Box::new(FeedCollector {
             tracker,
             rules,
@@ -128,6 +181,9 @@ impl Metrics {
     }
 
     pub fn declare_sink(&self, sink: &str) {
+        drop(self.outbox_pending.get_or_create(&SinkLabels {
+            sink: sink.to_owned(),
+        }));
         for outcome in [OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED] {
             drop(self.alerts_sent.get_or_create(&SinkOutcomeLabels {
                 sink: sink.to_owned(),
@@ -141,6 +197,14 @@ impl Metrics {
             .get_or_create(&ErrorLabels {
                 feed: feed.to_owned(),
                 reason,
+            })
+            .inc();
+    }
+
+    pub fn count_suppressed(&self, sink: &str) {
+        self.notifications_suppressed
+            .get_or_create(&SinkLabels {
+                sink: sink.to_owned(),
             })
             .inc();
     }

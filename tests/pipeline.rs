@@ -124,7 +124,7 @@ impl Instance {
             running,
         };
         let ready_url = format!("{}/readyz", instance.base_url);
-        wait_until("freshwatch ready (partitions assigned)", Duration::from_secs(30), || {
+        wait_until("freshwatch ready (partitions assigned)", Duration::from_secs(60), || {
             let url = ready_url.clone();
             async move {
                 matches!(reqwest::get(&url).await, Ok(response) if response.status().is_success())

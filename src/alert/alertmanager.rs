@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{classify_response, summary, Backoff, Delivery, Notice, SystemAlert, FEED_STALE};
+use super::{
+    classify_response, summary, Backoff, Delivery, Notice, SystemAlert, FEED_STALE, WATCHDOG,
+};
 use crate::clock::rfc3339;
 use crate::config::AlertmanagerConfig;
 use crate::evaluate::Transition;
@@ -48,7 +50,12 @@ pub struct AlertmanagerSink {
 }
 
 impl AlertmanagerSink {
-    pub fn new(config: AlertmanagerConfig, external_url: &str, metrics: Metrics) -> Self {
+    pub fn new(
+        config: AlertmanagerConfig,
+        external_url: &str,
+        watchdog: bool,
+        metrics: Metrics,
+    ) -> Self {
         let mut endpoint = config.url.clone();
         let base = endpoint.path().trim_end_matches('/').to_owned();
         endpoint.set_path(&format!("{base}/api/v2/alerts"));
@@ -56,7 +63,7 @@ impl AlertmanagerSink {
             .timeout(config.timeout)
             .build()
             .unwrap_or_default();
-        AlertmanagerSink {
+        let mut sink = AlertmanagerSink {
             config,
             endpoint,
             client,
@@ -64,7 +71,21 @@ impl AlertmanagerSink {
             metrics,
             firing: BTreeMap::new(),
             pending: BTreeMap::new(),
+        };
+        if watchdog {
+            // Always firing while freshwatch runs; when it stops being re-sent, Alertmanager
+            // resolves it and an external dead-man's switch routed on it pages.
+            let alert = json!({
+                "labels": {"alertname": WATCHDOG, "severity": "none"},
+                "annotations": {"summary": "freshwatch is running and evaluating feeds; this alert always fires"},
+                "startsAt": rfc3339(chrono::Utc::now().timestamp_millis()),
+                "generatorURL": format!("{}/", sink.external_url),
+            });
+            let key = labels_of(&alert);
+            sink.firing.insert(key.clone(), alert.clone());
+            sink.pending.insert(key, alert);
         }
+        sink
     }
 
     /// The alert body for a transition's series at `severity`.

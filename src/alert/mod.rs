@@ -6,7 +6,9 @@
 //! never dropped silently: a permanent refusal (other 4xx) is logged and counted as `rejected`.
 
 mod alertmanager;
-mod webhook;
+pub mod delivery;
+pub mod notification;
+pub mod render;
 
 use std::time::Duration;
 
@@ -21,7 +23,8 @@ use crate::metrics::Metrics;
 use crate::model::{Severity, Status};
 
 pub use alertmanager::AlertmanagerSink;
-pub use webhook::WebhookSink;
+pub use delivery::{Directory, SinkHandle, SinkTask};
+pub use notification::Notification;
 
 /// `alertname` of feed staleness alerts.
 pub const FEED_STALE: &str = "FeedStale";
@@ -63,6 +66,9 @@ impl SystemAlert {
         format!("freshwatch/system/{}/{}", self.alertname, labels.join("/"))
     }
 }
+
+/// `alertname` of the always-firing dead-man's-switch alert.
+pub const WATCHDOG: &str = "FreshwatchWatchdog";
 
 /// `alertname` raised when a split feed reaches `max_keys`.
 pub const KEY_LIMIT: &str = "FreshwatchKeyLimit";
@@ -219,45 +225,81 @@ pub fn classify_response(result: Result<reqwest::Response, reqwest::Error>) -> D
     }
 }
 
-/// The running sinks: one channel each.
-#[derive(Debug, Clone, Default)]
+/// The running sinks.
+#[derive(Debug, Clone)]
 pub struct Dispatcher {
-    sinks: Vec<mpsc::UnboundedSender<Notice>>,
+    alertmanagers: Vec<mpsc::UnboundedSender<Notice>>,
+    sinks: Vec<SinkHandle>,
+    store: crate::state::StateStore,
 }
 
 impl Dispatcher {
-    /// Starts one task per configured sink; they stop when `shutdown` fires and their queue is
-    /// drained or the drain deadline passes.
+    /// Starts one task per configured sink; they stop when `shutdown` fires, after a bounded
+    /// last delivery attempt (notification sinks keep the rest in their outbox).
     pub fn start(
         config: &AlertsConfig,
         external_url: &str,
+        store: crate::state::StateStore,
         metrics: &Metrics,
         shutdown: CancellationToken,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Dispatcher {
-        let mut dispatcher = Dispatcher::default();
+        let mut alertmanagers = Vec::new();
         for sink in &config.alertmanager {
             let (sender, receiver) = mpsc::unbounded_channel();
             metrics.declare_sink(&sink.name);
-            let task = AlertmanagerSink::new(sink.clone(), external_url, metrics.clone());
+            let task =
+                AlertmanagerSink::new(sink.clone(), external_url, config.watchdog, metrics.clone());
             tasks.spawn(task.run(receiver, shutdown.clone()));
-            dispatcher.sinks.push(sender);
+            alertmanagers.push(sender);
         }
-        for sink in &config.webhook {
-            let (sender, receiver) = mpsc::unbounded_channel();
+        let directory: Directory = Default::default();
+        let mut sinks = Vec::new();
+        let mut by_name = std::collections::HashMap::new();
+        for sink in &config.sinks {
             metrics.declare_sink(&sink.name);
-            let task = WebhookSink::new(sink.clone(), metrics.clone());
+            let (task, handle, receiver) = SinkTask::new(
+                sink.clone(),
+                external_url,
+                store.clone(),
+                metrics.clone(),
+                directory.clone(),
+            );
             tasks.spawn(task.run(receiver, shutdown.clone()));
-            dispatcher.sinks.push(sender);
+            by_name.insert(sink.name.clone(), handle.clone());
+            sinks.push(handle);
         }
-        dispatcher
+        let _ = directory.set(by_name);
+        Dispatcher {
+            alertmanagers,
+            sinks,
+            store,
+        }
     }
 
-    /// Hands a notice to every sink.
-    pub fn send(&self, notice: Notice) {
-        for sink in &self.sinks {
+    /// Hands a notice to every sink that wants it. Returns once each notification sink has it in
+    /// its outbox (or in memory, if the state store is down).
+    pub async fn dispatch(&self, notice: Notice) {
+        for sink in &self.alertmanagers {
             // A closed channel means the sink task already stopped for shutdown.
             let _ = sink.send(notice.clone());
+        }
+        let notification = match &notice {
+            Notice::Changed(transition) => Notification::from_transition(transition),
+            Notice::System(alert) => Some(Notification::from_system(alert)),
+            Notice::Restored(_) => None,
+        };
+        let Some(notification) = notification else {
+            return;
+        };
+        for sink in &self.sinks {
+            if sink.config.accepts(
+                &notification.feed,
+                &notification.key,
+                notification.severity(),
+            ) {
+                sink.enqueue(&self.store, notification.clone()).await;
+            }
         }
     }
 }

@@ -103,9 +103,13 @@ fn backoff_grows_caps_honours_retry_after_and_resets() {
     assert!(backoff.next_delay(None) <= Duration::from_millis(1200));
 }
 
+fn webhook(transition: &Transition) -> serde_json::Value {
+    render::webhook_body(&Notification::from_transition(transition).expect("notifiable"))
+}
+
 #[test]
 fn the_webhook_body_has_every_contract_field() {
-    let firing = webhook::payload(&transition(
+    let firing = webhook(&transition(
         Status::Warning,
         Status::Critical,
         Some(NOW_MS - DAY_MS),
@@ -118,9 +122,106 @@ fn the_webhook_body_has_every_contract_field() {
     assert_eq!(firing["staleness_seconds"], 86_400);
     assert_eq!(firing["dedup_key"], "freshwatch/profiles/acme");
     assert!(firing["summary"].as_str().unwrap().contains("1d 0h"));
-    let never = webhook::payload(&transition(Status::Unknown, Status::NeverSeen, None));
+    let never = webhook(&transition(Status::Unknown, Status::NeverSeen, None));
     assert!(never["last_seen"].is_null() && never["staleness_seconds"].is_null());
-    let resolved = webhook::payload(&transition(Status::Critical, Status::Ok, Some(NOW_MS)));
+    let resolved = webhook(&transition(Status::Critical, Status::Ok, Some(NOW_MS)));
     assert_eq!(resolved["status"], "resolved");
     assert_eq!(resolved["severity"], "critical");
+}
+
+#[test]
+fn the_webhook_signature_is_hmac_sha256_of_the_body() {
+    // RFC 4231 test case 2.
+    assert_eq!(
+        render::signature("Jefe", b"what do ya want for nothing?"),
+        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+}
+
+#[test]
+fn a_pagerduty_event_has_every_events_v2_field() {
+    let mut firing = Notification::from_transition(&transition(
+        Status::Warning,
+        Status::Critical,
+        Some(NOW_MS - 10 * DAY_MS),
+    ))
+    .unwrap();
+    firing.summary = "x".repeat(2000);
+    let event = render::pagerduty_event(
+        &firing,
+        "R0UT1NG",
+        "freshwatch@host:9187",
+        "http://host:9187/api/v1/feeds/profiles",
+    );
+    assert_eq!(event["routing_key"], "R0UT1NG");
+    assert_eq!(event["event_action"], "trigger");
+    assert_eq!(event["dedup_key"], "freshwatch/profiles/acme");
+    let payload = &event["payload"];
+    assert!(payload["summary"].as_str().unwrap().len() <= 1024);
+    assert_eq!(payload["source"], "freshwatch@host:9187");
+    assert_eq!(payload["severity"], "critical");
+    assert_eq!(payload["component"], "profiles");
+    assert_eq!(payload["group"], "cdp.profile-updates");
+    let details = &payload["custom_details"];
+    assert_eq!(details["last_seen"], "2025-11-21T00:00:00.000Z");
+    assert_eq!(details["staleness_seconds"], 864_000);
+    assert_eq!(details["warn_after_seconds"], 1800);
+    assert_eq!(details["critical_after_seconds"], 7200);
+    assert_eq!(details["records_seen"], 12);
+    assert_eq!(
+        event["links"][0]["href"],
+        "http://host:9187/api/v1/feeds/profiles"
+    );
+    let resolve = render::pagerduty_event(
+        &Notification::from_transition(&transition(Status::Critical, Status::Ok, Some(NOW_MS)))
+            .unwrap(),
+        "R0UT1NG",
+        "s",
+        "l",
+    );
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], "freshwatch/profiles/acme");
+}
+
+#[test]
+fn slack_and_email_read_well_for_firing_and_resolved() {
+    let firing = Notification::from_transition(&transition(
+        Status::Ok,
+        Status::Critical,
+        Some(NOW_MS - DAY_MS),
+    ))
+    .unwrap();
+    let message = render::slack_message(&firing);
+    assert!(message["text"]
+        .as_str()
+        .unwrap()
+        .starts_with(":rotating_light: *CRITICAL* profiles/acme"));
+    assert_eq!(message["attachments"][0]["color"], "#e01e5a");
+    let resolved =
+        Notification::from_transition(&transition(Status::Critical, Status::Ok, Some(NOW_MS)))
+            .unwrap();
+    let message = render::slack_message(&resolved);
+    assert!(
+        message["text"]
+            .as_str()
+            .unwrap()
+            .contains("*RESOLVED* profiles/acme (stale for 3h 0m)"),
+        "{message}"
+    );
+    let (subject, body) = render::email(&firing);
+    assert_eq!(subject, "[freshwatch] FIRING critical: profiles/acme");
+    assert!(body.contains("dedup key: freshwatch/profiles/acme"));
+}
+
+#[test]
+fn notifications_survive_the_outbox_round_trip() {
+    let firing =
+        Notification::from_transition(&transition(Status::Ok, Status::Warning, Some(NOW_MS)))
+            .unwrap();
+    let json = serde_json::to_string(&firing).unwrap();
+    assert_eq!(serde_json::from_str::<Notification>(&json).unwrap(), firing);
+    assert!(
+        Notification::from_transition(&transition(Status::Unknown, Status::Ok, Some(NOW_MS)))
+            .is_none()
+    );
 }

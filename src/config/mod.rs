@@ -59,6 +59,7 @@ pub struct Config {
     pub evaluation: EvaluationConfig,
     pub feeds: Vec<FeedConfig>,
     pub alerts: AlertsConfig,
+    pub heartbeat: Option<HeartbeatConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,7 +175,9 @@ pub enum FeedMode {
 #[derive(Debug, Clone, Default)]
 pub struct AlertsConfig {
     pub alertmanager: Vec<AlertmanagerConfig>,
-    pub webhook: Vec<WebhookConfig>,
+    /// Notification sinks fed through the durable outbox.
+    pub sinks: Vec<SinkConfig>,
+    pub watchdog: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -185,10 +188,97 @@ pub struct AlertmanagerConfig {
     pub timeout: Duration,
 }
 
+/// One notification sink: where it delivers and what it accepts.
 #[derive(Debug, Clone)]
-pub struct WebhookConfig {
+pub struct SinkConfig {
     pub name: String,
-    pub url: reqwest::Url,
+    pub kind: SinkKind,
+    pub min_severity: crate::model::Severity,
+    /// Feed/key globs; empty accepts every feed.
+    pub feeds: Vec<FeedPattern>,
+    pub fallback: Vec<String>,
+    pub fallback_after: Duration,
+    pub repeat_interval: Duration,
+    pub rate_limit: u32,
+    pub rate_limit_period: Duration,
+    pub timeout: Duration,
+}
+
+impl SinkConfig {
+    /// Whether this sink wants notices about `feed`/`key` at `severity`.
+    pub fn accepts(&self, feed: &str, key: &str, severity: crate::model::Severity) -> bool {
+        severity >= self.min_severity
+            && (self.feeds.is_empty()
+                || self.feeds.iter().any(|pattern| pattern.matches(feed, key)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Webhook {
+        url: reqwest::Url,
+        secret: Option<Secret>,
+    },
+    PagerDuty {
+        url: reqwest::Url,
+        routing_key: Secret,
+    },
+    Slack {
+        url: Secret,
+    },
+    Email(EmailConfig),
+}
+
+impl SinkKind {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkKind::Webhook { .. } => "webhook",
+            SinkKind::PagerDuty { .. } => "pagerduty",
+            SinkKind::Slack { .. } => "slack",
+            SinkKind::Email(_) => "email",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub security: raw::RawSmtpSecurity,
+    pub credentials: Option<(String, Secret)>,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+/// `"profiles"` (any key of the feed), `"billing/*"`, `"profiles/acme"`: a glob over `feed` or
+/// `feed/key`, where `*` matches any run of characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPattern(String);
+
+impl FeedPattern {
+    pub fn matches(&self, feed: &str, key: &str) -> bool {
+        if self.0.contains('/') {
+            glob_matches(self.0.as_bytes(), format!("{feed}/{key}").as_bytes())
+        } else {
+            glob_matches(self.0.as_bytes(), feed.as_bytes())
+        }
+    }
+}
+
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_matches(rest, &text[skip..])),
+        Some((byte, rest)) => text.first() == Some(byte) && glob_matches(rest, &text[1..]),
+    }
+}
+
+/// `[heartbeat]`, validated.
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    pub url: Secret,
+    pub interval: Duration,
+    pub post: bool,
     pub timeout: Duration,
 }
 
@@ -360,6 +450,24 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         feeds.push(feed);
     }
     let alerts = validate_alerts(raw.alerts)?;
+    let heartbeat = match raw.heartbeat {
+        None => None,
+        Some(heartbeat) => {
+            parse_sink_url("heartbeat.url".into(), &heartbeat.url)?;
+            if heartbeat.interval < Duration::from_secs(1) {
+                return Err(ConfigError::invalid(
+                    "heartbeat.interval",
+                    "must be at least 1s",
+                ));
+            }
+            Some(HeartbeatConfig {
+                url: Secret::new(heartbeat.url),
+                interval: heartbeat.interval,
+                post: heartbeat.method == raw::RawHeartbeatMethod::Post,
+                timeout: heartbeat.timeout,
+            })
+        }
+    };
     Ok(Config {
         kafka,
         state,
@@ -367,6 +475,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         evaluation,
         feeds,
         alerts,
+        heartbeat,
     })
 }
 
@@ -649,7 +758,10 @@ fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
             ))
         }
     };
-    let mut alerts = AlertsConfig::default();
+    let mut alerts = AlertsConfig {
+        watchdog: raw.watchdog,
+        ..AlertsConfig::default()
+    };
     for (index, sink) in raw.alertmanager.into_iter().enumerate() {
         let name = sink.name.unwrap_or_else(|| format!("alertmanager-{index}"));
         check_name(format!("alerts.alertmanager[{index}].name"), &name)?;
@@ -666,14 +778,116 @@ fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
             timeout: sink.timeout,
         });
     }
-    for (index, sink) in raw.webhook.into_iter().enumerate() {
-        let name = sink.name.unwrap_or_else(|| format!("webhook-{index}"));
-        check_name(format!("alerts.webhook[{index}].name"), &name)?;
-        alerts.webhook.push(WebhookConfig {
-            name,
-            url: parse_sink_url(format!("alerts.webhook[{index}].url"), &sink.url)?,
-            timeout: sink.timeout,
+    let mut sinks: Vec<(String, raw::RawRouting, SinkKind)> = Vec::new();
+    for (index, sink) in raw.webhook.iter().enumerate() {
+        let key = format!("alerts.webhook[{index}]");
+        let kind = SinkKind::Webhook {
+            url: parse_sink_url(format!("{key}.url"), &sink.url)?,
+            secret: sink.secret.clone().map(Secret::new),
+        };
+        sinks.push((key, sink.routing(), kind));
+    }
+    for (index, sink) in raw.pagerduty.iter().enumerate() {
+        let key = format!("alerts.pagerduty[{index}]");
+        if sink.routing_key.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{key}.routing_key"),
+                "must not be empty",
+            ));
+        }
+        let kind = SinkKind::PagerDuty {
+            url: parse_sink_url(format!("{key}.url"), &sink.url)?,
+            routing_key: Secret::new(sink.routing_key.clone()),
+        };
+        sinks.push((key, sink.routing(), kind));
+    }
+    for (index, sink) in raw.slack.iter().enumerate() {
+        let key = format!("alerts.slack[{index}]");
+        parse_sink_url(format!("{key}.url"), &sink.url)?;
+        let kind = SinkKind::Slack {
+            url: Secret::new(sink.url.clone()),
+        };
+        sinks.push((key, sink.routing(), kind));
+    }
+    for (index, sink) in raw.email.iter().enumerate() {
+        let key = format!("alerts.email[{index}]");
+        if sink.to.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{key}.to"),
+                "needs at least one recipient",
+            ));
+        }
+        for (field, address) in
+            std::iter::once(("from", &sink.from)).chain(sink.to.iter().map(|to| ("to", to)))
+        {
+            if address.parse::<lettre::Address>().is_err() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.{field}"),
+                    format!("{address:?} is not an email address"),
+                ));
+            }
+        }
+        let credentials = match (&sink.username, &sink.password) {
+            (Some(user), Some(password)) => Some((user.clone(), Secret::new(password.clone()))),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.username"),
+                    "username and password go together",
+                ))
+            }
+        };
+        let kind = SinkKind::Email(EmailConfig {
+            smtp_host: sink.smtp_host.clone(),
+            smtp_port: sink.smtp_port,
+            security: sink.security,
+            credentials,
+            from: sink.from.clone(),
+            to: sink.to.clone(),
         });
+        sinks.push((key, sink.routing(), kind));
+    }
+    let mut per_kind: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for (key, routing, kind) in sinks {
+        let counter = per_kind.entry(kind.kind()).or_default();
+        let name = routing
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{counter}", kind.kind()));
+        *counter += 1;
+        check_name(format!("{key}.name"), &name)?;
+        if routing.rate_limit == 0 {
+            return Err(ConfigError::invalid(
+                format!("{key}.rate_limit"),
+                "must be at least 1",
+            ));
+        }
+        alerts.sinks.push(SinkConfig {
+            name,
+            kind,
+            min_severity: match routing.min_severity {
+                raw::RawSeverity::Warning => crate::model::Severity::Warning,
+                raw::RawSeverity::Critical => crate::model::Severity::Critical,
+            },
+            feeds: routing.feeds.into_iter().map(FeedPattern).collect(),
+            fallback: routing.fallback,
+            fallback_after: routing.fallback_after,
+            repeat_interval: routing.repeat_interval,
+            rate_limit: routing.rate_limit,
+            rate_limit_period: routing.rate_limit_period,
+            timeout: routing.timeout,
+        });
+    }
+    let sink_names: HashSet<&str> = alerts.sinks.iter().map(|sink| sink.name.as_str()).collect();
+    for sink in &alerts.sinks {
+        for target in &sink.fallback {
+            if target == &sink.name || !sink_names.contains(target.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("alerts sink {:?} fallback", sink.name),
+                    format!("{target:?} is not another webhook, pagerduty, slack or email sink"),
+                ));
+            }
+        }
     }
     Ok(alerts)
 }
@@ -758,15 +972,53 @@ pub fn describe(config: &Config) -> String {
     }
     let _ = writeln!(
         text,
-        "alerts: {} alertmanager, {} webhook",
+        "alerts: {} alertmanager, {} notification sinks{}",
         config.alerts.alertmanager.len(),
-        config.alerts.webhook.len()
+        config.alerts.sinks.len(),
+        if config.alerts.watchdog {
+            ", watchdog on"
+        } else {
+            ""
+        }
     );
     for sink in &config.alerts.alertmanager {
-        let _ = writeln!(text, "  {} -> {}", sink.name, redact_url(&sink.url));
+        let _ = writeln!(
+            text,
+            "  {} (alertmanager) -> {}",
+            sink.name,
+            redact_url(&sink.url)
+        );
     }
-    for sink in &config.alerts.webhook {
-        let _ = writeln!(text, "  {} -> {}", sink.name, redact_url(&sink.url));
+    for sink in &config.alerts.sinks {
+        let target = match &sink.kind {
+            SinkKind::Webhook { url, .. } | SinkKind::PagerDuty { url, .. } => redact_url(url),
+            SinkKind::Slack { .. } => "slack webhook".to_owned(),
+            SinkKind::Email(email) => format!(
+                "smtp {}:{} to {}",
+                email.smtp_host,
+                email.smtp_port,
+                email.to.join(", ")
+            ),
+        };
+        let _ = writeln!(
+            text,
+            "  {} ({}) -> {target}; min_severity={}{}",
+            sink.name,
+            sink.kind.kind(),
+            sink.min_severity,
+            if sink.fallback.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " fallback=[{}] after {}",
+                    sink.fallback.join(", "),
+                    human(sink.fallback_after)
+                )
+            }
+        );
+    }
+    if let Some(heartbeat) = &config.heartbeat {
+        let _ = writeln!(text, "heartbeat: every {}", human(heartbeat.interval));
     }
     text
 }

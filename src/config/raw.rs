@@ -33,6 +33,8 @@ pub struct RawConfig {
     /// Where alerts go.
     #[serde(default)]
     pub alerts: RawAlerts,
+    /// Optional dead-man's-switch ping.
+    pub heartbeat: Option<RawHeartbeat>,
 }
 
 /// `[kafka]`
@@ -246,6 +248,19 @@ pub struct RawAlerts {
     /// `[[alerts.webhook]]` sinks.
     #[serde(default)]
     pub webhook: Vec<RawWebhook>,
+    /// `[[alerts.pagerduty]]` sinks (Events API v2).
+    #[serde(default)]
+    pub pagerduty: Vec<RawPagerDuty>,
+    /// `[[alerts.slack]]` sinks (incoming webhooks).
+    #[serde(default)]
+    pub slack: Vec<RawSlack>,
+    /// `[[alerts.email]]` sinks (SMTP).
+    #[serde(default)]
+    pub email: Vec<RawEmail>,
+    /// Send an always-firing `FreshwatchWatchdog` alert to every Alertmanager sink, the standard
+    /// dead-man's-switch pattern: route it to an external switch that pages when it stops.
+    #[serde(default)]
+    pub watchdog: bool,
 }
 
 /// `[[alerts.alertmanager]]`
@@ -264,17 +279,165 @@ pub struct RawAlertmanager {
     pub timeout: Duration,
 }
 
-/// `[[alerts.webhook]]`
+/// The fields every notification sink (webhook, pagerduty, slack, email) takes, copied out of
+/// its table: who gets what, and how hard freshwatch tries.
+#[derive(Debug, Clone)]
+pub struct RawRouting {
+    pub name: Option<String>,
+    pub min_severity: RawSeverity,
+    pub feeds: Vec<String>,
+    pub fallback: Vec<String>,
+    pub fallback_after: Duration,
+    pub repeat_interval: Duration,
+    pub rate_limit: u32,
+    pub rate_limit_period: Duration,
+    pub timeout: Duration,
+}
+
+/// Declares a sink table with its own fields plus the routing fields (serde's `flatten` cannot
+/// be combined with `deny_unknown_fields`, so the shared fields are spelled out by the macro).
+macro_rules! sink_table {
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $ty,)*
+            /// Name used in metrics, logs and `fallback` lists; default `<kind>-N`.
+            pub name: Option<String>,
+            /// Lowest severity sent: `warning` (default) or `critical`.
+            #[serde(default)]
+            pub min_severity: RawSeverity,
+            /// Only these feeds: `"profiles"`, `"billing/*"` (feed/key globs). Default: all.
+            #[serde(default)]
+            pub feeds: Vec<String>,
+            /// Sinks that also get a notification this sink has not accepted after
+            /// `fallback_after`.
+            #[serde(default)]
+            pub fallback: Vec<String>,
+            #[serde(default = "default_fallback_after", with = "humantime_serde")]
+            pub fallback_after: Duration,
+            /// A still-firing critical alert is notified again this often.
+            #[serde(default = "default_repeat_interval", with = "humantime_serde")]
+            pub repeat_interval: Duration,
+            /// At most this many notifications per dedup key per `rate_limit_period`; more are
+            /// coalesced (the newest state of the key is kept) and counted as suppressed.
+            #[serde(default = "default_rate_limit")]
+            pub rate_limit: u32,
+            #[serde(default = "default_rate_limit_period", with = "humantime_serde")]
+            pub rate_limit_period: Duration,
+            /// Timeout of one delivery attempt.
+            #[serde(default = "default_http_timeout", with = "humantime_serde")]
+            pub timeout: Duration,
+        }
+
+        impl $name {
+            pub fn routing(&self) -> RawRouting {
+                RawRouting {
+                    name: self.name.clone(),
+                    min_severity: self.min_severity,
+                    feeds: self.feeds.clone(),
+                    fallback: self.fallback.clone(),
+                    fallback_after: self.fallback_after,
+                    repeat_interval: self.repeat_interval,
+                    rate_limit: self.rate_limit,
+                    rate_limit_period: self.rate_limit_period,
+                    timeout: self.timeout,
+                }
+            }
+        }
+    };
+}
+
+/// `min_severity`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSeverity {
+    #[default]
+    Warning,
+    Critical,
+}
+
+sink_table! {
+    /// `[[alerts.webhook]]`
+    RawWebhook {
+        /// URL that receives one JSON POST per status change.
+        url: String,
+        /// With a secret, each POST carries `X-Freshwatch-Signature: sha256=<hex HMAC-SHA256 of
+        /// the body>` so receivers can verify it.
+        secret: Option<String>,
+    }
+}
+
+sink_table! {
+    /// `[[alerts.pagerduty]]`
+    RawPagerDuty {
+        /// The integration's routing key, usually `"${PAGERDUTY_ROUTING_KEY}"`.
+        routing_key: String,
+        /// Events API endpoint; override to point at a test receiver.
+        #[serde(default = "default_pagerduty_url")]
+        url: String,
+    }
+}
+
+sink_table! {
+    /// `[[alerts.slack]]`
+    RawSlack {
+        /// Incoming-webhook URL (it embeds a token: keep it in `${SLACK_WEBHOOK_URL}`).
+        url: String,
+    }
+}
+
+sink_table! {
+    /// `[[alerts.email]]`
+    RawEmail {
+        /// SMTP relay host.
+        smtp_host: String,
+        #[serde(default = "default_smtp_port")]
+        smtp_port: u16,
+        /// `none` (plain, for a local relay), `starttls` or `tls`.
+        #[serde(default)]
+        security: RawSmtpSecurity,
+        username: Option<String>,
+        password: Option<String>,
+        /// Sender address.
+        from: String,
+        /// Recipients.
+        to: Vec<String>,
+    }
+}
+
+/// `email.security`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSmtpSecurity {
+    #[default]
+    None,
+    Starttls,
+    Tls,
+}
+
+/// `[heartbeat]`: ping an external dead-man's switch while freshwatch is healthy.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawWebhook {
-    /// Name used in metrics and logs; default `webhook-N`.
-    pub name: Option<String>,
-    /// URL that receives one JSON POST per status change.
+pub struct RawHeartbeat {
+    /// Ping URL (Healthchecks.io style).
     pub url: String,
-    /// Timeout of one HTTP request.
+    #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// `get` (default) or `post`.
+    #[serde(default)]
+    pub method: RawHeartbeatMethod,
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawHeartbeatMethod {
+    #[default]
+    Get,
+    Post,
 }
 
 fn default_group_id() -> String {
@@ -314,6 +477,27 @@ fn default_critical_after() -> Duration {
     Duration::from_secs(6 * 3600)
 }
 fn default_resend() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_fallback_after() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_repeat_interval() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_rate_limit() -> u32 {
+    12
+}
+fn default_rate_limit_period() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_pagerduty_url() -> String {
+    "https://events.pagerduty.com/v2/enqueue".to_owned()
+}
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_heartbeat_interval() -> Duration {
     Duration::from_secs(60)
 }
 fn default_http_timeout() -> Duration {

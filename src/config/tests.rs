@@ -2,40 +2,57 @@ use std::path::Path;
 
 use super::*;
 
+/// Parses `text` with an environment that holds exactly `env`.
 fn parse_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    parse(text, Path::new("t.toml"), &move |name| {
+    parse(text, Path::new("t.toml"), &|name| {
         env.iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
+            .find(|(variable, _)| *variable == name)
+            .map(|(_, value)| (*value).to_owned())
     })
 }
 
+/// The message of the error a refused config gives, with an empty environment.
 fn error_of(text: &str) -> String {
-    parse_with(text, &[])
-        .expect_err("config must be refused")
-        .to_string()
+    match parse_with(text, &[]) {
+        Ok(_) => panic!("config must be refused:\n{text}"),
+        Err(error) => error.to_string(),
+    }
 }
 
-const FULL: &str = r#"
+/// A valid config up to (not including) its feeds.
+const KAFKA: &str = "[kafka]\nbrokers = \"k:9092\"\n";
+
+/// [`KAFKA`] plus one valid feed named `a`.
+const MINIMAL: &str = "[kafka]\nbrokers = \"k:9092\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n";
+
+/// A config with one feed whose table holds `body` after `name = "a"`.
+fn with_feed(body: &str) -> String {
+    format!("{KAFKA}[[feed]]\nname = \"a\"\n{body}\n")
+}
+
+/// The example config of the README's config reference, every key spelled out.
+const README_EXAMPLE: &str = r#"
 [kafka]
-brokers = "127.0.0.1:9092"
-group_id = "freshwatch"
-[kafka.properties]
-"security.protocol" = "SASL_SSL"
+brokers = "127.0.0.1:9092"       # required
+group_id = "freshwatch"          # replicas with the same group share partitions
+start = "earliest"               # or "latest"
+metadata_refresh = "30s"
+tail_interval = "5s"
+[kafka.properties]               # passed to librdkafka as-is (SASL, TLS, fetch sizes, ...)
 
 [state]
-redis_url = "redis://127.0.0.1:6379/0"
+redis_url = "redis://127.0.0.1:6379/0"   # absent: embedded store (redb) in `path`
 path = "freshwatch-state"
+flush_interval = "1s"
+key_prefix = "freshwatch"
 
 [http]
 listen = "127.0.0.1:9187"
+external_url = "http://freshwatch.internal:9187"
 
 [evaluation]
 interval = "1s"
+max_future_skew = "5m"
 
 [defaults]
 warn_after = "1h"
@@ -49,173 +66,607 @@ timestamp = { json = "/updated_at" }
 warn_after = "30m"
 critical_after = "2h"
 expected = ["acme", "globex"]
-
-[[feed]]
-name = "orders"
-topic_regex = "^orders\\..*"
+max_keys = 100000
 
 [[alerts.alertmanager]]
 url = "http://127.0.0.1:9093"
+
 [[alerts.webhook]]
-url = "${HOOK_URL}"
+url = "http://127.0.0.1:8080/hook"
 "#;
 
-#[test]
-fn the_contract_example_parses_into_typed_config() {
-    let config = parse_with(FULL, &[("HOOK_URL", "http://127.0.0.1:8080/hook")]).unwrap();
-    assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
-    assert_eq!(config.kafka.properties["security.protocol"], "SASL_SSL");
-    assert!(matches!(config.state.backend, StateBackend::Redis { .. }));
-    let profiles = &config.feeds[0];
-    assert_eq!(
-        profiles.split,
-        Some(SplitRule::Json(JsonPointer::parse("/tenant_id").unwrap()))
-    );
-    assert_eq!(
-        profiles.timestamp,
-        TimestampRule::Json(JsonPointer::parse("/updated_at").unwrap())
-    );
-    assert_eq!(profiles.warn_after, Duration::from_secs(1800));
-    assert_eq!(profiles.critical_after, Duration::from_secs(7200));
-    assert_eq!(profiles.expected, ["acme", "globex"]);
-    let orders = &config.feeds[1];
-    assert!(orders.topics.matches("orders.eu") && !orders.topics.matches("refunds"));
-    assert_eq!(
-        orders.warn_after,
-        Duration::from_secs(3600),
-        "defaults apply"
-    );
-    assert_eq!(orders.critical_after, Duration::from_secs(6 * 3600));
-    assert_eq!(
-        config.alerts.webhook[0].url.as_str(),
-        "http://127.0.0.1:8080/hook"
-    );
-    assert_eq!(config.alerts.alertmanager[0].name, "alertmanager-0");
+fn pointer(text: &str) -> JsonPointer {
+    JsonPointer::parse(text).expect("valid pointer")
+}
+
+fn webhook_url(sink: &SinkConfig) -> &str {
+    match &sink.kind {
+        SinkKind::Webhook { url, .. } => url.as_str(),
+        other => panic!("expected a webhook sink, got {}", other.kind()),
+    }
 }
 
 #[test]
-fn omitted_sections_take_their_documented_defaults() {
+fn the_readme_example_config_parses_into_typed_config() {
+    let config = parse_with(README_EXAMPLE, &[]).expect("the README example is valid");
+
+    assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
+    assert_eq!(config.kafka.group_id, "freshwatch");
+    assert_eq!(config.kafka.start, raw::RawStart::Earliest);
+    assert_eq!(config.kafka.metadata_refresh, Duration::from_secs(30));
+    assert_eq!(config.kafka.tail_interval, Duration::from_secs(5));
+    assert!(config.kafka.properties.is_empty());
+
+    match &config.state.backend {
+        StateBackend::Redis { url } => assert_eq!(url.expose(), "redis://127.0.0.1:6379/0"),
+        StateBackend::Embedded { path } => panic!("expected redis, got embedded at {path:?}"),
+    }
+    assert_eq!(config.state.flush_interval, Duration::from_secs(1));
+    assert_eq!(config.state.key_prefix, "freshwatch");
+
+    assert_eq!(config.http.listen.to_string(), "127.0.0.1:9187");
+    assert_eq!(config.http.external_url, "http://freshwatch.internal:9187");
+    assert_eq!(config.evaluation.interval, Duration::from_secs(1));
+    assert_eq!(config.evaluation.max_future_skew, Duration::from_secs(300));
+
+    assert_eq!(config.feeds.len(), 1);
+    let profiles = &config.feeds[0];
+    assert_eq!(&*profiles.name, "profiles");
+    assert!(
+        matches!(&profiles.topics, TopicMatcher::Exact(topic) if topic == "cdp.profile-updates")
+    );
+    assert_eq!(profiles.split, Some(SplitRule::Json(pointer("/tenant_id"))));
+    assert_eq!(
+        profiles.timestamp,
+        TimestampRule::Json(pointer("/updated_at"))
+    );
+    assert_eq!(profiles.warn_after, Duration::from_secs(30 * 60));
+    assert_eq!(profiles.critical_after, Duration::from_secs(2 * 3600));
+    assert_eq!(profiles.expected, ["acme", "globex"]);
+    assert_eq!(profiles.max_keys, 100_000);
+    assert_eq!(profiles.mode, FeedMode::Consume);
+
+    assert_eq!(config.alerts.alertmanager.len(), 1);
+    let alertmanager = &config.alerts.alertmanager[0];
+    assert_eq!(alertmanager.name, "alertmanager-0");
+    assert_eq!(alertmanager.url.as_str(), "http://127.0.0.1:9093/");
+    assert_eq!(alertmanager.resend_interval, Duration::from_secs(60));
+    assert_eq!(alertmanager.timeout, Duration::from_secs(10));
+
+    assert_eq!(config.alerts.sinks.len(), 1);
+    let webhook = &config.alerts.sinks[0];
+    assert_eq!(webhook.name, "webhook-0");
+    assert_eq!(webhook_url(webhook), "http://127.0.0.1:8080/hook");
+    assert_eq!(webhook.timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn kafka_properties_are_passed_through_as_written() {
     let config = parse_with(
-        "[kafka]\nbrokers = \"k:9092\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n",
+        &format!(
+            "{KAFKA}[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"fetch.min.bytes\" = \"1\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+        ),
         &[],
     )
     .unwrap();
+    assert_eq!(config.kafka.properties.len(), 2);
+    assert_eq!(config.kafka.properties["security.protocol"], "SASL_SSL");
+    assert_eq!(config.kafka.properties["fetch.min.bytes"], "1");
+}
+
+#[test]
+fn without_a_redis_url_state_lives_in_the_embedded_store_at_path() {
+    let config = parse_with(
+        &format!("{MINIMAL}[state]\npath = \"/var/lib/freshwatch\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(
+        matches!(&config.state.backend, StateBackend::Embedded { path } if path == Path::new("/var/lib/freshwatch")),
+        "{:?}",
+        config.state.backend
+    );
+}
+
+#[test]
+fn a_minimal_config_takes_every_documented_default() {
+    let config = parse_with(MINIMAL, &[]).unwrap();
+
     assert_eq!(config.kafka.group_id, "freshwatch");
     assert_eq!(config.kafka.start, raw::RawStart::Earliest);
-    assert_eq!(config.evaluation.interval, Duration::from_secs(1));
-    assert_eq!(config.evaluation.max_future_skew, Duration::from_secs(300));
-    assert_eq!(config.http.listen.to_string(), "127.0.0.1:9187");
+    assert_eq!(config.kafka.metadata_refresh, Duration::from_secs(30));
+    assert_eq!(config.kafka.tail_interval, Duration::from_secs(5));
+    assert!(config.kafka.properties.is_empty());
+
     assert!(
-        matches!(&config.state.backend, StateBackend::Embedded { path } if path == Path::new("freshwatch-state"))
+        matches!(&config.state.backend, StateBackend::Embedded { path } if path == Path::new("freshwatch-state")),
+        "{:?}",
+        config.state.backend
     );
-    assert_eq!(config.feeds[0].timestamp, TimestampRule::Record);
-    assert_eq!(config.feeds[0].split, None);
+    assert_eq!(config.state.flush_interval, Duration::from_secs(1));
+    assert_eq!(config.state.key_prefix, "freshwatch");
+
+    assert_eq!(config.http.listen.to_string(), "127.0.0.1:9187");
+    assert_eq!(config.http.external_url, "http://127.0.0.1:9187");
+    assert_eq!(config.evaluation.interval, Duration::from_secs(1));
+    assert_eq!(
+        config.evaluation.max_future_skew,
+        Duration::from_secs(5 * 60)
+    );
+
+    let feed = &config.feeds[0];
+    assert_eq!(feed.warn_after, Duration::from_secs(3600));
+    assert_eq!(feed.critical_after, Duration::from_secs(6 * 3600));
+    assert_eq!(feed.split, None);
+    assert_eq!(feed.timestamp, TimestampRule::Record);
+    assert!(feed.expected.is_empty());
+    assert_eq!(feed.mode, FeedMode::Consume);
+    assert_eq!(feed.max_keys, 100_000);
+
+    assert!(config.alerts.alertmanager.is_empty());
+    assert!(config.alerts.sinks.is_empty());
 }
 
 #[test]
-fn every_split_and_timestamp_spelling_is_understood() {
-    let text = r#"
-[kafka]
-brokers = "k:9092"
-[[feed]]
-name = "a"
-topic = "a"
-split_by = "key"
-timestamp = "arrival"
-[[feed]]
-name = "b"
-topic = "b"
-split_by = "partition"
-timestamp = { header = "ts" }
-[[feed]]
-name = "c"
-topic = "c"
-split_by = { header = "tenant" }
-timestamp = "record"
-"#;
-    let config = parse_with(text, &[]).unwrap();
-    assert_eq!(config.feeds[0].split, Some(SplitRule::Key));
-    assert_eq!(config.feeds[0].timestamp, TimestampRule::Arrival);
-    assert_eq!(config.feeds[1].split, Some(SplitRule::Partition));
-    assert_eq!(
-        config.feeds[1].timestamp,
-        TimestampRule::Header("ts".into())
+fn feeds_without_thresholds_take_the_configured_defaults() {
+    let config = parse_with(
+        &format!("{MINIMAL}[defaults]\nwarn_after = \"10m\"\ncritical_after = \"90m\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.feeds[0].warn_after, Duration::from_secs(10 * 60));
+    assert_eq!(config.feeds[0].critical_after, Duration::from_secs(90 * 60));
+}
+
+#[test]
+fn a_later_run_may_start_from_latest() {
+    let config = parse_with(
+        "[kafka]\nbrokers = \"k:9092\"\nstart = \"latest\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.kafka.start, raw::RawStart::Latest);
+}
+
+#[test]
+fn every_split_by_spelling_parses_to_its_typed_rule() {
+    let cases = [
+        (
+            "split_by = { json = \"/tenant/id\" }",
+            SplitRule::Json(pointer("/tenant/id")),
+        ),
+        (
+            "split_by = { header = \"tenant\" }",
+            SplitRule::Header("tenant".into()),
+        ),
+        ("split_by = \"key\"", SplitRule::Key),
+        ("split_by = \"partition\"", SplitRule::Partition),
+    ];
+    for (line, rule) in cases {
+        let config = parse_with(&with_feed(&format!("topic = \"a\"\n{line}")), &[])
+            .unwrap_or_else(|error| panic!("{line}: {error}"));
+        assert_eq!(config.feeds[0].split, Some(rule), "{line}");
+    }
+}
+
+#[test]
+fn every_timestamp_spelling_parses_to_its_typed_rule() {
+    let cases = [
+        (
+            "timestamp = { json = \"/updated_at\" }",
+            TimestampRule::Json(pointer("/updated_at")),
+        ),
+        (
+            "timestamp = { header = \"produced_at\" }",
+            TimestampRule::Header("produced_at".into()),
+        ),
+        ("timestamp = \"record\"", TimestampRule::Record),
+        ("timestamp = \"arrival\"", TimestampRule::Arrival),
+    ];
+    for (line, rule) in cases {
+        let config = parse_with(&with_feed(&format!("topic = \"a\"\n{line}")), &[])
+            .unwrap_or_else(|error| panic!("{line}: {error}"));
+        assert_eq!(config.feeds[0].timestamp, rule, "{line}");
+    }
+}
+
+#[test]
+fn an_exact_topic_matches_only_itself() {
+    let config = parse_with(&with_feed("topic = \"orders.eu\""), &[]).unwrap();
+    let topics = &config.feeds[0].topics;
+    assert!(topics.matches("orders.eu"));
+    assert!(!topics.matches("orders.eu2"));
+    assert!(!topics.matches("orders"));
+    assert_eq!(topics.describe(), "orders.eu");
+}
+
+#[test]
+fn a_topic_regex_matches_topics_by_pattern_and_is_unanchored_unless_anchored() {
+    let config = parse_with(
+        &format!(
+            "{KAFKA}[[feed]]\nname = \"anchored\"\ntopic_regex = \"^orders\\\\..*\"\n[[feed]]\nname = \"loose\"\ntopic_regex = \"profile\"\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    let anchored = &config.feeds[0].topics;
+    assert!(anchored.matches("orders.eu"));
+    assert!(anchored.matches("orders.us-east"));
+    assert!(!anchored.matches("ordersXeu"), "the dot is escaped");
+    assert!(
+        !anchored.matches("legacy.orders.eu"),
+        "anchored at the start"
+    );
+    assert_eq!(anchored.describe(), "^orders\\..*");
+
+    let loose = &config.feeds[1].topics;
+    assert!(loose.matches("cdp.profile-updates"));
+    assert!(!loose.matches("cdp.orders"));
+}
+
+#[test]
+fn a_critical_threshold_not_above_warn_names_the_feed_index_and_both_values() {
+    let text = format!(
+        "{KAFKA}[[feed]]\nname = \"a\"\ntopic = \"a\"\n[[feed]]\nname = \"b\"\ntopic = \"b\"\n[[feed]]\nname = \"c\"\ntopic = \"c\"\nwarn_after = \"2h\"\ncritical_after = \"1h\"\n"
+    );
+    let error = error_of(&text);
+    assert!(
+        error.starts_with("feed[2].critical_after: must be greater than warn_after"),
+        "{error}"
     );
     assert_eq!(
-        config.feeds[2].split,
+        error,
+        "feed[2].critical_after: must be greater than warn_after (feed \"c\": warn_after 2h, critical_after 1h)"
+    );
+}
+
+#[test]
+fn equal_thresholds_are_refused_too() {
+    let error = error_of(&with_feed(
+        "topic = \"a\"\nwarn_after = \"1h\"\ncritical_after = \"60m\"",
+    ));
+    assert!(
+        error.starts_with("feed[0].critical_after: must be greater than warn_after"),
+        "{error}"
+    );
+}
+
+#[test]
+fn defaults_with_critical_not_above_warn_are_refused() {
+    assert_eq!(
+        error_of(&format!(
+            "{MINIMAL}[defaults]\nwarn_after = \"6h\"\ncritical_after = \"1h\"\n"
+        )),
+        "defaults.critical_after: must be greater than warn_after"
+    );
+}
+
+#[test]
+fn an_unknown_top_level_key_is_refused() {
+    let error = error_of(&format!("colour = \"red\"\n{MINIMAL}"));
+    assert!(error.contains("unknown field `colour`"), "{error}");
+}
+
+#[test]
+fn an_unknown_key_inside_a_section_names_its_path() {
+    let error = error_of(&format!(
+        "[kafka]\nbrokers = \"k:9092\"\nbogus = 1\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+    ));
+    assert!(error.starts_with("kafka.bogus: "), "{error}");
+    assert!(error.contains("unknown field `bogus`"), "{error}");
+}
+
+#[test]
+fn an_unknown_key_inside_a_feed_names_the_feed_and_the_field() {
+    let error = error_of(&with_feed("topic = \"a\"\ncolour = \"red\""));
+    assert!(error.starts_with("feed[0]"), "{error}");
+    assert!(error.contains("unknown field `colour`"), "{error}");
+}
+
+#[test]
+fn a_feed_with_both_topic_and_topic_regex_is_refused() {
+    assert_eq!(
+        error_of(&with_feed("topic = \"a\"\ntopic_regex = \"^a\"")),
+        "feed[0].topic: set either topic or topic_regex, not both"
+    );
+}
+
+#[test]
+fn a_feed_with_neither_topic_nor_topic_regex_is_refused() {
+    assert_eq!(
+        error_of(&with_feed("")),
+        "feed[0].topic: one of topic or topic_regex is required"
+    );
+}
+
+#[test]
+fn an_invalid_topic_regex_is_refused_with_the_regex_error() {
+    let error = error_of(&with_feed("topic_regex = \"orders.(\""));
+    assert!(
+        error.starts_with("feed[0].topic_regex: invalid regex: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_json_pointer_without_a_leading_slash_is_refused() {
+    let error = error_of(&with_feed(
+        "topic = \"a\"\nsplit_by = { json = \"tenant_id\" }",
+    ));
+    assert!(error.starts_with("feed[0].split_by.json: "), "{error}");
+    assert!(error.contains("tenant_id"), "{error}");
+
+    let error = error_of(&with_feed(
+        "topic = \"a\"\ntimestamp = { json = \"updated_at\" }",
+    ));
+    assert!(error.starts_with("feed[0].timestamp.json: "), "{error}");
+}
+
+#[test]
+fn expected_values_without_split_by_are_refused() {
+    assert_eq!(
+        error_of(&with_feed("topic = \"a\"\nexpected = [\"acme\"]")),
+        "feed[0].expected: needs split_by: expected lists split values"
+    );
+}
+
+#[test]
+fn duplicate_feed_names_are_refused_at_the_second_one() {
+    assert_eq!(
+        error_of(&format!(
+            "{MINIMAL}[[feed]]\nname = \"b\"\ntopic = \"b\"\n[[feed]]\nname = \"a\"\ntopic = \"c\"\n"
+        )),
+        "feed[2].name: duplicate feed name \"a\""
+    );
+}
+
+#[test]
+fn feed_names_outside_letters_digits_and_punctuation_are_refused() {
+    for name in ["a b", "tenant/acme", "", "profiles{x}"] {
+        let error = error_of(&format!(
+            "{KAFKA}[[feed]]\nname = \"{name}\"\ntopic = \"a\"\n"
+        ));
+        assert_eq!(
+            error,
+            format!("feed[0].name: {name:?} must be 1-128 letters, digits, '_', '-' or '.'")
+        );
+    }
+    let config = parse_with(
+        &format!("{KAFKA}[[feed]]\nname = \"cdp.profile-updates_v2\"\ntopic = \"a\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(&*config.feeds[0].name, "cdp.profile-updates_v2");
+}
+
+#[test]
+fn an_unset_environment_variable_names_the_key_and_the_variable() {
+    let text = format!("{MINIMAL}[[alerts.webhook]]\nurl = \"${{HOOK_URL}}\"\n");
+    let error = parse_with(&text, &[("OTHER", "x")]).unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::MissingEnv { key, variable } if key == "alerts.webhook[0].url" && variable == "HOOK_URL"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "alerts.webhook[0].url: environment variable HOOK_URL is not set"
+    );
+}
+
+#[test]
+fn an_unset_variable_inside_an_array_names_the_element() {
+    let error = error_of(&with_feed(
+        "topic = \"a\"\nsplit_by = \"key\"\nexpected = [\"acme\", \"${SECOND_TENANT}\"]",
+    ));
+    assert_eq!(
+        error,
+        "feed[0].expected[1]: environment variable SECOND_TENANT is not set"
+    );
+}
+
+#[test]
+fn environment_references_are_substituted_in_nested_tables_and_arrays() {
+    let text = format!(
+        "{KAFKA}[kafka.properties]\n\"sasl.password\" = \"${{KAFKA_PASSWORD}}\"\n[[feed]]\nname = \"a\"\ntopic = \"${{TOPIC}}\"\nsplit_by = {{ header = \"${{HEADER}}\" }}\nexpected = [\"${{TENANT}}\", \"pre-${{TENANT}}-post\"]\n[[alerts.webhook]]\nurl = \"http://${{HOOK_HOST}}/hook\"\n"
+    );
+    let config = parse_with(
+        &text,
+        &[
+            ("KAFKA_PASSWORD", "hunter2"),
+            ("TOPIC", "orders"),
+            ("HEADER", "tenant"),
+            ("TENANT", "acme"),
+            ("HOOK_HOST", "hooks.internal:8080"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.kafka.properties["sasl.password"], "hunter2");
+    assert!(config.feeds[0].topics.matches("orders"));
+    assert_eq!(
+        config.feeds[0].split,
         Some(SplitRule::Header("tenant".into()))
     );
+    assert_eq!(config.feeds[0].expected, ["acme", "pre-acme-post"]);
+    assert_eq!(
+        webhook_url(&config.alerts.sinks[0]),
+        "http://hooks.internal:8080/hook"
+    );
 }
 
-const BASE: &str = "[kafka]\nbrokers = \"k:9092\"\n";
+#[test]
+fn a_doubled_dollar_writes_a_literal_reference_and_a_lone_dollar_stays() {
+    let text = format!(
+        "{KAFKA}[kafka.properties]\n\"note\" = \"$${{X}} costs $5\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+    );
+    // X is deliberately unset: an escaped reference must not be looked up.
+    let config = parse_with(&text, &[]).unwrap();
+    assert_eq!(config.kafka.properties["note"], "${X} costs $5");
+}
 
 #[test]
-fn bad_values_name_the_key_and_the_reason() {
-    let feed = |body: &str| format!("{BASE}[[feed]]\nname = \"a\"\n{body}\n");
-    let cases = [
-        (feed("topic = \"a\"\nwarn_after = \"2h\"\ncritical_after = \"1h\""), "feed[0].critical_after: must be greater than warn_after"),
-        (feed("topic = \"a\"\ntopic_regex = \"^a\""), "feed[0].topic: set either topic or topic_regex, not both"),
-        (feed(""), "feed[0].topic: one of topic or topic_regex is required"),
-        (feed("topic_regex = \"(\""), "feed[0].topic_regex: invalid regex"),
-        (feed("topic = \"a\"\nsplit_by = { json = \"tenant\" }"), "feed[0].split_by.json: invalid JSON pointer"),
-        (feed("topic = \"a\"\nexpected = [\"x\"]"), "feed[0].expected: needs split_by"),
-        (feed("topic = \"a\"\nsplit_by = \"key\"\nexpected = [\"x\", \"x\"]"), "feed[0].expected[1]: duplicate value"),
-        (feed("topic = \"a\"\nmode = \"tail\"\nsplit_by = \"key\""), "feed[0].mode: tail mode"),
-        (feed("topic = \"a\"\nwarn_after = \"10 parsecs\""), "feed[0].warn_after:"),
-        (feed("topic = \"a\"\ncolour = \"red\""), "feed[0].colour: unknown field `colour`"),
-        (format!("{BASE}bogus = 1\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"), "kafka.bogus: unknown field"),
-        (format!("{BASE}[[feed]]\nname = \"a b\"\ntopic = \"a\"\n"), "feed[0].name:"),
-        (format!("{BASE}[[feed]]\nname = \"a\"\ntopic = \"a\"\n[[feed]]\nname = \"a\"\ntopic = \"b\"\n"), "feed[1].name: duplicate feed name"),
-        (format!("{BASE}[kafka.properties]\n\"enable.auto.commit\" = \"true\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"), "kafka.properties.\"enable.auto.commit\": is set by freshwatch"),
-        (format!("{BASE}[http]\nlisten = \"nowhere\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"), "http.listen:"),
-        (format!("{BASE}[state]\nredis_url = \"http://r\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"), "state.redis_url: scheme must be"),
-        (format!("{BASE}[[feed]]\nname = \"a\"\ntopic = \"a\"\n[[alerts.webhook]]\nname = \"x\"\nurl = \"http://a\"\n[[alerts.alertmanager]]\nname = \"x\"\nurl = \"http://b\"\n"), "duplicate sink name"),
-        (BASE.to_owned(), "feed: at least one [[feed]] is required"),
-    ];
-    for (text, expected) in cases {
-        let error = error_of(&text);
-        assert!(
-            error.starts_with(expected) || error.contains(expected),
-            "{expected:?} not in {error:?} for\n{text}"
+fn an_invalid_duration_names_the_key() {
+    let error = error_of(&with_feed("topic = \"a\"\nwarn_after = \"10 parsecs\""));
+    assert!(error.starts_with("feed[0].warn_after: "), "{error}");
+
+    let error = error_of(&format!(
+        "{MINIMAL}[evaluation]\ninterval = \"10 parsecs\"\n"
+    ));
+    assert!(error.starts_with("evaluation.interval: "), "{error}");
+}
+
+#[test]
+fn kafka_properties_freshwatch_owns_are_refused() {
+    for owned in [
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+    ] {
+        let error = error_of(&format!(
+            "{KAFKA}[kafka.properties]\n\"{owned}\" = \"true\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+        ));
+        assert_eq!(
+            error,
+            format!("kafka.properties.\"{owned}\": is set by freshwatch itself; use kafka.brokers, kafka.group_id or kafka.start")
         );
     }
 }
 
 #[test]
-fn environment_references_are_resolved_escaped_or_refused() {
-    let text = format!(
-        "{BASE}[kafka.properties]\n\"sasl.password\" = \"${{PASSWORD}}\"\n\"note\" = \"$${{LITERAL}} costs $5\"\n[[feed]]\nname = \"a\"\ntopic = \"${{TOPIC}}\"\n"
-    );
-    let config = parse_with(&text, &[("PASSWORD", "hunter2"), ("TOPIC", "orders")]).unwrap();
-    assert_eq!(config.kafka.properties["sasl.password"], "hunter2");
-    assert_eq!(config.kafka.properties["note"], "${LITERAL} costs $5");
-    assert!(config.feeds[0].topics.matches("orders"));
-    let missing = parse_with(&text, &[("PASSWORD", "x")]).unwrap_err();
+fn a_listen_address_that_is_not_ip_and_port_is_refused() {
+    for listen in ["nowhere", "localhost:9187", "127.0.0.1"] {
+        assert_eq!(
+            error_of(&format!("{MINIMAL}[http]\nlisten = \"{listen}\"\n")),
+            format!("http.listen: {listen:?} is not an ip:port address")
+        );
+    }
+}
+
+#[test]
+fn alert_urls_must_be_http_or_https() {
     assert_eq!(
-        missing.to_string(),
-        "feed[0].topic: environment variable TOPIC is not set"
+        error_of(&format!(
+            "{MINIMAL}[[alerts.webhook]]\nurl = \"ftp://hooks.example/x\"\n"
+        )),
+        "alerts.webhook[0].url: scheme must be http or https"
+    );
+    assert_eq!(
+        error_of(&format!(
+            "{MINIMAL}[[alerts.alertmanager]]\nurl = \"http://a:9093\"\n[[alerts.alertmanager]]\nurl = \"file:///etc/passwd\"\n"
+        )),
+        "alerts.alertmanager[1].url: scheme must be http or https"
+    );
+    let error = error_of(&format!(
+        "{MINIMAL}[[alerts.webhook]]\nurl = \"not a url\"\n"
+    ));
+    assert!(
+        error.starts_with("alerts.webhook[0].url: not a URL: "),
+        "{error}"
     );
 }
 
 #[test]
-fn describe_lists_feeds_and_hides_secrets() {
-    let text = FULL.replace(
-        "redis://127.0.0.1:6379/0",
-        "redis://:hunter2@127.0.0.1:6379/0",
+fn two_sinks_with_the_same_name_are_refused() {
+    assert_eq!(
+        error_of(&format!(
+            "{MINIMAL}[[alerts.alertmanager]]\nname = \"ops\"\nurl = \"http://a:9093\"\n[[alerts.webhook]]\nname = \"ops\"\nurl = \"http://b/hook\"\n"
+        )),
+        "alerts.webhook[0].name: duplicate sink name \"ops\""
+    );
+    // A default name counts too.
+    assert_eq!(
+        error_of(&format!(
+            "{MINIMAL}[[alerts.webhook]]\nurl = \"http://a/hook\"\n[[alerts.webhook]]\nname = \"webhook-0\"\nurl = \"http://b/hook\"\n"
+        )),
+        "alerts.webhook[1].name: duplicate sink name \"webhook-0\""
+    );
+}
+
+#[test]
+fn a_redis_url_with_another_scheme_is_refused() {
+    assert_eq!(
+        error_of(&format!(
+            "{MINIMAL}[state]\nredis_url = \"http://redis:6379\"\n"
+        )),
+        "state.redis_url: scheme must be redis:// or rediss://"
     );
     let config = parse_with(
+        &format!("{MINIMAL}[state]\nredis_url = \"rediss://redis:6380/1\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(matches!(config.state.backend, StateBackend::Redis { .. }));
+}
+
+#[test]
+fn a_config_without_feeds_is_refused() {
+    assert_eq!(error_of(KAFKA), "feed: at least one [[feed]] is required");
+}
+
+#[test]
+fn invalid_toml_names_the_file() {
+    let error = error_of("[kafka\nbrokers = 1");
+    assert!(error.starts_with("t.toml: invalid TOML: "), "{error}");
+}
+
+#[test]
+fn describe_lists_every_feed_with_its_thresholds() {
+    let text = format!(
+        "{README_EXAMPLE}\n[[feed]]\nname = \"orders\"\ntopic_regex = \"^orders\\\\..*\"\nsplit_by = \"partition\"\nwarn_after = \"10m\"\ncritical_after = \"30m\"\n[[feed]]\nname = \"payments\"\ntopic = \"payments\"\n"
+    );
+    let config = parse_with(&text, &[]).unwrap();
+    let described = describe(&config);
+    assert!(described.contains("feeds (3):"), "{described}");
+    assert!(
+        described.contains(
+            "profiles: topic=cdp.profile-updates split_by=json /tenant_id timestamp=json /updated_at warn_after=30m critical_after=2h expected=[acme, globex]"
+        ),
+        "{described}"
+    );
+    assert!(
+        described.contains(
+            "orders: topic_regex=^orders\\..* split_by=partition timestamp=record warn_after=10m critical_after=30m"
+        ),
+        "{described}"
+    );
+    assert!(
+        described.contains(
+            "payments: topic=payments split_by=none timestamp=record warn_after=1h critical_after=6h"
+        ),
+        "{described}"
+    );
+}
+
+#[test]
+fn describe_never_prints_a_redis_password_or_a_webhook_token() {
+    let text = README_EXAMPLE
+        .replace("redis://127.0.0.1:6379/0", "redis://:hunter2@host:6379")
+        .replace("http://127.0.0.1:8080/hook", "${HOOK_URL}");
+    let config = parse_with(
         &text,
-        &[("HOOK_URL", "http://user:token@hooks.example/secret-path")],
+        &[(
+            "HOOK_URL",
+            "https://user:s3cr3t-token@hooks.example/secret-path?sig=abc",
+        )],
     )
     .unwrap();
     let described = describe(&config);
-    assert!(described.contains("profiles: topic=cdp.profile-updates split_by=json /tenant_id timestamp=json /updated_at warn_after=30m critical_after=2h expected=[acme, globex]"), "{described}");
-    assert!(described.contains("orders: topic_regex=^orders\\..*"));
+    for secret in [
+        "redis://:hunter2@host:6379",
+        "hunter2",
+        "s3cr3t-token",
+        "secret-path",
+        "sig=abc",
+    ] {
+        assert!(
+            !described.contains(secret),
+            "{secret:?} leaked in:\n{described}"
+        );
+    }
+    assert!(described.contains("https://hooks.example"), "{described}");
     assert!(
-        !described.contains("hunter2")
-            && !described.contains("token")
-            && !described.contains("secret-path"),
-        "{described}"
+        !format!("{config:?}").contains("hunter2"),
+        "Debug hides the redis url"
     );
-    assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
 }

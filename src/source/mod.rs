@@ -29,6 +29,9 @@ use crate::metrics::Metrics;
 use crate::model::FeedIndex;
 use crate::tracker::{Positions, Tracker};
 
+/// How often the brokers are asked for metadata to tell whether they answer.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Records applied per tracker lock.
 const BATCH_SIZE: usize = 2048;
 
@@ -408,6 +411,19 @@ impl Source {
         Ok(())
     }
 
+    /// A metadata request tells whether the brokers answer, even when no records flow.
+    fn probe_brokers(&self) {
+        match self.consumer.fetch_metadata(None, Duration::from_secs(3)) {
+            Ok(_) => self.mark_reachable(),
+            Err(error) => {
+                if self.status.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(%error, "kafka brokers do not answer");
+                }
+                self.metrics.source_up.set(0);
+            }
+        }
+    }
+
     fn mark_reachable(&self) {
         if !self.status.reachable.swap(true, Ordering::Relaxed) {
             self.metrics.source_up.set(1);
@@ -418,10 +434,15 @@ impl Source {
     pub fn run(mut self, shutdown: CancellationToken) -> Result<(), SourceError> {
         self.refresh_subscription()?;
         let mut next_refresh = Instant::now() + self.metadata_refresh;
+        let mut next_probe = Instant::now();
         while !shutdown.is_cancelled() {
             if Instant::now() >= next_refresh {
                 self.refresh_subscription()?;
                 next_refresh = Instant::now() + self.metadata_refresh;
+            }
+            if Instant::now() >= next_probe {
+                self.probe_brokers();
+                next_probe = Instant::now() + PROBE_INTERVAL;
             }
             let consumer = self.consumer.clone();
             let Some(first) = consumer.poll(Duration::from_millis(100)) else {

@@ -12,6 +12,8 @@ use super::{decode_status, encode_status, SeriesRecord, Snapshot, StateError};
 const LAST_SEEN: TableDefinition<(&str, &[u8]), i64> = TableDefinition::new("last_seen");
 const STATUS: TableDefinition<(&str, &[u8]), &str> = TableDefinition::new("status");
 const WATCH_STARTED: TableDefinition<&str, i64> = TableDefinition::new("watch_started");
+const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("outbox");
+const OUTBOX_SEQUENCE: TableDefinition<&str, u64> = TableDefinition::new("outbox_sequence");
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -35,6 +37,12 @@ impl EmbeddedStore {
                 .map_err(|error| error.to_string())?;
             transaction
                 .open_table(WATCH_STARTED)
+                .map_err(|error| error.to_string())?;
+            transaction
+                .open_table(OUTBOX)
+                .map_err(|error| error.to_string())?;
+            transaction
+                .open_table(OUTBOX_SEQUENCE)
                 .map_err(|error| error.to_string())?;
             transaction.commit().map_err(|error| error.to_string())?;
             Ok::<_, String>(database)
@@ -193,6 +201,83 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    pub async fn outbox_push(&self, sink: &str, entry: &str) -> Result<String, StateError> {
+        let (sink, entry) = (sink.to_owned(), entry.to_owned());
+        let store = self.clone();
+        self.blocking(move |database| {
+            let transaction = database.begin_write().map_err(|error| store.error(error))?;
+            let sequence = {
+                let mut sequences = transaction
+                    .open_table(OUTBOX_SEQUENCE)
+                    .map_err(|error| store.error(error))?;
+                let next = sequences
+                    .get(sink.as_str())
+                    .map_err(|error| store.error(error))?
+                    .map_or(0, |value| value.value())
+                    + 1;
+                sequences
+                    .insert(sink.as_str(), next)
+                    .map_err(|error| store.error(error))?;
+                let mut outbox = transaction
+                    .open_table(OUTBOX)
+                    .map_err(|error| store.error(error))?;
+                outbox
+                    .insert((sink.as_str(), next), entry.as_str())
+                    .map_err(|error| store.error(error))?;
+                next
+            };
+            transaction.commit().map_err(|error| store.error(error))?;
+            Ok(sequence.to_string())
+        })
+        .await
+    }
+
+    pub async fn outbox_list(&self, sink: &str) -> Result<Vec<(String, String)>, StateError> {
+        let sink = sink.to_owned();
+        let store = self.clone();
+        self.blocking(move |database| {
+            let transaction = database.begin_read().map_err(|error| store.error(error))?;
+            let outbox = transaction
+                .open_table(OUTBOX)
+                .map_err(|error| store.error(error))?;
+            let mut entries = Vec::new();
+            for entry in outbox
+                .range((sink.as_str(), 0)..=(sink.as_str(), u64::MAX))
+                .map_err(|error| store.error(error))?
+            {
+                let (key, value) = entry.map_err(|error| store.error(error))?;
+                entries.push((key.value().1.to_string(), value.value().to_owned()));
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    pub async fn outbox_remove(&self, sink: &str, id: &str) -> Result<(), StateError> {
+        let sink = sink.to_owned();
+        let sequence: u64 = id.parse().map_err(|_| StateError::Corrupt {
+            what: format!("outbox id of {sink}"),
+            value: id.to_owned(),
+        })?;
+        let store = self.clone();
+        self.blocking(move |database| {
+            let transaction = database.begin_write().map_err(|error| store.error(error))?;
+            {
+                let mut outbox = transaction
+                    .open_table(OUTBOX)
+                    .map_err(|error| store.error(error))?;
+                outbox
+                    .remove((sink.as_str(), sequence))
+                    .map_err(|error| store.error(error))?;
+            }
+            transaction.commit().map_err(|error| store.error(error))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 fn empty_record(feed: &Arc<str>, key: Vec<u8>) -> SeriesRecord {
     SeriesRecord {
         feed: feed.clone(),
@@ -255,6 +340,33 @@ mod tests {
         );
         assert_eq!(series[1].status, Some((Status::Critical, 42)));
         assert_eq!(snapshot.watch_started_ms["profiles"], 10);
+    }
+
+    #[tokio::test]
+    async fn the_outbox_keeps_order_per_sink_and_survives_reopen() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(directory.path().to_owned())
+                .await
+                .unwrap();
+            let first = store.outbox_push("pd", "one").await.unwrap();
+            store.outbox_push("pd", "two").await.unwrap();
+            store.outbox_push("slack", "other").await.unwrap();
+            store.outbox_remove("pd", &first).await.unwrap();
+            store.outbox_push("pd", "three").await.unwrap();
+        }
+        let store = EmbeddedStore::open(directory.path().to_owned())
+            .await
+            .unwrap();
+        let pending: Vec<String> = store
+            .outbox_list("pd")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect();
+        assert_eq!(pending, ["two", "three"]);
+        assert_eq!(store.outbox_list("slack").await.unwrap().len(), 1);
     }
 
     #[tokio::test]

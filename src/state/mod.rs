@@ -100,6 +100,30 @@ impl StateStore {
         }
     }
 
+    /// Appends a notification for `sink` to its durable outbox; returns the entry's id.
+    pub async fn outbox_push(&self, sink: &str, entry: &str) -> Result<String, StateError> {
+        match self {
+            StateStore::Redis(store) => store.outbox_push(sink, entry).await,
+            StateStore::Embedded(store) => store.outbox_push(sink, entry).await,
+        }
+    }
+
+    /// The entries of `sink`'s outbox, oldest first.
+    pub async fn outbox_list(&self, sink: &str) -> Result<Vec<(String, String)>, StateError> {
+        match self {
+            StateStore::Redis(store) => store.outbox_list(sink).await,
+            StateStore::Embedded(store) => store.outbox_list(sink).await,
+        }
+    }
+
+    /// Removes a delivered entry.
+    pub async fn outbox_remove(&self, sink: &str, id: &str) -> Result<(), StateError> {
+        match self {
+            StateStore::Redis(store) => store.outbox_remove(sink, id).await,
+            StateStore::Embedded(store) => store.outbox_remove(sink, id).await,
+        }
+    }
+
     /// Whether the store answers now.
     pub async fn ping(&self) -> Result<(), StateError> {
         match self {

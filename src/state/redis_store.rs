@@ -1,7 +1,8 @@
 //! Redis layout, one hash tag per feed so a feed's keys stay on one Redis Cluster slot:
 //! - `{prefix}:{<feed>}:last_seen`: hash, split value → unix ms, merged with a max (Lua);
 //! - `{prefix}:{<feed>}:status`: hash, split value → `status@since_ms`;
-//! - `{prefix}:{<feed>}:meta`: hash, `watch_started` → unix ms (set once).
+//! - `{prefix}:{<feed>}:meta`: hash, `watch_started` → unix ms (set once);
+//! - `{prefix}:outbox:{<sink>}`: stream of undelivered notifications, oldest first.
 //!
 //! The unsplit feed's split value is the empty string.
 
@@ -164,6 +165,49 @@ impl RedisStore {
             }
         }
         let () = pipeline.query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    fn outbox_key(&self, sink: &str) -> String {
+        format!("{}:outbox:{{{sink}}}", self.prefix)
+    }
+
+    pub async fn outbox_push(&self, sink: &str, entry: &str) -> Result<String, StateError> {
+        let mut connection = self.connection.clone();
+        let id: String = redis::cmd("XADD")
+            .arg(self.outbox_key(sink))
+            .arg("*")
+            .arg("n")
+            .arg(entry)
+            .query_async(&mut connection)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn outbox_list(&self, sink: &str) -> Result<Vec<(String, String)>, StateError> {
+        let mut connection = self.connection.clone();
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(self.outbox_key(sink))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut connection)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(id, mut fields)| {
+                // fields = ["n", "<json>"]
+                (fields.len() == 2).then(|| (id, fields.swap_remove(1)))
+            })
+            .collect())
+    }
+
+    pub async fn outbox_remove(&self, sink: &str, id: &str) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("XDEL")
+            .arg(self.outbox_key(sink))
+            .arg(id)
+            .query_async(&mut connection)
+            .await?;
         Ok(())
     }
 

@@ -1,0 +1,587 @@
+//! One task per notification sink (webhook, PagerDuty, Slack, email), fed from the durable
+//! outbox.
+//!
+//! A notification is in the outbox before the first delivery attempt and leaves it only when the
+//! sink accepted it, so a `kill -9` loses nothing: at start the task re-reads its outbox.
+//! Delivery is FIFO, except that a dedup key over its rate limit is passed over (never
+//! overtaken by a later entry of the same key) and superseded by its newer entry when one is
+//! queued. An entry not accepted within `fallback_after` is copied to the fallback sinks once.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::notification::Notification;
+use super::render;
+use super::{classify_response, Backoff, Delivery};
+use crate::config::{SinkConfig, SinkKind};
+use crate::metrics::{Metrics, OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED};
+use crate::state::StateStore;
+
+/// A notification for one sink, with its outbox id once stored.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub outbox_id: Option<String>,
+    pub notification: Notification,
+}
+
+/// The way into a sink task.
+#[derive(Debug, Clone)]
+pub struct SinkHandle {
+    pub config: Arc<SinkConfig>,
+    sender: mpsc::UnboundedSender<Envelope>,
+}
+
+impl SinkHandle {
+    /// Stores `notification` in this sink's outbox, then queues it for delivery. If the store
+    /// is down it is still queued (in memory) and stored later.
+    pub async fn enqueue(&self, store: &StateStore, notification: Notification) {
+        let outbox_id = match serde_json::to_string(&notification) {
+            Ok(json) => match store.outbox_push(&self.config.name, &json).await {
+                Ok(id) => Some(id),
+                Err(error) => {
+                    tracing::warn!(sink = %self.config.name, %error, "outbox write failed; notification kept in memory");
+                    None
+                }
+            },
+            Err(error) => {
+                tracing::error!(sink = %self.config.name, %error, "notification not serializable");
+                None
+            }
+        };
+        // A closed channel means the sink already stopped; the entry stays in the outbox.
+        let _ = self.sender.send(Envelope {
+            outbox_id,
+            notification,
+        });
+    }
+}
+
+/// Every sink's handle by name, filled once all are started (for fallbacks).
+pub type Directory = Arc<OnceLock<HashMap<String, SinkHandle>>>;
+
+struct Queued {
+    envelope: Envelope,
+    enqueued_at: Instant,
+    fell_back: bool,
+}
+
+/// Sends one notification; the kind-specific part.
+#[derive(Debug)]
+struct Sender {
+    client: reqwest::Client,
+    kind: SinkKind,
+    source: String,
+    external_url: String,
+    smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+}
+
+impl Sender {
+    fn new(config: &SinkConfig, external_url: &str) -> Sender {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .unwrap_or_default();
+        let smtp = match &config.kind {
+            SinkKind::Email(email) => Some(smtp_transport(email, config.timeout)),
+            _ => None,
+        };
+        Sender {
+            client,
+            kind: config.kind.clone(),
+            source: instance_name(external_url),
+            external_url: external_url.to_owned(),
+            smtp,
+        }
+    }
+
+    async fn send(&self, notification: &Notification) -> Delivery {
+        match &self.kind {
+            SinkKind::Webhook { url, secret } => {
+                let body = render::webhook_body(notification).to_string();
+                let mut request = self
+                    .client
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json");
+                if let Some(secret) = secret {
+                    request = request.header(
+                        render::SIGNATURE_HEADER,
+                        render::signature(secret.expose(), body.as_bytes()),
+                    );
+                }
+                classify_response(request.body(body).send().await)
+            }
+            SinkKind::PagerDuty { url, routing_key } => {
+                let feed_url = format!("{}/api/v1/feeds/{}", self.external_url, notification.feed);
+                let event = render::pagerduty_event(
+                    notification,
+                    routing_key.expose(),
+                    &self.source,
+                    &feed_url,
+                );
+                classify_response(self.client.post(url.clone()).json(&event).send().await)
+            }
+            SinkKind::Slack { url } => {
+                let message = render::slack_message(notification);
+                classify_response(self.client.post(url.expose()).json(&message).send().await)
+            }
+            SinkKind::Email(email) => {
+                let Some(transport) = &self.smtp else {
+                    return Delivery::Permanent {
+                        error: "no SMTP transport".into(),
+                    };
+                };
+                send_email(transport, email, notification).await
+            }
+        }
+    }
+
+    /// Slack asks for at most about one message per second per webhook.
+    fn min_spacing(&self) -> Duration {
+        match self.kind {
+            SinkKind::Slack { .. } => Duration::from_secs(1),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// The `source` of PagerDuty events: this instance's host and port.
+fn instance_name(external_url: &str) -> String {
+    reqwest::Url::parse(external_url)
+        .ok()
+        .and_then(|url| {
+            url.host_str().map(|host| {
+                format!(
+                    "freshwatch@{host}:{}",
+                    url.port_or_known_default().unwrap_or(0)
+                )
+            })
+        })
+        .unwrap_or_else(|| "freshwatch".to_owned())
+}
+
+fn smtp_transport(
+    email: &crate::config::EmailConfig,
+    timeout: Duration,
+) -> lettre::AsyncSmtpTransport<lettre::Tokio1Executor> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    use lettre::AsyncSmtpTransport;
+    let tls = match email.security {
+        crate::config::raw::RawSmtpSecurity::None => Tls::None,
+        crate::config::raw::RawSmtpSecurity::Starttls => {
+            TlsParameters::new(email.smtp_host.clone())
+                .map(Tls::Required)
+                .unwrap_or(Tls::None)
+        }
+        crate::config::raw::RawSmtpSecurity::Tls => TlsParameters::new(email.smtp_host.clone())
+            .map(Tls::Wrapper)
+            .unwrap_or(Tls::None),
+    };
+    let mut builder =
+        AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&email.smtp_host)
+            .port(email.smtp_port)
+            .tls(tls)
+            .timeout(Some(timeout));
+    if let Some((user, password)) = &email.credentials {
+        builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+    }
+    builder.build()
+}
+
+async fn send_email(
+    transport: &lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    email: &crate::config::EmailConfig,
+    notification: &Notification,
+) -> Delivery {
+    use lettre::AsyncTransport;
+    let (subject, body) = render::email(notification);
+    let mut builder = lettre::Message::builder().subject(subject);
+    match email.from.parse() {
+        Ok(from) => builder = builder.from(from),
+        Err(error) => {
+            return Delivery::Permanent {
+                error: format!("from: {error}"),
+            }
+        }
+    }
+    for recipient in &email.to {
+        match recipient.parse() {
+            Ok(to) => builder = builder.to(to),
+            Err(error) => {
+                return Delivery::Permanent {
+                    error: format!("to: {error}"),
+                }
+            }
+        }
+    }
+    let message = match builder.body(body) {
+        Ok(message) => message,
+        Err(error) => {
+            return Delivery::Permanent {
+                error: error.to_string(),
+            }
+        }
+    };
+    match transport.send(message).await {
+        Ok(_) => Delivery::Accepted,
+        Err(error) if error.is_permanent() => Delivery::Permanent {
+            error: error.to_string(),
+        },
+        Err(error) => Delivery::Transient {
+            error: error.to_string(),
+            retry_after: None,
+        },
+    }
+}
+
+/// The running task of one sink.
+pub struct SinkTask {
+    config: Arc<SinkConfig>,
+    sender: Sender,
+    store: StateStore,
+    metrics: Metrics,
+    directory: Directory,
+    queue: VecDeque<Queued>,
+    /// Accepted sends per dedup key within the rate-limit window.
+    sent: HashMap<String, VecDeque<Instant>>,
+    /// Critical alerts accepted and still firing, for `repeat_interval`.
+    firing: HashMap<String, (Notification, Instant)>,
+    last_send: Option<Instant>,
+}
+
+impl SinkTask {
+    /// Creates the task and its handle.
+    pub fn new(
+        config: SinkConfig,
+        external_url: &str,
+        store: StateStore,
+        metrics: Metrics,
+        directory: Directory,
+    ) -> (SinkTask, SinkHandle, mpsc::UnboundedReceiver<Envelope>) {
+        let config = Arc::new(config);
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let task = SinkTask {
+            sender: Sender::new(&config, external_url),
+            config: config.clone(),
+            store,
+            metrics,
+            directory,
+            queue: VecDeque::new(),
+            sent: HashMap::new(),
+            firing: HashMap::new(),
+            last_send: None,
+        };
+        (task, SinkHandle { config, sender }, receiver)
+    }
+
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn push(&mut self, envelope: Envelope) {
+        self.queue.push_back(Queued {
+            envelope,
+            enqueued_at: Instant::now(),
+            fell_back: false,
+        });
+        self.publish_pending();
+    }
+
+    fn publish_pending(&self) {
+        self.metrics
+            .outbox_pending
+            .get_or_create(&crate::metrics::SinkLabels {
+                sink: self.config.name.clone(),
+            })
+            .set(self.queue.len() as i64);
+    }
+
+    /// Re-reads entries a previous run left in the outbox.
+    async fn recover(&mut self) {
+        match self.store.outbox_list(&self.config.name).await {
+            Ok(entries) => {
+                let count = entries.len();
+                for (id, json) in entries {
+                    match serde_json::from_str::<Notification>(&json) {
+                        Ok(notification) => self.push(Envelope {
+                            outbox_id: Some(id),
+                            notification,
+                        }),
+                        Err(error) => {
+                            tracing::error!(sink = %self.name(), %error, entry = %json, "unreadable outbox entry dropped");
+                            let _ = self.store.outbox_remove(&self.config.name, &id).await;
+                        }
+                    }
+                }
+                if count > 0 {
+                    tracing::info!(sink = %self.name(), pending = count, "undelivered notifications recovered from the outbox");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(sink = %self.name(), %error, "cannot read the outbox; will deliver new notifications only")
+            }
+        }
+    }
+
+    fn within_rate(&mut self, dedup_key: &str, now: Instant) -> bool {
+        let period = self.config.rate_limit_period;
+        let sent = self.sent.entry(dedup_key.to_owned()).or_default();
+        while sent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= period)
+        {
+            sent.pop_front();
+        }
+        sent.len() < self.config.rate_limit as usize
+    }
+
+    /// Index of the next entry to deliver; supersedes rate-limited entries that have a newer
+    /// entry of the same key queued.
+    async fn next_eligible(&mut self) -> Option<usize> {
+        let now = Instant::now();
+        let mut blocked: HashSet<String> = HashSet::new();
+        let mut index = 0;
+        while index < self.queue.len() {
+            let key = self.queue[index].envelope.notification.dedup_key.clone();
+            if blocked.contains(&key) {
+                index += 1;
+                continue;
+            }
+            if self.within_rate(&key, now) {
+                return Some(index);
+            }
+            let newer_queued = self
+                .queue
+                .iter()
+                .skip(index + 1)
+                .any(|later| later.envelope.notification.dedup_key == key);
+            if newer_queued {
+                let superseded = self.queue.remove(index)?;
+                self.metrics.count_suppressed(&self.config.name);
+                tracing::info!(sink = %self.name(), dedup_key = %key, "rate limit: notification superseded by a newer one for the same key");
+                self.forget(&superseded.envelope).await;
+                continue;
+            }
+            blocked.insert(key);
+            index += 1;
+        }
+        None
+    }
+
+    async fn forget(&self, envelope: &Envelope) {
+        if let Some(id) = &envelope.outbox_id {
+            if let Err(error) = self.store.outbox_remove(&self.config.name, id).await {
+                tracing::warn!(sink = %self.name(), %error, "cannot remove a delivered entry from the outbox; it may be sent again after a restart");
+            }
+        }
+    }
+
+    /// Copies entries waiting longer than `fallback_after` to the fallback sinks, once.
+    async fn fall_back(&mut self) {
+        if self.config.fallback.is_empty() {
+            return;
+        }
+        let Some(directory) = self.directory.get() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for queued in self.queue.iter_mut() {
+            if !queued.fell_back
+                && now.duration_since(queued.enqueued_at) >= self.config.fallback_after
+            {
+                queued.fell_back = true;
+                due.push(queued.envelope.notification.clone());
+            }
+        }
+        for notification in due {
+            for target in &self.config.fallback {
+                if let Some(handle) = directory.get(target) {
+                    tracing::warn!(sink = %self.config.name, fallback = %target, dedup_key = %notification.dedup_key, "notification not accepted in time; sending it to the fallback sink too");
+                    handle.enqueue(&self.store, notification.clone()).await;
+                }
+            }
+        }
+    }
+
+    /// Queues a repeat of every critical alert still firing past `repeat_interval`.
+    async fn repeat_firing(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Notification> = self
+            .firing
+            .values_mut()
+            .filter(|(_, last)| now.duration_since(*last) >= self.config.repeat_interval)
+            .map(|(notification, last)| {
+                *last = now;
+                let mut repeat = notification.clone();
+                repeat.repeat = true;
+                repeat
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let Some(handle) = self
+            .directory
+            .get()
+            .and_then(|directory| directory.get(&self.config.name))
+            .cloned()
+        else {
+            return;
+        };
+        for notification in due {
+            handle.enqueue(&self.store, notification).await;
+        }
+    }
+
+    /// Stores entries that could not be stored when they arrived (state store was down).
+    async fn store_unstored(&mut self) {
+        for queued in self
+            .queue
+            .iter_mut()
+            .filter(|queued| queued.envelope.outbox_id.is_none())
+        {
+            let Ok(json) = serde_json::to_string(&queued.envelope.notification) else {
+                continue;
+            };
+            match self.store.outbox_push(&self.config.name, &json).await {
+                Ok(id) => queued.envelope.outbox_id = Some(id),
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn accepted(&mut self, notification: &Notification) {
+        let now = Instant::now();
+        self.sent
+            .entry(notification.dedup_key.clone())
+            .or_default()
+            .push_back(now);
+        self.last_send = Some(now);
+        let latency_ms = chrono::Utc::now().timestamp_millis() - notification.changed_at_ms;
+        self.metrics
+            .notification_latency
+            .get_or_create(&crate::metrics::SinkLabels {
+                sink: self.config.name.clone(),
+            })
+            .observe(latency_ms.max(0) as f64 / 1000.0);
+        if notification.firing && notification.severity == "critical" {
+            self.firing
+                .entry(notification.dedup_key.clone())
+                .or_insert_with(|| (notification.clone(), now));
+        } else {
+            self.firing.remove(&notification.dedup_key);
+        }
+    }
+
+    /// Delivers until `shutdown` fires; then one bounded pass over what is left.
+    pub async fn run(
+        mut self,
+        mut receiver: mpsc::UnboundedReceiver<Envelope>,
+        shutdown: CancellationToken,
+    ) {
+        self.recover().await;
+        let mut backoff = Backoff::new();
+        let mut next_attempt = Instant::now();
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let due = !self.queue.is_empty();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                // A new notification (already in the outbox).
+                envelope = receiver.recv() => match envelope {
+                    Some(envelope) => self.push(envelope),
+                    None => break,
+                },
+                // Fallbacks, repeats, and entries the store could not take earlier.
+                _ = housekeeping.tick() => {
+                    self.fall_back().await;
+                    self.repeat_firing().await;
+                    self.store_unstored().await;
+                }
+                // Deliver the next eligible entry.
+                _ = tokio::time::sleep_until(next_attempt), if due => {
+                    if let Some(wait) = self.spacing_wait() {
+                        next_attempt = Instant::now() + wait;
+                        continue;
+                    }
+                    let Some(index) = self.next_eligible().await else {
+                        next_attempt = Instant::now() + Duration::from_secs(1);
+                        continue;
+                    };
+                    let notification = self.queue[index].envelope.notification.clone();
+                    match self.sender.send(&notification).await {
+                        Delivery::Accepted => {
+                            self.metrics.count_alert(&self.config.name, OUTCOME_ACCEPTED);
+                            if let Some(queued) = self.queue.remove(index) {
+                                self.forget(&queued.envelope).await;
+                            }
+                            self.accepted(&notification);
+                            self.publish_pending();
+                            backoff.reset();
+                        }
+                        Delivery::Transient { error, retry_after } => {
+                            self.metrics.count_alert(&self.config.name, OUTCOME_FAILED);
+                            let delay = backoff.next_delay(retry_after);
+                            tracing::warn!(sink = %self.config.name, %error, queued = self.queue.len(), retry_in = ?delay, "delivery failed, will retry");
+                            next_attempt = Instant::now() + delay;
+                        }
+                        Delivery::Permanent { error } => {
+                            self.metrics.count_alert(&self.config.name, OUTCOME_REJECTED);
+                            tracing::error!(sink = %self.config.name, %error, dedup_key = %notification.dedup_key, summary = %notification.summary, "sink rejected the notification; dropping it");
+                            if let Some(queued) = self.queue.remove(index) {
+                                self.forget(&queued.envelope).await;
+                            }
+                            self.publish_pending();
+                        }
+                    }
+                }
+            }
+        }
+        while let Ok(envelope) = receiver.try_recv() {
+            self.push(envelope);
+        }
+        self.drain().await;
+    }
+
+    fn spacing_wait(&self) -> Option<Duration> {
+        let spacing = self.sender.min_spacing();
+        let elapsed = self.last_send?.elapsed();
+        (elapsed < spacing).then(|| spacing - elapsed)
+    }
+
+    /// At shutdown: a bounded attempt at what is queued; the rest stays in the outbox.
+    async fn drain(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some(queued) = self.queue.front() {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let notification = queued.envelope.notification.clone();
+            match tokio::time::timeout_at(deadline, self.sender.send(&notification)).await {
+                Ok(Delivery::Accepted) => {
+                    self.metrics
+                        .count_alert(&self.config.name, OUTCOME_ACCEPTED);
+                    if let Some(queued) = self.queue.pop_front() {
+                        self.forget(&queued.envelope).await;
+                    }
+                }
+                _ => break,
+            }
+        }
+        if !self.queue.is_empty() {
+            let stored = self
+                .queue
+                .iter()
+                .filter(|queued| queued.envelope.outbox_id.is_some())
+                .count();
+            tracing::warn!(sink = %self.config.name, undelivered = self.queue.len(), kept_in_outbox = stored, "notifications still pending at shutdown; they go out after the next start");
+        }
+    }
+}

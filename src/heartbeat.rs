@@ -1,0 +1,89 @@
+//! Watching the watchdog: ping an external dead-man's switch (Healthchecks.io style) while
+//! freshwatch is healthy, so that when it dies, hangs or goes blind, the outside service pages.
+//!
+//! Healthy means the evaluation loop ran within three intervals and Kafka answers. When either
+//! fails the pings stop (and are counted as withheld), which is the signal.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::HeartbeatConfig;
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::source::SourceStatus;
+
+/// What the heartbeat checks before each ping.
+pub struct Health {
+    pub last_tick_ms: Arc<AtomicI64>,
+    pub evaluation_interval: Duration,
+    pub source: Arc<SourceStatus>,
+    pub clock: SharedClock,
+}
+
+impl Health {
+    /// `None` when healthy, else why not.
+    pub fn problem(&self) -> Option<&'static str> {
+        let stale_after_ms =
+            3 * i64::try_from(self.evaluation_interval.as_millis()).unwrap_or(i64::MAX);
+        if self.clock.now_ms() - self.last_tick_ms.load(Ordering::Relaxed)
+            > stale_after_ms.max(3_000)
+        {
+            return Some("evaluation loop is not running");
+        }
+        if !self.source.reachable.load(Ordering::Relaxed) {
+            return Some("kafka is unreachable");
+        }
+        None
+    }
+}
+
+/// Pings until `shutdown` fires.
+pub async fn run(
+    config: HeartbeatConfig,
+    health: Health,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .build()
+        .unwrap_or_default();
+    let mut ticker = tokio::time::interval(config.interval);
+    let count = |outcome: &'static str| {
+        metrics
+            .heartbeats
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        if let Some(problem) = health.problem() {
+            count("withheld");
+            tracing::warn!(problem, "heartbeat withheld: freshwatch is not healthy");
+            continue;
+        }
+        let request = if config.post {
+            client.post(config.url.expose())
+        } else {
+            client.get(config.url.expose())
+        };
+        match request.send().await {
+            Ok(response) if response.status().is_success() => count("sent"),
+            Ok(response) => {
+                count("failed");
+                tracing::warn!(status = %response.status(), "heartbeat ping refused");
+            }
+            Err(error) => {
+                count("failed");
+                tracing::warn!(%error, "heartbeat ping failed");
+            }
+        }
+    }
+}
