@@ -3,9 +3,14 @@ use std::time::Duration;
 
 use super::*;
 
-const DAY_MS: i64 = 86_400_000;
-const NOW_MS: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// 2025-12-04T00:00:00Z, the README webhook example's `at`.
+const NOW_MS: i64 = 1_764_806_400_000;
 
+/// `profiles/acme` on `cdp.profile-updates` going `from` → `to` at [`NOW_MS`], having been in
+/// `from` for 3 hours.
 fn transition(from: Status, to: Status, last_seen_ms: Option<i64>) -> Transition {
     Transition {
         feed: Arc::from("profiles"),
@@ -15,213 +20,301 @@ fn transition(from: Status, to: Status, last_seen_ms: Option<i64>) -> Transition
         from,
         to,
         at_ms: NOW_MS,
-        from_since_ms: NOW_MS - 3 * 3_600_000,
+        from_since_ms: NOW_MS - 3 * HOUR_MS,
         last_seen_ms,
         staleness_ms: last_seen_ms.map(|seen| NOW_MS - seen),
-        warn_after_ms: 1_800_000,
-        critical_after_ms: 7_200_000,
+        warn_after_ms: 30 * MINUTE_MS,
+        critical_after_ms: 2 * HOUR_MS,
         records: 12,
     }
 }
 
+/// The webhook body a sink would POST for `transition`.
+fn webhook_body_of(transition: &Transition) -> serde_json::Value {
+    let notification = Notification::from_transition(transition)
+        .unwrap_or_else(|| panic!("{} -> {} must notify", transition.from, transition.to));
+    render::webhook_body(&notification)
+}
+
 #[test]
-fn dedup_keys_are_stable_distinct_and_short_enough_for_pagerduty() {
+fn a_dedup_key_is_a_pure_function_of_feed_and_key() {
     assert_eq!(dedup_key("profiles", "acme"), "freshwatch/profiles/acme");
     assert_eq!(dedup_key("profiles", "acme"), dedup_key("profiles", "acme"));
     assert_ne!(
         dedup_key("profiles", "acme"),
         dedup_key("profiles", "globex")
     );
-    let long = "k".repeat(1000);
-    let hashed = dedup_key("profiles", &long);
-    assert!(hashed.len() <= 255 && hashed.starts_with("freshwatch/profiles/sha256:"));
-    assert_eq!(hashed, dedup_key("profiles", &long));
-    assert_ne!(hashed, dedup_key("profiles", &"j".repeat(1000)));
+    assert_ne!(dedup_key("profiles", "acme"), dedup_key("orders", "acme"));
+    assert_eq!(dedup_key("orders", ""), "freshwatch/orders/");
 }
 
 #[test]
-fn summaries_say_what_on_call_needs() {
+fn a_dedup_key_for_a_thousand_character_key_is_hashed_to_fit_255_characters() {
+    let long = "k".repeat(1000);
+    let hashed = dedup_key("profiles", &long);
+    assert!(hashed.len() <= 255, "{} characters", hashed.len());
+    assert!(
+        hashed.starts_with("freshwatch/profiles/sha256:"),
+        "{hashed}"
+    );
+    assert_eq!(hashed, dedup_key("profiles", &long), "stable");
+    assert_ne!(hashed, dedup_key("profiles", &"j".repeat(1000)));
+    assert_ne!(hashed, dedup_key("profiles", &"k".repeat(1001)));
+
+    // A multi-byte key is measured in bytes, so it never exceeds 255 characters either.
+    let wide = dedup_key("profiles", &"é".repeat(200));
+    assert!(wide.chars().count() <= 255 && wide.len() <= 255, "{wide}");
+}
+
+#[test]
+fn a_dedup_key_stays_plain_up_to_255_characters() {
+    let prefix = "freshwatch/profiles/".len();
+    let fits = "k".repeat(255 - prefix);
+    assert_eq!(
+        dedup_key("profiles", &fits),
+        format!("freshwatch/profiles/{fits}")
+    );
+    let over = "k".repeat(256 - prefix);
+    assert!(dedup_key("profiles", &over).starts_with("freshwatch/profiles/sha256:"));
+}
+
+#[test]
+fn the_summary_of_a_ten_day_silence_names_the_series_the_duration_and_the_last_seen_time() {
     let stale = summary(&transition(
         Status::Warning,
         Status::Critical,
         Some(NOW_MS - 10 * DAY_MS),
     ));
+    assert!(stale.contains("profiles/acme"), "{stale}");
+    assert!(stale.contains("10d"), "{stale}");
+    assert!(stale.contains("2025-11-24T00:00:00.000Z"), "{stale}");
     assert_eq!(
         stale,
-        "Feed profiles/acme has had no new data for 10d 0h (last seen 2025-11-21T00:00:00.000Z)"
-    );
-    let never = summary(&transition(Status::Unknown, Status::NeverSeen, None));
-    assert!(
-        never.contains("profiles/acme has never been seen"),
-        "{never}"
-    );
-    let resolved = summary(&transition(Status::Critical, Status::Ok, Some(NOW_MS)));
-    assert!(
-        resolved.contains("fresh again (was critical for 3h 0m"),
-        "{resolved}"
+        "Feed profiles/acme has had no new data for 10d 0h (last seen 2025-11-24T00:00:00.000Z)"
     );
 }
 
 #[test]
-fn only_severity_changes_notify_and_a_resolve_carries_the_old_severity() {
+fn the_summary_of_an_unsplit_feed_names_just_the_feed() {
+    let mut orders = transition(Status::Ok, Status::Warning, Some(NOW_MS - 45 * MINUTE_MS));
+    orders.feed = Arc::from("orders");
+    orders.key = String::new();
+    orders.split = false;
+    assert_eq!(
+        summary(&orders),
+        "Feed orders has had no new data for 45m 0s (last seen 2025-12-03T23:15:00.000Z)"
+    );
+}
+
+#[test]
+fn the_summary_of_a_never_seen_series_says_it_has_never_been_seen() {
+    let never = summary(&transition(Status::Unknown, Status::NeverSeen, None));
+    assert!(
+        never.starts_with("Feed profiles/acme has never been seen"),
+        "{never}"
+    );
+    assert!(never.contains("cdp.profile-updates"), "{never}");
+}
+
+#[test]
+fn the_summary_of_a_resolve_says_fresh_again_and_for_how_long_it_was_stale() {
+    let resolved = summary(&transition(Status::Critical, Status::Ok, Some(NOW_MS)));
+    assert!(resolved.contains("fresh again"), "{resolved}");
+    assert!(resolved.contains("was critical for 3h 0m"), "{resolved}");
+    assert_eq!(
+        resolved,
+        "Feed profiles/acme is fresh again (was critical for 3h 0m; last seen 2025-12-04T00:00:00.000Z)"
+    );
+}
+
+#[test]
+fn only_a_change_of_severity_notifies() {
     let cases = [
         (Status::Ok, Status::Warning, true),
         (Status::Warning, Status::Critical, true),
+        (Status::Critical, Status::Ok, true),
+        (Status::Warning, Status::Ok, true),
+        (Status::Unknown, Status::Critical, true),
+        (Status::Unknown, Status::NeverSeen, true),
+        (Status::NeverSeen, Status::Ok, true),
         (Status::Critical, Status::NeverSeen, false),
         (Status::Unknown, Status::Ok, false),
-        (Status::Critical, Status::Ok, true),
+        (Status::Critical, Status::Critical, false),
     ];
     for (from, to, notifiable) in cases {
+        let change = transition(from, to, Some(NOW_MS - DAY_MS));
+        assert_eq!(is_notifiable(&change), notifiable, "{from} -> {to}");
         assert_eq!(
-            is_notifiable(&transition(from, to, Some(NOW_MS))),
+            Notification::from_transition(&change).is_some(),
             notifiable,
             "{from} -> {to}"
         );
     }
-    let resolve = transition(Status::Critical, Status::Ok, Some(NOW_MS));
-    assert_eq!(notice_severity(&resolve), Some(Severity::Critical));
 }
 
 #[test]
-fn backoff_grows_caps_honours_retry_after_and_resets() {
-    let mut backoff = Backoff::new();
-    let first = backoff.next_delay(None);
-    assert!(first >= Duration::from_millis(800) && first <= Duration::from_millis(1200));
-    let mut last = first;
-    for _ in 0..10 {
-        last = backoff.next_delay(None);
-    }
-    assert!(
-        last >= Duration::from_secs(48) && last <= Duration::from_secs(72),
-        "{last:?}"
+fn a_firing_notice_carries_the_new_severity_and_a_resolve_the_old_one() {
+    let severity = |from, to| notice_severity(&transition(from, to, Some(NOW_MS)));
+    assert_eq!(
+        severity(Status::Ok, Status::Warning),
+        Some(Severity::Warning)
     );
+    assert_eq!(
+        severity(Status::Warning, Status::Critical),
+        Some(Severity::Critical)
+    );
+    assert_eq!(
+        severity(Status::Unknown, Status::NeverSeen),
+        Some(Severity::Critical)
+    );
+    assert_eq!(
+        severity(Status::Critical, Status::Ok),
+        Some(Severity::Critical)
+    );
+    assert_eq!(
+        severity(Status::Warning, Status::Ok),
+        Some(Severity::Warning)
+    );
+    assert_eq!(
+        severity(Status::NeverSeen, Status::Ok),
+        Some(Severity::Critical)
+    );
+    assert_eq!(severity(Status::Unknown, Status::Ok), None);
+}
+
+#[test]
+fn backoff_doubles_from_one_second_with_twenty_percent_jitter() {
+    let mut backoff = Backoff::new();
+    for base_ms in [1_000u64, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000] {
+        let delay = backoff.next_delay(None);
+        let low = Duration::from_millis(base_ms * 8 / 10);
+        let high = Duration::from_millis(base_ms * 12 / 10);
+        assert!(
+            low <= delay && delay <= high,
+            "{delay:?} outside {low:?}..={high:?}"
+        );
+    }
+}
+
+#[test]
+fn backoff_caps_at_sixty_seconds_plus_jitter() {
+    let mut backoff = Backoff::new();
+    let delays: Vec<Duration> = (0..100).map(|_| backoff.next_delay(None)).collect();
+    for delay in &delays[6..] {
+        assert!(
+            Duration::from_secs(48) <= *delay && *delay <= Duration::from_secs(72),
+            "{delay:?}"
+        );
+    }
+    assert!(delays.iter().all(|delay| *delay <= Duration::from_secs(72)));
+}
+
+#[test]
+fn backoff_honours_a_longer_retry_after_but_not_a_shorter_one() {
+    let mut backoff = Backoff::new();
     assert_eq!(
         backoff.next_delay(Some(Duration::from_secs(300))),
         Duration::from_secs(300)
     );
-    backoff.reset();
-    assert!(backoff.next_delay(None) <= Duration::from_millis(1200));
-}
-
-fn webhook(transition: &Transition) -> serde_json::Value {
-    render::webhook_body(&Notification::from_transition(transition).expect("notifiable"))
-}
-
-#[test]
-fn the_webhook_body_has_every_contract_field() {
-    let firing = webhook(&transition(
-        Status::Warning,
-        Status::Critical,
-        Some(NOW_MS - DAY_MS),
-    ));
-    assert_eq!(firing["status"], "firing");
-    assert_eq!(firing["feed"], "profiles");
-    assert_eq!(firing["key"], "acme");
-    assert_eq!(firing["severity"], "critical");
-    assert_eq!(firing["last_seen"], "2025-11-30T00:00:00.000Z");
-    assert_eq!(firing["staleness_seconds"], 86_400);
-    assert_eq!(firing["dedup_key"], "freshwatch/profiles/acme");
-    assert!(firing["summary"].as_str().unwrap().contains("1d 0h"));
-    let never = webhook(&transition(Status::Unknown, Status::NeverSeen, None));
-    assert!(never["last_seen"].is_null() && never["staleness_seconds"].is_null());
-    let resolved = webhook(&transition(Status::Critical, Status::Ok, Some(NOW_MS)));
-    assert_eq!(resolved["status"], "resolved");
-    assert_eq!(resolved["severity"], "critical");
-}
-
-#[test]
-fn the_webhook_signature_is_hmac_sha256_of_the_body() {
-    // RFC 4231 test case 2.
-    assert_eq!(
-        render::signature("Jefe", b"what do ya want for nothing?"),
-        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    let delay = backoff.next_delay(Some(Duration::from_millis(1)));
+    assert!(
+        Duration::from_millis(1_600) <= delay && delay <= Duration::from_millis(2_400),
+        "a shorter Retry-After does not shorten the backoff: {delay:?}"
     );
 }
 
 #[test]
-fn a_pagerduty_event_has_every_events_v2_field() {
-    let mut firing = Notification::from_transition(&transition(
+fn backoff_starts_over_after_a_reset() {
+    let mut backoff = Backoff::default();
+    for _ in 0..10 {
+        backoff.next_delay(None);
+    }
+    backoff.reset();
+    let delay = backoff.next_delay(None);
+    assert!(
+        Duration::from_millis(800) <= delay && delay <= Duration::from_millis(1_200),
+        "{delay:?}"
+    );
+}
+
+#[test]
+fn the_webhook_body_of_a_page_matches_the_readme_example() {
+    let body = webhook_body_of(&transition(
         Status::Warning,
         Status::Critical,
         Some(NOW_MS - 10 * DAY_MS),
-    ))
-    .unwrap();
-    firing.summary = "x".repeat(2000);
-    let event = render::pagerduty_event(
-        &firing,
-        "R0UT1NG",
-        "freshwatch@host:9187",
-        "http://host:9187/api/v1/feeds/profiles",
-    );
-    assert_eq!(event["routing_key"], "R0UT1NG");
-    assert_eq!(event["event_action"], "trigger");
-    assert_eq!(event["dedup_key"], "freshwatch/profiles/acme");
-    let payload = &event["payload"];
-    assert!(payload["summary"].as_str().unwrap().len() <= 1024);
-    assert_eq!(payload["source"], "freshwatch@host:9187");
-    assert_eq!(payload["severity"], "critical");
-    assert_eq!(payload["component"], "profiles");
-    assert_eq!(payload["group"], "cdp.profile-updates");
-    let details = &payload["custom_details"];
-    assert_eq!(details["last_seen"], "2025-11-21T00:00:00.000Z");
-    assert_eq!(details["staleness_seconds"], 864_000);
-    assert_eq!(details["warn_after_seconds"], 1800);
-    assert_eq!(details["critical_after_seconds"], 7200);
-    assert_eq!(details["records_seen"], 12);
+    ));
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["feed"], "profiles");
+    assert_eq!(body["key"], "acme");
+    assert_eq!(body["severity"], "critical");
+    assert_eq!(body["last_seen"], "2025-11-24T00:00:00.000Z");
+    assert_eq!(body["staleness_seconds"], 864_000);
     assert_eq!(
-        event["links"][0]["href"],
-        "http://host:9187/api/v1/feeds/profiles"
+        body["summary"],
+        "Feed profiles/acme has had no new data for 10d 0h (last seen 2025-11-24T00:00:00.000Z)"
     );
-    let resolve = render::pagerduty_event(
-        &Notification::from_transition(&transition(Status::Critical, Status::Ok, Some(NOW_MS)))
-            .unwrap(),
-        "R0UT1NG",
-        "s",
-        "l",
-    );
-    assert_eq!(resolve["event_action"], "resolve");
-    assert_eq!(resolve["dedup_key"], "freshwatch/profiles/acme");
+    assert_eq!(body["dedup_key"], "freshwatch/profiles/acme");
+    assert_eq!(body["feed_status"], "critical");
+    assert_eq!(body["previous_status"], "warning");
+    assert_eq!(body["topic"], "cdp.profile-updates");
+    assert_eq!(body["at"], "2025-12-04T00:00:00.000Z");
+    assert_eq!(body["warn_after_seconds"], 1_800);
+    assert_eq!(body["critical_after_seconds"], 7_200);
 }
 
 #[test]
-fn slack_and_email_read_well_for_firing_and_resolved() {
-    let firing = Notification::from_transition(&transition(
+fn the_webhook_body_of_a_warning_fires_with_warning_severity() {
+    let body = webhook_body_of(&transition(
         Status::Ok,
-        Status::Critical,
-        Some(NOW_MS - DAY_MS),
-    ))
-    .unwrap();
-    let message = render::slack_message(&firing);
-    assert!(message["text"]
-        .as_str()
-        .unwrap()
-        .starts_with(":rotating_light: *CRITICAL* profiles/acme"));
-    assert_eq!(message["attachments"][0]["color"], "#e01e5a");
-    let resolved =
-        Notification::from_transition(&transition(Status::Critical, Status::Ok, Some(NOW_MS)))
-            .unwrap();
-    let message = render::slack_message(&resolved);
+        Status::Warning,
+        Some(NOW_MS - 45 * MINUTE_MS),
+    ));
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["severity"], "warning");
+    assert_eq!(body["staleness_seconds"], 45 * 60);
+}
+
+#[test]
+fn the_webhook_body_of_a_never_seen_series_has_null_last_seen_and_staleness() {
+    let body = webhook_body_of(&transition(Status::Unknown, Status::NeverSeen, None));
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["severity"], "critical");
+    assert_eq!(body["feed_status"], "never_seen");
+    assert!(body["last_seen"].is_null(), "{body}");
+    assert!(body["staleness_seconds"].is_null(), "{body}");
     assert!(
-        message["text"]
+        body["summary"]
             .as_str()
             .unwrap()
-            .contains("*RESOLVED* profiles/acme (stale for 3h 0m)"),
-        "{message}"
+            .contains("has never been seen"),
+        "{body}"
     );
-    let (subject, body) = render::email(&firing);
-    assert_eq!(subject, "[freshwatch] FIRING critical: profiles/acme");
-    assert!(body.contains("dedup key: freshwatch/profiles/acme"));
 }
 
 #[test]
-fn notifications_survive_the_outbox_round_trip() {
-    let firing =
-        Notification::from_transition(&transition(Status::Ok, Status::Warning, Some(NOW_MS)))
-            .unwrap();
-    let json = serde_json::to_string(&firing).unwrap();
-    assert_eq!(serde_json::from_str::<Notification>(&json).unwrap(), firing);
+fn the_webhook_body_of_a_resolve_carries_the_severity_that_ended() {
+    let body = webhook_body_of(&transition(Status::Critical, Status::Ok, Some(NOW_MS)));
+    assert_eq!(body["status"], "resolved");
+    assert_eq!(body["severity"], "critical");
+    assert_eq!(body["feed_status"], "ok");
+    assert_eq!(body["previous_status"], "critical");
+    assert_eq!(body["last_seen"], "2025-12-04T00:00:00.000Z");
+    assert_eq!(body["staleness_seconds"], 0);
+    assert_eq!(body["dedup_key"], "freshwatch/profiles/acme");
     assert!(
-        Notification::from_transition(&transition(Status::Unknown, Status::Ok, Some(NOW_MS)))
-            .is_none()
+        body["summary"].as_str().unwrap().contains("fresh again"),
+        "{body}"
     );
+}
+
+#[test]
+fn a_firing_alert_and_its_resolve_share_one_dedup_key() {
+    let firing = webhook_body_of(&transition(
+        Status::Ok,
+        Status::Warning,
+        Some(NOW_MS - HOUR_MS),
+    ));
+    let resolved = webhook_body_of(&transition(Status::Warning, Status::Ok, Some(NOW_MS)));
+    assert_eq!(firing["dedup_key"], resolved["dedup_key"]);
 }

@@ -344,14 +344,17 @@ fn defaults_with_critical_not_above_warn_are_refused() {
 #[test]
 fn an_unknown_top_level_key_is_refused() {
     let error = error_of(&format!("colour = \"red\"\n{MINIMAL}"));
-    assert!(error.contains("unknown field `colour`"), "{error}");
+    assert!(
+        error.starts_with("colour: unknown field `colour`, expected one of `kafka`"),
+        "{error}"
+    );
 }
 
 #[test]
 fn an_unknown_key_inside_a_section_names_its_path() {
-    let error = error_of(&format!(
-        "[kafka]\nbrokers = \"k:9092\"\nbogus = 1\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
-    ));
+    let error = error_of(
+        "[kafka]\nbrokers = \"k:9092\"\nbogus = 1\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n",
+    );
     assert!(error.starts_with("kafka.bogus: "), "{error}");
     assert!(error.contains("unknown field `bogus`"), "{error}");
 }
@@ -359,8 +362,10 @@ fn an_unknown_key_inside_a_section_names_its_path() {
 #[test]
 fn an_unknown_key_inside_a_feed_names_the_feed_and_the_field() {
     let error = error_of(&with_feed("topic = \"a\"\ncolour = \"red\""));
-    assert!(error.starts_with("feed[0]"), "{error}");
-    assert!(error.contains("unknown field `colour`"), "{error}");
+    assert!(
+        error.starts_with("feed[0].colour: unknown field `colour`"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -506,7 +511,10 @@ fn a_doubled_dollar_writes_a_literal_reference_and_a_lone_dollar_stays() {
 #[test]
 fn an_invalid_duration_names_the_key() {
     let error = error_of(&with_feed("topic = \"a\"\nwarn_after = \"10 parsecs\""));
-    assert!(error.starts_with("feed[0].warn_after: "), "{error}");
+    assert_eq!(
+        error,
+        "feed[0].warn_after: invalid value: string \"10 parsecs\", expected a duration"
+    );
 
     let error = error_of(&format!(
         "{MINIMAL}[evaluation]\ninterval = \"10 parsecs\"\n"

@@ -136,13 +136,18 @@ fn a_warning_feed_that_gets_a_record_goes_back_to_ok_before_it_ever_pages() {
         changes(&evaluator.tick(&mut tracker, START_MS + HOUR_MS)),
         [(Status::Warning, Status::Ok)]
     );
-    // The old critical deadline (START + 2h) no longer applies: the clock restarted at 1h.
+    // The staleness clock restarted at 1h: warning at 1h30m, critical at 3h, and the first
+    // silence's critical deadline (2h) no longer applies.
+    assert_eq!(
+        changes(&evaluator.tick(&mut tracker, START_MS + HOUR_MS + WARN_MS)),
+        [(Status::Ok, Status::Warning)]
+    );
     assert!(evaluator
         .tick(&mut tracker, START_MS + CRITICAL_MS)
         .is_empty());
     assert_eq!(
-        changes(&evaluator.tick(&mut tracker, START_MS + HOUR_MS + WARN_MS)),
-        [(Status::Ok, Status::Warning)]
+        changes(&evaluator.tick(&mut tracker, START_MS + HOUR_MS + CRITICAL_MS)),
+        [(Status::Warning, Status::Critical)]
     );
 }
 
@@ -177,7 +182,11 @@ fn an_expected_value_is_unknown_then_never_seen_then_ok_once_it_appears() {
     assert_eq!(never[0].last_seen_ms, None);
     assert_eq!(never[0].staleness_ms, None);
 
-    assert!(evaluator.tick(&mut tracker, START_MS + DAY_MS).is_empty());
+    tracker.observe(0, b"acme", START_MS + DAY_MS);
+    assert!(
+        evaluator.tick(&mut tracker, START_MS + DAY_MS).is_empty(),
+        "never_seen is reported once"
+    );
 
     tracker.observe(0, b"initech", START_MS + DAY_MS);
     let appeared = evaluator.tick(&mut tracker, START_MS + DAY_MS);
@@ -312,7 +321,11 @@ fn a_restored_alert_that_still_holds_does_not_page_again_and_a_fresh_one_resolve
         paged_since_ms,
         "the incident keeps its original start"
     );
-    assert!(evaluator.tick(&mut tracker, START_MS + DAY_MS).is_empty());
+    tracker.observe(0, b"flowing-again", START_MS + DAY_MS);
+    assert!(
+        evaluator.tick(&mut tracker, START_MS + DAY_MS).is_empty(),
+        "no second page for still-stale"
+    );
 }
 
 #[test]

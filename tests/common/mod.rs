@@ -301,3 +301,179 @@ pub fn kcat_produce(brokers: &str, topic: &str, records: &[KcatRecord]) {
         );
     }
 }
+
+/// A local SMTP server (Python's aiosmtpd) that prints every message it receives.
+pub struct SmtpServer {
+    pub port: u16,
+    log: PathBuf,
+    _directory: tempfile::TempDir,
+    child: Child,
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        let python = require_binary("python3");
+        let probe = Command::new(&python)
+            .args(["-c", "import aiosmtpd"])
+            .output()
+            .unwrap();
+        assert!(
+            probe.status.success(),
+            "aiosmtpd not installed: run `scripts/setup` (or `python3 -m pip install aiosmtpd`)"
+        );
+        let directory = tempfile::tempdir().unwrap();
+        let log = directory.path().join("smtp.log");
+        let port = free_port();
+        let child = Command::new(python)
+            .args([
+                "-u",
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SmtpServer {
+            port,
+            log,
+            _directory: directory,
+            child,
+        }
+    }
+
+    /// Everything received so far, as aiosmtpd printed it.
+    pub fn received(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `freshwatch run` as a separate process, so tests can `kill -9` it.
+pub struct FreshwatchProcess {
+    pub port: u16,
+    pub base_url: String,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl FreshwatchProcess {
+    /// Writes `config` (its `[http]` section is added here) to `directory` and starts it.
+    pub fn start(directory: &std::path::Path, config: &str) -> FreshwatchProcess {
+        let port = free_port();
+        let path = directory.join("freshwatch.toml");
+        std::fs::write(
+            &path,
+            format!("{config}\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+        )
+        .unwrap();
+        let mut process = FreshwatchProcess {
+            port,
+            base_url: format!("http://127.0.0.1:{port}"),
+            config: path,
+            log: directory.join("freshwatch.log"),
+            child: None,
+        };
+        process.spawn();
+        process
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(freshwatch_bin())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("freshwatch starts");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, then start again with the same config.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.base_url);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = reqwest::get(&url).await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "freshwatch not ready; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn rows(&self) -> Vec<serde_json::Value> {
+        match reqwest::get(format!("{}/api/v1/feeds", self.base_url)).await {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub async fn status(&self, feed: &str, key: &str) -> Option<String> {
+        self.rows()
+            .await
+            .into_iter()
+            .find(|row| row["feed"] == feed && row["key"] == key)
+            .map(|row| row["status"].as_str().unwrap_or_default().to_owned())
+    }
+
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.base_url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
+}
+
+impl Drop for FreshwatchProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
