@@ -22,6 +22,8 @@ pub struct FeedRules {
     pub split: bool,
     pub warn_after_ms: i64,
     pub critical_after_ms: i64,
+    /// `for`: a threshold must stay crossed this long before the status changes.
+    pub hold_ms: i64,
 }
 
 impl FeedRules {
@@ -32,6 +34,7 @@ impl FeedRules {
             split: feed.split.is_some(),
             warn_after_ms: duration_ms(feed.warn_after),
             critical_after_ms: duration_ms(feed.critical_after),
+            hold_ms: duration_ms(feed.hold),
         }
     }
 }
@@ -60,29 +63,29 @@ pub struct Transition {
     pub records: u64,
 }
 
-/// The status a series has at `now_ms`, and when it next could change without a record.
+/// The status a series has at `now_ms`, and when it next could change without a record. `for`
+/// (`hold_ms`) delays each crossing: staleness must pass the threshold by that much.
 pub fn judge(
     series: &Series,
     watch_started_ms: i64,
     rules: &FeedRules,
     now_ms: i64,
 ) -> (Status, i64) {
+    let warn_ms = rules.warn_after_ms.saturating_add(rules.hold_ms);
+    let critical_ms = rules.critical_after_ms.saturating_add(rules.hold_ms);
     match series.last_seen() {
         Some(last_seen_ms) => {
             let staleness_ms = now_ms.saturating_sub(last_seen_ms);
-            if staleness_ms >= rules.critical_after_ms {
+            if staleness_ms >= critical_ms {
                 (Status::Critical, i64::MAX)
-            } else if staleness_ms >= rules.warn_after_ms {
-                (
-                    Status::Warning,
-                    last_seen_ms.saturating_add(rules.critical_after_ms),
-                )
+            } else if staleness_ms >= warn_ms {
+                (Status::Warning, last_seen_ms.saturating_add(critical_ms))
             } else {
-                (Status::Ok, last_seen_ms.saturating_add(rules.warn_after_ms))
+                (Status::Ok, last_seen_ms.saturating_add(warn_ms))
             }
         }
         None => {
-            let never_seen_at = watch_started_ms.saturating_add(rules.critical_after_ms);
+            let never_seen_at = watch_started_ms.saturating_add(critical_ms);
             if now_ms >= never_seen_at {
                 (Status::NeverSeen, i64::MAX)
             } else {

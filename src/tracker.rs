@@ -357,6 +357,7 @@ mod tests {
             expected: expected.iter().map(|value| value.to_string()).collect(),
             mode: crate::config::FeedMode::Consume,
             max_keys: 1_000,
+            hold: Duration::ZERO,
         }
     }
 

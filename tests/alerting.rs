@@ -207,6 +207,7 @@ fn a_fallback_fires_when_pagerduty_stays_down_and_payloads_have_every_field() {
     let alertmanager = Alertmanager::start();
     let directory = tempfile::tempdir().unwrap();
     runtime().block_on(async {
+        let slack = WebhookReceiver::start().await;
         let pagerduty = WebhookReceiver::start().await;
         pagerduty.answer(Answer::TooManyRequests {
             retry_after_seconds: 1,
@@ -228,6 +229,10 @@ min_severity = "critical"
 fallback = ["mail"]
 fallback_after = "2s"
 
+[[alerts.slack]]
+url = "{}/services/T0/B0/X"
+feeds = ["orders"]
+
 [[alerts.email]]
 name = "mail"
 smtp_host = "127.0.0.1"
@@ -241,6 +246,7 @@ to = ["oncall@example.com"]
             ),
             alertmanager.url,
             pagerduty.url,
+            slack.url,
             smtp.port
         );
         let freshwatch = FreshwatchProcess::start(directory.path(), &config);
@@ -307,6 +313,21 @@ to = ["oncall@example.com"]
             .as_str()
             .unwrap()
             .ends_with("/api/v1/feeds/orders"));
+
+        // Slack: one readable message, coloured by severity.
+        wait_until("the Slack message", Duration::from_secs(10), || async {
+            !slack.requests().is_empty()
+        })
+        .await;
+        let message = &slack.requests()[0].json;
+        assert!(
+            message["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(":rotating_light: *CRITICAL* orders"),
+            "{message}"
+        );
+        assert_eq!(message["attachments"][0]["color"], "#e01e5a");
 
         // Alertmanager v2: the feed alert and the always-firing watchdog.
         wait_until(

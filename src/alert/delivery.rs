@@ -585,3 +585,110 @@ impl SinkTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SinkKind;
+    use crate::model::Severity;
+
+    fn sink(rate_limit: u32) -> SinkConfig {
+        SinkConfig {
+            name: "hook".into(),
+            kind: SinkKind::Webhook {
+                url: reqwest::Url::parse("http://127.0.0.1:9/hook").unwrap(),
+                secret: None,
+            },
+            min_severity: Severity::Warning,
+            feeds: vec![],
+            fallback: vec![],
+            fallback_after: Duration::from_secs(120),
+            repeat_interval: Duration::from_secs(4 * 3600),
+            rate_limit,
+            rate_limit_period: Duration::from_secs(3600),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn notification(key: &str, status: &str, firing: bool) -> Notification {
+        Notification {
+            firing,
+            alertname: "FeedStale".into(),
+            feed: "profiles".into(),
+            key: key.into(),
+            split: true,
+            topic: "t".into(),
+            severity: "critical".into(),
+            status: status.into(),
+            previous_status: String::new(),
+            summary: String::new(),
+            dedup_key: format!("freshwatch/profiles/{key}"),
+            last_seen_ms: None,
+            staleness_ms: None,
+            warn_after_ms: 0,
+            critical_after_ms: 0,
+            records: 0,
+            changed_at_ms: 0,
+            firing_for_ms: None,
+            repeat: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flapping_key_over_its_rate_is_coalesced_without_blocking_other_keys() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = StateStore::Embedded(
+            crate::state::EmbeddedStore::open(directory.path().to_owned())
+                .await
+                .unwrap(),
+        );
+        let metrics = Metrics::default();
+        let (mut task, handle, mut receiver) = SinkTask::new(
+            sink(1),
+            "http://127.0.0.1:9187",
+            store.clone(),
+            metrics.clone(),
+            Directory::default(),
+        );
+        // acme already had its one notification this hour.
+        task.accepted(&notification("acme", "critical", true));
+        for item in [
+            notification("acme", "ok", false),
+            notification("acme", "critical", true),
+            notification("globex", "critical", true),
+        ] {
+            handle.enqueue(&store, item).await;
+        }
+        while let Ok(envelope) = receiver.try_recv() {
+            task.push(envelope);
+        }
+        assert_eq!(
+            store.outbox_list("hook").await.unwrap().len(),
+            3,
+            "stored before delivery"
+        );
+        let next = task.next_eligible().await.unwrap();
+        assert_eq!(
+            task.queue[next].envelope.notification.key, "globex",
+            "other keys are not blocked"
+        );
+        assert_eq!(
+            task.queue.len(),
+            2,
+            "acme's older entry was superseded by its newest"
+        );
+        assert_eq!(task.queue[0].envelope.notification.status, "critical");
+        let suppressed = metrics
+            .notifications_suppressed
+            .get_or_create(&crate::metrics::SinkLabels {
+                sink: "hook".into(),
+            })
+            .get();
+        assert_eq!(suppressed, 1);
+        assert_eq!(
+            store.outbox_list("hook").await.unwrap().len(),
+            2,
+            "the superseded entry left the outbox"
+        );
+    }
+}

@@ -160,6 +160,8 @@ pub struct FeedConfig {
     pub mode: FeedMode,
     /// Most series a split feed tracks (always 1 for an unsplit feed).
     pub max_keys: usize,
+    /// `for`: how long a threshold must stay crossed before the status changes.
+    pub hold: Duration,
 }
 
 /// How a feed learns its last-seen.
@@ -734,6 +736,7 @@ fn validate_feed(
         expected: raw.expected,
         mode,
         max_keys: raw.max_keys,
+        hold: raw.hold.unwrap_or(defaults.hold),
     })
 }
 
@@ -954,10 +957,15 @@ pub fn describe(config: &Config) -> String {
         };
         let _ = writeln!(
             text,
-            "  {}: {topics} split_by={split} timestamp={timestamp} warn_after={} critical_after={}{}{}",
+            "  {}: {topics} split_by={split} timestamp={timestamp} warn_after={} critical_after={}{}{}{}",
             feed.name,
             human(feed.warn_after),
             human(feed.critical_after),
+            if feed.hold.is_zero() {
+                String::new()
+            } else {
+                format!(" for={}", human(feed.hold))
+            },
             if feed.expected.is_empty() {
                 String::new()
             } else {

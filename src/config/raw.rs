@@ -153,6 +153,10 @@ pub struct RawDefaults {
     /// Staleness at which a feed turns `critical`; must be greater than `warn_after`.
     #[serde(default = "default_critical_after", with = "humantime_serde")]
     pub critical_after: Duration,
+    /// Flap control: how long a threshold must stay crossed before the status (and its alert)
+    /// changes. A record within that time cancels it.
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    pub hold: Duration,
 }
 
 impl Default for RawDefaults {
@@ -160,6 +164,7 @@ impl Default for RawDefaults {
         RawDefaults {
             warn_after: default_warn_after(),
             critical_after: default_critical_after(),
+            hold: Duration::ZERO,
         }
     }
 }
@@ -187,6 +192,9 @@ pub struct RawFeed {
     /// Overrides `defaults.critical_after`.
     #[serde(default, with = "humantime_serde")]
     pub critical_after: Option<Duration>,
+    /// Overrides `defaults.for`.
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    pub hold: Option<Duration>,
     /// Split values that must exist: each is alerted `never_seen` if no record ever carries it.
     #[serde(default)]
     pub expected: Vec<String>,
