@@ -54,6 +54,7 @@ brokers = "{brokers}"
 group_id = "freshwatch-alerting"
 [kafka.properties]
 "fetch.wait.max.ms" = "50"
+"reconnect.backoff.max.ms" = "1000"
 
 [state]
 {state}

@@ -219,6 +219,29 @@ fn feeds_without_thresholds_take_the_configured_defaults() {
 }
 
 #[test]
+fn flap_control_defaults_to_none_and_a_feed_may_override_the_default() {
+    let config = parse_with(MINIMAL, &[]).unwrap();
+    assert_eq!(config.feeds[0].hold, Duration::ZERO);
+
+    let config = parse_with(
+        &format!(
+            "{MINIMAL}[[feed]]\nname = \"b\"\ntopic = \"b\"\nfor = \"2m\"\n[defaults]\nfor = \"5m\"\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.feeds[0].hold, Duration::from_secs(5 * 60));
+    assert_eq!(config.feeds[1].hold, Duration::from_secs(2 * 60));
+    let described = describe(&config);
+    assert!(
+        described.contains(
+            "a: topic=a split_by=none timestamp=record warn_after=1h critical_after=6h for=5m"
+        ),
+        "{described}"
+    );
+}
+
+#[test]
 fn a_later_run_may_start_from_latest() {
     let config = parse_with(
         "[kafka]\nbrokers = \"k:9092\"\nstart = \"latest\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n",

@@ -27,7 +27,7 @@ fn feed(split: bool, expected: &[&str]) -> FeedConfig {
         expected: expected.iter().map(|value| value.to_string()).collect(),
         mode: FeedMode::Consume,
         max_keys: 100_000,
-        hold: std::time::Duration::ZERO,
+        hold: Duration::ZERO,
     }
 }
 
@@ -439,10 +439,12 @@ fn judge_maps_staleness_to_status_and_the_next_deadline() {
 }
 
 proptest! {
-    /// Whatever the sequence of records and clock moves on one series, the incrementally kept
-    /// status equals a judgement from scratch, and every status change is reported exactly once.
+    /// Whatever the sequence of records and clock moves on one series (with or without `for`),
+    /// the incrementally kept status equals a judgement from scratch, and every status change is
+    /// reported exactly once.
     #[test]
     fn incremental_judging_matches_judging_from_scratch(
+        hold_ms in prop_oneof![Just(0i64), 0..HOUR_MS],
         steps in prop::collection::vec(
             (
                 0i64..3 * HOUR_MS,
@@ -451,7 +453,9 @@ proptest! {
             1..60,
         )
     ) {
-        let feeds = [feed(false, &[])];
+        let mut held = feed(false, &[]);
+        held.hold = Duration::from_millis(hold_ms as u64);
+        let feeds = [held];
         let rules = FeedRules::from_config(&feeds[0]);
         let mut tracker = Tracker::new(&feeds, START_MS);
         let mut evaluator = Evaluator::new(&feeds);

@@ -21,7 +21,7 @@ fn extractor(split: Option<SplitRule>, timestamp: TimestampRule) -> Extractor {
         expected: vec![],
         mode: FeedMode::Consume,
         max_keys: 100_000,
-        hold: std::time::Duration::ZERO,
+        hold: Duration::ZERO,
     };
     Extractor::new(&feed, MAX_FUTURE_SKEW_MS)
 }
