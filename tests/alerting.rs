@@ -55,6 +55,8 @@ group_id = "freshwatch-alerting"
 [kafka.properties]
 "fetch.wait.max.ms" = "50"
 "reconnect.backoff.max.ms" = "1000"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
 
 [state]
 {state}
@@ -125,9 +127,10 @@ fn no_notification_is_lost_while_the_sink_is_down_nor_across_kill_9() {
         );
 
         // kill -9 with undelivered notifications, then the sink comes back.
+        freshwatch.kill();
+        receiver.answer(Answer::Ok); // the sink comes back while freshwatch is down
         freshwatch.kill_and_restart();
         freshwatch.wait_ready().await;
-        receiver.answer(Answer::Ok);
         wait_until(
             "both notifications delivered after the restart",
             Duration::from_secs(20),
@@ -421,7 +424,7 @@ fn the_heartbeat_stops_while_kafka_is_unreachable_and_resumes_after() {
     runtime.block_on(async {
         wait_until(
             "pings resume once kafka answers",
-            Duration::from_secs(20),
+            Duration::from_secs(45),
             || async { switch.requests().len() > stopped_at },
         )
         .await;

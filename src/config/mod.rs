@@ -491,6 +491,7 @@ fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigError> {
     // freshwatch owns these: it commits offsets only after state is safe.
     for owned in [
         "bootstrap.servers",
+        "metadata.broker.list",
         "group.id",
         "enable.auto.commit",
         "enable.auto.offset.store",

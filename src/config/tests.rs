@@ -570,19 +570,19 @@ fn kafka_properties_freshwatch_owns_are_refused() {
 /// through and then races `kafka.brokers` inside rdkafka's ClientConfig (a HashMap, applied in
 /// arbitrary order). This pins the current behaviour; it should be refused like the alias.
 #[test]
-fn the_canonical_broker_list_property_is_currently_not_refused() {
-    let config = parse_with(
+fn the_canonical_broker_list_property_is_refused_like_its_alias() {
+    let error = parse_with(
         &format!(
             "{KAFKA}[kafka.properties]\n\"metadata.broker.list\" = \"elsewhere:9092\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
         ),
         &[],
     )
-    .expect("accepted today");
-    assert_eq!(
-        config.kafka.properties["metadata.broker.list"],
-        "elsewhere:9092"
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with("kafka.properties.\"metadata.broker.list\": is set by freshwatch"),
+        "{error}"
     );
-    assert_eq!(config.kafka.brokers, "k:9092");
 }
 
 #[test]

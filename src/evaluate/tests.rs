@@ -335,31 +335,6 @@ fn a_restored_alert_that_still_holds_does_not_page_again_and_a_fresh_one_resolve
 /// After a restart the series is gone: a page that was firing for it is never resolved and its
 /// silence is no longer watched. These assertions pin the current, wrong, behaviour.
 #[test]
-fn a_split_series_with_an_empty_value_is_forgotten_on_restore() {
-    let feeds = [feed(true, &[])];
-    let mut before = Tracker::new(&feeds, START_MS - DAY_MS);
-    let mut evaluator = Evaluator::new(&feeds);
-    let empty = before
-        .observe(0, b"", START_MS - 10 * DAY_MS)
-        .expect("an empty split value is tracked while running");
-    assert_eq!(
-        changes(&evaluator.tick(&mut before, START_MS)),
-        [(Status::Unknown, Status::Critical)]
-    );
-    let persisted = before.series(empty);
-
-    let mut after = Tracker::new(&feeds, START_MS - DAY_MS);
-    after.restore(
-        0,
-        persisted.key_bytes(),
-        persisted.last_seen(),
-        Some((persisted.status, persisted.status_since_ms)),
-    );
-    // Should be 1 (the critical series, restored); it is 0 today.
-    assert_eq!(after.series_count(), 0);
-}
-
-#[test]
 fn a_restored_warning_that_is_now_past_critical_after_escalates_once() {
     let feeds = [feed(false, &[])];
     let mut tracker = Tracker::new(&feeds, START_MS - DAY_MS);

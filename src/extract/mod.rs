@@ -162,10 +162,23 @@ impl Extractor {
         })
     }
 
+    /// An empty value is refused as missing: the empty key belongs to unsplit feeds.
     fn split_value<'a, R: Record>(&self, record: &'a R) -> Result<SplitValue<'a>, RecordError> {
         let Some(rule) = &self.split else {
             return Ok(SplitValue::Whole);
         };
+        let value = self.split_value_of(rule, record)?;
+        if value.as_bytes().is_empty() {
+            return Err(RecordError::MissingSplit);
+        }
+        Ok(value)
+    }
+
+    fn split_value_of<'a, R: Record>(
+        &self,
+        rule: &SplitRule,
+        record: &'a R,
+    ) -> Result<SplitValue<'a>, RecordError> {
         match rule {
             SplitRule::Key => record
                 .key()
