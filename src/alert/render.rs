@@ -115,8 +115,9 @@ pub fn slack_message(notification: &Notification) -> Value {
         )
     } else {
         format!(
-            "{emoji} *RESOLVED* {} (stale for {})",
+            "{emoji} *RESOLVED* {} (was {} for {})",
             notification.subject(),
+            notification.previous_status,
             human_duration_ms(notification.firing_for_ms.unwrap_or_default())
         )
     };
@@ -156,4 +157,121 @@ pub fn email(notification: &Notification) -> (String, String) {
         notification.dedup_key,
     );
     (subject, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::evaluate::Transition;
+    use crate::model::Status;
+
+    const DAY_MS: i64 = 86_400_000;
+    const NOW_MS: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+
+    fn notification(from: Status, to: Status, last_seen_ms: Option<i64>) -> Notification {
+        Notification::from_transition(&Transition {
+            feed: Arc::from("profiles"),
+            key: "acme".into(),
+            split: true,
+            topic: "cdp.profile-updates".into(),
+            from,
+            to,
+            at_ms: NOW_MS,
+            from_since_ms: NOW_MS - 3 * 3_600_000,
+            last_seen_ms,
+            staleness_ms: last_seen_ms.map(|seen| NOW_MS - seen),
+            warn_after_ms: 1_800_000,
+            critical_after_ms: 7_200_000,
+            records: 12,
+        })
+        .expect("notifiable")
+    }
+
+    #[test]
+    fn the_webhook_signature_is_hmac_sha256_of_the_body() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_pagerduty_trigger_has_every_events_v2_field_and_a_bounded_summary() {
+        let mut firing = notification(
+            Status::Warning,
+            Status::Critical,
+            Some(NOW_MS - 10 * DAY_MS),
+        );
+        firing.summary = "é".repeat(2000);
+        let event = pagerduty_event(
+            &firing,
+            "R0UT1NG",
+            "freshwatch@host:9187",
+            "http://host:9187/api/v1/feeds/profiles",
+        );
+        assert_eq!(event["routing_key"], "R0UT1NG");
+        assert_eq!(event["event_action"], "trigger");
+        assert_eq!(event["dedup_key"], "freshwatch/profiles/acme");
+        let payload = &event["payload"];
+        assert!(payload["summary"].as_str().unwrap().len() <= 1024);
+        assert_eq!(payload["source"], "freshwatch@host:9187");
+        assert_eq!(payload["severity"], "critical");
+        assert_eq!(payload["component"], "profiles");
+        assert_eq!(payload["group"], "cdp.profile-updates");
+        let details = &payload["custom_details"];
+        assert_eq!(details["last_seen"], "2025-11-21T00:00:00.000Z");
+        assert_eq!(details["staleness_seconds"], 864_000);
+        assert_eq!(details["warn_after_seconds"], 1800);
+        assert_eq!(details["critical_after_seconds"], 7200);
+        assert_eq!(details["records_seen"], 12);
+        assert_eq!(
+            event["links"][0]["href"],
+            "http://host:9187/api/v1/feeds/profiles"
+        );
+    }
+
+    #[test]
+    fn a_pagerduty_resolve_names_only_the_incident() {
+        let resolve = pagerduty_event(
+            &notification(Status::Critical, Status::Ok, Some(NOW_MS)),
+            "R0UT1NG",
+            "s",
+            "l",
+        );
+        assert_eq!(resolve["event_action"], "resolve");
+        assert_eq!(resolve["dedup_key"], "freshwatch/profiles/acme");
+        assert!(resolve.get("payload").is_none());
+    }
+
+    #[test]
+    fn slack_and_email_read_well_firing_and_resolved() {
+        let firing = notification(Status::Ok, Status::Critical, Some(NOW_MS - DAY_MS));
+        let message = slack_message(&firing);
+        assert!(message["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(":rotating_light: *CRITICAL* profiles/acme"));
+        assert_eq!(message["attachments"][0]["color"], "#e01e5a");
+        let resolved = slack_message(&notification(Status::Critical, Status::Ok, Some(NOW_MS)));
+        assert!(
+            resolved["text"]
+                .as_str()
+                .unwrap()
+                .contains("*RESOLVED* profiles/acme (was critical for 3h 0m)"),
+            "{resolved}"
+        );
+        let (subject, body) = email(&firing);
+        assert_eq!(subject, "[freshwatch] FIRING critical: profiles/acme");
+        assert!(body.contains("dedup key: freshwatch/profiles/acme"));
+    }
+
+    #[test]
+    fn a_notification_survives_the_outbox_round_trip() {
+        let firing = notification(Status::Ok, Status::Warning, Some(NOW_MS));
+        let json = serde_json::to_string(&firing).unwrap();
+        assert_eq!(serde_json::from_str::<Notification>(&json).unwrap(), firing);
+    }
 }
