@@ -95,9 +95,9 @@ fn no_notification_is_lost_while_the_sink_is_down_nor_across_kill_9() {
     let directory = tempfile::tempdir().unwrap();
     runtime().block_on(async {
         let receiver = WebhookReceiver::start().await;
-        receiver.answer(Answer::Status(500));
+        receiver.answer(Answer::Hang);
         let config = format!(
-            "{}\n[[alerts.webhook]]\nurl = \"{}/hook\"\nsecret = \"s3cret\"\n",
+            "{}\n[[alerts.webhook]]\nurl = \"{}/hook\"\nsecret = \"s3cret\"\ntimeout = \"1s\"\n",
             base_config(&brokers, &format!("redis_url = \"{}\"", redis.url)),
             receiver.url
         );
@@ -232,6 +232,7 @@ url = "{}/v2/enqueue"
 min_severity = "critical"
 fallback = ["mail"]
 fallback_after = "2s"
+repeat_interval = "2s"
 
 [[alerts.slack]]
 url = "{}/services/T0/B0/X"
@@ -317,6 +318,19 @@ to = ["oncall@example.com"]
             .as_str()
             .unwrap()
             .ends_with("/api/v1/feeds/orders"));
+
+        // Still firing: re-notified every repeat_interval under the same dedup key.
+        wait_until(
+            "PagerDuty gets a repeat",
+            Duration::from_secs(15),
+            || async { pagerduty.requests().len() >= 2 },
+        )
+        .await;
+        assert!(pagerduty
+            .requests()
+            .iter()
+            .all(|request| request.json["dedup_key"] == "freshwatch/orders/"
+                && request.json["event_action"] == "trigger"));
 
         // Slack: one readable message, coloured by severity.
         wait_until("the Slack message", Duration::from_secs(10), || async {

@@ -23,7 +23,11 @@ pub struct Received {
 pub enum Answer {
     Ok,
     Status(u16),
-    TooManyRequests { retry_after_seconds: u64 },
+    TooManyRequests {
+        retry_after_seconds: u64,
+    },
+    /// Accept the connection, then never answer in time (sleeps 30 s, records nothing).
+    Hang,
 }
 
 #[derive(Default)]
@@ -72,8 +76,14 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let answer = shared.lock().unwrap().answer.unwrap_or(Answer::Ok);
+    if answer == Answer::Hang {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
     let mut shared = shared.lock().unwrap();
-    match shared.answer.unwrap_or(Answer::Ok) {
+    match answer {
+        Answer::Hang => StatusCode::GATEWAY_TIMEOUT.into_response(),
         Answer::Ok => {
             let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
             shared.requests.push(Received {
