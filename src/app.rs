@@ -5,7 +5,7 @@
 //! in order: stop consuming, evaluate and flush state one last time, drain the sinks, stop HTTP.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,9 +13,12 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{is_notifiable, log_transition, Dispatcher, Notice, SystemAlert, KEY_LIMIT};
+use crate::alert::{
+    is_notifiable, log_transition, Dispatcher, Notice, SystemAlert, KEY_LIMIT, SOURCE_DOWN,
+    STATE_STORE_DOWN,
+};
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, FeedMode, TopicMatcher};
 use crate::evaluate::Evaluator;
 use crate::http::{HttpState, Readiness};
 use crate::metrics::{Metrics, OutcomeLabels};
@@ -55,6 +58,17 @@ impl Running {
     }
 }
 
+/// Whether freshwatch can see: source reachability and catch-up, per feed.
+struct Sight {
+    feeds: Vec<(TopicMatcher, FeedMode)>,
+    source_grace_ms: i64,
+    catchup_tolerance: i64,
+    state_grace_ms: i64,
+    source_alerting: AtomicBool,
+    state_alerting: AtomicBool,
+    state_down_since_ms: AtomicI64,
+}
+
 /// Shared pieces the loops need.
 struct Pipeline {
     tracker: Arc<Mutex<Tracker>>,
@@ -67,6 +81,8 @@ struct Pipeline {
     readiness: Arc<Readiness>,
     /// Serialises evaluation (which writes the outbox) and state flushes.
     write_gate: tokio::sync::Mutex<()>,
+    /// What decides whether feeds can be judged, and the alerts about it.
+    sight: Sight,
     /// When the evaluation loop last ran, unix ms (the heartbeat's health signal).
     pub last_tick_ms: Arc<std::sync::atomic::AtomicI64>,
 }
@@ -79,6 +95,13 @@ impl Pipeline {
         self.last_tick_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
         let now_ms = self.clock.now_ms();
+        let unreachable_since_ms = self
+            .source
+            .status
+            .unreachable_since_ms
+            .load(Ordering::Relaxed);
+        let source_down = unreachable_since_ms != 0
+            && now_ms - unreachable_since_ms >= self.sight.source_grace_ms;
         let (transitions, full_feeds) = {
             let mut tracker = self
                 .tracker
@@ -96,8 +119,18 @@ impl Pipeline {
                     (track.name.clone(), track.max_keys)
                 })
                 .collect();
+            for (index, (topics, mode)) in self.sight.feeds.iter().enumerate() {
+                let blind = source_down
+                    || (*mode == FeedMode::Consume
+                        && !self.source.status.caught_up(
+                            &|topic| topics.matches(topic),
+                            self.sight.catchup_tolerance,
+                        ));
+                evaluator.set_blind(index as FeedIndex, blind);
+            }
             (evaluator.tick(&mut tracker, now_ms), full_feeds)
         };
+        self.source_down_alert(source_down, now_ms).await;
         for (feed, max_keys) in full_feeds {
             tracing::error!(feed = %feed, max_keys, "feed reached max_keys; records with new split values are refused");
             self.dispatcher.dispatch(Notice::System(SystemAlert {
@@ -126,6 +159,69 @@ impl Pipeline {
                 tracing::debug!(feed = %transition.feed, key = %transition.key, from = %transition.from, to = %transition.to, "status changed");
             }
         }
+    }
+
+    /// Raises `FreshwatchSourceDown` once the source has been down past its grace; resolves it
+    /// when Kafka answers again.
+    async fn source_down_alert(&self, source_down: bool, now_ms: i64) {
+        if self
+            .sight
+            .source_alerting
+            .swap(source_down, Ordering::Relaxed)
+            == source_down
+        {
+            return;
+        }
+        if source_down {
+            tracing::error!(
+                "kafka unreachable past source_grace: feeds that would turn stale are unknown"
+            );
+        } else {
+            tracing::info!("kafka answers again; feeds are judged once caught up");
+        }
+        self.dispatcher
+            .dispatch(Notice::System(SystemAlert {
+                alertname: SOURCE_DOWN,
+                severity: Severity::Critical,
+                labels: vec![],
+                summary: "freshwatch cannot reach Kafka: feed staleness is not being judged".into(),
+                firing: source_down,
+                since_ms: now_ms,
+            }))
+            .await;
+    }
+
+    /// Raises or resolves `FreshwatchStateStoreDown` as the store fails past its grace or
+    /// answers again.
+    async fn state_down_alert(&self, failed: bool, now_ms: i64) {
+        let since_ms = if failed {
+            let _ = self.sight.state_down_since_ms.compare_exchange(
+                0,
+                now_ms,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            self.sight.state_down_since_ms.load(Ordering::Relaxed)
+        } else {
+            self.sight.state_down_since_ms.swap(0, Ordering::Relaxed)
+        };
+        let down = failed && now_ms - since_ms >= self.sight.state_grace_ms;
+        if self.sight.state_alerting.swap(down, Ordering::Relaxed) == down {
+            return;
+        }
+        self.dispatcher
+            .dispatch(Notice::System(SystemAlert {
+                alertname: STATE_STORE_DOWN,
+                severity: Severity::Critical,
+                labels: vec![("store", self.store.kind().to_owned())],
+                summary: format!(
+                    "freshwatch's {} state store does not answer: state is kept in memory until it returns",
+                    self.store.kind()
+                ),
+                firing: down,
+                since_ms,
+            }))
+            .await;
     }
 
     /// Writes changed series, then commits the offsets they cover.
@@ -171,6 +267,8 @@ impl Pipeline {
                 if let Some(positions) = positions {
                     self.source.commit(&positions);
                 }
+                drop(_gate);
+                self.state_down_alert(false, self.clock.now_ms()).await;
             }
             Err(error) => {
                 self.metrics
@@ -182,16 +280,20 @@ impl Pipeline {
                     .state_store_up
                     .store(false, Ordering::Relaxed);
                 tracing::warn!(store = self.store.kind(), %error, pending = ids.len(), "state flush failed; keeping changes in memory");
-                let mut tracker = self
-                    .tracker
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner());
-                for id in ids {
-                    tracker.mark_dirty(id);
+                {
+                    let mut tracker = self
+                        .tracker
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner());
+                    for id in ids {
+                        tracker.mark_dirty(id);
+                    }
+                    if positions.is_some() {
+                        tracker.requeue_positions();
+                    }
                 }
-                if positions.is_some() {
-                    tracker.requeue_positions();
-                }
+                drop(_gate);
+                self.state_down_alert(true, self.clock.now_ms()).await;
             }
         }
     }
@@ -281,6 +383,20 @@ pub async fn start(
         clock: clock.clone(),
         readiness: readiness.clone(),
         write_gate: tokio::sync::Mutex::new(()),
+        sight: Sight {
+            feeds: config
+                .feeds
+                .iter()
+                .map(|feed| (feed.topics.clone(), feed.mode))
+                .collect(),
+            source_grace_ms: duration_ms(config.evaluation.source_grace),
+            catchup_tolerance: i64::try_from(config.evaluation.catchup_tolerance)
+                .unwrap_or(i64::MAX),
+            state_grace_ms: duration_ms(config.state.down_grace),
+            source_alerting: AtomicBool::new(false),
+            state_alerting: AtomicBool::new(false),
+            state_down_since_ms: AtomicI64::new(0),
+        },
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
     });
     announce_restored_alerts(&pipeline).await;
@@ -441,4 +557,8 @@ pub async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -100,6 +100,10 @@ pub fn judge(
 pub struct Evaluator {
     rules: Vec<FeedRules>,
     deadlines: BinaryHeap<Reverse<(i64, SeriesId)>>,
+    /// Feeds freshwatch cannot see now (source down, or a backlog not yet read).
+    blind: Vec<bool>,
+    /// Feeds that regained sight: every series is judged again at the next tick.
+    regained: Vec<crate::model::FeedIndex>,
 }
 
 impl Evaluator {
@@ -107,7 +111,23 @@ impl Evaluator {
         Evaluator {
             rules: feeds.iter().map(FeedRules::from_config).collect(),
             deadlines: BinaryHeap::new(),
+            blind: vec![false; feeds.len()],
+            regained: Vec::new(),
         }
+    }
+
+    /// Whether freshwatch can tell staleness for `feed` now. While blind, a series that would
+    /// start alerting turns `unknown` instead, one already alerting stays as it is, and only
+    /// fresh data changes anything; when sight returns every series of the feed is judged again.
+    pub fn set_blind(&mut self, feed: crate::model::FeedIndex, blind: bool) {
+        let was_blind = std::mem::replace(&mut self.blind[feed as usize], blind);
+        if was_blind && !blind {
+            self.regained.push(feed);
+        }
+    }
+
+    pub fn is_blind(&self, feed: crate::model::FeedIndex) -> bool {
+        self.blind[feed as usize]
     }
 
     pub fn rules(&self) -> &[FeedRules] {
@@ -117,6 +137,12 @@ impl Evaluator {
     /// Brings every series whose status may have changed up to `now_ms`.
     pub fn tick(&mut self, tracker: &mut Tracker, now_ms: i64) -> Vec<Transition> {
         let mut transitions = Vec::new();
+        for feed in std::mem::take(&mut self.regained) {
+            let count = tracker.feed(feed).series().len() as u32;
+            for index in 0..count {
+                self.rejudge(tracker, SeriesId { feed, index }, now_ms, &mut transitions);
+            }
+        }
         for id in tracker.take_new_series() {
             self.rejudge(tracker, id, now_ms, &mut transitions);
         }
@@ -175,7 +201,17 @@ impl Evaluator {
         let rules = &self.rules[id.feed as usize];
         let watch_started_ms = tracker.feed(id.feed).watch_started_ms;
         let series = tracker.series(id);
-        let (status, next_deadline_ms) = judge(series, watch_started_ms, rules, now_ms);
+        let (judged, judged_deadline_ms) = judge(series, watch_started_ms, rules, now_ms);
+        let (status, next_deadline_ms) = match (
+            self.blind[id.feed as usize],
+            judged.severity(),
+            series.status.severity(),
+        ) {
+            // Cannot tell: a would-be alert is unknown, a firing one stays as it is.
+            (true, Some(_), None) => (Status::Unknown, i64::MAX),
+            (true, Some(_), Some(_)) => (series.status, i64::MAX),
+            _ => (judged, judged_deadline_ms),
+        };
         if status != series.status {
             let mut transition = self.describe(tracker, id, now_ms);
             transition.to = status;

@@ -49,6 +49,12 @@ pub const OUTCOME_FAILED: &str = "failed";
 pub const OUTCOME_REJECTED: &str = "rejected";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SinkLabels {
     pub sink: String,
 }
@@ -72,6 +78,7 @@ pub struct Metrics {
     pub notification_latency: Family<SinkLabels, Histogram, fn() -> Histogram>,
     pub notifications_suppressed: Family<SinkLabels, Counter>,
     pub heartbeats: Family<OutcomeLabels, Counter>,
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -89,6 +96,7 @@ impl Default for Metrics {
             notification_latency: Family::new_with_constructor(latency_histogram),
             notifications_suppressed: Family::default(),
             heartbeats: Family::default(),
+            consumer_lag: Family::default(),
         }
     }
 }
@@ -161,6 +169,11 @@ impl Metrics {
             "freshwatch_heartbeats",
             "Dead-man's-switch pings, by outcome (sent, failed, withheld while unhealthy)",
             metrics.heartbeats.clone(),
+        );
+        registry.register(
+            "freshwatch_consumer_lag_records",
+            "Records between what freshwatch has read and the partition's high watermark",
+            metrics.consumer_lag.clone(),
         );
         registry.register_collector(Box::new(FeedCollector {
             tracker,

@@ -70,6 +70,12 @@ impl SystemAlert {
 /// `alertname` of the always-firing dead-man's-switch alert.
 pub const WATCHDOG: &str = "FreshwatchWatchdog";
 
+/// `alertname` raised when Kafka is unreachable past `source_grace`.
+pub const SOURCE_DOWN: &str = "FreshwatchSourceDown";
+
+/// `alertname` raised when the state store fails past `state.down_grace`.
+pub const STATE_STORE_DOWN: &str = "FreshwatchStateStoreDown";
+
 /// `alertname` raised when a split feed reaches `max_keys`.
 pub const KEY_LIMIT: &str = "FreshwatchKeyLimit";
 

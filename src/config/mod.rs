@@ -83,6 +83,7 @@ pub struct StateConfig {
     pub backend: StateBackend,
     pub flush_interval: Duration,
     pub key_prefix: String,
+    pub down_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +97,8 @@ pub struct HttpConfig {
 pub struct EvaluationConfig {
     pub interval: Duration,
     pub max_future_skew: Duration,
+    pub source_grace: Duration,
+    pub catchup_tolerance: u64,
 }
 
 /// Which topics a feed reads.
@@ -426,6 +429,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let evaluation = EvaluationConfig {
         interval: raw.evaluation.interval,
         max_future_skew: raw.evaluation.max_future_skew,
+        source_grace: raw.evaluation.source_grace,
+        catchup_tolerance: raw.evaluation.catchup_tolerance,
     };
     if raw.defaults.critical_after <= raw.defaults.warn_after {
         return Err(ConfigError::invalid(
@@ -565,6 +570,7 @@ fn validate_state(raw: raw::RawState) -> Result<StateConfig, ConfigError> {
         backend,
         flush_interval: raw.flush_interval,
         key_prefix: raw.key_prefix,
+        down_grace: raw.down_grace,
     })
 }
 

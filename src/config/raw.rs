@@ -87,6 +87,9 @@ pub struct RawState {
     /// Prefix of every Redis key, so several deployments can share one Redis.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
+    /// The state store failing this long raises `FreshwatchStateStoreDown`.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub down_grace: Duration,
 }
 
 impl Default for RawState {
@@ -96,6 +99,7 @@ impl Default for RawState {
             path: default_state_path(),
             flush_interval: default_flush_interval(),
             key_prefix: default_key_prefix(),
+            down_grace: default_grace(),
         }
     }
 }
@@ -132,6 +136,14 @@ pub struct RawEvaluation {
     /// (`reason="future_timestamp"`), so a producer with a bad clock cannot mask a silence.
     #[serde(default = "default_max_future_skew", with = "humantime_serde")]
     pub max_future_skew: Duration,
+    /// Kafka unreachable this long raises `FreshwatchSourceDown`, and feeds that would turn
+    /// stale turn `unknown` instead: freshwatch cannot tell.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub source_grace: Duration,
+    /// A feed may turn stale only when every assigned partition of its topics is read to
+    /// within this many records of the high watermark; until then it is `unknown`.
+    #[serde(default = "default_catchup_tolerance")]
+    pub catchup_tolerance: u64,
 }
 
 impl Default for RawEvaluation {
@@ -139,6 +151,8 @@ impl Default for RawEvaluation {
         RawEvaluation {
             interval: default_interval(),
             max_future_skew: default_max_future_skew(),
+            source_grace: default_grace(),
+            catchup_tolerance: default_catchup_tolerance(),
         }
     }
 }
@@ -474,6 +488,12 @@ fn default_listen() -> String {
 }
 fn default_interval() -> Duration {
     Duration::from_secs(1)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_catchup_tolerance() -> u64 {
+    100
 }
 fn default_max_future_skew() -> Duration {
     Duration::from_secs(300)

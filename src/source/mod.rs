@@ -56,6 +56,29 @@ pub struct SourceStatus {
     pub has_assignment: AtomicBool,
     /// Whether the last contact with the brokers succeeded.
     pub reachable: AtomicBool,
+    /// Since when the brokers have not answered, unix ms (0 while they answer).
+    pub unreachable_since_ms: std::sync::atomic::AtomicI64,
+    /// Per assigned partition: records between what freshwatch has read and the high watermark,
+    /// from librdkafka's statistics (no extra requests). `None` until the first statistics.
+    pub lag: Mutex<Option<HashMap<(String, i32), i64>>>,
+}
+
+impl SourceStatus {
+    /// Whether every assigned partition of `topic` is read to within `tolerance` records of its
+    /// high watermark: only then can a silence be told from a backlog. A topic with no partition
+    /// assigned here is caught up (nothing of it is unread by this instance).
+    pub fn caught_up(&self, topic_matches: &dyn Fn(&str) -> bool, tolerance: i64) -> bool {
+        if !self.has_assignment.load(Ordering::Relaxed) {
+            return false;
+        }
+        let lag = self.lag.lock().unwrap_or_else(|poison| poison.into_inner());
+        let Some(lag) = lag.as_ref() else {
+            return false;
+        };
+        lag.iter()
+            .filter(|((topic, _), _)| topic_matches(topic))
+            .all(|(_, &records)| records <= tolerance)
+    }
 }
 
 /// librdkafka callbacks: logging, errors, rebalances. Kept thin.
@@ -65,6 +88,38 @@ pub struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lags = HashMap::new();
+        for (topic_name, topic) in &statistics.topics {
+            for (&partition, stats) in &topic.partitions {
+                if partition < 0 || !stats.desired || stats.hi_offset < 0 {
+                    continue;
+                }
+                let read_up_to = if stats.app_offset >= 0 {
+                    stats.app_offset
+                } else if stats.committed_offset >= 0 {
+                    stats.committed_offset
+                } else {
+                    stats.lo_offset.max(0)
+                };
+                let lag = (stats.hi_offset - read_up_to).max(0);
+                self.metrics
+                    .consumer_lag
+                    .get_or_create(&crate::metrics::PartitionLabels {
+                        topic: topic_name.clone(),
+                        partition: partition.to_string(),
+                    })
+                    .set(lag);
+                lags.insert((topic_name.clone(), partition), lag);
+            }
+        }
+        *self
+            .status
+            .lag
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(lags);
+    }
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -87,6 +142,12 @@ impl ClientContext for SourceContext {
             Some(RDKafkaErrorCode::AllBrokersDown)
         ) {
             self.status.reachable.store(false, Ordering::Relaxed);
+            let _ = self.status.unreachable_since_ms.compare_exchange(
+                0,
+                chrono::Utc::now().timestamp_millis(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
             self.metrics.source_up.set(0);
         }
         tracing::warn!(%error, reason, "kafka client error");
@@ -210,6 +271,14 @@ fn create_consumer(
         );
     if !config.kafka.properties.contains_key("client.id") {
         client_config.set("client.id", "freshwatch");
+    }
+    // Statistics carry each partition's high watermark: how catch-up is judged.
+    if !config
+        .kafka
+        .properties
+        .contains_key("statistics.interval.ms")
+    {
+        client_config.set("statistics.interval.ms", "1000");
     }
     if config
         .kafka
@@ -419,6 +488,12 @@ impl Source {
                 if self.status.reachable.swap(false, Ordering::Relaxed) {
                     tracing::warn!(%error, "kafka brokers do not answer");
                 }
+                let _ = self.status.unreachable_since_ms.compare_exchange(
+                    0,
+                    self.clock.now_ms(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 self.metrics.source_up.set(0);
             }
         }
@@ -428,6 +503,7 @@ impl Source {
         if !self.status.reachable.swap(true, Ordering::Relaxed) {
             self.metrics.source_up.set(1);
         }
+        self.status.unreachable_since_ms.store(0, Ordering::Relaxed);
     }
 
     /// Polls until `shutdown` fires. Runs on its own thread.
