@@ -423,6 +423,22 @@ impl FreshwatchProcess {
         }
     }
 
+    /// SIGTERM: a graceful stop (leaves the consumer group, flushes state).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again after [`FreshwatchProcess::stop`] or [`FreshwatchProcess::kill`].
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
