@@ -20,6 +20,7 @@ use crate::alert::{
 use crate::clock::SharedClock;
 use crate::config::{Config, FeedMode, TopicMatcher};
 use crate::evaluate::Evaluator;
+use crate::ha::Leadership;
 use crate::http::{HttpState, Readiness};
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::model::{FeedIndex, Severity};
@@ -81,8 +82,11 @@ struct Pipeline {
     readiness: Arc<Readiness>,
     /// Serialises evaluation (which writes the outbox) and state flushes.
     write_gate: tokio::sync::Mutex<()>,
+    /// Only the leader evaluates, writes statuses and sends alerts.
+    leadership: Arc<Leadership>,
     /// What decides whether feeds can be judged, and the alerts about it.
     sight: Sight,
+    feed_names: Vec<Arc<str>>,
     /// When the evaluation loop last ran, unix ms (the heartbeat's health signal).
     pub last_tick_ms: Arc<std::sync::atomic::AtomicI64>,
 }
@@ -94,6 +98,9 @@ impl Pipeline {
         let _gate = self.write_gate.lock().await;
         self.last_tick_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
+        if !self.leadership.is_leader() {
+            return;
+        }
         let now_ms = self.clock.now_ms();
         let unreachable_since_ms = self
             .source
@@ -159,6 +166,46 @@ impl Pipeline {
                 tracing::debug!(feed = %transition.feed, key = %transition.key, from = %transition.from, to = %transition.to, "status changed");
             }
         }
+    }
+
+    /// Merges the shared state: last-seen from every replica (by max); a follower also takes
+    /// the leader's statuses, so every replica serves every feed.
+    async fn reload(&self, take_statuses: bool) -> Result<(), StateError> {
+        let snapshot = self.store.load(&self.feed_names).await?;
+        let mut tracker = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for record in snapshot.series {
+            if let Some(index) = self.feed_names.iter().position(|name| *name == record.feed) {
+                tracker.restore(
+                    index as FeedIndex,
+                    &record.key,
+                    record.last_seen_ms,
+                    record.status.filter(|_| take_statuses),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// On becoming leader: take the persisted statuses as they are (no page is repeated), judge
+    /// every series again, and let Alertmanager sinks take up what is firing.
+    async fn promote(&self) {
+        let _gate = self.write_gate.lock().await;
+        if let Err(error) = self.reload(true).await {
+            tracing::warn!(%error, "new leader cannot read the shared state; judging from memory");
+        }
+        {
+            let mut evaluator = self
+                .evaluator
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for feed in 0..self.feed_names.len() {
+                evaluator.rejudge_feed(feed as FeedIndex);
+            }
+        }
+        announce_restored_alerts(self).await;
     }
 
     /// Raises `FreshwatchSourceDown` once the source has been down past its grace; resolves it
@@ -227,6 +274,8 @@ impl Pipeline {
     /// Writes changed series, then commits the offsets they cover.
     async fn flush(&self) {
         let _gate = self.write_gate.lock().await;
+        let leader = self.leadership.is_leader();
+        let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.lease_value());
         let (ids, records, positions) = {
             let mut tracker = self
                 .tracker
@@ -241,7 +290,7 @@ impl Pipeline {
                         feed: tracker.feed(id.feed).name.clone(),
                         key: series.key_bytes().to_vec(),
                         last_seen_ms: series.last_seen(),
-                        status: Some((series.status, series.status_since_ms)),
+                        status: leader.then_some((series.status, series.status_since_ms)),
                     }
                 })
                 .collect();
@@ -250,7 +299,7 @@ impl Pipeline {
         let result = if records.is_empty() {
             self.store.ping().await
         } else {
-            self.store.write(records).await
+            self.store.write(records, fence.as_deref()).await
         };
         match result {
             Ok(()) => {
@@ -363,11 +412,16 @@ pub async fn start(
     let http_stop = CancellationToken::new();
     let loops_stop = CancellationToken::new();
 
+    let leadership = match store.redis() {
+        Some(_) => Leadership::new(crate::ha::instance_name(), false),
+        None => Leadership::always(),
+    };
     let mut sink_tasks = JoinSet::new();
     let dispatcher = Dispatcher::start(
         &config.alerts,
         &config.http.external_url,
         store.clone(),
+        leadership.clone(),
         &metrics,
         sinks_stop.clone(),
         &mut sink_tasks,
@@ -383,6 +437,8 @@ pub async fn start(
         clock: clock.clone(),
         readiness: readiness.clone(),
         write_gate: tokio::sync::Mutex::new(()),
+        leadership: leadership.clone(),
+        feed_names: feed_names.clone(),
         sight: Sight {
             feeds: config
                 .feeds
@@ -399,7 +455,10 @@ pub async fn start(
         },
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
     });
-    announce_restored_alerts(&pipeline).await;
+    if leadership.is_leader() {
+        metrics.leader.set(1);
+        announce_restored_alerts(&pipeline).await;
+    }
 
     let source_token = source_stop.clone();
     let source_thread = std::thread::Builder::new()
@@ -415,6 +474,23 @@ pub async fn start(
     });
 
     let mut loops = JoinSet::new();
+    // The lease is held until the last alerts are out, then released for a follower.
+    let lease_stop = CancellationToken::new();
+    let lease_task = pipeline.store.redis().map(|redis| {
+        tokio::spawn(crate::ha::run_lease(
+            redis.clone(),
+            leadership.clone(),
+            config.ha.lease,
+            lease_stop.clone(),
+        ))
+    });
+    if pipeline.store.redis().is_some() {
+        loops.spawn(replica_loop(
+            pipeline.clone(),
+            config.ha.reload_interval,
+            loops_stop.clone(),
+        ));
+    }
     if let Some(heartbeat) = config.heartbeat.clone() {
         let health = crate::heartbeat::Health {
             last_tick_ms: pipeline.last_tick_ms.clone(),
@@ -477,6 +553,10 @@ pub async fn start(
         {
             tracing::error!("alert sinks did not drain in time");
         }
+        lease_stop.cancel();
+        if let Some(lease_task) = lease_task {
+            let _ = lease_task.await;
+        }
         http_stop.cancel();
         let _ = http_task.await;
         tracing::info!("stopped");
@@ -519,6 +599,38 @@ async fn evaluation_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: Canc
             biased;
             _ = stop.cancelled() => break,
             _ = ticker.tick() => pipeline.evaluate().await,
+        }
+    }
+}
+
+/// With shared state: reloads it every `interval`, and promotes this instance when it wins the
+/// lease.
+async fn replica_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leadership = pipeline.leadership.subscribe();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            // Won (or lost) the lease.
+            changed = leadership.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let leader = *leadership.borrow_and_update();
+                pipeline.metrics.leader.set(i64::from(leader));
+                if leader {
+                    pipeline.promote().await;
+                }
+            }
+            // Merge what the other replicas read.
+            _ = ticker.tick() => {
+                let take_statuses = !pipeline.leadership.is_leader();
+                if let Err(error) = pipeline.reload(take_statuses).await {
+                    tracing::debug!(%error, "shared state reload failed");
+                }
+            }
         }
     }
 }

@@ -126,6 +126,11 @@ impl Evaluator {
         }
     }
 
+    /// Judges every series of `feed` again at the next tick (a new leader's first look).
+    pub fn rejudge_feed(&mut self, feed: crate::model::FeedIndex) {
+        self.regained.push(feed);
+    }
+
     pub fn is_blind(&self, feed: crate::model::FeedIndex) -> bool {
         self.blind[feed as usize]
     }

@@ -19,6 +19,7 @@
 //!   fallbacks, rate limits; never drops silently.
 //! - [`state`]: persistence (Redis or redb) so restarts keep every staleness clock running.
 //! - [`http`] and [`metrics`]: the API, health, and Prometheus exposition.
+//! - [`ha`]: leadership among replicas (a fenced Redis lease).
 //! - [`heartbeat`]: pings an external dead-man's switch while freshwatch is healthy.
 //! - [`app`]: wires it all and shuts down in order; [`demo`] and [`status`] back the CLI.
 //! - [`clock`] and [`model`]: time and the shared domain types.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod demo;
 pub mod evaluate;
 pub mod extract;
+pub mod ha;
 pub mod heartbeat;
 pub mod http;
 pub mod metrics;

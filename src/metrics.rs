@@ -79,6 +79,7 @@ pub struct Metrics {
     pub notifications_suppressed: Family<SinkLabels, Counter>,
     pub heartbeats: Family<OutcomeLabels, Counter>,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -97,6 +98,7 @@ impl Default for Metrics {
             notifications_suppressed: Family::default(),
             heartbeats: Family::default(),
             consumer_lag: Family::default(),
+            leader: Gauge::default(),
         }
     }
 }
@@ -169,6 +171,11 @@ impl Metrics {
             "freshwatch_heartbeats",
             "Dead-man's-switch pings, by outcome (sent, failed, withheld while unhealthy)",
             metrics.heartbeats.clone(),
+        );
+        registry.register(
+            "freshwatch_leader",
+            "1 while this replica holds the leader lease (evaluates and sends alerts)",
+            metrics.leader.clone(),
         );
         registry.register(
             "freshwatch_consumer_lag_records",

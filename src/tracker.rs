@@ -221,12 +221,17 @@ impl Tracker {
             return;
         };
         let series = &mut self.feeds[feed as usize].series[id.index as usize];
-        if let Some(last_seen_ms) = last_seen_ms {
-            series.last_seen_ms = series.last_seen_ms.max(last_seen_ms);
-        }
         if let Some((status, since_ms)) = status {
             series.status = status;
             series.status_since_ms = since_ms;
+        }
+        // Another replica's fresher record must resolve an alert here, as a record would.
+        if last_seen_ms.is_some_and(|last_seen_ms| last_seen_ms > series.last_seen_ms) {
+            series.last_seen_ms = last_seen_ms.unwrap_or(NEVER);
+            if series.status != Status::Ok && !series.refresh_queued {
+                series.refresh_queued = true;
+                self.refreshed.push(id);
+            }
         }
     }
 

@@ -252,6 +252,8 @@ pub struct SinkTask {
     /// Critical alerts accepted and still firing, for `repeat_interval`.
     firing: HashMap<String, (Notification, Instant)>,
     last_send: Option<Instant>,
+    /// Only the leader delivers; a new leader takes over the outbox.
+    leadership: Arc<crate::ha::Leadership>,
 }
 
 impl SinkTask {
@@ -262,6 +264,7 @@ impl SinkTask {
         store: StateStore,
         metrics: Metrics,
         directory: Directory,
+        leadership: Arc<crate::ha::Leadership>,
     ) -> (SinkTask, SinkHandle, mpsc::UnboundedReceiver<Envelope>) {
         let config = Arc::new(config);
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -275,6 +278,7 @@ impl SinkTask {
             sent: HashMap::new(),
             firing: HashMap::new(),
             last_send: None,
+            leadership,
         };
         (task, SinkHandle { config, sender }, receiver)
     }
@@ -485,22 +489,34 @@ impl SinkTask {
         mut receiver: mpsc::UnboundedReceiver<Envelope>,
         shutdown: CancellationToken,
     ) {
-        self.recover().await;
+        let mut leader_changes = self.leadership.subscribe();
+        if self.leadership.is_leader() {
+            self.recover().await;
+        }
         let mut backoff = Backoff::new();
         let mut next_attempt = Instant::now();
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let due = !self.queue.is_empty();
+            let leader = self.leadership.is_leader();
+            let due = leader && !self.queue.is_empty();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // A new leader delivers what the outbox holds, including the old leader's.
+                changed = leader_changes.changed() => {
+                    if changed.is_ok() && *leader_changes.borrow_and_update() {
+                        self.queue.clear();
+                        self.recover().await;
+                        next_attempt = Instant::now();
+                    }
+                }
                 // A new notification (already in the outbox).
                 envelope = receiver.recv() => match envelope {
                     Some(envelope) => self.push(envelope),
                     None => break,
                 },
                 // Fallbacks, repeats, and entries the store could not take earlier.
-                _ = housekeeping.tick() => {
+                _ = housekeeping.tick(), if leader => {
                     self.fall_back().await;
                     self.repeat_firing().await;
                     self.store_unstored().await;
@@ -547,7 +563,9 @@ impl SinkTask {
         while let Ok(envelope) = receiver.try_recv() {
             self.push(envelope);
         }
-        self.drain().await;
+        if self.leadership.is_leader() {
+            self.drain().await;
+        }
     }
 
     fn spacing_wait(&self) -> Option<Duration> {
@@ -649,6 +667,7 @@ mod tests {
             store.clone(),
             metrics.clone(),
             Directory::default(),
+            crate::ha::Leadership::always(),
         );
         // acme already had its one notification this hour.
         task.accepted(&notification("acme", "critical", true));

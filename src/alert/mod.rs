@@ -246,6 +246,7 @@ impl Dispatcher {
         config: &AlertsConfig,
         external_url: &str,
         store: crate::state::StateStore,
+        leadership: std::sync::Arc<crate::ha::Leadership>,
         metrics: &Metrics,
         shutdown: CancellationToken,
         tasks: &mut tokio::task::JoinSet<()>,
@@ -270,6 +271,7 @@ impl Dispatcher {
                 store.clone(),
                 metrics.clone(),
                 directory.clone(),
+                leadership.clone(),
             );
             tasks.spawn(task.run(receiver, shutdown.clone()));
             by_name.insert(sink.name.clone(), handle.clone());

@@ -60,6 +60,14 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     pub alerts: AlertsConfig,
     pub heartbeat: Option<HeartbeatConfig>,
+    pub ha: HaConfig,
+}
+
+/// `[ha]`, validated. Used only with Redis state.
+#[derive(Debug, Clone)]
+pub struct HaConfig {
+    pub lease: Duration,
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -475,6 +483,15 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             })
         }
     };
+    if raw.ha.lease < Duration::from_secs(3) {
+        return Err(ConfigError::invalid("ha.lease", "must be at least 3s"));
+    }
+    if raw.ha.reload_interval < Duration::from_millis(100) {
+        return Err(ConfigError::invalid(
+            "ha.reload_interval",
+            "must be at least 100ms",
+        ));
+    }
     Ok(Config {
         kafka,
         state,
@@ -483,6 +500,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         feeds,
         alerts,
         heartbeat,
+        ha: HaConfig {
+            lease: raw.ha.lease,
+            reload_interval: raw.ha.reload_interval,
+        },
     })
 }
 

@@ -35,6 +35,38 @@ pub struct RawConfig {
     pub alerts: RawAlerts,
     /// Optional dead-man's-switch ping.
     pub heartbeat: Option<RawHeartbeat>,
+    /// Replicas sharing one Redis.
+    #[serde(default)]
+    pub ha: RawHa,
+}
+
+/// `[ha]`: several replicas with the same config and Redis; one leads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHa {
+    /// Leader lease: a dead leader is replaced within this long.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often each replica reads the shared state, so every replica serves every feed and
+    /// the leader judges partitions read by the others.
+    #[serde(default = "default_reload", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for RawHa {
+    fn default() -> Self {
+        RawHa {
+            lease: default_lease(),
+            reload_interval: default_reload(),
+        }
+    }
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_reload() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// `[kafka]`

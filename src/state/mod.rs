@@ -66,6 +66,14 @@ impl StateStore {
         }
     }
 
+    /// The Redis store, when there is one (replicas need it for leadership).
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match self {
+            StateStore::Redis(store) => Some(store),
+            StateStore::Embedded(_) => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             StateStore::Redis(_) => "redis",
@@ -89,13 +97,18 @@ impl StateStore {
         }
     }
 
-    /// Merges `records` into the store: last-seen by max, status by overwrite.
-    pub async fn write(&self, records: Vec<SeriesRecord>) -> Result<(), StateError> {
+    /// Merges `records` into the store: last-seen by max, status by overwrite. With `fence`
+    /// (the leader lease value), statuses are written only while that lease holds.
+    pub async fn write(
+        &self,
+        records: Vec<SeriesRecord>,
+        fence: Option<&str>,
+    ) -> Result<(), StateError> {
         if records.is_empty() {
             return Ok(());
         }
         match self {
-            StateStore::Redis(store) => store.write(&records).await,
+            StateStore::Redis(store) => store.write(&records, fence).await,
             StateStore::Embedded(store) => store.write(records).await,
         }
     }

@@ -24,6 +24,15 @@ end
 return 0
 ";
 
+/// HSET of status fields only while KEYS[2] (the leader lease) holds ARGV[1].
+const FENCED_HSET: &str = r"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return 1
+";
+
 /// Fields per script call, so one call never blocks Redis for long.
 const FIELDS_PER_CALL: usize = 500;
 
@@ -123,7 +132,11 @@ impl RedisStore {
         Ok(started)
     }
 
-    pub async fn write(&self, records: &[SeriesRecord]) -> Result<(), StateError> {
+    pub async fn write(
+        &self,
+        records: &[SeriesRecord],
+        fence: Option<&str>,
+    ) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
         let mut pipeline = redis::pipe();
         let mut by_feed: std::collections::BTreeMap<&str, Vec<&SeriesRecord>> =
@@ -157,9 +170,26 @@ impl RedisStore {
                 })
                 .collect();
             for chunk in with_status.chunks(FIELDS_PER_CALL) {
-                let command = pipeline.cmd("HSET").arg(&status_key);
-                for (key, text) in chunk {
-                    command.arg(*key).arg(text);
+                match fence {
+                    // Only the lease holder's statuses are written: a deposed leader's are not.
+                    Some(lease_value) => {
+                        let command = pipeline
+                            .cmd("EVAL")
+                            .arg(FENCED_HSET)
+                            .arg(2)
+                            .arg(&status_key)
+                            .arg(self.leader_key())
+                            .arg(lease_value);
+                        for (key, text) in chunk {
+                            command.arg(*key).arg(text);
+                        }
+                    }
+                    None => {
+                        let command = pipeline.cmd("HSET").arg(&status_key);
+                        for (key, text) in chunk {
+                            command.arg(*key).arg(text);
+                        }
+                    }
                 }
                 pipeline.ignore();
             }
@@ -208,6 +238,66 @@ impl RedisStore {
             .arg(id)
             .query_async(&mut connection)
             .await?;
+        Ok(())
+    }
+
+    fn leader_key(&self) -> String {
+        format!("{}:leader", self.prefix)
+    }
+
+    /// Takes the lease if free; returns the new fencing token.
+    pub async fn lease_acquire(
+        &self,
+        instance: &str,
+        ttl_ms: i64,
+    ) -> Result<Option<u64>, StateError> {
+        let mut connection = self.connection.clone();
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(self.leader_key())
+            .query_async(&mut connection)
+            .await?;
+        if holder.is_some() {
+            return Ok(None);
+        }
+        let token: u64 = redis::cmd("INCR")
+            .arg(format!("{}:leader_token", self.prefix))
+            .query_async(&mut connection)
+            .await?;
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.leader_key())
+            .arg(format!("{instance}:{token}"))
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut connection)
+            .await?;
+        Ok(taken.map(|_| token))
+    }
+
+    /// Extends the lease if `value` still holds it.
+    pub async fn lease_renew(&self, value: &str, ttl_ms: i64) -> Result<bool, StateError> {
+        let mut connection = self.connection.clone();
+        let renewed: i64 = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+        )
+        .key(self.leader_key())
+        .arg(value)
+        .arg(ttl_ms)
+        .invoke_async(&mut connection)
+        .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives the lease up so a follower takes over at once.
+    pub async fn lease_release(&self, value: &str) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        )
+        .key(self.leader_key())
+        .arg(value)
+        .invoke_async(&mut connection)
+        .await?;
         Ok(())
     }
 

@@ -1,0 +1,131 @@
+//! Running several replicas: exactly one leader evaluates and sends alerts.
+//!
+//! Leadership is a Redis lease (`{prefix}:leader`, `SET NX PX`) holding `instance:token`, where
+//! the token comes from `INCR {prefix}:leader_token`, so it grows with every new leader (a
+//! fencing token). The leader renews every third of the lease; a leader that cannot renew steps
+//! down before the lease can have passed to another replica, and status writes are fenced on
+//! the lease value, so a stale leader's writes are refused. Partitions are shared through the
+//! consumer group, last-seen merges by max in Redis, and alert state and the outbox live in
+//! Redis, so a new leader takes over without a lost or duplicated page.
+//!
+//! With the embedded store there is one instance (redb locks its file): it always leads.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::RedisStore;
+
+/// This instance's view of leadership.
+#[derive(Debug)]
+pub struct Leadership {
+    instance: String,
+    leader: AtomicBool,
+    token: AtomicU64,
+    changes: watch::Sender<bool>,
+}
+
+impl Leadership {
+    pub fn new(instance: String, leader: bool) -> Arc<Leadership> {
+        let (changes, _) = watch::channel(leader);
+        Arc::new(Leadership {
+            instance,
+            leader: AtomicBool::new(leader),
+            token: AtomicU64::new(0),
+            changes,
+        })
+    }
+
+    /// A single instance that always leads.
+    pub fn always() -> Arc<Leadership> {
+        Leadership::new("single".into(), true)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// The fencing token of the current term (0 before any).
+    pub fn token(&self) -> u64 {
+        self.token.load(Ordering::Acquire)
+    }
+
+    /// The lease value this instance holds while leading.
+    pub fn lease_value(&self) -> String {
+        format!("{}:{}", self.instance, self.token())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.changes.subscribe()
+    }
+
+    fn set(&self, leader: bool, token: u64) {
+        self.token.store(token, Ordering::Release);
+        if self.leader.swap(leader, Ordering::AcqRel) != leader {
+            let _ = self.changes.send(leader);
+            if leader {
+                tracing::info!(instance = %self.instance, token, "became leader: evaluating and sending alerts");
+            } else {
+                tracing::warn!(instance = %self.instance, "no longer leader: standing by");
+            }
+        }
+    }
+}
+
+/// A name for this process: host and pid.
+pub fn instance_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Holds or seeks the lease until `shutdown` fires; releases it on the way out.
+pub async fn run_lease(
+    store: RedisStore,
+    leadership: Arc<Leadership>,
+    lease: Duration,
+    shutdown: CancellationToken,
+) {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(15_000);
+    let mut ticker = tokio::time::interval(lease / 3);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        if leadership.is_leader() {
+            match store.lease_renew(&leadership.lease_value(), lease_ms).await {
+                Ok(true) => last_renewed = Instant::now(),
+                Ok(false) => leadership.set(false, 0),
+                Err(error) => {
+                    // Step down before the lease could have expired and passed to another.
+                    if last_renewed.elapsed() >= lease * 2 / 3 {
+                        tracing::warn!(%error, "cannot renew the leader lease");
+                        leadership.set(false, 0);
+                    }
+                }
+            }
+        } else {
+            match store.lease_acquire(&leadership.instance, lease_ms).await {
+                Ok(Some(token)) => {
+                    last_renewed = Instant::now();
+                    leadership.set(true, token);
+                }
+                Ok(None) => {}
+                Err(error) => tracing::debug!(%error, "cannot try the leader lease"),
+            }
+        }
+    }
+    if leadership.is_leader() {
+        let _ = store.lease_release(&leadership.lease_value()).await;
+        leadership.set(false, 0);
+    }
+}
