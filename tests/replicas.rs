@@ -1,0 +1,216 @@
+//! Two freshwatch processes with the same config and Redis: they share partitions through the
+//! consumer group, both serve every feed, exactly one pages, and when the leader is killed the
+//! other takes over within one lease without repeating or losing a page.
+
+mod common;
+
+use std::time::Duration;
+
+use common::receiver::WebhookReceiver;
+use common::{wait_until, FreshwatchProcess, RedisServer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+const DAY_MS: i64 = 86_400_000;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn send(producer: &BaseProducer, topic: &str, key: &str, timestamp_ms: i64) {
+    producer
+        .send(
+            BaseRecord::to(topic)
+                .key(key)
+                .payload("{}")
+                .timestamp(timestamp_ms),
+        )
+        .map_err(|(error, _)| error)
+        .unwrap();
+}
+
+async fn firing_pages(receiver: &WebhookReceiver, feed: &str) -> usize {
+    receiver
+        .requests()
+        .iter()
+        .filter(|request| request.json["feed"] == feed && request.json["status"] == "firing")
+        .count()
+}
+
+#[test]
+fn two_replicas_share_the_work_one_pages_and_the_survivor_takes_over_without_a_repeat() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 4, 1).unwrap();
+    cluster.create_topic("billing", 1, 1).unwrap();
+    cluster.create_topic("late", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-replicas"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "200"
+
+[state]
+redis_url = "{}"
+flush_interval = "100ms"
+
+[evaluation]
+interval = "200ms"
+
+[ha]
+lease = "3s"
+reload_interval = "300ms"
+
+[[feed]]
+name = "orders"
+topic = "orders"
+split_by = "key"
+warn_after = "1h"
+critical_after = "2h"
+
+[[feed]]
+name = "billing"
+topic = "billing"
+warn_after = "1h"
+critical_after = "2h"
+
+[[feed]]
+name = "late"
+topic = "late"
+warn_after = "1h"
+critical_after = "2h"
+
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+            redis.url, receiver.url
+        );
+        let first_dir = tempfile::tempdir().unwrap();
+        let second_dir = tempfile::tempdir().unwrap();
+        let mut first = FreshwatchProcess::start(first_dir.path(), &text);
+        first.wait_ready().await;
+        let mut second = FreshwatchProcess::start(second_dir.path(), &text);
+        second.wait_ready().await;
+
+        // Exactly one leader.
+        wait_until("exactly one leader", Duration::from_secs(15), || async {
+            let leaders = [
+                first.metric("freshwatch_leader").await,
+                second.metric("freshwatch_leader").await,
+            ];
+            leaders
+                .iter()
+                .filter(|leader| **leader == Some(1.0))
+                .count()
+                == 1
+                && leaders
+                    .iter()
+                    .filter(|leader| **leader == Some(0.0))
+                    .count()
+                    == 1
+        })
+        .await;
+        let first_leads = first.metric("freshwatch_leader").await == Some(1.0);
+
+        // Partitions are shared; every replica serves every series from the shared state.
+        for tenant in 0..40 {
+            send(&producer, "orders", &format!("tenant-{tenant}"), now_ms());
+        }
+        send(&producer, "billing", "b", now_ms() - 10 * DAY_MS);
+        producer.flush(Duration::from_secs(5)).unwrap();
+        for replica in [&first, &second] {
+            wait_until(
+                "every replica serves all 40 tenants",
+                Duration::from_secs(20),
+                || async {
+                    replica
+                        .rows()
+                        .await
+                        .iter()
+                        .filter(|row| row["feed"] == "orders" && row["last_seen"].is_string())
+                        .count()
+                        == 40
+                },
+            )
+            .await;
+        }
+        let assigned = first
+            .metric("freshwatch_assigned_partitions")
+            .await
+            .unwrap_or(0.0)
+            + second
+                .metric("freshwatch_assigned_partitions")
+                .await
+                .unwrap_or(0.0);
+        assert_eq!(
+            assigned, 6.0,
+            "the group splits the 6 partitions between the replicas"
+        );
+
+        wait_until("billing paged once", Duration::from_secs(10), || async {
+            firing_pages(&receiver, "billing").await == 1
+        })
+        .await;
+        for replica in [&first, &second] {
+            wait_until(
+                "both replicas show billing critical",
+                Duration::from_secs(10),
+                || async { replica.status("billing", "").await.as_deref() == Some("critical") },
+            )
+            .await;
+        }
+
+        // Kill the leader mid-flight.
+        let (leader, survivor) = if first_leads {
+            (&mut first, &second)
+        } else {
+            (&mut second, &first)
+        };
+        leader.kill();
+        wait_until(
+            "the survivor takes the lease",
+            Duration::from_secs(10),
+            || async { survivor.metric("freshwatch_leader").await == Some(1.0) },
+        )
+        .await;
+        // A new silence after the takeover is paged by the new leader, once.
+        send(&producer, "late", "l", now_ms() - 10 * DAY_MS);
+        producer.flush(Duration::from_secs(5)).unwrap();
+        wait_until(
+            "the new leader pages the new silence",
+            Duration::from_secs(30),
+            || async { firing_pages(&receiver, "late").await >= 1 },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            firing_pages(&receiver, "billing").await,
+            1,
+            "billing is not paged again after the takeover"
+        );
+        assert_eq!(firing_pages(&receiver, "late").await, 1);
+        assert_eq!(
+            survivor.status("billing", "").await.as_deref(),
+            Some("critical")
+        );
+    });
+    drop(cluster);
+}
