@@ -275,7 +275,7 @@ impl Pipeline {
     async fn flush(&self) {
         let _gate = self.write_gate.lock().await;
         let leader = self.leadership.is_leader();
-        let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.lease_value());
+        let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
         let (ids, records, positions) = {
             let mut tracker = self
                 .tracker
@@ -299,7 +299,7 @@ impl Pipeline {
         let result = if records.is_empty() {
             self.store.ping().await
         } else {
-            self.store.write(records, fence.as_deref()).await
+            self.store.write(records, fence).await
         };
         match result {
             Ok(()) => {

@@ -4,7 +4,8 @@
 //! the token comes from `INCR {prefix}:leader_token`, so it grows with every new leader (a
 //! fencing token). The leader renews every third of the lease; a leader that cannot renew steps
 //! down before the lease can have passed to another replica, and status writes are fenced on
-//! the lease value, so a stale leader's writes are refused. Partitions are shared through the
+//! the token (each feed keeps the highest token that wrote it), so a deposed leader's writes are
+//! refused. Partitions are shared through the
 //! consumer group, last-seen merges by max in Redis, and alert state and the outbox live in
 //! Redis, so a new leader takes over without a lost or duplicated page.
 //!

@@ -214,3 +214,68 @@ url = "{}/hook"
     });
     drop(cluster);
 }
+
+#[test]
+fn a_deposed_leaders_status_writes_are_fenced_off_and_last_seen_only_grows() {
+    use freshwatch::model::Status;
+    use freshwatch::state::{RedisStore, SeriesRecord};
+    use std::sync::Arc;
+    let redis = RedisServer::start();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = RedisStore::connect(&redis.url, "freshwatch").await.unwrap();
+        let record = |last_seen: i64, status: Status| SeriesRecord {
+            feed: Arc::from("billing"),
+            key: b"eu".to_vec(),
+            last_seen_ms: Some(last_seen),
+            status: Some((status, last_seen)),
+        };
+        // The lease: one holder at a time, tokens grow.
+        let first = store
+            .lease_acquire("a", 3_000)
+            .await
+            .unwrap()
+            .expect("free lease");
+        assert_eq!(
+            store.lease_acquire("b", 3_000).await.unwrap(),
+            None,
+            "held by a"
+        );
+        assert!(store
+            .lease_renew(&format!("a:{first}"), 3_000)
+            .await
+            .unwrap());
+        store.lease_release(&format!("a:{first}")).await.unwrap();
+        let second = store
+            .lease_acquire("b", 3_000)
+            .await
+            .unwrap()
+            .expect("released");
+        assert!(second > first);
+        assert!(
+            !store
+                .lease_renew(&format!("a:{first}"), 3_000)
+                .await
+                .unwrap(),
+            "a was deposed"
+        );
+
+        store
+            .write(&[record(200, Status::Critical)], Some(second))
+            .await
+            .unwrap();
+        store
+            .write(&[record(100, Status::Ok)], Some(first))
+            .await
+            .unwrap();
+        let snapshot = freshwatch::state::StateStore::Redis(store)
+            .load(&[Arc::from("billing")])
+            .await
+            .unwrap();
+        assert_eq!(snapshot.series[0].last_seen_ms, Some(200), "max merge");
+        assert_eq!(
+            snapshot.series[0].status,
+            Some((Status::Critical, 200)),
+            "the stale leader's write was refused"
+        );
+    });
+}

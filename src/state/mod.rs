@@ -98,11 +98,11 @@ impl StateStore {
     }
 
     /// Merges `records` into the store: last-seen by max, status by overwrite. With `fence`
-    /// (the leader lease value), statuses are written only while that lease holds.
+    /// (the leader's fencing token), statuses are refused once a newer leader wrote them.
     pub async fn write(
         &self,
         records: Vec<SeriesRecord>,
-        fence: Option<&str>,
+        fence: Option<u64>,
     ) -> Result<(), StateError> {
         if records.is_empty() {
             return Ok(());

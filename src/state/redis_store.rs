@@ -2,6 +2,7 @@
 //! - `{prefix}:{<feed>}:last_seen`: hash, split value → unix ms, merged with a max (Lua);
 //! - `{prefix}:{<feed>}:status`: hash, split value → `status@since_ms`;
 //! - `{prefix}:{<feed>}:meta`: hash, `watch_started` → unix ms (set once);
+//! - `{prefix}:{<feed>}:fence`: the highest leader fencing token that wrote the feed's statuses;
 //! - `{prefix}:outbox:{<sink>}`: stream of undelivered notifications, oldest first.
 //!
 //! The unsplit feed's split value is the empty string.
@@ -24,9 +25,13 @@ end
 return 0
 ";
 
-/// HSET of status fields only while KEYS[2] (the leader lease) holds ARGV[1].
+/// HSET of status fields unless a newer leader already wrote this feed: KEYS[2] (in the feed's
+/// hash slot) keeps the highest fencing token that wrote, ARGV[1] is the writer's token.
 const FENCED_HSET: &str = r"
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
+local token = tonumber(ARGV[1])
+if token < newest then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
 for i = 2, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
@@ -135,7 +140,7 @@ impl RedisStore {
     pub async fn write(
         &self,
         records: &[SeriesRecord],
-        fence: Option<&str>,
+        fence: Option<u64>,
     ) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
         let mut pipeline = redis::pipe();
@@ -172,14 +177,14 @@ impl RedisStore {
             for chunk in with_status.chunks(FIELDS_PER_CALL) {
                 match fence {
                     // Only the lease holder's statuses are written: a deposed leader's are not.
-                    Some(lease_value) => {
+                    Some(token) => {
                         let command = pipeline
                             .cmd("EVAL")
                             .arg(FENCED_HSET)
                             .arg(2)
                             .arg(&status_key)
-                            .arg(self.leader_key())
-                            .arg(lease_value);
+                            .arg(self.key(feed, "fence"))
+                            .arg(token);
                         for (key, text) in chunk {
                             command.arg(*key).arg(text);
                         }
