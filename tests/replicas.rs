@@ -279,3 +279,114 @@ fn a_deposed_leaders_status_writes_are_fenced_off_and_last_seen_only_grows() {
         );
     });
 }
+
+#[test]
+fn with_redis_cluster_state_outbox_and_leadership_work_across_slots() {
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in ["orders", "billing", "late"] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+    let redis = common::RedisCluster::start();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        receiver.answer(common::receiver::Answer::Status(500));
+        let nodes: Vec<String> = redis
+            .nodes
+            .iter()
+            .map(|node| format!("\"{node}\""))
+            .collect();
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-cluster"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"session.timeout.ms" = "6000"
+"statistics.interval.ms" = "200"
+[state]
+redis_cluster_nodes = [{}]
+flush_interval = "100ms"
+[ha]
+lease = "3s"
+[evaluation]
+interval = "200ms"
+[[feed]]
+name = "orders"
+topic = "orders"
+split_by = "key"
+[[feed]]
+name = "billing"
+topic = "billing"
+[[feed]]
+name = "late"
+topic = "late"
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+            nodes.join(", "),
+            receiver.url
+        );
+        let directory = tempfile::tempdir().unwrap();
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until("leader over a cluster", Duration::from_secs(10), || async {
+            freshwatch.metric("freshwatch_leader").await == Some(1.0)
+        })
+        .await;
+        let ten_days_ago = now_ms() - 10 * DAY_MS;
+        for (topic, key) in [
+            ("orders", "acme"),
+            ("orders", "globex"),
+            ("billing", "b"),
+            ("late", "l"),
+        ] {
+            send(&producer, topic, key, ten_days_ago);
+        }
+        producer.flush(Duration::from_secs(5)).unwrap();
+        wait_until(
+            "every feed critical, pages waiting in the outbox",
+            Duration::from_secs(20),
+            || async {
+                let rows = freshwatch.rows().await;
+                rows.len() == 4
+                    && rows.iter().all(|row| row["status"] == "critical")
+                    && freshwatch
+                        .metric("freshwatch_outbox_pending{sink=\"webhook-0\"}")
+                        .await
+                        == Some(4.0)
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        freshwatch.kill();
+        receiver.answer(common::receiver::Answer::Ok);
+        freshwatch.restart();
+        wait_until(
+            "the outbox is delivered after the restart",
+            Duration::from_secs(30),
+            || async { receiver.requests().len() >= 4 },
+        )
+        .await;
+        let rows = freshwatch.rows().await;
+        assert_eq!(
+            rows.len(),
+            4,
+            "every series restored from the cluster: {rows:#?}"
+        );
+        for row in &rows {
+            assert_eq!(row["status"], "critical", "{rows:#?}\n{}", freshwatch.log());
+            assert_eq!(
+                row["last_seen"],
+                freshwatch::clock::rfc3339(ten_days_ago).as_str()
+            );
+        }
+    });
+    drop(cluster);
+}

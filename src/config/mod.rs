@@ -83,6 +83,7 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone)]
 pub enum StateBackend {
     Redis { url: Secret },
+    RedisCluster { nodes: Vec<Secret> },
     Embedded { path: PathBuf },
 }
 
@@ -553,7 +554,34 @@ fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigError> {
 }
 
 fn validate_state(raw: raw::RawState) -> Result<StateConfig, ConfigError> {
+    if raw.redis_url.is_some() && !raw.redis_cluster_nodes.is_empty() {
+        return Err(ConfigError::invalid(
+            "state.redis_cluster_nodes",
+            "set either redis_url or redis_cluster_nodes, not both",
+        ));
+    }
+    for (index, node) in raw.redis_cluster_nodes.iter().enumerate() {
+        let parsed = reqwest::Url::parse(node).map_err(|error| {
+            ConfigError::invalid(
+                format!("state.redis_cluster_nodes[{index}]"),
+                format!("not a URL: {error}"),
+            )
+        })?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(ConfigError::invalid(
+                format!("state.redis_cluster_nodes[{index}]"),
+                "scheme must be redis:// or rediss://",
+            ));
+        }
+    }
     let backend = match raw.redis_url {
+        None if !raw.redis_cluster_nodes.is_empty() => StateBackend::RedisCluster {
+            nodes: raw
+                .redis_cluster_nodes
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
+        },
         Some(url) => {
             let parsed = reqwest::Url::parse(&url).map_err(|error| {
                 ConfigError::invalid("state.redis_url", format!("not a URL: {error}"))
@@ -944,7 +972,7 @@ pub fn describe(config: &Config) -> String {
         config.kafka.properties.len()
     );
     let _ = match &config.state.backend {
-        StateBackend::Redis { .. } => writeln!(
+        StateBackend::Redis { .. } | StateBackend::RedisCluster { .. } => writeln!(
             text,
             "state: redis (key prefix {}), flush every {}",
             config.state.key_prefix,

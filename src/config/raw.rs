@@ -110,6 +110,10 @@ pub enum RawStart {
 pub struct RawState {
     /// Redis URL (`redis://host:port/db`). Absent: the embedded store in `path`.
     pub redis_url: Option<String>,
+    /// Redis Cluster seed nodes (`["redis://h1:7000", "redis://h2:7000"]`), instead of
+    /// `redis_url`.
+    #[serde(default)]
+    pub redis_cluster_nodes: Vec<String>,
     /// Directory of the embedded store, used when `redis_url` is absent.
     #[serde(default = "default_state_path")]
     pub path: PathBuf,
@@ -128,6 +132,7 @@ impl Default for RawState {
     fn default() -> Self {
         RawState {
             redis_url: None,
+            redis_cluster_nodes: Vec::new(),
             path: default_state_path(),
             flush_interval: default_flush_interval(),
             key_prefix: default_key_prefix(),

@@ -60,6 +60,13 @@ impl StateStore {
             StateBackend::Redis { url } => Ok(StateStore::Redis(
                 RedisStore::connect(url.expose(), &config.key_prefix).await?,
             )),
+            StateBackend::RedisCluster { nodes } => {
+                let nodes: Vec<String> =
+                    nodes.iter().map(|node| node.expose().to_owned()).collect();
+                Ok(StateStore::Redis(
+                    RedisStore::connect_cluster(&nodes, &config.key_prefix).await?,
+                ))
+            }
             StateBackend::Embedded { path } => Ok(StateStore::Embedded(
                 EmbeddedStore::open(path.clone()).await?,
             )),

@@ -41,10 +41,53 @@ return 1
 /// Fields per script call, so one call never blocks Redis for long.
 const FIELDS_PER_CALL: usize = 500;
 
+/// One Redis server (reconnecting), or a Redis Cluster (routing each command by key slot).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        command: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Single(connection) => connection.req_packed_command(command),
+            Connection::Cluster(connection) => connection.req_packed_command(command),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Single(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+            Connection::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(connection) => connection.get_db(),
+            Connection::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     prefix: String,
+    cluster: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -52,6 +95,7 @@ impl std::fmt::Debug for RedisStore {
         formatter
             .debug_struct("RedisStore")
             .field("prefix", &self.prefix)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -66,8 +110,23 @@ impl RedisStore {
             .set_max_delay(Duration::from_secs(2));
         let connection = ConnectionManager::new_with_config(client, config).await?;
         Ok(RedisStore {
-            connection,
+            connection: Connection::Single(connection),
             prefix: prefix.to_owned(),
+            cluster: false,
+        })
+    }
+
+    /// Connects to a Redis Cluster through any of its `nodes`.
+    pub async fn connect_cluster(nodes: &[String], prefix: &str) -> Result<RedisStore, StateError> {
+        let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(5))
+            .build()?;
+        let connection = client.get_async_connection().await?;
+        Ok(RedisStore {
+            connection: Connection::Cluster(connection),
+            prefix: prefix.to_owned(),
+            cluster: true,
         })
     }
 
@@ -123,17 +182,13 @@ impl RedisStore {
     pub async fn watch_started(&self, feed: &str, now_ms: i64) -> Result<i64, StateError> {
         let mut connection = self.connection.clone();
         let meta = self.key(feed, "meta");
-        let (_, started): (i64, i64) = redis::pipe()
-            .atomic()
-            .cmd("HSETNX")
-            .arg(&meta)
-            .arg("watch_started")
-            .arg(now_ms)
-            .cmd("HGET")
-            .arg(&meta)
-            .arg("watch_started")
-            .query_async(&mut connection)
-            .await?;
+        let started: i64 = redis::Script::new(
+            "redis.call('HSETNX', KEYS[1], 'watch_started', ARGV[1]) return tonumber(redis.call('HGET', KEYS[1], 'watch_started'))",
+        )
+        .key(&meta)
+        .arg(now_ms)
+        .invoke_async(&mut connection)
+        .await?;
         Ok(started)
     }
 
@@ -198,8 +253,15 @@ impl RedisStore {
                 }
                 pipeline.ignore();
             }
+            // A cluster pipeline must stay in one slot: one per feed (its hash tag).
+            if self.cluster {
+                let () = pipeline.query_async(&mut connection).await?;
+                pipeline = redis::pipe();
+            }
         }
-        let () = pipeline.query_async(&mut connection).await?;
+        if !self.cluster {
+            let () = pipeline.query_async(&mut connection).await?;
+        }
         Ok(())
     }
 
