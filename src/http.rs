@@ -143,7 +143,12 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         None => Json(serde_json::json!({"ready": true})).into_response(),
         Some(reasons) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"ready": false, "reasons": reasons})),
+            Json(serde_json::json!({
+                "ready": false,
+                // Degraded: running and judging from memory, but not all it depends on answers.
+                "status": if state.readiness.source.has_assignment.load(Ordering::Relaxed) { "degraded" } else { "starting" },
+                "reasons": reasons,
+            })),
         )
             .into_response(),
     }
