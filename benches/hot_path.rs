@@ -1,0 +1,196 @@
+//! Extract + track throughput on one core, per split kind, against a naive baseline
+//! (`serde_json::Value` parse plus a `HashMap<String, _>` with a fresh `String` per record).
+//!
+//! `cargo bench --bench hot_path`
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use freshwatch::config::{FeedConfig, FeedMode, SplitRule, TimestampRule, TopicMatcher};
+use freshwatch::extract::json::JsonPointer;
+use freshwatch::extract::{Extractor, OwnedRecord};
+use freshwatch::tracker::Tracker;
+
+const RECORDS: usize = 10_000;
+const TENANTS: usize = 10_000;
+const BASE_MS: i64 = 1_764_547_200_000;
+
+fn feed(split: Option<SplitRule>, timestamp: TimestampRule) -> FeedConfig {
+    FeedConfig {
+        name: Arc::from("profiles"),
+        topics: TopicMatcher::Exact("cdp.profile-updates".into()),
+        split,
+        timestamp,
+        warn_after: Duration::from_secs(1800),
+        critical_after: Duration::from_secs(7200),
+        expected: vec![],
+        mode: FeedMode::Consume,
+        max_keys: 1_000_000,
+        hold: Duration::ZERO,
+    }
+}
+
+/// A realistic ~300-byte external profile update; the tenant is not the first field.
+fn profile_update(index: usize, rfc3339_time: bool) -> Vec<u8> {
+    let at = BASE_MS + index as i64;
+    let updated_at = if rfc3339_time {
+        format!("\"{}\"", freshwatch::clock::rfc3339(at))
+    } else {
+        at.to_string()
+    };
+    format!(
+        r#"{{"profile_id":"p-{index:08}","email":"user{index}@example.com","name":"Zoë \"Z\" Müller","source":"crm-sync","attributes":{{"plan":"pro","country":"DE","score":{score},"tags":["a","b"]}},"tenant_id":"tenant-{tenant:05}","updated_at":{updated_at},"version":3}}"#,
+        score = index % 97,
+        tenant = index % TENANTS,
+    )
+    .into_bytes()
+}
+
+fn records(rfc3339_time: bool) -> Vec<OwnedRecord> {
+    (0..RECORDS)
+        .map(|index| OwnedRecord {
+            partition: (index % 12) as i32,
+            key: Some(format!("tenant-{:05}", index % TENANTS).into_bytes()),
+            payload: Some(profile_update(index, rfc3339_time)),
+            headers: vec![
+                (
+                    "tenant".into(),
+                    format!("tenant-{:05}", index % TENANTS).into_bytes(),
+                ),
+                (
+                    "ts".into(),
+                    (BASE_MS + index as i64).to_string().into_bytes(),
+                ),
+            ],
+            timestamp_ms: Some(BASE_MS + index as i64),
+        })
+        .collect()
+}
+
+/// Extract and track every record once; keys are already known (steady state).
+fn run(extractor: &Extractor, tracker: &mut Tracker, batch: &[OwnedRecord]) -> usize {
+    let mut tracked = 0;
+    for record in batch {
+        if let Ok(extracted) = extractor.extract(record, BASE_MS) {
+            if tracker
+                .observe(0, extracted.split.as_bytes(), extracted.event_ms)
+                .is_some()
+            {
+                tracked += 1;
+            }
+        }
+    }
+    tracked
+}
+
+fn bench_scenario(
+    criterion: &mut Criterion,
+    name: &str,
+    config: FeedConfig,
+    batch: &[OwnedRecord],
+) {
+    let bytes: usize = batch
+        .iter()
+        .map(|record| record.payload.as_ref().map_or(0, Vec::len))
+        .sum();
+    let extractor = Extractor::new(&config, 300_000);
+    let mut tracker = Tracker::new(std::slice::from_ref(&config), BASE_MS);
+    assert_eq!(
+        run(&extractor, &mut tracker, batch),
+        batch.len(),
+        "{name}: every record tracks"
+    );
+    let mut group = criterion.benchmark_group("extract_track");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function(format!("{name}/records"), |bencher| {
+        bencher.iter(|| black_box(run(&extractor, &mut tracker, batch)))
+    });
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function(format!("{name}/bytes"), |bencher| {
+        bencher.iter(|| black_box(run(&extractor, &mut tracker, batch)))
+    });
+    group.finish();
+}
+
+fn naive_baseline(criterion: &mut Criterion, name: &str, batch: &[OwnedRecord]) {
+    let mut group = criterion.benchmark_group("extract_track");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    let mut map: HashMap<String, (i64, u64)> = HashMap::new();
+    group.bench_function(format!("{name}/records"), |bencher| {
+        bencher.iter_batched_ref(
+            || (),
+            |()| {
+                for record in batch {
+                    let payload = record.payload.as_deref().unwrap_or_default();
+                    let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else {
+                        continue;
+                    };
+                    let Some(tenant) = value.pointer("/tenant_id").and_then(|v| v.as_str()) else {
+                        continue;
+                    };
+                    let at = match value.pointer("/updated_at") {
+                        Some(serde_json::Value::String(text)) => {
+                            chrono::DateTime::parse_from_rfc3339(text)
+                                .map(|time| time.timestamp_millis())
+                                .unwrap_or(0)
+                        }
+                        Some(serde_json::Value::Number(number)) => number.as_i64().unwrap_or(0),
+                        _ => 0,
+                    };
+                    let entry = map.entry(tenant.to_string()).or_insert((i64::MIN, 0));
+                    entry.0 = entry.0.max(at);
+                    entry.1 += 1;
+                }
+                black_box(map.len())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn hot_path(criterion: &mut Criterion) {
+    let with_millis = records(false);
+    let with_rfc3339 = records(true);
+    bench_scenario(
+        criterion,
+        "record_timestamp",
+        feed(None, TimestampRule::Record),
+        &with_millis,
+    );
+    bench_scenario(
+        criterion,
+        "header_split",
+        feed(
+            Some(SplitRule::Header("tenant".into())),
+            TimestampRule::Record,
+        ),
+        &with_millis,
+    );
+    bench_scenario(
+        criterion,
+        "key_split",
+        feed(Some(SplitRule::Key), TimestampRule::Record),
+        &with_millis,
+    );
+    let json_feed = || {
+        feed(
+            Some(SplitRule::Json(JsonPointer::parse("/tenant_id").unwrap())),
+            TimestampRule::Json(JsonPointer::parse("/updated_at").unwrap()),
+        )
+    };
+    bench_scenario(criterion, "json_split_unix_ms", json_feed(), &with_millis);
+    bench_scenario(criterion, "json_split_rfc3339", json_feed(), &with_rfc3339);
+    naive_baseline(criterion, "naive_json_unix_ms", &with_millis);
+    naive_baseline(criterion, "naive_json_rfc3339", &with_rfc3339);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = hot_path
+}
+criterion_main!(benches);
