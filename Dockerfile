@@ -5,6 +5,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends cmake build-ess
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
+COPY examples ./examples
 RUN cargo build --release --locked --bin freshwatch
 
 FROM debian:bookworm-slim
