@@ -505,15 +505,23 @@ pub async fn start(
             loops_stop.clone(),
         ));
     }
-    loops.spawn(evaluation_loop(
-        pipeline.clone(),
+    let evaluating = pipeline.clone();
+    loops.spawn(every(
         config.evaluation.interval,
         loops_stop.clone(),
+        move || {
+            let pipeline = evaluating.clone();
+            async move { pipeline.evaluate().await }
+        },
     ));
-    loops.spawn(flush_loop(
-        pipeline.clone(),
+    let flushing = pipeline.clone();
+    loops.spawn(every(
         config.state.flush_interval,
         loops_stop.clone(),
+        move || {
+            let pipeline = flushing.clone();
+            async move { pipeline.flush().await }
+        },
     ));
 
     let http_state = HttpState {
@@ -591,14 +599,19 @@ async fn announce_restored_alerts(pipeline: &Pipeline) {
     }
 }
 
-async fn evaluation_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: CancellationToken) {
+/// Runs `work` every `interval` until `stop` fires; a slow run delays the next, never bursts.
+async fn every<F, Fut>(interval: Duration, stop: CancellationToken, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            _ = ticker.tick() => pipeline.evaluate().await,
+            _ = ticker.tick() => work().await,
         }
     }
 }
@@ -631,18 +644,6 @@ async fn replica_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: Cancell
                     tracing::debug!(%error, "shared state reload failed");
                 }
             }
-        }
-    }
-}
-
-async fn flush_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            _ = ticker.tick() => pipeline.flush().await,
         }
     }
 }

@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::receiver::{Answer, WebhookReceiver};
-use common::{wait_until, Alertmanager, FreshwatchProcess, RedisServer, SmtpServer};
+use common::{
+    now_ms, runtime, wait_until, Alertmanager, FreshwatchProcess, RedisServer, SmtpServer,
+};
 use hmac::{Hmac, Mac};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -17,18 +19,6 @@ use serde_json::Value;
 use sha2::Sha256;
 
 const DAY_MS: i64 = 86_400_000;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn produce(brokers: &str, topic: &str, timestamp_ms: i64) {
     let producer: BaseProducer = ClientConfig::new()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::receiver::WebhookReceiver;
-use common::{kcat_produce, wait_until, Alertmanager, KcatRecord, RedisServer};
+use common::{kcat_produce, now_ms, runtime, wait_until, Alertmanager, KcatRecord, RedisServer};
 use freshwatch::clock::SystemClock;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -17,18 +17,6 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 const DAY_MS: i64 = 86_400_000;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A mock cluster with the given topics; stays on the test thread.
 fn cluster(

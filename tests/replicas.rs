@@ -7,16 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::receiver::WebhookReceiver;
-use common::{wait_until, FreshwatchProcess, RedisServer};
+use common::{now_ms, wait_until, FreshwatchProcess, RedisServer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 const DAY_MS: i64 = 86_400_000;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 fn send(producer: &BaseProducer, topic: &str, key: &str, timestamp_ms: i64) {
     producer

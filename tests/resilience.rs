@@ -8,24 +8,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::receiver::WebhookReceiver;
-use common::{wait_until, Alertmanager, FreshwatchProcess, RedisServer};
+use common::{now_ms, runtime, wait_until, Alertmanager, FreshwatchProcess, RedisServer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 const DAY_MS: i64 = 86_400_000;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn producer(brokers: &str) -> BaseProducer {
     ClientConfig::new()

@@ -107,7 +107,7 @@ impl EmbeddedStore {
                     let split_key = key.value().1.to_vec();
                     by_key
                         .entry(split_key.clone())
-                        .or_insert_with(|| empty_record(feed, split_key))
+                        .or_insert_with(|| SeriesRecord::empty(feed, split_key))
                         .last_seen_ms = Some(value.value());
                 }
                 for entry in statuses
@@ -119,7 +119,7 @@ impl EmbeddedStore {
                     let status = decode_status(&format!("status of {feed}"), value.value())?;
                     by_key
                         .entry(split_key.clone())
-                        .or_insert_with(|| empty_record(feed, split_key))
+                        .or_insert_with(|| SeriesRecord::empty(feed, split_key))
                         .status = Some(status);
                 }
                 snapshot.series.extend(by_key.into_values());
@@ -275,15 +275,6 @@ impl EmbeddedStore {
             Ok(())
         })
         .await
-    }
-}
-
-fn empty_record(feed: &Arc<str>, key: Vec<u8>) -> SeriesRecord {
-    SeriesRecord {
-        feed: feed.clone(),
-        key,
-        last_seen_ms: None,
-        status: None,
     }
 }
 

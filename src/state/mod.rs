@@ -39,6 +39,18 @@ pub struct SeriesRecord {
     pub status: Option<(Status, i64)>,
 }
 
+impl SeriesRecord {
+    /// A series known by key only, filled in as its fields are read.
+    fn empty(feed: &Arc<str>, key: Vec<u8>) -> SeriesRecord {
+        SeriesRecord {
+            feed: feed.clone(),
+            key,
+            last_seen_ms: None,
+            status: None,
+        }
+    }
+}
+
 /// Everything loaded at start.
 #[derive(Debug, Default)]
 pub struct Snapshot {

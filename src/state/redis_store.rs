@@ -151,7 +151,7 @@ impl RedisStore {
             for (key, millis) in last_seen {
                 by_key
                     .entry(key.clone())
-                    .or_insert_with(|| empty_record(feed, key))
+                    .or_insert_with(|| SeriesRecord::empty(feed, key))
                     .last_seen_ms = Some(millis);
             }
             for (key, text) in statuses {
@@ -163,7 +163,7 @@ impl RedisStore {
                 let status = decode_status(&what, &text)?;
                 by_key
                     .entry(key.clone())
-                    .or_insert_with(|| empty_record(feed, key))
+                    .or_insert_with(|| SeriesRecord::empty(feed, key))
                     .status = Some(status);
             }
             snapshot.series.extend(by_key.into_values());
@@ -372,14 +372,5 @@ impl RedisStore {
         let mut connection = self.connection.clone();
         let _: String = redis::cmd("PING").query_async(&mut connection).await?;
         Ok(())
-    }
-}
-
-fn empty_record(feed: &Arc<str>, key: Vec<u8>) -> SeriesRecord {
-    SeriesRecord {
-        feed: feed.clone(),
-        key,
-        last_seen_ms: None,
-        status: None,
     }
 }

@@ -588,3 +588,17 @@ impl Drop for RedisCluster {
         }
     }
 }
+
+/// Wall-clock now, unix ms.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The runtime scenario tests block on (the mock cluster stays on the test thread).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
