@@ -95,7 +95,7 @@ impl Pipeline {
     /// One evaluation tick: judge what may have changed, then notify. Holds the write gate, so
     /// a new status reaches the state store only after its notifications are in the outbox.
     async fn evaluate(&self) {
-        let _gate = self.write_gate.lock().await;
+        let gate = self.write_gate.lock().await;
         self.last_tick_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
         if !self.leadership.is_leader() {
@@ -152,6 +152,7 @@ impl Pipeline {
             }))
             .await;
         }
+        let mut notified = false;
         for transition in transitions {
             self.metrics
                 .transitions
@@ -162,9 +163,15 @@ impl Pipeline {
             if is_notifiable(&transition) {
                 log_transition(&transition);
                 self.dispatcher.dispatch(Notice::Changed(transition)).await;
+                notified = true;
             } else {
                 tracing::debug!(feed = %transition.feed, key = %transition.key, from = %transition.from, to = %transition.to, "status changed");
             }
+        }
+        // The new statuses follow their notifications into the store at once, not at the next
+        // flush: a `kill -9` in between would restore the old status next to a newer page.
+        if notified {
+            self.flush_holding(gate).await;
         }
     }
 
@@ -273,7 +280,11 @@ impl Pipeline {
 
     /// Writes changed series, then commits the offsets they cover.
     async fn flush(&self) {
-        let _gate = self.write_gate.lock().await;
+        let gate = self.write_gate.lock().await;
+        self.flush_holding(gate).await;
+    }
+
+    async fn flush_holding(&self, gate: tokio::sync::MutexGuard<'_, ()>) {
         let leader = self.leadership.is_leader();
         let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
         let (ids, records, positions) = {
@@ -316,7 +327,7 @@ impl Pipeline {
                 if let Some(positions) = positions {
                     self.source.commit(&positions);
                 }
-                drop(_gate);
+                drop(gate);
                 self.state_down_alert(false, self.clock.now_ms()).await;
             }
             Err(error) => {
@@ -341,7 +352,7 @@ impl Pipeline {
                         tracker.requeue_positions();
                     }
                 }
-                drop(_gate);
+                drop(gate);
                 self.state_down_alert(true, self.clock.now_ms()).await;
             }
         }
@@ -530,6 +541,7 @@ pub async fn start(
         clock,
         registry: Arc::new(registry),
         readiness,
+        records_consumed: metrics.records_consumed.clone(),
     };
     let http_task = tokio::spawn(crate::http::serve(listener, http_state, http_stop.clone()));
     tracing::info!(address = %http_address, feeds = feed_names.len(), "freshwatch running");

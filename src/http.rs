@@ -56,6 +56,8 @@ pub struct HttpState {
     pub clock: SharedClock,
     pub registry: Arc<Registry>,
     pub readiness: Arc<Readiness>,
+    /// Shared with the source, so `/api/v1/source` reads it without touching the tracker.
+    pub records_consumed: prometheus_client::metrics::counter::Counter,
 }
 
 /// One row of `/api/v1/feeds`.
@@ -91,6 +93,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/feeds", get(feeds))
         .route("/api/v1/feeds/{feed}", get(feed))
+        .route("/api/v1/source", get(source))
         .with_state(state)
 }
 
@@ -118,7 +121,7 @@ async fn index() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "name": "freshwatch",
         "version": env!("CARGO_PKG_VERSION"),
-        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/healthz", "/readyz"],
+        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/api/v1/source", "/healthz", "/readyz"],
     }))
 }
 
@@ -132,6 +135,24 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// The consumer as it stands. Cheap (never locks the series table), so scripts and benchmarks
+/// can poll it often while freshwatch reads a backlog.
+async fn source(State(state): State<HttpState>) -> Json<serde_json::Value> {
+    let source = &state.readiness.source;
+    let lag = source
+        .lag
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .as_ref()
+        .map(|partitions| partitions.values().sum::<i64>());
+    Json(serde_json::json!({
+        "reachable": source.reachable.load(Ordering::Relaxed),
+        "assigned_partitions": source.assigned_partitions.load(Ordering::Relaxed),
+        "records_consumed": state.records_consumed.get(),
+        "lag_records": lag,
+    }))
 }
 
 async fn healthz() -> &'static str {
