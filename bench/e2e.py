@@ -111,7 +111,7 @@ def tail_cpu(workdir, brokers, topic):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             values = metrics(port)
-            if values and values.get('freshwatch_feed_records_total{feed="profiles-tail",key=""}'):
+            if values and values.get('freshwatch_feed_last_seen_timestamp_seconds{feed="profiles-tail",key=""}'):
                 break
             time.sleep(0.05)
         else:

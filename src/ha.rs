@@ -2,10 +2,10 @@
 //!
 //! Leadership is a Redis lease (`{prefix}:leader`, `SET NX PX`) holding `instance:token`, where
 //! the token comes from `INCR {prefix}:leader_token`, so it grows with every new leader (a
-//! fencing token). The leader renews every third of the lease; a leader that cannot renew steps
-//! down before the lease can have passed to another replica, and status writes are fenced on
-//! the token (each feed keeps the highest token that wrote it), so a deposed leader's writes are
-//! refused. Partitions are shared through the
+//! fencing token). The leader renews every third of the lease. A leader that cannot reach Redis
+//! leads on from memory (nobody else can take the lease then) and steps down as soon as a renewal
+//! shows another replica holds it; status writes are fenced on the token (each feed keeps the
+//! highest token that wrote it), so a deposed leader's writes are refused. Partitions are shared through the
 //! consumer group, last-seen merges by max in Redis, and alert state and the outbox live in
 //! Redis, so a new leader takes over without a lost or duplicated page.
 //!
@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::RedisStore;
@@ -95,7 +94,7 @@ pub async fn run_lease(
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(15_000);
     let mut ticker = tokio::time::interval(lease / 3);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_renewed = Instant::now();
+    let mut store_lost = false;
     loop {
         tokio::select! {
             biased;
@@ -104,22 +103,27 @@ pub async fn run_lease(
         }
         if leadership.is_leader() {
             match store.lease_renew(&leadership.lease_value(), lease_ms).await {
-                Ok(true) => last_renewed = Instant::now(),
+                Ok(true) => {
+                    if store_lost {
+                        tracing::info!("redis answers again; the leader lease is still ours");
+                        store_lost = false;
+                    }
+                }
                 Ok(false) => leadership.set(false, 0),
                 Err(error) => {
-                    // Step down before the lease could have expired and passed to another.
-                    if last_renewed.elapsed() >= lease * 2 / 3 {
-                        tracing::warn!(%error, "cannot renew the leader lease");
-                        leadership.set(false, 0);
+                    // Keep leading: with Redis down no replica can take the lease, and stepping
+                    // down would leave nobody paging. If another replica did take it meanwhile
+                    // (a partition, not an outage), the next renewal says so and we step down;
+                    // until then a page may go out twice, and the dedup key absorbs it.
+                    if !store_lost {
+                        tracing::warn!(%error, "cannot renew the leader lease; leading on from memory until redis answers");
+                        store_lost = true;
                     }
                 }
             }
         } else {
             match store.lease_acquire(&leadership.instance, lease_ms).await {
-                Ok(Some(token)) => {
-                    last_renewed = Instant::now();
-                    leadership.set(true, token);
-                }
+                Ok(Some(token)) => leadership.set(true, token),
                 Ok(None) => {}
                 Err(error) => tracing::debug!(%error, "cannot try the leader lease"),
             }

@@ -9,7 +9,6 @@
 //! - `dirty`: series whose last-seen or status must be written to the state store.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -90,7 +89,7 @@ impl FeedTrack {
 }
 
 /// Per topic, per partition: the next offset to commit once the tracker's state is safe.
-pub type Positions = HashMap<String, Vec<i64>>;
+pub type Positions = hashbrown::HashMap<String, Vec<i64>>;
 
 /// The series table.
 #[derive(Debug)]
@@ -127,7 +126,7 @@ impl Tracker {
             refreshed: Vec::new(),
             dirty: Vec::new(),
             newly_full: Vec::new(),
-            positions: Positions::new(),
+            positions: Positions::default(),
             positions_changed: false,
         };
         for (feed_index, feed) in feeds.iter().enumerate() {

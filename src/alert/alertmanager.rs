@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +20,7 @@ use super::{
 use crate::clock::rfc3339;
 use crate::config::AlertmanagerConfig;
 use crate::evaluate::Transition;
+use crate::ha::Leadership;
 use crate::metrics::{Metrics, OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED};
 use crate::model::Severity;
 
@@ -47,6 +50,11 @@ pub struct AlertmanagerSink {
     firing: BTreeMap<AlertKey, Value>,
     /// Alerts to send at the next attempt (firing or resolved).
     pending: BTreeMap<AlertKey, Value>,
+    /// The always-firing watchdog alert, when configured; sent only while leading.
+    watchdog: Option<Value>,
+    /// Only the leader keeps alerts alive: a deposed leader that went on re-sending would
+    /// revive alerts the new leader has resolved.
+    leadership: Arc<Leadership>,
 }
 
 impl AlertmanagerSink {
@@ -55,6 +63,7 @@ impl AlertmanagerSink {
         external_url: &str,
         watchdog: bool,
         metrics: Metrics,
+        leadership: Arc<Leadership>,
     ) -> Self {
         let mut endpoint = config.url.clone();
         let base = endpoint.path().trim_end_matches('/').to_owned();
@@ -63,6 +72,16 @@ impl AlertmanagerSink {
             .timeout(config.timeout)
             .build()
             .unwrap_or_default();
+        // Always firing while freshwatch evaluates; when it stops being re-sent, Alertmanager
+        // resolves it and an external dead-man's switch routed on it pages.
+        let watchdog = watchdog.then(|| {
+            json!({
+                "labels": {"alertname": WATCHDOG, "severity": "none"},
+                "annotations": {"summary": "freshwatch is running and evaluating feeds; this alert always fires"},
+                "startsAt": rfc3339(chrono::Utc::now().timestamp_millis()),
+                "generatorURL": format!("{external_url}/"),
+            })
+        });
         let mut sink = AlertmanagerSink {
             config,
             endpoint,
@@ -71,21 +90,28 @@ impl AlertmanagerSink {
             metrics,
             firing: BTreeMap::new(),
             pending: BTreeMap::new(),
+            watchdog,
+            leadership,
         };
-        if watchdog {
-            // Always firing while freshwatch runs; when it stops being re-sent, Alertmanager
-            // resolves it and an external dead-man's switch routed on it pages.
-            let alert = json!({
-                "labels": {"alertname": WATCHDOG, "severity": "none"},
-                "annotations": {"summary": "freshwatch is running and evaluating feeds; this alert always fires"},
-                "startsAt": rfc3339(chrono::Utc::now().timestamp_millis()),
-                "generatorURL": format!("{}/", sink.external_url),
-            });
-            let key = labels_of(&alert);
-            sink.firing.insert(key.clone(), alert.clone());
-            sink.pending.insert(key, alert);
+        if sink.leadership.is_leader() {
+            sink.step_up();
         }
         sink
+    }
+
+    /// Leading: the watchdog fires. Restored feed alerts arrive as `Notice::Restored`.
+    fn step_up(&mut self) {
+        if let Some(alert) = &self.watchdog {
+            let key = labels_of(alert);
+            self.firing.insert(key.clone(), alert.clone());
+            self.pending.insert(key, alert.clone());
+        }
+    }
+
+    /// No longer leading: stop keeping anything alive; the new leader took over.
+    fn step_down(&mut self) {
+        self.firing.clear();
+        self.pending.clear();
     }
 
     /// The alert body for a transition's series at `severity`.
@@ -213,12 +239,26 @@ impl AlertmanagerSink {
         let mut backoff = Backoff::new();
         let mut next_attempt = Instant::now();
         let mut next_resend = Instant::now() + self.config.resend_interval;
+        let mut leader_changes = self.leadership.subscribe();
         loop {
             let due = !self.pending.is_empty();
             tokio::select! {
                 biased;
                 // Stop: one last try to deliver what is pending.
                 _ = shutdown.cancelled() => break,
+                // Won or lost the lease.
+                changed = leader_changes.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    if *leader_changes.borrow_and_update() {
+                        self.step_up();
+                        next_attempt = Instant::now();
+                    } else {
+                        tracing::info!(sink = %name, "no longer leading: alerts are the new leader's to keep alive");
+                        self.step_down();
+                    }
+                }
                 // A status change from the evaluator.
                 notice = notices.recv() => {
                     let Some(notice) = notice else { break };

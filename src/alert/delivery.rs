@@ -77,7 +77,7 @@ struct Sender {
     kind: SinkKind,
     source: String,
     external_url: String,
-    smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+    smtp: Option<Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String>>,
 }
 
 impl Sender {
@@ -129,14 +129,15 @@ impl Sender {
                 let message = render::slack_message(notification);
                 classify_response(self.client.post(url.expose()).json(&message).send().await)
             }
-            SinkKind::Email(email) => {
-                let Some(transport) = &self.smtp else {
-                    return Delivery::Permanent {
-                        error: "no SMTP transport".into(),
-                    };
-                };
-                send_email(transport, email, notification).await
-            }
+            SinkKind::Email(email) => match &self.smtp {
+                Some(Ok(transport)) => send_email(transport, email, notification).await,
+                Some(Err(error)) => Delivery::Permanent {
+                    error: error.clone(),
+                },
+                None => Delivery::Permanent {
+                    error: "no SMTP transport".into(),
+                },
+            },
         }
     }
 
@@ -164,23 +165,26 @@ fn instance_name(external_url: &str) -> String {
         .unwrap_or_else(|| "freshwatch".to_owned())
 }
 
+fn tls_error(error: lettre::transport::smtp::Error) -> String {
+    format!("cannot set up TLS: {error}")
+}
+
 fn smtp_transport(
     email: &crate::config::EmailConfig,
     timeout: Duration,
-) -> lettre::AsyncSmtpTransport<lettre::Tokio1Executor> {
+) -> Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String> {
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::transport::smtp::client::{Tls, TlsParameters};
     use lettre::AsyncSmtpTransport;
+    // A TLS setup failure is an error, never a quiet fall back to plaintext credentials.
     let tls = match email.security {
         crate::config::raw::RawSmtpSecurity::None => Tls::None,
         crate::config::raw::RawSmtpSecurity::Starttls => {
-            TlsParameters::new(email.smtp_host.clone())
-                .map(Tls::Required)
-                .unwrap_or(Tls::None)
+            Tls::Required(TlsParameters::new(email.smtp_host.clone()).map_err(tls_error)?)
         }
-        crate::config::raw::RawSmtpSecurity::Tls => TlsParameters::new(email.smtp_host.clone())
-            .map(Tls::Wrapper)
-            .unwrap_or(Tls::None),
+        crate::config::raw::RawSmtpSecurity::Tls => {
+            Tls::Wrapper(TlsParameters::new(email.smtp_host.clone()).map_err(tls_error)?)
+        }
     };
     let mut builder =
         AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&email.smtp_host)
@@ -190,7 +194,7 @@ fn smtp_transport(
     if let Some((user, password)) = &email.credentials {
         builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
     }
-    builder.build()
+    Ok(builder.build())
 }
 
 async fn send_email(
@@ -254,6 +258,8 @@ pub struct SinkTask {
     last_send: Option<Instant>,
     /// Only the leader delivers; a new leader takes over the outbox.
     leadership: Arc<crate::ha::Leadership>,
+    /// Dedup keys whose trigger was copied to the fallbacks and not resolved since.
+    fell_back_keys: HashSet<String>,
 }
 
 impl SinkTask {
@@ -279,6 +285,7 @@ impl SinkTask {
             firing: HashMap::new(),
             last_send: None,
             leadership,
+            fell_back_keys: HashSet::new(),
         };
         (task, SinkHandle { config, sender }, receiver)
     }
@@ -287,11 +294,22 @@ impl SinkTask {
         &self.config.name
     }
 
-    fn push(&mut self, envelope: Envelope) {
+    /// Queues an entry. One for a key that fell back goes to the fallbacks at once as well.
+    async fn push(&mut self, envelope: Envelope) {
+        let follows_fallback = self
+            .fell_back_keys
+            .contains(&envelope.notification.dedup_key);
+        if follows_fallback {
+            self.send_to_fallbacks(
+                &envelope.notification,
+                "is for an incident open on a fallback",
+            )
+            .await;
+        }
         self.queue.push_back(Queued {
             envelope,
             enqueued_at: Instant::now(),
-            fell_back: false,
+            fell_back: follows_fallback,
         });
         self.publish_pending();
     }
@@ -312,10 +330,13 @@ impl SinkTask {
                 let count = entries.len();
                 for (id, json) in entries {
                     match serde_json::from_str::<Notification>(&json) {
-                        Ok(notification) => self.push(Envelope {
-                            outbox_id: Some(id),
-                            notification,
-                        }),
+                        Ok(notification) => {
+                            self.push(Envelope {
+                                outbox_id: Some(id),
+                                notification,
+                            })
+                            .await
+                        }
                         Err(error) => {
                             tracing::error!(sink = %self.name(), %error, entry = %json, "unreadable outbox entry dropped");
                             let _ = self.store.outbox_remove(&self.config.name, &id).await;
@@ -390,9 +411,6 @@ impl SinkTask {
         if self.config.fallback.is_empty() {
             return;
         }
-        let Some(directory) = self.directory.get() else {
-            return;
-        };
         let now = Instant::now();
         let mut due = Vec::new();
         for queued in self.queue.iter_mut() {
@@ -404,11 +422,26 @@ impl SinkTask {
             }
         }
         for notification in due {
-            for target in &self.config.fallback {
-                if let Some(handle) = directory.get(target) {
-                    tracing::warn!(sink = %self.config.name, fallback = %target, dedup_key = %notification.dedup_key, "notification not accepted in time; sending it to the fallback sink too");
-                    handle.enqueue(&self.store, notification.clone()).await;
-                }
+            self.send_to_fallbacks(&notification, "not accepted in time")
+                .await;
+        }
+    }
+
+    /// Copies `notification` to the fallback sinks. A key that fell back has an incident open
+    /// there, so its later notices (the resolve above all) follow it, see [`SinkTask::push`].
+    async fn send_to_fallbacks(&mut self, notification: &Notification, why: &str) {
+        let Some(directory) = self.directory.get() else {
+            return;
+        };
+        if notification.firing {
+            self.fell_back_keys.insert(notification.dedup_key.clone());
+        } else {
+            self.fell_back_keys.remove(&notification.dedup_key);
+        }
+        for target in &self.config.fallback {
+            if let Some(handle) = directory.get(target) {
+                tracing::warn!(sink = %self.config.name, fallback = %target, dedup_key = %notification.dedup_key, "notification {why}; sending it to the fallback sink too");
+                handle.enqueue(&self.store, notification.clone()).await;
             }
         }
     }
@@ -443,20 +476,38 @@ impl SinkTask {
         }
     }
 
-    /// Stores entries that could not be stored when they arrived (state store was down).
+    /// Stores entries that could not be stored when they arrived (state store was down). The
+    /// outbox replays in id order after a restart, so every entry from the first unstored one on
+    /// is stored again in queue order: a resolve stored early must not replay before the trigger
+    /// that was queued ahead of it. Old ids are removed only once all are stored; a failure half
+    /// way leaves copies, which the dedup key absorbs.
     async fn store_unstored(&mut self) {
-        for queued in self
+        let Some(first) = self
             .queue
-            .iter_mut()
-            .filter(|queued| queued.envelope.outbox_id.is_none())
-        {
+            .iter()
+            .position(|queued| queued.envelope.outbox_id.is_none())
+        else {
+            return;
+        };
+        let mut new_ids = Vec::with_capacity(self.queue.len() - first);
+        for queued in self.queue.iter().skip(first) {
             let Ok(json) = serde_json::to_string(&queued.envelope.notification) else {
-                continue;
+                return;
             };
             match self.store.outbox_push(&self.config.name, &json).await {
-                Ok(id) => queued.envelope.outbox_id = Some(id),
+                Ok(id) => new_ids.push(id),
                 Err(_) => return,
             }
+        }
+        let replaced: Vec<Option<String>> = self
+            .queue
+            .iter_mut()
+            .skip(first)
+            .zip(new_ids)
+            .map(|(queued, id)| queued.envelope.outbox_id.replace(id))
+            .collect();
+        for old_id in replaced.into_iter().flatten() {
+            let _ = self.store.outbox_remove(&self.config.name, &old_id).await;
         }
     }
 
@@ -505,14 +556,22 @@ impl SinkTask {
                 // A new leader delivers what the outbox holds, including the old leader's.
                 changed = leader_changes.changed() => {
                     if changed.is_ok() && *leader_changes.borrow_and_update() {
-                        self.queue.clear();
+                        // What is stored comes back from the outbox; what is only in memory
+                        // (written while the store was down) must not be lost on the way.
+                        let unstored: Vec<Queued> = self
+                            .queue
+                            .drain(..)
+                            .filter(|queued| queued.envelope.outbox_id.is_none())
+                            .collect();
                         self.recover().await;
+                        self.queue.extend(unstored);
+                        self.publish_pending();
                         next_attempt = Instant::now();
                     }
                 }
                 // A new notification (already in the outbox).
                 envelope = receiver.recv() => match envelope {
-                    Some(envelope) => self.push(envelope),
+                    Some(envelope) => self.push(envelope).await,
                     None => break,
                 },
                 // Fallbacks, repeats, and entries the store could not take earlier.
@@ -552,6 +611,10 @@ impl SinkTask {
                             self.metrics.count_alert(&self.config.name, OUTCOME_REJECTED);
                             tracing::error!(sink = %self.config.name, %error, dedup_key = %notification.dedup_key, summary = %notification.summary, "sink rejected the notification; dropping it");
                             if let Some(queued) = self.queue.remove(index) {
+                                // It will never succeed here: the fallbacks get it now.
+                                if !queued.fell_back {
+                                    self.send_to_fallbacks(&notification, "was rejected").await;
+                                }
                                 self.forget(&queued.envelope).await;
                             }
                             self.publish_pending();
@@ -561,7 +624,7 @@ impl SinkTask {
             }
         }
         while let Ok(envelope) = receiver.try_recv() {
-            self.push(envelope);
+            self.push(envelope).await;
         }
         if self.leadership.is_leader() {
             self.drain().await;
@@ -679,7 +742,7 @@ mod tests {
             handle.enqueue(&store, item).await;
         }
         while let Ok(envelope) = receiver.try_recv() {
-            task.push(envelope);
+            task.push(envelope).await;
         }
         assert_eq!(
             store.outbox_list("hook").await.unwrap().len(),
@@ -709,5 +772,140 @@ mod tests {
             2,
             "the superseded entry left the outbox"
         );
+    }
+
+    async fn embedded_store(directory: &tempfile::TempDir) -> StateStore {
+        StateStore::Embedded(
+            crate::state::EmbeddedStore::open(directory.path().to_owned())
+                .await
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn entries_stored_late_are_stored_again_in_queue_order() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = embedded_store(&directory).await;
+        let (mut task, _handle, _receiver) = SinkTask::new(
+            sink(100),
+            "http://127.0.0.1:9187",
+            store.clone(),
+            Metrics::default(),
+            Directory::default(),
+            crate::ha::Leadership::always(),
+        );
+        // The trigger arrived while the store was down; the resolve after it was stored.
+        task.push(Envelope {
+            outbox_id: None,
+            notification: notification("acme", "critical", true),
+        })
+        .await;
+        let resolve = notification("acme", "ok", false);
+        let resolve_id = store
+            .outbox_push("hook", &serde_json::to_string(&resolve).unwrap())
+            .await
+            .unwrap();
+        task.push(Envelope {
+            outbox_id: Some(resolve_id.clone()),
+            notification: resolve,
+        })
+        .await;
+
+        task.store_unstored().await;
+
+        let replayed: Vec<String> = store
+            .outbox_list("hook")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, json)| serde_json::from_str::<Notification>(&json).unwrap().status)
+            .collect();
+        assert_eq!(
+            replayed,
+            ["critical", "ok"],
+            "after a restart the trigger replays before its resolve"
+        );
+        assert!(task
+            .queue
+            .iter()
+            .all(|queued| queued.envelope.outbox_id.is_some()));
+        assert_ne!(
+            task.queue[1].envelope.outbox_id.as_deref(),
+            Some(resolve_id.as_str()),
+            "the resolve was stored again behind the trigger"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resolve_follows_its_trigger_to_the_fallback_and_a_rejected_entry_falls_back_at_once()
+    {
+        let directory = tempfile::tempdir().unwrap();
+        let store = embedded_store(&directory).await;
+        let metrics = Metrics::default();
+        let sinks = Directory::default();
+        let mut primary_config = sink(100);
+        primary_config.fallback = vec!["backup".into()];
+        primary_config.fallback_after = Duration::ZERO;
+        let mut backup_config = sink(100);
+        backup_config.name = "backup".into();
+        let (mut primary, primary_handle, _primary_receiver) = SinkTask::new(
+            primary_config,
+            "http://127.0.0.1:9187",
+            store.clone(),
+            metrics.clone(),
+            sinks.clone(),
+            crate::ha::Leadership::always(),
+        );
+        let (_backup, backup_handle, mut backup_receiver) = SinkTask::new(
+            backup_config,
+            "http://127.0.0.1:9187",
+            store.clone(),
+            metrics.clone(),
+            sinks.clone(),
+            crate::ha::Leadership::always(),
+        );
+        let _ = sinks.set(HashMap::from([
+            ("hook".to_owned(), primary_handle),
+            ("backup".to_owned(), backup_handle),
+        ]));
+
+        primary
+            .push(Envelope {
+                outbox_id: None,
+                notification: notification("acme", "critical", true),
+            })
+            .await;
+        primary.fall_back().await;
+        primary
+            .push(Envelope {
+                outbox_id: None,
+                notification: notification("acme", "ok", false),
+            })
+            .await;
+        primary
+            .push(Envelope {
+                outbox_id: None,
+                notification: notification("globex", "critical", true),
+            })
+            .await;
+        let mut at_backup = Vec::new();
+        while let Ok(envelope) = backup_receiver.try_recv() {
+            at_backup.push((envelope.notification.key, envelope.notification.status));
+        }
+        assert_eq!(
+            at_backup,
+            [
+                ("acme".to_owned(), "critical".to_owned()),
+                ("acme".to_owned(), "ok".to_owned()),
+            ],
+            "the fallback got acme's trigger and then its resolve, and nothing of globex yet"
+        );
+        assert!(primary.fell_back_keys.is_empty(), "acme's incident closed");
+
+        // Rejected outright: the fallback gets it without waiting for fallback_after.
+        let rejected = notification("initech", "critical", true);
+        primary.send_to_fallbacks(&rejected, "was rejected").await;
+        let envelope = backup_receiver.try_recv().unwrap();
+        assert_eq!(envelope.notification.key, "initech");
     }
 }

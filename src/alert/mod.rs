@@ -255,8 +255,13 @@ impl Dispatcher {
         for sink in &config.alertmanager {
             let (sender, receiver) = mpsc::unbounded_channel();
             metrics.declare_sink(&sink.name);
-            let task =
-                AlertmanagerSink::new(sink.clone(), external_url, config.watchdog, metrics.clone());
+            let task = AlertmanagerSink::new(
+                sink.clone(),
+                external_url,
+                config.watchdog,
+                metrics.clone(),
+                leadership.clone(),
+            );
             tasks.spawn(task.run(receiver, shutdown.clone()));
             alertmanagers.push(sender);
         }
@@ -292,21 +297,23 @@ impl Dispatcher {
             // A closed channel means the sink task already stopped for shutdown.
             let _ = sink.send(notice.clone());
         }
-        let notification = match &notice {
-            Notice::Changed(transition) => Notification::from_transition(transition),
-            Notice::System(alert) => Some(Notification::from_system(alert)),
-            Notice::Restored(_) => None,
-        };
-        let Some(notification) = notification else {
-            return;
-        };
         for sink in &self.sinks {
+            let notification = match &notice {
+                Notice::Changed(transition) => {
+                    Notification::for_sink(transition, sink.config.min_severity)
+                }
+                Notice::System(alert) => Some(Notification::from_system(alert)),
+                Notice::Restored(_) => None,
+            };
+            let Some(notification) = notification else {
+                continue;
+            };
             if sink.config.accepts(
                 &notification.feed,
                 &notification.key,
                 notification.severity(),
             ) {
-                sink.enqueue(&self.store, notification.clone()).await;
+                sink.enqueue(&self.store, notification).await;
             }
         }
     }

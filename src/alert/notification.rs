@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{dedup_key, is_notifiable, notice_severity, summary, SystemAlert, FEED_STALE};
+use super::{dedup_key, is_notifiable, summary, SystemAlert, FEED_STALE};
 use crate::evaluate::Transition;
 use crate::model::Severity;
 
@@ -41,11 +41,37 @@ pub struct Notification {
 impl Notification {
     /// `None` when the transition does not start, change or end an alert.
     pub fn from_transition(transition: &Transition) -> Option<Notification> {
+        Notification::for_sink(transition, Severity::Warning)
+    }
+
+    /// What `transition` means to a sink that pages from `min_severity` up, `None` when nothing.
+    /// For a critical-only sink, critical → warning ends its incident: it gets a resolve, or its
+    /// incident would stay open after the feed recovered through warning.
+    pub fn for_sink(transition: &Transition, min_severity: Severity) -> Option<Notification> {
         if !is_notifiable(transition) {
             return None;
         }
-        let severity = notice_severity(transition)?;
-        let firing = transition.to.severity().is_some();
+        let wanted = |status: crate::model::Status| {
+            status
+                .severity()
+                .filter(|severity| *severity >= min_severity)
+        };
+        let (was, now) = (wanted(transition.from), wanted(transition.to));
+        let firing = now.is_some();
+        let severity = match (was, now) {
+            (None, None) => return None,
+            (_, Some(severity)) | (Some(severity), None) => severity,
+        };
+        let summary = match (firing, transition.to.severity()) {
+            // Resolved for this sink, yet still alerting below its threshold.
+            (false, Some(below)) => format!(
+                "{} (no longer {}, now {})",
+                summary(transition),
+                severity.as_str(),
+                below.as_str()
+            ),
+            _ => summary(transition),
+        };
         Some(Notification {
             firing,
             alertname: FEED_STALE.to_owned(),
@@ -56,7 +82,7 @@ impl Notification {
             severity: severity.as_str().to_owned(),
             status: transition.to.as_str().to_owned(),
             previous_status: transition.from.as_str().to_owned(),
-            summary: summary(transition),
+            summary,
             dedup_key: dedup_key(&transition.feed, &transition.key),
             last_seen_ms: transition.last_seen_ms,
             staleness_ms: transition.staleness_ms,

@@ -318,3 +318,46 @@ fn a_firing_alert_and_its_resolve_share_one_dedup_key() {
     let resolved = webhook_body_of(&transition(Status::Warning, Status::Ok, Some(NOW_MS)));
     assert_eq!(firing["dedup_key"], resolved["dedup_key"]);
 }
+
+#[test]
+fn a_critical_only_sink_sees_critical_to_warning_as_the_end_of_its_incident() {
+    let for_critical_sink = |from, to| {
+        Notification::for_sink(
+            &transition(from, to, Some(NOW_MS - HOUR_MS)),
+            Severity::Critical,
+        )
+    };
+    assert_eq!(
+        for_critical_sink(Status::Ok, Status::Warning),
+        None,
+        "a warning is below this sink"
+    );
+    let trigger = for_critical_sink(Status::Warning, Status::Critical).unwrap();
+    assert!(trigger.firing);
+    assert_eq!(trigger.severity, "critical");
+    let resolve = for_critical_sink(Status::Critical, Status::Warning)
+        .expect("critical -> warning resolves the critical-only incident");
+    assert!(!resolve.firing);
+    assert_eq!(resolve.severity, "critical");
+    assert_eq!(resolve.status, "warning");
+    assert_eq!(resolve.dedup_key, trigger.dedup_key);
+    assert!(
+        resolve.summary.contains("no longer critical, now warning"),
+        "{}",
+        resolve.summary
+    );
+    assert_eq!(
+        for_critical_sink(Status::Warning, Status::Ok),
+        None,
+        "nothing was open on this sink"
+    );
+
+    // A sink that takes warnings sees the same change as a severity change, still firing.
+    let downgrade = Notification::for_sink(
+        &transition(Status::Critical, Status::Warning, Some(NOW_MS - HOUR_MS)),
+        Severity::Warning,
+    )
+    .unwrap();
+    assert!(downgrade.firing);
+    assert_eq!(downgrade.severity, "warning");
+}

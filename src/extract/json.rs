@@ -360,13 +360,20 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             let rest = &self.bytes[self.position..];
-            let Some(offset) = rest
-                .iter()
-                .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
-            else {
+            // memchr finds the end with SIMD; the control-character check over the span has no
+            // early exit, so it vectorises too. Together they beat a byte-at-a-time scan.
+            let Some(offset) = memchr::memchr2(b'"', b'\\', rest) else {
                 self.position = self.bytes.len();
                 return Err(self.syntax());
             };
+            let has_control = rest[..offset]
+                .iter()
+                .fold(false, |found, &byte| found | (byte < 0x20));
+            if has_control {
+                // A raw control character: report where it stands.
+                self.position += rest.iter().position(|&byte| byte < 0x20).unwrap_or(0);
+                return Err(self.syntax());
+            }
             self.position += offset;
             match self.bytes[self.position] {
                 b'"' => {
@@ -382,7 +389,7 @@ impl<'a> Scanner<'a> {
                         return Err(self.syntax());
                     }
                 }
-                _ => return Err(self.syntax()), // raw control character
+                _ => unreachable!("memchr2 stops only at a quote or a backslash"),
             }
         }
     }

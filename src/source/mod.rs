@@ -32,6 +32,16 @@ use crate::tracker::{Positions, Tracker};
 /// How often the brokers are asked for metadata to tell whether they answer.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// librdkafka settings freshwatch changes unless `kafka.properties` sets them.
+const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
+    // Statistics carry each partition's high watermark: how catch-up is judged.
+    ("statistics.interval.ms", "1000"),
+    // librdkafka's default (1s) pauses a partition's fetching for a whole second whenever the
+    // local queue is over its threshold: a consumer only slightly slower than the broker then
+    // idles most of the time (measured: 5x slower on a backlog, see BENCHMARKS.md).
+    ("fetch.queue.backoff.ms", "10"),
+];
+
 /// Records applied per tracker lock.
 const BATCH_SIZE: usize = 2048;
 
@@ -61,23 +71,35 @@ pub struct SourceStatus {
     /// Per assigned partition: records between what freshwatch has read and the high watermark,
     /// from librdkafka's statistics (no extra requests). `None` until the first statistics.
     pub lag: Mutex<Option<HashMap<(String, i32), i64>>>,
+    /// The partitions assigned by the last rebalance.
+    pub assignment: Mutex<Vec<(String, i32)>>,
 }
 
 impl SourceStatus {
     /// Whether every assigned partition of `topic` is read to within `tolerance` records of its
-    /// high watermark: only then can a silence be told from a backlog. A topic with no partition
-    /// assigned here is caught up (nothing of it is unread by this instance).
+    /// high watermark: only then can a silence be told from a backlog. A partition the
+    /// statistics do not cover yet (just assigned, high watermark unknown) is not caught up. A
+    /// topic with no partition assigned here is caught up (nothing of it is unread by this
+    /// instance).
     pub fn caught_up(&self, topic_matches: &dyn Fn(&str) -> bool, tolerance: i64) -> bool {
         if !self.has_assignment.load(Ordering::Relaxed) {
             return false;
         }
+        let assignment = self
+            .assignment
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let lag = self.lag.lock().unwrap_or_else(|poison| poison.into_inner());
         let Some(lag) = lag.as_ref() else {
             return false;
         };
-        lag.iter()
-            .filter(|((topic, _), _)| topic_matches(topic))
-            .all(|(_, &records)| records <= tolerance)
+        assignment
+            .iter()
+            .filter(|(topic, _)| topic_matches(topic))
+            .all(|partition| {
+                lag.get(partition)
+                    .is_some_and(|&records| records <= tolerance)
+            })
     }
 }
 
@@ -156,10 +178,21 @@ impl ClientContext for SourceContext {
 
 impl ConsumerContext for SourceContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let assigned = consumer
+        let assignment: Vec<(String, i32)> = consumer
             .assignment()
-            .map(|list| list.count())
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .map(|element| (element.topic().to_owned(), element.partition()))
+                    .collect()
+            })
             .unwrap_or_default();
+        let assigned = assignment.len();
+        *self
+            .status
+            .assignment
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = assignment;
         self.status
             .assigned_partitions
             .store(assigned, Ordering::Relaxed);
@@ -273,12 +306,10 @@ fn create_consumer(
         client_config.set("client.id", "freshwatch");
     }
     // Statistics carry each partition's high watermark: how catch-up is judged.
-    if !config
-        .kafka
-        .properties
-        .contains_key("statistics.interval.ms")
-    {
-        client_config.set("statistics.interval.ms", "1000");
+    for (key, value) in DEFAULT_PROPERTIES {
+        if !config.kafka.properties.contains_key(*key) {
+            client_config.set(*key, *value);
+        }
     }
     if config
         .kafka
@@ -298,6 +329,9 @@ fn create_consumer(
 struct Router {
     feeds: Vec<(TopicMatcher, Extractor)>,
     routes: HashMap<String, Vec<FeedIndex>>,
+    /// The topic of the previous record and its feeds: consecutive records mostly share a
+    /// topic, so most records cost a short compare instead of hashing the name.
+    last: (String, Vec<FeedIndex>),
 }
 
 impl Router {
@@ -315,20 +349,23 @@ impl Router {
                 })
                 .collect(),
             routes: HashMap::new(),
+            last: (String::new(), Vec::new()),
         }
     }
 
-    /// Makes sure `routes` has an entry for `topic`.
-    fn learn(&mut self, topic: &str) {
-        if !self.routes.contains_key(topic) {
-            let matching = self
-                .feeds
-                .iter()
-                .enumerate()
-                .filter(|(_, (matcher, _))| matcher.matches(topic))
-                .map(|(index, _)| index as FeedIndex)
-                .collect();
-            self.routes.insert(topic.to_owned(), matching);
+    /// Points `last` at `topic`'s feeds.
+    fn select(&mut self, topic: &str) {
+        if self.last.0 != topic {
+            let feeds = &self.feeds;
+            let matching = self.routes.entry(topic.to_owned()).or_insert_with(|| {
+                feeds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (matcher, _))| matcher.matches(topic))
+                    .map(|(index, _)| index as FeedIndex)
+                    .collect()
+            });
+            self.last = (topic.to_owned(), matching.clone());
         }
     }
 
@@ -513,7 +550,11 @@ impl Source {
         let mut next_probe = Instant::now();
         while !shutdown.is_cancelled() {
             if Instant::now() >= next_refresh {
-                self.refresh_subscription()?;
+                // The first subscription was accepted, so a later refusal is passing (a
+                // broker or ACL hiccup): keep consuming what we have and try again later.
+                if let Err(error) = self.refresh_subscription() {
+                    tracing::error!(%error, "cannot update the subscription; keeping the current one");
+                }
                 next_refresh = Instant::now() + self.metadata_refresh;
             }
             if Instant::now() >= next_probe {
@@ -572,8 +613,8 @@ impl Source {
             errors_log,
             ..
         } = self;
-        router.learn(topic);
-        for &feed in &router.routes[topic] {
+        router.select(topic);
+        for &feed in &router.last.1 {
             let extractor = &router.feeds[feed as usize].1;
             match extractor.extract(&record, arrival_ms) {
                 Ok(extracted) => {
@@ -599,5 +640,58 @@ impl Source {
             KafkaError::PartitionEOF(_) => {}
             error => tracing::warn!(%error, "kafka poll error"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(assignment: &[(&str, i32)], lag: Option<&[((&str, i32), i64)]>) -> SourceStatus {
+        let status = SourceStatus::default();
+        status.has_assignment.store(true, Ordering::Relaxed);
+        *status.assignment.lock().unwrap() = assignment
+            .iter()
+            .map(|(topic, partition)| ((*topic).to_owned(), *partition))
+            .collect();
+        *status.lag.lock().unwrap() = lag.map(|lag| {
+            lag.iter()
+                .map(|((topic, partition), records)| (((*topic).to_owned(), *partition), *records))
+                .collect()
+        });
+        status
+    }
+
+    #[test]
+    fn a_feed_is_caught_up_only_when_every_assigned_partition_is_read_to_its_high_watermark() {
+        let orders = |topic: &str| topic == "orders";
+        let assigned = [("orders", 0), ("orders", 1), ("other", 0)];
+        assert!(
+            !status(&assigned, None).caught_up(&orders, 0),
+            "no statistics yet"
+        );
+        assert!(
+            !status(&assigned, Some(&[])).caught_up(&orders, 0),
+            "statistics from before the assignment cover none of its partitions"
+        );
+        assert!(
+            !status(&assigned, Some(&[(("orders", 0), 0)])).caught_up(&orders, 0),
+            "partition 1 has no high watermark yet"
+        );
+        let read = [(("orders", 0), 0), (("orders", 1), 3), (("other", 0), 900)];
+        assert!(!status(&assigned, Some(&read)).caught_up(&orders, 2));
+        assert!(
+            status(&assigned, Some(&read)).caught_up(&orders, 3),
+            "within tolerance; another topic's backlog does not matter"
+        );
+        assert!(
+            status(&[("other", 0)], Some(&read)).caught_up(&orders, 0),
+            "no partition of the topic is assigned here"
+        );
+        let unassigned = SourceStatus::default();
+        assert!(
+            !unassigned.caught_up(&orders, 1000),
+            "before any assignment"
+        );
     }
 }
