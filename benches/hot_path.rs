@@ -42,7 +42,7 @@ fn profile_update(index: usize, rfc3339_time: bool) -> Vec<u8> {
         at.to_string()
     };
     format!(
-        r#"{{"profile_id":"p-{index:08}","email":"user{index}@example.com","name":"Zoë \"Z\" Müller","source":"crm-sync","attributes":{{"plan":"pro","country":"DE","score":{score},"tags":["a","b"]}},"tenant_id":"tenant-{tenant:05}","updated_at":{updated_at},"version":3}}"#,
+        r#"{{"profile_id":"p-{index:08}","email":"user{index}@example.com","name":"Zoë \"Z\" Müller","source":"crm-sync","locale":"de-DE","ip":"203.0.113.7","consent":{{"email":true,"sms":false}},"attributes":{{"plan":"pro","country":"DE","score":{score},"tags":["a","b"]}},"tenant_id":"tenant-{tenant:05}","updated_at":{updated_at},"version":3}}"#,
         score = index % 97,
         tenant = index % TENANTS,
     )

@@ -58,7 +58,7 @@ fn number<T: std::str::FromStr>(flag: &str, value: &str) -> T {
 /// A realistic external profile update; the tenant is not the first field.
 fn profile_update(index: usize, tenant: usize, updated_at_ms: i64) -> String {
     format!(
-        r#"{{"profile_id":"p-{index:08}","email":"user{index}@example.com","name":"Zoë \"Z\" Müller","source":"crm-sync","attributes":{{"plan":"pro","country":"DE","score":{score},"tags":["a","b"]}},"tenant_id":"tenant-{tenant:05}","updated_at":{updated_at_ms},"version":3}}"#,
+        r#"{{"profile_id":"p-{index:08}","email":"user{index}@example.com","name":"Zoë \"Z\" Müller","source":"crm-sync","locale":"de-DE","ip":"203.0.113.7","consent":{{"email":true,"sms":false}},"attributes":{{"plan":"pro","country":"DE","score":{score},"tags":["a","b"]}},"tenant_id":"tenant-{tenant:05}","updated_at":{updated_at_ms},"version":3}}"#,
         score = index % 97,
     )
 }

@@ -54,8 +54,10 @@ pub struct Transition {
     pub to: Status,
     /// When the status changed, unix ms.
     pub at_ms: i64,
-    /// When the previous status was entered, unix ms (for "was stale for ...").
+    /// When the previous status was entered, unix ms.
     pub from_since_ms: i64,
+    /// When the alert this ends or continues began, unix ms (for "was stale for ...").
+    pub alert_since_ms: i64,
     pub last_seen_ms: Option<i64>,
     pub staleness_ms: Option<i64>,
     pub warn_after_ms: i64,
@@ -181,6 +183,7 @@ impl Evaluator {
             to: series.status,
             at_ms: now_ms,
             from_since_ms: series.status_since_ms,
+            alert_since_ms: series.alert_since_ms,
             last_seen_ms: series.last_seen(),
             staleness_ms: series
                 .last_seen()

@@ -32,6 +32,9 @@ pub struct Series {
     pub status: Status,
     /// When `status` was entered, unix ms.
     pub status_since_ms: i64,
+    /// When the current alert began (the first alerting status after a non-alerting one), so a
+    /// resolve can say how long the whole incident lasted. Restored as `status_since_ms`.
+    pub alert_since_ms: i64,
     /// The evaluator's next scheduled look, unix ms (`i64::MAX`: none).
     pub deadline_ms: i64,
     dirty: bool,
@@ -47,6 +50,7 @@ impl Series {
             records: 0,
             status: Status::Unknown,
             status_since_ms: 0,
+            alert_since_ms: 0,
             deadline_ms: i64::MAX,
             dirty: false,
             refresh_queued: false,
@@ -223,6 +227,7 @@ impl Tracker {
         if let Some((status, since_ms)) = status {
             series.status = status;
             series.status_since_ms = since_ms;
+            series.alert_since_ms = since_ms;
         }
         // Another replica's fresher record must resolve an alert here, as a record would.
         if last_seen_ms.is_some_and(|last_seen_ms| last_seen_ms > series.last_seen_ms) {
@@ -271,6 +276,9 @@ impl Tracker {
     /// Sets a verdict and queues the series for the next state flush.
     pub fn set_status(&mut self, id: SeriesId, status: Status, since_ms: i64) {
         let series = &mut self.feeds[id.feed as usize].series[id.index as usize];
+        if status.severity().is_some() && series.status.severity().is_none() {
+            series.alert_since_ms = since_ms;
+        }
         series.status = status;
         series.status_since_ms = since_ms;
         self.mark_dirty(id);

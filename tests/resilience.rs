@@ -306,11 +306,13 @@ fn redis_going_away_keeps_freshwatch_judging_and_nothing_is_lost_when_it_returns
             &format!("redis_url = \"{}\"", redis.url),
             &format!(
                 r#"
+[ha]
+lease = "3s"
 [[feed]]
 name = "orders"
 topic = "orders"
 warn_after = "3s"
-critical_after = "60s"
+critical_after = "9s"
 [[alerts.alertmanager]]
 url = "{}"
 resend_interval = "1s"
@@ -350,6 +352,7 @@ url = "{}/hook"
             body["reasons"].to_string().contains("state store"),
             "{body}"
         );
+        assert_eq!(body["status"], "degraded", "{body}");
         // Still judging from memory: the record seen during the outage, then the warning.
         wait_until(
             "orders warns while Redis is down",
@@ -368,6 +371,20 @@ url = "{}/hook"
             },
         )
         .await;
+        // Down for longer than the leader lease: the leader leads on, since nobody else can
+        // take the lease, and the escalation is paged too.
+        wait_until(
+            "the critical page goes out with Redis down past the lease",
+            Duration::from_secs(15),
+            || async {
+                receiver
+                    .requests()
+                    .iter()
+                    .any(|request| request.json["severity"] == "critical")
+            },
+        )
+        .await;
+        assert_eq!(freshwatch.metric("freshwatch_leader").await, Some(1.0));
 
         redis.restart();
         wait_until(

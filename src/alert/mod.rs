@@ -112,9 +112,9 @@ pub fn summary(transition: &Transition) -> String {
             transition.topic
         ),
         (Status::Ok, Some(last_seen_ms), _) => format!(
-            "Feed {name} is fresh again (was {} for {}; last seen {})",
+            "Feed {name} is fresh again after alerting for {} (last {}; last seen {})",
+            human_duration_ms(transition.at_ms - transition.alert_since_ms),
             transition.from,
-            human_duration_ms(transition.at_ms - transition.from_since_ms),
             rfc3339(last_seen_ms)
         ),
         (_, Some(last_seen_ms), staleness) => format!(

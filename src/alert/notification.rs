@@ -90,7 +90,7 @@ impl Notification {
             critical_after_ms: transition.critical_after_ms,
             records: transition.records,
             changed_at_ms: transition.at_ms,
-            firing_for_ms: (!firing).then(|| transition.at_ms - transition.from_since_ms),
+            firing_for_ms: (!firing).then(|| transition.at_ms - transition.alert_since_ms),
             repeat: false,
         })
     }

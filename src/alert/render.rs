@@ -115,10 +115,10 @@ pub fn slack_message(notification: &Notification) -> Value {
         )
     } else {
         format!(
-            "{emoji} *RESOLVED* {} (was {} for {})",
+            "{emoji} *RESOLVED* {} (alerting for {}, last {})",
             notification.subject(),
-            notification.previous_status,
-            human_duration_ms(notification.firing_for_ms.unwrap_or_default())
+            human_duration_ms(notification.firing_for_ms.unwrap_or_default()),
+            notification.previous_status
         )
     };
     json!({
@@ -180,6 +180,7 @@ mod tests {
             to,
             at_ms: NOW_MS,
             from_since_ms: NOW_MS - 3 * 3_600_000,
+            alert_since_ms: NOW_MS - 4 * 3_600_000,
             last_seen_ms,
             staleness_ms: last_seen_ms.map(|seen| NOW_MS - seen),
             warn_after_ms: 1_800_000,
@@ -260,7 +261,7 @@ mod tests {
             resolved["text"]
                 .as_str()
                 .unwrap()
-                .contains("*RESOLVED* profiles/acme (was critical for 3h 0m)"),
+                .contains("*RESOLVED* profiles/acme (alerting for 4h 0m, last critical)"),
             "{resolved}"
         );
         let (subject, body) = email(&firing);

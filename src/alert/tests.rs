@@ -21,6 +21,7 @@ fn transition(from: Status, to: Status, last_seen_ms: Option<i64>) -> Transition
         to,
         at_ms: NOW_MS,
         from_since_ms: NOW_MS - 3 * HOUR_MS,
+        alert_since_ms: NOW_MS - 4 * HOUR_MS,
         last_seen_ms,
         staleness_ms: last_seen_ms.map(|seen| NOW_MS - seen),
         warn_after_ms: 30 * MINUTE_MS,
@@ -120,10 +121,13 @@ fn the_summary_of_a_never_seen_series_says_it_has_never_been_seen() {
 fn the_summary_of_a_resolve_says_fresh_again_and_for_how_long_it_was_stale() {
     let resolved = summary(&transition(Status::Critical, Status::Ok, Some(NOW_MS)));
     assert!(resolved.contains("fresh again"), "{resolved}");
-    assert!(resolved.contains("was critical for 3h 0m"), "{resolved}");
+    assert!(
+        resolved.contains("after alerting for 4h 0m (last critical"),
+        "from the start of the alert (warning), not of its last status: {resolved}"
+    );
     assert_eq!(
         resolved,
-        "Feed profiles/acme is fresh again (was critical for 3h 0m; last seen 2025-12-04T00:00:00.000Z)"
+        "Feed profiles/acme is fresh again after alerting for 4h 0m (last critical; last seen 2025-12-04T00:00:00.000Z)"
     );
 }
 

@@ -115,6 +115,11 @@ fn a_feed_that_stops_warns_at_warn_after_pages_at_critical_after_and_resolves_on
     let resolved = evaluator.tick(&mut tracker, back_ms + 1);
     assert_eq!(changes(&resolved), [(Status::Critical, Status::Ok)]);
     assert_eq!(resolved[0].from_since_ms, START_MS + CRITICAL_MS);
+    assert_eq!(
+        resolved[0].alert_since_ms,
+        START_MS + WARN_MS,
+        "the incident began with the warning"
+    );
     assert_eq!(resolved[0].last_seen_ms, Some(back_ms));
     assert_eq!(resolved[0].staleness_ms, Some(1));
     assert_eq!(tracker.series(UNSPLIT).status, Status::Ok);

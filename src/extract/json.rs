@@ -131,17 +131,72 @@ pub fn find<'a>(
     document: &'a [u8],
     pointer: &JsonPointer,
 ) -> Result<Option<JsonScalar<'a>>, JsonError> {
+    let [found] = find_each(document, [pointer])?;
+    Ok(found)
+}
+
+/// The values at several pointers, found in one scan of `document` (a feed that splits and
+/// takes its time from the payload reads it once, not twice).
+pub fn find_each<'a, const N: usize>(
+    document: &'a [u8],
+    pointers: [&JsonPointer; N],
+) -> Result<[Option<JsonScalar<'a>>; N], JsonError> {
+    let mut paths = Paths::default();
+    for (slot, pointer) in pointers.iter().enumerate() {
+        paths.push(slot, &pointer.tokens);
+    }
+    let mut found = [const { None }; N];
     let mut scanner = Scanner {
         bytes: document,
         position: 0,
     };
     scanner.skip_whitespace();
-    let found = scanner.find_in_value(&pointer.tokens, 0)?;
+    scanner.find_in_value(paths, 0, &mut found)?;
     scanner.skip_whitespace();
     if scanner.position != document.len() {
         return Err(scanner.syntax());
     }
     Ok(found)
+}
+
+/// Most pointers [`find_each`] follows at once.
+const MAX_POINTERS: usize = 4;
+
+/// The pointers still being followed at a point of the scan: which result slot each fills, and
+/// the tokens left. A fixed array, so a scan never allocates.
+#[derive(Clone, Copy, Default)]
+struct Paths<'t> {
+    items: [(usize, &'t [Token]); MAX_POINTERS],
+    len: usize,
+}
+
+impl<'t> Paths<'t> {
+    fn push(&mut self, slot: usize, tokens: &'t [Token]) {
+        assert!(self.len < MAX_POINTERS, "at most {MAX_POINTERS} pointers");
+        self.items[self.len] = (slot, tokens);
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(usize, &'t [Token])> {
+        self.items[..self.len].iter()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The paths whose next token `matches`, each advanced past it.
+    fn step(&self, matches: impl Fn(&Token) -> bool) -> Paths<'t> {
+        let mut next = Paths::default();
+        for &(slot, tokens) in self.iter() {
+            if let Some((token, rest)) = tokens.split_first() {
+                if matches(token) {
+                    next.push(slot, rest);
+                }
+            }
+        }
+        next
+    }
 }
 
 struct Scanner<'a> {
@@ -175,40 +230,54 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Scans the value at the cursor; returns what `tokens` leads to inside it.
+    /// Scans the value at the cursor, filling the slot of every path that ends in it. A value
+    /// replaces whatever an earlier duplicate key left in those slots: last occurrence wins, as
+    /// in serde_json.
     fn find_in_value(
         &mut self,
-        tokens: &[Token],
+        paths: Paths<'_>,
         depth: usize,
-    ) -> Result<Option<JsonScalar<'a>>, JsonError> {
+        found: &mut [Option<JsonScalar<'a>>],
+    ) -> Result<(), JsonError> {
         if depth > MAX_DEPTH {
             return Err(JsonError::TooDeep);
         }
-        let Some((token, rest)) = tokens.split_first() else {
-            return self.scalar().map(Some);
+        for &(slot, _) in paths.iter() {
+            found[slot] = None;
+        }
+        let deeper = paths.step(|_| true);
+        let ends_here = paths.iter().any(|(_, tokens)| tokens.is_empty());
+        let kind = match self.peek() {
+            Some(b'{') if !deeper.is_empty() => {
+                self.find_in_object(paths, depth, found)?;
+                JsonScalar::Object
+            }
+            Some(b'[') if !deeper.is_empty() => {
+                self.find_in_array(paths, depth, found)?;
+                JsonScalar::Array
+            }
+            _ if ends_here => self.scalar()?,
+            _ => return self.skip_value(depth),
         };
-        match self.peek() {
-            Some(b'{') => self.find_in_object(token, rest, depth),
-            Some(b'[') => self.find_in_array(token, rest, depth),
-            _ => {
-                self.skip_value(depth)?;
-                Ok(None)
+        for &(slot, tokens) in paths.iter() {
+            if tokens.is_empty() {
+                found[slot] = Some(kind.clone());
             }
         }
+        Ok(())
     }
 
     fn find_in_object(
         &mut self,
-        token: &Token,
-        rest: &[Token],
+        paths: Paths<'_>,
         depth: usize,
-    ) -> Result<Option<JsonScalar<'a>>, JsonError> {
+        found: &mut [Option<JsonScalar<'a>>],
+    ) -> Result<(), JsonError> {
         self.position += 1; // '{'
         self.skip_whitespace();
-        let mut found = None;
         if self.peek() == Some(b'}') {
             self.position += 1;
-            return Ok(None);
+            return Ok(());
         }
         loop {
             self.skip_whitespace();
@@ -216,23 +285,25 @@ impl<'a> Scanner<'a> {
             self.skip_whitespace();
             self.expect(b':')?;
             self.skip_whitespace();
-            let matches = if escaped {
-                *decode_string(raw_key)? == *token.key
+            let decoded;
+            let key: &[u8] = if escaped {
+                decoded = decode_string(raw_key)?;
+                decoded.as_bytes()
             } else {
-                raw_key == token.key.as_bytes()
+                raw_key
             };
-            if matches {
-                // Last occurrence wins, as in serde_json.
-                found = self.find_in_value(rest, depth + 1)?;
-            } else {
+            let matching = paths.step(|token| token.key.as_bytes() == key);
+            if matching.is_empty() {
                 self.skip_value(depth + 1)?;
+            } else {
+                self.find_in_value(matching, depth + 1, found)?;
             }
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => self.position += 1,
                 Some(b'}') => {
                     self.position += 1;
-                    return Ok(found);
+                    return Ok(());
                 }
                 _ => return Err(self.syntax()),
             }
@@ -241,24 +312,24 @@ impl<'a> Scanner<'a> {
 
     fn find_in_array(
         &mut self,
-        token: &Token,
-        rest: &[Token],
+        paths: Paths<'_>,
         depth: usize,
-    ) -> Result<Option<JsonScalar<'a>>, JsonError> {
+        found: &mut [Option<JsonScalar<'a>>],
+    ) -> Result<(), JsonError> {
         self.position += 1; // '['
         self.skip_whitespace();
-        let mut found = None;
         if self.peek() == Some(b']') {
             self.position += 1;
-            return Ok(None);
+            return Ok(());
         }
         let mut index = 0usize;
         loop {
             self.skip_whitespace();
-            if token.index == Some(index) {
-                found = self.find_in_value(rest, depth + 1)?;
-            } else {
+            let matching = paths.step(|token| token.index == Some(index));
+            if matching.is_empty() {
                 self.skip_value(depth + 1)?;
+            } else {
+                self.find_in_value(matching, depth + 1, found)?;
             }
             index += 1;
             self.skip_whitespace();
@@ -266,7 +337,7 @@ impl<'a> Scanner<'a> {
                 Some(b',') => self.position += 1,
                 Some(b']') => {
                     self.position += 1;
-                    return Ok(found);
+                    return Ok(());
                 }
                 _ => return Err(self.syntax()),
             }
@@ -552,6 +623,28 @@ mod tests {
         }
     }
 
+    /// Two pointers in one scan must each agree with serde_json.
+    fn check_each(document: &str, first: &str, second: &str) {
+        let (first_parsed, second_parsed) = (
+            JsonPointer::parse(first).unwrap(),
+            JsonPointer::parse(second).unwrap(),
+        );
+        let found = find_each(document.as_bytes(), [&first_parsed, &second_parsed]);
+        let (Some(want_first), Some(want_second)) = (
+            expected(document.as_bytes(), first),
+            expected(document.as_bytes(), second),
+        ) else {
+            return; // invalid for serde_json: only "no panic" is asked
+        };
+        let [found_first, found_second] =
+            found.unwrap_or_else(|error| panic!("{error} on valid {document:?}"));
+        assert!(
+            same(&found_first, &want_first) && same(&found_second, &want_second),
+            "{document:?} at {first} and {second}: found {found_first:?}, {found_second:?}; \
+             serde_json {want_first:?}, {want_second:?}"
+        );
+    }
+
     const CORPUS: &[&str] = &[
         r#"{"tenant_id":"acme","updated_at":1700000000123}"#,
         r#"  { "a" : { "b" : [ 1 , { "c" : "deep" } ] } , "tenant_id" : "x" }  "#,
@@ -613,6 +706,17 @@ mod tests {
             );
             for pointer in POINTERS {
                 check(document, pointer);
+            }
+        }
+    }
+
+    #[test]
+    fn one_scan_for_two_pointers_agrees_with_serde_json_on_the_corpus() {
+        for document in CORPUS {
+            for first in POINTERS {
+                for second in POINTERS {
+                    check_each(document, first, second);
+                }
             }
         }
     }
@@ -729,6 +833,8 @@ mod tests {
                 .map(|token| format!("/{}", token.replace('~', "~0").replace('/', "~1")))
                 .collect();
             check(&document, &pointer);
+            check_each(&document, &pointer, "/tenant_id");
+            check_each(&document, "/a", &pointer);
         }
 
         #[test]

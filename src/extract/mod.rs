@@ -152,8 +152,19 @@ impl Extractor {
         record: &'a R,
         arrival_ms: i64,
     ) -> Result<Extracted<'a>, RecordError> {
-        let event_ms = self.event_time(record, arrival_ms)?;
-        let split = self.split_value(record)?;
+        let (event_ms, split) = match (&self.split, &self.timestamp) {
+            // Both from the payload: one scan finds both.
+            (Some(SplitRule::Json(split_pointer)), TimestampRule::Json(time_pointer)) => {
+                let payload = record.payload().ok_or(RecordError::MissingPayload)?;
+                let [time, split] = json::find_each(payload, [time_pointer, split_pointer])
+                    .map_err(RecordError::InvalidJson)?;
+                (json_time(time)?, non_empty(json_split(split)?)?)
+            }
+            _ => (
+                self.event_time(record, arrival_ms)?,
+                self.split_value(record)?,
+            ),
+        };
         let clamped_future = event_ms > arrival_ms.saturating_add(self.max_future_skew_ms);
         Ok(Extracted {
             split,
@@ -162,16 +173,11 @@ impl Extractor {
         })
     }
 
-    /// An empty value is refused as missing: the empty key belongs to unsplit feeds.
     fn split_value<'a, R: Record>(&self, record: &'a R) -> Result<SplitValue<'a>, RecordError> {
         let Some(rule) = &self.split else {
             return Ok(SplitValue::Whole);
         };
-        let value = self.split_value_of(rule, record)?;
-        if value.as_bytes().is_empty() {
-            return Err(RecordError::MissingSplit);
-        }
-        Ok(value)
+        non_empty(self.split_value_of(rule, record)?)
     }
 
     fn split_value_of<'a, R: Record>(
@@ -191,21 +197,7 @@ impl Extractor {
                 .ok_or(RecordError::MissingSplit),
             SplitRule::Json(pointer) => {
                 let payload = record.payload().ok_or(RecordError::MissingPayload)?;
-                match json::find(payload, pointer).map_err(RecordError::InvalidJson)? {
-                    None => Err(RecordError::MissingSplit),
-                    Some(json::JsonScalar::String(Cow::Borrowed(text))) => {
-                        Ok(SplitValue::Borrowed(text.as_bytes()))
-                    }
-                    Some(json::JsonScalar::String(Cow::Owned(text))) => Ok(SplitValue::Owned(text)),
-                    Some(json::JsonScalar::Number(literal)) => {
-                        Ok(SplitValue::Borrowed(literal.as_bytes()))
-                    }
-                    Some(json::JsonScalar::Bool(true)) => Ok(SplitValue::Borrowed(b"true")),
-                    Some(json::JsonScalar::Bool(false)) => Ok(SplitValue::Borrowed(b"false")),
-                    Some(
-                        json::JsonScalar::Null | json::JsonScalar::Object | json::JsonScalar::Array,
-                    ) => Err(RecordError::InvalidSplit),
-                }
+                json_split(json::find(payload, pointer).map_err(RecordError::InvalidJson)?)
             }
         }
     }
@@ -223,20 +215,50 @@ impl Extractor {
             }
             TimestampRule::Json(pointer) => {
                 let payload = record.payload().ok_or(RecordError::MissingPayload)?;
-                match json::find(payload, pointer).map_err(RecordError::InvalidJson)? {
-                    None | Some(json::JsonScalar::Null) => Err(RecordError::MissingTimestamp),
-                    Some(json::JsonScalar::String(text)) => timestamp::parse_timestamp_text(&text)
-                        .map_err(RecordError::InvalidTimestamp),
-                    Some(json::JsonScalar::Number(literal)) => {
-                        timestamp::parse_timestamp_number(literal)
-                            .map_err(RecordError::InvalidTimestamp)
-                    }
-                    Some(_) => Err(RecordError::InvalidTimestamp(
-                        timestamp::TimestampError::Unparseable,
-                    )),
-                }
+                json_time(json::find(payload, pointer).map_err(RecordError::InvalidJson)?)
             }
         }
+    }
+}
+
+/// An empty value is refused as missing: the empty key belongs to unsplit feeds.
+fn non_empty(value: SplitValue<'_>) -> Result<SplitValue<'_>, RecordError> {
+    if value.as_bytes().is_empty() {
+        return Err(RecordError::MissingSplit);
+    }
+    Ok(value)
+}
+
+/// The split value a JSON field gives: strings, numbers and booleans by their text.
+fn json_split(found: Option<json::JsonScalar<'_>>) -> Result<SplitValue<'_>, RecordError> {
+    match found {
+        None => Err(RecordError::MissingSplit),
+        Some(json::JsonScalar::String(Cow::Borrowed(text))) => {
+            Ok(SplitValue::Borrowed(text.as_bytes()))
+        }
+        Some(json::JsonScalar::String(Cow::Owned(text))) => Ok(SplitValue::Owned(text)),
+        Some(json::JsonScalar::Number(literal)) => Ok(SplitValue::Borrowed(literal.as_bytes())),
+        Some(json::JsonScalar::Bool(true)) => Ok(SplitValue::Borrowed(b"true")),
+        Some(json::JsonScalar::Bool(false)) => Ok(SplitValue::Borrowed(b"false")),
+        Some(json::JsonScalar::Null | json::JsonScalar::Object | json::JsonScalar::Array) => {
+            Err(RecordError::InvalidSplit)
+        }
+    }
+}
+
+/// The event time a JSON field gives: RFC 3339 text or a unix number.
+fn json_time(found: Option<json::JsonScalar<'_>>) -> Result<i64, RecordError> {
+    match found {
+        None | Some(json::JsonScalar::Null) => Err(RecordError::MissingTimestamp),
+        Some(json::JsonScalar::String(text)) => {
+            timestamp::parse_timestamp_text(&text).map_err(RecordError::InvalidTimestamp)
+        }
+        Some(json::JsonScalar::Number(literal)) => {
+            timestamp::parse_timestamp_number(literal).map_err(RecordError::InvalidTimestamp)
+        }
+        Some(_) => Err(RecordError::InvalidTimestamp(
+            timestamp::TimestampError::Unparseable,
+        )),
     }
 }
 
