@@ -404,6 +404,7 @@ pub async fn start(
         tracker.clone(),
         clock.clone(),
         source_handle.status.clone(),
+        metrics.clone(),
     )?;
     let readiness = Arc::new(Readiness::new(source_handle.status.clone()));
     let listener = crate::http::bind(config.http.listen)

@@ -189,3 +189,37 @@ fn the_demo_shows_a_warning_then_a_critical_alert_and_serves_status() {
     assert_eq!(unreachable.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach freshwatch"));
 }
+
+#[test]
+fn a_bad_command_line_exits_2_and_a_failed_start_exits_3_naming_the_cause() {
+    let usage = Command::new(freshwatch_bin())
+        .arg("no-such-command")
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&usage.stderr).contains("no-such-command"),
+        "clap names what it did not understand"
+    );
+
+    // Nothing listens on this port: the state store cannot be opened.
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("freshwatch.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{KAFKA}[state]\nredis_url = \"redis://127.0.0.1:{}/0\"\n[[feed]]\nname = \"orders\"\ntopic = \"orders\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let failed = Command::new(freshwatch_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("state store"), "{stderr}");
+}

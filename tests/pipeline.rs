@@ -296,6 +296,40 @@ resend_interval = "1s"
             .unwrap()
                 >= 1.0
         );
+        let staleness = sample(
+            &metrics,
+            "freshwatch_feed_staleness_seconds{feed=\"profiles\",key=\"\"}",
+        )
+        .unwrap();
+        assert!(
+            (staleness - 864_000.0).abs() < 60.0,
+            "staleness {staleness}"
+        );
+        assert_eq!(
+            sample(
+                &metrics,
+                "freshwatch_feed_records_total{feed=\"profiles\",key=\"\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &metrics,
+                "freshwatch_consumer_lag_records{topic=\"cdp.profile-updates\",partition=\"0\"}"
+            ),
+            Some(0.0),
+            "read to the high watermark"
+        );
+        let source: Value = reqwest::get(format!("{}/api/v1/source", instance.base_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(source["records_consumed"], 1, "{source}");
+        assert_eq!(source["assigned_partitions"], 1, "{source}");
+        assert_eq!(source["lag_records"], 0, "{source}");
+        assert_eq!(source["reachable"], true, "{source}");
         instance.stop().await;
     });
 }
@@ -798,6 +832,30 @@ mode = "tail"
             sample(&metrics, "freshwatch_records_consumed_total"),
             Some(0.0),
             "tail mode consumes nothing"
+        );
+
+        // A producer clock a day ahead: clamped to arrival time and counted, as in consume mode.
+        let before_ms = now_ms();
+        produce_no_flush(&producer, "busy", "k-future", now_ms() + DAY_MS);
+        producer.flush(Duration::from_secs(5)).unwrap();
+        wait_until(
+            "the future timestamp is counted",
+            Duration::from_secs(10),
+            || async {
+                sample(
+                    &instance.metrics().await,
+                    "freshwatch_record_errors_total{feed=\"busy\",reason=\"future_timestamp\"}",
+                ) == Some(1.0)
+            },
+        )
+        .await;
+        let row = instance.row("busy", "").await.unwrap();
+        let last_seen = chrono::DateTime::parse_from_rfc3339(row["last_seen"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        assert!(
+            last_seen >= before_ms && last_seen <= now_ms(),
+            "last-seen is the arrival time, not tomorrow: {row}"
         );
         instance.stop().await;
     });

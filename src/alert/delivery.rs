@@ -25,6 +25,9 @@ use crate::state::StateStore;
 /// A notification for one sink, with its outbox id once stored.
 #[derive(Debug, Clone)]
 pub struct Envelope {
+    /// Not to deliver: an alert that was firing before a restart, so `repeat_interval` goes on
+    /// reminding on-call about it.
+    pub still_firing: bool,
     pub outbox_id: Option<String>,
     pub notification: Notification,
 }
@@ -37,6 +40,15 @@ pub struct SinkHandle {
 }
 
 impl SinkHandle {
+    /// Tells the sink an alert was firing before this process started (nothing is sent).
+    pub fn still_firing(&self, notification: Notification) {
+        let _ = self.sender.send(Envelope {
+            still_firing: true,
+            outbox_id: None,
+            notification,
+        });
+    }
+
     /// Stores `notification` in this sink's outbox, then queues it for delivery. If the store
     /// is down it is still queued (in memory) and stored later.
     pub async fn enqueue(&self, store: &StateStore, notification: Notification) {
@@ -55,6 +67,7 @@ impl SinkHandle {
         };
         // A closed channel means the sink already stopped; the entry stays in the outbox.
         let _ = self.sender.send(Envelope {
+            still_firing: false,
             outbox_id,
             notification,
         });
@@ -332,6 +345,7 @@ impl SinkTask {
                     match serde_json::from_str::<Notification>(&json) {
                         Ok(notification) => {
                             self.push(Envelope {
+                                still_firing: false,
                                 outbox_id: Some(id),
                                 notification,
                             })
@@ -511,6 +525,15 @@ impl SinkTask {
         }
     }
 
+    /// A critical alert firing since before the restart: reminded of from now on.
+    fn remember_firing(&mut self, notification: Notification) {
+        if notification.firing && notification.severity == "critical" {
+            self.firing
+                .entry(notification.dedup_key.clone())
+                .or_insert_with(|| (notification, Instant::now()));
+        }
+    }
+
     fn accepted(&mut self, notification: &Notification) {
         let now = Instant::now();
         self.sent
@@ -571,6 +594,7 @@ impl SinkTask {
                 }
                 // A new notification (already in the outbox).
                 envelope = receiver.recv() => match envelope {
+                    Some(envelope) if envelope.still_firing => self.remember_firing(envelope.notification),
                     Some(envelope) => self.push(envelope).await,
                     None => break,
                 },
@@ -624,7 +648,9 @@ impl SinkTask {
             }
         }
         while let Ok(envelope) = receiver.try_recv() {
-            self.push(envelope).await;
+            if !envelope.still_firing {
+                self.push(envelope).await;
+            }
         }
         if self.leadership.is_leader() {
             self.drain().await;
@@ -796,6 +822,7 @@ mod tests {
         );
         // The trigger arrived while the store was down; the resolve after it was stored.
         task.push(Envelope {
+            still_firing: false,
             outbox_id: None,
             notification: notification("acme", "critical", true),
         })
@@ -806,6 +833,7 @@ mod tests {
             .await
             .unwrap();
         task.push(Envelope {
+            still_firing: false,
             outbox_id: Some(resolve_id.clone()),
             notification: resolve,
         })
@@ -871,6 +899,7 @@ mod tests {
 
         primary
             .push(Envelope {
+                still_firing: false,
                 outbox_id: None,
                 notification: notification("acme", "critical", true),
             })
@@ -878,12 +907,14 @@ mod tests {
         primary.fall_back().await;
         primary
             .push(Envelope {
+                still_firing: false,
                 outbox_id: None,
                 notification: notification("acme", "ok", false),
             })
             .await;
         primary
             .push(Envelope {
+                still_firing: false,
                 outbox_id: None,
                 notification: notification("globex", "critical", true),
             })
@@ -907,5 +938,35 @@ mod tests {
         primary.send_to_fallbacks(&rejected, "was rejected").await;
         let envelope = backup_receiver.try_recv().unwrap();
         assert_eq!(envelope.notification.key, "initech");
+    }
+
+    #[tokio::test]
+    async fn an_alert_firing_before_a_restart_is_reminded_of_but_not_sent_again() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = embedded_store(&directory).await;
+        let sinks = Directory::default();
+        let mut config = sink(100);
+        config.repeat_interval = Duration::ZERO;
+        let (mut task, handle, mut receiver) = SinkTask::new(
+            config,
+            "http://127.0.0.1:9187",
+            store.clone(),
+            Metrics::default(),
+            sinks.clone(),
+            crate::ha::Leadership::always(),
+        );
+        let _ = sinks.set(HashMap::from([("hook".to_owned(), handle.clone())]));
+        handle.still_firing(notification("acme", "critical", true));
+        let envelope = receiver.try_recv().unwrap();
+        assert!(envelope.still_firing);
+        task.remember_firing(envelope.notification);
+        assert!(task.queue.is_empty(), "nothing is sent again at start");
+
+        task.repeat_firing().await;
+        let reminder = receiver.try_recv().expect("repeat_interval reminds");
+        assert!(!reminder.still_firing);
+        assert!(reminder.notification.repeat);
+        assert_eq!(reminder.notification.key, "acme");
+        assert_eq!(store.outbox_list("hook").await.unwrap().len(), 1);
     }
 }

@@ -303,7 +303,25 @@ impl Dispatcher {
                     Notification::for_sink(transition, sink.config.min_severity)
                 }
                 Notice::System(alert) => Some(Notification::from_system(alert)),
-                Notice::Restored(_) => None,
+                Notice::Restored(transition) => {
+                    // Already paged before the restart: not sent again, only reminded of.
+                    let as_new = Transition {
+                        from: Status::Ok,
+                        ..transition.clone()
+                    };
+                    if let Some(notification) =
+                        Notification::for_sink(&as_new, sink.config.min_severity)
+                    {
+                        if sink.config.accepts(
+                            &notification.feed,
+                            &notification.key,
+                            notification.severity(),
+                        ) {
+                            sink.still_firing(notification);
+                        }
+                    }
+                    continue;
+                }
             };
             let Some(notification) = notification else {
                 continue;

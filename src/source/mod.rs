@@ -188,6 +188,9 @@ impl ConsumerContext for SourceContext {
             })
             .unwrap_or_default();
         let assigned = assignment.len();
+        // Lag gauges of partitions that moved to another replica would freeze at their last
+        // value; the next statistics fill in the partitions still owned.
+        self.metrics.consumer_lag.clear();
         *self
             .status
             .assignment

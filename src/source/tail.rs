@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::{SourceError, SourceStatus};
 use crate::clock::SharedClock;
 use crate::config::{Config, FeedMode, TimestampRule, TopicMatcher};
+use crate::extract::FUTURE_TIMESTAMP_REASON;
+use crate::metrics::Metrics;
 use crate::model::FeedIndex;
 use crate::tracker::Tracker;
 
@@ -26,6 +28,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct TailFeed {
     feed: FeedIndex,
+    name: Arc<str>,
     topics: TopicMatcher,
     use_arrival_time: bool,
 }
@@ -40,6 +43,8 @@ pub struct TailSource {
     interval: Duration,
     /// Last high watermark seen per (topic, partition).
     highs: HashMap<(String, i32), i64>,
+    metrics: Metrics,
+    max_future_skew_ms: i64,
 }
 
 impl TailSource {
@@ -49,6 +54,7 @@ impl TailSource {
         tracker: Arc<Mutex<Tracker>>,
         clock: SharedClock,
         status: Arc<SourceStatus>,
+        metrics: Metrics,
     ) -> Result<Option<TailSource>, SourceError> {
         let feeds: Vec<TailFeed> = config
             .feeds
@@ -57,6 +63,7 @@ impl TailSource {
             .filter(|(_, feed)| feed.mode == FeedMode::Tail)
             .map(|(index, feed)| TailFeed {
                 feed: index as FeedIndex,
+                name: feed.name.clone(),
                 topics: feed.topics.clone(),
                 use_arrival_time: feed.timestamp == TimestampRule::Arrival,
             })
@@ -83,6 +90,9 @@ impl TailSource {
             status,
             interval: config.kafka.tail_interval,
             highs: HashMap::new(),
+            metrics,
+            max_future_skew_ms: i64::try_from(config.evaluation.max_future_skew.as_millis())
+                .unwrap_or(i64::MAX),
         }))
     }
 
@@ -173,10 +183,20 @@ impl TailSource {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             for feed in feeds {
-                let tail = self.feeds.iter().find(|tail| tail.feed == feed);
-                let event_ms = match (tail.is_some_and(|tail| tail.use_arrival_time), record_ms) {
+                let Some(tail) = self.feeds.iter().find(|tail| tail.feed == feed) else {
+                    continue;
+                };
+                let event_ms = match (tail.use_arrival_time, record_ms) {
                     (true, _) | (false, None) => arrival_ms,
-                    (false, Some(record_ms)) => record_ms.min(arrival_ms),
+                    // A producer clock far ahead must not mask a silence: as in consume mode.
+                    (false, Some(record_ms))
+                        if record_ms > arrival_ms.saturating_add(self.max_future_skew_ms) =>
+                    {
+                        self.metrics
+                            .count_record_error(&tail.name, FUTURE_TIMESTAMP_REASON);
+                        arrival_ms
+                    }
+                    (false, Some(record_ms)) => record_ms,
                 };
                 tracker.observe_many(feed, b"", event_ms, added);
             }
