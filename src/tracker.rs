@@ -109,6 +109,12 @@ pub struct Tracker {
     positions_changed: bool,
 }
 
+/// Key equality without a `memcmp` call for the empty key of unsplit feeds, which profiling
+/// showed dominating an unsplit feed's hot path.
+fn same_key(candidate: &[u8], key: &[u8]) -> bool {
+    candidate.len() == key.len() && (key.is_empty() || candidate == key)
+}
+
 impl Tracker {
     /// Creates the unsplit feeds' series and the expected split values, all not yet seen.
     pub fn new(feeds: &[FeedConfig], now_ms: i64) -> Self {
@@ -153,7 +159,7 @@ impl Tracker {
         let series = &track.series;
         if let Some(&index) = track
             .index
-            .find(hash, |&index| &*series[index as usize].key == key)
+            .find(hash, |&index| same_key(&series[index as usize].key, key))
         {
             return Some(SeriesId { feed, index });
         }
@@ -387,6 +393,16 @@ mod tests {
         assert_eq!(tracker.feed(1).series()[0].key(), "acme");
         assert_eq!(tracker.feed(1).series()[0].last_seen(), None);
         assert_eq!(tracker.feed(1).watch_started_ms, 5);
+    }
+
+    #[test]
+    fn an_unsplit_feed_keeps_one_series_however_many_records_arrive() {
+        let mut tracker = Tracker::new(&[feed("orders", false, &[])], 0);
+        for at in 0..1_000 {
+            tracker.observe(0, b"", at);
+        }
+        assert_eq!(tracker.series_count(), 1);
+        assert_eq!(tracker.feed(0).series()[0].records, 1_000);
     }
 
     #[test]
