@@ -115,7 +115,14 @@ fn bench_scenario(
     group.finish();
 }
 
-fn naive_baseline(criterion: &mut Criterion, name: &str, batch: &[OwnedRecord]) {
+/// The naive way, for comparison: whatever `naive_extract` does per record (a `serde_json::Value`
+/// parse for JSON), then a `HashMap<String, _>` keyed by a fresh `String` per record.
+fn naive_baseline(
+    criterion: &mut Criterion,
+    name: &str,
+    batch: &[OwnedRecord],
+    naive_extract: impl Fn(&OwnedRecord) -> Option<(String, i64)>,
+) {
     let mut group = criterion.benchmark_group("extract_track");
     group.throughput(Throughput::Elements(batch.len() as u64));
     let mut map: HashMap<String, (i64, u64)> = HashMap::new();
@@ -124,23 +131,10 @@ fn naive_baseline(criterion: &mut Criterion, name: &str, batch: &[OwnedRecord]) 
             || (),
             |()| {
                 for record in batch {
-                    let payload = record.payload.as_deref().unwrap_or_default();
-                    let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) else {
+                    let Some((key, at)) = naive_extract(record) else {
                         continue;
                     };
-                    let Some(tenant) = value.pointer("/tenant_id").and_then(|v| v.as_str()) else {
-                        continue;
-                    };
-                    let at = match value.pointer("/updated_at") {
-                        Some(serde_json::Value::String(text)) => {
-                            chrono::DateTime::parse_from_rfc3339(text)
-                                .map(|time| time.timestamp_millis())
-                                .unwrap_or(0)
-                        }
-                        Some(serde_json::Value::Number(number)) => number.as_i64().unwrap_or(0),
-                        _ => 0,
-                    };
-                    let entry = map.entry(tenant.to_string()).or_insert((i64::MIN, 0));
+                    let entry = map.entry(key).or_insert((i64::MIN, 0));
                     entry.0 = entry.0.max(at);
                     entry.1 += 1;
                 }
@@ -150,6 +144,37 @@ fn naive_baseline(criterion: &mut Criterion, name: &str, batch: &[OwnedRecord]) 
         )
     });
     group.finish();
+}
+
+fn naive_json(record: &OwnedRecord) -> Option<(String, i64)> {
+    let payload = record.payload.as_deref().unwrap_or_default();
+    let value = serde_json::from_slice::<serde_json::Value>(payload).ok()?;
+    let tenant = value.pointer("/tenant_id")?.as_str()?;
+    let at = match value.pointer("/updated_at") {
+        Some(serde_json::Value::String(text)) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|time| time.timestamp_millis())
+            .unwrap_or(0),
+        Some(serde_json::Value::Number(number)) => number.as_i64().unwrap_or(0),
+        _ => 0,
+    };
+    Some((tenant.to_string(), at))
+}
+
+fn naive_key(record: &OwnedRecord) -> Option<(String, i64)> {
+    let key = String::from_utf8_lossy(record.key.as_deref()?).into_owned();
+    Some((key, record.timestamp_ms?))
+}
+
+fn naive_header(record: &OwnedRecord) -> Option<(String, i64)> {
+    let (_, value) = record.headers.iter().find(|(name, _)| name == "tenant")?;
+    Some((
+        String::from_utf8_lossy(value).into_owned(),
+        record.timestamp_ms?,
+    ))
+}
+
+fn naive_unsplit(record: &OwnedRecord) -> Option<(String, i64)> {
+    Some((String::new(), record.timestamp_ms?))
 }
 
 fn hot_path(criterion: &mut Criterion) {
@@ -184,8 +209,16 @@ fn hot_path(criterion: &mut Criterion) {
     };
     bench_scenario(criterion, "json_split_unix_ms", json_feed(), &with_millis);
     bench_scenario(criterion, "json_split_rfc3339", json_feed(), &with_rfc3339);
-    naive_baseline(criterion, "naive_json_unix_ms", &with_millis);
-    naive_baseline(criterion, "naive_json_rfc3339", &with_rfc3339);
+    naive_baseline(
+        criterion,
+        "naive_record_timestamp",
+        &with_millis,
+        naive_unsplit,
+    );
+    naive_baseline(criterion, "naive_header_split", &with_millis, naive_header);
+    naive_baseline(criterion, "naive_key_split", &with_millis, naive_key);
+    naive_baseline(criterion, "naive_json_unix_ms", &with_millis, naive_json);
+    naive_baseline(criterion, "naive_json_rfc3339", &with_rfc3339, naive_json);
 }
 
 criterion_group! {
