@@ -4,7 +4,7 @@
 //! `resend_interval` with `endsAt` four intervals ahead (Prometheus' own convention). A change of
 //! severity resolves the old alert and fires the new one, since the label sets differ.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    classify_response, summary, Backoff, Delivery, Notice, SystemAlert, FEED_STALE, WATCHDOG,
+    classify_response, summary, Backoff, Delivery, Directory, Notice, Notification, SystemAlert,
+    FEED_STALE, WATCHDOG,
 };
 use crate::clock::rfc3339;
 use crate::config::AlertmanagerConfig;
@@ -23,6 +24,7 @@ use crate::evaluate::Transition;
 use crate::ha::Leadership;
 use crate::metrics::{Metrics, OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED};
 use crate::model::Severity;
+use crate::state::StateStore;
 
 /// Identity of one Alertmanager alert: its label set.
 type AlertKey = BTreeMap<String, String>;
@@ -55,6 +57,15 @@ pub struct AlertmanagerSink {
     /// Only the leader keeps alerts alive: a deposed leader that went on re-sending would
     /// revive alerts the new leader has resolved.
     leadership: Arc<Leadership>,
+    /// The notification sinks, for `fallback`.
+    directory: Directory,
+    store: StateStore,
+    /// Changes not yet accepted by Alertmanager: when they arrived, and whether they already
+    /// went to the fallbacks.
+    unaccepted: Vec<(Instant, Notification, bool)>,
+    /// Dedup keys whose page went to the fallbacks and was not resolved since: their later
+    /// changes follow them there, so the fallback's incident closes too.
+    fell_back_keys: HashSet<String>,
 }
 
 impl AlertmanagerSink {
@@ -64,6 +75,8 @@ impl AlertmanagerSink {
         watchdog: bool,
         metrics: Metrics,
         leadership: Arc<Leadership>,
+        directory: Directory,
+        store: StateStore,
     ) -> Self {
         let mut endpoint = config.url.clone();
         let base = endpoint.path().trim_end_matches('/').to_owned();
@@ -92,6 +105,10 @@ impl AlertmanagerSink {
             pending: BTreeMap::new(),
             watchdog,
             leadership,
+            directory,
+            store,
+            unaccepted: Vec::new(),
+            fell_back_keys: HashSet::new(),
         };
         if sink.leadership.is_leader() {
             sink.step_up();
@@ -112,6 +129,7 @@ impl AlertmanagerSink {
     fn step_down(&mut self) {
         self.firing.clear();
         self.pending.clear();
+        self.unaccepted.clear();
     }
 
     /// The alert body for a transition's series at `severity`.
@@ -165,6 +183,16 @@ impl AlertmanagerSink {
     }
 
     fn apply(&mut self, notice: Notice, now_ms: i64) {
+        if !self.config.fallback.is_empty() {
+            let notification = match &notice {
+                Notice::Changed(transition) => Notification::from_transition(transition),
+                Notice::System(alert) => Some(Notification::from_system(alert)),
+                Notice::Restored(_) => None,
+            };
+            if let Some(notification) = notification {
+                self.unaccepted.push((Instant::now(), notification, false));
+            }
+        }
         let (transition, restored) = match notice {
             Notice::Changed(transition) => (transition, false),
             Notice::Restored(transition) => (transition, true),
@@ -197,6 +225,49 @@ impl AlertmanagerSink {
                 self.pending.insert(key, alert);
             }
         }
+    }
+
+    /// Copies changes Alertmanager has not accepted within `fallback_after` (or at all, with
+    /// `now_due`) to the fallback sinks, once each; a change of a key that fell back follows it
+    /// at once.
+    async fn fall_back(&mut self, now_due: bool) {
+        if self.config.fallback.is_empty() {
+            return;
+        }
+        let Some(directory) = self.directory.get() else {
+            return;
+        };
+        let fallback_after = self.config.fallback_after;
+        for (arrived, notification, fell_back) in self.unaccepted.iter_mut() {
+            let follows = self.fell_back_keys.contains(&notification.dedup_key);
+            if *fell_back || !(now_due || follows || arrived.elapsed() >= fallback_after) {
+                continue;
+            }
+            *fell_back = true;
+            if notification.firing {
+                self.fell_back_keys.insert(notification.dedup_key.clone());
+            } else {
+                self.fell_back_keys.remove(&notification.dedup_key);
+            }
+            for target in &self.config.fallback {
+                if let Some(handle) = directory.get(target) {
+                    tracing::warn!(sink = %self.config.name, fallback = %target, dedup_key = %notification.dedup_key, "alertmanager has not accepted this change; sending it to the fallback sink too");
+                    handle.enqueue(&self.store, notification.clone()).await;
+                }
+            }
+        }
+    }
+
+    /// Alertmanager took everything pending. A change of a key that fell back still goes to the
+    /// fallbacks, so their incident does not stay open.
+    async fn accepted(&mut self) {
+        let follow_ups = self.unaccepted.iter().any(|(_, notification, fell_back)| {
+            !fell_back && self.fell_back_keys.contains(&notification.dedup_key)
+        });
+        if follow_ups {
+            self.fall_back(false).await;
+        }
+        self.unaccepted.clear();
     }
 
     /// Queues every firing alert again with a fresh `endsAt`.
@@ -240,6 +311,7 @@ impl AlertmanagerSink {
         let mut next_attempt = Instant::now();
         let mut next_resend = Instant::now() + self.config.resend_interval;
         let mut leader_changes = self.leadership.subscribe();
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
             let due = !self.pending.is_empty();
             tokio::select! {
@@ -264,6 +336,10 @@ impl AlertmanagerSink {
                     let Some(notice) = notice else { break };
                     self.apply(notice, chrono::Utc::now().timestamp_millis());
                 }
+                // Changes Alertmanager has not taken in time go to the fallbacks.
+                _ = housekeeping.tick(), if !self.unaccepted.is_empty() => {
+                    self.fall_back(false).await;
+                }
                 // Keep firing alerts alive in Alertmanager.
                 _ = tokio::time::sleep_until(next_resend) => {
                     self.queue_resend();
@@ -277,6 +353,7 @@ impl AlertmanagerSink {
                             self.metrics.count_alert(&name, OUTCOME_ACCEPTED);
                             tracing::debug!(sink = %name, alerts = count, "alerts delivered");
                             self.pending.clear();
+                            self.accepted().await;
                             backoff.reset();
                         }
                         Delivery::Transient { error, retry_after } => {
@@ -289,6 +366,9 @@ impl AlertmanagerSink {
                             self.metrics.count_alert(&name, OUTCOME_REJECTED);
                             tracing::error!(sink = %name, %error, alerts = count, "alertmanager rejected alerts; dropping them");
                             self.pending.clear();
+                            // They will never be accepted here: the fallbacks get them now.
+                            self.fall_back(true).await;
+                            self.unaccepted.clear();
                         }
                     }
                 }
@@ -312,5 +392,105 @@ impl AlertmanagerSink {
                 tracing::error!(sink = %name, alerts = self.pending.len(), "alerts undelivered at shutdown")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::alert::tests::transition;
+    use crate::alert::SinkTask;
+    use crate::config::{SinkConfig, SinkKind};
+    use crate::model::Status;
+
+    #[tokio::test]
+    async fn changes_alertmanager_does_not_take_go_to_the_fallback_and_their_resolve_follows() {
+        let directory_path = tempfile::tempdir().unwrap();
+        let store = StateStore::Embedded(
+            crate::state::EmbeddedStore::open(directory_path.path().to_owned())
+                .await
+                .unwrap(),
+        );
+        let sinks = Directory::default();
+        let backup_config = SinkConfig {
+            name: "oncall-mail".into(),
+            kind: SinkKind::Webhook {
+                url: reqwest::Url::parse("http://127.0.0.1:9/hook").unwrap(),
+                secret: None,
+            },
+            min_severity: Severity::Warning,
+            feeds: vec![],
+            fallback: vec![],
+            fallback_after: Duration::from_secs(120),
+            repeat_interval: Duration::from_secs(3600),
+            rate_limit: 100,
+            rate_limit_period: Duration::from_secs(3600),
+            timeout: Duration::from_secs(1),
+        };
+        let (_backup, backup_handle, mut backup) = SinkTask::new(
+            backup_config,
+            "http://127.0.0.1:9187",
+            store.clone(),
+            Metrics::default(),
+            sinks.clone(),
+            Leadership::always(),
+        );
+        let _ = sinks.set(HashMap::from([("oncall-mail".to_owned(), backup_handle)]));
+        let config = AlertmanagerConfig {
+            name: "alertmanager-0".into(),
+            url: reqwest::Url::parse("http://127.0.0.1:9").unwrap(),
+            resend_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(1),
+            min_severity: Severity::Warning,
+            feeds: vec![],
+            fallback: vec!["oncall-mail".into()],
+            fallback_after: Duration::ZERO,
+        };
+        let mut sink = AlertmanagerSink::new(
+            config,
+            "http://127.0.0.1:9187",
+            false,
+            Metrics::default(),
+            Leadership::always(),
+            sinks.clone(),
+            store.clone(),
+        );
+        let mut received = || {
+            let mut statuses = Vec::new();
+            while let Ok(envelope) = backup.try_recv() {
+                statuses.push(envelope.notification.status);
+            }
+            statuses
+        };
+
+        // Alertmanager is down: the page falls back after fallback_after (zero here).
+        let page = Transition {
+            key: "acme".into(),
+            ..transition(Status::Ok, Status::Critical, Some(1))
+        };
+        sink.apply(Notice::Changed(page.clone()), 0);
+        sink.fall_back(false).await;
+        assert_eq!(received(), ["critical"]);
+
+        // Alertmanager is back and takes the resolve, which still follows to the fallback.
+        sink.config.fallback_after = Duration::from_secs(3600);
+        let resolve = Transition {
+            from: Status::Critical,
+            to: Status::Ok,
+            ..page.clone()
+        };
+        sink.apply(Notice::Changed(resolve), 0);
+        sink.accepted().await;
+        assert_eq!(received(), ["ok"], "the fallback's incident closes too");
+        assert!(sink.fell_back_keys.is_empty());
+
+        // A change Alertmanager takes in time never reaches the fallback.
+        sink.apply(Notice::Changed(page), 0);
+        sink.fall_back(false).await;
+        sink.accepted().await;
+        assert!(received().is_empty());
+        assert!(sink.unaccepted.is_empty());
     }
 }

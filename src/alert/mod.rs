@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{human_duration_ms, rfc3339};
-use crate::config::AlertsConfig;
+use crate::config::{AlertmanagerConfig, AlertsConfig};
 use crate::evaluate::Transition;
 use crate::metrics::Metrics;
 use crate::model::{Severity, Status};
@@ -234,7 +234,7 @@ pub fn classify_response(result: Result<reqwest::Response, reqwest::Error>) -> D
 /// The running sinks.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
-    alertmanagers: Vec<mpsc::UnboundedSender<Notice>>,
+    alertmanagers: Vec<(AlertmanagerConfig, mpsc::UnboundedSender<Notice>)>,
     sinks: Vec<SinkHandle>,
     store: crate::state::StateStore,
 }
@@ -251,6 +251,7 @@ impl Dispatcher {
         shutdown: CancellationToken,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Dispatcher {
+        let directory: Directory = Default::default();
         let mut alertmanagers = Vec::new();
         for sink in &config.alertmanager {
             let (sender, receiver) = mpsc::unbounded_channel();
@@ -261,11 +262,12 @@ impl Dispatcher {
                 config.watchdog,
                 metrics.clone(),
                 leadership.clone(),
+                directory.clone(),
+                store.clone(),
             );
             tasks.spawn(task.run(receiver, shutdown.clone()));
-            alertmanagers.push(sender);
+            alertmanagers.push((sink.clone(), sender));
         }
-        let directory: Directory = Default::default();
         let mut sinks = Vec::new();
         let mut by_name = std::collections::HashMap::new();
         for sink in &config.sinks {
@@ -293,9 +295,11 @@ impl Dispatcher {
     /// Hands a notice to every sink that wants it. Returns once each notification sink has it in
     /// its outbox (or in memory, if the state store is down).
     pub async fn dispatch(&self, notice: Notice) {
-        for sink in &self.alertmanagers {
-            // A closed channel means the sink task already stopped for shutdown.
-            let _ = sink.send(notice.clone());
+        for (config, sink) in &self.alertmanagers {
+            if let Some(notice) = for_alertmanager(&notice, config) {
+                // A closed channel means the sink task already stopped for shutdown.
+                let _ = sink.send(notice);
+            }
         }
         for sink in &self.sinks {
             let notification = match &notice {
@@ -332,6 +336,52 @@ impl Dispatcher {
                 notification.severity(),
             ) {
                 sink.enqueue(&self.store, notification).await;
+            }
+        }
+    }
+}
+
+/// What `notice` means to an Alertmanager sink that takes `min_severity` and up of `feeds`: a
+/// status below its threshold reads as `ok` there, so critical → warning resolves its critical
+/// alert. `None` when the sink wants nothing of it.
+fn for_alertmanager(notice: &Notice, config: &AlertmanagerConfig) -> Option<Notice> {
+    let wanted_feed = |feed: &str, key: &str| {
+        config.feeds.is_empty()
+            || config
+                .feeds
+                .iter()
+                .any(|pattern| pattern.matches(feed, key))
+    };
+    let seen = |status: Status| match status.severity() {
+        Some(severity) if severity < config.min_severity => Status::Ok,
+        _ => status,
+    };
+    match notice {
+        Notice::System(alert) => {
+            let feed = alert
+                .labels
+                .iter()
+                .find(|(name, _)| *name == "feed")
+                .map(|(_, value)| value.as_str());
+            let wanted = alert.severity >= config.min_severity
+                && feed.is_none_or(|feed| wanted_feed(feed, ""));
+            wanted.then(|| notice.clone())
+        }
+        Notice::Changed(transition) | Notice::Restored(transition) => {
+            if !wanted_feed(&transition.feed, &transition.key) {
+                return None;
+            }
+            let view = Transition {
+                from: seen(transition.from),
+                to: seen(transition.to),
+                ..transition.clone()
+            };
+            match notice {
+                Notice::Changed(_) if view.from.severity() != view.to.severity() => {
+                    Some(Notice::Changed(view))
+                }
+                Notice::Restored(_) if view.to.severity().is_some() => Some(Notice::Restored(view)),
+                _ => None,
             }
         }
     }

@@ -11,7 +11,7 @@ const NOW_MS: i64 = 1_764_806_400_000;
 
 /// `profiles/acme` on `cdp.profile-updates` going `from` → `to` at [`NOW_MS`], having been in
 /// `from` for 3 hours.
-fn transition(from: Status, to: Status, last_seen_ms: Option<i64>) -> Transition {
+pub(super) fn transition(from: Status, to: Status, last_seen_ms: Option<i64>) -> Transition {
     Transition {
         feed: Arc::from("profiles"),
         key: "acme".into(),
@@ -364,4 +364,61 @@ fn a_critical_only_sink_sees_critical_to_warning_as_the_end_of_its_incident() {
     .unwrap();
     assert!(downgrade.firing);
     assert_eq!(downgrade.severity, "warning");
+}
+
+#[test]
+fn an_alertmanager_sink_sees_only_its_severities_and_feeds() {
+    let config = |min_severity, feeds: &[&str]| AlertmanagerConfig {
+        name: "alertmanager-0".into(),
+        url: reqwest::Url::parse("http://127.0.0.1:9093").unwrap(),
+        resend_interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(10),
+        min_severity,
+        feeds: feeds
+            .iter()
+            .map(|pattern| crate::config::FeedPattern((*pattern).into()))
+            .collect(),
+        fallback: vec![],
+        fallback_after: Duration::from_secs(120),
+    };
+    let changed = |from, to| Notice::Changed(transition(from, to, Some(NOW_MS - HOUR_MS)));
+    let critical_only = config(Severity::Critical, &[]);
+    assert_eq!(
+        for_alertmanager(&changed(Status::Ok, Status::Warning), &critical_only),
+        None
+    );
+    let Some(Notice::Changed(fired)) =
+        for_alertmanager(&changed(Status::Warning, Status::Critical), &critical_only)
+    else {
+        panic!("warning -> critical fires the critical alert");
+    };
+    assert_eq!((fired.from, fired.to), (Status::Ok, Status::Critical));
+    let Some(Notice::Changed(resolved)) =
+        for_alertmanager(&changed(Status::Critical, Status::Warning), &critical_only)
+    else {
+        panic!("critical -> warning resolves the critical alert");
+    };
+    assert_eq!((resolved.from, resolved.to), (Status::Critical, Status::Ok));
+
+    let everything = config(Severity::Warning, &[]);
+    assert_eq!(
+        for_alertmanager(&changed(Status::Ok, Status::Warning), &everything),
+        Some(changed(Status::Ok, Status::Warning)),
+        "unchanged for a sink that takes everything"
+    );
+    let other_team = config(Severity::Warning, &["billing/*"]);
+    assert_eq!(
+        for_alertmanager(&changed(Status::Ok, Status::Critical), &other_team),
+        None,
+        "profiles/acme is not billing's"
+    );
+    let source_down = Notice::System(SystemAlert {
+        alertname: SOURCE_DOWN,
+        severity: Severity::Critical,
+        labels: vec![],
+        summary: String::new(),
+        firing: true,
+        since_ms: NOW_MS,
+    });
+    assert!(for_alertmanager(&source_down, &other_team).is_some());
 }

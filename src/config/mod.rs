@@ -200,6 +200,12 @@ pub struct AlertmanagerConfig {
     pub url: reqwest::Url,
     pub resend_interval: Duration,
     pub timeout: Duration,
+    pub min_severity: crate::model::Severity,
+    /// Feed/key globs; empty accepts every feed.
+    pub feeds: Vec<FeedPattern>,
+    /// Notification sinks that get what this Alertmanager did not accept in `fallback_after`.
+    pub fallback: Vec<String>,
+    pub fallback_after: Duration,
 }
 
 /// One notification sink: where it delivers and what it accepts.
@@ -267,7 +273,7 @@ pub struct EmailConfig {
 /// `"profiles"` (any key of the feed), `"billing/*"`, `"profiles/acme"`: a glob over `feed` or
 /// `feed/key`, where `*` matches any run of characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedPattern(String);
+pub struct FeedPattern(pub String);
 
 impl FeedPattern {
     pub fn matches(&self, feed: &str, key: &str) -> bool {
@@ -835,6 +841,10 @@ fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
             url: parse_sink_url(format!("alerts.alertmanager[{index}].url"), &sink.url)?,
             resend_interval: sink.resend_interval,
             timeout: sink.timeout,
+            min_severity: sink.min_severity.severity(),
+            feeds: sink.feeds.into_iter().map(FeedPattern).collect(),
+            fallback: sink.fallback,
+            fallback_after: sink.fallback_after,
         });
     }
     let mut sinks: Vec<(String, raw::RawRouting, SinkKind)> = Vec::new();
@@ -924,10 +934,7 @@ fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
         alerts.sinks.push(SinkConfig {
             name,
             kind,
-            min_severity: match routing.min_severity {
-                raw::RawSeverity::Warning => crate::model::Severity::Warning,
-                raw::RawSeverity::Critical => crate::model::Severity::Critical,
-            },
+            min_severity: routing.min_severity.severity(),
             feeds: routing.feeds.into_iter().map(FeedPattern).collect(),
             fallback: routing.fallback,
             fallback_after: routing.fallback_after,
@@ -938,6 +945,16 @@ fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
         });
     }
     let sink_names: HashSet<&str> = alerts.sinks.iter().map(|sink| sink.name.as_str()).collect();
+    for (index, sink) in alerts.alertmanager.iter().enumerate() {
+        for target in &sink.fallback {
+            if !sink_names.contains(target.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("alerts.alertmanager[{index}].fallback"),
+                    format!("{target:?} is not a webhook, pagerduty, slack or email sink"),
+                ));
+            }
+        }
+    }
     for sink in &alerts.sinks {
         for target in &sink.fallback {
             if target == &sink.name || !sink_names.contains(target.as_str()) {

@@ -336,6 +336,18 @@ pub struct RawAlertmanager {
     /// Timeout of one HTTP request.
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Lowest severity sent: `warning` (default) or `critical`.
+    #[serde(default)]
+    pub min_severity: RawSeverity,
+    /// Only these feeds: `"profiles"`, `"billing/*"` (feed/key globs). Default: all.
+    #[serde(default)]
+    pub feeds: Vec<String>,
+    /// Notification sinks that also get a change this Alertmanager has not accepted after
+    /// `fallback_after` (Alertmanager itself may be down with what it watches).
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    #[serde(default = "default_fallback_after", with = "humantime_serde")]
+    pub fallback_after: Duration,
 }
 
 /// The fields every notification sink (webhook, pagerduty, slack, email) takes, copied out of
@@ -415,6 +427,15 @@ pub enum RawSeverity {
     #[default]
     Warning,
     Critical,
+}
+
+impl RawSeverity {
+    pub fn severity(self) -> crate::model::Severity {
+        match self {
+            RawSeverity::Warning => crate::model::Severity::Warning,
+            RawSeverity::Critical => crate::model::Severity::Critical,
+        }
+    }
 }
 
 sink_table! {

@@ -722,3 +722,34 @@ fn describe_never_prints_a_redis_password_or_a_webhook_token() {
         "Debug hides the redis url"
     );
 }
+
+#[test]
+fn an_alertmanager_takes_routing_and_a_fallback_to_a_notification_sink() {
+    let text = format!(
+        "{MINIMAL}[[alerts.alertmanager]]\nurl = \"http://am:9093\"\nmin_severity = \"critical\"\nfeeds = [\"billing/*\"]\nfallback = [\"oncall-mail\"]\nfallback_after = \"30s\"\n[[alerts.email]]\nname = \"oncall-mail\"\nsmtp_host = \"smtp\"\nfrom = \"fw@example.com\"\nto = [\"oncall@example.com\"]\n"
+    );
+    let config = parse_with(&text, &[]).unwrap();
+    let alertmanager = &config.alerts.alertmanager[0];
+    assert_eq!(alertmanager.min_severity, crate::model::Severity::Critical);
+    assert!(alertmanager.feeds[0].matches("billing", "eu"));
+    assert_eq!(alertmanager.fallback, ["oncall-mail"]);
+    assert_eq!(alertmanager.fallback_after, Duration::from_secs(30));
+
+    let defaults = parse_with(
+        &format!("{MINIMAL}[[alerts.alertmanager]]\nurl = \"http://am:9093\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        defaults.alerts.alertmanager[0].fallback_after,
+        Duration::from_secs(120)
+    );
+
+    let error = error_of(&format!(
+        "{MINIMAL}[[alerts.alertmanager]]\nurl = \"http://am:9093\"\nfallback = [\"nobody\"]\n"
+    ));
+    assert!(
+        error.contains("alerts.alertmanager[0].fallback") && error.contains("\"nobody\""),
+        "{error}"
+    );
+}
