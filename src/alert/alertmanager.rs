@@ -4,7 +4,7 @@
 //! `resend_interval` with `endsAt` four intervals ahead (Prometheus' own convention). A change of
 //! severity resolves the old alert and fires the new one, since the label sets differ.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::delivery::Fallbacks;
 use super::{
     classify_response, summary, Backoff, Delivery, Directory, Notice, Notification, SystemAlert,
     FEED_STALE, WATCHDOG,
@@ -57,15 +58,11 @@ pub struct AlertmanagerSink {
     /// Only the leader keeps alerts alive: a deposed leader that went on re-sending would
     /// revive alerts the new leader has resolved.
     leadership: Arc<Leadership>,
-    /// The notification sinks, for `fallback`.
-    directory: Directory,
+    fallbacks: Fallbacks,
     store: StateStore,
     /// Changes not yet accepted by Alertmanager: when they arrived, and whether they already
     /// went to the fallbacks.
     unaccepted: Vec<(Instant, Notification, bool)>,
-    /// Dedup keys whose page went to the fallbacks and was not resolved since: their later
-    /// changes follow them there, so the fallback's incident closes too.
-    fell_back_keys: HashSet<String>,
 }
 
 impl AlertmanagerSink {
@@ -81,6 +78,7 @@ impl AlertmanagerSink {
         let mut endpoint = config.url.clone();
         let base = endpoint.path().trim_end_matches('/').to_owned();
         endpoint.set_path(&format!("{base}/api/v2/alerts"));
+        let config_fallback = config.fallback.clone();
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()
@@ -105,10 +103,9 @@ impl AlertmanagerSink {
             pending: BTreeMap::new(),
             watchdog,
             leadership,
-            directory,
+            fallbacks: Fallbacks::new(config_fallback, directory),
             store,
             unaccepted: Vec::new(),
-            fell_back_keys: HashSet::new(),
         };
         if sink.leadership.is_leader() {
             sink.step_up();
@@ -183,7 +180,7 @@ impl AlertmanagerSink {
     }
 
     fn apply(&mut self, notice: Notice, now_ms: i64) {
-        if !self.config.fallback.is_empty() {
+        if !self.fallbacks.is_empty() {
             let notification = match &notice {
                 Notice::Changed(transition) => Notification::from_transition(transition),
                 Notice::System(alert) => Some(Notification::from_system(alert)),
@@ -231,39 +228,31 @@ impl AlertmanagerSink {
     /// `now_due`) to the fallback sinks, once each; a change of a key that fell back follows it
     /// at once.
     async fn fall_back(&mut self, now_due: bool) {
-        if self.config.fallback.is_empty() {
-            return;
-        }
-        let Some(directory) = self.directory.get() else {
-            return;
-        };
         let fallback_after = self.config.fallback_after;
         for (arrived, notification, fell_back) in self.unaccepted.iter_mut() {
-            let follows = self.fell_back_keys.contains(&notification.dedup_key);
+            let follows = self.fallbacks.follows(notification);
             if *fell_back || !(now_due || follows || arrived.elapsed() >= fallback_after) {
                 continue;
             }
             *fell_back = true;
-            if notification.firing {
-                self.fell_back_keys.insert(notification.dedup_key.clone());
-            } else {
-                self.fell_back_keys.remove(&notification.dedup_key);
-            }
-            for target in &self.config.fallback {
-                if let Some(handle) = directory.get(target) {
-                    tracing::warn!(sink = %self.config.name, fallback = %target, dedup_key = %notification.dedup_key, "alertmanager has not accepted this change; sending it to the fallback sink too");
-                    handle.enqueue(&self.store, notification.clone()).await;
-                }
-            }
+            self.fallbacks
+                .send(
+                    &self.store,
+                    &self.config.name,
+                    notification,
+                    "was not accepted by alertmanager",
+                )
+                .await;
         }
     }
 
     /// Alertmanager took everything pending. A change of a key that fell back still goes to the
     /// fallbacks, so their incident does not stay open.
     async fn accepted(&mut self) {
-        let follow_ups = self.unaccepted.iter().any(|(_, notification, fell_back)| {
-            !fell_back && self.fell_back_keys.contains(&notification.dedup_key)
-        });
+        let follow_ups = self
+            .unaccepted
+            .iter()
+            .any(|(_, notification, fell_back)| !fell_back && self.fallbacks.follows(notification));
         if follow_ups {
             self.fall_back(false).await;
         }
@@ -400,35 +389,18 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::alert::delivery::tests::{embedded_store, sink};
     use crate::alert::tests::transition;
     use crate::alert::SinkTask;
-    use crate::config::{SinkConfig, SinkKind};
     use crate::model::Status;
 
     #[tokio::test]
     async fn changes_alertmanager_does_not_take_go_to_the_fallback_and_their_resolve_follows() {
         let directory_path = tempfile::tempdir().unwrap();
-        let store = StateStore::Embedded(
-            crate::state::EmbeddedStore::open(directory_path.path().to_owned())
-                .await
-                .unwrap(),
-        );
+        let store = embedded_store(&directory_path).await;
         let sinks = Directory::default();
-        let backup_config = SinkConfig {
-            name: "oncall-mail".into(),
-            kind: SinkKind::Webhook {
-                url: reqwest::Url::parse("http://127.0.0.1:9/hook").unwrap(),
-                secret: None,
-            },
-            min_severity: Severity::Warning,
-            feeds: vec![],
-            fallback: vec![],
-            fallback_after: Duration::from_secs(120),
-            repeat_interval: Duration::from_secs(3600),
-            rate_limit: 100,
-            rate_limit_period: Duration::from_secs(3600),
-            timeout: Duration::from_secs(1),
-        };
+        let mut backup_config = sink(100);
+        backup_config.name = "oncall-mail".into();
         let (_backup, backup_handle, mut backup) = SinkTask::new(
             backup_config,
             "http://127.0.0.1:9187",
@@ -484,7 +456,7 @@ mod tests {
         sink.apply(Notice::Changed(resolve), 0);
         sink.accepted().await;
         assert_eq!(received(), ["ok"], "the fallback's incident closes too");
-        assert!(sink.fell_back_keys.is_empty());
+        assert_eq!(sink.fallbacks.open_incidents(), 0);
 
         // A change Alertmanager takes in time never reaches the fallback.
         sink.apply(Notice::Changed(page), 0);

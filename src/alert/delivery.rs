@@ -77,6 +77,63 @@ impl SinkHandle {
 /// Every sink's handle by name, filled once all are started (for fallbacks).
 pub type Directory = Arc<OnceLock<HashMap<String, SinkHandle>>>;
 
+/// A sink's fallbacks: where a notification it could not deliver goes too, and which incidents
+/// are open there, so that their later notifications (the resolve above all) follow them.
+#[derive(Debug, Default)]
+pub struct Fallbacks {
+    targets: Vec<String>,
+    directory: Directory,
+    open_keys: HashSet<String>,
+}
+
+impl Fallbacks {
+    pub fn new(targets: Vec<String>, directory: Directory) -> Fallbacks {
+        Fallbacks {
+            targets,
+            directory,
+            open_keys: HashSet::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Whether `notification`'s incident is open on the fallbacks.
+    pub fn follows(&self, notification: &Notification) -> bool {
+        self.open_keys.contains(&notification.dedup_key)
+    }
+
+    /// Incidents open on the fallbacks.
+    pub fn open_incidents(&self) -> usize {
+        self.open_keys.len()
+    }
+
+    /// Copies `notification` from `sink` to every fallback (`why` goes to the log).
+    pub async fn send(
+        &mut self,
+        store: &StateStore,
+        sink: &str,
+        notification: &Notification,
+        why: &str,
+    ) {
+        let Some(directory) = self.directory.get() else {
+            return;
+        };
+        if notification.firing {
+            self.open_keys.insert(notification.dedup_key.clone());
+        } else {
+            self.open_keys.remove(&notification.dedup_key);
+        }
+        for target in &self.targets {
+            if let Some(handle) = directory.get(target) {
+                tracing::warn!(sink, fallback = %target, dedup_key = %notification.dedup_key, "notification {why}; sending it to the fallback sink too");
+                handle.enqueue(store, notification.clone()).await;
+            }
+        }
+    }
+}
+
 struct Queued {
     envelope: Envelope,
     enqueued_at: Instant,
@@ -271,8 +328,7 @@ pub struct SinkTask {
     last_send: Option<Instant>,
     /// Only the leader delivers; a new leader takes over the outbox.
     leadership: Arc<crate::ha::Leadership>,
-    /// Dedup keys whose trigger was copied to the fallbacks and not resolved since.
-    fell_back_keys: HashSet<String>,
+    fallbacks: Fallbacks,
 }
 
 impl SinkTask {
@@ -287,6 +343,7 @@ impl SinkTask {
     ) -> (SinkTask, SinkHandle, mpsc::UnboundedReceiver<Envelope>) {
         let config = Arc::new(config);
         let (sender, receiver) = mpsc::unbounded_channel();
+        let fallbacks = Fallbacks::new(config.fallback.clone(), directory.clone());
         let task = SinkTask {
             sender: Sender::new(&config, external_url),
             config: config.clone(),
@@ -298,7 +355,7 @@ impl SinkTask {
             firing: HashMap::new(),
             last_send: None,
             leadership,
-            fell_back_keys: HashSet::new(),
+            fallbacks,
         };
         (task, SinkHandle { config, sender }, receiver)
     }
@@ -309,9 +366,7 @@ impl SinkTask {
 
     /// Queues an entry. One for a key that fell back goes to the fallbacks at once as well.
     async fn push(&mut self, envelope: Envelope) {
-        let follows_fallback = self
-            .fell_back_keys
-            .contains(&envelope.notification.dedup_key);
+        let follows_fallback = self.fallbacks.follows(&envelope.notification);
         if follows_fallback {
             self.send_to_fallbacks(
                 &envelope.notification,
@@ -422,7 +477,7 @@ impl SinkTask {
 
     /// Copies entries waiting longer than `fallback_after` to the fallback sinks, once.
     async fn fall_back(&mut self) {
-        if self.config.fallback.is_empty() {
+        if self.fallbacks.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -441,23 +496,10 @@ impl SinkTask {
         }
     }
 
-    /// Copies `notification` to the fallback sinks. A key that fell back has an incident open
-    /// there, so its later notices (the resolve above all) follow it, see [`SinkTask::push`].
     async fn send_to_fallbacks(&mut self, notification: &Notification, why: &str) {
-        let Some(directory) = self.directory.get() else {
-            return;
-        };
-        if notification.firing {
-            self.fell_back_keys.insert(notification.dedup_key.clone());
-        } else {
-            self.fell_back_keys.remove(&notification.dedup_key);
-        }
-        for target in &self.config.fallback {
-            if let Some(handle) = directory.get(target) {
-                tracing::warn!(sink = %self.config.name, fallback = %target, dedup_key = %notification.dedup_key, "notification {why}; sending it to the fallback sink too");
-                handle.enqueue(&self.store, notification.clone()).await;
-            }
-        }
+        self.fallbacks
+            .send(&self.store, &self.config.name, notification, why)
+            .await;
     }
 
     /// Queues a repeat of every critical alert still firing past `repeat_interval`.
@@ -694,12 +736,12 @@ impl SinkTask {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::SinkKind;
     use crate::model::Severity;
 
-    fn sink(rate_limit: u32) -> SinkConfig {
+    pub(crate) fn sink(rate_limit: u32) -> SinkConfig {
         SinkConfig {
             name: "hook".into(),
             kind: SinkKind::Webhook {
@@ -800,7 +842,7 @@ mod tests {
         );
     }
 
-    async fn embedded_store(directory: &tempfile::TempDir) -> StateStore {
+    pub(crate) async fn embedded_store(directory: &tempfile::TempDir) -> StateStore {
         StateStore::Embedded(
             crate::state::EmbeddedStore::open(directory.path().to_owned())
                 .await
@@ -931,7 +973,11 @@ mod tests {
             ],
             "the fallback got acme's trigger and then its resolve, and nothing of globex yet"
         );
-        assert!(primary.fell_back_keys.is_empty(), "acme's incident closed");
+        assert_eq!(
+            primary.fallbacks.open_incidents(),
+            0,
+            "acme's incident closed"
+        );
 
         // Rejected outright: the fallback gets it without waiting for fallback_after.
         let rejected = notification("initech", "critical", true);
