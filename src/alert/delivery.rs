@@ -211,10 +211,12 @@ impl Sender {
         }
     }
 
-    /// Slack asks for at most about one message per second per webhook.
+    /// Slack asks for at most about one message per second per webhook, PagerDuty's Events API
+    /// for about 120 events a minute per routing key (one sink has one key).
     fn min_spacing(&self) -> Duration {
         match self.kind {
             SinkKind::Slack { .. } => Duration::from_secs(1),
+            SinkKind::PagerDuty { .. } => Duration::from_millis(500),
             _ => Duration::ZERO,
         }
     }

@@ -218,8 +218,7 @@ pub fn classify_response(result: Result<reqwest::Response, reqwest::Error>) -> D
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|value| parse_retry_after(value, chrono::Utc::now()));
     let error = format!("HTTP {status}");
     if status.is_server_error()
         || status == reqwest::StatusCode::TOO_MANY_REQUESTS
@@ -229,6 +228,17 @@ pub fn classify_response(result: Result<reqwest::Response, reqwest::Error>) -> D
     } else {
         Delivery::Permanent { error }
     }
+}
+
+/// `Retry-After` is delay-seconds or an HTTP-date (RFC 9110); a date in the past means now.
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait_ms = at.timestamp_millis() - now.timestamp_millis();
+    Some(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)))
 }
 
 /// The running sinks.

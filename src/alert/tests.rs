@@ -422,3 +422,24 @@ fn an_alertmanager_sink_sees_only_its_severities_and_feeds() {
     });
     assert!(for_alertmanager(&source_down, &other_team).is_some());
 }
+
+#[test]
+fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+    let now = chrono::DateTime::parse_from_rfc3339("2025-12-04T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        parse_retry_after("120", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        parse_retry_after("Thu, 04 Dec 2025 00:00:30 GMT", now),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        parse_retry_after("Wed, 03 Dec 2025 23:00:00 GMT", now),
+        Some(Duration::ZERO),
+        "a date in the past: retry now"
+    );
+    assert_eq!(parse_retry_after("soon", now), None);
+}
