@@ -484,3 +484,94 @@ critical_after = "2h"
     });
     drop(cluster);
 }
+
+#[test]
+fn a_firing_alert_stays_firing_across_kill_9_with_no_false_resolve_and_no_second_page() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let alertmanager = Alertmanager::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let producer = producer(&brokers);
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = config(
+            &brokers,
+            &format!("redis_url = \"{}\"", redis.url),
+            &format!(
+                r#"
+[[feed]]
+name = "orders"
+topic = "orders"
+warn_after = "1h"
+critical_after = "2h"
+[[alerts.alertmanager]]
+url = "{}"
+resend_interval = "1s"
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+                alertmanager.url, receiver.url
+            ),
+        );
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        send(&producer, "orders", "k", now_ms() - 10 * DAY_MS);
+        producer.flush(Duration::from_secs(5)).unwrap();
+        wait_until(
+            "the critical page reaches Alertmanager and the webhook",
+            Duration::from_secs(15),
+            || async {
+                !alertmanager.alerts_named("FeedStale").await.is_empty()
+                    && !receiver.requests().is_empty()
+            },
+        )
+        .await;
+        let before = alertmanager.alerts_named("FeedStale").await;
+        assert_eq!(before.len(), 1, "{before:#?}");
+        assert_eq!(before[0]["labels"]["severity"], "critical");
+
+        freshwatch.kill_and_restart();
+        freshwatch.wait_ready().await;
+        assert_eq!(
+            freshwatch.status("orders", "").await.as_deref(),
+            Some("critical"),
+            "restored as it was"
+        );
+        // Several resend intervals after the restart, the same alert is still active.
+        let restarted = std::time::Instant::now();
+        wait_until(
+            "the restarted instance re-sends the firing alert",
+            Duration::from_secs(15),
+            || async {
+                freshwatch
+                    .metric("freshwatch_alerts_sent_total{sink=\"alertmanager-0\",outcome=\"accepted\"}")
+                    .await
+                    .is_some_and(|sent| sent >= 2.0)
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(3).saturating_sub(restarted.elapsed())).await;
+        let after = alertmanager.alerts_named("FeedStale").await;
+        assert_eq!(after.len(), 1, "{after:#?}");
+        assert_eq!(after[0]["status"]["state"], "active", "{after:#?}");
+        assert_eq!(
+            after[0]["startsAt"], before[0]["startsAt"],
+            "the same alert, taken up again, not a new one"
+        );
+        let ends_at = chrono::DateTime::parse_from_rfc3339(after[0]["endsAt"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        assert!(ends_at > now_ms(), "endsAt is in the future: not resolved");
+        let pages: Vec<String> = receiver
+            .requests()
+            .iter()
+            .map(|request| request.json["status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(pages, ["firing"], "one page, no repeat and no false resolve");
+        drop(freshwatch);
+    });
+    drop(cluster);
+}
