@@ -5,9 +5,9 @@
 //! fencing token). The leader renews every third of the lease. A leader that cannot reach Redis
 //! leads on from memory (nobody else can take the lease then) and steps down as soon as a renewal
 //! shows another replica holds it; status writes are fenced on the token (each feed keeps the
-//! highest token that wrote it), so a deposed leader's writes are refused. Partitions are shared through the
-//! consumer group, last-seen merges by max in Redis, and alert state and the outbox live in
-//! Redis, so a new leader takes over without a lost or duplicated page.
+//! highest token that wrote it), so a deposed leader's writes are refused. Partitions are shared
+//! through the consumer group, last-seen merges by max in Redis, and alert state and the outbox
+//! live in Redis, so a new leader takes over without a lost or duplicated page.
 //!
 //! With the embedded store there is one instance (redb locks its file): it always leads.
 

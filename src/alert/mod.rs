@@ -312,39 +312,34 @@ impl Dispatcher {
             }
         }
         for sink in &self.sinks {
-            let notification = match &notice {
+            let min_severity = sink.config.min_severity;
+            let (notification, already_paged) = match &notice {
                 Notice::Changed(transition) => {
-                    Notification::for_sink(transition, sink.config.min_severity)
+                    (Notification::for_sink(transition, min_severity), false)
                 }
-                Notice::System(alert) => Some(Notification::from_system(alert)),
+                Notice::System(alert) => (Some(Notification::from_system(alert)), false),
+                // Paged before the restart: not sent again, only reminded of.
                 Notice::Restored(transition) => {
-                    // Already paged before the restart: not sent again, only reminded of.
                     let as_new = Transition {
                         from: Status::Ok,
                         ..transition.clone()
                     };
-                    if let Some(notification) =
-                        Notification::for_sink(&as_new, sink.config.min_severity)
-                    {
-                        if sink.config.accepts(
-                            &notification.feed,
-                            &notification.key,
-                            notification.severity(),
-                        ) {
-                            sink.still_firing(notification);
-                        }
-                    }
-                    continue;
+                    (Notification::for_sink(&as_new, min_severity), true)
                 }
             };
             let Some(notification) = notification else {
                 continue;
             };
-            if sink.config.accepts(
+            if !sink.config.accepts(
                 &notification.feed,
                 &notification.key,
                 notification.severity(),
             ) {
+                continue;
+            }
+            if already_paged {
+                sink.still_firing(notification);
+            } else {
                 sink.enqueue(&self.store, notification).await;
             }
         }
