@@ -160,6 +160,9 @@ impl Sender {
             SinkKind::Email(email) => Some(smtp_transport(email, config.timeout)),
             _ => None,
         };
+        if let Some(Err(error)) = &smtp {
+            tracing::error!(sink = %config.name, %error, "email sink cannot deliver; its notifications go to its fallbacks");
+        }
         Sender {
             client,
             kind: config.kind.clone(),
