@@ -75,6 +75,8 @@ group_id = "freshwatch-test"
 [kafka.properties]
 "fetch.wait.max.ms" = "50"
 "topic.metadata.refresh.interval.ms" = "1000"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
 
 [state]
 {state}
