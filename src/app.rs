@@ -68,6 +68,9 @@ struct Sight {
     source_alerting: AtomicBool,
     state_alerting: AtomicBool,
     state_down_since_ms: AtomicI64,
+    /// Topics other replicas have not caught up on (from Redis): the leader sees only its own
+    /// partitions' lag, so their feeds are not judged until those replicas catch up.
+    peers_behind: Mutex<Vec<String>>,
 }
 
 /// Shared pieces the loops need.
@@ -126,15 +129,21 @@ impl Pipeline {
                     (track.name.clone(), track.max_keys)
                 })
                 .collect();
+            let peers_behind = self
+                .sight
+                .peers_behind
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
             for (index, (topics, mode)) in self.sight.feeds.iter().enumerate() {
                 let blind = source_down
                     || (*mode == FeedMode::Consume
-                        && !self.source.status.caught_up(
+                        && (!self.source.status.caught_up(
                             &|topic| topics.matches(topic),
                             self.sight.catchup_tolerance,
-                        ));
+                        ) || peers_behind.iter().any(|topic| topics.matches(topic))));
                 evaluator.set_blind(index as FeedIndex, blind);
             }
+            drop(peers_behind);
             (evaluator.tick(&mut tracker, now_ms), full_feeds)
         };
         self.source_down_alert(source_down, now_ms).await;
@@ -193,6 +202,42 @@ impl Pipeline {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Publishes the topics this replica is behind on; the leader also reads every other live
+    /// replica's (entries older than three reload intervals belong to replicas that stopped).
+    async fn share_catch_up(&self, reload_interval: Duration) -> Result<(), StateError> {
+        let Some(redis) = self.store.redis() else {
+            return Ok(());
+        };
+        let now_ms = self.clock.now_ms();
+        let instance = self.leadership.instance();
+        let behind = self
+            .source
+            .status
+            .topics_behind(self.sight.catchup_tolerance);
+        redis.behind_publish(instance, now_ms, &behind).await?;
+        if !self.leadership.is_leader() {
+            return Ok(());
+        }
+        let live_since_ms = now_ms - 3 * duration_ms(reload_interval);
+        let mut peers_behind = Vec::new();
+        for (peer, at_ms, topics) in redis.behind_read().await? {
+            if at_ms < live_since_ms {
+                // A replica that died without saying so (kill -9).
+                redis.behind_forget(&peer).await?;
+            } else if peer != instance {
+                peers_behind.extend(topics);
+            }
+        }
+        peers_behind.sort_unstable();
+        peers_behind.dedup();
+        *self
+            .sight
+            .peers_behind
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = peers_behind;
         Ok(())
     }
 
@@ -464,6 +509,7 @@ pub async fn start(
             source_alerting: AtomicBool::new(false),
             state_alerting: AtomicBool::new(false),
             state_down_since_ms: AtomicI64::new(0),
+            peers_behind: Mutex::new(Vec::new()),
         },
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
     });
@@ -650,14 +696,20 @@ async fn replica_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: Cancell
                     pipeline.promote().await;
                 }
             }
-            // Merge what the other replicas read.
+            // Merge what the other replicas read, and share how far behind each one is.
             _ = ticker.tick() => {
                 let take_statuses = !pipeline.leadership.is_leader();
                 if let Err(error) = pipeline.reload(take_statuses).await {
                     tracing::debug!(%error, "shared state reload failed");
                 }
+                if let Err(error) = pipeline.share_catch_up(interval).await {
+                    tracing::debug!(%error, "catch-up state not shared");
+                }
             }
         }
+    }
+    if let Some(redis) = pipeline.store.redis() {
+        let _ = redis.behind_forget(pipeline.leadership.instance()).await;
     }
 }
 

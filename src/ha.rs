@@ -54,6 +54,11 @@ impl Leadership {
         self.token.load(Ordering::Acquire)
     }
 
+    /// This replica's name (host and pid).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// The lease value this instance holds while leading.
     pub fn lease_value(&self) -> String {
         format!("{}:{}", self.instance, self.token())

@@ -386,3 +386,131 @@ url = "{}/hook"
     });
     drop(cluster);
 }
+
+#[test]
+fn the_leader_does_not_judge_a_topic_another_replica_is_still_catching_up_on() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let runtime = common::runtime();
+    runtime.block_on(async {
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-peers"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "200"
+[state]
+redis_url = "{}"
+flush_interval = "100ms"
+[evaluation]
+interval = "200ms"
+[ha]
+lease = "3s"
+reload_interval = "300ms"
+[[feed]]
+name = "orders"
+topic = "orders"
+warn_after = "3s"
+critical_after = "1h"
+"#,
+            redis.url
+        );
+        let directory = tempfile::tempdir().unwrap();
+        let leader = FreshwatchProcess::start(directory.path(), &text);
+        leader.wait_ready().await;
+        wait_until("it leads", Duration::from_secs(10), || async {
+            leader.metric("freshwatch_leader").await == Some(1.0)
+        })
+        .await;
+        let client = redis::Client::open(redis.url.as_str()).unwrap();
+        let connection = client.get_multiplexed_async_connection().await.unwrap();
+        wait_until(
+            "the leader publishes its own catch-up state",
+            Duration::from_secs(10),
+            || {
+                let mut connection = connection.clone();
+                async move {
+                    let entries: Vec<(String, String)> = redis::cmd("HGETALL")
+                        .arg("freshwatch:behind")
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap();
+                    entries.iter().any(|(_, value)| value.ends_with(':'))
+                }
+            },
+        )
+        .await;
+
+        // Another replica says it has not read `orders` to the end; it keeps saying so.
+        let peer = async {
+            loop {
+                let _: i64 = redis::cmd("HSET")
+                    .arg("freshwatch:behind")
+                    .arg("peer-in-catch-up")
+                    .arg(format!("{}:orders", now_ms()))
+                    .query_async(&mut connection.clone())
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let judged = async {
+            send(&producer, "orders", "k", now_ms() - 10 * DAY_MS);
+            producer.flush(Duration::from_secs(5)).unwrap();
+            wait_until(
+                "orders is unknown while the peer catches up",
+                Duration::from_secs(10),
+                || async { leader.status("orders", "").await.as_deref() == Some("unknown") },
+            )
+            .await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(
+                leader.status("orders", "").await.as_deref(),
+                Some("unknown"),
+                "no page while a replica may hold newer records"
+            );
+        };
+        tokio::select! {
+            _ = peer => unreachable!("the peer loop never ends"),
+            _ = judged => {}
+        }
+
+        // The peer stops publishing (it died): after three reload intervals its entry no
+        // longer counts, the leader judges, and the stale entry is cleaned up.
+        wait_until(
+            "orders is judged once the peer's entry is stale",
+            Duration::from_secs(10),
+            || async { leader.status("orders", "").await.as_deref() == Some("critical") },
+        )
+        .await;
+        wait_until(
+            "the dead peer's entry is removed",
+            Duration::from_secs(10),
+            || {
+                let mut connection = connection.clone();
+                async move {
+                    let exists: bool = redis::cmd("HEXISTS")
+                        .arg("freshwatch:behind")
+                        .arg("peer-in-catch-up")
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap();
+                    !exists
+                }
+            },
+        )
+        .await;
+        drop(leader);
+    });
+    drop(cluster);
+}

@@ -76,6 +76,28 @@ pub struct SourceStatus {
 }
 
 impl SourceStatus {
+    /// The topics with an assigned partition not read to within `tolerance` records of its high
+    /// watermark (or not yet covered by statistics), sorted.
+    pub fn topics_behind(&self, tolerance: i64) -> Vec<String> {
+        let assignment = self
+            .assignment
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let lag = self.lag.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut behind: Vec<String> = assignment
+            .iter()
+            .filter(|partition| {
+                lag.as_ref()
+                    .and_then(|lag| lag.get(*partition))
+                    .is_none_or(|&records| records > tolerance)
+            })
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        behind.sort_unstable();
+        behind.dedup();
+        behind
+    }
+
     /// Whether every assigned partition of `topic` is read to within `tolerance` records of its
     /// high watermark: only then can a silence be told from a backlog. A partition the
     /// statistics do not cover yet (just assigned, high watermark unknown) is not caught up. A
@@ -663,6 +685,21 @@ mod tests {
                 .collect()
         });
         status
+    }
+
+    #[test]
+    fn the_topics_behind_are_those_with_a_partition_unread_or_without_statistics() {
+        let assigned = [("orders", 0), ("orders", 1), ("profiles", 0), ("quiet", 0)];
+        let read = [(("orders", 0), 0), (("orders", 1), 500), (("quiet", 0), 2)];
+        assert_eq!(
+            status(&assigned, Some(&read)).topics_behind(100),
+            ["orders", "profiles"],
+            "orders/1 is 500 behind; profiles/0 has no statistics yet"
+        );
+        assert_eq!(
+            status(&assigned, None).topics_behind(100),
+            ["orders", "profiles", "quiet"]
+        );
     }
 
     #[test]

@@ -368,6 +368,61 @@ impl RedisStore {
         Ok(())
     }
 
+    fn behind_key(&self) -> String {
+        format!("{}:behind", self.prefix)
+    }
+
+    /// Publishes which topics this replica has not read to their high watermark yet, so the
+    /// leader, which only sees its own partitions, does not judge their feeds meanwhile.
+    /// `at_ms` lets readers ignore replicas that stopped publishing.
+    pub async fn behind_publish(
+        &self,
+        instance: &str,
+        at_ms: i64,
+        topics: &[String],
+    ) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("HSET")
+            .arg(self.behind_key())
+            .arg(instance)
+            .arg(format!("{at_ms}:{}", topics.join(",")))
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Every replica's published entry: instance, when, topics behind.
+    pub async fn behind_read(&self) -> Result<Vec<(String, i64, Vec<String>)>, StateError> {
+        let mut connection = self.connection.clone();
+        let entries: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.behind_key())
+            .query_async(&mut connection)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(instance, value)| {
+                let (at, topics) = value.split_once(':')?;
+                let topics = topics
+                    .split(',')
+                    .filter(|topic| !topic.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                Some((instance, at.parse().ok()?, topics))
+            })
+            .collect())
+    }
+
+    /// Removes this replica's entry on the way out.
+    pub async fn behind_forget(&self, instance: &str) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("HDEL")
+            .arg(self.behind_key())
+            .arg(instance)
+            .query_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
         let _: String = redis::cmd("PING").query_async(&mut connection).await?;
