@@ -26,6 +26,33 @@ fn send(producer: &BaseProducer, topic: &str, key: &str, timestamp_ms: i64) {
         .unwrap();
 }
 
+/// The replicas' shared config: fast group membership, statistics, a 3 s lease, then `feeds`.
+fn replica_config(brokers: &str, redis_url: &str, feeds: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-replicas"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "200"
+
+[state]
+redis_url = "{redis_url}"
+flush_interval = "100ms"
+
+[evaluation]
+interval = "200ms"
+
+[ha]
+lease = "3s"
+reload_interval = "300ms"
+{feeds}"#
+    )
+}
+
 async fn firing_pages(receiver: &WebhookReceiver, feed: &str) -> usize {
     receiver
         .requests()
@@ -53,28 +80,11 @@ fn two_replicas_share_the_work_one_pages_and_the_survivor_takes_over_without_a_r
         .unwrap();
     runtime.block_on(async {
         let receiver = WebhookReceiver::start().await;
-        let text = format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "freshwatch-replicas"
-[kafka.properties]
-"fetch.wait.max.ms" = "50"
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-"statistics.interval.ms" = "200"
-
-[state]
-redis_url = "{}"
-flush_interval = "100ms"
-
-[evaluation]
-interval = "200ms"
-
-[ha]
-lease = "3s"
-reload_interval = "300ms"
-
+        let text = replica_config(
+            &brokers,
+            &redis.url,
+            &format!(
+                r#"
 [[feed]]
 name = "orders"
 topic = "orders"
@@ -97,7 +107,8 @@ critical_after = "2h"
 [[alerts.webhook]]
 url = "{}/hook"
 "#,
-            redis.url, receiver.url
+                receiver.url
+            ),
         );
         let first_dir = tempfile::tempdir().unwrap();
         let second_dir = tempfile::tempdir().unwrap();
@@ -399,31 +410,16 @@ fn the_leader_does_not_judge_a_topic_another_replica_is_still_catching_up_on() {
         .unwrap();
     let runtime = common::runtime();
     runtime.block_on(async {
-        let text = format!(
+        let text = replica_config(
+            &brokers,
+            &redis.url,
             r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "freshwatch-peers"
-[kafka.properties]
-"fetch.wait.max.ms" = "50"
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-"statistics.interval.ms" = "200"
-[state]
-redis_url = "{}"
-flush_interval = "100ms"
-[evaluation]
-interval = "200ms"
-[ha]
-lease = "3s"
-reload_interval = "300ms"
 [[feed]]
 name = "orders"
 topic = "orders"
 warn_after = "3s"
 critical_after = "1h"
 "#,
-            redis.url
         );
         let directory = tempfile::tempdir().unwrap();
         let leader = FreshwatchProcess::start(directory.path(), &text);
