@@ -18,7 +18,7 @@ use crate::alert::{
     STATE_STORE_DOWN,
 };
 use crate::clock::SharedClock;
-use crate::config::{Config, FeedMode, TopicMatcher};
+use crate::config::{Config, FeedMode, StateBackend, TopicMatcher};
 use crate::evaluate::Evaluator;
 use crate::ha::Leadership;
 use crate::http::{HttpState, Readiness};
@@ -410,15 +410,14 @@ pub async fn start(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
-    let store = StateStore::open(&config.state).await?;
     let start_ms = clock.now_ms();
     let mut tracker = Tracker::new(&config.feeds, start_ms);
     let feed_names: Vec<Arc<str>> = config.feeds.iter().map(|feed| feed.name.clone()).collect();
-    for (index, name) in feed_names.iter().enumerate() {
-        let started = store.watch_started(name, start_ms).await?;
+    let (store, watch_started, snapshot) =
+        open_state_store(&config, &feed_names, start_ms, &shutdown).await?;
+    for (index, started) in watch_started.into_iter().enumerate() {
         tracker.set_watch_started(index as FeedIndex, started);
     }
-    let snapshot = store.load(&feed_names).await?;
     let restored = snapshot.series.len();
     for record in snapshot.series {
         if let Some(index) = feed_names.iter().position(|name| *name == record.feed) {
@@ -629,6 +628,44 @@ pub async fn start(
         tracing::info!("stopped");
     });
     Ok(Running { http_address, main })
+}
+
+/// Opens the state store and reads what it holds: when each feed was first watched, and every
+/// series. Redis that does not answer at start (it may be restarting with everything else after
+/// an outage) is waited for, with backoff, rather than exited on: without its state freshwatch
+/// would forget every feed that went quiet. An embedded store that cannot be opened is a
+/// permanent problem (a path or a second instance on the same file) and fails at once.
+async fn open_state_store(
+    config: &Config,
+    feed_names: &[Arc<str>],
+    start_ms: i64,
+    shutdown: &CancellationToken,
+) -> Result<(StateStore, Vec<i64>, crate::state::Snapshot), StartError> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let attempt = async {
+            let store = StateStore::open(&config.state).await?;
+            let mut watch_started = Vec::with_capacity(feed_names.len());
+            for name in feed_names {
+                watch_started.push(store.watch_started(name, start_ms).await?);
+            }
+            let snapshot = store.load(feed_names).await?;
+            Ok::<_, StateError>((store, watch_started, snapshot))
+        };
+        let error = match attempt.await {
+            Ok(opened) => return Ok(opened),
+            Err(error) => error,
+        };
+        if matches!(config.state.backend, StateBackend::Embedded { .. }) {
+            return Err(StartError::State(error));
+        }
+        tracing::error!(%error, retry_in = ?delay, "state store does not answer at start; waiting for it");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(StartError::State(error)),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// Sinks that keep alerts alive (Alertmanager) must take up alerts that were firing before a

@@ -202,13 +202,14 @@ fn a_bad_command_line_exits_2_and_a_failed_start_exits_3_naming_the_cause() {
         "clap names what it did not understand"
     );
 
-    // Nothing listens on this port: the state store cannot be opened.
+    // An embedded store that cannot be created fails at once (Redis, which may be restarting,
+    // is waited for instead: see tests/resilience.rs).
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("freshwatch.toml");
     std::fs::write(
         &path,
         format!(
-            "{KAFKA}[state]\nredis_url = \"redis://127.0.0.1:{}/0\"\n[[feed]]\nname = \"orders\"\ntopic = \"orders\"\n",
+            "{KAFKA}[state]\npath = \"/proc/freshwatch-state\"\n[http]\nlisten = \"127.0.0.1:{}\"\n[[feed]]\nname = \"orders\"\ntopic = \"orders\"\n",
             free_port()
         ),
     )

@@ -575,3 +575,41 @@ url = "{}/hook"
     });
     drop(cluster);
 }
+
+#[test]
+fn redis_down_at_start_is_waited_for_and_freshwatch_starts_when_it_answers() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut redis = RedisServer::start();
+    redis.kill(); // down before freshwatch starts, as after a region-wide outage
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    runtime.block_on(async {
+        let text = config(
+            &brokers,
+            &format!("redis_url = \"{}\"", redis.url),
+            "[[feed]]\nname = \"orders\"\ntopic = \"orders\"\n",
+        );
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        wait_until(
+            "freshwatch says it waits for the state store",
+            Duration::from_secs(10),
+            || async {
+                freshwatch
+                    .log()
+                    .contains("state store does not answer at start")
+            },
+        )
+        .await;
+        assert!(freshwatch.is_running(), "it waits, it does not exit");
+        redis.restart();
+        freshwatch.wait_ready().await;
+        assert_eq!(
+            freshwatch.metric("freshwatch_state_store_up").await,
+            Some(1.0)
+        );
+        drop(freshwatch);
+    });
+    drop(cluster);
+}

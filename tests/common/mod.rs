@@ -439,6 +439,13 @@ impl FreshwatchProcess {
         self.spawn();
     }
 
+    /// Whether the process is still alive (it has not exited on its own).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
