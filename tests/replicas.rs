@@ -14,6 +14,13 @@ use rdkafka::ClientConfig;
 
 const DAY_MS: i64 = 86_400_000;
 
+fn producer(brokers: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap()
+}
+
 fn send(producer: &BaseProducer, topic: &str, key: &str, timestamp_ms: i64) {
     producer
         .send(
@@ -69,15 +76,8 @@ fn two_replicas_share_the_work_one_pages_and_the_survivor_takes_over_without_a_r
     cluster.create_topic("late", 1, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let redis = RedisServer::start();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let producer = producer(&brokers);
+    let runtime = common::runtime();
     runtime.block_on(async {
         let receiver = WebhookReceiver::start().await;
         let text = replica_config(
@@ -295,10 +295,7 @@ fn with_redis_cluster_state_outbox_and_leadership_work_across_slots() {
     }
     let brokers = cluster.bootstrap_servers();
     let redis = common::RedisCluster::start();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = producer(&brokers);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let receiver = WebhookReceiver::start().await;
@@ -404,10 +401,7 @@ fn the_leader_does_not_judge_a_topic_another_replica_is_still_catching_up_on() {
     cluster.create_topic("orders", 1, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let redis = RedisServer::start();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = producer(&brokers);
     let runtime = common::runtime();
     runtime.block_on(async {
         let text = replica_config(
