@@ -14,14 +14,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{
-    is_notifiable, log_transition, Dispatcher, Notice, SystemAlert, KEY_LIMIT, SOURCE_DOWN,
-    STATE_STORE_DOWN,
+    is_notifiable, log_transition, Dispatcher, Notice, SystemAlert, FEED_BLIND, KEY_LIMIT,
+    PARTITIONS_UNREAD, SOURCE_DOWN, STATE_LOST, STATE_STORE_DOWN,
 };
 use crate::clock::SharedClock;
-use crate::config::{Config, FeedMode, StateBackend, TopicMatcher};
+use crate::config::{Config, FeedMode, StateBackend};
 use crate::evaluate::Evaluator;
 use crate::ha::Leadership;
 use crate::http::{HttpState, Readiness};
+use crate::knowledge::{Assessment, Knowledge, Sight};
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::model::{FeedIndex, Severity};
 use crate::source::{Source, SourceError, SourceHandle, TailSource};
@@ -42,35 +43,57 @@ pub enum StartError {
     },
 }
 
+/// Why a started instance stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the {thread} thread stopped while running: {reason}")]
+    SourceDied {
+        thread: &'static str,
+        reason: String,
+    },
+}
+
 /// A started instance.
 #[derive(Debug)]
 pub struct Running {
     /// The address the HTTP server actually bound (useful with port 0).
     pub http_address: SocketAddr,
-    main: tokio::task::JoinHandle<()>,
+    main: tokio::task::JoinHandle<Result<(), RunError>>,
 }
 
 impl Running {
-    /// Resolves when the instance has stopped after its shutdown token fired.
-    pub async fn wait(self) {
-        if let Err(error) = self.main.await {
-            tracing::error!(%error, "freshwatch task failed");
+    /// Resolves when the instance has stopped: after its shutdown token fired, or on its own
+    /// when a part it cannot run without died (then with the reason).
+    pub async fn wait(self) -> Result<(), RunError> {
+        match self.main.await {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::error!(%error, "freshwatch task failed");
+                Ok(())
+            }
         }
     }
 }
 
-/// Whether freshwatch can see: source reachability and catch-up, per feed.
-struct Sight {
-    feeds: Vec<(TopicMatcher, FeedMode)>,
+/// The alerts about freshwatch's own sight and memory, and what they remember between ticks.
+struct Watch {
+    /// Per feed: its name and how long it may be blind before `FreshwatchFeedBlind`.
+    feeds: Vec<(Arc<str>, i64)>,
     source_grace_ms: i64,
-    catchup_tolerance: i64,
     state_grace_ms: i64,
     source_alerting: AtomicBool,
     state_alerting: AtomicBool,
     state_down_since_ms: AtomicI64,
-    /// Topics other replicas have not caught up on (from Redis): the leader sees only its own
-    /// partitions' lag, so their feeds are not judged until those replicas catch up.
-    peers_behind: Mutex<Vec<String>>,
+    unread_alerting: AtomicBool,
+    blind_alerting: Mutex<Vec<bool>>,
+    /// Whether any feed or partition is past its bound unseen: the heartbeat stops.
+    blind: Arc<AtomicBool>,
+    /// The state store was empty at start: `FreshwatchStateLost` once the group shows it had
+    /// committed offsets, resolved when every feed had its `critical_after` to show up.
+    store_was_empty: bool,
+    state_lost_alerting: AtomicBool,
+    longest_critical_ms: i64,
+    started_ms: i64,
 }
 
 /// Shared pieces the loops need.
@@ -87,8 +110,10 @@ struct Pipeline {
     write_gate: tokio::sync::Mutex<()>,
     /// Only the leader evaluates, writes statuses and sends alerts.
     leadership: Arc<Leadership>,
-    /// What decides whether feeds can be judged, and the alerts about it.
-    sight: Sight,
+    /// What freshwatch knows of every partition: whether a feed can be judged now.
+    knowledge: Arc<Knowledge>,
+    /// The alerts about blindness and state loss.
+    watch: Watch,
     feed_names: Vec<Arc<str>>,
     /// When the evaluation loop last ran, unix ms (the heartbeat's health signal).
     pub last_tick_ms: Arc<std::sync::atomic::AtomicI64>,
@@ -99,19 +124,20 @@ impl Pipeline {
     /// a new status reaches the state store only after its notifications are in the outbox.
     async fn evaluate(&self) {
         let gate = self.write_gate.lock().await;
-        self.last_tick_ms
-            .store(self.clock.now_ms(), Ordering::Relaxed);
+        let now_ms = self.clock.now_ms();
+        self.last_tick_ms.store(now_ms, Ordering::Relaxed);
+        // Every replica keeps assessing, so a new leader knows since when feeds are blind.
+        let assessment = self.knowledge.assess(now_ms);
         if !self.leadership.is_leader() {
             return;
         }
-        let now_ms = self.clock.now_ms();
         let unreachable_since_ms = self
             .source
             .status
             .unreachable_since_ms
             .load(Ordering::Relaxed);
         let source_down = unreachable_since_ms != 0
-            && now_ms - unreachable_since_ms >= self.sight.source_grace_ms;
+            && now_ms - unreachable_since_ms >= self.watch.source_grace_ms;
         let (transitions, full_feeds) = {
             let mut tracker = self
                 .tracker
@@ -129,24 +155,14 @@ impl Pipeline {
                     (track.name.clone(), track.max_keys)
                 })
                 .collect();
-            let peers_behind = self
-                .sight
-                .peers_behind
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            for (index, (topics, mode)) in self.sight.feeds.iter().enumerate() {
-                let blind = source_down
-                    || (*mode == FeedMode::Consume
-                        && (!self.source.status.caught_up(
-                            &|topic| topics.matches(topic),
-                            self.sight.catchup_tolerance,
-                        ) || peers_behind.iter().any(|topic| topics.matches(topic))));
-                evaluator.set_blind(index as FeedIndex, blind);
+            for (index, feed) in assessment.feeds.iter().enumerate() {
+                evaluator.set_sight(index as FeedIndex, feed.sight);
             }
-            drop(peers_behind);
             (evaluator.tick(&mut tracker, now_ms), full_feeds)
         };
         self.source_down_alert(source_down, now_ms).await;
+        self.sight_alerts(&assessment, now_ms).await;
+        self.state_lost_alert(now_ms).await;
         for (feed, max_keys) in full_feeds {
             tracing::error!(feed = %feed, max_keys, "feed reached max_keys; records with new split values are refused");
             self.dispatcher.dispatch(Notice::System(SystemAlert {
@@ -205,39 +221,33 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Publishes the topics this replica is behind on; the leader also reads every other live
-    /// replica's (entries older than three reload intervals belong to replicas that stopped).
-    async fn share_catch_up(&self, reload_interval: Duration) -> Result<(), StateError> {
+    /// Publishes what this replica knows of its partitions, and takes in every other live
+    /// replica's report (one older than three reload intervals belongs to a replica that
+    /// stopped: its entry is removed).
+    async fn share_knowledge(&self, reload_interval: Duration) -> Result<(), StateError> {
         let Some(redis) = self.store.redis() else {
             return Ok(());
         };
         let now_ms = self.clock.now_ms();
         let instance = self.leadership.instance();
-        let behind = self
-            .source
-            .status
-            .topics_behind(self.sight.catchup_tolerance);
-        redis.behind_publish(instance, now_ms, &behind).await?;
-        if !self.leadership.is_leader() {
-            return Ok(());
-        }
+        let own = crate::knowledge::encode_reads(&self.knowledge.own_reads());
+        redis.knowledge_publish(instance, now_ms, &own).await?;
         let live_since_ms = now_ms - 3 * duration_ms(reload_interval);
-        let mut peers_behind = Vec::new();
-        for (peer, at_ms, topics) in redis.behind_read().await? {
+        for (peer, at_ms, reads) in redis.knowledge_read().await? {
+            if peer == instance {
+                continue;
+            }
             if at_ms < live_since_ms {
                 // A replica that died without saying so (kill -9).
-                redis.behind_forget(&peer).await?;
-            } else if peer != instance {
-                peers_behind.extend(topics);
+                redis.knowledge_forget(&peer).await?;
+                continue;
+            }
+            match crate::knowledge::decode_reads(&reads) {
+                Some(reads) => self.knowledge.observe_peer(&peer, at_ms, reads),
+                None => tracing::warn!(%peer, "unreadable knowledge entry of another replica"),
             }
         }
-        peers_behind.sort_unstable();
-        peers_behind.dedup();
-        *self
-            .sight
-            .peers_behind
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner()) = peers_behind;
+        self.knowledge.forget_dead_peers(now_ms);
         Ok(())
     }
 
@@ -264,7 +274,7 @@ impl Pipeline {
     /// when Kafka answers again.
     async fn source_down_alert(&self, source_down: bool, now_ms: i64) {
         if self
-            .sight
+            .watch
             .source_alerting
             .swap(source_down, Ordering::Relaxed)
             == source_down
@@ -290,22 +300,130 @@ impl Pipeline {
             .await;
     }
 
+    /// Raises `FreshwatchPartitionsUnread` while partitions stay unread by every replica past
+    /// `source_grace`, and `FreshwatchFeedBlind` for each feed unknown past its bound.
+    async fn sight_alerts(&self, assessment: &Assessment, now_ms: i64) {
+        let overdue: Vec<&(crate::knowledge::PartitionKey, i64)> = assessment
+            .unowned
+            .iter()
+            .filter(|(_, since_ms)| now_ms - since_ms >= self.watch.source_grace_ms)
+            .collect();
+        let unread = !overdue.is_empty();
+        if self.watch.unread_alerting.swap(unread, Ordering::Relaxed) != unread {
+            let listed: Vec<String> = overdue
+                .iter()
+                .take(10)
+                .map(|((topic, partition), _)| format!("{topic}/{partition}"))
+                .collect();
+            let since_ms = overdue.first().map_or(now_ms, |(_, since_ms)| *since_ms);
+            if unread {
+                tracing::error!(partitions = overdue.len(), first = ?listed, "no freshwatch replica is reading some partitions");
+            }
+            self.dispatcher
+                .dispatch(Notice::System(SystemAlert {
+                    alertname: PARTITIONS_UNREAD,
+                    severity: Severity::Critical,
+                    labels: vec![],
+                    summary: format!(
+                        "No freshwatch replica is reading {} partition(s) ({}{}): feeds on them cannot be judged, so a silence there would not page",
+                        overdue.len(),
+                        listed.join(", "),
+                        if overdue.len() > listed.len() { ", ..." } else { "" }
+                    ),
+                    firing: unread,
+                    since_ms,
+                }))
+                .await;
+        }
+        let mut changes = Vec::new();
+        {
+            let mut alerting = self
+                .watch
+                .blind_alerting
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for (index, feed) in assessment.feeds.iter().enumerate() {
+                let (name, bound_ms) = &self.watch.feeds[index];
+                let overdue = feed
+                    .blind_since_ms
+                    .is_some_and(|since_ms| now_ms - since_ms >= *bound_ms);
+                if alerting[index] != overdue {
+                    alerting[index] = overdue;
+                    changes.push((name.clone(), feed.sight, feed.blind_since_ms, overdue));
+                }
+            }
+            self.watch.blind.store(
+                alerting.iter().any(|&blind| blind) || unread,
+                Ordering::Relaxed,
+            );
+        }
+        for (feed, sight, since_ms, firing) in changes {
+            let reason = match sight {
+                Sight::Blind(blindness) => blindness.describe(),
+                Sight::Known { .. } => "it can be judged again",
+            };
+            if firing {
+                tracing::error!(feed = %feed, reason, "feed cannot be judged past blind_after");
+            }
+            self.dispatcher
+                .dispatch(Notice::System(SystemAlert {
+                    alertname: FEED_BLIND,
+                    severity: Severity::Critical,
+                    labels: vec![("feed", feed.to_string())],
+                    summary: format!(
+                        "Feed {feed} cannot be judged ({reason}): a silence would not page"
+                    ),
+                    firing,
+                    since_ms: since_ms.unwrap_or(now_ms),
+                }))
+                .await;
+        }
+    }
+
+    /// Raises `FreshwatchStateLost` when the state store was empty at start but the consumer
+    /// group had committed offsets: an earlier run's knowledge of quiet feeds is gone, and
+    /// feeds silent since before this start would page only as `never_seen`, after their
+    /// `critical_after`. Resolved once that much time has passed.
+    async fn state_lost_alert(&self, now_ms: i64) {
+        if !self.watch.store_was_empty {
+            return;
+        }
+        let lost = self.source.status.group_had_commits.load(Ordering::Relaxed)
+            && now_ms - self.watch.started_ms < self.watch.longest_critical_ms;
+        if self.watch.state_lost_alerting.swap(lost, Ordering::Relaxed) == lost {
+            return;
+        }
+        if lost {
+            tracing::error!("the state store was empty but this consumer group read before: what freshwatch knew of quiet feeds is lost");
+        }
+        self.dispatcher
+            .dispatch(Notice::System(SystemAlert {
+                alertname: STATE_LOST,
+                severity: Severity::Critical,
+                labels: vec![],
+                summary: "freshwatch's state store was empty at start although its consumer group had read before: feeds that went quiet earlier are not known to be stale and page only as never_seen after their critical_after. Check Redis persistence and maxmemory-policy".into(),
+                firing: lost,
+                since_ms: self.watch.started_ms,
+            }))
+            .await;
+    }
+
     /// Raises or resolves `FreshwatchStateStoreDown` as the store fails past its grace or
     /// answers again.
     async fn state_down_alert(&self, failed: bool, now_ms: i64) {
         let since_ms = if failed {
-            let _ = self.sight.state_down_since_ms.compare_exchange(
+            let _ = self.watch.state_down_since_ms.compare_exchange(
                 0,
                 now_ms,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
-            self.sight.state_down_since_ms.load(Ordering::Relaxed)
+            self.watch.state_down_since_ms.load(Ordering::Relaxed)
         } else {
-            self.sight.state_down_since_ms.swap(0, Ordering::Relaxed)
+            self.watch.state_down_since_ms.swap(0, Ordering::Relaxed)
         };
-        let down = failed && now_ms - since_ms >= self.sight.state_grace_ms;
-        if self.sight.state_alerting.swap(down, Ordering::Relaxed) == down {
+        let down = failed && now_ms - since_ms >= self.watch.state_grace_ms;
+        if self.watch.state_alerting.swap(down, Ordering::Relaxed) == down {
             return;
         }
         self.dispatcher
@@ -323,6 +441,35 @@ impl Pipeline {
             .await;
     }
 
+    /// The store answers but lost freshwatch's data (restarted empty, failed over, evicted):
+    /// everything in memory is written back, statuses, outbox and `watch_started` included, so
+    /// a later restart still knows every quiet feed.
+    async fn restore_lost_state(&self) {
+        self.metrics.state_store_resets.inc();
+        let watch_started: Vec<(Arc<str>, i64)> = {
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            tracker.mark_all_dirty();
+            tracker
+                .feeds()
+                .iter()
+                .map(|feed| (feed.name.clone(), feed.watch_started_ms))
+                .collect()
+        };
+        tracing::error!(
+            store = self.store.kind(),
+            "the state store lost freshwatch's data; writing everything back from memory"
+        );
+        for (feed, started_ms) in watch_started {
+            if let Err(error) = self.store.watch_started(&feed, started_ms).await {
+                tracing::warn!(feed = %feed, %error, "watch_started not written back yet");
+            }
+        }
+        self.dispatcher.outbox_lost();
+    }
+
     /// Writes changed series, then commits the offsets they cover.
     async fn flush(&self) {
         let gate = self.write_gate.lock().await;
@@ -330,6 +477,9 @@ impl Pipeline {
     }
 
     async fn flush_holding(&self, gate: tokio::sync::MutexGuard<'_, ()>) {
+        if let Ok(false) = self.store.epoch_ensure(self.clock.now_ms()).await {
+            self.restore_lost_state().await;
+        }
         let leader = self.leadership.is_leader();
         let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
         let (ids, records, positions) = {
@@ -413,8 +563,14 @@ pub async fn start(
     let start_ms = clock.now_ms();
     let mut tracker = Tracker::new(&config.feeds, start_ms);
     let feed_names: Vec<Arc<str>> = config.feeds.iter().map(|feed| feed.name.clone()).collect();
-    let (store, watch_started, snapshot) =
+    let (store, watch_started, snapshot, store_was_empty) =
         open_state_store(&config, &feed_names, start_ms, &shutdown).await?;
+    if let Some(policy) = match store.redis() {
+        Some(redis) => redis.eviction_risk().await,
+        None => None,
+    } {
+        tracing::warn!(%policy, "redis may evict freshwatch's keys under memory pressure (maxmemory-policy); use noeviction or a dedicated instance");
+    }
     for (index, started) in watch_started.into_iter().enumerate() {
         tracker.set_watch_started(index as FeedIndex, started);
     }
@@ -437,20 +593,47 @@ pub async fn start(
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry, tracker.clone(), rules.clone(), clock.clone());
     metrics.state_store_up.set(1);
+    if let Some(redis) = store.redis() {
+        metrics
+            .state_store_evictable
+            .set(i64::from(redis.eviction_risk().await.is_some()));
+    }
     for name in &feed_names {
         metrics.declare_feed(name);
     }
 
-    let (source, source_handle) =
-        Source::new(&config, tracker.clone(), metrics.clone(), clock.clone())?;
+    let knowledge = Arc::new(Knowledge::new(
+        config
+            .feeds
+            .iter()
+            .map(|feed| (feed.topics.clone(), feed.mode))
+            .collect(),
+        knowledge_max_age_ms(&config),
+        3 * duration_ms(config.ha.reload_interval),
+    ));
+    let (source, source_handle) = Source::new(
+        &config,
+        tracker.clone(),
+        metrics.clone(),
+        clock.clone(),
+        knowledge.clone(),
+    )?;
     let tail_source = TailSource::new(
         &config,
         tracker.clone(),
         clock.clone(),
         source_handle.status.clone(),
         metrics.clone(),
+        knowledge.clone(),
     )?;
-    let readiness = Arc::new(Readiness::new(source_handle.status.clone()));
+    let readiness = Arc::new(Readiness::new(
+        source_handle.status.clone(),
+        config
+            .feeds
+            .iter()
+            .any(|feed| feed.mode == FeedMode::Consume),
+        tail_source.is_some(),
+    ));
     let listener = crate::http::bind(config.http.listen)
         .await
         .map_err(|error| StartError::Bind {
@@ -495,20 +678,33 @@ pub async fn start(
         write_gate: tokio::sync::Mutex::new(()),
         leadership: leadership.clone(),
         feed_names: feed_names.clone(),
-        sight: Sight {
+        knowledge,
+        watch: Watch {
             feeds: config
                 .feeds
                 .iter()
-                .map(|feed| (feed.topics.clone(), feed.mode))
+                .map(|feed| {
+                    let bound = config.evaluation.blind_after.unwrap_or(feed.critical_after);
+                    (feed.name.clone(), duration_ms(bound))
+                })
                 .collect(),
             source_grace_ms: duration_ms(config.evaluation.source_grace),
-            catchup_tolerance: i64::try_from(config.evaluation.catchup_tolerance)
-                .unwrap_or(i64::MAX),
             state_grace_ms: duration_ms(config.state.down_grace),
             source_alerting: AtomicBool::new(false),
             state_alerting: AtomicBool::new(false),
             state_down_since_ms: AtomicI64::new(0),
-            peers_behind: Mutex::new(Vec::new()),
+            unread_alerting: AtomicBool::new(false),
+            blind_alerting: Mutex::new(vec![false; config.feeds.len()]),
+            blind: Arc::new(AtomicBool::new(false)),
+            store_was_empty,
+            state_lost_alerting: AtomicBool::new(false),
+            longest_critical_ms: config
+                .feeds
+                .iter()
+                .map(|feed| duration_ms(feed.critical_after))
+                .max()
+                .unwrap_or(0),
+            started_ms: start_ms,
         },
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
     });
@@ -517,18 +713,23 @@ pub async fn start(
         announce_restored_alerts(&pipeline).await;
     }
 
+    // A source thread that stops before shutdown (a panic, a refused resubscribe) would leave
+    // freshwatch blind while it looks alive: it stops the whole process with exit code 3, so
+    // the supervisor (systemd, Kubernetes) starts a fresh one.
+    let (died_sender, mut died) = tokio::sync::mpsc::unbounded_channel::<RunError>();
     let source_token = source_stop.clone();
-    let source_thread = std::thread::Builder::new()
-        .name("freshwatch-source".into())
-        .spawn(move || source.run(source_token))
-        .expect("spawning a thread");
+    let source_thread = supervised("freshwatch-source", "source", died_sender.clone(), {
+        let source_token = source_token.clone();
+        move || source.run(source_token).map_err(|error| error.to_string())
+    });
     let tail_thread = tail_source.map(|tail| {
         let tail_token = source_stop.clone();
-        std::thread::Builder::new()
-            .name("freshwatch-tail".into())
-            .spawn(move || tail.run(tail_token))
-            .expect("spawning a thread")
+        supervised("freshwatch-tail", "tail", died_sender.clone(), move || {
+            tail.run(tail_token);
+            Ok(())
+        })
     });
+    drop(died_sender);
 
     let mut loops = JoinSet::new();
     // The lease is held until the last alerts are out, then released for a follower.
@@ -553,6 +754,7 @@ pub async fn start(
             last_tick_ms: pipeline.last_tick_ms.clone(),
             evaluation_interval: config.evaluation.interval,
             source: pipeline.source.status.clone(),
+            blind: pipeline.watch.blind.clone(),
             clock: clock.clone(),
         };
         loops.spawn(crate::heartbeat::run(
@@ -592,8 +794,17 @@ pub async fn start(
     let http_task = tokio::spawn(crate::http::serve(listener, http_state, http_stop.clone()));
     tracing::info!(address = %http_address, feeds = feed_names.len(), "freshwatch running");
 
+    let stop_knowledge = pipeline.knowledge.clone();
+    let stop_clock = pipeline.clock.clone();
     let main = tokio::spawn(async move {
-        shutdown.cancelled().await;
+        let failure = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            Some(error) = died.recv() => {
+                stop_knowledge.observe_source_failure(stop_clock.now_ms());
+                tracing::error!(%error, "stopping: freshwatch cannot watch without it");
+                Some(error)
+            }
+        };
         tracing::info!("shutting down");
         source_stop.cancel();
         let joined = tokio::task::spawn_blocking(move || {
@@ -602,10 +813,11 @@ pub async fn start(
             }
             source_thread.join()
         });
-        match tokio::time::timeout(Duration::from_secs(10), joined).await {
-            Ok(Ok(Ok(Err(error)))) => tracing::error!(%error, "source failed"),
-            Ok(Ok(Ok(Ok(())))) => {}
-            _ => tracing::error!("source thread did not stop in time"),
+        if tokio::time::timeout(Duration::from_secs(10), joined)
+            .await
+            .is_err()
+        {
+            tracing::error!("source thread did not stop in time");
         }
         loops_stop.cancel();
         while loops.join_next().await.is_some() {}
@@ -626,6 +838,7 @@ pub async fn start(
         http_stop.cancel();
         let _ = http_task.await;
         tracing::info!("stopped");
+        failure.map_or(Ok(()), Err)
     });
     Ok(Running { http_address, main })
 }
@@ -640,17 +853,18 @@ async fn open_state_store(
     feed_names: &[Arc<str>],
     start_ms: i64,
     shutdown: &CancellationToken,
-) -> Result<(StateStore, Vec<i64>, crate::state::Snapshot), StartError> {
+) -> Result<(StateStore, Vec<i64>, crate::state::Snapshot, bool), StartError> {
     let mut delay = Duration::from_secs(1);
     loop {
         let attempt = async {
             let store = StateStore::open(&config.state).await?;
+            let held = store.epoch_ensure(start_ms).await?;
             let mut watch_started = Vec::with_capacity(feed_names.len());
             for name in feed_names {
                 watch_started.push(store.watch_started(name, start_ms).await?);
             }
             let snapshot = store.load(feed_names).await?;
-            Ok::<_, StateError>((store, watch_started, snapshot))
+            Ok::<_, StateError>((store, watch_started, snapshot, !held))
         };
         let error = match attempt.await {
             Ok(opened) => return Ok(opened),
@@ -739,14 +953,14 @@ async fn replica_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: Cancell
                 if let Err(error) = pipeline.reload(take_statuses).await {
                     tracing::debug!(%error, "shared state reload failed");
                 }
-                if let Err(error) = pipeline.share_catch_up(interval).await {
-                    tracing::debug!(%error, "catch-up state not shared");
+                if let Err(error) = pipeline.share_knowledge(interval).await {
+                    tracing::debug!(%error, "knowledge not shared");
                 }
             }
         }
     }
     if let Some(redis) = pipeline.store.redis() {
-        let _ = redis.behind_forget(pipeline.leadership.instance()).await;
+        let _ = redis.knowledge_forget(pipeline.leadership.instance()).await;
     }
 }
 
@@ -772,6 +986,52 @@ pub async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+/// Runs `body` on a named thread; if it ends while its stop token has not fired, or panics,
+/// says so on `died`. The join handle lets shutdown wait for it.
+fn supervised<F>(
+    name: &str,
+    thread: &'static str,
+    died: tokio::sync::mpsc::UnboundedSender<RunError>,
+    body: F,
+) -> std::thread::JoinHandle<()>
+where
+    F: FnOnce() -> Result<(), String> + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+            let reason = match outcome {
+                Ok(Ok(())) => "it returned".to_owned(),
+                Ok(Err(error)) => error,
+                Err(panic) => panic
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "it panicked".to_owned()),
+            };
+            // After shutdown the receiver is gone or no longer read: nothing to report.
+            let _ = died.send(RunError::SourceDied { thread, reason });
+        })
+        .expect("spawning a thread")
+}
+
+/// How old the newest knowledge of a partition may be before it counts for nothing: three
+/// reports of the slowest reporter (statistics, peers, tail rounds, metadata probes).
+fn knowledge_max_age_ms(config: &Config) -> i64 {
+    let mut slowest = config
+        .kafka
+        .statistics_interval()
+        .max(crate::source::PROBE_INTERVAL);
+    if !matches!(config.state.backend, StateBackend::Embedded { .. }) {
+        slowest = slowest.max(config.ha.reload_interval);
+    }
+    if config.feeds.iter().any(|feed| feed.mode == FeedMode::Tail) {
+        slowest = slowest.max(config.kafka.tail_interval);
+    }
+    3 * duration_ms(slowest) + duration_ms(config.evaluation.interval)
 }
 
 fn duration_ms(duration: Duration) -> i64 {

@@ -158,9 +158,9 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
         running.http_address,
         running.http_address
     );
-    running.wait().await;
+    let result = running.wait().await;
     cluster_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || cluster_thread.join()).await;
     let _ = std::fs::remove_dir_all(&state_path);
-    Ok(())
+    Ok(result?)
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::config::FeedConfig;
+use crate::knowledge::Sight;
 use crate::model::{SeriesId, Status};
 use crate::tracker::{Series, Tracker};
 
@@ -98,6 +99,26 @@ pub fn judge(
     }
 }
 
+/// When the threshold of `status` was crossed: the moment from which freshwatch must know that
+/// Kafka held nothing newer before it may judge the series so.
+pub fn crossed_at(
+    series: &Series,
+    watch_started_ms: i64,
+    rules: &FeedRules,
+    status: Status,
+) -> i64 {
+    let threshold_ms = match status {
+        Status::Warning => rules.warn_after_ms,
+        Status::Critical | Status::NeverSeen => rules.critical_after_ms,
+        Status::Ok | Status::Unknown => return i64::MIN,
+    }
+    .saturating_add(rules.hold_ms);
+    series
+        .last_seen()
+        .unwrap_or(watch_started_ms)
+        .saturating_add(threshold_ms)
+}
+
 /// Owns the deadline set.
 #[derive(Debug)]
 pub struct Evaluator {
@@ -107,8 +128,8 @@ pub struct Evaluator {
     /// gather here and go in sorted at once: bulk-built nodes are full, one-by-one inserts in
     /// deadline order leave them half empty (measured: ~20 bytes per series at 1M series).
     bulk_load: Option<Vec<(i64, SeriesId)>>,
-    /// Feeds freshwatch cannot see now (source down, or a backlog not yet read).
-    blind: Vec<bool>,
+    /// Per feed, what [`crate::knowledge`] says can be judged now.
+    sights: Vec<Sight>,
     /// Feeds that regained sight: every series is judged again at the next tick.
     regained: Vec<crate::model::FeedIndex>,
 }
@@ -119,17 +140,25 @@ impl Evaluator {
             rules: feeds.iter().map(FeedRules::from_config).collect(),
             deadlines: BTreeSet::new(),
             bulk_load: None,
-            blind: vec![false; feeds.len()],
+            // Until told otherwise (benchmarks, backtests), everything is known.
+            sights: vec![
+                Sight::Known {
+                    through_ms: i64::MAX
+                };
+                feeds.len()
+            ],
             regained: Vec::new(),
         }
     }
 
-    /// Whether freshwatch can tell staleness for `feed` now. While blind, a series that would
-    /// start alerting turns `unknown` instead, one already alerting stays as it is, and only
-    /// fresh data changes anything; when sight returns every series of the feed is judged again.
-    pub fn set_blind(&mut self, feed: crate::model::FeedIndex, blind: bool) {
-        let was_blind = std::mem::replace(&mut self.blind[feed as usize], blind);
-        if was_blind && !blind {
+    /// What freshwatch knows of `feed` now. While blind, a series that would start alerting
+    /// turns `unknown` instead, one already alerting stays as it is, and only fresh data changes
+    /// anything; when sight returns every series of the feed is judged again. While known only
+    /// up to a moment before a crossing, the series keeps its status and is looked at again at
+    /// the next tick.
+    pub fn set_sight(&mut self, feed: crate::model::FeedIndex, sight: Sight) {
+        let was = std::mem::replace(&mut self.sights[feed as usize], sight);
+        if matches!(was, Sight::Blind(_)) && matches!(sight, Sight::Known { .. }) {
             self.regained.push(feed);
         }
     }
@@ -139,8 +168,8 @@ impl Evaluator {
         self.regained.push(feed);
     }
 
-    pub fn is_blind(&self, feed: crate::model::FeedIndex) -> bool {
-        self.blind[feed as usize]
+    pub fn sight(&self, feed: crate::model::FeedIndex) -> Sight {
+        self.sights[feed as usize]
     }
 
     pub fn rules(&self) -> &[FeedRules] {
@@ -225,15 +254,22 @@ impl Evaluator {
         let watch_started_ms = tracker.feed(id.feed).watch_started_ms;
         let series = tracker.series(id);
         let (judged, judged_deadline_ms) = judge(series, watch_started_ms, rules, now_ms);
-        let (status, next_deadline_ms) = match (
-            self.blind[id.feed as usize],
-            judged.severity(),
-            series.status.severity(),
-        ) {
+        let worse = judged.severity() > series.status.severity();
+        let (status, next_deadline_ms) = match (self.sights[id.feed as usize], worse) {
+            // Better news (fresh data) needs no knowledge of what else Kafka holds.
+            (_, false) => (judged, judged_deadline_ms),
+            (Sight::Known { through_ms }, true)
+                if crossed_at(series, watch_started_ms, rules, judged) <= through_ms =>
+            {
+                (judged, judged_deadline_ms)
+            }
+            // Known, but not yet up to the crossing: keep the status, look again next tick.
+            (Sight::Known { .. }, true) => (series.status, now_ms.saturating_add(1)),
             // Cannot tell: a would-be alert is unknown, a firing one stays as it is.
-            (true, Some(_), None) => (Status::Unknown, i64::MAX),
-            (true, Some(_), Some(_)) => (series.status, i64::MAX),
-            _ => (judged, judged_deadline_ms),
+            (Sight::Blind(_), true) if series.status.severity().is_none() => {
+                (Status::Unknown, i64::MAX)
+            }
+            (Sight::Blind(_), true) => (series.status, i64::MAX),
         };
         if status != series.status {
             let mut transition = self.describe(tracker, id, now_ms);

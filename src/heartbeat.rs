@@ -20,6 +20,8 @@ pub struct Health {
     pub last_tick_ms: Arc<AtomicI64>,
     pub evaluation_interval: Duration,
     pub source: Arc<SourceStatus>,
+    /// Set while a feed or partition is unseen past its bound: a silence there could not page.
+    pub blind: Arc<std::sync::atomic::AtomicBool>,
     pub clock: SharedClock,
 }
 
@@ -35,6 +37,9 @@ impl Health {
         }
         if !self.source.reachable.load(Ordering::Relaxed) {
             return Some("kafka is unreachable");
+        }
+        if self.blind.load(Ordering::Relaxed) {
+            return Some("a feed cannot be judged");
         }
         None
     }

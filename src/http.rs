@@ -21,26 +21,40 @@ use crate::evaluate::FeedRules;
 use crate::source::SourceStatus;
 use crate::tracker::Tracker;
 
-/// What `/readyz` checks: the consumer has partitions and the state store answers.
+/// What `/readyz` checks: the consumer joined its group (consume-mode feeds), the tail source
+/// finished a round (tail-mode feeds), and the state store answers.
 #[derive(Debug, Default)]
 pub struct Readiness {
     pub source: Arc<SourceStatus>,
     pub state_store_up: AtomicBool,
+    needs_assignment: bool,
+    needs_tail: bool,
 }
 
 impl Readiness {
-    pub fn new(source: Arc<SourceStatus>) -> Self {
+    pub fn new(source: Arc<SourceStatus>, needs_assignment: bool, needs_tail: bool) -> Self {
         Readiness {
             source,
             state_store_up: AtomicBool::new(true),
+            needs_assignment,
+            needs_tail,
         }
+    }
+
+    /// Whether the sources have started (a reason for "degraded" rather than "starting").
+    fn started(&self) -> bool {
+        (!self.needs_assignment || self.source.has_assignment.load(Ordering::Relaxed))
+            && (!self.needs_tail || self.source.tail_ready.load(Ordering::Relaxed))
     }
 
     /// `None` when ready, else the reasons.
     pub fn problems(&self) -> Option<Vec<&'static str>> {
         let mut problems = Vec::new();
-        if !self.source.has_assignment.load(Ordering::Relaxed) {
+        if self.needs_assignment && !self.source.has_assignment.load(Ordering::Relaxed) {
             problems.push("kafka consumer has no partition assignment yet");
+        }
+        if self.needs_tail && !self.source.tail_ready.load(Ordering::Relaxed) {
+            problems.push("tail source has not read the high watermarks yet");
         }
         if !self.state_store_up.load(Ordering::Relaxed) {
             problems.push("state store does not answer");
@@ -167,7 +181,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             Json(serde_json::json!({
                 "ready": false,
                 // Degraded: running and judging from memory, but not all it depends on answers.
-                "status": if state.readiness.source.has_assignment.load(Ordering::Relaxed) { "degraded" } else { "starting" },
+                "status": if state.readiness.started() { "degraded" } else { "starting" },
                 "reasons": reasons,
             })),
         )
@@ -267,7 +281,7 @@ mod tests {
     #[test]
     fn ready_only_with_an_assignment_and_a_state_store_that_answers() {
         let source = Arc::new(SourceStatus::default());
-        let readiness = Readiness::new(source.clone());
+        let readiness = Readiness::new(source.clone(), true, false);
         assert_eq!(
             readiness.problems(),
             Some(vec!["kafka consumer has no partition assignment yet"])
@@ -278,6 +292,24 @@ mod tests {
         assert_eq!(
             readiness.problems(),
             Some(vec!["state store does not answer"])
+        );
+    }
+
+    #[test]
+    fn a_tail_feed_does_not_stand_in_for_the_consumers_assignment() {
+        let source = Arc::new(SourceStatus::default());
+        let readiness = Readiness::new(source.clone(), true, true);
+        source.tail_ready.store(true, Ordering::Relaxed);
+        assert_eq!(
+            readiness.problems(),
+            Some(vec!["kafka consumer has no partition assignment yet"])
+        );
+        source.has_assignment.store(true, Ordering::Relaxed);
+        assert_eq!(readiness.problems(), None);
+        let tail_only = Readiness::new(Arc::new(SourceStatus::default()), false, true);
+        assert_eq!(
+            tail_only.problems(),
+            Some(vec!["tail source has not read the high watermarks yet"])
         );
     }
 }

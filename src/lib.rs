@@ -35,6 +35,7 @@ pub mod extract;
 pub mod ha;
 pub mod heartbeat;
 pub mod http;
+pub mod knowledge;
 pub mod metrics;
 pub mod model;
 pub mod source;

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
                     )
                     .await
                     .context("freshwatch could not start")?;
-                    running.wait().await;
+                    running.wait().await?;
                     Ok(())
                 },
                 None,

@@ -71,6 +71,10 @@ pub struct Metrics {
     pub alerts_sent: Family<SinkOutcomeLabels, Counter>,
     pub state_flushes: Family<OutcomeLabels, Counter>,
     pub state_store_up: Gauge,
+    /// Times the state store was found to have lost freshwatch's data while running.
+    pub state_store_resets: Counter,
+    /// 1 when Redis's `maxmemory-policy` may evict freshwatch's keys.
+    pub state_store_evictable: Gauge,
     pub source_up: Gauge,
     pub assigned_partitions: Gauge,
     pub transitions: Family<OutcomeLabels, Counter>,
@@ -90,6 +94,8 @@ impl Default for Metrics {
             alerts_sent: Family::default(),
             state_flushes: Family::default(),
             state_store_up: Gauge::default(),
+            state_store_resets: Counter::default(),
+            state_store_evictable: Gauge::default(),
             source_up: Gauge::default(),
             assigned_partitions: Gauge::default(),
             transitions: Family::default(),
@@ -136,6 +142,16 @@ impl Metrics {
             "freshwatch_state_store_up",
             "1 while the state store answers",
             metrics.state_store_up.clone(),
+        );
+        registry.register(
+            "freshwatch_state_store_resets",
+            "Times the state store was found empty of freshwatch's data while running (all of it was written back)",
+            metrics.state_store_resets.clone(),
+        );
+        registry.register(
+            "freshwatch_state_store_evictable",
+            "1 when Redis's maxmemory-policy may evict freshwatch's keys",
+            metrics.state_store_evictable.clone(),
         );
         registry.register(
             "freshwatch_source_up",

@@ -299,6 +299,14 @@ impl Tracker {
         }
     }
 
+    /// Queues every series for the next state flush: the store lost them.
+    pub fn mark_all_dirty(&mut self) {
+        let ids: Vec<SeriesId> = self.all_ids().collect();
+        for id in ids {
+            self.mark_dirty(id);
+        }
+    }
+
     /// Feeds that hit `max_keys` since the last call.
     pub fn take_newly_full(&mut self) -> Vec<FeedIndex> {
         std::mem::take(&mut self.newly_full)

@@ -164,7 +164,8 @@ impl Instance {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.running.wait())
             .await
-            .expect("freshwatch stops within 30s");
+            .expect("freshwatch stops within 30s")
+            .expect("no source thread died");
     }
 }
 

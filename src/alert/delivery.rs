@@ -334,6 +334,9 @@ pub struct SinkTask {
     /// Only the leader delivers; a new leader takes over the outbox.
     leadership: Arc<crate::ha::Leadership>,
     fallbacks: Fallbacks,
+    /// How often the state store lost its data; when it moves, the queue is stored again.
+    store_resets: Arc<std::sync::atomic::AtomicU64>,
+    store_resets_seen: u64,
 }
 
 impl SinkTask {
@@ -361,8 +364,28 @@ impl SinkTask {
             last_send: None,
             leadership,
             fallbacks,
+            store_resets: Default::default(),
+            store_resets_seen: 0,
         };
         (task, SinkHandle { config, sender }, receiver)
+    }
+
+    /// Shares the counter the pipeline bumps when the state store lost its data.
+    pub fn watch_store_resets(&mut self, resets: Arc<std::sync::atomic::AtomicU64>) {
+        self.store_resets_seen = resets.load(std::sync::atomic::Ordering::Relaxed);
+        self.store_resets = resets;
+    }
+
+    /// After the store lost its data, every queued entry is unstored: store them all again.
+    fn forget_lost_outbox(&mut self) {
+        let resets = self.store_resets.load(std::sync::atomic::Ordering::Relaxed);
+        if resets == self.store_resets_seen {
+            return;
+        }
+        self.store_resets_seen = resets;
+        for queued in &mut self.queue {
+            queued.envelope.outbox_id = None;
+        }
     }
 
     fn name(&self) -> &str {
@@ -649,6 +672,7 @@ impl SinkTask {
                 _ = housekeeping.tick(), if leader => {
                     self.fall_back().await;
                     self.repeat_firing().await;
+                    self.forget_lost_outbox();
                     self.store_unstored().await;
                 }
                 // Deliver the next eligible entry.

@@ -76,6 +76,17 @@ pub const SOURCE_DOWN: &str = "FreshwatchSourceDown";
 /// `alertname` raised when the state store fails past `state.down_grace`.
 pub const STATE_STORE_DOWN: &str = "FreshwatchStateStoreDown";
 
+/// `alertname` raised when partitions of watched topics are read by no replica past
+/// `source_grace`.
+pub const PARTITIONS_UNREAD: &str = "FreshwatchPartitionsUnread";
+
+/// `alertname` raised when a feed cannot be judged (`unknown`) past `evaluation.blind_after`.
+pub const FEED_BLIND: &str = "FreshwatchFeedBlind";
+
+/// `alertname` raised when the state store was found empty although Kafka says freshwatch ran
+/// before: what it knew of quiet feeds is gone.
+pub const STATE_LOST: &str = "FreshwatchStateLost";
+
 /// `alertname` raised when a split feed reaches `max_keys`.
 pub const KEY_LIMIT: &str = "FreshwatchKeyLimit";
 
@@ -246,7 +257,11 @@ fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<
 pub struct Dispatcher {
     alertmanagers: Vec<(AlertmanagerConfig, mpsc::UnboundedSender<Notice>)>,
     sinks: Vec<SinkHandle>,
+    /// Sinks named in some `fallback` list: they get only what falls back to them.
+    fallback_only: std::collections::HashSet<String>,
     store: crate::state::StateStore,
+    /// Bumped when the state store lost its data: every sink stores its queue again.
+    store_resets: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Dispatcher {
@@ -262,6 +277,7 @@ impl Dispatcher {
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Dispatcher {
         let directory: Directory = Default::default();
+        let store_resets = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut alertmanagers = Vec::new();
         for sink in &config.alertmanager {
             let (sender, receiver) = mpsc::unbounded_channel();
@@ -282,7 +298,7 @@ impl Dispatcher {
         let mut by_name = std::collections::HashMap::new();
         for sink in &config.sinks {
             metrics.declare_sink(&sink.name);
-            let (task, handle, receiver) = SinkTask::new(
+            let (mut task, handle, receiver) = SinkTask::new(
                 sink.clone(),
                 external_url,
                 store.clone(),
@@ -290,16 +306,32 @@ impl Dispatcher {
                 directory.clone(),
                 leadership.clone(),
             );
+            task.watch_store_resets(store_resets.clone());
             tasks.spawn(task.run(receiver, shutdown.clone()));
             by_name.insert(sink.name.clone(), handle.clone());
             sinks.push(handle);
         }
         let _ = directory.set(by_name);
+        let fallback_only = config
+            .sinks
+            .iter()
+            .flat_map(|sink| &sink.fallback)
+            .chain(config.alertmanager.iter().flat_map(|sink| &sink.fallback))
+            .cloned()
+            .collect();
         Dispatcher {
             alertmanagers,
             sinks,
+            fallback_only,
             store,
+            store_resets,
         }
+    }
+
+    /// The state store lost every outbox: each sink writes what it still holds again.
+    pub fn outbox_lost(&self) {
+        self.store_resets
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Hands a notice to every sink that wants it. Returns once each notification sink has it in
@@ -312,6 +344,10 @@ impl Dispatcher {
             }
         }
         for sink in &self.sinks {
+            if self.fallback_only.contains(&sink.config.name) {
+                // Reached only through a failing sink's fallbacks, after its `fallback_after`.
+                continue;
+            }
             let min_severity = sink.config.min_severity;
             let (notification, already_paged) = match &notice {
                 Notice::Changed(transition) => {

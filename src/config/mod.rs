@@ -70,6 +70,21 @@ pub struct HaConfig {
     pub reload_interval: Duration,
 }
 
+/// The librdkafka setting that paces what freshwatch knows of its partitions.
+pub const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
+
+impl KafkaConfig {
+    /// How often librdkafka reports each partition's high watermark and read position.
+    pub fn statistics_interval(&self) -> Duration {
+        let millis = self
+            .properties
+            .get(STATISTICS_INTERVAL)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(1000);
+        Duration::from_millis(millis)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub brokers: String,
@@ -108,6 +123,8 @@ pub struct EvaluationConfig {
     pub max_future_skew: Duration,
     pub source_grace: Duration,
     pub catchup_tolerance: u64,
+    /// `None`: each feed's `critical_after`.
+    pub blind_after: Option<Duration>,
 }
 
 /// Which topics a feed reads.
@@ -446,6 +463,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_future_skew: raw.evaluation.max_future_skew,
         source_grace: raw.evaluation.source_grace,
         catchup_tolerance: raw.evaluation.catchup_tolerance,
+        blind_after: raw.evaluation.blind_after,
     };
     if raw.defaults.critical_after <= raw.defaults.warn_after {
         return Err(ConfigError::invalid(
@@ -534,6 +552,14 @@ fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigError> {
             return Err(ConfigError::invalid(
                 format!("kafka.properties.\"{owned}\""),
                 "is set by freshwatch itself; use kafka.brokers, kafka.group_id or kafka.start",
+            ));
+        }
+    }
+    if let Some(value) = raw.properties.get(STATISTICS_INTERVAL) {
+        if !matches!(value.parse::<u64>(), Ok(1..)) {
+            return Err(ConfigError::invalid(
+                format!("kafka.properties.\"{STATISTICS_INTERVAL}\""),
+                "must be a positive number of milliseconds: freshwatch knows what Kafka holds from librdkafka's statistics, and without them every feed would stay unknown",
             ));
         }
     }

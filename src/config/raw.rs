@@ -181,6 +181,11 @@ pub struct RawEvaluation {
     /// within this many records of the high watermark; until then it is `unknown`.
     #[serde(default = "default_catchup_tolerance")]
     pub catchup_tolerance: u64,
+    /// A feed freshwatch cannot judge (`unknown`) this long raises `FreshwatchFeedBlind`, and
+    /// the heartbeat stops: a silence there could not page. Default: each feed's
+    /// `critical_after`.
+    #[serde(default, with = "humantime_serde")]
+    pub blind_after: Option<Duration>,
 }
 
 impl Default for RawEvaluation {
@@ -190,6 +195,7 @@ impl Default for RawEvaluation {
             max_future_skew: default_max_future_skew(),
             source_grace: default_grace(),
             catchup_tolerance: default_catchup_tolerance(),
+            blind_after: None,
         }
     }
 }

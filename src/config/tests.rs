@@ -753,3 +753,18 @@ fn an_alertmanager_takes_routing_and_a_fallback_to_a_notification_sink() {
         "{error}"
     );
 }
+
+#[test]
+fn statistics_turned_off_are_refused_since_every_feed_would_stay_unknown() {
+    for value in ["0", "-1", "soon"] {
+        let message = error_of(&format!(
+            "[kafka]\nbrokers = \"k:9092\"\n[kafka.properties]\n\"statistics.interval.ms\" = \"{value}\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+        ));
+        assert!(
+            message.starts_with(
+                "kafka.properties.\"statistics.interval.ms\": must be a positive number"
+            ),
+            "{value}: {message}"
+        );
+    }
+}

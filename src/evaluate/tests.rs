@@ -492,3 +492,86 @@ fn for_holds_a_crossing_until_it_has_lasted_and_a_record_cancels_it() {
         (Status::Ok, Status::Warning)
     );
 }
+
+#[test]
+fn a_crossing_is_judged_only_once_kafka_is_known_to_hold_nothing_newer_at_that_moment() {
+    let feeds = [feed(false, &[])];
+    let mut tracker = Tracker::new(&feeds, START_MS);
+    let mut evaluator = Evaluator::new(&feeds);
+    tracker.observe(0, b"", START_MS);
+    evaluator.set_sight(
+        0,
+        Sight::Known {
+            through_ms: START_MS,
+        },
+    );
+    assert_eq!(
+        changes(&evaluator.tick(&mut tracker, START_MS)),
+        [(Status::Unknown, Status::Ok)]
+    );
+    let crossing_ms = START_MS + WARN_MS;
+    // Known only up to a second before the crossing: no verdict yet, and no `unknown` either.
+    evaluator.set_sight(
+        0,
+        Sight::Known {
+            through_ms: crossing_ms - SECOND_MS,
+        },
+    );
+    assert!(evaluator.tick(&mut tracker, crossing_ms + 10).is_empty());
+    assert_eq!(tracker.series(UNSPLIT).status, Status::Ok);
+    // The next statistics reach past the crossing: warning, at the next tick.
+    evaluator.set_sight(
+        0,
+        Sight::Known {
+            through_ms: crossing_ms + 500,
+        },
+    );
+    assert_eq!(
+        changes(&evaluator.tick(&mut tracker, crossing_ms + 600)),
+        [(Status::Ok, Status::Warning)]
+    );
+}
+
+#[test]
+fn while_blind_a_would_be_alert_is_unknown_a_firing_one_stays_and_neither_gets_worse() {
+    let feeds = [feed(true, &[])];
+    let mut tracker = Tracker::new(&feeds, START_MS);
+    let mut evaluator = Evaluator::new(&feeds);
+    tracker.observe(0, b"quiet", START_MS - WARN_MS);
+    tracker.observe(0, b"live", START_MS);
+    assert_eq!(
+        changes(&evaluator.tick(&mut tracker, START_MS)),
+        [
+            (Status::Unknown, Status::Warning),
+            (Status::Unknown, Status::Ok)
+        ]
+    );
+    evaluator.set_sight(0, Sight::Blind(crate::knowledge::Blindness::Unowned));
+    // Both cross a threshold while blind: neither pages, neither resolves.
+    let transitions = evaluator.tick(&mut tracker, START_MS + CRITICAL_MS);
+    assert_eq!(changes(&transitions), [(Status::Ok, Status::Unknown)]);
+    assert_eq!(transitions[0].key, "live");
+    let quiet = SeriesId { feed: 0, index: 0 };
+    assert_eq!(
+        tracker.series(quiet).status,
+        Status::Warning,
+        "not critical"
+    );
+    // A fresh record is news enough on its own.
+    tracker.observe(0, b"quiet", START_MS + CRITICAL_MS);
+    assert_eq!(
+        changes(&evaluator.tick(&mut tracker, START_MS + CRITICAL_MS + 1)),
+        [(Status::Warning, Status::Ok)]
+    );
+    // Sight returns: live is judged (critical: silent since START_MS).
+    evaluator.set_sight(
+        0,
+        Sight::Known {
+            through_ms: START_MS + CRITICAL_MS + 2,
+        },
+    );
+    assert_eq!(
+        changes(&evaluator.tick(&mut tracker, START_MS + CRITICAL_MS + 2)),
+        [(Status::Unknown, Status::Critical)]
+    );
+}

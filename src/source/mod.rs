@@ -25,12 +25,13 @@ pub use tail::TailSource;
 use crate::clock::SharedClock;
 use crate::config::{raw::RawStart, Config, FeedConfig, FeedMode, TopicMatcher};
 use crate::extract::{Extractor, Record, FUTURE_TIMESTAMP_REASON};
+use crate::knowledge::{Knowledge, PartitionKey, ReadThrough};
 use crate::metrics::Metrics;
 use crate::model::FeedIndex;
 use crate::tracker::{Positions, Tracker};
 
 /// How often the brokers are asked for metadata to tell whether they answer.
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// librdkafka settings freshwatch changes unless `kafka.properties` sets them.
 const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
@@ -64,6 +65,13 @@ pub struct SourceStatus {
     pub assigned_partitions: AtomicUsize,
     /// Whether a rebalance has assigned partitions at least once, or the group is stable.
     pub has_assignment: AtomicBool,
+    /// Whether the tail source finished a round (tail-mode feeds only).
+    pub tail_ready: AtomicBool,
+    /// Whether this process committed offsets yet.
+    pub committed_once: AtomicBool,
+    /// Whether the group had committed offsets before this process committed any: a run before
+    /// this one read these partitions (so an empty state store lost its state).
+    pub group_had_commits: AtomicBool,
     /// Whether the last contact with the brokers succeeded.
     pub reachable: AtomicBool,
     /// Since when the brokers have not answered, unix ms (0 while they answer).
@@ -75,78 +83,67 @@ pub struct SourceStatus {
     pub assignment: Mutex<Vec<(String, i32)>>,
 }
 
-impl SourceStatus {
-    /// The topics with an assigned partition not read to within `tolerance` records of its high
-    /// watermark (or not yet covered by statistics), sorted.
-    pub fn topics_behind(&self, tolerance: i64) -> Vec<String> {
-        let assignment = self
-            .assignment
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let lag = self.lag.lock().unwrap_or_else(|poison| poison.into_inner());
-        let mut behind: Vec<String> = assignment
-            .iter()
-            .filter(|partition| {
-                lag.as_ref()
-                    .and_then(|lag| lag.get(*partition))
-                    .is_none_or(|&records| records > tolerance)
-            })
-            .map(|(topic, _)| topic.clone())
-            .collect();
-        behind.sort_unstable();
-        behind.dedup();
-        behind
-    }
-
-    /// Whether every assigned partition of `topic` is read to within `tolerance` records of its
-    /// high watermark: only then can a silence be told from a backlog. A partition the
-    /// statistics do not cover yet (just assigned, high watermark unknown) is not caught up. A
-    /// topic with no partition assigned here is caught up (nothing of it is unread by this
-    /// instance).
-    pub fn caught_up(&self, topic_matches: &dyn Fn(&str) -> bool, tolerance: i64) -> bool {
-        if !self.has_assignment.load(Ordering::Relaxed) {
-            return false;
-        }
-        let assignment = self
-            .assignment
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let lag = self.lag.lock().unwrap_or_else(|poison| poison.into_inner());
-        let Some(lag) = lag.as_ref() else {
-            return false;
-        };
-        assignment
-            .iter()
-            .filter(|(topic, _)| topic_matches(topic))
-            .all(|partition| {
-                lag.get(partition)
-                    .is_some_and(|&records| records <= tolerance)
-            })
-    }
-}
-
-/// librdkafka callbacks: logging, errors, rebalances. Kept thin.
+/// librdkafka callbacks: logging, errors, rebalances. Kept thin: they report facts to the
+/// status and to [`Knowledge`], which decides.
 pub struct SourceContext {
     status: Arc<SourceStatus>,
     metrics: Metrics,
+    knowledge: Arc<Knowledge>,
+    clock: SharedClock,
+    catchup_tolerance: i64,
+}
+
+/// How far a partition is read, from one statistics entry: records between the consumer's
+/// position and the high watermark. The position is what was handed to freshwatch, or, before
+/// any record, where the fetcher stands with nothing queued (a new group at `latest`, or a
+/// committed offset retention has since deleted): never the log start, never the commit.
+/// `None` while records are fetched but not yet handed over, or nothing is known.
+pub fn partition_lag(stats: &rdkafka::statistics::Partition) -> Option<i64> {
+    if stats.hi_offset < 0 {
+        return None;
+    }
+    let position = if stats.app_offset >= 0 {
+        stats.app_offset
+    } else if stats.fetchq_cnt == 0 && stats.next_offset >= 0 {
+        stats.next_offset
+    } else {
+        return None;
+    };
+    // Nothing below the log start can be read: it is not a backlog.
+    Some((stats.hi_offset - position.max(stats.lo_offset)).max(0))
 }
 
 impl ClientContext for SourceContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        let at_ms = self.clock.now_ms();
+        let brokers_up: Vec<i32> = statistics
+            .brokers
+            .values()
+            .filter(|broker| broker.state == "UP")
+            .map(|broker| broker.nodeid)
+            .collect();
         let mut lags = HashMap::new();
+        let mut reads: Vec<(PartitionKey, ReadThrough)> = Vec::new();
         for (topic_name, topic) in &statistics.topics {
             for (&partition, stats) in &topic.partitions {
-                if partition < 0 || !stats.desired || stats.hi_offset < 0 {
+                if partition < 0 || !stats.desired {
                     continue;
                 }
-                let read_up_to = if stats.app_offset >= 0 {
-                    stats.app_offset
-                } else if stats.committed_offset >= 0 {
-                    stats.committed_offset
-                } else {
-                    stats.lo_offset.max(0)
+                if stats.committed_offset >= 0
+                    && !self.status.committed_once.load(Ordering::Relaxed)
+                {
+                    self.status.group_had_commits.store(true, Ordering::Relaxed);
+                }
+                let key = (topic_name.clone(), partition);
+                let lag = partition_lag(stats);
+                // Read to the high watermark the partition's leader just reported: known now.
+                let caught_up = lag.is_some_and(|lag| lag <= self.catchup_tolerance)
+                    && stats.fetch_state == "active"
+                    && brokers_up.contains(&stats.leader);
+                reads.push((key, caught_up.then_some(at_ms)));
+                let Some(lag) = lag else {
+                    continue;
                 };
-                let lag = (stats.hi_offset - read_up_to).max(0);
                 self.metrics
                     .consumer_lag
                     .get_or_create(&crate::metrics::PartitionLabels {
@@ -157,6 +154,7 @@ impl ClientContext for SourceContext {
                 lags.insert((topic_name.clone(), partition), lag);
             }
         }
+        self.knowledge.observe_reads(reads);
         *self
             .status
             .lag
@@ -185,14 +183,12 @@ impl ClientContext for SourceContext {
             error.rdkafka_error_code(),
             Some(RDKafkaErrorCode::AllBrokersDown)
         ) {
-            self.status.reachable.store(false, Ordering::Relaxed);
-            let _ = self.status.unreachable_since_ms.compare_exchange(
-                0,
-                chrono::Utc::now().timestamp_millis(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
+            mark_unreachable(
+                &self.status,
+                &self.metrics,
+                &self.knowledge,
+                self.clock.now_ms(),
             );
-            self.metrics.source_up.set(0);
         }
         tracing::warn!(%error, reason, "kafka client error");
     }
@@ -213,6 +209,7 @@ impl ConsumerContext for SourceContext {
         // Lag gauges of partitions that moved to another replica would freeze at their last
         // value; the next statistics fill in the partitions still owned.
         self.metrics.consumer_lag.clear();
+        self.knowledge.observe_assignment(&assignment);
         *self
             .status
             .assignment
@@ -231,6 +228,20 @@ impl ConsumerContext for SourceContext {
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
         }
     }
+}
+
+/// The brokers did not answer: nothing read counts as known from now on, not from the end of
+/// the grace.
+fn mark_unreachable(status: &SourceStatus, metrics: &Metrics, knowledge: &Knowledge, now_ms: i64) {
+    status.reachable.store(false, Ordering::Relaxed);
+    let _ = status.unreachable_since_ms.compare_exchange(
+        0,
+        now_ms,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    metrics.source_up.set(0);
+    knowledge.observe_source_failure(now_ms);
 }
 
 /// A borrowed Kafka message, seen through [`Record`].
@@ -299,6 +310,7 @@ impl SourceHandle {
         if list.count() == 0 {
             return;
         }
+        self.status.committed_once.store(true, Ordering::Relaxed);
         if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
             tracing::warn!(%error, "offset commit failed; records may be read again after a restart");
         }
@@ -308,8 +320,7 @@ impl SourceHandle {
 /// Builds the consumer. Warns about settings that would lose records.
 fn create_consumer(
     config: &Config,
-    status: Arc<SourceStatus>,
-    metrics: Metrics,
+    context: SourceContext,
 ) -> Result<BaseConsumer<SourceContext>, SourceError> {
     let mut client_config = ClientConfig::new();
     for (key, value) in &config.kafka.properties {
@@ -346,7 +357,7 @@ fn create_consumer(
         tracing::warn!("isolation.level=read_uncommitted: aborted transactions will refresh feeds");
     }
     client_config
-        .create_with_context(SourceContext { status, metrics })
+        .create_with_context(context)
         .map_err(SourceError::Create)
 }
 
@@ -476,6 +487,7 @@ pub struct Source {
     metrics: Metrics,
     clock: SharedClock,
     status: Arc<SourceStatus>,
+    knowledge: Arc<Knowledge>,
     metadata_refresh: Duration,
     subscribed: BTreeSet<String>,
     errors_log: RateLimitedLog,
@@ -487,9 +499,18 @@ impl Source {
         tracker: Arc<Mutex<Tracker>>,
         metrics: Metrics,
         clock: SharedClock,
+        knowledge: Arc<Knowledge>,
     ) -> Result<(Source, SourceHandle), SourceError> {
         let status = Arc::new(SourceStatus::default());
-        let consumer = Arc::new(create_consumer(config, status.clone(), metrics.clone())?);
+        let context = SourceContext {
+            status: status.clone(),
+            metrics: metrics.clone(),
+            knowledge: knowledge.clone(),
+            clock: clock.clone(),
+            catchup_tolerance: i64::try_from(config.evaluation.catchup_tolerance)
+                .unwrap_or(i64::MAX),
+        };
+        let consumer = Arc::new(create_consumer(config, context)?);
         let max_future_skew_ms =
             i64::try_from(config.evaluation.max_future_skew.as_millis()).unwrap_or(i64::MAX);
         let source = Source {
@@ -500,6 +521,7 @@ impl Source {
             metrics,
             clock,
             status: status.clone(),
+            knowledge,
             metadata_refresh: config.kafka.metadata_refresh,
             subscribed: BTreeSet::new(),
             errors_log: RateLimitedLog::new(Duration::from_secs(10)),
@@ -542,21 +564,32 @@ impl Source {
         Ok(())
     }
 
-    /// A metadata request tells whether the brokers answer, even when no records flow.
+    /// A metadata request tells whether the brokers answer, even when no records flow, and
+    /// which partitions every topic has: one that no replica reads is not known.
     fn probe_brokers(&self) {
         match self.consumer.fetch_metadata(None, Duration::from_secs(3)) {
-            Ok(_) => self.mark_reachable(),
+            Ok(metadata) => {
+                self.mark_reachable();
+                self.knowledge.observe_metadata(
+                    self.clock.now_ms(),
+                    metadata
+                        .topics()
+                        .iter()
+                        .filter(|topic| topic.error().is_none())
+                        .map(|topic| (topic.name().to_owned(), topic.partitions().len() as i32))
+                        .collect(),
+                );
+            }
             Err(error) => {
-                if self.status.reachable.swap(false, Ordering::Relaxed) {
+                if self.status.reachable.load(Ordering::Relaxed) {
                     tracing::warn!(%error, "kafka brokers do not answer");
                 }
-                let _ = self.status.unreachable_since_ms.compare_exchange(
-                    0,
+                mark_unreachable(
+                    &self.status,
+                    &self.metrics,
+                    &self.knowledge,
                     self.clock.now_ms(),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
                 );
-                self.metrics.source_up.set(0);
             }
         }
     }
@@ -566,6 +599,7 @@ impl Source {
             self.metrics.source_up.set(1);
         }
         self.status.unreachable_since_ms.store(0, Ordering::Relaxed);
+        self.knowledge.observe_source_success();
     }
 
     /// Polls until `shutdown` fires. Runs on its own thread.
@@ -672,66 +706,47 @@ impl Source {
 mod tests {
     use super::*;
 
-    fn status(assignment: &[(&str, i32)], lag: Option<&[((&str, i32), i64)]>) -> SourceStatus {
-        let status = SourceStatus::default();
-        status.has_assignment.store(true, Ordering::Relaxed);
-        *status.assignment.lock().unwrap() = assignment
-            .iter()
-            .map(|(topic, partition)| ((*topic).to_owned(), *partition))
-            .collect();
-        *status.lag.lock().unwrap() = lag.map(|lag| {
-            lag.iter()
-                .map(|((topic, partition), records)| (((*topic).to_owned(), *partition), *records))
-                .collect()
-        });
-        status
+    fn partition(
+        lo: i64,
+        hi: i64,
+        app: i64,
+        next: i64,
+        queued: i64,
+    ) -> rdkafka::statistics::Partition {
+        rdkafka::statistics::Partition {
+            lo_offset: lo,
+            hi_offset: hi,
+            app_offset: app,
+            next_offset: next,
+            fetchq_cnt: queued,
+            committed_offset: -1,
+            ..Default::default()
+        }
     }
 
     #[test]
-    fn the_topics_behind_are_those_with_a_partition_unread_or_without_statistics() {
-        let assigned = [("orders", 0), ("orders", 1), ("profiles", 0), ("quiet", 0)];
-        let read = [(("orders", 0), 0), (("orders", 1), 500), (("quiet", 0), 2)];
+    fn lag_is_counted_from_the_consumers_position_not_from_the_log_start() {
         assert_eq!(
-            status(&assigned, Some(&read)).topics_behind(100),
-            ["orders", "profiles"],
-            "orders/1 is 500 behind; profiles/0 has no statistics yet"
+            partition_lag(&partition(0, 500, -1, 500, 0)),
+            Some(0),
+            "a new group at `latest` on a topic holding 500 records has read everything there is"
         );
         assert_eq!(
-            status(&assigned, None).topics_behind(100),
-            ["orders", "profiles", "quiet"]
+            partition_lag(&partition(900, 900, -1, 900, 0)),
+            Some(0),
+            "a commit retention deleted past: the partition is empty, nothing is unread"
         );
-    }
-
-    #[test]
-    fn a_feed_is_caught_up_only_when_every_assigned_partition_is_read_to_its_high_watermark() {
-        let orders = |topic: &str| topic == "orders";
-        let assigned = [("orders", 0), ("orders", 1), ("other", 0)];
-        assert!(
-            !status(&assigned, None).caught_up(&orders, 0),
-            "no statistics yet"
+        assert_eq!(
+            partition_lag(&partition(900, 1000, -1, 400, 0)),
+            Some(100),
+            "a position below the log start counts from the log start"
         );
-        assert!(
-            !status(&assigned, Some(&[])).caught_up(&orders, 0),
-            "statistics from before the assignment cover none of its partitions"
+        assert_eq!(partition_lag(&partition(0, 500, 200, 500, 300)), Some(300));
+        assert_eq!(
+            partition_lag(&partition(0, 500, -1, 500, 300)),
+            None,
+            "fetched but not handed over yet"
         );
-        assert!(
-            !status(&assigned, Some(&[(("orders", 0), 0)])).caught_up(&orders, 0),
-            "partition 1 has no high watermark yet"
-        );
-        let read = [(("orders", 0), 0), (("orders", 1), 3), (("other", 0), 900)];
-        assert!(!status(&assigned, Some(&read)).caught_up(&orders, 2));
-        assert!(
-            status(&assigned, Some(&read)).caught_up(&orders, 3),
-            "within tolerance; another topic's backlog does not matter"
-        );
-        assert!(
-            status(&[("other", 0)], Some(&read)).caught_up(&orders, 0),
-            "no partition of the topic is assigned here"
-        );
-        let unassigned = SourceStatus::default();
-        assert!(
-            !unassigned.caught_up(&orders, 1000),
-            "before any assignment"
-        );
+        assert_eq!(partition_lag(&partition(-1, -1, -1, -1, 0)), None);
     }
 }

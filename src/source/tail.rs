@@ -19,6 +19,7 @@ use super::{SourceError, SourceStatus};
 use crate::clock::SharedClock;
 use crate::config::{Config, FeedMode, TimestampRule, TopicMatcher};
 use crate::extract::FUTURE_TIMESTAMP_REASON;
+use crate::knowledge::{Knowledge, PartitionKey};
 use crate::metrics::Metrics;
 use crate::model::FeedIndex;
 use crate::tracker::Tracker;
@@ -45,6 +46,7 @@ pub struct TailSource {
     highs: HashMap<(String, i32), i64>,
     metrics: Metrics,
     max_future_skew_ms: i64,
+    knowledge: Arc<Knowledge>,
 }
 
 impl TailSource {
@@ -55,6 +57,7 @@ impl TailSource {
         clock: SharedClock,
         status: Arc<SourceStatus>,
         metrics: Metrics,
+        knowledge: Arc<Knowledge>,
     ) -> Result<Option<TailSource>, SourceError> {
         let feeds: Vec<TailFeed> = config
             .feeds
@@ -93,6 +96,7 @@ impl TailSource {
             metrics,
             max_future_skew_ms: i64::try_from(config.evaluation.max_future_skew.as_millis())
                 .unwrap_or(i64::MAX),
+            knowledge,
         }))
     }
 
@@ -100,11 +104,16 @@ impl TailSource {
     pub fn run(mut self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             let started = Instant::now();
+            let round_ms = self.clock.now_ms();
             match self.round() {
-                Ok(()) => {
-                    self.status.has_assignment.store(true, Ordering::Relaxed);
+                Ok(read) => {
+                    self.knowledge.observe_tail_round(round_ms, read);
+                    self.status.tail_ready.store(true, Ordering::Relaxed);
                 }
-                Err(error) => tracing::warn!(%error, "tail round failed; will retry"),
+                Err(error) => {
+                    self.knowledge.observe_tail_failure(round_ms);
+                    tracing::warn!(%error, "tail round failed; will retry");
+                }
             }
             let rest = self.interval.saturating_sub(started.elapsed());
             let deadline = Instant::now() + rest;
@@ -115,9 +124,20 @@ impl TailSource {
         tracing::info!("tail source stopped");
     }
 
-    /// One pass over every tail feed's partitions.
-    fn round(&mut self) -> Result<(), rdkafka::error::KafkaError> {
+    /// One pass over every tail feed's partitions. Returns the partitions now known: those whose
+    /// high watermark did not move, and those whose newest record was read.
+    fn round(&mut self) -> Result<Vec<PartitionKey>, rdkafka::error::KafkaError> {
         let metadata = self.consumer.fetch_metadata(None, FETCH_TIMEOUT)?;
+        self.knowledge.observe_metadata(
+            self.clock.now_ms(),
+            metadata
+                .topics()
+                .iter()
+                .filter(|topic| topic.error().is_none())
+                .map(|topic| (topic.name().to_owned(), topic.partitions().len() as i32))
+                .collect(),
+        );
+        let mut known = Vec::new();
         // (topic, partition) -> (newest offset to read, records since last round, feeds)
         let mut wanted: HashMap<(String, i32), (i64, u64, Vec<FeedIndex>)> = HashMap::new();
         for topic in metadata.topics() {
@@ -143,11 +163,13 @@ impl TailSource {
                 if moved {
                     let added = previous.map_or(0, |previous| (high - previous) as u64);
                     wanted.insert(key, (high - 1, added, feeds.clone()));
+                } else {
+                    known.push(key);
                 }
             }
         }
         if wanted.is_empty() {
-            return Ok(());
+            return Ok(known);
         }
         let mut assignment = TopicPartitionList::new();
         for ((topic, partition), (offset, _, _)) in &wanted {
@@ -176,6 +198,7 @@ impl TailSource {
                 continue;
             }
             pending -= 1;
+            known.push(key);
             let arrival_ms = self.clock.now_ms();
             let record_ms = message.timestamp().to_millis();
             let mut tracker = self
@@ -205,6 +228,6 @@ impl TailSource {
             tracing::debug!(%topic, partition, "tail: newest record not fetched this round");
         }
         self.consumer.unassign()?;
-        Ok(())
+        Ok(known)
     }
 }

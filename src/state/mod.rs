@@ -156,6 +156,16 @@ impl StateStore {
         }
     }
 
+    /// Whether the store still holds freshwatch's state: sets the marker when it is missing and
+    /// answers `false` then (a new store, or one that lost everything). The embedded store
+    /// cannot lose its file behind freshwatch's back without failing, so it always holds.
+    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<bool, StateError> {
+        match self {
+            StateStore::Redis(store) => store.epoch_ensure(now_ms).await,
+            StateStore::Embedded(_) => Ok(true),
+        }
+    }
+
     /// Whether the store answers now.
     pub async fn ping(&self) -> Result<(), StateError> {
         match self {

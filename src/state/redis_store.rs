@@ -368,59 +368,86 @@ impl RedisStore {
         Ok(())
     }
 
-    fn behind_key(&self) -> String {
-        format!("{}:behind", self.prefix)
+    fn knowledge_key(&self) -> String {
+        format!("{}:knowledge", self.prefix)
     }
 
-    /// Publishes which topics this replica has not read to their high watermark yet, so the
-    /// leader, which only sees its own partitions, does not judge their feeds meanwhile.
-    /// `at_ms` lets readers ignore replicas that stopped publishing.
-    pub async fn behind_publish(
+    /// Publishes what this replica knows of its partitions (see [`crate::knowledge`]), so the
+    /// leader, which reads only its own, can judge theirs. `at_ms` lets readers ignore replicas
+    /// that stopped publishing.
+    pub async fn knowledge_publish(
         &self,
         instance: &str,
         at_ms: i64,
-        topics: &[String],
+        reads: &str,
     ) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
         let _: i64 = redis::cmd("HSET")
-            .arg(self.behind_key())
+            .arg(self.knowledge_key())
             .arg(instance)
-            .arg(format!("{at_ms}:{}", topics.join(",")))
+            .arg(format!("{at_ms}|{reads}"))
             .query_async(&mut connection)
             .await?;
         Ok(())
     }
 
-    /// Every replica's published entry: instance, when, topics behind.
-    pub async fn behind_read(&self) -> Result<Vec<(String, i64, Vec<String>)>, StateError> {
+    /// Every replica's published entry: instance, when, its encoded reads.
+    pub async fn knowledge_read(&self) -> Result<Vec<(String, i64, String)>, StateError> {
         let mut connection = self.connection.clone();
         let entries: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(self.behind_key())
+            .arg(self.knowledge_key())
             .query_async(&mut connection)
             .await?;
         Ok(entries
             .into_iter()
             .filter_map(|(instance, value)| {
-                let (at, topics) = value.split_once(':')?;
-                let topics = topics
-                    .split(',')
-                    .filter(|topic| !topic.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                Some((instance, at.parse().ok()?, topics))
+                let (at, reads) = value.split_once('|')?;
+                Some((instance, at.parse().ok()?, reads.to_owned()))
             })
             .collect())
     }
 
-    /// Removes this replica's entry on the way out.
-    pub async fn behind_forget(&self, instance: &str) -> Result<(), StateError> {
+    /// Removes a replica's entry (this one's on the way out, or a dead one's).
+    pub async fn knowledge_forget(&self, instance: &str) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
         let _: i64 = redis::cmd("HDEL")
-            .arg(self.behind_key())
+            .arg(self.knowledge_key())
             .arg(instance)
             .query_async(&mut connection)
             .await?;
         Ok(())
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
+    /// Sets the marker that says this Redis holds freshwatch's state, unless it is there;
+    /// returns whether it was there. Missing means the store is new, or lost everything
+    /// (restarted without persistence, failed over to an empty replica, evicted).
+    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<bool, StateError> {
+        let mut connection = self.connection.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.epoch_key())
+            .arg(now_ms)
+            .arg("NX")
+            .query_async(&mut connection)
+            .await?;
+        Ok(set.is_none())
+    }
+
+    /// Whether Redis may evict freshwatch's keys under memory pressure: `Some(policy)` when
+    /// `maxmemory-policy` is an `allkeys-*` one. `None` also when `CONFIG` is not allowed.
+    pub async fn eviction_risk(&self) -> Option<String> {
+        let mut connection = self.connection.clone();
+        let reply: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut connection)
+            .await
+            .ok()?;
+        let policy = reply.get(1)?.clone();
+        policy.starts_with("allkeys-").then_some(policy)
     }
 
     pub async fn ping(&self) -> Result<(), StateError> {

@@ -1,0 +1,417 @@
+//! Whether freshwatch knows that Kafka held nothing newer: the one home of "can this feed be
+//! judged stale now?".
+//!
+//! The rule: a feed may be judged stale at time T only if, for every partition of its topics,
+//! some live replica has read up to a high watermark observed at or after T. The parts that see
+//! Kafka report facts here and decide nothing:
+//! - the consumer thread: metadata (which partitions exist), its assignment, and per partition
+//!   from librdkafka's statistics whether it is read to the high watermark, and when;
+//! - the tail thread: per partition, when it last read the newest record;
+//! - the other replicas, through the state store: their partitions and what they know of them;
+//! - any failed fetch or metadata request, which voids this instance's knowledge at once.
+//!
+//! [`Knowledge::assess`] turns the facts into a [`Sight`] per feed. The evaluator judges a
+//! crossing at T only under `Known { through_ms >= T }`; while `Blind` a series that would start
+//! alerting is `unknown`, one already alerting stays as it is. Restarts, rebalances, outages,
+//! slow consumers and other replicas' backlogs are all facts fed to this same rule.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::config::{FeedMode, TopicMatcher};
+
+/// A partition: topic and number.
+pub type PartitionKey = (String, i32);
+
+/// What one reader knows of one partition: read to the high watermark as of this unix ms, or
+/// not (behind, no statistics yet, fetch not active).
+pub type ReadThrough = Option<i64>;
+
+/// Why a feed cannot be judged now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Blindness {
+    /// No metadata yet: which partitions exist is not known.
+    Starting,
+    /// The brokers did not answer this instance's last fetch or metadata request.
+    SourceDown,
+    /// A partition is assigned to no live replica (a rebalance, or a dead member's session not
+    /// expired yet).
+    Unowned,
+    /// A partition's owner has not read it to its high watermark (a backlog).
+    Behind,
+    /// What is known is too old to trust (statistics or peer reports stopped arriving).
+    Stale,
+}
+
+impl Blindness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blindness::Starting => "starting",
+            Blindness::SourceDown => "source_down",
+            Blindness::Unowned => "partitions_unowned",
+            Blindness::Behind => "backlog",
+            Blindness::Stale => "stale_knowledge",
+        }
+    }
+
+    /// In words, for logs and alert summaries.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Blindness::Starting => "freshwatch has not read the topic metadata yet",
+            Blindness::SourceDown => "the Kafka brokers do not answer freshwatch",
+            Blindness::Unowned => "no freshwatch replica is reading some of its partitions",
+            Blindness::Behind => "freshwatch has not read its partitions to the end yet",
+            Blindness::Stale => "freshwatch's knowledge of its partitions stopped being updated",
+        }
+    }
+
+    /// Which of two reasons a feed reports: the one on-call can least wait out.
+    fn weight(self) -> u8 {
+        match self {
+            Blindness::Behind => 0,
+            Blindness::Stale => 1,
+            Blindness::Starting => 2,
+            Blindness::SourceDown => 3,
+            Blindness::Unowned => 4,
+        }
+    }
+}
+
+/// Whether a feed can be judged now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sight {
+    /// Every partition was read to its high watermark as of `through_ms`: a crossing at or before
+    /// it may be judged.
+    Known {
+        through_ms: i64,
+    },
+    Blind(Blindness),
+}
+
+/// A feed's sight and, while blind, since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedSight {
+    pub sight: Sight,
+    pub blind_since_ms: Option<i64>,
+}
+
+/// Everything [`Knowledge::assess`] concludes at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Assessment {
+    pub feeds: Vec<FeedSight>,
+    /// Partitions of watched topics no live replica reads, with since when, oldest first.
+    pub unowned: Vec<(PartitionKey, i64)>,
+}
+
+/// What another replica reported, and when.
+#[derive(Debug, Clone)]
+struct PeerReport {
+    at_ms: i64,
+    partitions: HashMap<PartitionKey, ReadThrough>,
+}
+
+#[derive(Debug, Default)]
+struct Facts {
+    /// Partition count per topic from the latest metadata, and when it was read.
+    topics: Option<(i64, HashMap<String, i32>)>,
+    /// This instance's consumed partitions.
+    own: HashMap<PartitionKey, ReadThrough>,
+    /// Since when this instance's consumer has failed to reach the brokers.
+    source_failed_since_ms: Option<i64>,
+    /// Tail-mode partitions: when their newest record was last read.
+    tail: HashMap<PartitionKey, i64>,
+    tail_failed_since_ms: Option<i64>,
+    peers: HashMap<String, PeerReport>,
+    unowned_since_ms: HashMap<PartitionKey, i64>,
+    blind_since_ms: Vec<Option<i64>>,
+}
+
+/// The knowledge of one instance. Cheap to feed (a short lock per fact); assessed once per
+/// evaluation tick, in O(feeds × partitions).
+#[derive(Debug)]
+pub struct Knowledge {
+    feeds: Vec<(TopicMatcher, FeedMode)>,
+    /// Knowledge older than this is no knowledge.
+    max_age_ms: i64,
+    /// A peer report older than this belongs to a replica that stopped.
+    peer_ttl_ms: i64,
+    facts: Mutex<Facts>,
+}
+
+impl Knowledge {
+    pub fn new(feeds: Vec<(TopicMatcher, FeedMode)>, max_age_ms: i64, peer_ttl_ms: i64) -> Self {
+        let facts = Facts {
+            blind_since_ms: vec![None; feeds.len()],
+            ..Facts::default()
+        };
+        Knowledge {
+            feeds,
+            max_age_ms,
+            peer_ttl_ms,
+            facts: Mutex::new(facts),
+        }
+    }
+
+    fn facts(&self) -> std::sync::MutexGuard<'_, Facts> {
+        self.facts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The partitions every topic has, from a successful metadata request.
+    pub fn observe_metadata(&self, at_ms: i64, topics: HashMap<String, i32>) {
+        self.facts().topics = Some((at_ms, topics));
+    }
+
+    /// A rebalance gave this instance these partitions (and took the others).
+    pub fn observe_assignment(&self, partitions: &[PartitionKey]) {
+        let mut facts = self.facts();
+        let previous = std::mem::take(&mut facts.own);
+        facts.own = partitions
+            .iter()
+            .map(|key| (key.clone(), previous.get(key).copied().flatten()))
+            .collect();
+    }
+
+    /// Statistics: for each assigned partition, whether it is read to its high watermark.
+    /// Partitions not assigned (any more) are ignored.
+    pub fn observe_reads(&self, reads: impl IntoIterator<Item = (PartitionKey, ReadThrough)>) {
+        let mut facts = self.facts();
+        for (key, through) in reads {
+            if let Some(known) = facts.own.get_mut(&key) {
+                *known = through;
+            }
+        }
+    }
+
+    /// A fetch or metadata request failed: nothing this consumer read counts until it answers.
+    pub fn observe_source_failure(&self, at_ms: i64) {
+        let mut facts = self.facts();
+        facts.source_failed_since_ms.get_or_insert(at_ms);
+        for known in facts.own.values_mut() {
+            *known = None;
+        }
+    }
+
+    pub fn observe_source_success(&self) {
+        self.facts().source_failed_since_ms = None;
+    }
+
+    /// One tail round: the partitions whose newest record was read (or that had nothing new).
+    pub fn observe_tail_round(&self, at_ms: i64, read: impl IntoIterator<Item = PartitionKey>) {
+        let mut facts = self.facts();
+        facts.tail_failed_since_ms = None;
+        for key in read {
+            facts.tail.insert(key, at_ms);
+        }
+    }
+
+    pub fn observe_tail_failure(&self, at_ms: i64) {
+        let mut facts = self.facts();
+        facts.tail_failed_since_ms.get_or_insert(at_ms);
+        facts.tail.clear();
+    }
+
+    /// What this instance knows of its consumed partitions, for the other replicas.
+    pub fn own_reads(&self) -> Vec<(PartitionKey, ReadThrough)> {
+        let facts = self.facts();
+        let failed = facts.source_failed_since_ms.is_some();
+        let mut reads: Vec<_> = facts
+            .own
+            .iter()
+            .map(|(key, through)| (key.clone(), through.filter(|_| !failed)))
+            .collect();
+        reads.sort_unstable();
+        reads
+    }
+
+    /// Another replica's report (its own `own_reads`, published at `at_ms`).
+    pub fn observe_peer(
+        &self,
+        instance: &str,
+        at_ms: i64,
+        reads: Vec<(PartitionKey, ReadThrough)>,
+    ) {
+        self.facts().peers.insert(
+            instance.to_owned(),
+            PeerReport {
+                at_ms,
+                partitions: reads.into_iter().collect(),
+            },
+        );
+    }
+
+    /// Replicas whose report is older than the peer TTL at `now_ms`: they stopped (`kill -9`).
+    pub fn forget_dead_peers(&self, now_ms: i64) -> Vec<String> {
+        let live_since_ms = now_ms.saturating_sub(self.peer_ttl_ms);
+        let mut facts = self.facts();
+        let dead: Vec<String> = facts
+            .peers
+            .iter()
+            .filter(|(_, report)| report.at_ms < live_since_ms)
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        for instance in &dead {
+            facts.peers.remove(instance);
+        }
+        dead
+    }
+
+    /// The verdict for every feed at `now_ms`, and the partitions nobody reads.
+    pub fn assess(&self, now_ms: i64) -> Assessment {
+        let mut facts = self.facts();
+        let facts = &mut *facts;
+        let live_since_ms = now_ms.saturating_sub(self.peer_ttl_ms);
+        let oldest_trusted_ms = now_ms.saturating_sub(self.max_age_ms);
+        let mut unowned_now: Vec<PartitionKey> = Vec::new();
+        let mut sights = Vec::with_capacity(self.feeds.len());
+        for (matcher, mode) in &self.feeds {
+            let sight = match &facts.topics {
+                None => Sight::Blind(Blindness::Starting),
+                Some((metadata_at_ms, topics)) => {
+                    // With no partition at all, the metadata itself is what is known.
+                    let mut verdict = Ok(i64::MAX);
+                    for (topic, &count) in topics.iter().filter(|(topic, _)| matcher.matches(topic))
+                    {
+                        for partition in 0..count {
+                            let key = (topic.clone(), partition);
+                            let read = match mode {
+                                FeedMode::Consume => consumed_read(facts, &key, live_since_ms),
+                                FeedMode::Tail => tailed_read(facts, &key),
+                            };
+                            if read == Err(Blindness::Unowned) {
+                                unowned_now.push(key);
+                            }
+                            verdict = merge(verdict, read);
+                        }
+                    }
+                    if verdict == Ok(i64::MAX) {
+                        verdict = Ok(*metadata_at_ms);
+                    }
+                    match verdict {
+                        Ok(through_ms) if through_ms < oldest_trusted_ms => {
+                            Sight::Blind(Blindness::Stale)
+                        }
+                        Ok(through_ms) => Sight::Known { through_ms },
+                        Err(blindness) => Sight::Blind(blindness),
+                    }
+                }
+            };
+            sights.push(sight);
+        }
+        unowned_now.sort_unstable();
+        unowned_now.dedup();
+        facts
+            .unowned_since_ms
+            .retain(|key, _| unowned_now.binary_search(key).is_ok());
+        for key in unowned_now {
+            facts.unowned_since_ms.entry(key).or_insert(now_ms);
+        }
+        let mut unowned: Vec<(PartitionKey, i64)> = facts
+            .unowned_since_ms
+            .iter()
+            .map(|(key, since)| (key.clone(), *since))
+            .collect();
+        unowned.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let feeds = sights
+            .into_iter()
+            .zip(facts.blind_since_ms.iter_mut())
+            .map(|(sight, blind_since)| {
+                match sight {
+                    Sight::Known { .. } => *blind_since = None,
+                    Sight::Blind(_) => {
+                        blind_since.get_or_insert(now_ms);
+                    }
+                }
+                FeedSight {
+                    sight,
+                    blind_since_ms: *blind_since,
+                }
+            })
+            .collect();
+        Assessment { feeds, unowned }
+    }
+}
+
+/// The best any live reader knows of a consumed partition.
+fn consumed_read(facts: &Facts, key: &PartitionKey, live_since_ms: i64) -> Result<i64, Blindness> {
+    let mut owned = false;
+    let mut best: Option<i64> = None;
+    let mut blindness = Blindness::Behind;
+    if let Some(own) = facts.own.get(key) {
+        owned = true;
+        if facts.source_failed_since_ms.is_some() {
+            blindness = Blindness::SourceDown;
+        } else {
+            best = best.max(*own);
+        }
+    }
+    for report in facts.peers.values() {
+        if report.at_ms < live_since_ms {
+            continue;
+        }
+        if let Some(peer) = report.partitions.get(key) {
+            owned = true;
+            best = best.max(*peer);
+        }
+    }
+    match (owned, best) {
+        (false, _) => Err(Blindness::Unowned),
+        (true, Some(through_ms)) => Ok(through_ms),
+        (true, None) => Err(blindness),
+    }
+}
+
+fn tailed_read(facts: &Facts, key: &PartitionKey) -> Result<i64, Blindness> {
+    if facts.tail_failed_since_ms.is_some() {
+        return Err(Blindness::SourceDown);
+    }
+    facts.tail.get(key).copied().ok_or(Blindness::Behind)
+}
+
+/// Known through the earliest of the two; blind for the weightier reason.
+fn merge(verdict: Result<i64, Blindness>, read: Result<i64, Blindness>) -> Result<i64, Blindness> {
+    match (verdict, read) {
+        (Ok(through_ms), Ok(read_ms)) => Ok(through_ms.min(read_ms)),
+        (Err(blindness), Ok(_)) | (Ok(_), Err(blindness)) => Err(blindness),
+        (Err(first), Err(second)) => Err(if second.weight() > first.weight() {
+            second
+        } else {
+            first
+        }),
+    }
+}
+
+/// Encodes a replica's reads for the state store: `topic:partition=through_ms` (or `-1` when
+/// behind), comma separated. Kafka topic names hold only `[a-zA-Z0-9._-]`.
+pub fn encode_reads(reads: &[(PartitionKey, ReadThrough)]) -> String {
+    let mut text = String::new();
+    for ((topic, partition), through) in reads {
+        if !text.is_empty() {
+            text.push(',');
+        }
+        text.push_str(&format!("{topic}:{partition}={}", through.unwrap_or(-1)));
+    }
+    text
+}
+
+/// The inverse of [`encode_reads`]; `None` for text it did not write.
+pub fn decode_reads(text: &str) -> Option<Vec<(PartitionKey, ReadThrough)>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    text.split(',')
+        .map(|entry| {
+            let (partition_key, through) = entry.rsplit_once('=')?;
+            let (topic, partition) = partition_key.rsplit_once(':')?;
+            let through: i64 = through.parse().ok()?;
+            Some((
+                (topic.to_owned(), partition.parse().ok()?),
+                (through >= 0).then_some(through),
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+use super::*;
+
+const FEED: usize = 0;
+
+fn orders_knowledge(mode: FeedMode) -> Knowledge {
+    Knowledge::new(
+        vec![(TopicMatcher::Exact("orders".into()), mode)],
+        10_000,
+        6_000,
+    )
+}
+
+fn partitions(topic: &str, count: i32) -> Vec<PartitionKey> {
+    (0..count)
+        .map(|partition| (topic.to_owned(), partition))
+        .collect()
+}
+
+fn metadata(at_ms: i64, topics: &[(&str, i32)]) -> HashMap<String, i32> {
+    let _ = at_ms;
+    topics
+        .iter()
+        .map(|(topic, count)| ((*topic).to_owned(), *count))
+        .collect()
+}
+
+fn sight(knowledge: &Knowledge, now_ms: i64) -> Sight {
+    knowledge.assess(now_ms).feeds[FEED].sight
+}
+
+#[test]
+fn nothing_is_known_before_the_metadata_says_which_partitions_exist() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    assert_eq!(sight(&knowledge, 1_000), Sight::Blind(Blindness::Starting));
+}
+
+#[test]
+fn a_restart_given_no_partitions_while_the_dead_member_holds_them_is_blind_not_vacuously_caught_up()
+{
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2)]));
+    knowledge.observe_assignment(&[]);
+    let assessment = knowledge.assess(2_000);
+    assert_eq!(
+        assessment.feeds[FEED].sight,
+        Sight::Blind(Blindness::Unowned)
+    );
+    assert_eq!(assessment.feeds[FEED].blind_since_ms, Some(2_000));
+    assert_eq!(
+        assessment.unowned,
+        vec![(("orders".into(), 0), 2_000), (("orders".into(), 1), 2_000)]
+    );
+    // Still unowned later: the since stays, so the alert can count from it.
+    assert_eq!(knowledge.assess(9_000).unowned[0].1, 2_000);
+}
+
+#[test]
+fn a_feed_is_known_through_the_earliest_moment_every_partition_was_read_to_its_end() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2), ("other", 4)]));
+    knowledge.observe_assignment(&partitions("orders", 2));
+    assert_eq!(
+        sight(&knowledge, 2_000),
+        Sight::Blind(Blindness::Behind),
+        "assigned, no statistics yet"
+    );
+    knowledge.observe_reads([(("orders".into(), 0), Some(5_000))]);
+    assert_eq!(sight(&knowledge, 5_000), Sight::Blind(Blindness::Behind));
+    knowledge.observe_reads([(("orders".into(), 1), Some(4_000))]);
+    assert_eq!(sight(&knowledge, 5_000), Sight::Known { through_ms: 4_000 });
+    knowledge.observe_reads([(("orders".into(), 1), None)]);
+    assert_eq!(
+        sight(&knowledge, 6_000),
+        Sight::Blind(Blindness::Behind),
+        "a backlog appeared"
+    );
+    assert!(knowledge.assess(6_000).unowned.is_empty());
+}
+
+#[test]
+fn a_failed_request_blinds_at_once_not_after_a_grace() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 1)]));
+    knowledge.observe_assignment(&partitions("orders", 1));
+    knowledge.observe_reads([(("orders".into(), 0), Some(2_000))]);
+    assert_eq!(sight(&knowledge, 2_000), Sight::Known { through_ms: 2_000 });
+    knowledge.observe_source_failure(2_100);
+    assert_eq!(
+        sight(&knowledge, 2_100),
+        Sight::Blind(Blindness::SourceDown)
+    );
+    assert_eq!(
+        knowledge.own_reads(),
+        vec![(("orders".into(), 0), None)],
+        "peers are told too"
+    );
+    knowledge.observe_source_success();
+    assert_eq!(
+        sight(&knowledge, 2_200),
+        Sight::Blind(Blindness::Behind),
+        "answers again, but nothing read since: the old knowledge does not come back"
+    );
+    knowledge.observe_reads([(("orders".into(), 0), Some(3_000))]);
+    assert_eq!(sight(&knowledge, 3_000), Sight::Known { through_ms: 3_000 });
+}
+
+#[test]
+fn other_replicas_know_their_partitions_until_their_reports_stop() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2)]));
+    knowledge.observe_assignment(&partitions("orders", 2)[..1]);
+    knowledge.observe_reads([(("orders".into(), 0), Some(5_000))]);
+    assert_eq!(sight(&knowledge, 5_000), Sight::Blind(Blindness::Unowned));
+    knowledge.observe_peer("peer", 4_500, vec![(("orders".into(), 1), Some(4_400))]);
+    assert_eq!(sight(&knowledge, 5_000), Sight::Known { through_ms: 4_400 });
+    knowledge.observe_peer("peer", 5_000, vec![(("orders".into(), 1), None)]);
+    assert_eq!(
+        sight(&knowledge, 5_000),
+        Sight::Blind(Blindness::Behind),
+        "the peer is reading a backlog"
+    );
+    // The peer dies: its last report ages past the TTL.
+    assert_eq!(sight(&knowledge, 11_001), Sight::Blind(Blindness::Unowned));
+    assert_eq!(knowledge.forget_dead_peers(11_001), vec!["peer".to_owned()]);
+}
+
+#[test]
+fn knowledge_that_stopped_being_refreshed_is_no_knowledge() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 1)]));
+    knowledge.observe_assignment(&partitions("orders", 1));
+    knowledge.observe_reads([(("orders".into(), 0), Some(2_000))]);
+    assert_eq!(
+        sight(&knowledge, 12_000),
+        Sight::Known { through_ms: 2_000 }
+    );
+    assert_eq!(sight(&knowledge, 12_001), Sight::Blind(Blindness::Stale));
+}
+
+#[test]
+fn a_topic_with_no_partitions_is_known_through_the_metadata_that_said_so() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("other", 3)]));
+    assert_eq!(sight(&knowledge, 1_500), Sight::Known { through_ms: 1_000 });
+}
+
+#[test]
+fn tail_feeds_know_what_the_tail_rounds_read() {
+    let knowledge = orders_knowledge(FeedMode::Tail);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2)]));
+    knowledge.observe_assignment(&[]);
+    assert_eq!(
+        sight(&knowledge, 1_000),
+        Sight::Blind(Blindness::Behind),
+        "not read yet; the consumer's assignment does not matter to a tail feed"
+    );
+    knowledge.observe_tail_round(2_000, partitions("orders", 2));
+    assert_eq!(sight(&knowledge, 2_000), Sight::Known { through_ms: 2_000 });
+    knowledge.observe_tail_failure(3_000);
+    assert_eq!(
+        sight(&knowledge, 3_000),
+        Sight::Blind(Blindness::SourceDown)
+    );
+}
+
+#[test]
+fn reads_survive_the_trip_through_the_state_store() {
+    let reads = vec![
+        (("orders.v1".to_owned(), 0), Some(1_700_000_000_000)),
+        (("a-b_c".to_owned(), 12), None),
+    ];
+    assert_eq!(decode_reads(&encode_reads(&reads)), Some(reads));
+    assert_eq!(decode_reads(""), Some(Vec::new()));
+    assert_eq!(decode_reads("orders:x=1"), None);
+    assert_eq!(decode_reads("1700000000000:orders"), None);
+}
