@@ -4,10 +4,13 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::WebhookReceiver;
 use common::{now_ms, wait_until, FreshwatchProcess, RedisServer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -395,13 +398,59 @@ url = "{}/hook"
     drop(cluster);
 }
 
+/// A member of the freshwatch group that is not freshwatch: it holds partitions and says only
+/// what the test makes it say in the shared state.
+fn foreign_member(brokers: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<i32>> {
+    let brokers = brokers.to_owned();
+    std::thread::spawn(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "freshwatch-replicas")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["orders"]).unwrap();
+        let mut owned = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let _ = consumer.poll(Duration::from_millis(100));
+            if let Ok(assignment) = consumer.assignment() {
+                owned = assignment
+                    .elements()
+                    .iter()
+                    .map(|element| element.partition())
+                    .collect();
+                *OWNED.lock().unwrap() = owned.clone();
+            }
+        }
+        owned
+    })
+}
+
+static OWNED: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
 #[test]
-fn the_leader_does_not_judge_a_topic_another_replica_is_still_catching_up_on() {
+fn the_leader_judges_a_partition_another_member_holds_only_from_that_members_report() {
     let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("orders", 1, 1).unwrap();
+    cluster.create_topic("orders", 2, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let redis = RedisServer::start();
     let producer = producer(&brokers);
+    for partition in 0..2 {
+        producer
+            .send(
+                BaseRecord::to("orders")
+                    .partition(partition)
+                    .key("k")
+                    .payload("{}")
+                    .timestamp(now_ms() - 10 * DAY_MS),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(5)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let member = foreign_member(&brokers, stop.clone());
     let runtime = common::runtime();
     runtime.block_on(async {
         let text = replica_config(
@@ -418,80 +467,88 @@ critical_after = "1h"
         let directory = tempfile::tempdir().unwrap();
         let leader = FreshwatchProcess::start(directory.path(), &text);
         leader.wait_ready().await;
-        wait_until("it leads", Duration::from_secs(10), || async {
-            leader.metric("freshwatch_leader").await == Some(1.0)
-        })
-        .await;
-        let client = redis::Client::open(redis.url.as_str()).unwrap();
-        let connection = client.get_multiplexed_async_connection().await.unwrap();
         wait_until(
-            "the leader publishes its own catch-up state",
-            Duration::from_secs(10),
-            || {
-                let mut connection = connection.clone();
-                async move {
-                    let entries: Vec<(String, String)> = redis::cmd("HGETALL")
-                        .arg("freshwatch:behind")
-                        .query_async(&mut connection)
-                        .await
-                        .unwrap();
-                    entries.iter().any(|(_, value)| value.ends_with(':'))
-                }
+            "the group splits the two partitions",
+            Duration::from_secs(30),
+            || async {
+                OWNED.lock().unwrap().len() == 1
+                    && leader.metric("freshwatch_assigned_partitions").await == Some(1.0)
             },
         )
         .await;
+        let theirs = OWNED.lock().unwrap()[0];
+        wait_until(
+            "the leader read its partition",
+            Duration::from_secs(10),
+            || async {
+                leader
+                    .feed_field("orders", "", "last_seen")
+                    .await
+                    .is_some_and(|value| !value.is_null())
+            },
+        )
+        .await;
+        // Nothing says what the other member read: the ten-day-old record on the leader's own
+        // partition is not enough to page, since the other partition may hold newer ones.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            leader.status("orders", "").await.as_deref(),
+            Some("unknown"),
+            "no page while a partition is read by no freshwatch replica"
+        );
 
-        // Another replica says it has not read `orders` to the end; it keeps saying so.
-        let peer = async {
-            loop {
+        let client = redis::Client::open(redis.url.as_str()).unwrap();
+        let connection = client.get_multiplexed_async_connection().await.unwrap();
+        let report = |through: i64| {
+            let mut connection = connection.clone();
+            async move {
                 let _: i64 = redis::cmd("HSET")
-                    .arg("freshwatch:behind")
-                    .arg("peer-in-catch-up")
-                    .arg(format!("{}:orders", now_ms()))
-                    .query_async(&mut connection.clone())
+                    .arg("freshwatch:knowledge")
+                    .arg("peer")
+                    .arg(format!("{}|orders:{theirs}={through}", now_ms()))
+                    .query_async(&mut connection)
                     .await
                     .unwrap();
+            }
+        };
+        // The member says it is behind on its partition: still unknown.
+        let behind = async {
+            loop {
+                report(-1).await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         };
-        let judged = async {
-            send(&producer, "orders", "k", now_ms() - 10 * DAY_MS);
-            producer.flush(Duration::from_secs(5)).unwrap();
-            wait_until(
-                "orders is unknown while the peer catches up",
-                Duration::from_secs(10),
-                || async { leader.status("orders", "").await.as_deref() == Some("unknown") },
-            )
-            .await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            assert_eq!(
-                leader.status("orders", "").await.as_deref(),
-                Some("unknown"),
-                "no page while a replica may hold newer records"
-            );
+        tokio::select! {
+            _ = behind => unreachable!("the report loop never ends"),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        assert_eq!(
+            leader.status("orders", "").await.as_deref(),
+            Some("unknown")
+        );
+        // It has read to the end: the leader knows the whole topic and pages.
+        let caught_up = async {
+            loop {
+                report(now_ms()).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         };
         tokio::select! {
-            _ = peer => unreachable!("the peer loop never ends"),
-            _ = judged => {}
+            _ = caught_up => unreachable!("the report loop never ends"),
+            _ = wait_until("orders is judged", Duration::from_secs(10), || async {
+                leader.status("orders", "").await.as_deref() == Some("critical")
+            }) => {}
         }
-
-        // The peer stops publishing (it died): after three reload intervals its entry no
-        // longer counts, the leader judges, and the stale entry is cleaned up.
+        // Its reports stop (it died): the entry is removed, and the page stays.
         wait_until(
-            "orders is judged once the peer's entry is stale",
-            Duration::from_secs(10),
-            || async { leader.status("orders", "").await.as_deref() == Some("critical") },
-        )
-        .await;
-        wait_until(
-            "the dead peer's entry is removed",
+            "the dead member's entry is removed",
             Duration::from_secs(10),
             || {
                 let mut connection = connection.clone();
                 async move {
                     let exists: bool = redis::cmd("HEXISTS")
-                        .arg("freshwatch:behind")
-                        .arg("peer-in-catch-up")
+                        .arg("freshwatch:knowledge")
+                        .arg("peer")
                         .query_async(&mut connection)
                         .await
                         .unwrap();
@@ -500,7 +557,13 @@ critical_after = "1h"
             },
         )
         .await;
+        assert_eq!(
+            leader.status("orders", "").await.as_deref(),
+            Some("critical")
+        );
         drop(leader);
     });
+    stop.store(true, Ordering::Relaxed);
+    member.join().unwrap();
     drop(cluster);
 }

@@ -483,6 +483,20 @@ impl FreshwatchProcess {
             .map(|row| row["status"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// One field of a series' row in `/api/v1/feeds`.
+    pub async fn feed_field(
+        &self,
+        feed: &str,
+        key: &str,
+        field: &str,
+    ) -> Option<serde_json::Value> {
+        self.rows()
+            .await
+            .into_iter()
+            .find(|row| row["feed"] == feed && row["key"] == key)
+            .map(|row| row[field].clone())
+    }
+
     pub async fn metric(&self, series: &str) -> Option<f64> {
         let text = reqwest::get(format!("{}/metrics", self.base_url))
             .await
