@@ -116,6 +116,9 @@ struct Facts {
     topics: Option<(i64, HashMap<String, i32>)>,
     /// This instance's consumed partitions.
     own: HashMap<PartitionKey, ReadThrough>,
+    /// Whether this instance's consumer finished joining its group once: before that, a
+    /// partition nobody reads is still being handed out.
+    joined: bool,
     /// Since when this instance's consumer has failed to reach the brokers.
     source_failed_since_ms: Option<i64>,
     /// Tail-mode partitions: when their newest record was last read.
@@ -166,6 +169,7 @@ impl Knowledge {
     /// A rebalance gave this instance these partitions (and took the others).
     pub fn observe_assignment(&self, partitions: &[PartitionKey]) {
         let mut facts = self.facts();
+        facts.joined = true;
         let previous = std::mem::take(&mut facts.own);
         facts.own = partitions
             .iter()
@@ -276,6 +280,10 @@ impl Knowledge {
                         for partition in 0..count {
                             let key = (topic.clone(), partition);
                             let read = match mode {
+                                FeedMode::Consume if !facts.joined => {
+                                    consumed_read(facts, &key, live_since_ms)
+                                        .map_err(|_| Blindness::Starting)
+                                }
                                 FeedMode::Consume => consumed_read(facts, &key, live_since_ms),
                                 FeedMode::Tail => tailed_read(facts, &key),
                             };

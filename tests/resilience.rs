@@ -259,7 +259,16 @@ url = "{}/hook"
             !seen_statuses.contains("warning") && !seen_statuses.contains("critical"),
             "no stale status while catching up: {seen_statuses:?}"
         );
-        assert!(receiver.requests().is_empty(), "no page while catching up");
+        assert!(
+            receiver.requests().is_empty(),
+            "no page while catching up: {:?}\n{}",
+            receiver
+                .requests()
+                .iter()
+                .map(|request| request.json.to_string())
+                .collect::<Vec<_>>(),
+            freshwatch.log()
+        );
 
         // Now a backlog whose newest records really are old.
         freshwatch.stop();
@@ -568,6 +577,7 @@ url = "{}/hook"
         let pages: Vec<String> = receiver
             .requests()
             .iter()
+            .filter(|request| request.json["alertname"] == "FeedStale")
             .map(|request| request.json["status"].as_str().unwrap_or_default().to_owned())
             .collect();
         assert_eq!(pages, ["firing"], "one page, no repeat and no false resolve");

@@ -55,6 +55,23 @@ fn a_restart_given_no_partitions_while_the_dead_member_holds_them_is_blind_not_v
 }
 
 #[test]
+fn partitions_are_being_handed_out_not_unread_until_the_consumer_first_joins() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2)]));
+    let assessment = knowledge.assess(2_000);
+    assert_eq!(
+        assessment.feeds[FEED].sight,
+        Sight::Blind(Blindness::Starting)
+    );
+    assert!(assessment.unowned.is_empty());
+    knowledge.observe_assignment(&partitions("orders", 1));
+    assert_eq!(
+        knowledge.assess(3_000).unowned,
+        vec![(("orders".into(), 1), 3_000)]
+    );
+}
+
+#[test]
 fn a_feed_is_known_through_the_earliest_moment_every_partition_was_read_to_its_end() {
     let knowledge = orders_knowledge(FeedMode::Consume);
     knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2), ("other", 4)]));
