@@ -155,6 +155,59 @@ impl RedisServer {
         self.kill();
         self.spawn();
     }
+
+    /// Starts again with nothing: as a Redis without persistence restarts, or a failover to an
+    /// empty replica.
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        for entry in std::fs::read_dir(self.directory.path()).unwrap().flatten() {
+            if entry.file_name() != "redis.log" {
+                let path = entry.path();
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+        }
+        self.spawn();
+    }
+
+    /// Runs one command, e.g. `["CLIENT", "PAUSE", "30000", "WRITE"]`.
+    pub fn command(&self, args: &[&str]) -> redis::Value {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query(&mut connection).unwrap()
+    }
+}
+
+/// A producer for scenario tests: small batches, a deep queue.
+pub fn producer(brokers: &str) -> rdkafka::producer::BaseProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap()
+}
+
+/// Produces one record (`{}` payload) with a CreateTime, and waits until it is acknowledged.
+pub fn produce_one(
+    producer: &rdkafka::producer::BaseProducer,
+    topic: &str,
+    key: &str,
+    timestamp_ms: i64,
+) {
+    use rdkafka::producer::Producer;
+    producer
+        .send(
+            rdkafka::producer::BaseRecord::to(topic)
+                .key(key)
+                .payload("{}")
+                .timestamp(timestamp_ms),
+        )
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
 }
 
 impl Drop for RedisServer {

@@ -1,0 +1,398 @@
+//! Stale only when freshwatch knows: no page while it is blind, no blindness that lasts in
+//! silence, and no amnesia. Each test breaks when the guarantee it names is broken in the code
+//! (see the README's Reliability table): real freshwatch processes, redis-server and
+//! Alertmanager, against librdkafka's mock cluster. `tests/tansu.rs` runs the restart, outage
+//! and Redis-loss scenarios against a separate broker process.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    now_ms, produce_one, producer, runtime, wait_until, Alertmanager, FreshwatchProcess,
+    RedisServer,
+};
+use rdkafka::mocking::MockCluster;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A config on the mock cluster with short intervals; `group` and `start` vary by scenario,
+/// `evaluation` adds keys to `[evaluation]`.
+fn config(
+    brokers: &str,
+    group: &str,
+    start: &str,
+    redis_url: &str,
+    evaluation: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+start = "{start}"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"reconnect.backoff.max.ms" = "1000"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "200"
+
+[state]
+redis_url = "{redis_url}"
+flush_interval = "100ms"
+
+[evaluation]
+interval = "200ms"
+{evaluation}
+
+{extra}
+"#
+    )
+}
+
+/// Last-seen (unix ms) of a series from the API, `None` until it exists.
+async fn last_seen_ms(freshwatch: &FreshwatchProcess, feed: &str, key: &str) -> Option<i64> {
+    let text = freshwatch.feed_field(feed, key, "last_seen").await?;
+    let parsed = chrono::DateTime::parse_from_rfc3339(text.as_str()?).ok()?;
+    Some(parsed.timestamp_millis())
+}
+
+#[test]
+fn a_broker_outage_pages_nothing_from_its_first_moment_and_a_long_one_says_the_feed_is_blind() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("live", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let alertmanager = Alertmanager::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    // The grace is long: judging must stop at the first failed request, not when it ends.
+    let text = config(
+        &brokers,
+        "knowing-outage",
+        "earliest",
+        &redis.url,
+        "source_grace = \"60s\"\nblind_after = \"5s\"",
+        &format!(
+            r#"
+[[feed]]
+name = "live"
+topic = "live"
+warn_after = "3s"
+critical_after = "60s"
+[[alerts.alertmanager]]
+url = "{}"
+resend_interval = "1s"
+"#,
+            alertmanager.url
+        ),
+    );
+    let producer = producer(&brokers);
+    let freshwatch = runtime.block_on(async {
+        let freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        produce_one(&producer, "live", "k", now_ms());
+        wait_until("live ok", Duration::from_secs(15), || async {
+            freshwatch.status("live", "").await.as_deref() == Some("ok")
+        })
+        .await;
+        freshwatch
+    });
+
+    cluster.broker_down(1).unwrap();
+    runtime.block_on(async {
+        // Past warn_after, well within source_grace.
+        wait_until("live turns unknown", Duration::from_secs(10), || async {
+            freshwatch.status("live", "").await.as_deref() == Some("unknown")
+        })
+        .await;
+        wait_until(
+            "FreshwatchFeedBlind after blind_after",
+            Duration::from_secs(15),
+            || async {
+                alertmanager
+                    .alerts_named("FreshwatchFeedBlind")
+                    .await
+                    .iter()
+                    .any(|alert| alert["labels"]["feed"] == "live")
+            },
+        )
+        .await;
+        assert!(
+            alertmanager.alerts_named("FeedStale").await.is_empty(),
+            "no page while blind"
+        );
+        assert!(
+            alertmanager
+                .alerts_named("FreshwatchSourceDown")
+                .await
+                .is_empty(),
+            "the source-down page waits for source_grace"
+        );
+    });
+
+    cluster.broker_up(1).unwrap();
+    runtime.block_on(async {
+        // Back, and nothing new arrived: live really is stale now, and says so.
+        wait_until(
+            "live judged once Kafka is known again",
+            Duration::from_secs(40),
+            || async { freshwatch.status("live", "").await.as_deref() == Some("warning") },
+        )
+        .await;
+        let stale = alertmanager.alerts_named("FeedStale").await;
+        assert_eq!(stale.len(), 1, "{stale:#?}");
+    });
+    drop(freshwatch);
+    drop(cluster);
+}
+
+#[test]
+fn a_new_group_at_latest_on_a_topic_with_history_can_still_page() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("history", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let producer = producer(&brokers);
+    // More retained records than catchup_tolerance, all before freshwatch starts.
+    for index in 0..500 {
+        produce_one(
+            &producer,
+            "history",
+            &format!("k{index}"),
+            now_ms() - DAY_MS,
+        );
+    }
+    let text = config(
+        &brokers,
+        "knowing-latest",
+        "latest",
+        &redis.url,
+        "",
+        r#"
+[[feed]]
+name = "history"
+topic = "history"
+warn_after = "2s"
+critical_after = "4s"
+"#,
+    );
+    runtime.block_on(async {
+        let freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        // Nothing arrives after the start: never seen, paged, not unknown for good.
+        wait_until("history never_seen", Duration::from_secs(20), || async {
+            freshwatch.status("history", "").await.as_deref() == Some("never_seen")
+        })
+        .await;
+        assert_eq!(
+            freshwatch
+                .metric("freshwatch_consumer_lag_records{topic=\"history\",partition=\"0\"}")
+                .await,
+            Some(0.0),
+            "a group at latest is not 500 records behind"
+        );
+    });
+    drop(cluster);
+}
+
+#[test]
+fn a_ten_day_silence_survives_redis_coming_back_empty_and_then_a_kill_9() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("quiet", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let producer = producer(&brokers);
+    let silent_since_ms = now_ms() - 10 * DAY_MS;
+    produce_one(&producer, "quiet", "k", silent_since_ms);
+    let text = config(
+        &brokers,
+        "knowing-redis-loss",
+        "earliest",
+        &redis.url,
+        "",
+        r#"
+[[feed]]
+name = "quiet"
+topic = "quiet"
+warn_after = "1h"
+critical_after = "1d"
+"#,
+    );
+    runtime.block_on(async {
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until("quiet critical", Duration::from_secs(15), || async {
+            freshwatch.status("quiet", "").await.as_deref() == Some("critical")
+        })
+        .await;
+        // Its offset is committed past the only record: Kafka will not tell it again.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        redis.restart_empty();
+        assert_eq!(
+            redis.command(&["EXISTS", "freshwatch:{quiet}:last_seen"]),
+            redis::Value::Int(0),
+            "redis came back empty"
+        );
+        wait_until(
+            "freshwatch notices and writes its state back",
+            Duration::from_secs(20),
+            || async {
+                redis.command(&["HGET", "freshwatch:{quiet}:status", ""]) != redis::Value::Nil
+                    && freshwatch
+                        .metric("freshwatch_state_store_resets_total")
+                        .await
+                        .is_some_and(|resets| resets >= 1.0)
+            },
+        )
+        .await;
+
+        freshwatch.kill_and_restart();
+        freshwatch.wait_ready().await;
+        assert_eq!(
+            freshwatch.status("quiet", "").await.as_deref(),
+            Some("critical"),
+            "the ten-day silence is remembered:\n{}",
+            freshwatch.log()
+        );
+        assert_eq!(
+            last_seen_ms(&freshwatch, "quiet", "").await,
+            Some(silent_since_ms)
+        );
+    });
+    drop(cluster);
+}
+
+#[test]
+fn offsets_are_committed_only_after_the_state_they_cover_is_written() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let producer = producer(&brokers);
+    let text = config(
+        &brokers,
+        "knowing-commit",
+        "earliest",
+        &redis.url,
+        "",
+        r#"
+[[feed]]
+name = "orders"
+topic = "orders"
+split_by = "key"
+warn_after = "1h"
+critical_after = "1d"
+"#,
+    );
+    runtime.block_on(async {
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        produce_one(&producer, "orders", "first", now_ms());
+        wait_until("first is stored", Duration::from_secs(15), || async {
+            redis.command(&["HEXISTS", "freshwatch:{orders}:last_seen", "first"])
+                == redis::Value::Int(1)
+        })
+        .await;
+
+        // Redis stops taking writes: what freshwatch reads now cannot be stored.
+        redis.command(&["CLIENT", "PAUSE", "60000", "WRITE"]);
+        let unstored_ms = now_ms() - DAY_MS;
+        produce_one(&producer, "orders", "unstored", unstored_ms);
+        wait_until("unstored is read", Duration::from_secs(15), || async {
+            last_seen_ms(&freshwatch, "orders", "unstored")
+                .await
+                .is_some()
+        })
+        .await;
+        // Many flush intervals: a commit that did not wait for the write would be done now.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        freshwatch.kill();
+        redis.command(&["CLIENT", "UNPAUSE"]);
+        assert_eq!(
+            redis.command(&["HEXISTS", "freshwatch:{orders}:last_seen", "unstored"]),
+            redis::Value::Int(0),
+            "the write died with the process"
+        );
+
+        // Same group: the record is read again, since its offset was never committed.
+        freshwatch.restart();
+        freshwatch.wait_ready().await;
+        wait_until(
+            "unstored is read again after the restart",
+            Duration::from_secs(20),
+            || async { last_seen_ms(&freshwatch, "orders", "unstored").await == Some(unstored_ms) },
+        )
+        .await;
+    });
+    drop(cluster);
+}
+
+#[test]
+fn every_series_comes_back_after_kill_9_from_the_state_store_alone() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let producer = producer(&brokers);
+    let feeds = r#"
+[[feed]]
+name = "orders"
+topic = "orders"
+split_by = "key"
+warn_after = "1h"
+critical_after = "1d"
+"#;
+    let expected: Vec<(&str, i64)> = vec![
+        ("acme", now_ms() - 10 * DAY_MS),
+        ("globex", now_ms() - 2 * 3_600_000),
+        ("initech", now_ms() - 60_000),
+    ];
+    for (key, timestamp_ms) in &expected {
+        produce_one(&producer, "orders", key, *timestamp_ms);
+    }
+    runtime.block_on(async {
+        let first_text = config(&brokers, "knowing-first", "earliest", &redis.url, "", feeds);
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &first_text);
+        freshwatch.wait_ready().await;
+        wait_until("all three read", Duration::from_secs(15), || async {
+            freshwatch.rows().await.len() == 3
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        freshwatch.kill();
+
+        // A new group at `latest`: Kafka gives nothing back, so all of it is the state store's.
+        let second = tempfile::tempdir().unwrap();
+        let second_text = config(&brokers, "knowing-second", "latest", &redis.url, "", feeds);
+        let restarted = FreshwatchProcess::start(second.path(), &second_text);
+        restarted.wait_ready().await;
+        for (key, timestamp_ms) in &expected {
+            assert_eq!(
+                last_seen_ms(&restarted, "orders", key).await,
+                Some(*timestamp_ms),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            restarted.status("orders", "acme").await.as_deref(),
+            Some("critical")
+        );
+        assert_eq!(
+            restarted.status("orders", "globex").await.as_deref(),
+            Some("warning")
+        );
+    });
+    drop(cluster);
+}
