@@ -935,6 +935,74 @@ pub(crate) mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_error_falls_back_no_earlier_than_fallback_after() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = embedded_store(&directory).await;
+        let sinks = Directory::default();
+        // A port nothing listens on: connection refused, a transient error.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut primary_config = sink(100);
+        primary_config.kind = SinkKind::PagerDuty {
+            url: reqwest::Url::parse(&format!("http://127.0.0.1:{port}/v2/enqueue")).unwrap(),
+            routing_key: crate::config::Secret::new("R0UT1NG"),
+        };
+        primary_config.fallback = vec!["backup".into()];
+        primary_config.fallback_after = Duration::from_secs(3);
+        let mut backup_config = sink(100);
+        backup_config.name = "backup".into();
+        let (mut primary, primary_handle, _primary_receiver) = SinkTask::new(
+            primary_config,
+            "http://127.0.0.1:9187",
+            store.clone(),
+            Metrics::default(),
+            sinks.clone(),
+            crate::ha::Leadership::always(),
+        );
+        let (_backup, backup_handle, mut backup_receiver) = SinkTask::new(
+            backup_config,
+            "http://127.0.0.1:9187",
+            store.clone(),
+            Metrics::default(),
+            sinks.clone(),
+            crate::ha::Leadership::always(),
+        );
+        let _ = sinks.set(HashMap::from([
+            ("hook".to_owned(), primary_handle),
+            ("backup".to_owned(), backup_handle),
+        ]));
+        let page = notification("acme", "critical", true);
+        let delivery = primary.sender.send(&page).await;
+        assert!(
+            matches!(delivery, Delivery::Transient { .. }),
+            "connection refused is transient: {delivery:?}"
+        );
+        primary
+            .push(Envelope {
+                still_firing: false,
+                outbox_id: None,
+                notification: page,
+            })
+            .await;
+        for _ in 0..3 {
+            primary.fall_back().await;
+            assert!(
+                backup_receiver.try_recv().is_err(),
+                "not before fallback_after"
+            );
+            tokio::time::advance(Duration::from_millis(999)).await;
+        }
+        primary.fall_back().await;
+        assert!(backup_receiver.try_recv().is_err(), "not at 2.997 s");
+        tokio::time::advance(Duration::from_millis(3)).await;
+        primary.fall_back().await;
+        assert_eq!(backup_receiver.try_recv().unwrap().notification.key, "acme");
+    }
+
     #[tokio::test]
     async fn a_resolve_follows_its_trigger_to_the_fallback_and_a_rejected_entry_falls_back_at_once()
     {

@@ -443,3 +443,44 @@ fn retry_after_is_read_as_seconds_or_as_an_http_date() {
     );
     assert_eq!(parse_retry_after("soon", now), None);
 }
+
+#[tokio::test]
+async fn a_sink_named_as_a_fallback_gets_nothing_directly_only_what_falls_back_to_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = delivery::tests::embedded_store(&directory).await;
+    let mut primary = delivery::tests::sink(100);
+    primary.name = "pager".into();
+    primary.fallback = vec!["mail".into()];
+    let mut mail = delivery::tests::sink(100);
+    mail.name = "mail".into();
+    let config = AlertsConfig {
+        alertmanager: vec![],
+        sinks: vec![primary, mail],
+        watchdog: false,
+    };
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let dispatcher = Dispatcher::start(
+        &config,
+        "http://127.0.0.1:9187",
+        store.clone(),
+        crate::ha::Leadership::new("test".into(), false),
+        &Metrics::default(),
+        shutdown.clone(),
+        &mut tasks,
+    );
+    dispatcher
+        .dispatch(Notice::Changed(transition(
+            Status::Ok,
+            Status::Warning,
+            Some(NOW_MS - HOUR_MS),
+        )))
+        .await;
+    assert_eq!(store.outbox_list("pager").await.unwrap().len(), 1);
+    assert!(
+        store.outbox_list("mail").await.unwrap().is_empty(),
+        "the fallback hears of it only after the pager's fallback_after"
+    );
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+}
