@@ -230,7 +230,7 @@ impl Pipeline {
         };
         let now_ms = self.clock.now_ms();
         let instance = self.leadership.instance();
-        let own = crate::knowledge::encode_reads(&self.knowledge.own_reads());
+        let own = crate::knowledge::encode_reads(&self.knowledge.own_reads(now_ms));
         redis.knowledge_publish(instance, now_ms, &own).await?;
         let live_since_ms = now_ms - 3 * duration_ms(reload_interval);
         for (peer, at_ms, reads) in redis.knowledge_read().await? {
@@ -610,6 +610,7 @@ pub async fn start(
             .collect(),
         knowledge_max_age_ms(&config),
         3 * duration_ms(config.ha.reload_interval),
+        duration_ms(config.evaluation.recovery_grace),
     ));
     let (source, source_handle) = Source::new(
         &config,

@@ -57,8 +57,12 @@ impl Blindness {
     /// In words, for logs and alert summaries.
     pub fn describe(self) -> &'static str {
         match self {
-            Blindness::Starting => "freshwatch has not read the topic metadata yet",
-            Blindness::SourceDown => "the Kafka brokers do not answer freshwatch",
+            Blindness::Starting => {
+                "freshwatch is starting: it has not read the topic metadata or joined its consumer group yet"
+            }
+            Blindness::SourceDown => {
+                "the Kafka brokers do not answer freshwatch, or just came back (recovery_grace)"
+            }
             Blindness::Unowned => "no freshwatch replica is reading some of its partitions",
             Blindness::Behind => "freshwatch has not read its partitions to the end yet",
             Blindness::Stale => "freshwatch's knowledge of its partitions stopped being updated",
@@ -121,9 +125,12 @@ struct Facts {
     joined: bool,
     /// Since when this instance's consumer has failed to reach the brokers.
     source_failed_since_ms: Option<i64>,
+    /// When it last answered again after failing.
+    source_recovered_at_ms: Option<i64>,
     /// Tail-mode partitions: when their newest record was last read.
     tail: HashMap<PartitionKey, i64>,
     tail_failed_since_ms: Option<i64>,
+    tail_recovered_at_ms: Option<i64>,
     peers: HashMap<String, PeerReport>,
     unowned_since_ms: HashMap<PartitionKey, i64>,
     blind_since_ms: Vec<Option<i64>>,
@@ -138,11 +145,18 @@ pub struct Knowledge {
     max_age_ms: i64,
     /// A peer report older than this belongs to a replica that stopped.
     peer_ttl_ms: i64,
+    /// After an outage, how long before reads count again: producers deliver what they queued.
+    recovery_grace_ms: i64,
     facts: Mutex<Facts>,
 }
 
 impl Knowledge {
-    pub fn new(feeds: Vec<(TopicMatcher, FeedMode)>, max_age_ms: i64, peer_ttl_ms: i64) -> Self {
+    pub fn new(
+        feeds: Vec<(TopicMatcher, FeedMode)>,
+        max_age_ms: i64,
+        peer_ttl_ms: i64,
+        recovery_grace_ms: i64,
+    ) -> Self {
         let facts = Facts {
             blind_since_ms: vec![None; feeds.len()],
             ..Facts::default()
@@ -151,6 +165,7 @@ impl Knowledge {
             feeds,
             max_age_ms,
             peer_ttl_ms,
+            recovery_grace_ms,
             facts: Mutex::new(facts),
         }
     }
@@ -197,14 +212,21 @@ impl Knowledge {
         }
     }
 
-    pub fn observe_source_success(&self) {
-        self.facts().source_failed_since_ms = None;
+    /// The brokers answer (again). After an outage, reads count only once the recovery grace
+    /// has passed: producers were blocked too, and deliver what they queued.
+    pub fn observe_source_success(&self, at_ms: i64) {
+        let mut facts = self.facts();
+        if facts.source_failed_since_ms.take().is_some() {
+            facts.source_recovered_at_ms = Some(at_ms);
+        }
     }
 
     /// One tail round: the partitions whose newest record was read (or that had nothing new).
     pub fn observe_tail_round(&self, at_ms: i64, read: impl IntoIterator<Item = PartitionKey>) {
         let mut facts = self.facts();
-        facts.tail_failed_since_ms = None;
+        if facts.tail_failed_since_ms.take().is_some() {
+            facts.tail_recovered_at_ms = Some(at_ms);
+        }
         for key in read {
             facts.tail.insert(key, at_ms);
         }
@@ -216,10 +238,10 @@ impl Knowledge {
         facts.tail.clear();
     }
 
-    /// What this instance knows of its consumed partitions, for the other replicas.
-    pub fn own_reads(&self) -> Vec<(PartitionKey, ReadThrough)> {
+    /// What this instance knows of its consumed partitions at `now_ms`, for the other replicas.
+    pub fn own_reads(&self, now_ms: i64) -> Vec<(PartitionKey, ReadThrough)> {
         let facts = self.facts();
-        let failed = facts.source_failed_since_ms.is_some();
+        let failed = self.source_blind(&facts, now_ms);
         let mut reads: Vec<_> = facts
             .own
             .iter()
@@ -261,12 +283,29 @@ impl Knowledge {
         dead
     }
 
+    /// Whether this instance's consumer is down, or recovering from being down, at `now_ms`.
+    fn source_blind(&self, facts: &Facts, now_ms: i64) -> bool {
+        facts.source_failed_since_ms.is_some()
+            || facts
+                .source_recovered_at_ms
+                .is_some_and(|at_ms| now_ms < at_ms.saturating_add(self.recovery_grace_ms))
+    }
+
+    fn tail_blind(&self, facts: &Facts, now_ms: i64) -> bool {
+        facts.tail_failed_since_ms.is_some()
+            || facts
+                .tail_recovered_at_ms
+                .is_some_and(|at_ms| now_ms < at_ms.saturating_add(self.recovery_grace_ms))
+    }
+
     /// The verdict for every feed at `now_ms`, and the partitions nobody reads.
     pub fn assess(&self, now_ms: i64) -> Assessment {
         let mut facts = self.facts();
         let facts = &mut *facts;
         let live_since_ms = now_ms.saturating_sub(self.peer_ttl_ms);
         let oldest_trusted_ms = now_ms.saturating_sub(self.max_age_ms);
+        let source_blind = self.source_blind(facts, now_ms);
+        let tail_blind = self.tail_blind(facts, now_ms);
         let mut unowned_now: Vec<PartitionKey> = Vec::new();
         let mut sights = Vec::with_capacity(self.feeds.len());
         for (matcher, mode) in &self.feeds {
@@ -281,11 +320,13 @@ impl Knowledge {
                             let key = (topic.clone(), partition);
                             let read = match mode {
                                 FeedMode::Consume if !facts.joined => {
-                                    consumed_read(facts, &key, live_since_ms)
+                                    consumed_read(facts, &key, live_since_ms, source_blind)
                                         .map_err(|_| Blindness::Starting)
                                 }
-                                FeedMode::Consume => consumed_read(facts, &key, live_since_ms),
-                                FeedMode::Tail => tailed_read(facts, &key),
+                                FeedMode::Consume => {
+                                    consumed_read(facts, &key, live_since_ms, source_blind)
+                                }
+                                FeedMode::Tail => tailed_read(facts, &key, tail_blind),
                             };
                             if read == Err(Blindness::Unowned) {
                                 unowned_now.push(key);
@@ -342,13 +383,18 @@ impl Knowledge {
 }
 
 /// The best any live reader knows of a consumed partition.
-fn consumed_read(facts: &Facts, key: &PartitionKey, live_since_ms: i64) -> Result<i64, Blindness> {
+fn consumed_read(
+    facts: &Facts,
+    key: &PartitionKey,
+    live_since_ms: i64,
+    source_blind: bool,
+) -> Result<i64, Blindness> {
     let mut owned = false;
     let mut best: Option<i64> = None;
     let mut blindness = Blindness::Behind;
     if let Some(own) = facts.own.get(key) {
         owned = true;
-        if facts.source_failed_since_ms.is_some() {
+        if source_blind {
             blindness = Blindness::SourceDown;
         } else {
             best = best.max(*own);
@@ -370,8 +416,8 @@ fn consumed_read(facts: &Facts, key: &PartitionKey, live_since_ms: i64) -> Resul
     }
 }
 
-fn tailed_read(facts: &Facts, key: &PartitionKey) -> Result<i64, Blindness> {
-    if facts.tail_failed_since_ms.is_some() {
+fn tailed_read(facts: &Facts, key: &PartitionKey, tail_blind: bool) -> Result<i64, Blindness> {
+    if tail_blind {
         return Err(Blindness::SourceDown);
     }
     facts.tail.get(key).copied().ok_or(Blindness::Behind)

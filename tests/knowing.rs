@@ -74,7 +74,7 @@ fn a_broker_outage_pages_nothing_from_its_first_moment_and_a_long_one_says_the_f
         "knowing-outage",
         "earliest",
         &redis.url,
-        "source_grace = \"60s\"\nblind_after = \"5s\"",
+        "source_grace = \"60s\"\nblind_after = \"5s\"\nrecovery_grace = \"2s\"",
         &format!(
             r#"
 [[feed]]

@@ -61,6 +61,7 @@ down_grace = "2s"
 [evaluation]
 interval = "200ms"
 source_grace = "2s"
+recovery_grace = "2s"
 
 {extra}
 "#

@@ -125,6 +125,7 @@ pub struct EvaluationConfig {
     pub catchup_tolerance: u64,
     /// `None`: each feed's `critical_after`.
     pub blind_after: Option<Duration>,
+    pub recovery_grace: Duration,
 }
 
 /// Which topics a feed reads.
@@ -464,6 +465,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         source_grace: raw.evaluation.source_grace,
         catchup_tolerance: raw.evaluation.catchup_tolerance,
         blind_after: raw.evaluation.blind_after,
+        recovery_grace: raw.evaluation.recovery_grace,
     };
     if raw.defaults.critical_after <= raw.defaults.warn_after {
         return Err(ConfigError::invalid(

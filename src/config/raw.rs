@@ -186,6 +186,14 @@ pub struct RawEvaluation {
     /// `critical_after`.
     #[serde(default, with = "humantime_serde")]
     pub blind_after: Option<Duration>,
+    /// After Kafka answers again, feeds stay `unknown` this long: producers were blocked by the
+    /// same outage and deliver what they queued, so the silence was not theirs.
+    #[serde(default = "default_recovery_grace", with = "humantime_serde")]
+    pub recovery_grace: Duration,
+}
+
+fn default_recovery_grace() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl Default for RawEvaluation {
@@ -196,6 +204,7 @@ impl Default for RawEvaluation {
             source_grace: default_grace(),
             catchup_tolerance: default_catchup_tolerance(),
             blind_after: None,
+            recovery_grace: default_recovery_grace(),
         }
     }
 }

@@ -7,6 +7,7 @@ fn orders_knowledge(mode: FeedMode) -> Knowledge {
         vec![(TopicMatcher::Exact("orders".into()), mode)],
         10_000,
         6_000,
+        500,
     )
 }
 
@@ -107,18 +108,35 @@ fn a_failed_request_blinds_at_once_not_after_a_grace() {
         Sight::Blind(Blindness::SourceDown)
     );
     assert_eq!(
-        knowledge.own_reads(),
+        knowledge.own_reads(2_100),
         vec![(("orders".into(), 0), None)],
         "peers are told too"
     );
-    knowledge.observe_source_success();
+    knowledge.observe_source_success(2_200);
+    knowledge.observe_reads([(("orders".into(), 0), Some(2_300))]);
     assert_eq!(
-        sight(&knowledge, 2_200),
-        Sight::Blind(Blindness::Behind),
-        "answers again, but nothing read since: the old knowledge does not come back"
+        sight(&knowledge, 2_300),
+        Sight::Blind(Blindness::SourceDown),
+        "answers again, but producers get the recovery grace to deliver what they queued"
     );
-    knowledge.observe_reads([(("orders".into(), 0), Some(3_000))]);
-    assert_eq!(sight(&knowledge, 3_000), Sight::Known { through_ms: 3_000 });
+    assert_eq!(
+        knowledge.own_reads(2_300),
+        vec![(("orders".into(), 0), None)]
+    );
+    assert_eq!(
+        sight(&knowledge, 2_800),
+        Sight::Known { through_ms: 2_300 },
+        "past the grace, what was read since the brokers answered counts"
+    );
+    knowledge.observe_source_failure(2_900);
+    knowledge.observe_source_success(2_950);
+    assert_eq!(
+        sight(&knowledge, 3_500),
+        Sight::Blind(Blindness::Behind),
+        "the reads from before a failure never come back"
+    );
+    knowledge.observe_reads([(("orders".into(), 0), Some(3_500))]);
+    assert_eq!(sight(&knowledge, 3_500), Sight::Known { through_ms: 3_500 });
 }
 
 #[test]

@@ -599,7 +599,7 @@ impl Source {
             self.metrics.source_up.set(1);
         }
         self.status.unreachable_since_ms.store(0, Ordering::Relaxed);
-        self.knowledge.observe_source_success();
+        self.knowledge.observe_source_success(self.clock.now_ms());
     }
 
     /// Polls until `shutdown` fires. Runs on its own thread.

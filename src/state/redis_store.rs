@@ -427,6 +427,15 @@ impl RedisStore {
     /// (restarted without persistence, failed over to an empty replica, evicted).
     pub async fn epoch_ensure(&self, now_ms: i64) -> Result<bool, StateError> {
         let mut connection = self.connection.clone();
+        // A read first: the common case must not need Redis to take writes (a flush that
+        // cannot write must fail at the write itself, before any offset is committed).
+        let present: bool = redis::cmd("EXISTS")
+            .arg(self.epoch_key())
+            .query_async(&mut connection)
+            .await?;
+        if present {
+            return Ok(true);
+        }
         let set: Option<String> = redis::cmd("SET")
             .arg(self.epoch_key())
             .arg(now_ms)

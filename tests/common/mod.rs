@@ -181,6 +181,122 @@ impl RedisServer {
     }
 }
 
+/// The Tansu binary `scripts/setup` builds into the cache (or `FRESHWATCH_TANSU`); fails naming
+/// the command that builds it.
+pub fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("FRESHWATCH_TANSU") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+        });
+    let cached = cache.join("freshwatch/tansu-0.6.0/bin/tansu");
+    if cached.is_file() {
+        return cached;
+    }
+    panic!(
+        "tansu not found at {}: run `scripts/setup` (it runs `cargo install tansu --version 0.6.0 --locked --features libsql --root {}`)",
+        cached.display(),
+        cache.join("freshwatch/tansu-0.6.0").display()
+    );
+}
+
+/// Tansu, a Kafka-protocol broker in a process of its own, on a free port with a SQLite file, so
+/// killing and restarting it keeps its topics, records and committed offsets.
+pub struct TansuBroker {
+    pub port: u16,
+    pub brokers: String,
+    directory: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl TansuBroker {
+    pub fn start() -> TansuBroker {
+        let port = free_port();
+        let mut broker = TansuBroker {
+            port,
+            brokers: format!("127.0.0.1:{port}"),
+            directory: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let log_path = self.directory.path().join("tansu.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_binary())
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            // Tansu reads the path after `sqlite://` relative to its working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.directory.path())
+            .env("RUST_LOG", "warn,tansu_broker::coordinator=info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen:\n{}",
+                log_tail(&log_path)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The broker's log, for failure messages.
+    pub fn log(&self) -> String {
+        log_tail(&self.directory.path().join("tansu.log"))
+    }
+
+    /// Creates a topic with `partitions` partitions through Tansu's own CLI.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let output = Command::new(tansu_binary())
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .args(["--partitions", &partitions.to_string(), name])
+            .output()
+            .expect("tansu topic create runs");
+        assert!(
+            output.status.success(),
+            "tansu topic create {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// SIGKILL: the broker vanishes; its SQLite file stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port and file.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for TansuBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A producer for scenario tests: small batches, a deep queue.
 pub fn producer(brokers: &str) -> rdkafka::producer::BaseProducer {
     rdkafka::ClientConfig::new()

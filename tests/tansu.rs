@@ -1,0 +1,280 @@
+//! The mock is not the world: crash-restarts, broker outages and Redis loss against Tansu, a
+//! Kafka-protocol broker in a separate process, with librdkafka's default client timeouts (a
+//! `kill -9`'d member keeps its partitions until `session.timeout.ms`, 45 s, expires). A feed
+//! that never stopped must not page; one that really died meanwhile must.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::receiver::WebhookReceiver;
+use common::{
+    now_ms, produce_one, producer, runtime, wait_until, FreshwatchProcess, RedisServer, TansuBroker,
+};
+use rdkafka::producer::{BaseRecord, Producer};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Default librdkafka timeouts: only the pacing of freshwatch's own loops is shortened.
+fn config(brokers: &str, redis_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-tansu"
+
+[state]
+redis_url = "{redis_url}"
+flush_interval = "200ms"
+
+[evaluation]
+interval = "200ms"
+
+{extra}
+"#
+    )
+}
+
+/// Produces a fresh record to `topic` every 100 ms until `stop`; keeps going through a broker
+/// outage (librdkafka queues and delivers when it is back).
+fn keep_producing(
+    brokers: &str,
+    topic: &'static str,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let producer = producer(brokers);
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let _ = producer.send(
+                BaseRecord::to(topic)
+                    .key("k")
+                    .payload("{}")
+                    .timestamp(now_ms()),
+            );
+            producer.poll(Duration::from_millis(100));
+        }
+        let _ = producer.flush(Duration::from_secs(10));
+    })
+}
+
+fn two_feeds(receiver_url: &str) -> String {
+    format!(
+        r#"
+[[feed]]
+name = "flowing"
+topic = "flowing"
+warn_after = "6s"
+critical_after = "12s"
+[[feed]]
+name = "died"
+topic = "died"
+warn_after = "6s"
+critical_after = "12s"
+[[alerts.webhook]]
+url = "{receiver_url}/hook"
+"#
+    )
+}
+
+fn pages_for(receiver: &WebhookReceiver, feed: &str) -> Vec<String> {
+    receiver
+        .requests()
+        .iter()
+        .filter(|request| request.json["alertname"] == "FeedStale" && request.json["feed"] == feed)
+        .map(|request| {
+            format!(
+                "{} {}",
+                request.json["status"].as_str().unwrap_or_default(),
+                request.json["severity"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Samples `flowing`'s status until `died` pages critical; returns what `flowing` showed.
+async fn until_died_pages(
+    freshwatch: &FreshwatchProcess,
+    within: Duration,
+    broker: &TansuBroker,
+) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut flowing_seen = Vec::new();
+    loop {
+        if let Some(status) = freshwatch.status("flowing", "").await {
+            if flowing_seen.last() != Some(&status) {
+                flowing_seen.push(status);
+            }
+        }
+        if freshwatch.status("died", "").await.as_deref() == Some("critical") {
+            return flowing_seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "died never paged; flowing showed {flowing_seen:?}\n{}\nbroker:\n{}",
+            freshwatch.log(),
+            broker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn a_crash_restart_pages_nothing_for_a_feed_that_kept_flowing_and_pages_one_that_died() {
+    let broker = TansuBroker::start();
+    broker.create_topic("flowing", 2);
+    broker.create_topic("died", 1);
+    let redis = RedisServer::start();
+    let runtime = runtime();
+    let stop_flowing = Arc::new(AtomicBool::new(false));
+    let stop_died = Arc::new(AtomicBool::new(false));
+    let flowing = keep_producing(&broker.brokers, "flowing", stop_flowing.clone());
+    let died = keep_producing(&broker.brokers, "died", stop_died.clone());
+    let directory = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = config(&broker.brokers, &redis.url, &two_feeds(&receiver.url));
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until("both feeds ok", Duration::from_secs(60), || async {
+            freshwatch.status("flowing", "").await.as_deref() == Some("ok")
+                && freshwatch.status("died", "").await.as_deref() == Some("ok")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // Crash; one producer dies with it. Down past both feeds' critical_after, so the
+        // restored last-seen of `flowing` is 15 s old while fresh records wait unread.
+        freshwatch.kill();
+        stop_died.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        freshwatch.restart();
+        // The dead member's session holds the partitions for up to 45 s: no replica reads
+        // them, so nothing is judged; then the new member reads the backlog.
+        let flowing_seen = until_died_pages(&freshwatch, Duration::from_secs(120), &broker).await;
+        assert!(
+            !flowing_seen
+                .iter()
+                .any(|status| status == "warning" || status == "critical"),
+            "flowing never looked stale: {flowing_seen:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(pages_for(&receiver, "flowing"), Vec::<String>::new());
+        assert!(
+            pages_for(&receiver, "died")
+                .iter()
+                .any(|page| page == "firing critical"),
+            "{:?}",
+            pages_for(&receiver, "died")
+        );
+    });
+    stop_flowing.store(true, Ordering::Relaxed);
+    flowing.join().unwrap();
+    died.join().unwrap();
+}
+
+#[test]
+fn a_broker_outage_pages_nothing_while_blind_and_the_feed_that_died_pages_once_it_is_back() {
+    let mut broker = TansuBroker::start();
+    broker.create_topic("flowing", 1);
+    broker.create_topic("died", 1);
+    let redis = RedisServer::start();
+    let runtime = runtime();
+    let stop_flowing = Arc::new(AtomicBool::new(false));
+    let stop_died = Arc::new(AtomicBool::new(false));
+    let flowing = keep_producing(&broker.brokers, "flowing", stop_flowing.clone());
+    let died = keep_producing(&broker.brokers, "died", stop_died.clone());
+    let directory = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = config(&broker.brokers, &redis.url, &two_feeds(&receiver.url));
+        let freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until("both feeds ok", Duration::from_secs(60), || async {
+            freshwatch.status("flowing", "").await.as_deref() == Some("ok")
+                && freshwatch.status("died", "").await.as_deref() == Some("ok")
+        })
+        .await;
+        stop_died.store(true, Ordering::Relaxed);
+
+        broker.kill();
+        wait_until("flowing turns unknown", Duration::from_secs(20), || async {
+            freshwatch.status("flowing", "").await.as_deref() == Some("unknown")
+        })
+        .await;
+        // Down past both thresholds.
+        tokio::time::sleep(Duration::from_secs(14)).await;
+        assert_eq!(pages_for(&receiver, "flowing"), Vec::<String>::new());
+        assert_eq!(pages_for(&receiver, "died"), Vec::<String>::new());
+
+        broker.restart();
+        let flowing_seen = until_died_pages(&freshwatch, Duration::from_secs(90), &broker).await;
+        assert!(
+            !flowing_seen
+                .iter()
+                .any(|status| status == "warning" || status == "critical"),
+            "flowing never looked stale: {flowing_seen:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(pages_for(&receiver, "flowing"), Vec::<String>::new());
+    });
+    stop_flowing.store(true, Ordering::Relaxed);
+    flowing.join().unwrap();
+    died.join().unwrap();
+}
+
+#[test]
+fn a_ten_day_silence_survives_redis_coming_back_empty_and_a_kill_9() {
+    let broker = TansuBroker::start();
+    broker.create_topic("quiet", 1);
+    let mut redis = RedisServer::start();
+    let runtime = runtime();
+    let silent_since_ms = now_ms() - 10 * DAY_MS;
+    produce_one(&producer(&broker.brokers), "quiet", "k", silent_since_ms);
+    let directory = tempfile::tempdir().unwrap();
+    let text = config(
+        &broker.brokers,
+        &redis.url,
+        r#"
+[[feed]]
+name = "quiet"
+topic = "quiet"
+warn_after = "1h"
+critical_after = "1d"
+"#,
+    );
+    runtime.block_on(async {
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until("quiet critical", Duration::from_secs(60), || async {
+            freshwatch.status("quiet", "").await.as_deref() == Some("critical")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        redis.restart_empty();
+        wait_until(
+            "freshwatch writes its state back",
+            Duration::from_secs(20),
+            || async {
+                redis.command(&["HGET", "freshwatch:{quiet}:status", ""]) != redis::Value::Nil
+            },
+        )
+        .await;
+        freshwatch.kill_and_restart();
+        freshwatch.wait_ready().await;
+        assert_eq!(
+            freshwatch.status("quiet", "").await.as_deref(),
+            Some("critical"),
+            "{}",
+            freshwatch.log()
+        );
+        let last_seen = freshwatch
+            .feed_field("quiet", "", "last_seen")
+            .await
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok())
+            .map(|time| time.timestamp_millis());
+        assert_eq!(last_seen, Some(silent_since_ms));
+    });
+}
