@@ -298,6 +298,19 @@ impl Knowledge {
                 .is_some_and(|at_ms| now_ms < at_ms.saturating_add(self.recovery_grace_ms))
     }
 
+    /// Whether this instance reads nothing while some partition has been read by no live
+    /// replica for `grace_ms`: the group is stuck (a coordinator that never reassigns a dead
+    /// member's partitions), and rejoining it is the one move this instance has.
+    pub fn stuck_without_partitions(&self, now_ms: i64, grace_ms: i64) -> bool {
+        let facts = self.facts();
+        facts.joined
+            && facts.own.is_empty()
+            && facts
+                .unowned_since_ms
+                .values()
+                .any(|&since_ms| now_ms.saturating_sub(since_ms) >= grace_ms)
+    }
+
     /// The verdict for every feed at `now_ms`, and the partitions nobody reads.
     pub fn assess(&self, now_ms: i64) -> Assessment {
         let mut facts = self.facts();

@@ -396,3 +396,70 @@ critical_after = "1d"
     });
     drop(cluster);
 }
+
+#[test]
+fn a_state_store_found_empty_after_the_group_has_read_says_state_was_lost() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let producer = producer(&brokers);
+    produce_one(&producer, "orders", "k", now_ms() - DAY_MS);
+    runtime.block_on(async {
+        let receiver = common::receiver::WebhookReceiver::start().await;
+        let text = config(
+            &brokers,
+            "knowing-lost",
+            "earliest",
+            &redis.url,
+            "",
+            &format!(
+                r#"
+[[feed]]
+name = "orders"
+topic = "orders"
+warn_after = "1h"
+critical_after = "2d"
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+                receiver.url
+            ),
+        );
+        // An allkeys policy may evict freshwatch's keys: said at start.
+        redis.command(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        assert_eq!(
+            freshwatch.metric("freshwatch_state_store_evictable").await,
+            Some(1.0)
+        );
+        assert!(freshwatch.log().contains("maxmemory-policy"));
+        wait_until("the record is read", Duration::from_secs(15), || async {
+            last_seen_ms(&freshwatch, "orders", "").await.is_some()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        freshwatch.kill();
+        let lost = |receiver: &common::receiver::WebhookReceiver| {
+            receiver
+                .requests()
+                .iter()
+                .any(|request| request.json["alertname"] == "FreshwatchStateLost")
+        };
+        assert!(!lost(&receiver), "not on a first start");
+
+        redis.command(&["FLUSHALL"]);
+        freshwatch.restart();
+        freshwatch.wait_ready().await;
+        wait_until(
+            "FreshwatchStateLost pages",
+            Duration::from_secs(20),
+            || async { lost(&receiver) },
+        )
+        .await;
+    });
+    drop(cluster);
+}

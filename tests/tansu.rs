@@ -31,6 +31,7 @@ flush_interval = "200ms"
 
 [evaluation]
 interval = "200ms"
+source_grace = "20s"
 
 {extra}
 "#

@@ -73,6 +73,21 @@ fn partitions_are_being_handed_out_not_unread_until_the_consumer_first_joins() {
 }
 
 #[test]
+fn a_consumer_with_nothing_while_partitions_stay_unread_is_stuck() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 1)]));
+    knowledge.observe_assignment(&[]);
+    knowledge.assess(2_000);
+    assert!(!knowledge.stuck_without_partitions(2_999, 1_000));
+    assert!(knowledge.stuck_without_partitions(3_000, 1_000));
+    knowledge.observe_assignment(&partitions("orders", 1));
+    assert!(
+        !knowledge.stuck_without_partitions(9_000, 1_000),
+        "it reads them now"
+    );
+}
+
+#[test]
 fn a_feed_is_known_through_the_earliest_moment_every_partition_was_read_to_its_end() {
     let knowledge = orders_knowledge(FeedMode::Consume);
     knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2), ("other", 4)]));

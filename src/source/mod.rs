@@ -490,6 +490,8 @@ pub struct Source {
     knowledge: Arc<Knowledge>,
     metadata_refresh: Duration,
     subscribed: BTreeSet<String>,
+    source_grace_ms: i64,
+    last_rejoin_ms: i64,
     errors_log: RateLimitedLog,
 }
 
@@ -523,6 +525,9 @@ impl Source {
             status: status.clone(),
             knowledge,
             metadata_refresh: config.kafka.metadata_refresh,
+            source_grace_ms: i64::try_from(config.evaluation.source_grace.as_millis())
+                .unwrap_or(i64::MAX),
+            last_rejoin_ms: 0,
             subscribed: BTreeSet::new(),
             errors_log: RateLimitedLog::new(Duration::from_secs(10)),
         };
@@ -618,6 +623,7 @@ impl Source {
             }
             if Instant::now() >= next_probe {
                 self.probe_brokers();
+                self.rejoin_if_stuck();
                 next_probe = Instant::now() + PROBE_INTERVAL;
             }
             let consumer = self.consumer.clone();
@@ -628,6 +634,28 @@ impl Source {
         }
         tracing::info!("source stopped");
         Ok(())
+    }
+
+    /// Leaves and rejoins the group when this consumer holds nothing while partitions have been
+    /// read by no replica past `source_grace`: a real coordinator reassigns a dead member's
+    /// partitions once its session expires, but one that never does would leave freshwatch blind
+    /// for good. At most once per grace.
+    fn rejoin_if_stuck(&mut self) {
+        let now_ms = self.clock.now_ms();
+        if now_ms.saturating_sub(self.last_rejoin_ms) < self.source_grace_ms
+            || !self
+                .knowledge
+                .stuck_without_partitions(now_ms, self.source_grace_ms)
+        {
+            return;
+        }
+        self.last_rejoin_ms = now_ms;
+        tracing::warn!("partitions are read by no replica while this consumer holds none; rejoining the consumer group");
+        self.consumer.unsubscribe();
+        let topics: Vec<&str> = self.subscribed.iter().map(String::as_str).collect();
+        if let Err(error) = self.consumer.subscribe(&topics) {
+            tracing::error!(%error, "cannot rejoin the consumer group; will try again");
+        }
     }
 
     /// Applies `first` and whatever else is already fetched, under one tracker lock.
