@@ -96,6 +96,15 @@ struct Watch {
     started_ms: i64,
 }
 
+/// Watched consumer groups: what the watcher read, and what the API shows.
+struct Groups {
+    table: Arc<Mutex<crate::groups::GroupsTable>>,
+    rules: Vec<crate::groups::GroupRules>,
+    views: Arc<Mutex<Vec<crate::groups::TopicView>>>,
+    /// A (group, topic) not read for this long is `unknown`.
+    stale_after_ms: i64,
+}
+
 /// Shared pieces the loops need.
 struct Pipeline {
     tracker: Arc<Mutex<Tracker>>,
@@ -114,6 +123,7 @@ struct Pipeline {
     knowledge: Arc<Knowledge>,
     /// The alerts about blindness and state loss.
     watch: Watch,
+    groups: Option<Groups>,
     feed_names: Vec<Arc<str>>,
     /// When the evaluation loop last ran, unix ms (the heartbeat's health signal).
     pub last_tick_ms: Arc<std::sync::atomic::AtomicI64>,
@@ -128,6 +138,7 @@ impl Pipeline {
         self.last_tick_ms.store(now_ms, Ordering::Relaxed);
         // Every replica keeps assessing, so a new leader knows since when feeds are blind.
         let assessment = self.knowledge.assess(now_ms);
+        let group_alerts = self.evaluate_groups(now_ms);
         if !self.leadership.is_leader() {
             return;
         }
@@ -177,7 +188,11 @@ impl Pipeline {
             }))
             .await;
         }
-        let mut notified = false;
+        let mut notified = !group_alerts.is_empty();
+        for alert in group_alerts {
+            tracing::warn!(alertname = alert.alertname, severity = %alert.severity, firing = alert.firing, summary = %alert.summary, "consumer group alert");
+            self.dispatcher.dispatch(Notice::System(alert)).await;
+        }
         for transition in transitions {
             self.metrics
                 .transitions
@@ -197,6 +212,73 @@ impl Pipeline {
         // flush: a `kill -9` in between would restore the old status next to a newer page.
         if notified {
             self.flush_holding(gate).await;
+        }
+    }
+
+    /// Judges the watched groups (every replica: the API and metrics), and returns the alert
+    /// changes when leading.
+    fn evaluate_groups(&self, now_ms: i64) -> Vec<SystemAlert> {
+        let Some(groups) = &self.groups else {
+            return Vec::new();
+        };
+        let leader = self.leadership.is_leader();
+        let (views, alerts) = {
+            let mut table = groups
+                .table
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            crate::groups::evaluate(
+                &mut table,
+                &groups.rules,
+                now_ms,
+                now_ms - groups.stale_after_ms,
+                leader,
+            )
+        };
+        self.metrics.groups.show(&views);
+        *groups
+            .views
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = views;
+        alerts
+    }
+
+    /// Writes the (group, topic) states that changed: commits' last moves and firing alerts
+    /// survive a restart.
+    async fn flush_groups(&self) {
+        let Some(groups) = &self.groups else {
+            return;
+        };
+        let entries: Vec<(String, String)> = {
+            let mut table = groups
+                .table
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            table
+                .iter_mut()
+                .filter_map(|(key, state)| std::mem::take(&mut state.dirty).then_some((key, state)))
+                .filter_map(|((label, topic), state)| {
+                    let key = serde_json::to_string(&(&**label, topic)).ok()?;
+                    Some((key, serde_json::to_string(state).ok()?))
+                })
+                .collect()
+        };
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.groups_write(entries.clone()).await {
+            tracing::warn!(%error, "group state not written; will retry");
+            let mut table = groups
+                .table
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for (key, _) in entries {
+                if let Ok((label, topic)) = serde_json::from_str::<(String, String)>(&key) {
+                    if let Some(state) = table.get_mut(&(Arc::from(label.as_str()), topic)) {
+                        state.dirty = true;
+                    }
+                }
+            }
         }
     }
 
@@ -452,6 +534,15 @@ impl Pipeline {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             tracker.mark_all_dirty();
+            if let Some(groups) = &self.groups {
+                let mut table = groups
+                    .table
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                for state in table.values_mut() {
+                    state.dirty = true;
+                }
+            }
             tracker
                 .feeds()
                 .iter()
@@ -480,6 +571,7 @@ impl Pipeline {
         if let Ok(false) = self.store.epoch_ensure(self.clock.now_ms()).await {
             self.restore_lost_state().await;
         }
+        self.flush_groups().await;
         let leader = self.leadership.is_leader();
         let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
         let (ids, records, positions) = {
@@ -588,6 +680,11 @@ pub async fn start(
     tracing::info!(store = store.kind(), series = restored, "state restored");
 
     let tracker = Arc::new(Mutex::new(tracker));
+    let groups = if config.groups.is_empty() {
+        None
+    } else {
+        Some(restore_groups(&config, &store).await)
+    };
     let evaluator = Evaluator::new(&config.feeds);
     let rules: Arc<[_]> = evaluator.rules().to_vec().into();
     let mut registry = Registry::default();
@@ -627,6 +724,15 @@ pub async fn start(
         metrics.clone(),
         knowledge.clone(),
     )?;
+    let group_watcher = crate::groups::watcher::GroupWatcher::new(
+        &config,
+        groups
+            .as_ref()
+            .map(|groups| groups.table.clone())
+            .unwrap_or_default(),
+        clock.clone(),
+    )
+    .map_err(SourceError::Create)?;
     let readiness = Arc::new(Readiness::new(
         source_handle.status.clone(),
         config
@@ -680,6 +786,7 @@ pub async fn start(
         leadership: leadership.clone(),
         feed_names: feed_names.clone(),
         knowledge,
+        groups,
         watch: Watch {
             feeds: config
                 .feeds
@@ -729,6 +836,18 @@ pub async fn start(
             tail.run(tail_token);
             Ok(())
         })
+    });
+    let group_thread = group_watcher.map(|watcher| {
+        let groups_token = source_stop.clone();
+        supervised(
+            "freshwatch-groups",
+            "group watcher",
+            died_sender.clone(),
+            move || {
+                watcher.run(groups_token);
+                Ok(())
+            },
+        )
     });
     drop(died_sender);
 
@@ -791,6 +910,11 @@ pub async fn start(
         registry: Arc::new(registry),
         readiness,
         records_consumed: metrics.records_consumed.clone(),
+        groups: pipeline
+            .groups
+            .as_ref()
+            .map(|groups| groups.views.clone())
+            .unwrap_or_default(),
     };
     let http_task = tokio::spawn(crate::http::serve(listener, http_state, http_stop.clone()));
     tracing::info!(address = %http_address, feeds = feed_names.len(), "freshwatch running");
@@ -811,6 +935,9 @@ pub async fn start(
         let joined = tokio::task::spawn_blocking(move || {
             if let Some(tail_thread) = tail_thread {
                 let _ = tail_thread.join();
+            }
+            if let Some(group_thread) = group_thread {
+                let _ = group_thread.join();
             }
             source_thread.join()
         });
@@ -883,6 +1010,39 @@ async fn open_state_store(
     }
 }
 
+/// The watched groups' persisted state (commits' last moves, firing alerts); what cannot be
+/// read starts empty, and the watcher fills it in.
+async fn restore_groups(config: &Config, store: &StateStore) -> Groups {
+    let mut table = crate::groups::GroupsTable::new();
+    match store.groups_load().await {
+        Ok(entries) => {
+            for (key, json) in entries {
+                let parsed = serde_json::from_str::<(String, String)>(&key)
+                    .ok()
+                    .zip(serde_json::from_str::<crate::groups::TopicState>(&json).ok());
+                match parsed {
+                    Some(((label, topic), state)) if state.rules < config.groups.len() => {
+                        table.insert((Arc::from(label.as_str()), topic), state);
+                    }
+                    Some(_) => {}
+                    None => tracing::warn!(%key, "unreadable group state ignored"),
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "group state not restored"),
+    }
+    Groups {
+        table: Arc::new(Mutex::new(table)),
+        rules: config
+            .groups
+            .iter()
+            .map(crate::groups::GroupRules::from_config)
+            .collect(),
+        views: Arc::default(),
+        stale_after_ms: 3 * duration_ms(config.kafka.groups_interval) + 10_000,
+    }
+}
+
 /// Sinks that keep alerts alive (Alertmanager) must take up alerts that were firing before a
 /// restart; one-shot sinks ignore these.
 async fn announce_restored_alerts(pipeline: &Pipeline) {
@@ -906,6 +1066,19 @@ async fn announce_restored_alerts(pipeline: &Pipeline) {
         pipeline
             .dispatcher
             .dispatch(Notice::Restored(transition))
+            .await;
+    }
+    let group_alerts = pipeline.groups.as_ref().map(|groups| {
+        let table = groups
+            .table
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        crate::groups::firing(&table, now_ms)
+    });
+    for alert in group_alerts.into_iter().flatten() {
+        pipeline
+            .dispatcher
+            .dispatch(Notice::RestoredSystem(alert))
             .await;
     }
 }

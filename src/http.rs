@@ -72,6 +72,8 @@ pub struct HttpState {
     pub readiness: Arc<Readiness>,
     /// Shared with the source, so `/api/v1/source` reads it without touching the tracker.
     pub records_consumed: prometheus_client::metrics::counter::Counter,
+    /// The last judgement of the watched consumer groups, worst first.
+    pub groups: Arc<Mutex<Vec<crate::groups::TopicView>>>,
 }
 
 /// One row of `/api/v1/feeds`.
@@ -108,6 +110,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/feeds", get(feeds))
         .route("/api/v1/feeds/{feed}", get(feed))
         .route("/api/v1/source", get(source))
+        .route("/api/v1/groups", get(groups))
         .with_state(state)
 }
 
@@ -135,8 +138,19 @@ async fn index() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "name": "freshwatch",
         "version": env!("CARGO_PKG_VERSION"),
-        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/api/v1/source", "/healthz", "/readyz"],
+        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/api/v1/groups", "/api/v1/source", "/healthz", "/readyz"],
     }))
+}
+
+/// Every watched (group, topic), worst first: lag, the data-loss countdown, losses.
+async fn groups(State(state): State<HttpState>) -> Json<Vec<crate::groups::TopicView>> {
+    Json(
+        state
+            .groups
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone(),
+    )
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

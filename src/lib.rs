@@ -32,6 +32,7 @@ pub mod config;
 pub mod demo;
 pub mod evaluate;
 pub mod extract;
+pub mod groups;
 pub mod ha;
 pub mod heartbeat;
 pub mod http;

@@ -55,6 +55,78 @@ pub struct PartitionLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct GroupTopicLabels {
+    pub group: String,
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
+/// A gauge of seconds.
+pub type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The `freshwatch_group_*` metrics: set from each judgement of the watched groups, and kept
+/// while the group is configured, so a dead group does not vanish from dashboards.
+#[derive(Debug, Clone, Default)]
+pub struct GroupMetrics {
+    pub lag_seconds: Family<GroupTopicLabels, SecondsGauge>,
+    pub lag_records: Family<GroupTopicLabels, Gauge>,
+    pub loss_eta_seconds: Family<GroupTopicLabels, SecondsGauge>,
+    pub records_lost: Family<GroupTopicLabels, Counter>,
+    pub status: Family<GroupTopicLabels, Gauge>,
+    pub members: Family<GroupLabels, Gauge>,
+}
+
+impl GroupMetrics {
+    /// Sets every gauge from one judgement.
+    pub fn show(&self, views: &[crate::groups::TopicView]) {
+        for view in views {
+            let labels = GroupTopicLabels {
+                group: view.group.clone(),
+                topic: view.topic.clone(),
+            };
+            match view.lag_seconds {
+                Some(seconds) => {
+                    self.lag_seconds.get_or_create(&labels).set(seconds);
+                }
+                None => {
+                    self.lag_seconds.remove(&labels);
+                }
+            }
+            self.lag_records
+                .get_or_create(&labels)
+                .set(view.lag_records);
+            match view.loss_eta_seconds {
+                Some(seconds) => {
+                    self.loss_eta_seconds.get_or_create(&labels).set(seconds);
+                }
+                None => {
+                    self.loss_eta_seconds.remove(&labels);
+                }
+            }
+            let lost = self.records_lost.get_or_create(&labels);
+            let counted = lost.get();
+            if view.records_lost > counted {
+                lost.inc_by(view.records_lost - counted);
+            }
+            self.status
+                .get_or_create(&labels)
+                .set(view.status.gauge_value());
+            if let Some(members) = view.members {
+                self.members
+                    .get_or_create(&GroupLabels {
+                        group: view.group.clone(),
+                    })
+                    .set(members as i64);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SinkLabels {
     pub sink: String,
 }
@@ -83,6 +155,7 @@ pub struct Metrics {
     pub notifications_suppressed: Family<SinkLabels, Counter>,
     pub heartbeats: Family<OutcomeLabels, Counter>,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
+    pub groups: GroupMetrics,
     pub leader: Gauge,
 }
 
@@ -104,6 +177,7 @@ impl Default for Metrics {
             notifications_suppressed: Family::default(),
             heartbeats: Family::default(),
             consumer_lag: Family::default(),
+            groups: GroupMetrics::default(),
             leader: Gauge::default(),
         }
     }
@@ -192,6 +266,36 @@ impl Metrics {
             "freshwatch_leader",
             "1 while this replica holds the leader lease (evaluates and sends alerts)",
             metrics.leader.clone(),
+        );
+        registry.register(
+            "freshwatch_group_lag_seconds",
+            "Age of the first record a watched consumer group has not read (0 when caught up)",
+            metrics.groups.lag_seconds.clone(),
+        );
+        registry.register(
+            "freshwatch_group_lag_records",
+            "High watermark minus committed offset, summed over the topic's partitions",
+            metrics.groups.lag_records.clone(),
+        );
+        registry.register(
+            "freshwatch_group_loss_eta_seconds",
+            "Time until the group's first unread record expires under retention (absent when none)",
+            metrics.groups.loss_eta_seconds.clone(),
+        );
+        registry.register(
+            "freshwatch_group_records_lost",
+            "Records that expired before the group read them",
+            metrics.groups.records_lost.clone(),
+        );
+        registry.register(
+            "freshwatch_group_status",
+            "0 ok, 1 warning, 2 critical, 3 stalled, 4 unknown",
+            metrics.groups.status.clone(),
+        );
+        registry.register(
+            "freshwatch_group_members",
+            "Active members of a watched consumer group",
+            metrics.groups.members.clone(),
         );
         registry.register(
             "freshwatch_consumer_lag_records",

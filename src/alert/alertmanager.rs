@@ -184,7 +184,7 @@ impl AlertmanagerSink {
             let notification = match &notice {
                 Notice::Changed(transition) => Notification::from_transition(transition),
                 Notice::System(alert) => Some(Notification::from_system(alert)),
-                Notice::Restored(_) => None,
+                Notice::Restored(_) | Notice::RestoredSystem(_) => None,
             };
             if let Some(notification) = notification {
                 self.unaccepted.push((Instant::now(), notification, false));
@@ -193,7 +193,9 @@ impl AlertmanagerSink {
         let (transition, restored) = match notice {
             Notice::Changed(transition) => (transition, false),
             Notice::Restored(transition) => (transition, true),
-            Notice::System(alert) => return self.apply_system(alert, now_ms),
+            Notice::System(alert) | Notice::RestoredSystem(alert) => {
+                return self.apply_system(alert, now_ms)
+            }
         };
         let old = transition.from.severity();
         let new = transition.to.severity();

@@ -37,8 +37,12 @@ pub enum Notice {
     /// A series was already alerting when freshwatch started (restored from state): sinks that
     /// keep firing alerts alive (Alertmanager) take it up again; one-shot sinks stay quiet.
     Restored(Transition),
-    /// An alert about freshwatch itself (e.g. a feed at its key limit).
+    /// An alert about freshwatch itself (e.g. a feed at its key limit), or about a watched
+    /// consumer group.
     System(SystemAlert),
+    /// A system or group alert firing since before a restart: Alertmanager takes it up again;
+    /// notification sinks only keep reminding of it.
+    RestoredSystem(SystemAlert),
 }
 
 /// An alert about freshwatch's own condition rather than a feed's staleness.
@@ -354,6 +358,7 @@ impl Dispatcher {
                     (Notification::for_sink(transition, min_severity), false)
                 }
                 Notice::System(alert) => (Some(Notification::from_system(alert)), false),
+                Notice::RestoredSystem(alert) => (Some(Notification::from_system(alert)), true),
                 // Paged before the restart: not sent again, only reminded of.
                 Notice::Restored(transition) => {
                     let as_new = Transition {
@@ -398,7 +403,7 @@ fn for_alertmanager(notice: &Notice, config: &AlertmanagerConfig) -> Option<Noti
         _ => status,
     };
     match notice {
-        Notice::System(alert) => {
+        Notice::System(alert) | Notice::RestoredSystem(alert) => {
             let feed = alert
                 .labels
                 .iter()

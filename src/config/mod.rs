@@ -5,7 +5,10 @@
 //! error names the key path and the reason, e.g.
 //! `feed[2].critical_after: must be greater than warn_after`.
 
+pub mod groups;
 pub mod raw;
+
+pub use groups::{GroupConfig, GroupMatcher};
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -61,6 +64,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub heartbeat: Option<HeartbeatConfig>,
     pub ha: HaConfig,
+    pub groups: Vec<GroupConfig>,
 }
 
 /// `[ha]`, validated. Used only with Redis state.
@@ -92,6 +96,7 @@ pub struct KafkaConfig {
     pub start: raw::RawStart,
     pub metadata_refresh: Duration,
     pub tail_interval: Duration,
+    pub groups_interval: Duration,
     pub properties: BTreeMap<String, String>,
 }
 
@@ -473,12 +478,18 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "must be greater than warn_after",
         ));
     }
-    if raw.feed.is_empty() {
+    if raw.feed.is_empty() && raw.group.is_empty() {
         return Err(ConfigError::invalid(
             "feed",
-            "at least one [[feed]] is required",
+            "at least one [[feed]] (or [[group]]) is required",
         ));
     }
+    let groups = raw
+        .group
+        .into_iter()
+        .enumerate()
+        .map(|(index, group)| groups::validate_group(index, group))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut seen_names = HashSet::new();
     let mut feeds = Vec::with_capacity(raw.feed.len());
     for (index, raw_feed) in raw.feed.into_iter().enumerate() {
@@ -531,6 +542,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             lease: raw.ha.lease,
             reload_interval: raw.ha.reload_interval,
         },
+        groups,
     })
 }
 
@@ -583,6 +595,7 @@ fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigError> {
         start: raw.start,
         metadata_refresh: raw.metadata_refresh,
         tail_interval: raw.tail_interval,
+        groups_interval: raw.groups_interval,
         properties: raw.properties,
     })
 }

@@ -38,6 +38,9 @@ pub struct RawConfig {
     /// Replicas sharing one Redis.
     #[serde(default)]
     pub ha: RawHa,
+    /// Consumer groups to watch; `[[group]]` tables.
+    #[serde(default)]
+    pub group: Vec<super::groups::RawGroup>,
 }
 
 /// `[ha]`: several replicas with the same config and Redis; one leads.
@@ -88,6 +91,9 @@ pub struct RawKafka {
     /// How often tail-mode feeds read their partitions' high watermarks.
     #[serde(default = "default_tail_interval", with = "humantime_serde")]
     pub tail_interval: Duration,
+    /// How often watched consumer groups' committed offsets and watermarks are read.
+    #[serde(default = "default_groups_interval", with = "humantime_serde")]
+    pub groups_interval: Duration,
     /// Passed to librdkafka as-is (SASL, TLS, fetch sizes, ...).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -190,6 +196,10 @@ pub struct RawEvaluation {
     /// same outage and deliver what they queued, so the silence was not theirs.
     #[serde(default = "default_recovery_grace", with = "humantime_serde")]
     pub recovery_grace: Duration,
+}
+
+fn default_groups_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_recovery_grace() -> Duration {

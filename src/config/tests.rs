@@ -653,7 +653,10 @@ fn a_redis_url_with_another_scheme_is_refused() {
 
 #[test]
 fn a_config_without_feeds_is_refused() {
-    assert_eq!(error_of(KAFKA), "feed: at least one [[feed]] is required");
+    assert_eq!(
+        error_of(KAFKA),
+        "feed: at least one [[feed]] (or [[group]]) is required"
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@ const STATUS: TableDefinition<(&str, &[u8]), &str> = TableDefinition::new("statu
 const WATCH_STARTED: TableDefinition<&str, i64> = TableDefinition::new("watch_started");
 const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("outbox");
 const OUTBOX_SEQUENCE: TableDefinition<&str, u64> = TableDefinition::new("outbox_sequence");
+const GROUPS: TableDefinition<&str, &str> = TableDefinition::new("groups");
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -43,6 +44,9 @@ impl EmbeddedStore {
                 .map_err(|error| error.to_string())?;
             transaction
                 .open_table(OUTBOX_SEQUENCE)
+                .map_err(|error| error.to_string())?;
+            transaction
+                .open_table(GROUPS)
                 .map_err(|error| error.to_string())?;
             transaction.commit().map_err(|error| error.to_string())?;
             Ok::<_, String>(database)
@@ -202,6 +206,43 @@ impl EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    pub async fn groups_load(&self) -> Result<Vec<(String, String)>, StateError> {
+        let store = self.clone();
+        self.blocking(move |database| {
+            let transaction = database.begin_read().map_err(|error| store.error(error))?;
+            let table = transaction
+                .open_table(GROUPS)
+                .map_err(|error| store.error(error))?;
+            let mut entries = Vec::new();
+            for entry in table.iter().map_err(|error| store.error(error))? {
+                let (key, value) = entry.map_err(|error| store.error(error))?;
+                entries.push((key.value().to_owned(), value.value().to_owned()));
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    pub async fn groups_write(&self, entries: Vec<(String, String)>) -> Result<(), StateError> {
+        let store = self.clone();
+        self.blocking(move |database| {
+            let transaction = database.begin_write().map_err(|error| store.error(error))?;
+            {
+                let mut table = transaction
+                    .open_table(GROUPS)
+                    .map_err(|error| store.error(error))?;
+                for (key, value) in &entries {
+                    table
+                        .insert(key.as_str(), value.as_str())
+                        .map_err(|error| store.error(error))?;
+                }
+            }
+            transaction.commit().map_err(|error| store.error(error))?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn outbox_push(&self, sink: &str, entry: &str) -> Result<String, StateError> {
         let (sink, entry) = (sink.to_owned(), entry.to_owned());
         let store = self.clone();

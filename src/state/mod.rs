@@ -166,6 +166,25 @@ impl StateStore {
         }
     }
 
+    /// Every watched (group, topic)'s state as written by [`StateStore::groups_write`].
+    pub async fn groups_load(&self) -> Result<Vec<(String, String)>, StateError> {
+        match self {
+            StateStore::Redis(store) => store.groups_load().await,
+            StateStore::Embedded(store) => store.groups_load().await,
+        }
+    }
+
+    /// Overwrites the state of the given (group, topic) entries.
+    pub async fn groups_write(&self, entries: Vec<(String, String)>) -> Result<(), StateError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match self {
+            StateStore::Redis(store) => store.groups_write(&entries).await,
+            StateStore::Embedded(store) => store.groups_write(entries).await,
+        }
+    }
+
     /// Whether the store answers now.
     pub async fn ping(&self) -> Result<(), StateError> {
         match self {

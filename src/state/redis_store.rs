@@ -368,6 +368,30 @@ impl RedisStore {
         Ok(())
     }
 
+    fn groups_key(&self) -> String {
+        format!("{}:groups", self.prefix)
+    }
+
+    /// Every watched (group, topic)'s persisted state: field → JSON.
+    pub async fn groups_load(&self) -> Result<Vec<(String, String)>, StateError> {
+        let mut connection = self.connection.clone();
+        Ok(redis::cmd("HGETALL")
+            .arg(self.groups_key())
+            .query_async(&mut connection)
+            .await?)
+    }
+
+    pub async fn groups_write(&self, entries: &[(String, String)]) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("HSET");
+        command.arg(self.groups_key());
+        for (field, value) in entries {
+            command.arg(field).arg(value);
+        }
+        let _: i64 = command.query_async(&mut connection).await?;
+        Ok(())
+    }
+
     fn knowledge_key(&self) -> String {
         format!("{}:knowledge", self.prefix)
     }
