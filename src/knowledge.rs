@@ -123,6 +123,8 @@ struct Facts {
     /// Whether this instance's consumer finished joining its group once: before that, a
     /// partition nobody reads is still being handed out.
     joined: bool,
+    /// When the last rebalance gave this instance its partitions.
+    assigned_at_ms: i64,
     /// Since when this instance's consumer has failed to reach the brokers.
     source_failed_since_ms: Option<i64>,
     /// When it last answered again after failing.
@@ -181,10 +183,11 @@ impl Knowledge {
         self.facts().topics = Some((at_ms, topics));
     }
 
-    /// A rebalance gave this instance these partitions (and took the others).
-    pub fn observe_assignment(&self, partitions: &[PartitionKey]) {
+    /// A rebalance gave this instance these partitions (and took the others) at `at_ms`.
+    pub fn observe_assignment(&self, at_ms: i64, partitions: &[PartitionKey]) {
         let mut facts = self.facts();
         facts.joined = true;
+        facts.assigned_at_ms = at_ms;
         let previous = std::mem::take(&mut facts.own);
         facts.own = partitions
             .iter()
@@ -298,13 +301,16 @@ impl Knowledge {
                 .is_some_and(|at_ms| now_ms < at_ms.saturating_add(self.recovery_grace_ms))
     }
 
-    /// Whether this instance reads nothing while some partition has been read by no live
-    /// replica for `grace_ms`: the group is stuck (a coordinator that never reassigns a dead
-    /// member's partitions), and rejoining it is the one move this instance has.
+    /// Whether this instance has read nothing since a rebalance `grace_ms` ago, while the
+    /// brokers answer and some partition has been read by no live replica as long: the group
+    /// is stuck (a coordinator that never reassigns a dead member's partitions), and rejoining
+    /// it is the one move this instance has.
     pub fn stuck_without_partitions(&self, now_ms: i64, grace_ms: i64) -> bool {
         let facts = self.facts();
         facts.joined
             && facts.own.is_empty()
+            && facts.source_failed_since_ms.is_none()
+            && now_ms.saturating_sub(facts.assigned_at_ms) >= grace_ms
             && facts
                 .unowned_since_ms
                 .values()

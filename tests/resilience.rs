@@ -175,12 +175,19 @@ resend_interval = "1s"
         )
         .await;
         // Back and caught up, live really is stale now; quiet was never resolved.
-        wait_until(
-            "live judged again once caught up",
-            Duration::from_secs(40),
-            || async { freshwatch.status("live", "").await.as_deref() == Some("warning") },
-        )
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while !matches!(
+            freshwatch.status("live", "").await.as_deref(),
+            Some("warning" | "critical")
+        ) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "live not judged again once caught up: {:?}\n{}",
+                freshwatch.status("live", "").await,
+                freshwatch.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(
             freshwatch.status("quiet", "").await.as_deref(),
             Some("critical")

@@ -42,11 +42,11 @@ fn lag_in_time_is_the_age_of_the_first_unread_record_and_zero_when_caught_up() {
         true,
     );
     assert_eq!(view.lag_records, 50);
-    assert_eq!(view.lag_seconds, Some(1200.0));
+    assert_eq!(view.lag_seconds, Some(600.0));
     assert_eq!(
         view.status,
         GroupStatus::Stalled,
-        "behind, commit still for 20m"
+        "behind, commit still for 10m"
     );
     assert_eq!(view.wants.lagging, Some(Severity::Warning));
 

@@ -40,7 +40,7 @@ fn a_restart_given_no_partitions_while_the_dead_member_holds_them_is_blind_not_v
 {
     let knowledge = orders_knowledge(FeedMode::Consume);
     knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2)]));
-    knowledge.observe_assignment(&[]);
+    knowledge.observe_assignment(0, &[]);
     let assessment = knowledge.assess(2_000);
     assert_eq!(
         assessment.feeds[FEED].sight,
@@ -65,7 +65,7 @@ fn partitions_are_being_handed_out_not_unread_until_the_consumer_first_joins() {
         Sight::Blind(Blindness::Starting)
     );
     assert!(assessment.unowned.is_empty());
-    knowledge.observe_assignment(&partitions("orders", 1));
+    knowledge.observe_assignment(0, &partitions("orders", 1));
     assert_eq!(
         knowledge.assess(3_000).unowned,
         vec![(("orders".into(), 1), 3_000)]
@@ -76,11 +76,11 @@ fn partitions_are_being_handed_out_not_unread_until_the_consumer_first_joins() {
 fn a_consumer_with_nothing_while_partitions_stay_unread_is_stuck() {
     let knowledge = orders_knowledge(FeedMode::Consume);
     knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 1)]));
-    knowledge.observe_assignment(&[]);
+    knowledge.observe_assignment(0, &[]);
     knowledge.assess(2_000);
     assert!(!knowledge.stuck_without_partitions(2_999, 1_000));
     assert!(knowledge.stuck_without_partitions(3_000, 1_000));
-    knowledge.observe_assignment(&partitions("orders", 1));
+    knowledge.observe_assignment(0, &partitions("orders", 1));
     assert!(
         !knowledge.stuck_without_partitions(9_000, 1_000),
         "it reads them now"
@@ -91,7 +91,7 @@ fn a_consumer_with_nothing_while_partitions_stay_unread_is_stuck() {
 fn a_feed_is_known_through_the_earliest_moment_every_partition_was_read_to_its_end() {
     let knowledge = orders_knowledge(FeedMode::Consume);
     knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2), ("other", 4)]));
-    knowledge.observe_assignment(&partitions("orders", 2));
+    knowledge.observe_assignment(0, &partitions("orders", 2));
     assert_eq!(
         sight(&knowledge, 2_000),
         Sight::Blind(Blindness::Behind),
@@ -114,7 +114,7 @@ fn a_feed_is_known_through_the_earliest_moment_every_partition_was_read_to_its_e
 fn a_failed_request_blinds_at_once_not_after_a_grace() {
     let knowledge = orders_knowledge(FeedMode::Consume);
     knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 1)]));
-    knowledge.observe_assignment(&partitions("orders", 1));
+    knowledge.observe_assignment(0, &partitions("orders", 1));
     knowledge.observe_reads([(("orders".into(), 0), Some(2_000))]);
     assert_eq!(sight(&knowledge, 2_000), Sight::Known { through_ms: 2_000 });
     knowledge.observe_source_failure(2_100);
@@ -158,7 +158,7 @@ fn a_failed_request_blinds_at_once_not_after_a_grace() {
 fn other_replicas_know_their_partitions_until_their_reports_stop() {
     let knowledge = orders_knowledge(FeedMode::Consume);
     knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2)]));
-    knowledge.observe_assignment(&partitions("orders", 2)[..1]);
+    knowledge.observe_assignment(0, &partitions("orders", 2)[..1]);
     knowledge.observe_reads([(("orders".into(), 0), Some(5_000))]);
     assert_eq!(sight(&knowledge, 5_000), Sight::Blind(Blindness::Unowned));
     knowledge.observe_peer("peer", 4_500, vec![(("orders".into(), 1), Some(4_400))]);
@@ -178,7 +178,7 @@ fn other_replicas_know_their_partitions_until_their_reports_stop() {
 fn knowledge_that_stopped_being_refreshed_is_no_knowledge() {
     let knowledge = orders_knowledge(FeedMode::Consume);
     knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 1)]));
-    knowledge.observe_assignment(&partitions("orders", 1));
+    knowledge.observe_assignment(0, &partitions("orders", 1));
     knowledge.observe_reads([(("orders".into(), 0), Some(2_000))]);
     assert_eq!(
         sight(&knowledge, 12_000),
@@ -198,7 +198,7 @@ fn a_topic_with_no_partitions_is_known_through_the_metadata_that_said_so() {
 fn tail_feeds_know_what_the_tail_rounds_read() {
     let knowledge = orders_knowledge(FeedMode::Tail);
     knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2)]));
-    knowledge.observe_assignment(&[]);
+    knowledge.observe_assignment(0, &[]);
     assert_eq!(
         sight(&knowledge, 1_000),
         Sight::Blind(Blindness::Behind),

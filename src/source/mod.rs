@@ -209,7 +209,8 @@ impl ConsumerContext for SourceContext {
         // Lag gauges of partitions that moved to another replica would freeze at their last
         // value; the next statistics fill in the partitions still owned.
         self.metrics.consumer_lag.clear();
-        self.knowledge.observe_assignment(&assignment);
+        self.knowledge
+            .observe_assignment(self.clock.now_ms(), &assignment);
         *self
             .status
             .assignment
@@ -639,10 +640,11 @@ impl Source {
     /// Leaves and rejoins the group when this consumer holds nothing while partitions have been
     /// read by no replica past `source_grace`: a real coordinator reassigns a dead member's
     /// partitions once its session expires, but one that never does would leave freshwatch blind
-    /// for good. At most once per grace.
+    /// for good. At most once per grace (and 30 s).
     fn rejoin_if_stuck(&mut self) {
         let now_ms = self.clock.now_ms();
-        if now_ms.saturating_sub(self.last_rejoin_ms) < self.source_grace_ms
+        // A join takes seconds: never more often than every 30 s.
+        if now_ms.saturating_sub(self.last_rejoin_ms) < self.source_grace_ms.max(30_000)
             || !self
                 .knowledge
                 .stuck_without_partitions(now_ms, self.source_grace_ms)
