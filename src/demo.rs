@@ -2,8 +2,10 @@
 //!
 //! librdkafka's mock cluster runs in-process on a thread of its own (it is not `Send`), with a
 //! producer beside it. Three feeds flow; `payments` goes silent after a few seconds and the
-//! tenant `initech` never shows up, so within a minute the log shows a warning, then critical
-//! alerts, while `http://127.0.0.1:9187/` serves the API and metrics. State goes to a temporary
+//! tenant `initech` never shows up, and the consumer group `demo-billing-loader` reads
+//! `demo.orders` for a few seconds, then dies while orders keep flowing (under a 50-second
+//! demo retention, so its data-loss countdown runs out within the minute). So within a minute
+//! the log shows warnings, then critical alerts, while `http://127.0.0.1:9187/` serves the API and metrics. State goes to a temporary
 //! embedded store that is removed at exit.
 
 use std::net::SocketAddr;
@@ -30,6 +32,7 @@ pub fn demo_config(brokers: &str, listen: SocketAddr, state_path: &std::path::Pa
 [kafka]
 brokers = "{brokers}"
 group_id = "freshwatch-demo"
+groups_interval = "1s"
 
 [state]
 path = "{state}"
@@ -59,6 +62,16 @@ expected = ["acme", "globex", "initech"]
 name = "payments"
 topic = "demo.payments"
 timestamp = {{ header = "ts" }}
+
+[[group]]
+group_id = "demo-billing-loader"
+topics = ["demo.orders"]
+warn_after = "10s"
+critical_after = "20s"
+stall_after = "5s"
+retention = "50s"
+loss_warn_before = "45s"
+loss_critical_before = "30s"
 "#,
         state = state_path.display().to_string().replace('\\', "\\\\"),
     );
@@ -96,6 +109,18 @@ fn run_cluster(ready: std::sync::mpsc::Sender<Result<String, String>>, stop: Can
             return;
         }
     };
+    // The watched application: reads orders and commits, until it dies.
+    let mut loader: Option<rdkafka::consumer::BaseConsumer> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "demo-billing-loader")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .ok();
+    if let Some(loader) = &loader {
+        use rdkafka::consumer::Consumer as _;
+        let _ = loader.subscribe(&["demo.orders"]);
+    }
     let _ = ready.send(Ok(brokers));
     let started = Instant::now();
     let mut sequence = 0u64;
@@ -129,6 +154,13 @@ fn run_cluster(ready: std::sync::mpsc::Sender<Result<String, String>>, stop: Can
             tracing::info!("demo: payments producer is silent (as planned)");
         }
         producer.poll(Duration::from_millis(0));
+        if started.elapsed() < SILENT_AFTER {
+            if let Some(loader) = &loader {
+                while let Some(Ok(_)) = loader.poll(Duration::from_millis(10)) {}
+            }
+        } else if loader.take().is_some() {
+            tracing::info!("demo: the demo-billing-loader consumer group died (as planned)");
+        }
         sequence += 1;
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -88,9 +88,18 @@ fn main() -> ExitCode {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(anyhow::Error::new(error)),
             };
-            match runtime.block_on(freshwatch::status::fetch(&url)) {
-                Ok(rows) => {
-                    print!("{}", freshwatch::status::render_table(&rows));
+            let fetched = runtime.block_on(async {
+                let feeds = freshwatch::status::fetch(&url).await?;
+                let groups = freshwatch::status::fetch_groups(&url).await?;
+                Ok::<_, freshwatch::status::StatusError>((feeds, groups))
+            });
+            match fetched {
+                Ok((feeds, groups)) => {
+                    print!("{}", freshwatch::status::render_table(&feeds));
+                    if !groups.is_empty() {
+                        println!();
+                        print!("{}", freshwatch::status::render_groups(&groups));
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(error) => fail(error.into()),

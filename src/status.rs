@@ -1,4 +1,5 @@
-//! `freshwatch status`: a table of a running instance's feeds, stalest first.
+//! `freshwatch status`: a table of a running instance's feeds, stalest first, then its watched
+//! consumer groups, worst first.
 
 use crate::http::{stalest_first, FeedRow};
 
@@ -15,9 +16,35 @@ pub enum StatusError {
     Body { url: String, error: reqwest::Error },
 }
 
+/// One row of `/api/v1/groups`, as the CLI shows it.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
+pub struct GroupRow {
+    pub group: String,
+    pub topic: String,
+    pub status: String,
+    pub lag_seconds: Option<f64>,
+    pub lag_records: i64,
+    pub loss_eta_seconds: Option<f64>,
+    pub records_lost: u64,
+}
+
 /// Fetches `/api/v1/feeds` from `base_url`.
 pub async fn fetch(base_url: &str) -> Result<Vec<FeedRow>, StatusError> {
-    let url = format!("{}/api/v1/feeds", base_url.trim_end_matches('/'));
+    let mut rows: Vec<FeedRow> = get_json(base_url, "/api/v1/feeds").await?;
+    rows.sort_by(stalest_first);
+    Ok(rows)
+}
+
+/// Fetches `/api/v1/groups` from `base_url` (already worst first).
+pub async fn fetch_groups(base_url: &str) -> Result<Vec<GroupRow>, StatusError> {
+    get_json(base_url, "/api/v1/groups").await
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    base_url: &str,
+    path: &str,
+) -> Result<T, StatusError> {
+    let url = format!("{}{path}", base_url.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .get(&url)
         .timeout(std::time::Duration::from_secs(10))
@@ -33,26 +60,66 @@ pub async fn fetch(base_url: &str) -> Result<Vec<FeedRow>, StatusError> {
             status: response.status(),
         });
     }
-    let mut rows: Vec<FeedRow> = response
+    response
         .json()
         .await
-        .map_err(|error| StatusError::Body { url, error })?;
-    rows.sort_by(stalest_first);
-    Ok(rows)
+        .map_err(|error| StatusError::Body { url, error })
+}
+
+/// Renders group rows as an aligned text table.
+pub fn render_groups(rows: &[GroupRow]) -> String {
+    let human = |seconds: Option<f64>, none: &str| {
+        seconds
+            .map(|seconds| crate::clock::human_duration_ms((seconds * 1000.0) as i64))
+            .unwrap_or_else(|| none.to_owned())
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            vec![
+                printable(&row.group),
+                printable(&row.topic),
+                row.status.clone(),
+                human(row.lag_seconds, "-"),
+                row.lag_records.to_string(),
+                human(row.loss_eta_seconds, "-"),
+                row.records_lost.to_string(),
+            ]
+        })
+        .collect();
+    align(
+        &[
+            "GROUP",
+            "TOPIC",
+            "STATUS",
+            "LAG",
+            "RECORDS BEHIND",
+            "LOSS IN",
+            "LOST",
+        ],
+        &cells,
+    )
+}
+
+/// Record-derived text for a terminal: control characters (ANSI escapes, newlines) escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(char::escape_debug)
+        .collect::<String>()
 }
 
 /// Renders rows as an aligned text table.
 pub fn render_table(rows: &[FeedRow]) -> String {
     let header = ["FEED", "KEY", "STATUS", "STALENESS", "LAST SEEN", "RECORDS"];
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
-            [
-                row.feed.clone(),
+            vec![
+                printable(&row.feed),
                 if row.key.is_empty() {
                     "-".to_owned()
                 } else {
-                    row.key.clone()
+                    printable(&row.key)
                 },
                 row.status.clone(),
                 row.staleness_seconds
@@ -63,8 +130,13 @@ pub fn render_table(rows: &[FeedRow]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
+    align(&header, &cells)
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+fn align(header: &[&str], cells: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
+    for row in cells {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
@@ -73,14 +145,14 @@ pub fn render_table(rows: &[FeedRow]) -> String {
     let mut push_line = |values: &[&str]| {
         let line: Vec<String> = values
             .iter()
-            .zip(widths)
-            .map(|(value, width)| format!("{value:<width$}"))
+            .zip(&widths)
+            .map(|(value, &width)| format!("{value:<width$}"))
             .collect();
         table.push_str(line.join("  ").trim_end());
         table.push('\n');
     };
-    push_line(&header);
-    for row in &cells {
+    push_line(header);
+    for row in cells {
         let values: Vec<&str> = row.iter().map(String::as_str).collect();
         push_line(&values);
     }
@@ -124,5 +196,29 @@ mod tests {
         assert!(lines[1].contains("never"), "{table}");
         let status_column = lines[0].find("STATUS").unwrap();
         assert_eq!(&lines[2][status_column..status_column + 8], "critical");
+    }
+
+    #[test]
+    fn groups_follow_with_lag_in_words_and_record_data_cannot_drive_the_terminal() {
+        let groups = [GroupRow {
+            group: "cdp-feeder".into(),
+            topic: "upstream".into(),
+            status: "critical".into(),
+            lag_seconds: Some(7_200.0),
+            lag_records: 5_000,
+            loss_eta_seconds: Some(82_800.0),
+            records_lost: 0,
+        }];
+        let table = render_groups(&groups);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("GROUP"));
+        assert!(
+            lines[1].contains("2h 0m") && lines[1].contains("23h 0m"),
+            "{table}"
+        );
+        let hostile = [row("profiles", "\u{1b}[2J\nforged", "ok", Some(1.0))];
+        let table = render_table(&hostile);
+        assert!(!table.contains('\u{1b}'), "{table:?}");
+        assert_eq!(table.lines().count(), 2, "no forged line: {table:?}");
     }
 }

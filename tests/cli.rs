@@ -84,7 +84,10 @@ fn each_bad_config_names_the_key_and_the_reason_and_exits_1() {
             format!("{KAFKA}[[feed]]\nname=\"a\"\ntopic=\"a\"\n[[alerts.alertmanager]]\nurl=\"ftp://x\"\n"),
             "error: alerts.alertmanager[0].url: scheme must be http or https",
         ),
-        (KAFKA.to_string(), "error: feed: at least one [[feed]] is required"),
+        (
+            KAFKA.to_string(),
+            "error: feed: at least one [[feed]] (or [[group]]) is required",
+        ),
         ("[kafka\nbrokers=1".to_owned(), "invalid TOML"),
         ("[[feed]]\nname=\"a\"\ntopic=\"a\"\n".to_owned(), "missing field `kafka`"),
     ];
@@ -166,6 +169,12 @@ fn the_demo_shows_a_warning_then_a_critical_alert_and_serves_status() {
         "stalest first:\n{table}"
     );
     assert!(position("acme") > position("payments"), "{table}");
+    // The consumer group that died follows the feeds.
+    assert!(position("GROUP") > position("acme"), "{table}");
+    assert!(
+        lines[position("demo-billing-loader")].contains("demo.orders"),
+        "{table}"
+    );
 
     let output = demo.wait_with_output().unwrap();
     assert!(output.status.success());
@@ -181,6 +190,13 @@ fn the_demo_shows_a_warning_then_a_critical_alert_and_serves_status() {
         log.contains("feed critical: Feed profiles/initech has never been seen"),
         "{log}"
     );
+    for alertname in ["ConsumerGroupLagging", "DataLossImminent"] {
+        assert!(
+            log.lines()
+                .any(|line| line.contains("consumer group alert") && line.contains(alertname)),
+            "{alertname} in:\n{log}"
+        );
+    }
 
     let unreachable = Command::new(freshwatch_bin())
         .args(["status", "--url", &url])
