@@ -164,3 +164,39 @@ pub fn validate_group(index: usize, raw: RawGroup) -> Result<GroupConfig, Config
         loss_critical_before: raw.loss_critical_before,
     })
 }
+
+/// The `[[group]]` lines of `check-config`.
+pub fn describe(groups: &[GroupConfig]) -> String {
+    use std::fmt::Write as _;
+    let human = |duration: Duration| humantime::format_duration(duration).to_string();
+    let mut text = String::new();
+    if groups.is_empty() {
+        return text;
+    }
+    let _ = writeln!(text, "groups: {}", groups.len());
+    for group in groups {
+        let watched = match &group.matcher {
+            GroupMatcher::Exact(id) => format!("group_id={id}"),
+            GroupMatcher::Regex(regex) => format!("group_regex={}", regex.as_str()),
+        };
+        let topics = if group.topics.is_empty() {
+            "every topic it commits on".to_owned()
+        } else {
+            group.topics.join(", ")
+        };
+        let retention = group
+            .retention
+            .map_or_else(|| "from the broker".to_owned(), human);
+        let _ = writeln!(
+            text,
+            "  {} ({watched}) topics: {topics}; lag warn={} critical={}; stall={}; retention {retention}, loss warn<{} critical<{}",
+            group.name,
+            human(group.warn_after),
+            human(group.critical_after),
+            human(group.stall_after),
+            human(group.loss_warn_before),
+            human(group.loss_critical_before),
+        );
+    }
+    text
+}

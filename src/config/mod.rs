@@ -1142,6 +1142,7 @@ pub fn describe(config: &Config) -> String {
     if let Some(heartbeat) = &config.heartbeat {
         let _ = writeln!(text, "heartbeat: every {}", human(heartbeat.interval));
     }
+    text.push_str(&groups::describe(&config.groups));
     text
 }
 
