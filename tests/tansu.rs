@@ -279,3 +279,70 @@ critical_after = "1d"
         assert_eq!(last_seen, Some(silent_since_ms));
     });
 }
+
+#[test]
+fn a_watched_groups_retention_comes_from_the_broker() {
+    let broker = TansuBroker::start();
+    broker.create_topic_with(
+        "upstream",
+        1,
+        &[("retention.ms", "86400000"), ("cleanup.policy", "delete")],
+    );
+    let redis = RedisServer::start();
+    let runtime = runtime();
+    let producer = producer(&broker.brokers);
+    let first_unread_ms = now_ms() - 2 * 3_600_000;
+    for _ in 0..3 {
+        produce_one(&producer, "upstream", "k", first_unread_ms);
+    }
+    // The feeder read one record and committed; it never joined through freshwatch.
+    let feeder: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .set("group.id", "feeder")
+        .create()
+        .unwrap();
+    let mut commit = rdkafka::TopicPartitionList::new();
+    commit
+        .add_partition_offset("upstream", 0, rdkafka::Offset::Offset(1))
+        .unwrap();
+    rdkafka::consumer::Consumer::commit(&feeder, &commit, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let text = config(
+        &broker.brokers,
+        &redis.url,
+        r#"
+[[group]]
+group_id = "feeder"
+topics = ["upstream"]
+"#,
+    )
+    .replace("[kafka]\n", "[kafka]\ngroups_interval = \"500ms\"\n");
+    runtime.block_on(async {
+        let freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        let url = format!("{}/api/v1/groups", freshwatch.base_url);
+        let mut view = serde_json::Value::Null;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while view["loss_eta_seconds"].is_null() {
+            assert!(
+                Instant::now() < deadline,
+                "no countdown: {view}\n{}",
+                freshwatch.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let views: Vec<serde_json::Value> = reqwest::get(&url)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+            view = views.into_iter().next().unwrap_or_default();
+        }
+        assert_eq!(view["retention_source"], "broker", "{view}");
+        assert_eq!(view["retention_seconds"], 86_400.0);
+        assert_eq!(view["lag_records"], 2);
+        let eta = view["loss_eta_seconds"].as_f64().unwrap();
+        assert!((21.9 * 3600.0..=22.0 * 3600.0).contains(&eta), "{eta}");
+    });
+}

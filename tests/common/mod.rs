@@ -263,9 +263,19 @@ impl TansuBroker {
 
     /// Creates a topic with `partitions` partitions through Tansu's own CLI.
     pub fn create_topic(&self, name: &str, partitions: u32) {
-        let output = Command::new(tansu_binary())
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// Creates a topic with topic configs such as `("retention.ms", "86400000")`.
+    pub fn create_topic_with(&self, name: &str, partitions: u32, configs: &[(&str, &str)]) {
+        let mut command = Command::new(tansu_binary());
+        command
             .args(["topic", "create", "--broker"])
-            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .arg(format!("tcp://127.0.0.1:{}", self.port));
+        for (key, value) in configs {
+            command.args(["--config", &format!("{key}={value}")]);
+        }
+        let output = command
             .args(["--partitions", &partitions.to_string(), name])
             .output()
             .expect("tansu topic create runs");
