@@ -731,6 +731,7 @@ pub async fn start(
             .map(|groups| groups.table.clone())
             .unwrap_or_default(),
         clock.clone(),
+        metrics.groups.clone(),
     )
     .map_err(SourceError::Create)?;
     let readiness = Arc::new(Readiness::new(

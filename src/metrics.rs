@@ -78,6 +78,14 @@ pub struct GroupMetrics {
     pub records_lost: Family<GroupTopicLabels, Counter>,
     pub status: Family<GroupTopicLabels, Gauge>,
     pub members: Family<GroupLabels, Gauge>,
+    /// Requests the group watcher sent, by kind: what watching costs the brokers.
+    pub requests: Family<KindLabels, Counter>,
+    pub rounds: Counter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
 }
 
 impl GroupMetrics {
@@ -291,6 +299,16 @@ impl Metrics {
             "freshwatch_group_status",
             "0 ok, 1 warning, 2 critical, 3 stalled, 4 unknown",
             metrics.groups.status.clone(),
+        );
+        registry.register(
+            "freshwatch_group_watch_requests",
+            "Requests the group watcher sent, by kind (offset_fetch, describe_group, list_offsets, fetch, describe_configs, metadata)",
+            metrics.groups.requests.clone(),
+        );
+        registry.register(
+            "freshwatch_group_watch_rounds",
+            "Completed rounds of the group watcher",
+            metrics.groups.rounds.clone(),
         );
         registry.register(
             "freshwatch_group_members",

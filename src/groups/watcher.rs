@@ -39,6 +39,7 @@ pub struct GroupWatcher {
     retention: HashMap<String, (Retention, RetentionSource)>,
     /// When the last round succeeded, unix ms: the evaluator's test of knowing.
     pub last_round_ms: Arc<AtomicI64>,
+    metrics: crate::metrics::GroupMetrics,
 }
 
 impl GroupWatcher {
@@ -47,6 +48,7 @@ impl GroupWatcher {
         config: &Config,
         table: Arc<Mutex<GroupsTable>>,
         clock: SharedClock,
+        metrics: crate::metrics::GroupMetrics,
     ) -> KafkaResult<Option<GroupWatcher>> {
         if config.groups.is_empty() {
             return Ok(None);
@@ -78,6 +80,7 @@ impl GroupWatcher {
             metadata_refresh: config.kafka.metadata_refresh,
             retention: HashMap::new(),
             last_round_ms: Arc::new(AtomicI64::new(0)),
+            metrics,
         }))
     }
 
@@ -97,9 +100,11 @@ impl GroupWatcher {
                 }
             }
             match self.round(&group_ids, &topic_partitions) {
-                Ok(()) => self
-                    .last_round_ms
-                    .store(self.clock.now_ms(), Ordering::Relaxed),
+                Ok(()) => {
+                    self.metrics.rounds.inc();
+                    self.last_round_ms
+                        .store(self.clock.now_ms(), Ordering::Relaxed);
+                }
                 Err(error) => tracing::warn!(%error, "reading consumer groups failed; will retry"),
             }
             let deadline = started + self.interval;
@@ -117,6 +122,7 @@ impl GroupWatcher {
         group_ids: &mut Vec<(usize, String)>,
         topic_partitions: &mut BTreeMap<String, i32>,
     ) -> KafkaResult<()> {
+        self.count("metadata", 1);
         let metadata = self.fetcher.fetch_metadata(None, REQUEST_TIMEOUT)?;
         *topic_partitions = metadata
             .topics()
@@ -129,6 +135,7 @@ impl GroupWatcher {
             .iter()
             .any(|group| matches!(group.matcher, GroupMatcher::Regex(_)))
         {
+            self.count("list_groups", 1);
             match self.fetcher.fetch_group_list(None, REQUEST_TIMEOUT) {
                 Ok(list) => Some(list.groups().iter().map(|g| g.name().to_owned()).collect()),
                 Err(error) => {
@@ -175,6 +182,7 @@ impl GroupWatcher {
             .map(|topic| ResourceSpecifier::Topic(topic))
             .collect();
         let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+        self.count("describe_configs", 1);
         let results = match runtime.block_on(self.admin.describe_configs(&specifiers, &options)) {
             Ok(results) => results,
             Err(error) => {
@@ -197,6 +205,13 @@ impl GroupWatcher {
             };
             self.retention.insert(topic.clone(), retention);
         }
+    }
+
+    fn count(&self, kind: &'static str, requests: u64) {
+        self.metrics
+            .requests
+            .get_or_create(&crate::metrics::KindLabels { kind })
+            .inc_by(requests);
     }
 
     fn reader(&mut self, group_id: &str) -> KafkaResult<&BaseConsumer> {
@@ -232,6 +247,7 @@ impl GroupWatcher {
             if list.count() == 0 {
                 continue;
             }
+            self.count("offset_fetch", 1);
             let committed = self
                 .reader(group_id)?
                 .committed_offsets(list, REQUEST_TIMEOUT)?;
@@ -253,6 +269,7 @@ impl GroupWatcher {
                 }
                 commits.push((*rules, group_id.clone(), topic, partitions));
             }
+            self.count("describe_group", 1);
             let count = self
                 .fetcher
                 .fetch_group_list(Some(group_id), REQUEST_TIMEOUT)
@@ -328,6 +345,8 @@ impl GroupWatcher {
         for (topic, partition) in partitions {
             list.add_partition_offset(topic, *partition, which)?;
         }
+        // One ListOffsets per partition leader; a single broker here counts as one.
+        self.count("list_offsets", 1);
         let answered = self.fetcher.offsets_for_times(list, REQUEST_TIMEOUT)?;
         Ok(answered
             .elements()
@@ -348,6 +367,7 @@ impl GroupWatcher {
         for ((topic, partition), offset) in &wanted {
             list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
+        self.count("fetch", wanted.len() as u64);
         self.fetcher.assign(&list)?;
         let mut pending: BTreeSet<(String, i32)> = wanted.keys().cloned().collect();
         let mut found: Vec<((String, i32), i64, i64)> = Vec::new();
