@@ -243,12 +243,48 @@ impl Pipeline {
         alerts
     }
 
+    /// A new leader takes the group states its predecessor wrote: what is firing, and the
+    /// earliest known last move of each commit (a follower that started later saw it later).
+    async fn adopt_groups(&self) {
+        let Some(groups) = &self.groups else {
+            return;
+        };
+        let stored = match self.store.groups_load().await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::warn!(%error, "new leader cannot read the group states");
+                return;
+            }
+        };
+        let mut table = groups
+            .table
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for (key, json) in stored {
+            let parsed = serde_json::from_str::<(String, String)>(&key)
+                .ok()
+                .zip(serde_json::from_str::<crate::groups::TopicState>(&json).ok());
+            let Some(((label, topic), state)) = parsed else {
+                continue;
+            };
+            match table.get_mut(&(Arc::from(label.as_str()), topic.clone())) {
+                Some(own) => own.adopt(state),
+                None => {
+                    table.insert((Arc::from(label.as_str()), topic), state);
+                }
+            }
+        }
+    }
+
     /// Writes the (group, topic) states that changed: commits' last moves and firing alerts
-    /// survive a restart.
+    /// survive a restart. Only the leader writes: a follower's view of what fires is stale.
     async fn flush_groups(&self) {
         let Some(groups) = &self.groups else {
             return;
         };
+        if !self.leadership.is_leader() {
+            return;
+        }
         let entries: Vec<(String, String)> = {
             let mut table = groups
                 .table
@@ -340,6 +376,7 @@ impl Pipeline {
         if let Err(error) = self.reload(true).await {
             tracing::warn!(%error, "new leader cannot read the shared state; judging from memory");
         }
+        self.adopt_groups().await;
         {
             let mut evaluator = self
                 .evaluator

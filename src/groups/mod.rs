@@ -144,6 +144,29 @@ pub struct TopicState {
     pub dirty: bool,
 }
 
+impl TopicState {
+    /// Takes what the previous leader stored: its firing alerts, and for commits that still
+    /// stand where it saw them, the earlier moment they last moved.
+    pub fn adopt(&mut self, stored: TopicState) {
+        self.firing = stored.firing;
+        for (partition, theirs) in stored.partitions {
+            match self.partitions.get_mut(&partition) {
+                Some(own) if own.committed == theirs.committed => {
+                    own.committed_moved_at_ms =
+                        own.committed_moved_at_ms.min(theirs.committed_moved_at_ms);
+                    own.lost_records = own.lost_records.max(theirs.lost_records);
+                    own.lost_range_ms = own.lost_range_ms.or(theirs.lost_range_ms);
+                }
+                Some(_) => {}
+                None => {
+                    self.partitions.insert(partition, theirs);
+                }
+            }
+        }
+        self.dirty = true;
+    }
+}
+
 /// The `group` label and topic.
 pub type GroupTopic = (Arc<str>, String);
 

@@ -195,3 +195,27 @@ fn a_group_that_cannot_be_read_is_unknown_and_keeps_its_alerts() {
     assert_eq!(view.status, GroupStatus::Unknown);
     assert_eq!(view.wants.lagging, Some(Severity::Critical));
 }
+
+#[test]
+fn a_new_leader_adopts_what_fires_and_the_earlier_last_move_of_a_commit_that_stands() {
+    let mut theirs = PartitionState::default();
+    theirs.observe(100, 0, 200, NOV_24_MS);
+    let mut stored = one_partition(theirs);
+    stored.firing.lagging = Some(Severity::Critical);
+    let mut mine = PartitionState::default();
+    mine.observe(100, 0, 200, NOV_24_MS + HOUR_MS);
+    let mut own = one_partition(mine);
+    own.adopt(stored.clone());
+    assert_eq!(own.firing.lagging, Some(Severity::Critical));
+    assert_eq!(own.partitions[&3].committed_moved_at_ms, NOV_24_MS);
+
+    let mut moved = PartitionState::default();
+    moved.observe(150, 0, 200, NOV_24_MS + HOUR_MS);
+    let mut own = one_partition(moved);
+    own.adopt(stored);
+    assert_eq!(
+        own.partitions[&3].committed_moved_at_ms,
+        NOV_24_MS + HOUR_MS,
+        "the commit moved since: the newer observation stands"
+    );
+}
