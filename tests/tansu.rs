@@ -346,3 +346,52 @@ topics = ["upstream"]
         assert!((21.9 * 3600.0..=22.0 * 3600.0).contains(&eta), "{eta}");
     });
 }
+
+#[test]
+fn a_rolling_restart_of_two_replicas_pages_nothing_for_a_feed_that_kept_flowing() {
+    let broker = TansuBroker::start();
+    broker.create_topic("flowing", 2);
+    broker.create_topic("died", 1);
+    let redis = RedisServer::start();
+    let runtime = runtime();
+    let stop_flowing = Arc::new(AtomicBool::new(false));
+    let stop_died = Arc::new(AtomicBool::new(false));
+    let flowing = keep_producing(&broker.brokers, "flowing", stop_flowing.clone());
+    let died = keep_producing(&broker.brokers, "died", stop_died.clone());
+    let first_directory = tempfile::tempdir().unwrap();
+    let second_directory = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = config(&broker.brokers, &redis.url, &two_feeds(&receiver.url));
+        let mut first = FreshwatchProcess::start(first_directory.path(), &text);
+        let mut second = FreshwatchProcess::start(second_directory.path(), &text);
+        first.wait_ready().await;
+        second.wait_ready().await;
+        wait_until("both feeds ok", Duration::from_secs(60), || async {
+            first.status("flowing", "").await.as_deref() == Some("ok")
+                && first.status("died", "").await.as_deref() == Some("ok")
+        })
+        .await;
+        // One producer dies now; the rolling restart follows.
+        stop_died.store(true, Ordering::Relaxed);
+        for replica in [&mut first, &mut second] {
+            replica.stop();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            replica.restart();
+            replica.wait_ready().await;
+        }
+        let flowing_seen = until_died_pages(&first, Duration::from_secs(120), &broker).await;
+        assert!(
+            !flowing_seen
+                .iter()
+                .any(|status| status == "warning" || status == "critical"),
+            "flowing never looked stale: {flowing_seen:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(pages_for(&receiver, "flowing"), Vec::<String>::new());
+        assert!(!pages_for(&receiver, "died").is_empty());
+    });
+    stop_flowing.store(true, Ordering::Relaxed);
+    flowing.join().unwrap();
+    died.join().unwrap();
+}

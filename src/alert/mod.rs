@@ -152,6 +152,9 @@ pub fn notice_severity(transition: &Transition) -> Option<Severity> {
 }
 
 /// Retry pacing for transient failures: 1s doubling to 60s, with ±20% jitter.
+/// The longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     attempt: u32,
@@ -166,8 +169,11 @@ impl Backoff {
         self.attempt = 0;
     }
 
-    /// The delay before the next attempt; `retry_after` (a 429's header) wins when longer.
+    /// The delay before the next attempt; `retry_after` (a 429's header) wins when longer, up
+    /// to [`MAX_RETRY_AFTER`]: a sink cannot silence freshwatch for longer, and the deadline
+    /// arithmetic cannot overflow.
     pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
+        let retry_after = retry_after.map(|wait| wait.min(MAX_RETRY_AFTER));
         let base_ms = 1000u64.saturating_mul(1 << self.attempt.min(6)).min(60_000);
         self.attempt = self.attempt.saturating_add(1);
         let jitter = jitter_fraction();

@@ -225,6 +225,12 @@ fn backoff_honours_a_longer_retry_after_but_not_a_shorter_one() {
         Duration::from_millis(1_600) <= delay && delay <= Duration::from_millis(2_400),
         "a shorter Retry-After does not shorten the backoff: {delay:?}"
     );
+    let huge = backoff.next_delay(Some(Duration::from_secs(u64::MAX)));
+    assert_eq!(huge, MAX_RETRY_AFTER, "capped at an hour");
+    assert!(
+        std::time::Instant::now().checked_add(huge).is_some(),
+        "a deadline can be computed from it"
+    );
 }
 
 #[test]
