@@ -52,13 +52,6 @@ interval = "200ms"
     )
 }
 
-/// Last-seen (unix ms) of a series from the API, `None` until it exists.
-async fn last_seen_ms(freshwatch: &FreshwatchProcess, feed: &str, key: &str) -> Option<i64> {
-    let text = freshwatch.feed_field(feed, key, "last_seen").await?;
-    let parsed = chrono::DateTime::parse_from_rfc3339(text.as_str()?).ok()?;
-    Some(parsed.timestamp_millis())
-}
-
 #[test]
 fn a_broker_outage_pages_nothing_from_its_first_moment_and_a_long_one_says_the_feed_is_blind() {
     let cluster = MockCluster::new(1).unwrap();
@@ -263,7 +256,7 @@ critical_after = "1d"
             freshwatch.log()
         );
         assert_eq!(
-            last_seen_ms(&freshwatch, "quiet", "").await,
+            freshwatch.last_seen_ms("quiet", "").await,
             Some(silent_since_ms)
         );
     });
@@ -309,7 +302,8 @@ critical_after = "1d"
         let unstored_ms = now_ms() - DAY_MS;
         produce_one(&producer, "orders", "unstored", unstored_ms);
         wait_until("unstored is read", Duration::from_secs(15), || async {
-            last_seen_ms(&freshwatch, "orders", "unstored")
+            freshwatch
+                .last_seen_ms("orders", "unstored")
                 .await
                 .is_some()
         })
@@ -330,7 +324,7 @@ critical_after = "1d"
         wait_until(
             "unstored is read again after the restart",
             Duration::from_secs(20),
-            || async { last_seen_ms(&freshwatch, "orders", "unstored").await == Some(unstored_ms) },
+            || async { freshwatch.last_seen_ms("orders", "unstored").await == Some(unstored_ms) },
         )
         .await;
     });
@@ -380,7 +374,7 @@ critical_after = "1d"
         restarted.wait_ready().await;
         for (key, timestamp_ms) in &expected {
             assert_eq!(
-                last_seen_ms(&restarted, "orders", key).await,
+                restarted.last_seen_ms("orders", key).await,
                 Some(*timestamp_ms),
                 "{key}"
             );
@@ -438,7 +432,7 @@ url = "{}/hook"
         );
         assert!(freshwatch.log().contains("maxmemory-policy"));
         wait_until("the record is read", Duration::from_secs(15), || async {
-            last_seen_ms(&freshwatch, "orders", "").await.is_some()
+            freshwatch.last_seen_ms("orders", "").await.is_some()
         })
         .await;
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -60,6 +60,45 @@ fn keep_producing(
     })
 }
 
+/// A broker with a `flowing` topic whose producer never stops and a `died` topic whose
+/// producer stops when told, plus Redis.
+struct Scene {
+    broker: TansuBroker,
+    redis: RedisServer,
+    stop_flowing: Arc<AtomicBool>,
+    stop_died: Arc<AtomicBool>,
+    producers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Scene {
+    fn start(flowing_partitions: u32) -> Scene {
+        let broker = TansuBroker::start();
+        broker.create_topic("flowing", flowing_partitions);
+        broker.create_topic("died", 1);
+        let stop_flowing = Arc::new(AtomicBool::new(false));
+        let stop_died = Arc::new(AtomicBool::new(false));
+        let producers = vec![
+            keep_producing(&broker.brokers, "flowing", stop_flowing.clone()),
+            keep_producing(&broker.brokers, "died", stop_died.clone()),
+        ];
+        Scene {
+            broker,
+            redis: RedisServer::start(),
+            stop_flowing,
+            stop_died,
+            producers,
+        }
+    }
+
+    fn finish(self) {
+        self.stop_flowing.store(true, Ordering::Relaxed);
+        self.stop_died.store(true, Ordering::Relaxed);
+        for producer in self.producers {
+            producer.join().unwrap();
+        }
+    }
+}
+
 fn two_feeds(receiver_url: &str) -> String {
     format!(
         r#"
@@ -123,19 +162,16 @@ async fn until_died_pages(
 
 #[test]
 fn a_crash_restart_pages_nothing_for_a_feed_that_kept_flowing_and_pages_one_that_died() {
-    let broker = TansuBroker::start();
-    broker.create_topic("flowing", 2);
-    broker.create_topic("died", 1);
-    let redis = RedisServer::start();
+    let scene = Scene::start(2);
     let runtime = runtime();
-    let stop_flowing = Arc::new(AtomicBool::new(false));
-    let stop_died = Arc::new(AtomicBool::new(false));
-    let flowing = keep_producing(&broker.brokers, "flowing", stop_flowing.clone());
-    let died = keep_producing(&broker.brokers, "died", stop_died.clone());
     let directory = tempfile::tempdir().unwrap();
     runtime.block_on(async {
         let receiver = WebhookReceiver::start().await;
-        let text = config(&broker.brokers, &redis.url, &two_feeds(&receiver.url));
+        let text = config(
+            &scene.broker.brokers,
+            &scene.redis.url,
+            &two_feeds(&receiver.url),
+        );
         let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
         freshwatch.wait_ready().await;
         wait_until("both feeds ok", Duration::from_secs(60), || async {
@@ -148,12 +184,13 @@ fn a_crash_restart_pages_nothing_for_a_feed_that_kept_flowing_and_pages_one_that
         // Crash; one producer dies with it. Down past both feeds' critical_after, so the
         // restored last-seen of `flowing` is 15 s old while fresh records wait unread.
         freshwatch.kill();
-        stop_died.store(true, Ordering::Relaxed);
+        scene.stop_died.store(true, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(15)).await;
         freshwatch.restart();
         // The dead member's session holds the partitions for up to 45 s: no replica reads
         // them, so nothing is judged; then the new member reads the backlog.
-        let flowing_seen = until_died_pages(&freshwatch, Duration::from_secs(120), &broker).await;
+        let flowing_seen =
+            until_died_pages(&freshwatch, Duration::from_secs(120), &scene.broker).await;
         assert!(
             !flowing_seen
                 .iter()
@@ -170,26 +207,21 @@ fn a_crash_restart_pages_nothing_for_a_feed_that_kept_flowing_and_pages_one_that
             pages_for(&receiver, "died")
         );
     });
-    stop_flowing.store(true, Ordering::Relaxed);
-    flowing.join().unwrap();
-    died.join().unwrap();
+    scene.finish();
 }
 
 #[test]
 fn a_broker_outage_pages_nothing_while_blind_and_the_feed_that_died_pages_once_it_is_back() {
-    let mut broker = TansuBroker::start();
-    broker.create_topic("flowing", 1);
-    broker.create_topic("died", 1);
-    let redis = RedisServer::start();
+    let mut scene = Scene::start(1);
     let runtime = runtime();
-    let stop_flowing = Arc::new(AtomicBool::new(false));
-    let stop_died = Arc::new(AtomicBool::new(false));
-    let flowing = keep_producing(&broker.brokers, "flowing", stop_flowing.clone());
-    let died = keep_producing(&broker.brokers, "died", stop_died.clone());
     let directory = tempfile::tempdir().unwrap();
     runtime.block_on(async {
         let receiver = WebhookReceiver::start().await;
-        let text = config(&broker.brokers, &redis.url, &two_feeds(&receiver.url));
+        let text = config(
+            &scene.broker.brokers,
+            &scene.redis.url,
+            &two_feeds(&receiver.url),
+        );
         let freshwatch = FreshwatchProcess::start(directory.path(), &text);
         freshwatch.wait_ready().await;
         wait_until("both feeds ok", Duration::from_secs(60), || async {
@@ -197,9 +229,9 @@ fn a_broker_outage_pages_nothing_while_blind_and_the_feed_that_died_pages_once_i
                 && freshwatch.status("died", "").await.as_deref() == Some("ok")
         })
         .await;
-        stop_died.store(true, Ordering::Relaxed);
+        scene.stop_died.store(true, Ordering::Relaxed);
 
-        broker.kill();
+        scene.broker.kill();
         wait_until("flowing turns unknown", Duration::from_secs(20), || async {
             freshwatch.status("flowing", "").await.as_deref() == Some("unknown")
         })
@@ -209,8 +241,9 @@ fn a_broker_outage_pages_nothing_while_blind_and_the_feed_that_died_pages_once_i
         assert_eq!(pages_for(&receiver, "flowing"), Vec::<String>::new());
         assert_eq!(pages_for(&receiver, "died"), Vec::<String>::new());
 
-        broker.restart();
-        let flowing_seen = until_died_pages(&freshwatch, Duration::from_secs(90), &broker).await;
+        scene.broker.restart();
+        let flowing_seen =
+            until_died_pages(&freshwatch, Duration::from_secs(90), &scene.broker).await;
         assert!(
             !flowing_seen
                 .iter()
@@ -220,9 +253,7 @@ fn a_broker_outage_pages_nothing_while_blind_and_the_feed_that_died_pages_once_i
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(pages_for(&receiver, "flowing"), Vec::<String>::new());
     });
-    stop_flowing.store(true, Ordering::Relaxed);
-    flowing.join().unwrap();
-    died.join().unwrap();
+    scene.finish();
 }
 
 #[test]
@@ -270,13 +301,10 @@ critical_after = "1d"
             "{}",
             freshwatch.log()
         );
-        let last_seen = freshwatch
-            .feed_field("quiet", "", "last_seen")
-            .await
-            .and_then(|value| value.as_str().map(str::to_owned))
-            .and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok())
-            .map(|time| time.timestamp_millis());
-        assert_eq!(last_seen, Some(silent_since_ms));
+        assert_eq!(
+            freshwatch.last_seen_ms("quiet", "").await,
+            Some(silent_since_ms)
+        );
     });
 }
 
@@ -349,20 +377,17 @@ topics = ["upstream"]
 
 #[test]
 fn a_rolling_restart_of_two_replicas_pages_nothing_for_a_feed_that_kept_flowing() {
-    let broker = TansuBroker::start();
-    broker.create_topic("flowing", 2);
-    broker.create_topic("died", 1);
-    let redis = RedisServer::start();
+    let scene = Scene::start(2);
     let runtime = runtime();
-    let stop_flowing = Arc::new(AtomicBool::new(false));
-    let stop_died = Arc::new(AtomicBool::new(false));
-    let flowing = keep_producing(&broker.brokers, "flowing", stop_flowing.clone());
-    let died = keep_producing(&broker.brokers, "died", stop_died.clone());
     let first_directory = tempfile::tempdir().unwrap();
     let second_directory = tempfile::tempdir().unwrap();
     runtime.block_on(async {
         let receiver = WebhookReceiver::start().await;
-        let text = config(&broker.brokers, &redis.url, &two_feeds(&receiver.url));
+        let text = config(
+            &scene.broker.brokers,
+            &scene.redis.url,
+            &two_feeds(&receiver.url),
+        );
         let mut first = FreshwatchProcess::start(first_directory.path(), &text);
         let mut second = FreshwatchProcess::start(second_directory.path(), &text);
         first.wait_ready().await;
@@ -373,14 +398,14 @@ fn a_rolling_restart_of_two_replicas_pages_nothing_for_a_feed_that_kept_flowing(
         })
         .await;
         // One producer dies now; the rolling restart follows.
-        stop_died.store(true, Ordering::Relaxed);
+        scene.stop_died.store(true, Ordering::Relaxed);
         for replica in [&mut first, &mut second] {
             replica.stop();
             tokio::time::sleep(Duration::from_secs(8)).await;
             replica.restart();
             replica.wait_ready().await;
         }
-        let flowing_seen = until_died_pages(&first, Duration::from_secs(120), &broker).await;
+        let flowing_seen = until_died_pages(&first, Duration::from_secs(120), &scene.broker).await;
         assert!(
             !flowing_seen
                 .iter()
@@ -391,7 +416,5 @@ fn a_rolling_restart_of_two_replicas_pages_nothing_for_a_feed_that_kept_flowing(
         assert_eq!(pages_for(&receiver, "flowing"), Vec::<String>::new());
         assert!(!pages_for(&receiver, "died").is_empty());
     });
-    stop_flowing.store(true, Ordering::Relaxed);
-    flowing.join().unwrap();
-    died.join().unwrap();
+    scene.finish();
 }

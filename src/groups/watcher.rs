@@ -124,11 +124,9 @@ impl GroupWatcher {
     ) -> KafkaResult<()> {
         self.count("metadata", 1);
         let metadata = self.fetcher.fetch_metadata(None, REQUEST_TIMEOUT)?;
-        *topic_partitions = metadata
-            .topics()
-            .iter()
-            .filter(|topic| topic.error().is_none() && !topic.name().starts_with("__"))
-            .map(|topic| (topic.name().to_owned(), topic.partitions().len() as i32))
+        *topic_partitions = crate::source::partition_counts(&metadata)
+            .into_iter()
+            .filter(|(topic, _)| !topic.starts_with("__"))
             .collect();
         let listed: Option<Vec<String>> = if self
             .groups

@@ -231,6 +231,16 @@ impl ConsumerContext for SourceContext {
     }
 }
 
+/// How many partitions each topic has, from a metadata answer (topics in error left out).
+pub fn partition_counts(metadata: &rdkafka::metadata::Metadata) -> HashMap<String, i32> {
+    metadata
+        .topics()
+        .iter()
+        .filter(|topic| topic.error().is_none())
+        .map(|topic| (topic.name().to_owned(), topic.partitions().len() as i32))
+        .collect()
+}
+
 /// The brokers did not answer: nothing read counts as known from now on, not from the end of
 /// the grace.
 fn mark_unreachable(status: &SourceStatus, metrics: &Metrics, knowledge: &Knowledge, now_ms: i64) {
@@ -576,15 +586,8 @@ impl Source {
         match self.consumer.fetch_metadata(None, Duration::from_secs(3)) {
             Ok(metadata) => {
                 self.mark_reachable();
-                self.knowledge.observe_metadata(
-                    self.clock.now_ms(),
-                    metadata
-                        .topics()
-                        .iter()
-                        .filter(|topic| topic.error().is_none())
-                        .map(|topic| (topic.name().to_owned(), topic.partitions().len() as i32))
-                        .collect(),
-                );
+                self.knowledge
+                    .observe_metadata(self.clock.now_ms(), partition_counts(&metadata));
             }
             Err(error) => {
                 if self.status.reachable.load(Ordering::Relaxed) {

@@ -128,15 +128,8 @@ impl TailSource {
     /// high watermark did not move, and those whose newest record was read.
     fn round(&mut self) -> Result<Vec<PartitionKey>, rdkafka::error::KafkaError> {
         let metadata = self.consumer.fetch_metadata(None, FETCH_TIMEOUT)?;
-        self.knowledge.observe_metadata(
-            self.clock.now_ms(),
-            metadata
-                .topics()
-                .iter()
-                .filter(|topic| topic.error().is_none())
-                .map(|topic| (topic.name().to_owned(), topic.partitions().len() as i32))
-                .collect(),
-        );
+        self.knowledge
+            .observe_metadata(self.clock.now_ms(), super::partition_counts(&metadata));
         let mut known = Vec::new();
         // (topic, partition) -> (newest offset to read, records since last round, feeds)
         let mut wanted: HashMap<(String, i32), (i64, u64, Vec<FeedIndex>)> = HashMap::new();

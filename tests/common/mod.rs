@@ -676,6 +676,13 @@ impl FreshwatchProcess {
             .map(|row| row[field].clone())
     }
 
+    /// A series' last-seen (unix ms) from the API, `None` until it exists.
+    pub async fn last_seen_ms(&self, feed: &str, key: &str) -> Option<i64> {
+        let text = self.feed_field(feed, key, "last_seen").await?;
+        let parsed = chrono::DateTime::parse_from_rfc3339(text.as_str()?).ok()?;
+        Some(parsed.timestamp_millis())
+    }
+
     pub async fn metric(&self, series: &str) -> Option<f64> {
         let text = reqwest::get(format!("{}/metrics", self.base_url))
             .await
