@@ -132,7 +132,8 @@ struct Pipeline {
 impl Pipeline {
     /// One evaluation tick: judge what may have changed, then notify. Holds the write gate, so
     /// a new status reaches the state store only after its notifications are in the outbox.
-    async fn evaluate(&self) {
+    /// Returns whether series wait for knowledge past their crossing (tick again soon).
+    async fn evaluate(&self) -> bool {
         let gate = self.write_gate.lock().await;
         let now_ms = self.clock.now_ms();
         self.last_tick_ms.store(now_ms, Ordering::Relaxed);
@@ -140,7 +141,7 @@ impl Pipeline {
         let assessment = self.knowledge.assess(now_ms);
         let group_alerts = self.evaluate_groups(now_ms);
         if !self.leadership.is_leader() {
-            return;
+            return false;
         }
         let unreachable_since_ms = self
             .source
@@ -149,6 +150,7 @@ impl Pipeline {
             .load(Ordering::Relaxed);
         let source_down = unreachable_since_ms != 0
             && now_ms - unreachable_since_ms >= self.watch.source_grace_ms;
+        let held;
         let (transitions, full_feeds) = {
             let mut tracker = self
                 .tracker
@@ -169,7 +171,9 @@ impl Pipeline {
             for (index, feed) in assessment.feeds.iter().enumerate() {
                 evaluator.set_sight(index as FeedIndex, feed.sight);
             }
-            (evaluator.tick(&mut tracker, now_ms), full_feeds)
+            let transitions = evaluator.tick(&mut tracker, now_ms);
+            held = evaluator.held() > 0;
+            (transitions, full_feeds)
         };
         self.source_down_alert(source_down, now_ms).await;
         self.sight_alerts(&assessment, now_ms).await;
@@ -213,6 +217,7 @@ impl Pipeline {
         if notified {
             self.flush_holding(gate).await;
         }
+        held
     }
 
     /// Judges the watched groups (every replica: the API and metrics), and returns the alert
@@ -922,14 +927,10 @@ pub async fn start(
             loops_stop.clone(),
         ));
     }
-    let evaluating = pipeline.clone();
-    loops.spawn(every(
+    loops.spawn(evaluation_loop(
+        pipeline.clone(),
         config.evaluation.interval,
         loops_stop.clone(),
-        move || {
-            let pipeline = evaluating.clone();
-            async move { pipeline.evaluate().await }
-        },
     ));
     let flushing = pipeline.clone();
     loops.spawn(every(
@@ -1118,6 +1119,28 @@ async fn announce_restored_alerts(pipeline: &Pipeline) {
             .dispatcher
             .dispatch(Notice::RestoredSystem(alert))
             .await;
+    }
+}
+
+/// Evaluates every `interval`; while series wait for knowledge past their crossing (the next
+/// statistics), every 100 ms, so a page waits for that knowledge and not for a whole interval.
+async fn evaluation_loop(pipeline: Arc<Pipeline>, interval: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let soon = Duration::from_millis(100).min(interval);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        while pipeline.evaluate().await {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(soon) => {}
+            }
+        }
     }
 }
 

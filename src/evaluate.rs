@@ -132,6 +132,8 @@ pub struct Evaluator {
     sights: Vec<Sight>,
     /// Feeds that regained sight: every series is judged again at the next tick.
     regained: Vec<crate::model::FeedIndex>,
+    /// Series the last tick held back until Kafka is known past their crossing.
+    held: usize,
 }
 
 impl Evaluator {
@@ -148,7 +150,14 @@ impl Evaluator {
                 feeds.len()
             ],
             regained: Vec::new(),
+            held: 0,
         }
+    }
+
+    /// How many series the last tick held back, waiting for knowledge that is due within a
+    /// statistics interval: the caller ticks again soon rather than a whole interval later.
+    pub fn held(&self) -> usize {
+        self.held
     }
 
     /// What freshwatch knows of `feed` now. While blind, a series that would start alerting
@@ -179,6 +188,7 @@ impl Evaluator {
     /// Brings every series whose status may have changed up to `now_ms`.
     pub fn tick(&mut self, tracker: &mut Tracker, now_ms: i64) -> Vec<Transition> {
         let mut transitions = Vec::new();
+        self.held = 0;
         if self.deadlines.is_empty() {
             self.bulk_load = Some(Vec::new());
         }
@@ -264,7 +274,10 @@ impl Evaluator {
                 (judged, judged_deadline_ms)
             }
             // Known, but not yet up to the crossing: keep the status, look again next tick.
-            (Sight::Known { .. }, true) => (series.status, now_ms.saturating_add(1)),
+            (Sight::Known { .. }, true) => {
+                self.held += 1;
+                (series.status, now_ms.saturating_add(1))
+            }
             // Cannot tell: a would-be alert is unknown, a firing one stays as it is.
             (Sight::Blind(_), true) if series.status.severity().is_none() => {
                 (Status::Unknown, i64::MAX)

@@ -421,6 +421,7 @@ mod tests {
             feeds: vec![],
             fallback: vec!["oncall-mail".into()],
             fallback_after: Duration::ZERO,
+            system: true,
         };
         let mut sink = AlertmanagerSink::new(
             config,

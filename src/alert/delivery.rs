@@ -785,6 +785,7 @@ pub(crate) mod tests {
             rate_limit,
             rate_limit_period: Duration::from_secs(3600),
             timeout: Duration::from_secs(1),
+            system: true,
         }
     }
 

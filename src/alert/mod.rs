@@ -377,11 +377,17 @@ impl Dispatcher {
             let Some(notification) = notification else {
                 continue;
             };
-            if !sink.config.accepts(
-                &notification.feed,
-                &notification.key,
-                notification.severity(),
-            ) {
+            let wanted = match &notice {
+                Notice::System(_) | Notice::RestoredSystem(_) => {
+                    sink.config.accepts_system(notification.severity())
+                }
+                Notice::Changed(_) | Notice::Restored(_) => sink.config.accepts(
+                    &notification.feed,
+                    &notification.key,
+                    notification.severity(),
+                ),
+            };
+            if !wanted {
                 continue;
             }
             if already_paged {
@@ -409,14 +415,9 @@ fn for_alertmanager(notice: &Notice, config: &AlertmanagerConfig) -> Option<Noti
         _ => status,
     };
     match notice {
+        // Blindness, state loss and consumer groups reach every sink that takes system alerts.
         Notice::System(alert) | Notice::RestoredSystem(alert) => {
-            let feed = alert
-                .labels
-                .iter()
-                .find(|(name, _)| *name == "feed")
-                .map(|(_, value)| value.as_str());
-            let wanted = alert.severity >= config.min_severity
-                && feed.is_none_or(|feed| wanted_feed(feed, ""));
+            let wanted = config.system && alert.severity >= config.min_severity;
             wanted.then(|| notice.clone())
         }
         Notice::Changed(transition) | Notice::Restored(transition) => {

@@ -386,6 +386,7 @@ fn an_alertmanager_sink_sees_only_its_severities_and_feeds() {
             .collect(),
         fallback: vec![],
         fallback_after: Duration::from_secs(120),
+        system: true,
     };
     let changed = |from, to| Notice::Changed(transition(from, to, Some(NOW_MS - HOUR_MS)));
     let critical_only = config(Severity::Critical, &[]);
@@ -487,6 +488,89 @@ async fn a_sink_named_as_a_fallback_gets_nothing_directly_only_what_falls_back_t
         store.outbox_list("mail").await.unwrap().is_empty(),
         "the fallback hears of it only after the pager's fallback_after"
     );
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+}
+
+#[tokio::test]
+async fn system_and_group_alerts_reach_a_sink_routed_by_feeds_unless_it_opts_out() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = delivery::tests::embedded_store(&directory).await;
+    let mut pager = delivery::tests::sink(100);
+    pager.name = "pager".into();
+    pager.min_severity = Severity::Critical;
+    pager.feeds = vec![crate::config::FeedPattern("profiles".into())];
+    let mut quiet = pager.clone();
+    quiet.name = "quiet".into();
+    quiet.system = false;
+    let config = AlertsConfig {
+        alertmanager: vec![],
+        sinks: vec![pager, quiet],
+        watchdog: false,
+    };
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let dispatcher = Dispatcher::start(
+        &config,
+        "http://127.0.0.1:9187",
+        store.clone(),
+        crate::ha::Leadership::new("test".into(), false),
+        &Metrics::default(),
+        shutdown.clone(),
+        &mut tasks,
+    );
+    for (alertname, severity) in [
+        (FEED_BLIND, Severity::Critical),
+        (crate::groups::LOSS_IMMINENT, Severity::Critical),
+        (crate::groups::LAGGING, Severity::Warning),
+    ] {
+        dispatcher
+            .dispatch(Notice::System(SystemAlert {
+                alertname,
+                severity,
+                labels: vec![("feed", "billing".into())],
+                summary: String::new(),
+                firing: true,
+                since_ms: NOW_MS,
+            }))
+            .await;
+    }
+    let delivered: Vec<String> = store
+        .outbox_list("pager")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, json)| {
+            serde_json::from_str::<serde_json::Value>(&json).unwrap()["alertname"].to_string()
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        ["\"FreshwatchFeedBlind\"", "\"DataLossImminent\""],
+        "both critical alerts, whatever feeds says; the warning stays below min_severity"
+    );
+    assert!(store.outbox_list("quiet").await.unwrap().is_empty());
+    let am = |system| AlertmanagerConfig {
+        name: "alertmanager-0".into(),
+        url: reqwest::Url::parse("http://127.0.0.1:9093").unwrap(),
+        resend_interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(10),
+        min_severity: Severity::Warning,
+        feeds: vec![crate::config::FeedPattern("profiles".into())],
+        fallback: vec![],
+        fallback_after: Duration::from_secs(120),
+        system,
+    };
+    let blind = Notice::System(SystemAlert {
+        alertname: FEED_BLIND,
+        severity: Severity::Critical,
+        labels: vec![("feed", "billing".into())],
+        summary: String::new(),
+        firing: true,
+        since_ms: NOW_MS,
+    });
+    assert!(for_alertmanager(&blind, &am(true)).is_some());
+    assert!(for_alertmanager(&blind, &am(false)).is_none());
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
 }

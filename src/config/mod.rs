@@ -229,6 +229,8 @@ pub struct AlertmanagerConfig {
     /// Notification sinks that get what this Alertmanager did not accept in `fallback_after`.
     pub fallback: Vec<String>,
     pub fallback_after: Duration,
+    /// Takes system and consumer-group alerts whatever `feeds` says.
+    pub system: bool,
 }
 
 /// One notification sink: where it delivers and what it accepts.
@@ -245,6 +247,8 @@ pub struct SinkConfig {
     pub rate_limit: u32,
     pub rate_limit_period: Duration,
     pub timeout: Duration,
+    /// Takes system and consumer-group alerts whatever `feeds` says.
+    pub system: bool,
 }
 
 impl SinkConfig {
@@ -253,6 +257,12 @@ impl SinkConfig {
         severity >= self.min_severity
             && (self.feeds.is_empty()
                 || self.feeds.iter().any(|pattern| pattern.matches(feed, key)))
+    }
+
+    /// Whether this sink wants an alert about freshwatch itself or a consumer group: the pager
+    /// must hear that freshwatch is blind, whatever feeds it routes.
+    pub fn accepts_system(&self, severity: crate::model::Severity) -> bool {
+        self.system && severity >= self.min_severity
     }
 }
 
@@ -886,6 +896,7 @@ fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
             feeds: sink.feeds.into_iter().map(FeedPattern).collect(),
             fallback: sink.fallback,
             fallback_after: sink.fallback_after,
+            system: sink.system,
         });
     }
     let mut sinks: Vec<(String, raw::RawRouting, SinkKind)> = Vec::new();
@@ -983,6 +994,7 @@ fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
             rate_limit: routing.rate_limit,
             rate_limit_period: routing.rate_limit_period,
             timeout: routing.timeout,
+            system: routing.system,
         });
     }
     let sink_names: HashSet<&str> = alerts.sinks.iter().map(|sink| sink.name.as_str()).collect();

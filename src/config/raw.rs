@@ -373,6 +373,14 @@ pub struct RawAlertmanager {
     pub fallback: Vec<String>,
     #[serde(default = "default_fallback_after", with = "humantime_serde")]
     pub fallback_after: Duration,
+    /// Alerts about freshwatch itself and about watched consumer groups go to this sink
+    /// whatever `feeds` says (when `min_severity` admits them); `false` opts out.
+    #[serde(default = "default_true")]
+    pub system: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The fields every notification sink (webhook, pagerduty, slack, email) takes, copied out of
@@ -388,6 +396,7 @@ pub struct RawRouting {
     pub rate_limit: u32,
     pub rate_limit_period: Duration,
     pub timeout: Duration,
+    pub system: bool,
 }
 
 /// Declares a sink table with its own fields plus the routing fields (serde's `flatten` cannot
@@ -425,6 +434,10 @@ macro_rules! sink_table {
             /// Timeout of one delivery attempt.
             #[serde(default = "default_http_timeout", with = "humantime_serde")]
             pub timeout: Duration,
+            /// Alerts about freshwatch itself and about watched consumer groups come here
+            /// whatever `feeds` says (when `min_severity` admits them); `false` opts out.
+            #[serde(default = "default_true")]
+            pub system: bool,
         }
 
         impl $name {
@@ -439,6 +452,7 @@ macro_rules! sink_table {
                     rate_limit: self.rate_limit,
                     rate_limit_period: self.rate_limit_period,
                     timeout: self.timeout,
+                    system: self.system,
                 }
             }
         }
