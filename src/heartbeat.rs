@@ -87,6 +87,8 @@ pub async fn run(
             }
             Err(error) => {
                 count("failed");
+                // The ping URL is a secret of its own (a check's UUID): never logged.
+                let error = error.without_url();
                 tracing::warn!(%error, "heartbeat ping failed");
             }
         }

@@ -225,10 +225,11 @@ pub fn classify_response(result: Result<reqwest::Response, reqwest::Error>) -> D
     let response = match result {
         Ok(response) => response,
         Err(error) => {
+            // The URL may carry a secret (a Slack webhook token, `?token=`): never log it.
             return Delivery::Transient {
-                error: error.to_string(),
+                error: error.without_url().to_string(),
                 retry_after: None,
-            }
+            };
         }
     };
     let status = response.status();

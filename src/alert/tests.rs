@@ -574,3 +574,19 @@ async fn system_and_group_alerts_reach_a_sink_routed_by_feeds_unless_it_opts_out
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
 }
+
+#[tokio::test]
+async fn a_failed_delivery_never_carries_its_url_into_the_log() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/services/T000/B000/XOXB-SECRET?token=SECRET");
+    let result = reqwest::Client::new().post(&url).send().await;
+    let Delivery::Transient { error, .. } = classify_response(result) else {
+        panic!("a refused connection is transient");
+    };
+    assert!(!error.contains("SECRET"), "{error}");
+    assert!(!error.contains("/services/"), "{error}");
+}

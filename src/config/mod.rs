@@ -958,6 +958,12 @@ fn validate_alerts(raw: raw::RawAlerts) -> Result<AlertsConfig, ConfigError> {
                 ))
             }
         };
+        if credentials.is_some() && sink.security == raw::RawSmtpSecurity::None {
+            return Err(ConfigError::invalid(
+                format!("{key}.security"),
+                "username and password need security = \"starttls\" or \"tls\": freshwatch never sends credentials in plain text",
+            ));
+        }
         let kind = SinkKind::Email(EmailConfig {
             smtp_host: sink.smtp_host.clone(),
             smtp_port: sink.smtp_port,

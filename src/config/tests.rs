@@ -838,3 +838,14 @@ fn a_group_with_both_or_neither_id_or_inverted_thresholds_is_refused() {
         "group[0].loss_warn_before: must be greater than loss_critical_before"
     );
 }
+
+#[test]
+fn smtp_credentials_without_tls_are_refused() {
+    let message = error_of(&format!(
+        "{KAFKA}[[feed]]\nname = \"a\"\ntopic = \"a\"\n[[alerts.email]]\nsmtp_host = \"smtp.internal\"\nusername = \"u\"\npassword = \"p\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n"
+    ));
+    assert!(
+        message.starts_with("alerts.email[0].security: username and password need"),
+        "{message}"
+    );
+}
