@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! source (Kafka) ──▶ extract ──▶ tracker ──▶ evaluate ──▶ alert (Alertmanager, webhook)
-//!                                   │
+//!    │  (statistics, metadata)                  ▲
+//!    └────────────────────────▶ knowledge ───────┘
+//! groups::watcher (OffsetFetch, ListOffsets) ──▶ groups ──▶ alert
 //!                     state (Redis / embedded), http (API, /metrics) read from the side
 //! ```
 //!
@@ -14,7 +16,12 @@
 //!   commits offsets only after the state they produced is stored.
 //! - [`extract`]: per record, the split value and event time; no allocation on the hot path.
 //! - [`tracker`]: the series table, last-seen as a max, and what changed since the last look.
-//! - [`evaluate`]: deadline-driven judging against thresholds; emits status transitions.
+//! - [`knowledge`]: the one home of "can this feed be judged now?": per partition, whether a
+//!   live replica has read it to a high watermark observed after the crossing.
+//! - [`evaluate`]: deadline-driven judging against thresholds, gated by knowledge; emits status
+//!   transitions.
+//! - [`groups`]: consumer groups watched from outside (lag in time, stalls, the data-loss
+//!   countdown), read by their own thread and judged beside the feeds.
 //! - [`alert`]: one task per sink fed by a durable outbox in the state store; retries,
 //!   fallbacks, rate limits; never drops silently.
 //! - [`state`]: persistence (Redis or redb) so restarts keep every staleness clock running.

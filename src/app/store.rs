@@ -1,0 +1,167 @@
+//! Writing state: changed series then the offsets they cover, the state written back when the
+//! store lost it, and opening the store at start (waiting for Redis rather than exiting).
+
+use super::*;
+
+impl Pipeline {
+    /// The store answers but lost freshwatch's data (restarted empty, failed over, evicted):
+    /// everything in memory is written back, statuses, outbox and `watch_started` included, so
+    /// a later restart still knows every quiet feed.
+    pub(super) async fn restore_lost_state(&self) {
+        self.metrics.state_store_resets.inc();
+        let watch_started: Vec<(Arc<str>, i64)> = {
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            tracker.mark_all_dirty();
+            if let Some(groups) = &self.groups {
+                let mut table = groups
+                    .table
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                for state in table.values_mut() {
+                    state.dirty = true;
+                }
+            }
+            tracker
+                .feeds()
+                .iter()
+                .map(|feed| (feed.name.clone(), feed.watch_started_ms))
+                .collect()
+        };
+        tracing::error!(
+            store = self.store.kind(),
+            "the state store lost freshwatch's data; writing everything back from memory"
+        );
+        for (feed, started_ms) in watch_started {
+            if let Err(error) = self.store.watch_started(&feed, started_ms).await {
+                tracing::warn!(feed = %feed, %error, "watch_started not written back yet");
+            }
+        }
+        self.dispatcher.outbox_lost();
+    }
+
+    /// Writes changed series, then commits the offsets they cover.
+    pub(super) async fn flush(&self) {
+        let gate = self.write_gate.lock().await;
+        self.flush_holding(gate).await;
+    }
+
+    pub(super) async fn flush_holding(&self, gate: tokio::sync::MutexGuard<'_, ()>) {
+        if let Ok(false) = self.store.epoch_ensure(self.clock.now_ms()).await {
+            self.restore_lost_state().await;
+        }
+        self.flush_groups().await;
+        let leader = self.leadership.is_leader();
+        let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
+        let (ids, records, positions) = {
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let ids = tracker.take_dirty();
+            let records: Vec<SeriesRecord> = ids
+                .iter()
+                .map(|&id| {
+                    let series = tracker.series(id);
+                    SeriesRecord {
+                        feed: tracker.feed(id.feed).name.clone(),
+                        key: series.key_bytes().to_vec(),
+                        last_seen_ms: series.last_seen(),
+                        status: leader.then_some((series.status, series.status_since_ms)),
+                    }
+                })
+                .collect();
+            (ids, records, tracker.take_positions())
+        };
+        let result = if records.is_empty() {
+            self.store.ping().await
+        } else {
+            self.store.write(records, fence).await
+        };
+        match result {
+            Ok(()) => {
+                if !ids.is_empty() {
+                    self.metrics
+                        .state_flushes
+                        .get_or_create(&OutcomeLabels { outcome: "ok" })
+                        .inc();
+                }
+                self.metrics.state_store_up.set(1);
+                if !self.readiness.state_store_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(store = self.store.kind(), "state store answers again");
+                }
+                if let Some(positions) = positions {
+                    self.source.commit(&positions);
+                }
+                drop(gate);
+                self.state_down_alert(false, self.clock.now_ms()).await;
+            }
+            Err(error) => {
+                self.metrics
+                    .state_flushes
+                    .get_or_create(&OutcomeLabels { outcome: "failed" })
+                    .inc();
+                self.metrics.state_store_up.set(0);
+                self.readiness
+                    .state_store_up
+                    .store(false, Ordering::Relaxed);
+                tracing::warn!(store = self.store.kind(), %error, pending = ids.len(), "state flush failed; keeping changes in memory");
+                {
+                    let mut tracker = self
+                        .tracker
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner());
+                    for id in ids {
+                        tracker.mark_dirty(id);
+                    }
+                    if positions.is_some() {
+                        tracker.requeue_positions();
+                    }
+                }
+                drop(gate);
+                self.state_down_alert(true, self.clock.now_ms()).await;
+            }
+        }
+    }
+}
+
+/// Opens the state store and reads what it holds: when each feed was first watched, and every
+/// series. Redis that does not answer at start (it may be restarting with everything else after
+/// an outage) is waited for, with backoff, rather than exited on: without its state freshwatch
+/// would forget every feed that went quiet. An embedded store that cannot be opened is a
+/// permanent problem (a path or a second instance on the same file) and fails at once.
+pub(super) async fn open_state_store(
+    config: &Config,
+    feed_names: &[Arc<str>],
+    start_ms: i64,
+    shutdown: &CancellationToken,
+) -> Result<(StateStore, Vec<i64>, crate::state::Snapshot, bool), StartError> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let attempt = async {
+            let store = StateStore::open(&config.state).await?;
+            let held = store.epoch_ensure(start_ms).await?;
+            let mut watch_started = Vec::with_capacity(feed_names.len());
+            for name in feed_names {
+                watch_started.push(store.watch_started(name, start_ms).await?);
+            }
+            let snapshot = store.load(feed_names).await?;
+            Ok::<_, StateError>((store, watch_started, snapshot, !held))
+        };
+        let error = match attempt.await {
+            Ok(opened) => return Ok(opened),
+            Err(error) => error,
+        };
+        if matches!(config.state.backend, StateBackend::Embedded { .. }) {
+            return Err(StartError::State(error));
+        }
+        tracing::error!(%error, retry_in = ?delay, "state store does not answer at start; waiting for it");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(StartError::State(error)),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
