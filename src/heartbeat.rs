@@ -94,3 +94,33 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn a_blind_feed_withholds_the_heartbeat_as_an_unreachable_broker_does() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let source = Arc::new(SourceStatus::default());
+        source.reachable.store(true, Ordering::Relaxed);
+        let blind = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let health = Health {
+            last_tick_ms: Arc::new(AtomicI64::new(1_000_000)),
+            evaluation_interval: Duration::from_secs(1),
+            source: source.clone(),
+            blind: blind.clone(),
+            clock: clock.clone(),
+        };
+        assert_eq!(health.problem(), None);
+        blind.store(true, Ordering::Relaxed);
+        assert_eq!(health.problem(), Some("a feed cannot be judged"));
+        blind.store(false, Ordering::Relaxed);
+        source.reachable.store(false, Ordering::Relaxed);
+        assert_eq!(health.problem(), Some("kafka is unreachable"));
+        source.reachable.store(true, Ordering::Relaxed);
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(health.problem(), Some("evaluation loop is not running"));
+    }
+}
