@@ -61,14 +61,41 @@ impl Series {
         &self.key
     }
 
-    /// The split value as text (lossy for non-UTF-8 keys); `""` for an unsplit feed.
+    /// The split value as text, as labels, the API, logs and dedup keys show it: see
+    /// [`render_key`]. `""` for an unsplit feed.
     pub fn key(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.key)
+        render_key(&self.key)
     }
 
     pub fn last_seen(&self) -> Option<i64> {
         (self.last_seen_ms != NEVER).then_some(self.last_seen_ms)
     }
+}
+
+/// A split value as text, one-to-one with its bytes: UTF-8 as is, except that a backslash is
+/// doubled, control characters are written `\u{..}` (no forged log lines, no terminal escapes)
+/// and bytes that are not UTF-8 are written `\xNN`. So two binary keys (Java longs 154 and 155)
+/// never become one series name, one incident or one metric series.
+pub fn render_key(bytes: &[u8]) -> Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if !text.chars().any(|c| c == '\\' || c.is_control()) {
+            return Cow::Borrowed(text);
+        }
+    }
+    let mut rendered = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => rendered.push_str("\\\\"),
+                c if c.is_control() => rendered.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => rendered.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            rendered.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    Cow::Owned(rendered)
 }
 
 /// All series of one configured feed.
@@ -516,5 +543,23 @@ mod tests {
         let positions = tracker.take_positions().unwrap();
         assert_eq!(positions["orders"], vec![-1, -1, 10]);
         assert!(tracker.take_positions().is_none());
+    }
+
+    #[test]
+    fn binary_keys_stay_apart_and_record_data_cannot_forge_a_line() {
+        let java_long = |value: i64| value.to_be_bytes();
+        let (first, second) = (java_long(154), java_long(155));
+        assert_ne!(render_key(&first), render_key(&second));
+        assert_eq!(
+            render_key(&first),
+            "\\u{0}\\u{0}\\u{0}\\u{0}\\u{0}\\u{0}\\u{0}\\x9a"
+        );
+        assert_eq!(render_key(b"acme"), "acme");
+        assert!(matches!(render_key(b"acme"), Cow::Borrowed(_)));
+        assert_eq!(render_key(b"a\nforged"), "a\\u{a}forged");
+        assert_eq!(render_key(b"\x1b[2J"), "\\u{1b}[2J");
+        // A backslash is doubled, so the escaped form of one key is never another key.
+        assert_ne!(render_key(b"\\x9a"), render_key(&[0x9a]));
+        assert_eq!(render_key(b"\\x9a"), "\\\\x9a");
     }
 }

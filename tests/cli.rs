@@ -46,7 +46,10 @@ fn the_example_config_is_valid_and_its_feeds_are_printed() {
         stdout.contains("warn_after=30m critical_after=2h expected=[acme, globex]"),
         "{stdout}"
     );
-    assert!(stdout.contains("orders: topic_regex="), "{stdout}");
+    assert!(
+        stdout.contains("orders: topic=orders.created split_by=partition"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -96,6 +96,14 @@ pub fn pagerduty_event(
 }
 
 /// One readable Slack message, coloured by severity.
+/// Slack reads `<...>` as links and mentions (`<!channel>` pings everyone) and `&` as an
+/// entity: record-derived text is escaped as Slack asks, so a split value cannot ping a channel.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 pub fn slack_message(notification: &Notification) -> Value {
     let (emoji, color) = match (notification.firing, notification.severity.as_str()) {
         (false, _) => (":white_check_mark:", "#2eb67d"),
@@ -122,12 +130,12 @@ pub fn slack_message(notification: &Notification) -> Value {
         )
     };
     json!({
-        "text": format!("{headline}\n{}", notification.summary),
+        "text": slack_escape(&format!("{headline}\n{}", notification.summary)),
         "attachments": [{
             "color": color,
             "fields": [
-                {"title": "Feed", "value": notification.feed, "short": true},
-                {"title": "Key", "value": if notification.key.is_empty() { "-" } else { notification.key.as_str() }, "short": true},
+                {"title": "Feed", "value": slack_escape(&notification.feed), "short": true},
+                {"title": "Key", "value": if notification.key.is_empty() { "-".to_owned() } else { slack_escape(&notification.key) }, "short": true},
                 {"title": "Last seen", "value": notification.last_seen_ms.map(rfc3339).unwrap_or_else(|| "never".into()), "short": true},
                 {"title": "Topic", "value": notification.topic, "short": true},
             ],
@@ -274,5 +282,20 @@ mod tests {
         let firing = notification(Status::Ok, Status::Warning, Some(NOW_MS));
         let json = serde_json::to_string(&firing).unwrap();
         assert_eq!(serde_json::from_str::<Notification>(&json).unwrap(), firing);
+    }
+
+    #[test]
+    fn a_split_value_cannot_ping_a_slack_channel() {
+        let mut notification = Notification::from_transition(&crate::alert::tests::transition(
+            crate::model::Status::Ok,
+            crate::model::Status::Critical,
+            Some(0),
+        ))
+        .unwrap();
+        notification.key = "<!channel> & <https://evil|click>".into();
+        notification.summary = format!("Feed profiles/{} is stale", notification.key);
+        let message = slack_message(&notification).to_string();
+        assert!(!message.contains("<!channel>"), "{message}");
+        assert!(message.contains("&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"));
     }
 }

@@ -318,12 +318,27 @@ impl FeedPattern {
     }
 }
 
+/// `*` matches any run of bytes. Linear backtracking to the last star only: O(pattern × text)
+/// at worst, whatever the number of stars (a recursive matcher is exponential in them).
 fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_matches(rest, &text[skip..])),
-        Some((byte, rest)) => text.first() == Some(byte) && glob_matches(rest, &text[1..]),
+    let (mut p, mut t) = (0, 0);
+    let mut resume: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            resume = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((star, matched)) = resume {
+            p = star + 1;
+            t = matched + 1;
+            resume = Some((star, matched + 1));
+        } else {
+            return false;
+        }
     }
+    pattern[p..].iter().all(|&byte| byte == b'*')
 }
 
 /// `[heartbeat]`, validated.
@@ -760,6 +775,14 @@ fn validate_feed(
         Some(raw::RawSplitBy::Key) => Some(SplitRule::Key),
         Some(raw::RawSplitBy::Partition) => Some(SplitRule::Partition),
     };
+    if matches!(topics, TopicMatcher::Regex(_)) && split == Some(SplitRule::Partition) {
+        // Partition 3 of every matching topic would be one series: a dead topic hides behind a
+        // live one.
+        return Err(ConfigError::invalid(
+            key("split_by"),
+            "\"partition\" with topic_regex would merge partition N of every matching topic into one series; use one feed per topic, or split by key or a field",
+        ));
+    }
     let timestamp = match raw.timestamp {
         raw::RawTimestamp::Json(pointer) => TimestampRule::Json(
             JsonPointer::parse(&pointer)

@@ -668,7 +668,7 @@ fn invalid_toml_names_the_file() {
 #[test]
 fn describe_lists_every_feed_with_its_thresholds() {
     let text = format!(
-        "{README_EXAMPLE}\n[[feed]]\nname = \"orders\"\ntopic_regex = \"^orders\\\\..*\"\nsplit_by = \"partition\"\nwarn_after = \"10m\"\ncritical_after = \"30m\"\n[[feed]]\nname = \"payments\"\ntopic = \"payments\"\n"
+        "{README_EXAMPLE}\n[[feed]]\nname = \"orders\"\ntopic_regex = \"^orders\\\\..*\"\nsplit_by = \"key\"\nwarn_after = \"10m\"\ncritical_after = \"30m\"\n[[feed]]\nname = \"payments\"\ntopic = \"payments\"\n"
     );
     let config = parse_with(&text, &[]).unwrap();
     let described = describe(&config);
@@ -681,7 +681,7 @@ fn describe_lists_every_feed_with_its_thresholds() {
     );
     assert!(
         described.contains(
-            "orders: topic_regex=^orders\\..* split_by=partition timestamp=record warn_after=10m critical_after=30m"
+            "orders: topic_regex=^orders\\..* split_by=key timestamp=record warn_after=10m critical_after=30m"
         ),
         "{described}"
     );
@@ -846,6 +846,32 @@ fn smtp_credentials_without_tls_are_refused() {
     ));
     assert!(
         message.starts_with("alerts.email[0].security: username and password need"),
+        "{message}"
+    );
+}
+
+#[test]
+fn glob_routes_match_by_star_and_stay_linear_with_many_stars() {
+    let pattern = |text: &str| FeedPattern(text.into());
+    assert!(pattern("billing/*").matches("billing", "acme"));
+    assert!(pattern("cdp.*/acme").matches("cdp.profiles", "acme"));
+    assert!(!pattern("cdp.*/acme").matches("cdp.profiles", "globex"));
+    assert!(pattern("*a*b*c*").matches("xaybzc", ""));
+    assert!(!pattern("*a*b*c*d").matches("xaybzc", ""));
+    // 30 stars against a long key that never matches: instant, not 2^30 steps.
+    let stars = "*a".repeat(30) + "b";
+    let started = std::time::Instant::now();
+    assert!(!pattern(&stars).matches(&"a".repeat(200), ""));
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn partition_split_with_a_topic_regex_is_refused() {
+    let message = error_of(&format!(
+        "{KAFKA}[[feed]]\nname = \"orders\"\ntopic_regex = \"^orders\\\\..*\"\nsplit_by = \"partition\"\n"
+    ));
+    assert!(
+        message.starts_with("feed[0].split_by: \"partition\" with topic_regex"),
         "{message}"
     );
 }
