@@ -74,6 +74,37 @@ pub struct HaConfig {
     pub reload_interval: Duration,
 }
 
+impl std::fmt::Debug for KafkaConfig {
+    /// Property values are not shown: `sasl.password`, `ssl.key.password` and their kin live
+    /// there.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("start", &self.start)
+            .field("metadata_refresh", &self.metadata_refresh)
+            .field("tail_interval", &self.tail_interval)
+            .field("groups_interval", &self.groups_interval)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AlertmanagerConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AlertmanagerConfig")
+            .field("name", &self.name)
+            .field("url", &redacted_url(&self.url))
+            .field("min_severity", &self.min_severity)
+            .field("feeds", &self.feeds)
+            .field("fallback", &self.fallback)
+            .field("system", &self.system)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The librdkafka setting that paces what freshwatch knows of its partitions.
 pub const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
 
@@ -89,7 +120,7 @@ impl KafkaConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaConfig {
     pub brokers: String,
     pub group_id: String,
@@ -217,7 +248,7 @@ pub struct AlertsConfig {
     pub watchdog: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AlertmanagerConfig {
     pub name: String,
     pub url: reqwest::Url,
@@ -266,7 +297,7 @@ impl SinkConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum SinkKind {
     Webhook {
         url: reqwest::Url,
@@ -280,6 +311,42 @@ pub enum SinkKind {
         url: Secret,
     },
     Email(EmailConfig),
+}
+
+/// A URL as logs may show it: scheme, host and port; the path and query may carry a token
+/// (`/services/T/B/XXXX`, `?token=`), and userinfo a password.
+pub fn redacted_url(url: &reqwest::Url) -> String {
+    let hidden = !url.path().trim_start_matches('/').is_empty()
+        || url.query().is_some()
+        || !url.username().is_empty();
+    format!(
+        "{}://{}{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port()
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default(),
+        if hidden { "/***" } else { "" }
+    )
+}
+
+impl std::fmt::Debug for SinkKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkKind::Webhook { url, secret } => formatter
+                .debug_struct("Webhook")
+                .field("url", &redacted_url(url))
+                .field("secret", secret)
+                .finish(),
+            SinkKind::PagerDuty { url, routing_key } => formatter
+                .debug_struct("PagerDuty")
+                .field("url", &redacted_url(url))
+                .field("routing_key", routing_key)
+                .finish(),
+            SinkKind::Slack { url } => formatter.debug_struct("Slack").field("url", url).finish(),
+            SinkKind::Email(email) => formatter.debug_tuple("Email").field(email).finish(),
+        }
+    }
 }
 
 impl SinkKind {

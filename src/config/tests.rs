@@ -875,3 +875,49 @@ fn partition_split_with_a_topic_regex_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn a_logged_config_shows_no_secret_of_any_kind() {
+    let config = parse_with(
+        r#"
+[kafka]
+brokers = "k:9092"
+[kafka.properties]
+"sasl.password" = "KAFKA-PASSWORD"
+"ssl.key.password" = "KEY-PASSWORD"
+[state]
+redis_url = "redis://:REDIS-PASSWORD@redis:6379/0"
+[[feed]]
+name = "a"
+topic = "a"
+[[alerts.alertmanager]]
+url = "http://alertmanager:9093/?token=AM-TOKEN"
+[[alerts.webhook]]
+url = "https://hooks.example.com/hook?token=HOOK-TOKEN"
+secret = "HMAC-SECRET"
+[[alerts.slack]]
+url = "https://hooks.slack.com/services/T0/B0/SLACK-TOKEN"
+[[alerts.pagerduty]]
+routing_key = "ROUTING-KEY"
+[heartbeat]
+url = "https://hc-ping.com/HEARTBEAT-UUID"
+"#,
+        &[],
+    )
+    .unwrap();
+    let logged = format!("{config:?}");
+    for secret in [
+        "KAFKA-PASSWORD",
+        "KEY-PASSWORD",
+        "REDIS-PASSWORD",
+        "AM-TOKEN",
+        "HOOK-TOKEN",
+        "HMAC-SECRET",
+        "SLACK-TOKEN",
+        "ROUTING-KEY",
+        "HEARTBEAT-UUID",
+    ] {
+        assert!(!logged.contains(secret), "{secret} in {logged}");
+    }
+    assert!(logged.contains("sasl.password"), "the keys stay visible");
+}
