@@ -270,26 +270,61 @@ impl AlertmanagerSink {
         }
     }
 
-    async fn attempt(&mut self, now_ms: i64) -> Delivery {
+    /// An alert as sent now: a firing one lives four resend intervals.
+    fn outgoing(&self, key: &AlertKey, alert: &Value, now_ms: i64) -> Value {
         let lifetime_ms = 4 * i64::try_from(self.config.resend_interval.as_millis()).unwrap_or(0);
-        let batch: Vec<Value> = self
-            .pending
-            .iter()
-            .map(|(key, alert)| {
-                let mut alert = alert.clone();
-                if self.firing.contains_key(key) {
-                    alert["endsAt"] = json!(rfc3339(now_ms + lifetime_ms));
-                }
-                alert
-            })
-            .collect();
+        let mut alert = alert.clone();
+        if self.firing.contains_key(key) {
+            alert["endsAt"] = json!(rfc3339(now_ms + lifetime_ms));
+        }
+        alert
+    }
+
+    async fn post(&self, batch: &[Value]) -> Delivery {
         let result = self
             .client
             .post(self.endpoint.clone())
-            .json(&batch)
+            .json(batch)
             .send()
             .await;
         classify_response(result)
+    }
+
+    async fn attempt(&mut self, now_ms: i64) -> Delivery {
+        let batch: Vec<Value> = self
+            .pending
+            .iter()
+            .map(|(key, alert)| self.outgoing(key, alert, now_ms))
+            .collect();
+        self.post(&batch).await
+    }
+
+    /// Alertmanager refused a batch: one bad alert must not drop the others. Each is sent
+    /// alone; the accepted ones leave `pending`, the refused ones are logged and dropped, and
+    /// those failing transiently stay. Returns how many were refused.
+    async fn isolate(&mut self, now_ms: i64) -> usize {
+        let keys: Vec<AlertKey> = self.pending.keys().cloned().collect();
+        let mut refused = 0;
+        for key in keys {
+            let Some(alert) = self.pending.get(&key) else {
+                continue;
+            };
+            let outgoing = self.outgoing(&key, alert, now_ms);
+            match self.post(std::slice::from_ref(&outgoing)).await {
+                Delivery::Accepted => {
+                    self.pending.remove(&key);
+                }
+                Delivery::Permanent { error } => {
+                    refused += 1;
+                    self.metrics
+                        .count_alert(&self.config.name, OUTCOME_REJECTED);
+                    tracing::error!(sink = %self.config.name, %error, alert = %outgoing, "alertmanager refused this alert; dropping it");
+                    self.pending.remove(&key);
+                }
+                Delivery::Transient { .. } => {}
+            }
+        }
+        refused
     }
 
     pub async fn run(
@@ -352,6 +387,21 @@ impl AlertmanagerSink {
                             let delay = backoff.next_delay(retry_after);
                             tracing::warn!(sink = %name, %error, alerts = count, retry_in = ?delay, "alert delivery failed, will retry");
                             next_attempt = Instant::now() + delay;
+                        }
+                        Delivery::Permanent { error } if count > 1 => {
+                            tracing::warn!(sink = %name, %error, alerts = count, "alertmanager refused a batch; sending its alerts one by one");
+                            let refused = self.isolate(chrono::Utc::now().timestamp_millis()).await;
+                            if refused > 0 {
+                                // The refused never will be accepted here: the fallbacks get
+                                // what is unaccepted now (the dedup key absorbs repeats).
+                                self.fall_back(true).await;
+                            }
+                            if self.pending.is_empty() {
+                                self.unaccepted.clear();
+                                backoff.reset();
+                            } else {
+                                next_attempt = Instant::now() + backoff.next_delay(None);
+                            }
                         }
                         Delivery::Permanent { error } => {
                             self.metrics.count_alert(&name, OUTCOME_REJECTED);
@@ -467,5 +517,68 @@ mod tests {
         sink.accepted().await;
         assert!(received().is_empty());
         assert!(sink.unaccepted.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_refused_alert_does_not_drop_the_others_of_its_batch() {
+        // An Alertmanager that refuses any batch holding an alert labelled `feed="bad"`.
+        let received: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+        let kept = received.clone();
+        let app = axum::Router::new().route(
+            "/api/v2/alerts",
+            axum::routing::post(move |axum::Json(batch): axum::Json<Vec<Value>>| {
+                let kept = kept.clone();
+                async move {
+                    if batch.iter().any(|alert| alert["labels"]["feed"] == "bad") {
+                        return axum::http::StatusCode::BAD_REQUEST;
+                    }
+                    kept.lock().unwrap().extend(batch);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let directory = tempfile::tempdir().unwrap();
+        let config = AlertmanagerConfig {
+            name: "alertmanager-0".into(),
+            url: reqwest::Url::parse(&format!("http://{address}")).unwrap(),
+            resend_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            min_severity: Severity::Warning,
+            feeds: vec![],
+            fallback: vec![],
+            fallback_after: Duration::from_secs(120),
+            system: true,
+        };
+        let mut sink = AlertmanagerSink::new(
+            config,
+            "http://127.0.0.1:9187",
+            false,
+            Metrics::default(),
+            Leadership::always(),
+            Directory::default(),
+            embedded_store(&directory).await,
+        );
+        for feed in ["bad", "good"] {
+            sink.apply(
+                Notice::System(crate::alert::SystemAlert {
+                    alertname: crate::alert::FEED_BLIND,
+                    severity: Severity::Critical,
+                    labels: vec![("feed", feed.into())],
+                    summary: String::new(),
+                    firing: true,
+                    since_ms: 0,
+                }),
+                0,
+            );
+        }
+        assert!(matches!(sink.attempt(0).await, Delivery::Permanent { .. }));
+        assert_eq!(sink.isolate(0).await, 1);
+        assert!(sink.pending.is_empty());
+        let received = received.lock().unwrap();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0]["labels"]["feed"], "good");
     }
 }
