@@ -118,6 +118,9 @@ struct PeerReport {
 struct Facts {
     /// Partition count per topic from the latest metadata, and when it was read.
     topics: Option<(i64, HashMap<String, i32>)>,
+    /// Per feed, its topics and their partition counts: matched once per metadata change, not
+    /// once per tick.
+    feed_topics: Vec<Vec<(String, i32)>>,
     /// This instance's consumed partitions.
     own: HashMap<PartitionKey, ReadThrough>,
     /// Whether this instance's consumer finished joining its group once: before that, a
@@ -180,7 +183,27 @@ impl Knowledge {
 
     /// The partitions every topic has, from a successful metadata request.
     pub fn observe_metadata(&self, at_ms: i64, topics: HashMap<String, i32>) {
-        self.facts().topics = Some((at_ms, topics));
+        let mut facts = self.facts();
+        let changed = facts
+            .topics
+            .as_ref()
+            .is_none_or(|(_, known)| *known != topics);
+        if changed {
+            facts.feed_topics = self
+                .feeds
+                .iter()
+                .map(|(matcher, _)| {
+                    let mut matching: Vec<(String, i32)> = topics
+                        .iter()
+                        .filter(|(topic, _)| matcher.matches(topic))
+                        .map(|(topic, &count)| (topic.clone(), count))
+                        .collect();
+                    matching.sort_unstable();
+                    matching
+                })
+                .collect();
+        }
+        facts.topics = Some((at_ms, topics));
     }
 
     /// A rebalance gave this instance these partitions (and took the others) at `at_ms`.
@@ -327,14 +350,14 @@ impl Knowledge {
         let tail_blind = self.tail_blind(facts, now_ms);
         let mut unowned_now: Vec<PartitionKey> = Vec::new();
         let mut sights = Vec::with_capacity(self.feeds.len());
-        for (matcher, mode) in &self.feeds {
+        for (index, (_, mode)) in self.feeds.iter().enumerate() {
             let sight = match &facts.topics {
                 None => Sight::Blind(Blindness::Starting),
-                Some((metadata_at_ms, topics)) => {
+                Some((metadata_at_ms, _)) => {
                     // With no partition at all, the metadata itself is what is known.
                     let mut verdict = Ok(i64::MAX);
-                    for (topic, &count) in topics.iter().filter(|(topic, _)| matcher.matches(topic))
-                    {
+                    for (topic, count) in &facts.feed_topics[index] {
+                        let count = *count;
                         for partition in 0..count {
                             let key = (topic.clone(), partition);
                             let read = match mode {
