@@ -29,6 +29,7 @@ fn feed(split: Option<SplitRule>, timestamp: TimestampRule) -> FeedConfig {
         expected: vec![],
         mode: FeedMode::Consume,
         max_keys: 1_000_000,
+        max_key_bytes: 256,
         hold: Duration::ZERO,
     }
 }

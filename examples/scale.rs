@@ -26,6 +26,7 @@ fn feed(keys: usize) -> FeedConfig {
         expected: vec![],
         mode: FeedMode::Consume,
         max_keys: keys,
+        max_key_bytes: 256,
         hold: Duration::ZERO,
     }
 }

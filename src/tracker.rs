@@ -410,6 +410,7 @@ mod tests {
             expected: expected.iter().map(|value| value.to_string()).collect(),
             mode: crate::config::FeedMode::Consume,
             max_keys: 1_000,
+            max_key_bytes: 256,
             hold: Duration::ZERO,
         }
     }

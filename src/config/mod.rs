@@ -226,6 +226,8 @@ pub struct FeedConfig {
     pub mode: FeedMode,
     /// Most series a split feed tracks (always 1 for an unsplit feed).
     pub max_keys: usize,
+    /// Longest split value in bytes.
+    pub max_key_bytes: usize,
     /// `for`: how long a threshold must stay crossed before the status changes.
     pub hold: Duration,
 }
@@ -920,6 +922,12 @@ fn validate_feed(
             FeedMode::Tail
         }
     };
+    if raw.max_key_bytes == 0 {
+        return Err(ConfigError::invalid(
+            key("max_key_bytes"),
+            "must be at least 1",
+        ));
+    }
     if raw.max_keys == 0 {
         return Err(ConfigError::invalid(key("max_keys"), "must be at least 1"));
     }
@@ -939,6 +947,7 @@ fn validate_feed(
         expected: raw.expected,
         mode,
         max_keys: raw.max_keys,
+        max_key_bytes: raw.max_key_bytes,
         hold: raw.hold.unwrap_or(defaults.hold),
     })
 }

@@ -282,6 +282,14 @@ pub struct RawFeed {
     /// an alert is raised, rather than memory growing without bound.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Longest split value in bytes; longer values are refused and counted
+    /// (`reason="split_too_long"`): `max_keys` bounds the count, this the size.
+    #[serde(default = "default_max_key_bytes")]
+    pub max_key_bytes: usize,
+}
+
+fn default_max_key_bytes() -> usize {
+    256
 }
 
 /// `feed.mode`

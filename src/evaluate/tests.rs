@@ -27,6 +27,7 @@ fn feed(split: bool, expected: &[&str]) -> FeedConfig {
         expected: expected.iter().map(|value| value.to_string()).collect(),
         mode: FeedMode::Consume,
         max_keys: 100_000,
+        max_key_bytes: 256,
         hold: Duration::ZERO,
     }
 }

@@ -34,6 +34,8 @@ pub enum RecordError {
     MissingSplit,
     #[error("split value is not a string, number or boolean")]
     InvalidSplit,
+    #[error("split value is longer than max_key_bytes")]
+    SplitTooLong,
     #[error("timestamp is missing")]
     MissingTimestamp,
     #[error("timestamp is invalid: {0}")]
@@ -47,17 +49,19 @@ impl RecordError {
             RecordError::InvalidJson(_) => "invalid_json",
             RecordError::MissingSplit => "missing_split",
             RecordError::InvalidSplit => "invalid_split",
+            RecordError::SplitTooLong => "split_too_long",
             RecordError::MissingTimestamp => "missing_timestamp",
             RecordError::InvalidTimestamp(_) => "invalid_timestamp",
         }
     }
 
     /// Every reason, so the metric can be pre-registered at zero.
-    pub const REASONS: [&'static str; 7] = [
+    pub const REASONS: [&'static str; 8] = [
         "missing_payload",
         "invalid_json",
         "missing_split",
         "invalid_split",
+        "split_too_long",
         "missing_timestamp",
         "invalid_timestamp",
         FUTURE_TIMESTAMP_REASON,
@@ -135,6 +139,7 @@ pub struct Extractor {
     split: Option<SplitRule>,
     timestamp: TimestampRule,
     max_future_skew_ms: i64,
+    max_key_bytes: usize,
 }
 
 impl Extractor {
@@ -143,6 +148,7 @@ impl Extractor {
             split: feed.split.clone(),
             timestamp: feed.timestamp.clone(),
             max_future_skew_ms,
+            max_key_bytes: feed.max_key_bytes,
         }
     }
 
@@ -165,6 +171,9 @@ impl Extractor {
                 self.split_value(record)?,
             ),
         };
+        if split.as_bytes().len() > self.max_key_bytes {
+            return Err(RecordError::SplitTooLong);
+        }
         let clamped_future = event_ms > arrival_ms.saturating_add(self.max_future_skew_ms);
         Ok(Extracted {
             split,

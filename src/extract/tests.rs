@@ -21,6 +21,7 @@ fn extractor(split: Option<SplitRule>, timestamp: TimestampRule) -> Extractor {
         expected: vec![],
         mode: FeedMode::Consume,
         max_keys: 100_000,
+        max_key_bytes: 256,
         hold: Duration::ZERO,
     };
     Extractor::new(&feed, MAX_FUTURE_SKEW_MS)
@@ -471,6 +472,7 @@ fn every_reason_is_a_registered_metric_label() {
         RecordError::InvalidJson(json::JsonError::Syntax { offset: 0 }),
         RecordError::MissingSplit,
         RecordError::InvalidSplit,
+        RecordError::SplitTooLong,
         RecordError::MissingTimestamp,
         RecordError::InvalidTimestamp(timestamp::TimestampError::Unparseable),
     ];
@@ -576,4 +578,19 @@ proptest! {
             partition.to_string().into_bytes()
         );
     }
+}
+
+#[test]
+fn a_split_value_longer_than_max_key_bytes_is_refused_and_counted() {
+    let mut long = record("{}");
+    long.key = Some(vec![b'k'; 257]);
+    let refused = extractor(Some(SplitRule::Key), TimestampRule::Record)
+        .extract(&long, ARRIVAL_MS)
+        .map(|_| ())
+        .expect_err("257 bytes > 256");
+    assert_eq!(refused.reason(), "split_too_long");
+    long.key = Some(vec![b'k'; 256]);
+    assert!(extractor(Some(SplitRule::Key), TimestampRule::Record)
+        .extract(&long, ARRIVAL_MS)
+        .is_ok());
 }
