@@ -248,12 +248,35 @@ impl Tracker {
         last_seen_ms: Option<i64>,
         status: Option<(Status, i64)>,
     ) {
+        // Restored series are never refused: state must not be lost to a lowered max_keys.
+        self.merge(feed, key, last_seen_ms, status, false);
+    }
+
+    /// Takes a series another replica wrote (a follower's periodic reload): bounded by
+    /// `max_keys` like a record, so the shared state cannot grow this table without limit.
+    pub fn merge_shared(
+        &mut self,
+        feed: FeedIndex,
+        key: &[u8],
+        last_seen_ms: Option<i64>,
+        status: Option<(Status, i64)>,
+    ) {
+        self.merge(feed, key, last_seen_ms, status, true);
+    }
+
+    fn merge(
+        &mut self,
+        feed: FeedIndex,
+        key: &[u8],
+        last_seen_ms: Option<i64>,
+        status: Option<(Status, i64)>,
+        bounded: bool,
+    ) {
         // An unsplit feed has only the empty key; a split feed never has it.
         if self.feeds[feed as usize].split == key.is_empty() {
             return;
         }
-        // Restored series are never refused: state must not be lost to a lowered max_keys.
-        let Some(id) = self.series_for(feed, key, false) else {
+        let Some(id) = self.series_for(feed, key, bounded) else {
             return;
         };
         let series = &mut self.feeds[feed as usize].series[id.index as usize];
@@ -562,5 +585,23 @@ mod tests {
         // A backslash is doubled, so the escaped form of one key is never another key.
         assert_ne!(render_key(b"\\x9a"), render_key(&[0x9a]));
         assert_eq!(render_key(b"\\x9a"), "\\\\x9a");
+    }
+
+    #[test]
+    fn a_followers_reload_is_bounded_by_max_keys_but_a_restore_at_start_is_not() {
+        let mut feeds = [feed("profiles", true, &[])];
+        feeds[0].max_keys = 2;
+        let mut tracker = Tracker::new(&feeds, 0);
+        for key in [&b"a"[..], b"b", b"c"] {
+            tracker.merge_shared(0, key, Some(1), None);
+        }
+        assert_eq!(tracker.feed(0).series().len(), 2, "the third is refused");
+        assert_eq!(tracker.take_newly_full(), vec![0]);
+        tracker.restore(0, b"d", Some(1), None);
+        assert_eq!(
+            tracker.feed(0).series().len(),
+            3,
+            "state at start is never lost to a lowered max_keys"
+        );
     }
 }

@@ -210,7 +210,7 @@ impl Pipeline {
             .unwrap_or_else(|poison| poison.into_inner());
         for record in snapshot.series {
             if let Some(index) = self.feed_names.iter().position(|name| *name == record.feed) {
-                tracker.restore(
+                tracker.merge_shared(
                     index as FeedIndex,
                     &record.key,
                     record.last_seen_ms,

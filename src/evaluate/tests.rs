@@ -335,11 +335,7 @@ fn a_restored_alert_that_still_holds_does_not_page_again_and_a_fresh_one_resolve
     );
 }
 
-/// BUG (documented, not fixed here): extraction accepts an empty split value (an empty record
-/// key, header or JSON string), so a split feed can track and persist a series with key `""`,
-/// but `Tracker::restore` (src/tracker.rs, the `split == key.is_empty()` early return) drops it.
-/// After a restart the series is gone: a page that was firing for it is never resolved and its
-/// silence is no longer watched. These assertions pin the current, wrong, behaviour.
+/// A restart after a long downtime: the restored warning is judged again and escalates, once.
 #[test]
 fn a_restored_warning_that_is_now_past_critical_after_escalates_once() {
     let feeds = [feed(false, &[])];

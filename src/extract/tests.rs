@@ -149,12 +149,8 @@ fn a_key_split_uses_the_record_key_bytes() {
     assert_eq!(split_of(SplitRule::Key, &binary_key), [0x00, 0xff, b'k']);
 }
 
-/// BUG (documented, not fixed here): an empty split value is accepted as a series key today,
-/// but `Tracker::restore` (src/tracker.rs) skips the empty key for split feeds ("a split feed
-/// never has it"), so such a series is tracked and persisted yet forgotten at every restart. The
-/// assertions below pin the current behaviour; the fix is to refuse empty split values here
-/// (e.g. as `missing_split`) or to let `restore` accept them. See also
-/// `evaluate::tests::a_split_series_with_an_empty_value_is_forgotten_on_restore`.
+/// An empty split value would be a series `Tracker::restore` cannot tell from an unsplit feed's
+/// (so it would be forgotten at every restart): it is refused as missing instead.
 #[test]
 fn an_empty_split_value_is_refused_as_missing() {
     // A split feed's series need a non-empty value: the empty key is the unsplit feed's, and a
