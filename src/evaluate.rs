@@ -261,7 +261,7 @@ impl Evaluator {
         transitions: &mut Vec<Transition>,
     ) {
         let rules = &self.rules[id.feed as usize];
-        let watch_started_ms = tracker.feed(id.feed).watch_started_ms;
+        let watch_started_ms = tracker.watch_started(id);
         let series = tracker.series(id);
         let (judged, judged_deadline_ms) = judge(series, watch_started_ms, rules, now_ms);
         let worse = judged.severity() > series.status.severity();

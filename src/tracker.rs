@@ -109,6 +109,9 @@ pub struct FeedTrack {
     pub max_keys: usize,
     /// Records refused because the feed was at `max_keys`.
     pub refused: u64,
+    /// When each expected value was first watched (persisted): a value added to `expected`
+    /// later is `never_seen` only `critical_after` after it was added, not at once.
+    pub expected_started_ms: hashbrown::HashMap<Box<[u8]>, i64>,
     index: HashTable<u32>,
     series: Vec<Series>,
 }
@@ -154,6 +157,7 @@ impl Tracker {
                     watch_started_ms: now_ms,
                     max_keys: feed.max_keys.max(1),
                     refused: 0,
+                    expected_started_ms: hashbrown::HashMap::new(),
                     index: HashTable::new(),
                     series: Vec::new(),
                 })
@@ -293,6 +297,23 @@ impl Tracker {
                 self.refreshed.push(id);
             }
         }
+    }
+
+    /// When `key` of `feed` was first watched: its own start for an expected value, else the
+    /// feed's.
+    pub fn watch_started(&self, id: SeriesId) -> i64 {
+        let track = &self.feeds[id.feed as usize];
+        track
+            .expected_started_ms
+            .get(&*track.series[id.index as usize].key)
+            .copied()
+            .unwrap_or(track.watch_started_ms)
+    }
+
+    pub fn set_expected_started(&mut self, feed: FeedIndex, value: &[u8], started_ms: i64) {
+        self.feeds[feed as usize]
+            .expected_started_ms
+            .insert(value.into(), started_ms);
     }
 
     pub fn set_watch_started(&mut self, feed: FeedIndex, started_ms: i64) {

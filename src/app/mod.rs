@@ -292,6 +292,18 @@ pub async fn start(
     for (index, started) in watch_started.into_iter().enumerate() {
         tracker.set_watch_started(index as FeedIndex, started);
     }
+    for (index, feed) in config.feeds.iter().enumerate() {
+        for value in &feed.expected {
+            match store.expected_started(&feed.name, value, start_ms).await {
+                Ok(started) => {
+                    tracker.set_expected_started(index as FeedIndex, value.as_bytes(), started)
+                }
+                Err(error) => {
+                    tracing::warn!(feed = %feed.name, %value, %error, "expected value's start not read; the feed's is used")
+                }
+            }
+        }
+    }
     let restored = snapshot.series.len();
     for record in snapshot.series {
         if let Some(index) = feed_names.iter().position(|name| *name == record.feed) {

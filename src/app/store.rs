@@ -9,6 +9,30 @@ impl Pipeline {
     /// a later restart still knows every quiet feed.
     pub(super) async fn restore_lost_state(&self) {
         self.metrics.state_store_resets.inc();
+        let expected_started: Vec<(Arc<str>, String, i64)> = {
+            let tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            tracker
+                .feeds()
+                .iter()
+                .flat_map(|feed| {
+                    feed.expected_started_ms.iter().map(|(value, &started)| {
+                        (
+                            feed.name.clone(),
+                            String::from_utf8_lossy(value).into_owned(),
+                            started,
+                        )
+                    })
+                })
+                .collect()
+        };
+        for (feed, value, started_ms) in expected_started {
+            if let Err(error) = self.store.expected_started(&feed, &value, started_ms).await {
+                tracing::warn!(feed = %feed, %error, "an expected value's start not written back yet");
+            }
+        }
         let watch_started: Vec<(Arc<str>, i64)> = {
             let mut tracker = self
                 .tracker

@@ -572,3 +572,25 @@ fn while_blind_a_would_be_alert_is_unknown_a_firing_one_stays_and_neither_gets_w
         [(Status::Unknown, Status::Critical)]
     );
 }
+
+#[test]
+fn a_value_added_to_expected_later_gets_its_own_never_seen_clock() {
+    let feeds = [feed(true, &["acme", "newco"])];
+    let mut tracker = Tracker::new(&feeds, START_MS);
+    tracker.set_watch_started(0, START_MS - 3 * DAY_MS);
+    // `newco` was added to the config just now; `acme` has been expected for three days.
+    tracker.set_expected_started(0, b"newco", START_MS);
+    let mut evaluator = Evaluator::new(&feeds);
+    let transitions = evaluator.tick(&mut tracker, START_MS + HOUR_MS);
+    assert_eq!(
+        changes(&transitions),
+        [(Status::Unknown, Status::NeverSeen)]
+    );
+    assert_eq!(transitions[0].key, "acme");
+    let transitions = evaluator.tick(&mut tracker, START_MS + CRITICAL_MS);
+    assert_eq!(
+        changes(&transitions),
+        [(Status::Unknown, Status::NeverSeen)]
+    );
+    assert_eq!(transitions[0].key, "newco");
+}

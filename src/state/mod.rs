@@ -116,6 +116,17 @@ impl StateStore {
         }
     }
 
+    /// [`StateStore::watch_started`] of one expected value of a feed (its own clock).
+    pub async fn expected_started(
+        &self,
+        feed: &str,
+        value: &str,
+        now_ms: i64,
+    ) -> Result<i64, StateError> {
+        self.watch_started(&expected_entry(feed, value), now_ms)
+            .await
+    }
+
     /// Merges `records` into the store: last-seen by max, status by overwrite. With `fence`
     /// (the leader's fencing token), statuses are refused once a newer leader wrote them.
     pub async fn write(
@@ -192,6 +203,11 @@ impl StateStore {
             StateStore::Embedded(_) => Ok(()),
         }
     }
+}
+
+/// Where an expected value's start is kept: `<feed>#expected#<value>` (feed names hold no `#`).
+fn expected_entry(feed: &str, value: &str) -> String {
+    format!("{feed}#expected#{value}")
 }
 
 /// Status as stored: `critical@1700000000000`.
