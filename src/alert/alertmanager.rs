@@ -30,6 +30,9 @@ use crate::state::StateStore;
 /// Identity of one Alertmanager alert: its label set.
 type AlertKey = BTreeMap<String, String>;
 
+/// Most changes kept waiting for Alertmanager's acceptance (for `fallback_after`).
+const MAX_UNACCEPTED: usize = 10_000;
+
 fn labels_of(alert: &Value) -> AlertKey {
     alert["labels"]
         .as_object()
@@ -261,6 +264,29 @@ impl AlertmanagerSink {
         self.unaccepted.clear();
     }
 
+    /// While Alertmanager stays down, changes waiting for it pile up: past
+    /// [`MAX_UNACCEPTED`], those that already went to the fallbacks are forgotten first, then the
+    /// oldest, logged once per trim. The alerts themselves stay in `pending` for Alertmanager;
+    /// only the fallback bookkeeping is bounded.
+    fn bound_unaccepted(&mut self) {
+        let excess = self.unaccepted.len().saturating_sub(MAX_UNACCEPTED);
+        if excess == 0 {
+            return;
+        }
+        let mut dropped = 0;
+        self.unaccepted.retain(|(_, _, fell_back)| {
+            let drop = dropped < excess && *fell_back;
+            dropped += usize::from(drop);
+            !drop
+        });
+        if self.unaccepted.len() > MAX_UNACCEPTED {
+            let rest = self.unaccepted.len() - MAX_UNACCEPTED;
+            self.unaccepted.drain(..rest);
+            dropped += rest;
+        }
+        tracing::warn!(sink = %self.config.name, dropped, "alertmanager unreachable for long: the oldest fallback bookkeeping was trimmed");
+    }
+
     /// Queues every firing alert again with a fresh `endsAt`.
     fn queue_resend(&mut self) {
         for (key, alert) in &self.firing {
@@ -365,6 +391,7 @@ impl AlertmanagerSink {
                 // Changes Alertmanager has not taken in time go to the fallbacks.
                 _ = housekeeping.tick(), if !self.unaccepted.is_empty() => {
                     self.fall_back(false).await;
+                    self.bound_unaccepted();
                 }
                 // Keep firing alerts alive in Alertmanager.
                 _ = tokio::time::sleep_until(next_resend) => {
@@ -580,5 +607,44 @@ mod tests {
         let received = received.lock().unwrap();
         assert_eq!(received.len(), 1);
         assert_eq!(received[0]["labels"]["feed"], "good");
+    }
+
+    #[tokio::test]
+    async fn changes_waiting_for_a_long_dead_alertmanager_are_bounded() {
+        let directory = tempfile::tempdir().unwrap();
+        let config = AlertmanagerConfig {
+            name: "alertmanager-0".into(),
+            url: reqwest::Url::parse("http://127.0.0.1:9").unwrap(),
+            resend_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(1),
+            min_severity: Severity::Warning,
+            feeds: vec![],
+            fallback: vec![],
+            fallback_after: Duration::from_secs(120),
+            system: true,
+        };
+        let mut sink = AlertmanagerSink::new(
+            config,
+            "http://127.0.0.1:9187",
+            false,
+            Metrics::default(),
+            Leadership::always(),
+            Directory::default(),
+            embedded_store(&directory).await,
+        );
+        let change =
+            Notification::from_transition(&transition(Status::Ok, Status::Critical, Some(0)))
+                .unwrap();
+        for index in 0..MAX_UNACCEPTED + 5 {
+            let fell_back = index % 2 == 1;
+            sink.unaccepted
+                .push((Instant::now(), change.clone(), fell_back));
+        }
+        sink.bound_unaccepted();
+        assert_eq!(sink.unaccepted.len(), MAX_UNACCEPTED);
+        assert!(
+            !sink.unaccepted[0].2 && !sink.unaccepted[2].2,
+            "the ones already handed to the fallbacks went first"
+        );
     }
 }

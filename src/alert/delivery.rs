@@ -462,6 +462,21 @@ impl SinkTask {
         sent.len() < self.config.rate_limit as usize
     }
 
+    /// Forgets send times older than the rate-limit period: one entry per dedup key ever sent
+    /// would otherwise grow with every tenant that ever paged.
+    fn prune_sent(&mut self, now: Instant) {
+        let period = self.config.rate_limit_period;
+        self.sent.retain(|_, times| {
+            while times
+                .front()
+                .is_some_and(|at| now.duration_since(*at) >= period)
+            {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+    }
+
     /// Index of the next entry to deliver; supersedes rate-limited entries that have a newer
     /// entry of the same key queued.
     async fn next_eligible(&mut self) -> Option<usize> {
@@ -672,6 +687,7 @@ impl SinkTask {
                 _ = housekeeping.tick(), if leader => {
                     self.fall_back().await;
                     self.repeat_firing().await;
+                    self.prune_sent(Instant::now());
                     self.forget_lost_outbox();
                     self.store_unstored().await;
                 }
@@ -933,6 +949,35 @@ pub(crate) mod tests {
             task.queue[1].envelope.outbox_id.as_deref(),
             Some(resolve_id.as_str()),
             "the resolve was stored again behind the trigger"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn send_times_are_forgotten_after_the_rate_limit_period() {
+        let directory = tempfile::tempdir().unwrap();
+        let (mut task, _handle, _receiver) = SinkTask::new(
+            sink(12),
+            "http://127.0.0.1:9187",
+            embedded_store(&directory).await,
+            Metrics::default(),
+            Directory::default(),
+            crate::ha::Leadership::always(),
+        );
+        for tenant in 0..1000 {
+            task.accepted(&notification(
+                &format!("tenant-{tenant}"),
+                "critical",
+                false,
+            ));
+        }
+        assert_eq!(task.sent.len(), 1000);
+        task.prune_sent(Instant::now());
+        assert_eq!(task.sent.len(), 1000, "still within the period");
+        tokio::time::advance(Duration::from_secs(3601)).await;
+        task.prune_sent(Instant::now());
+        assert!(
+            task.sent.is_empty(),
+            "bounded by what paged within the period"
         );
     }
 
