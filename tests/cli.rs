@@ -242,4 +242,29 @@ fn a_bad_command_line_exits_2_and_a_failed_start_exits_3_naming_the_cause() {
     assert_eq!(failed.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("state store"), "{stderr}");
+
+    // A consumer thread that stops while running (here: librdkafka refuses the subscription,
+    // since a topic starting with `^` is a regex to it) stops the process with exit 3: it never
+    // looks alive while blind.
+    std::fs::write(
+        &path,
+        format!(
+            "{KAFKA}[state]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n[[feed]]\nname = \"bad\"\ntopic = \"^[\"\n",
+            directory.path().join("state").display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let died = Command::new(freshwatch_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(died.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&died.stderr);
+    assert!(
+        stderr.contains("the source thread stopped while running"),
+        "{stderr}"
+    );
 }

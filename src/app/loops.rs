@@ -116,3 +116,33 @@ where
         })
         .expect("spawning a thread")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_thread_that_stops_or_panics_is_reported_not_silently_gone() {
+        let (died_sender, mut died) = tokio::sync::mpsc::unbounded_channel::<RunError>();
+        let failed = supervised("test-failed", "source", died_sender.clone(), || {
+            Err("cannot subscribe".to_owned())
+        });
+        let panicked = supervised("test-panicked", "tail", died_sender, || {
+            panic!("statistics callback blew up")
+        });
+        let _ = failed.join();
+        let _ = panicked.join();
+        let mut reasons = Vec::new();
+        while let Some(RunError::SourceDied { thread, reason }) = died.recv().await {
+            reasons.push(format!("{thread}: {reason}"));
+        }
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [
+                "source: cannot subscribe",
+                "tail: statistics callback blew up"
+            ]
+        );
+    }
+}

@@ -105,7 +105,19 @@ impl GroupWatcher {
                     self.last_round_ms
                         .store(self.clock.now_ms(), Ordering::Relaxed);
                 }
-                Err(error) => tracing::warn!(%error, "reading consumer groups failed; will retry"),
+                Err(error) => {
+                    // What was read before no longer counts: unknown from the first failure,
+                    // not once it has aged (as for feeds).
+                    for state in self
+                        .table
+                        .lock()
+                        .unwrap_or_else(|poison| poison.into_inner())
+                        .values_mut()
+                    {
+                        state.observed_at_ms = 0;
+                    }
+                    tracing::warn!(%error, "reading consumer groups failed; will retry");
+                }
             }
             let deadline = started + self.interval;
             while !shutdown.is_cancelled() && Instant::now() < deadline {
