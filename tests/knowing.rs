@@ -218,48 +218,12 @@ warn_after = "1h"
 critical_after = "1d"
 "#,
     );
-    runtime.block_on(async {
-        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
-        freshwatch.wait_ready().await;
-        wait_until("quiet critical", Duration::from_secs(15), || async {
-            freshwatch.status("quiet", "").await.as_deref() == Some("critical")
-        })
-        .await;
-        // Its offset is committed past the only record: Kafka will not tell it again.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-
-        redis.restart_empty();
-        assert_eq!(
-            redis.command(&["EXISTS", "freshwatch:{quiet}:last_seen"]),
-            redis::Value::Int(0),
-            "redis came back empty"
-        );
-        wait_until(
-            "freshwatch notices and writes its state back",
-            Duration::from_secs(20),
-            || async {
-                redis.command(&["HGET", "freshwatch:{quiet}:status", ""]) != redis::Value::Nil
-                    && freshwatch
-                        .metric("freshwatch_state_store_resets_total")
-                        .await
-                        .is_some_and(|resets| resets >= 1.0)
-            },
-        )
-        .await;
-
-        freshwatch.kill_and_restart();
-        freshwatch.wait_ready().await;
-        assert_eq!(
-            freshwatch.status("quiet", "").await.as_deref(),
-            Some("critical"),
-            "the ten-day silence is remembered:\n{}",
-            freshwatch.log()
-        );
-        assert_eq!(
-            freshwatch.last_seen_ms("quiet", "").await,
-            Some(silent_since_ms)
-        );
-    });
+    runtime.block_on(common::ten_day_silence_survives_redis_loss(
+        &mut redis,
+        directory.path(),
+        &text,
+        silent_since_ms,
+    ));
     drop(cluster);
 }
 

@@ -276,36 +276,12 @@ warn_after = "1h"
 critical_after = "1d"
 "#,
     );
-    runtime.block_on(async {
-        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
-        freshwatch.wait_ready().await;
-        wait_until("quiet critical", Duration::from_secs(60), || async {
-            freshwatch.status("quiet", "").await.as_deref() == Some("critical")
-        })
-        .await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        redis.restart_empty();
-        wait_until(
-            "freshwatch writes its state back",
-            Duration::from_secs(20),
-            || async {
-                redis.command(&["HGET", "freshwatch:{quiet}:status", ""]) != redis::Value::Nil
-            },
-        )
-        .await;
-        freshwatch.kill_and_restart();
-        freshwatch.wait_ready().await;
-        assert_eq!(
-            freshwatch.status("quiet", "").await.as_deref(),
-            Some("critical"),
-            "{}",
-            freshwatch.log()
-        );
-        assert_eq!(
-            freshwatch.last_seen_ms("quiet", "").await,
-            Some(silent_since_ms)
-        );
-    });
+    runtime.block_on(common::ten_day_silence_survives_redis_loss(
+        &mut redis,
+        directory.path(),
+        &text,
+        silent_since_ms,
+    ));
 }
 
 #[test]

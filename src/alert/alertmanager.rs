@@ -546,6 +546,30 @@ mod tests {
         assert!(sink.unaccepted.is_empty());
     }
 
+    /// An Alertmanager sink at `url` with no routing and no fallback.
+    async fn plain_sink(url: &str, directory: &tempfile::TempDir) -> AlertmanagerSink {
+        let config = AlertmanagerConfig {
+            name: "alertmanager-0".into(),
+            url: reqwest::Url::parse(url).unwrap(),
+            resend_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            min_severity: Severity::Warning,
+            feeds: vec![],
+            fallback: vec![],
+            fallback_after: Duration::from_secs(120),
+            system: true,
+        };
+        AlertmanagerSink::new(
+            config,
+            "http://127.0.0.1:9187",
+            false,
+            Metrics::default(),
+            Leadership::always(),
+            Directory::default(),
+            embedded_store(directory).await,
+        )
+    }
+
     #[tokio::test]
     async fn one_refused_alert_does_not_drop_the_others_of_its_batch() {
         // An Alertmanager that refuses any batch holding an alert labelled `feed="bad"`.
@@ -568,26 +592,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         let directory = tempfile::tempdir().unwrap();
-        let config = AlertmanagerConfig {
-            name: "alertmanager-0".into(),
-            url: reqwest::Url::parse(&format!("http://{address}")).unwrap(),
-            resend_interval: Duration::from_secs(60),
-            timeout: Duration::from_secs(5),
-            min_severity: Severity::Warning,
-            feeds: vec![],
-            fallback: vec![],
-            fallback_after: Duration::from_secs(120),
-            system: true,
-        };
-        let mut sink = AlertmanagerSink::new(
-            config,
-            "http://127.0.0.1:9187",
-            false,
-            Metrics::default(),
-            Leadership::always(),
-            Directory::default(),
-            embedded_store(&directory).await,
-        );
+        let mut sink = plain_sink(&format!("http://{address}"), &directory).await;
         for feed in ["bad", "good"] {
             sink.apply(
                 Notice::System(crate::alert::SystemAlert {
@@ -612,26 +617,7 @@ mod tests {
     #[tokio::test]
     async fn changes_waiting_for_a_long_dead_alertmanager_are_bounded() {
         let directory = tempfile::tempdir().unwrap();
-        let config = AlertmanagerConfig {
-            name: "alertmanager-0".into(),
-            url: reqwest::Url::parse("http://127.0.0.1:9").unwrap(),
-            resend_interval: Duration::from_secs(60),
-            timeout: Duration::from_secs(1),
-            min_severity: Severity::Warning,
-            feeds: vec![],
-            fallback: vec![],
-            fallback_after: Duration::from_secs(120),
-            system: true,
-        };
-        let mut sink = AlertmanagerSink::new(
-            config,
-            "http://127.0.0.1:9187",
-            false,
-            Metrics::default(),
-            Leadership::always(),
-            Directory::default(),
-            embedded_store(&directory).await,
-        );
+        let mut sink = plain_sink("http://127.0.0.1:9", &directory).await;
         let change =
             Notification::from_transition(&transition(Status::Ok, Status::Critical, Some(0)))
                 .unwrap();

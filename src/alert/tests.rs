@@ -451,6 +451,25 @@ fn retry_after_is_read_as_seconds_or_as_an_http_date() {
     assert_eq!(parse_retry_after("soon", now), None);
 }
 
+/// A dispatcher whose sinks write their outboxes to `store` and never deliver (not leading).
+fn start_dispatcher(
+    config: &AlertsConfig,
+    store: &crate::state::StateStore,
+) -> (Dispatcher, CancellationToken, tokio::task::JoinSet<()>) {
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let dispatcher = Dispatcher::start(
+        config,
+        "http://127.0.0.1:9187",
+        store.clone(),
+        crate::ha::Leadership::new("test".into(), false),
+        &Metrics::default(),
+        shutdown.clone(),
+        &mut tasks,
+    );
+    (dispatcher, shutdown, tasks)
+}
+
 #[tokio::test]
 async fn a_sink_named_as_a_fallback_gets_nothing_directly_only_what_falls_back_to_it() {
     let directory = tempfile::tempdir().unwrap();
@@ -465,17 +484,7 @@ async fn a_sink_named_as_a_fallback_gets_nothing_directly_only_what_falls_back_t
         sinks: vec![primary, mail],
         watchdog: false,
     };
-    let shutdown = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let dispatcher = Dispatcher::start(
-        &config,
-        "http://127.0.0.1:9187",
-        store.clone(),
-        crate::ha::Leadership::new("test".into(), false),
-        &Metrics::default(),
-        shutdown.clone(),
-        &mut tasks,
-    );
+    let (dispatcher, shutdown, mut tasks) = start_dispatcher(&config, &store);
     dispatcher
         .dispatch(Notice::Changed(transition(
             Status::Ok,
@@ -508,17 +517,7 @@ async fn system_and_group_alerts_reach_a_sink_routed_by_feeds_unless_it_opts_out
         sinks: vec![pager, quiet],
         watchdog: false,
     };
-    let shutdown = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let dispatcher = Dispatcher::start(
-        &config,
-        "http://127.0.0.1:9187",
-        store.clone(),
-        crate::ha::Leadership::new("test".into(), false),
-        &Metrics::default(),
-        shutdown.clone(),
-        &mut tasks,
-    );
+    let (dispatcher, shutdown, mut tasks) = start_dispatcher(&config, &store);
     for (alertname, severity) in [
         (FEED_BLIND, Severity::Critical),
         (crate::groups::LOSS_IMMINENT, Severity::Critical),

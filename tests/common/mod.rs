@@ -307,6 +307,55 @@ impl Drop for TansuBroker {
     }
 }
 
+/// The amnesia scenario, on any broker: feed `quiet`'s only record (already produced, at
+/// `silent_since_ms`) pages critical; Redis comes back empty; freshwatch notices and writes its
+/// state back; then a `kill -9`, and the silence must still be known from Redis alone (its
+/// offset is committed past the record, so Kafka will not tell it again).
+pub async fn ten_day_silence_survives_redis_loss(
+    redis: &mut RedisServer,
+    directory: &std::path::Path,
+    config: &str,
+    silent_since_ms: i64,
+) {
+    let mut freshwatch = FreshwatchProcess::start(directory, config);
+    freshwatch.wait_ready().await;
+    wait_until("quiet critical", Duration::from_secs(60), || async {
+        freshwatch.status("quiet", "").await.as_deref() == Some("critical")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.restart_empty();
+    assert_eq!(
+        redis.command(&["EXISTS", "freshwatch:{quiet}:last_seen"]),
+        redis::Value::Int(0),
+        "redis came back empty"
+    );
+    wait_until(
+        "freshwatch notices and writes its state back",
+        Duration::from_secs(20),
+        || async {
+            redis.command(&["HGET", "freshwatch:{quiet}:status", ""]) != redis::Value::Nil
+                && freshwatch
+                    .metric("freshwatch_state_store_resets_total")
+                    .await
+                    .is_some_and(|resets| resets >= 1.0)
+        },
+    )
+    .await;
+    freshwatch.kill_and_restart();
+    freshwatch.wait_ready().await;
+    assert_eq!(
+        freshwatch.status("quiet", "").await.as_deref(),
+        Some("critical"),
+        "the ten-day silence is remembered:\n{}",
+        freshwatch.log()
+    );
+    assert_eq!(
+        freshwatch.last_seen_ms("quiet", "").await,
+        Some(silent_since_ms)
+    );
+}
+
 /// A producer for scenario tests: small batches, a deep queue.
 pub fn producer(brokers: &str) -> rdkafka::producer::BaseProducer {
     rdkafka::ClientConfig::new()
