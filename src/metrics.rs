@@ -88,6 +88,22 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// A gauge that is absent while there is no value (the Prometheus way to say "none").
+fn set_or_remove(
+    family: &Family<GroupTopicLabels, SecondsGauge>,
+    labels: &GroupTopicLabels,
+    seconds: Option<f64>,
+) {
+    match seconds {
+        Some(seconds) => {
+            family.get_or_create(labels).set(seconds);
+        }
+        None => {
+            family.remove(labels);
+        }
+    }
+}
+
 impl GroupMetrics {
     /// Sets every gauge from one judgement.
     pub fn show(&self, views: &[crate::groups::TopicView]) {
@@ -96,25 +112,11 @@ impl GroupMetrics {
                 group: view.group.clone(),
                 topic: view.topic.clone(),
             };
-            match view.lag_seconds {
-                Some(seconds) => {
-                    self.lag_seconds.get_or_create(&labels).set(seconds);
-                }
-                None => {
-                    self.lag_seconds.remove(&labels);
-                }
-            }
+            set_or_remove(&self.lag_seconds, &labels, view.lag_seconds);
             self.lag_records
                 .get_or_create(&labels)
                 .set(view.lag_records);
-            match view.loss_eta_seconds {
-                Some(seconds) => {
-                    self.loss_eta_seconds.get_or_create(&labels).set(seconds);
-                }
-                None => {
-                    self.loss_eta_seconds.remove(&labels);
-                }
-            }
+            set_or_remove(&self.loss_eta_seconds, &labels, view.loss_eta_seconds);
             let lost = self.records_lost.get_or_create(&labels);
             let counted = lost.get();
             if view.records_lost > counted {
