@@ -76,7 +76,7 @@ pub(super) async fn replica_loop(
                 if let Err(error) = pipeline.reload(take_statuses).await {
                     tracing::debug!(%error, "shared state reload failed");
                 }
-                if let Err(error) = pipeline.share_knowledge(interval).await {
+                if let Err(error) = pipeline.share_knowledge().await {
                     tracing::debug!(%error, "knowledge not shared");
                 }
             }

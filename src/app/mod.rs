@@ -224,7 +224,7 @@ impl Pipeline {
     /// Publishes what this replica knows of its partitions, and takes in every other live
     /// replica's report (one older than three reload intervals belongs to a replica that
     /// stopped: its entry is removed).
-    async fn share_knowledge(&self, reload_interval: Duration) -> Result<(), StateError> {
+    async fn share_knowledge(&self) -> Result<(), StateError> {
         let Some(redis) = self.store.redis() else {
             return Ok(());
         };
@@ -232,14 +232,8 @@ impl Pipeline {
         let instance = self.leadership.instance();
         let own = crate::knowledge::encode_reads(&self.knowledge.own_reads(now_ms));
         redis.knowledge_publish(instance, now_ms, &own).await?;
-        let live_since_ms = now_ms - 3 * duration_ms(reload_interval);
         for (peer, at_ms, reads) in redis.knowledge_read().await? {
             if peer == instance {
-                continue;
-            }
-            if at_ms < live_since_ms {
-                // A replica that died without saying so (kill -9).
-                redis.knowledge_forget(&peer).await?;
                 continue;
             }
             match crate::knowledge::decode_reads(&reads) {
@@ -247,7 +241,10 @@ impl Pipeline {
                 None => tracing::warn!(%peer, "unreadable knowledge entry of another replica"),
             }
         }
-        self.knowledge.forget_dead_peers(now_ms);
+        // Replicas whose report aged past the TTL died without saying so (kill -9).
+        for peer in self.knowledge.forget_dead_peers(now_ms) {
+            redis.knowledge_forget(&peer).await?;
+        }
         Ok(())
     }
 

@@ -119,7 +119,11 @@ impl Pipeline {
                 Sight::Known { .. } => "it can be judged again",
             };
             if firing {
-                tracing::error!(feed = %feed, reason, "feed cannot be judged past blind_after");
+                let cause = match sight {
+                    Sight::Blind(blindness) => blindness.as_str(),
+                    Sight::Known { .. } => "known",
+                };
+                tracing::error!(feed = %feed, cause, reason, "feed cannot be judged past blind_after");
             }
             self.dispatcher
                 .dispatch(Notice::System(SystemAlert {

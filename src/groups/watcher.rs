@@ -5,7 +5,6 @@
 //! `group.id` but never subscribes: freshwatch never joins them nor commits for them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,8 +36,6 @@ pub struct GroupWatcher {
     interval: Duration,
     metadata_refresh: Duration,
     retention: HashMap<String, (Retention, RetentionSource)>,
-    /// When the last round succeeded, unix ms: the evaluator's test of knowing.
-    pub last_round_ms: Arc<AtomicI64>,
     metrics: crate::metrics::GroupMetrics,
 }
 
@@ -79,7 +76,6 @@ impl GroupWatcher {
             interval: config.kafka.groups_interval,
             metadata_refresh: config.kafka.metadata_refresh,
             retention: HashMap::new(),
-            last_round_ms: Arc::new(AtomicI64::new(0)),
             metrics,
         }))
     }
@@ -102,8 +98,6 @@ impl GroupWatcher {
             match self.round(&group_ids, &topic_partitions) {
                 Ok(()) => {
                     self.metrics.rounds.inc();
-                    self.last_round_ms
-                        .store(self.clock.now_ms(), Ordering::Relaxed);
                 }
                 Err(error) => {
                     // What was read before no longer counts: unknown from the first failure,
