@@ -54,6 +54,9 @@ flush_interval = "100ms"
 
 [evaluation]
 interval = "200ms"
+# Thresholds here are seconds, shorter than a group join: these scenarios are about delivery,
+# not about FreshwatchFeedBlind (tests/knowing.rs), which would page during start-up.
+blind_after = "1h"
 
 [[feed]]
 name = "orders"

@@ -87,6 +87,8 @@ listen = "127.0.0.1:0"
 
 [evaluation]
 interval = "1s"
+# Seconds-long thresholds: FreshwatchFeedBlind is tests/knowing.rs' subject, not these.
+blind_after = "1h"
 
 {extra}
 "#

@@ -55,6 +55,8 @@ flush_interval = "100ms"
 
 [evaluation]
 interval = "200ms"
+# Seconds-long thresholds: FreshwatchFeedBlind is tests/knowing.rs' subject, not these.
+blind_after = "1h"
 
 [ha]
 lease = "3s"
@@ -324,6 +326,8 @@ flush_interval = "100ms"
 lease = "3s"
 [evaluation]
 interval = "200ms"
+# Seconds-long thresholds: FreshwatchFeedBlind is tests/knowing.rs' subject, not these.
+blind_after = "1h"
 [[feed]]
 name = "orders"
 topic = "orders"

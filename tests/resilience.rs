@@ -61,6 +61,8 @@ down_grace = "2s"
 [evaluation]
 interval = "200ms"
 source_grace = "2s"
+# Seconds-long thresholds: FreshwatchFeedBlind is tests/knowing.rs' subject, not these.
+blind_after = "1h"
 recovery_grace = "2s"
 
 {extra}

@@ -36,6 +36,8 @@ listen = "127.0.0.1:{port}"
 
 [evaluation]
 interval = "200ms"
+# Seconds-long thresholds: FreshwatchFeedBlind is tests/knowing.rs' subject, not these.
+blind_after = "1h"
 
 [[feed]]
 name = "profiles"
