@@ -1,6 +1,7 @@
 //! The HTTP side: `/metrics`, `/api/v1/feeds`, `/healthz`, `/readyz`.
 //!
-//! Everything is read from the tracker at request time; nothing here changes state.
+//! Series are read from the read snapshot ([`crate::snapshot`]), never by walking the tracker
+//! under its lock; nothing here changes state.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::net::SocketAddr;
@@ -18,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{rfc3339, SharedClock};
 use crate::evaluate::FeedRules;
+use crate::snapshot::Snapshots;
 use crate::source::SourceStatus;
-use crate::tracker::Tracker;
 
 /// What `/readyz` checks: the consumer joined its group (consume-mode feeds), the tail source
 /// finished a round (tail-mode feeds), and the state store answers.
@@ -65,7 +66,7 @@ impl Readiness {
 
 #[derive(Clone)]
 pub struct HttpState {
-    pub tracker: Arc<Mutex<Tracker>>,
+    pub snapshots: Arc<Snapshots>,
     pub rules: Arc<[FeedRules]>,
     pub clock: SharedClock,
     pub registry: Arc<Registry>,
@@ -154,7 +155,11 @@ async fn groups(State(state): State<HttpState>) -> Json<Vec<crate::groups::Topic
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    let text = crate::metrics::render(&state.registry);
+    // Rendering a large table takes a while: off the async workers.
+    let registry = state.registry.clone();
+    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&registry))
+        .await
+        .unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,
@@ -204,25 +209,23 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 /// Builds rows, stalest first: by status rank, then staleness, then never-seen last-seen.
+/// Blocking (it may refresh the snapshot).
 pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
     let now_ms = state.clock.now_ms();
-    let tracker = state
-        .tracker
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner());
+    let view = state.snapshots.read();
     let mut rows: Vec<(u8, i64, FeedRow)> = Vec::new();
-    for (feed_track, rules) in tracker.feeds().iter().zip(state.rules.iter()) {
-        if only_feed.is_some_and(|name| name != &*feed_track.name) {
+    for (feed_view, rules) in view.feeds.iter().zip(state.rules.iter()) {
+        if only_feed.is_some_and(|name| name != &*feed_view.name) {
             continue;
         }
-        for series in feed_track.series() {
+        for series in &feed_view.series {
             let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
             rows.push((
                 series.status.rank(),
                 staleness_ms.unwrap_or(i64::MAX),
                 FeedRow {
-                    feed: feed_track.name.to_string(),
-                    key: series.key().into_owned(),
+                    feed: feed_view.name.to_string(),
+                    key: series.key.to_string(),
                     status: series.status.as_str().to_owned(),
                     last_seen: series.last_seen().map(rfc3339),
                     staleness_seconds: staleness_ms.map(|millis| millis as f64 / 1000.0),
@@ -236,7 +239,7 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
             ));
         }
     }
-    drop(tracker);
+    drop(view);
     rows.sort_by(|a, b| {
         b.0.cmp(&a.0)
             .then(b.1.cmp(&a.1))
@@ -246,11 +249,18 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
     rows.into_iter().map(|(_, _, row)| row).collect()
 }
 
+/// [`feed_rows`] off the async workers.
+async fn rows_blocking(state: HttpState, only_feed: Option<String>) -> Vec<FeedRow> {
+    tokio::task::spawn_blocking(move || feed_rows(&state, only_feed.as_deref()))
+        .await
+        .unwrap_or_default()
+}
+
 async fn feeds(
     State(state): State<HttpState>,
     Query(query): Query<FeedsQuery>,
 ) -> Json<Vec<FeedRow>> {
-    let mut rows = feed_rows(&state, query.feed.as_deref());
+    let mut rows = rows_blocking(state, query.feed.clone()).await;
     if let Some(status) = &query.status {
         rows.retain(|row| &row.status == status);
     }
@@ -268,7 +278,7 @@ async fn feed(State(state): State<HttpState>, Path(name): Path<String>) -> Respo
         )
             .into_response();
     }
-    Json(feed_rows(&state, Some(&name))).into_response()
+    Json(rows_blocking(state, Some(name)).await).into_response()
 }
 
 /// Orders rows the way `freshwatch status` prints them (used by the CLI on fetched rows).

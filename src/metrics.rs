@@ -1,17 +1,18 @@
 //! Every Prometheus metric freshwatch exports, with its help text.
 //!
 //! Process-wide counters live in a prometheus-client [`Registry`]. The per-series gauges
-//! (`freshwatch_feed_*`) are read from the tracker at scrape time by [`FeedCollector`], so a
+//! (`freshwatch_feed_*`) are read from the read snapshot at scrape time by [`FeedCollector`], so a
 //! record never touches a metric and staleness is exact at the moment of the scrape. Labels are
 //! bounded: `feed` by the config, `key` by the split values seen, `reason` and `outcome` by fixed
 //! sets.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, NoLabelSet,
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder,
+    NoLabelSet,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,7 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::clock::SharedClock;
 use crate::evaluate::FeedRules;
-use crate::tracker::Tracker;
+use crate::snapshot::{ReadView, SeriesView, Snapshots};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -197,7 +198,7 @@ impl Metrics {
     /// Registers the process-wide metrics and the per-series collector.
     pub fn register(
         registry: &mut Registry,
-        tracker: Arc<Mutex<Tracker>>,
+        snapshots: Arc<Snapshots>,
         rules: Arc<[FeedRules]>,
         clock: SharedClock,
     ) -> Metrics {
@@ -323,7 +324,7 @@ impl Metrics {
             metrics.consumer_lag.clone(),
         );
         registry.register_collector(Box::new(FeedCollector {
-            tracker,
+            snapshots,
             rules,
             clock,
         }));
@@ -407,75 +408,80 @@ impl EncodeLabelValue for Escaped<'_> {
     }
 }
 
-/// Per-series gauges, computed from the tracker at scrape time.
+/// Per-series gauges, from the read snapshot at scrape time (never a walk under the tracker
+/// lock).
 #[derive(Debug)]
 struct FeedCollector {
-    tracker: Arc<Mutex<Tracker>>,
+    snapshots: Arc<Snapshots>,
     rules: Arc<[FeedRules]>,
     clock: SharedClock,
+}
+
+/// One per-series gauge family: `value` gives a series' sample, `None` for none.
+fn encode_series_gauge<V: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    view: &ReadView,
+    (name, help): (&str, &str),
+    value: impl Fn(&SeriesView) -> Option<V>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for feed in &view.feeds {
+        for series in &feed.series {
+            if let Some(value) = value(series) {
+                let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&series.key))];
+                metric.encode_family(&labels)?.encode_gauge(&value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One per-feed gauge family.
+fn encode_feed_gauge<'a, V: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    feeds: impl Iterator<Item = (&'a str, V)>,
+    (name, help): (&str, &str),
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (feed, value) in feeds {
+        let labels = [("feed", Escaped(feed))];
+        metric.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
 }
 
 impl Collector for FeedCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now_ms = self.clock.now_ms();
-        let tracker = self
-            .tracker
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        {
-            let mut metric = encoder.encode_descriptor(
+        let view = self.snapshots.read();
+        let encoder = &mut encoder;
+        encode_series_gauge(
+            encoder,
+            &view,
+            (
                 "freshwatch_feed_last_seen_timestamp_seconds",
                 "Newest event time seen on the feed, unix seconds (absent until seen)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for feed in tracker.feeds() {
-                for series in feed.series() {
-                    if let Some(last_seen_ms) = series.last_seen() {
-                        let key = series.key();
-                        let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&key))];
-                        metric
-                            .encode_family(&labels)?
-                            .encode_gauge(&(last_seen_ms as f64 / 1000.0))?;
-                    }
-                }
-            }
-        }
-        {
-            let mut metric = encoder.encode_descriptor(
+            ),
+            |series| Some(series.last_seen()? as f64 / 1000.0),
+        )?;
+        encode_series_gauge(
+            encoder,
+            &view,
+            (
                 "freshwatch_feed_staleness_seconds",
                 "Seconds since the newest event time seen (absent until seen)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for feed in tracker.feeds() {
-                for series in feed.series() {
-                    if let Some(last_seen_ms) = series.last_seen() {
-                        let key = series.key();
-                        let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&key))];
-                        let staleness = (now_ms - last_seen_ms).max(0) as f64 / 1000.0;
-                        metric.encode_family(&labels)?.encode_gauge(&staleness)?;
-                    }
-                }
-            }
-        }
-        {
-            let mut metric = encoder.encode_descriptor(
+            ),
+            |series| Some((now_ms - series.last_seen()?).max(0) as f64 / 1000.0),
+        )?;
+        encode_series_gauge(
+            encoder,
+            &view,
+            (
                 "freshwatch_feed_status",
                 "0 ok, 1 warning, 2 critical, 3 never_seen, 4 unknown",
-                None,
-                MetricType::Gauge,
-            )?;
-            for feed in tracker.feeds() {
-                for series in feed.series() {
-                    let key = series.key();
-                    let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&key))];
-                    metric
-                        .encode_family(&labels)?
-                        .encode_gauge(&series.status.gauge_value())?;
-                }
-            }
-        }
+            ),
+            |series| Some(series.status.gauge_value()),
+        )?;
         {
             let mut metric = encoder.encode_descriptor(
                 "freshwatch_feed_records",
@@ -483,30 +489,25 @@ impl Collector for FeedCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for feed in tracker.feeds() {
-                for series in feed.series() {
-                    let key = series.key();
-                    let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&key))];
+            for feed in &view.feeds {
+                for series in &feed.series {
+                    let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&series.key))];
                     metric
                         .encode_family(&labels)?
                         .encode_counter::<NoLabelSet, u64, f64>(&series.records, None)?;
                 }
             }
         }
-        {
-            let mut metric = encoder.encode_descriptor(
+        encode_feed_gauge(
+            encoder,
+            view.feeds
+                .iter()
+                .map(|feed| (&*feed.name, feed.series.len() as i64)),
+            (
                 "freshwatch_feed_keys",
                 "Series tracked per feed (1 for an unsplit feed)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for feed in tracker.feeds() {
-                let labels = [("feed", Escaped(&feed.name))];
-                metric
-                    .encode_family(&labels)?
-                    .encode_gauge(&(feed.series().len() as i64))?;
-            }
-        }
+            ),
+        )?;
         {
             let mut metric = encoder.encode_descriptor(
                 "freshwatch_feed_keys_refused",
@@ -514,33 +515,33 @@ impl Collector for FeedCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for feed in tracker.feeds() {
+            for feed in &view.feeds {
                 let labels = [("feed", Escaped(&feed.name))];
                 metric
                     .encode_family(&labels)?
                     .encode_counter::<NoLabelSet, u64, f64>(&feed.refused, None)?;
             }
         }
-        for (name, help, pick) in [
+        let seconds = |millis: i64| millis as f64 / 1000.0;
+        encode_feed_gauge(
+            encoder,
+            self.rules
+                .iter()
+                .map(|rules| (&*rules.name, seconds(rules.warn_after_ms))),
             (
                 "freshwatch_feed_warn_after_seconds",
                 "The feed's warning threshold",
-                (|rules: &FeedRules| rules.warn_after_ms) as fn(&FeedRules) -> i64,
             ),
+        )?;
+        encode_feed_gauge(
+            encoder,
+            self.rules
+                .iter()
+                .map(|rules| (&*rules.name, seconds(rules.critical_after_ms))),
             (
                 "freshwatch_feed_critical_after_seconds",
                 "The feed's critical threshold",
-                |rules: &FeedRules| rules.critical_after_ms,
             ),
-        ] {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for rules in self.rules.iter() {
-                let labels = [("feed", Escaped(&rules.name))];
-                metric
-                    .encode_family(&labels)?
-                    .encode_gauge(&(pick(rules) as f64 / 1000.0))?;
-            }
-        }
-        Ok(())
+        )
     }
 }

@@ -292,6 +292,78 @@ fn a_deposed_leaders_status_writes_are_fenced_off_and_last_seen_only_grows() {
     });
 }
 
+/// A replica's reload reads only what was written since its last one (the change log), the whole
+/// feed the first time, and the whole feed again when the log was trimmed past its cursor.
+#[test]
+fn a_replica_reload_reads_only_what_changed() {
+    use freshwatch::model::Status;
+    use freshwatch::state::{ChangeCursor, RedisStore, SeriesRecord};
+    use std::sync::Arc;
+    let redis = RedisServer::start();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = RedisStore::connect(&redis.url, "freshwatch").await.unwrap();
+        let feeds = [Arc::<str>::from("profiles"), Arc::<str>::from("billing")];
+        let record = |feed: &str, key: &str, last_seen: i64| SeriesRecord {
+            feed: Arc::from(feed),
+            key: key.as_bytes().to_vec(),
+            last_seen_ms: Some(last_seen),
+            status: Some((Status::Ok, last_seen)),
+        };
+        let all: Vec<SeriesRecord> = (0..1_200)
+            .map(|index| record("profiles", &format!("tenant-{index}"), 1_000))
+            .collect();
+        store.write(&all, None).await.unwrap();
+        let mut cursors = vec![ChangeCursor::default(); feeds.len()];
+
+        let first = store.load_changed(&feeds, &mut cursors).await.unwrap();
+        assert_eq!(first.len(), 1_200, "the first reload reads the feed whole");
+        assert!(store
+            .load_changed(&feeds, &mut cursors)
+            .await
+            .unwrap()
+            .is_empty());
+
+        let mut changed = vec![
+            record("profiles", "tenant-7", 2_000),
+            record("profiles", "tenant-1100", 2_500),
+        ];
+        changed[1].status = Some((Status::Critical, 2_500));
+        store.write(&changed, None).await.unwrap();
+        store
+            .write(&[record("billing", "eu", 3_000)], None)
+            .await
+            .unwrap();
+        let mut read = store.load_changed(&feeds, &mut cursors).await.unwrap();
+        read.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(
+            read,
+            vec![
+                record("billing", "eu", 3_000),
+                changed[1].clone(),
+                changed[0].clone()
+            ],
+            "exactly the series written since, with their stored values"
+        );
+        assert!(store
+            .load_changed(&feeds, &mut cursors)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // A replica that fell behind the log's window: its cursor's entry is gone.
+        redis.command(&["XTRIM", "freshwatch:{profiles}:changes", "MAXLEN", "0"]);
+        store
+            .write(&[record("profiles", "tenant-3", 4_000)], None)
+            .await
+            .unwrap();
+        let again = store.load_changed(&feeds, &mut cursors).await.unwrap();
+        assert_eq!(again.len(), 1_200, "read whole after a gap");
+        assert!(again
+            .iter()
+            .any(|series| series.key == b"tenant-3" && series.last_seen_ms == Some(4_000)));
+    });
+}
+
 #[test]
 fn with_redis_cluster_state_outbox_and_leadership_work_across_slots() {
     let cluster = MockCluster::new(1).unwrap();

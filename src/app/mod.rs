@@ -105,6 +105,8 @@ struct Pipeline {
     watch: Watch,
     groups: Option<Groups>,
     feed_names: Vec<Arc<str>>,
+    /// Per feed, how far [`Pipeline::reload`] has read the shared state's change log.
+    reload_cursors: tokio::sync::Mutex<Vec<crate::state::ChangeCursor>>,
     /// When the evaluation loop last ran, unix ms (the heartbeat's health signal).
     pub last_tick_ms: Arc<std::sync::atomic::AtomicI64>,
 }
@@ -201,14 +203,20 @@ impl Pipeline {
     }
 
     /// Merges the shared state: last-seen from every replica (by max); a follower also takes
-    /// the leader's statuses, so every replica serves every feed.
+    /// the leader's statuses, so every replica serves every feed. Reads only what was written
+    /// since the last reload.
     async fn reload(&self, take_statuses: bool) -> Result<(), StateError> {
-        let snapshot = self.store.load(&self.feed_names).await?;
+        let changed = {
+            let mut cursors = self.reload_cursors.lock().await;
+            self.store
+                .load_changed(&self.feed_names, &mut cursors)
+                .await?
+        };
         let mut tracker = self
             .tracker
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        for record in snapshot.series {
+        for record in changed {
             if let Some(index) = self.feed_names.iter().position(|name| *name == record.feed) {
                 tracker.merge_shared(
                     index as FeedIndex,
@@ -323,7 +331,13 @@ pub async fn start(
     let evaluator = Evaluator::new(&config.feeds);
     let rules: Arc<[_]> = evaluator.rules().to_vec().into();
     let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry, tracker.clone(), rules.clone(), clock.clone());
+    let snapshots = Arc::new(crate::snapshot::Snapshots::new(tracker.clone()));
+    let metrics = Metrics::register(
+        &mut registry,
+        snapshots.clone(),
+        rules.clone(),
+        clock.clone(),
+    );
     metrics.state_store_up.set(1);
     if let Some(redis) = store.redis() {
         metrics
@@ -421,6 +435,7 @@ pub async fn start(
         write_gate: tokio::sync::Mutex::new(()),
         leadership: leadership.clone(),
         feed_names: feed_names.clone(),
+        reload_cursors: tokio::sync::Mutex::new(vec![Default::default(); feed_names.len()]),
         knowledge,
         groups,
         watch: Watch {
@@ -536,7 +551,7 @@ pub async fn start(
     ));
 
     let http_state = HttpState {
-        tracker,
+        snapshots,
         rules,
         clock,
         registry: Arc::new(registry),

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use embedded::EmbeddedStore;
-pub use redis_store::RedisStore;
+pub use redis_store::{ChangeCursor, RedisStore};
 
 use crate::config::{StateBackend, StateConfig};
 use crate::model::Status;
@@ -105,6 +105,20 @@ impl StateStore {
         match self {
             StateStore::Redis(store) => store.load(feeds).await,
             StateStore::Embedded(store) => store.load(feeds).await,
+        }
+    }
+
+    /// The series of `feeds` written since `cursors` (one per feed) were last used: with Redis,
+    /// only what changed (its change log); the embedded store, which no replica shares, reads
+    /// everything.
+    pub async fn load_changed(
+        &self,
+        feeds: &[Arc<str>],
+        cursors: &mut [ChangeCursor],
+    ) -> Result<Vec<SeriesRecord>, StateError> {
+        match self {
+            StateStore::Redis(store) => store.load_changed(feeds, cursors).await,
+            StateStore::Embedded(store) => Ok(store.load(feeds).await?.series),
         }
     }
 

@@ -3,6 +3,8 @@
 //! - `{prefix}:{<feed>}:status`: hash, split value → `status@since_ms`;
 //! - `{prefix}:{<feed>}:meta`: hash, `watch_started` → unix ms (set once);
 //! - `{prefix}:{<feed>}:fence`: the highest leader fencing token that wrote the feed's statuses;
+//! - `{prefix}:{<feed>}:changes`: stream, one entry per write of the feed naming the split values
+//!   it wrote, trimmed to the last [`CHANGE_LOG_WINDOW_MS`]: replicas reload only what changed;
 //! - `{prefix}:outbox:{<sink>}`: stream of undelivered notifications, oldest first.
 //!
 //! The unsplit feed's split value is the empty string.
@@ -13,6 +15,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{decode_status, encode_status, SeriesRecord, Snapshot, StateError};
+use crate::model::Status;
 
 /// Keeps the larger of the stored and the given last-seen, per field; safe across replicas.
 const MAX_MERGE: &str = r"
@@ -40,6 +43,30 @@ return 1
 
 /// Fields per script call, so one call never blocks Redis for long.
 const FIELDS_PER_CALL: usize = 500;
+
+/// How long the change log keeps an entry (Redis's own time). A replica whose last reload is
+/// older than this reads the feed whole; replicas reload every couple of seconds.
+pub const CHANGE_LOG_WINDOW_MS: i64 = 30_000;
+
+/// Appends one change-log entry (ARGV[2..]: the split values written, as field names) and trims
+/// entries older than ARGV[1] ms by Redis's clock, so writers' clocks need not agree.
+const LOG_CHANGES: &str = r"
+local now = redis.call('TIME')
+local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[1])
+local fields = {}
+for i = 2, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ''
+end
+redis.call('XADD', KEYS[1], 'MINID', '~', cutoff, '*', unpack(fields))
+return 0
+";
+
+/// Where a replica's reload of one feed stands: the last change-log entry it has read.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeCursor {
+    last_id: Option<String>,
+}
 
 /// One Redis server (reconnecting), or a Redis Cluster (routing each command by key slot).
 #[derive(Clone)]
@@ -138,35 +165,9 @@ impl RedisStore {
         let mut connection = self.connection.clone();
         let mut snapshot = Snapshot::default();
         for feed in feeds {
-            let last_seen: Vec<(Vec<u8>, i64)> = redis::cmd("HGETALL")
-                .arg(self.key(feed, "last_seen"))
-                .query_async(&mut connection)
-                .await?;
-            let statuses: Vec<(Vec<u8>, String)> = redis::cmd("HGETALL")
-                .arg(self.key(feed, "status"))
-                .query_async(&mut connection)
-                .await?;
-            let mut by_key: std::collections::HashMap<Vec<u8>, SeriesRecord> =
-                std::collections::HashMap::new();
-            for (key, millis) in last_seen {
-                by_key
-                    .entry(key.clone())
-                    .or_insert_with(|| SeriesRecord::empty(feed, key))
-                    .last_seen_ms = Some(millis);
-            }
-            for (key, text) in statuses {
-                let what = format!(
-                    "{}[{}]",
-                    self.key(feed, "status"),
-                    String::from_utf8_lossy(&key)
-                );
-                let status = decode_status(&what, &text)?;
-                by_key
-                    .entry(key.clone())
-                    .or_insert_with(|| SeriesRecord::empty(feed, key))
-                    .status = Some(status);
-            }
-            snapshot.series.extend(by_key.into_values());
+            snapshot
+                .series
+                .extend(self.load_feed(&mut connection, feed).await?);
             let started: Option<i64> = redis::cmd("HGET")
                 .arg(self.key(feed, "meta"))
                 .arg("watch_started")
@@ -177,6 +178,143 @@ impl RedisStore {
             }
         }
         Ok(snapshot)
+    }
+
+    /// Every series of one feed.
+    async fn load_feed(
+        &self,
+        connection: &mut Connection,
+        feed: &Arc<str>,
+    ) -> Result<Vec<SeriesRecord>, StateError> {
+        let last_seen: Vec<(Vec<u8>, i64)> = redis::cmd("HGETALL")
+            .arg(self.key(feed, "last_seen"))
+            .query_async(connection)
+            .await?;
+        let statuses: Vec<(Vec<u8>, String)> = redis::cmd("HGETALL")
+            .arg(self.key(feed, "status"))
+            .query_async(connection)
+            .await?;
+        let mut by_key: std::collections::HashMap<Vec<u8>, SeriesRecord> =
+            std::collections::HashMap::new();
+        for (key, millis) in last_seen {
+            by_key
+                .entry(key.clone())
+                .or_insert_with(|| SeriesRecord::empty(feed, key))
+                .last_seen_ms = Some(millis);
+        }
+        for (key, text) in statuses {
+            let status = self.decode_status(feed, &key, &text)?;
+            by_key
+                .entry(key.clone())
+                .or_insert_with(|| SeriesRecord::empty(feed, key))
+                .status = Some(status);
+        }
+        Ok(by_key.into_values().collect())
+    }
+
+    fn decode_status(
+        &self,
+        feed: &str,
+        key: &[u8],
+        text: &str,
+    ) -> Result<(Status, i64), StateError> {
+        let what = format!(
+            "{}[{}]",
+            self.key(feed, "status"),
+            String::from_utf8_lossy(key)
+        );
+        decode_status(&what, text)
+    }
+
+    /// The series of `feeds` written since each feed's cursor, by the change log: O(changes).
+    /// A feed is read whole the first time, and when entries past its cursor were trimmed (the
+    /// reload fell more than [`CHANGE_LOG_WINDOW_MS`] behind).
+    pub async fn load_changed(
+        &self,
+        feeds: &[Arc<str>],
+        cursors: &mut [ChangeCursor],
+    ) -> Result<Vec<SeriesRecord>, StateError> {
+        let mut connection = self.connection.clone();
+        let mut series = Vec::new();
+        for (feed, cursor) in feeds.iter().zip(cursors.iter_mut()) {
+            let log = self.key(feed, "changes");
+            if let Some(last_id) = cursor.last_id.clone() {
+                // [[id, [field, value, ...]], ...]; the fields are the split values written.
+                let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+                    .arg(&log)
+                    .arg(&last_id)
+                    .arg("+")
+                    .query_async(&mut connection)
+                    .await?;
+                // The cursor's own entry is still there: nothing after it was trimmed.
+                let continuous =
+                    last_id == "0-0" || entries.first().is_some_and(|(id, _)| *id == last_id);
+                if continuous {
+                    if let Some((newest, _)) = entries.last() {
+                        cursor.last_id = Some(newest.clone());
+                    }
+                    let keys: std::collections::BTreeSet<Vec<u8>> = entries
+                        .into_iter()
+                        .filter(|(id, _)| *id != last_id)
+                        .flat_map(|(_, fields)| fields.into_iter().step_by(2))
+                        .collect();
+                    series.extend(self.load_keys(&mut connection, feed, keys).await?);
+                    continue;
+                }
+            }
+            // Whole: note the newest entry first, so what is written meanwhile is read again.
+            let newest: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XREVRANGE")
+                .arg(&log)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut connection)
+                .await?;
+            cursor.last_id = Some(
+                newest
+                    .into_iter()
+                    .next()
+                    .map_or_else(|| "0-0".to_owned(), |(id, _)| id),
+            );
+            series.extend(self.load_feed(&mut connection, feed).await?);
+        }
+        Ok(series)
+    }
+
+    /// The named series of one feed.
+    async fn load_keys(
+        &self,
+        connection: &mut Connection,
+        feed: &Arc<str>,
+        keys: std::collections::BTreeSet<Vec<u8>>,
+    ) -> Result<Vec<SeriesRecord>, StateError> {
+        let keys: Vec<Vec<u8>> = keys.into_iter().collect();
+        let mut records = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(FIELDS_PER_CALL) {
+            let (last_seen, statuses): (Vec<Option<i64>>, Vec<Option<String>>) = redis::pipe()
+                .cmd("HMGET")
+                .arg(self.key(feed, "last_seen"))
+                .arg(chunk)
+                .cmd("HMGET")
+                .arg(self.key(feed, "status"))
+                .arg(chunk)
+                .query_async(connection)
+                .await?;
+            for ((key, last_seen_ms), status) in chunk.iter().zip(last_seen).zip(statuses) {
+                let status = match status {
+                    Some(text) => Some(self.decode_status(feed, key, &text)?),
+                    None => None,
+                };
+                records.push(SeriesRecord {
+                    feed: feed.clone(),
+                    key: key.clone(),
+                    last_seen_ms,
+                    status,
+                });
+            }
+        }
+        Ok(records)
     }
 
     pub async fn watch_started(&self, feed: &str, now_ms: i64) -> Result<i64, StateError> {
@@ -250,6 +388,20 @@ impl RedisStore {
                             command.arg(*key).arg(text);
                         }
                     }
+                }
+                pipeline.ignore();
+            }
+            // After the writes it names, on the same connection: a replica that reads the entry
+            // reads these values or newer ones.
+            for chunk in feed_records.chunks(FIELDS_PER_CALL) {
+                let command = pipeline
+                    .cmd("EVAL")
+                    .arg(LOG_CHANGES)
+                    .arg(1)
+                    .arg(self.key(feed, "changes"))
+                    .arg(CHANGE_LOG_WINDOW_MS);
+                for record in chunk {
+                    command.arg(record.key.as_slice());
                 }
                 pipeline.ignore();
             }
