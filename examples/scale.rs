@@ -1,34 +1,41 @@
 //! Scale figures for BENCHMARKS.md: memory per tracked series at 1M split keys, evaluation tick
-//! time with 1M series of which 1% cross a threshold, and the state flush rate to a real Redis.
+//! time with 1M series of which 1% cross a threshold, the consume rate while `/metrics` is
+//! scraped back to back, and with a real Redis the state flush rate and a replica's reload
+//! (whole, then of 1,000 changes).
 //!
 //! `cargo run --release --example scale -- [KEYS] [REDIS_URL]` (bench/scale.sh starts Redis).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use freshwatch::config::{FeedConfig, FeedMode, SplitRule, TimestampRule, TopicMatcher};
+use freshwatch::config::FeedConfig;
 use freshwatch::evaluate::Evaluator;
 use freshwatch::model::Status;
-use freshwatch::state::{RedisStore, SeriesRecord};
+use freshwatch::state::{ChangeCursor, RedisStore, SeriesRecord};
 use freshwatch::tracker::Tracker;
 
 const NOW_MS: i64 = 1_764_547_200_000;
 const WARN_MS: i64 = 60_000;
 
 fn feed(keys: usize) -> FeedConfig {
-    FeedConfig {
-        name: Arc::from("profiles"),
-        topics: TopicMatcher::Exact("t".into()),
-        split: Some(SplitRule::Key),
-        timestamp: TimestampRule::Record,
-        warn_after: Duration::from_millis(WARN_MS as u64),
-        critical_after: Duration::from_millis(2 * WARN_MS as u64),
-        expected: vec![],
-        mode: FeedMode::Consume,
-        max_keys: keys,
-        max_key_bytes: 256,
-        hold: Duration::ZERO,
-    }
+    let text = format!(
+        r#"
+        [kafka]
+        brokers = "localhost:9092"
+        [[feed]]
+        name = "profiles"
+        topic = "t"
+        split_by = "key"
+        warn_after = "{WARN_MS}ms"
+        critical_after = "{}ms"
+        max_keys = {keys}
+        "#,
+        2 * WARN_MS
+    );
+    let config = freshwatch::config::parse(&text, std::path::Path::new("scale.toml"), &|_| None)
+        .expect("valid config");
+    config.feeds[0].clone()
 }
 
 fn rss_bytes() -> u64 {
@@ -105,6 +112,9 @@ fn main() {
         idle_tick.as_secs_f64() * 1000.0
     );
 
+    let tracker = Arc::new(Mutex::new(tracker));
+    scrape_while_consuming(&tracker, &evaluator, keys);
+
     // State flush to a real Redis, as the flush loop writes after a burst.
     let Some(redis_url) = redis_url else {
         println!("redis_flush skipped (no REDIS_URL)");
@@ -132,5 +142,99 @@ fn main() {
             "redis_flush_updates_per_s {:.0}",
             keys as f64 / elapsed.as_secs_f64()
         );
+        replica_reload(&store, &records).await;
     });
+}
+
+/// Records applied per tracker lock, as the source does.
+const BATCH: usize = 2048;
+
+/// Consumes (observes records for every key in turn, a batch per lock, as the source thread
+/// does) for a few seconds, alone and then while another thread renders `/metrics` back to back.
+fn scrape_while_consuming(tracker: &Arc<Mutex<Tracker>>, evaluator: &Evaluator, keys: usize) {
+    let run = |scraping: bool| -> (f64, u64) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let scrapes = Arc::new(AtomicU64::new(0));
+        let scraper = scraping.then(|| {
+            let snapshots = Arc::new(freshwatch::snapshot::Snapshots::new(tracker.clone()));
+            let mut registry = prometheus_client::registry::Registry::default();
+            let clock: freshwatch::clock::SharedClock = Arc::new(freshwatch::clock::SystemClock);
+            let _metrics = freshwatch::metrics::Metrics::register(
+                &mut registry,
+                snapshots,
+                evaluator.rules().to_vec().into(),
+                clock,
+            );
+            let (stop, scrapes) = (stop.clone(), scrapes.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let text = freshwatch::metrics::render(&registry);
+                    assert!(text.len() > keys * 4 * 50, "every series rendered");
+                    scrapes.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        });
+        let names: Vec<Vec<u8>> = (0..keys).map(|index| key(index).into_bytes()).collect();
+        let started = Instant::now();
+        let mut records = 0u64;
+        let mut next = 0usize;
+        while started.elapsed() < Duration::from_secs(6) {
+            let mut table = tracker.lock().unwrap();
+            for _ in 0..BATCH {
+                table.observe(0, &names[next], NOW_MS + records as i64);
+                next = (next + 1) % keys;
+                records += 1;
+            }
+        }
+        let rate = records as f64 / started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        if let Some(scraper) = scraper {
+            scraper.join().expect("scraper");
+        }
+        (rate, scrapes.load(Ordering::Relaxed))
+    };
+    // Alternated, so warm-up and other load fall on both sides.
+    let (mut alone, mut scraped, mut scrapes) = (0.0, 0.0, 0);
+    for _ in 0..2 {
+        alone += run(false).0 / 2.0;
+        let (rate, count) = run(true);
+        scraped += rate / 2.0;
+        scrapes += count;
+    }
+    println!("consume_records_per_s_alone {alone:.0}");
+    println!("consume_records_per_s_while_scraping {scraped:.0} ({scrapes} full scrapes)");
+    println!(
+        "consume_rate_change_while_scraping_pct {:.1}",
+        (scraped / alone - 1.0) * 100.0
+    );
+}
+
+/// A follower's reload: the first reads the feed whole, later ones only what changed.
+async fn replica_reload(store: &RedisStore, records: &[SeriesRecord]) {
+    let feeds = [Arc::<str>::from("profiles")];
+    let mut cursors = vec![ChangeCursor::default()];
+    let started = Instant::now();
+    let whole = store.load_changed(&feeds, &mut cursors).await.expect("reload");
+    println!(
+        "replica_reload_whole_ms {:.0} ({} series)",
+        started.elapsed().as_secs_f64() * 1000.0,
+        whole.len()
+    );
+    let changes: Vec<SeriesRecord> = records
+        .iter()
+        .step_by(records.len() / 1_000)
+        .take(1_000)
+        .map(|record| SeriesRecord {
+            last_seen_ms: record.last_seen_ms.map(|millis| millis + 1),
+            ..record.clone()
+        })
+        .collect();
+    store.write(&changes, None).await.expect("write changes");
+    let started = Instant::now();
+    let changed = store.load_changed(&feeds, &mut cursors).await.expect("reload");
+    assert_eq!(changed.len(), changes.len());
+    println!(
+        "replica_reload_1000_changes_ms {:.1}",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
 }
