@@ -214,7 +214,10 @@ async fn replica_reload(store: &RedisStore, records: &[SeriesRecord]) {
     let feeds = [Arc::<str>::from("profiles")];
     let mut cursors = vec![ChangeCursor::default()];
     let started = Instant::now();
-    let whole = store.load_changed(&feeds, &mut cursors).await.expect("reload");
+    let whole = store
+        .load_changed(&feeds, &mut cursors)
+        .await
+        .expect("reload");
     println!(
         "replica_reload_whole_ms {:.0} ({} series)",
         started.elapsed().as_secs_f64() * 1000.0,
@@ -231,7 +234,10 @@ async fn replica_reload(store: &RedisStore, records: &[SeriesRecord]) {
         .collect();
     store.write(&changes, None).await.expect("write changes");
     let started = Instant::now();
-    let changed = store.load_changed(&feeds, &mut cursors).await.expect("reload");
+    let changed = store
+        .load_changed(&feeds, &mut cursors)
+        .await
+        .expect("reload");
     assert_eq!(changed.len(), changes.len());
     println!(
         "replica_reload_1000_changes_ms {:.1}",

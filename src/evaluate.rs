@@ -263,7 +263,11 @@ impl Evaluator {
         let rules = &self.rules[id.feed as usize];
         let watch_started_ms = tracker.watch_started(id);
         let series = tracker.series(id);
-        let (judged, judged_deadline_ms) = judge(series, watch_started_ms, rules, now_ms);
+        let (judged, judged_deadline_ms) = if tracker.retired(id) {
+            (Status::Ok, i64::MAX)
+        } else {
+            judge(series, watch_started_ms, rules, now_ms)
+        };
         let worse = judged.severity() > series.status.severity();
         let (status, next_deadline_ms) = match (self.sights[id.feed as usize], worse) {
             // Better news (fresh data) needs no knowledge of what else Kafka holds.
@@ -285,9 +289,12 @@ impl Evaluator {
             (Sight::Blind(_), true) => (series.status, i64::MAX),
         };
         if status != series.status {
-            let mut transition = self.describe(tracker, id, now_ms);
-            transition.to = status;
-            transitions.push(transition);
+            // A placeholder that never alerted retires without a word.
+            if !(tracker.retired(id) && series.status.severity().is_none()) {
+                let mut transition = self.describe(tracker, id, now_ms);
+                transition.to = status;
+                transitions.push(transition);
+            }
             tracker.set_status(id, status, now_ms);
         }
         let series = tracker.series_mut(id);

@@ -218,7 +218,7 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
         if only_feed.is_some_and(|name| name != &*feed_view.name) {
             continue;
         }
-        for series in &feed_view.series {
+        for series in feed_view.series() {
             let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
             rows.push((
                 series.status.rank(),

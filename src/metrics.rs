@@ -426,7 +426,7 @@ fn encode_series_gauge<V: EncodeGaugeValue>(
 ) -> Result<(), std::fmt::Error> {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for feed in &view.feeds {
-        for series in &feed.series {
+        for series in feed.series() {
             if let Some(value) = value(series) {
                 let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&series.key))];
                 metric.encode_family(&labels)?.encode_gauge(&value)?;
@@ -490,7 +490,7 @@ impl Collector for FeedCollector {
                 MetricType::Counter,
             )?;
             for feed in &view.feeds {
-                for series in &feed.series {
+                for series in feed.series() {
                     let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&series.key))];
                     metric
                         .encode_family(&labels)?
@@ -502,7 +502,7 @@ impl Collector for FeedCollector {
             encoder,
             view.feeds
                 .iter()
-                .map(|feed| (&*feed.name, feed.series.len() as i64)),
+                .map(|feed| (&*feed.name, feed.series().len() as i64)),
             (
                 "freshwatch_feed_keys",
                 "Series tracked per feed (1 for an unsplit feed)",

@@ -42,7 +42,16 @@ impl SeriesView {
 pub struct FeedView {
     pub name: Arc<str>,
     pub refused: u64,
-    pub series: Vec<SeriesView>,
+    /// Every series by index; the first `hidden` are not shown (a retired placeholder).
+    series: Vec<SeriesView>,
+    hidden: usize,
+}
+
+impl FeedView {
+    /// The series the read endpoints show.
+    pub fn series(&self) -> &[SeriesView] {
+        &self.series[self.hidden.min(self.series.len())..]
+    }
 }
 
 /// The whole table at one moment (per chunk: chunks may be a few microseconds apart).
@@ -127,11 +136,12 @@ impl Snapshots {
                 .get(index)
                 .map_or(&[][..], |feed| &feed.series);
             let mut series: Vec<SeriesView> = Vec::with_capacity(old.len());
-            let mut refused = 0;
+            let (mut refused, mut hidden) = (0, 0);
             loop {
                 let tracker = lock();
                 let track = &tracker.feeds()[index];
                 refused = track.refused.max(refused);
+                hidden = track.hidden().max(hidden);
                 let start = series.len();
                 let end = (start + CHUNK).min(track.series().len());
                 for (offset, live) in track.series()[start..end].iter().enumerate() {
@@ -155,6 +165,7 @@ impl Snapshots {
                 name,
                 refused,
                 series,
+                hidden,
             });
         }
         ReadView { taken_at, feeds }
@@ -194,10 +205,10 @@ mod tests {
             observe(&tracker, &format!("tenant-{index}"), index as i64);
         }
         let first = snapshots.read();
-        assert_eq!(first.feeds[0].series.len(), keys);
-        assert_eq!(&*first.feeds[0].series[CHUNK + 1].key, "tenant-4097");
+        assert_eq!(first.feeds[0].series().len(), keys);
+        assert_eq!(&*first.feeds[0].series()[CHUNK + 1].key, "tenant-4097");
         assert_eq!(
-            first.feeds[0].series[keys - 1].last_seen(),
+            first.feeds[0].series()[keys - 1].last_seen(),
             Some(keys as i64 - 1)
         );
 
@@ -205,16 +216,16 @@ mod tests {
         observe(&tracker, "tenant-0", 99_999);
         let again = snapshots.read();
         assert!(Arc::ptr_eq(&first, &again));
-        assert_eq!(again.feeds[0].series[0].last_seen(), Some(0));
+        assert_eq!(again.feeds[0].series()[0].last_seen(), Some(0));
 
         // Older: a new copy, which reuses the old copy's rendered keys.
         std::thread::sleep(MAX_AGE + Duration::from_millis(10));
         let later = snapshots.read();
         assert!(!Arc::ptr_eq(&first, &later));
-        assert_eq!(later.feeds[0].series[0].last_seen(), Some(99_999));
+        assert_eq!(later.feeds[0].series()[0].last_seen(), Some(99_999));
         assert!(Arc::ptr_eq(
-            &first.feeds[0].series[5].key,
-            &later.feeds[0].series[5].key
+            &first.feeds[0].series()[5].key,
+            &later.feeds[0].series()[5].key
         ));
     }
 
@@ -236,10 +247,13 @@ mod tests {
         };
         let view = snapshots.read();
         writer.join().unwrap();
-        assert!(view.feeds[0].series.len() >= 20 * CHUNK);
+        assert!(view.feeds[0].series().len() >= 20 * CHUNK);
         std::thread::sleep(MAX_AGE + Duration::from_millis(10));
         let next = snapshots.read();
-        assert_eq!(next.feeds[0].series.len(), 20 * CHUNK + 2_000);
-        assert_eq!(&*next.feeds[0].series[20 * CHUNK + 1_999].key, "late-1999");
+        assert_eq!(next.feeds[0].series().len(), 20 * CHUNK + 2_000);
+        assert_eq!(
+            &*next.feeds[0].series()[20 * CHUNK + 1_999].key,
+            "late-1999"
+        );
     }
 }

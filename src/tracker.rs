@@ -112,13 +112,33 @@ pub struct FeedTrack {
     /// When each expected value was first watched (persisted): a value added to `expected`
     /// later is `never_seen` only `critical_after` after it was added, not at once.
     pub expected_started_ms: hashbrown::HashMap<Box<[u8]>, i64>,
+    /// A split feed with no `expected` value stands for itself (series 0, the empty key, which no
+    /// record can have) until its first key is seen: a misspelt, deleted or never-written topic
+    /// is then `never_seen` as a whole instead of having no series and never alerting.
+    placeholder: bool,
     index: HashTable<u32>,
     series: Vec<Series>,
 }
 
 impl FeedTrack {
+    /// Every series, the retired placeholder included (index = [`SeriesId::index`]).
     pub fn series(&self) -> &[Series] {
         &self.series
+    }
+
+    /// How many leading series are not shown (the placeholder, once a real key exists).
+    pub fn hidden(&self) -> usize {
+        usize::from(self.placeholder_retired())
+    }
+
+    /// The placeholder stopped standing for the feed: it has real keys now.
+    pub fn placeholder_retired(&self) -> bool {
+        self.placeholder && self.series.len() > 1
+    }
+
+    /// Split values seen (or expected), not counting the placeholder.
+    pub fn keys(&self) -> usize {
+        self.series.len() - usize::from(self.placeholder)
     }
 }
 
@@ -158,6 +178,7 @@ impl Tracker {
                     max_keys: feed.max_keys.max(1),
                     refused: 0,
                     expected_started_ms: hashbrown::HashMap::new(),
+                    placeholder: feed.split.is_some() && feed.expected.is_empty(),
                     index: HashTable::new(),
                     series: Vec::new(),
                 })
@@ -172,7 +193,7 @@ impl Tracker {
         };
         for (feed_index, feed) in feeds.iter().enumerate() {
             let feed_index = feed_index as FeedIndex;
-            if feed.split.is_none() {
+            if feed.split.is_none() || tracker.feeds[feed_index as usize].placeholder {
                 tracker.series_for(feed_index, b"", false);
             }
             for value in &feed.expected {
@@ -194,7 +215,7 @@ impl Tracker {
         {
             return Some(SeriesId { feed, index });
         }
-        if bounded && track.series.len() >= track.max_keys {
+        if bounded && track.keys() >= track.max_keys {
             if track.refused == 0 {
                 self.newly_full.push(feed);
             }
@@ -210,7 +231,16 @@ impl Tracker {
         });
         let id = SeriesId { feed, index };
         self.new_series.push(id);
+        if index == 1 && track.placeholder {
+            // The feed's first key: its placeholder is judged once more, and resolves.
+            self.new_series.push(SeriesId { feed, index: 0 });
+        }
         Some(id)
+    }
+
+    /// The placeholder of a feed that has real keys: always `ok`, never scheduled, not shown.
+    pub fn retired(&self, id: SeriesId) -> bool {
+        id.index == 0 && self.feeds[id.feed as usize].placeholder_retired()
     }
 
     /// Counts a record with event time `event_ms`; last-seen only moves forward. `None` when the
@@ -505,9 +535,46 @@ mod tests {
                 tracker.observe(0, format!("t{tenant}").as_bytes(), round);
             }
         }
-        assert_eq!(tracker.series_count(), 100);
-        assert_eq!(tracker.take_new_series().len(), 100);
+        assert_eq!(tracker.feed(0).keys(), 100);
+        let new = tracker.take_new_series();
+        assert_eq!(new.iter().filter(|id| id.index != 0).count(), 100);
         assert!(tracker.take_new_series().is_empty());
+    }
+
+    #[test]
+    fn a_split_feed_without_expected_values_stands_for_itself_until_its_first_key() {
+        let mut feeds = [feed("profiles", true, &[]), feed("billing", true, &["eu"])];
+        feeds[0].max_keys = 2;
+        let mut tracker = Tracker::new(&feeds, 0);
+        let placeholder = SeriesId { feed: 0, index: 0 };
+        assert_eq!(tracker.series(placeholder).key_bytes(), b"");
+        assert_eq!(
+            tracker.feed(0).hidden(),
+            0,
+            "shown while the feed has no key"
+        );
+        assert_eq!(tracker.feed(0).keys(), 0);
+        assert_eq!(
+            tracker.feed(1).series().len(),
+            1,
+            "expected values need none"
+        );
+        tracker.take_new_series();
+
+        tracker.observe(0, b"acme", 5);
+        assert!(tracker.retired(placeholder));
+        assert_eq!(tracker.feed(0).hidden(), 1);
+        assert!(
+            tracker.take_new_series().contains(&placeholder),
+            "judged once more, to resolve"
+        );
+        tracker.observe(0, b"globex", 5);
+        assert_eq!(
+            tracker.observe(0, b"initech", 5),
+            None,
+            "max_keys counts keys only"
+        );
+        assert_eq!(tracker.feed(0).keys(), 2);
     }
 
     #[test]
@@ -573,10 +640,10 @@ mod tests {
         tracker.observe(0, b"acme", 50);
         tracker.restore(0, b"acme", Some(40), Some((Status::Critical, 7)));
         tracker.restore(0, b"globex", Some(30), None);
-        let acme = tracker.series(SeriesId { feed: 0, index: 0 });
+        let acme = tracker.series(SeriesId { feed: 0, index: 1 });
         assert_eq!(acme.last_seen(), Some(50));
         assert_eq!(acme.status, Status::Critical);
-        assert_eq!(tracker.series_count(), 2);
+        assert_eq!(tracker.feed(0).keys(), 2);
     }
 
     #[test]
@@ -616,11 +683,11 @@ mod tests {
         for key in [&b"a"[..], b"b", b"c"] {
             tracker.merge_shared(0, key, Some(1), None);
         }
-        assert_eq!(tracker.feed(0).series().len(), 2, "the third is refused");
+        assert_eq!(tracker.feed(0).keys(), 2, "the third is refused");
         assert_eq!(tracker.take_newly_full(), vec![0]);
         tracker.restore(0, b"d", Some(1), None);
         assert_eq!(
-            tracker.feed(0).series().len(),
+            tracker.feed(0).keys(),
             3,
             "state at start is never lost to a lowered max_keys"
         );

@@ -483,6 +483,14 @@ warn_after = "5s"
 critical_after = "8s"
 expected = ["acme", "globex", "initech"]
 
+# A misspelt topic: no record will ever come, and the feed has no expected value to miss.
+[[feed]]
+name = "regions"
+topic = "cdp.region-updtaes"
+split_by = "key"
+warn_after = "5s"
+critical_after = "8s"
+
 [[alerts.alertmanager]]
 url = "{}"
 "#,
@@ -537,12 +545,37 @@ url = "{}"
             },
         )
         .await;
+        let whole = instance
+            .wait_status("regions", "", "never_seen", Duration::from_secs(10))
+            .await;
+        assert!(whole["last_seen"].is_null(), "{whole}");
+        wait_until(
+            "never-seen alert for the misspelt topic's feed as a whole",
+            Duration::from_secs(5),
+            || async { alertmanager.alerts_named("FeedStale").await.len() == 2 },
+        )
+        .await;
         let alerts = alertmanager.alerts_named("FeedStale").await;
-        assert_eq!(alerts.len(), 1, "only initech pages: {alerts:#?}");
-        assert!(alerts[0]["annotations"]["summary"]
-            .as_str()
-            .unwrap()
-            .contains("never been seen"));
+        let mut paged: Vec<(String, String)> = alerts
+            .iter()
+            .map(|alert| {
+                assert!(alert["annotations"]["summary"]
+                    .as_str()
+                    .unwrap()
+                    .contains("never been seen"));
+                let label = |name: &str| alert["labels"][name].as_str().unwrap_or("").to_owned();
+                (label("feed"), label("key"))
+            })
+            .collect();
+        paged.sort();
+        assert_eq!(
+            paged,
+            [
+                ("profiles".to_owned(), "initech".to_owned()),
+                ("regions".to_owned(), String::new())
+            ],
+            "only initech and the misspelt feed page: {alerts:#?}"
+        );
         let metrics = instance.metrics().await;
         assert_eq!(
             sample(

@@ -105,9 +105,9 @@ pub fn dedup_key(feed: &str, key: &str) -> String {
     format!("freshwatch/{feed}/sha256:{hex}")
 }
 
-/// `profiles/acme` or `orders`.
+/// `profiles/acme`, or `orders` (unsplit, or a split feed as a whole: the empty key).
 pub fn series_name(feed: &str, key: &str, split: bool) -> String {
-    if split {
+    if split && !key.is_empty() {
         format!("{feed}/{key}")
     } else {
         feed.to_owned()

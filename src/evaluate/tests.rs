@@ -314,7 +314,8 @@ fn a_restored_alert_that_still_holds_does_not_page_again_and_a_fresh_one_resolve
             Some((Status::Critical, paged_since_ms)),
         );
     }
-    let still_stale = SeriesId { feed: 0, index: 0 };
+    // Index 0 is the feed's placeholder (a split feed with no expected value).
+    let still_stale = SeriesId { feed: 0, index: 1 };
     tracker.observe(0, b"flowing-again", START_MS);
 
     let transitions = evaluator.tick(&mut tracker, START_MS);
@@ -367,7 +368,7 @@ fn describe_reports_a_series_as_it_stands_with_from_equal_to_to() {
     );
     assert!(evaluator.tick(&mut tracker, START_MS).is_empty());
 
-    let described = evaluator.describe(&tracker, SeriesId { feed: 0, index: 0 }, START_MS);
+    let described = evaluator.describe(&tracker, SeriesId { feed: 0, index: 1 }, START_MS);
 
     assert_eq!(described.from, described.to);
     assert_eq!(described.to, Status::Critical);
@@ -548,7 +549,7 @@ fn while_blind_a_would_be_alert_is_unknown_a_firing_one_stays_and_neither_gets_w
     let transitions = evaluator.tick(&mut tracker, START_MS + CRITICAL_MS);
     assert_eq!(changes(&transitions), [(Status::Ok, Status::Unknown)]);
     assert_eq!(transitions[0].key, "live");
-    let quiet = SeriesId { feed: 0, index: 0 };
+    let quiet = SeriesId { feed: 0, index: 1 };
     assert_eq!(
         tracker.series(quiet).status,
         Status::Warning,
@@ -593,4 +594,38 @@ fn a_value_added_to_expected_later_gets_its_own_never_seen_clock() {
         [(Status::Unknown, Status::NeverSeen)]
     );
     assert_eq!(transitions[0].key, "newco");
+}
+
+#[test]
+fn a_split_feed_with_no_record_at_all_is_never_seen_as_a_whole_until_its_first_key() {
+    let feeds = [feed(true, &[])];
+    let mut tracker = Tracker::new(&feeds, START_MS);
+    let mut evaluator = Evaluator::new(&feeds);
+    evaluator.tick(&mut tracker, START_MS);
+    let transitions = evaluator.tick(&mut tracker, START_MS + CRITICAL_MS);
+    assert_eq!(
+        changes(&transitions),
+        [(Status::Unknown, Status::NeverSeen)]
+    );
+    assert_eq!(transitions[0].key, "", "the feed as a whole");
+    assert_eq!(
+        crate::alert::summary(&transitions[0]),
+        "Feed profiles has never been seen (no record on cdp.profile-updates since freshwatch started watching)"
+    );
+
+    tracker.observe(0, b"acme", START_MS + CRITICAL_MS);
+    let transitions = evaluator.tick(&mut tracker, START_MS + CRITICAL_MS + 1);
+    let mut seen = changes(&transitions);
+    seen.sort_by_key(|(from, to)| (from.rank(), to.rank()));
+    assert_eq!(
+        seen,
+        [
+            (Status::Unknown, Status::Ok),
+            (Status::NeverSeen, Status::Ok)
+        ],
+        "acme is new and ok; the feed as a whole resolves"
+    );
+    // Retired: never judged again, however long the feed is quiet.
+    let later = evaluator.tick(&mut tracker, START_MS + 10 * DAY_MS);
+    assert!(later.iter().all(|transition| transition.key == "acme"));
 }
