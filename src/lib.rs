@@ -46,6 +46,7 @@ pub mod http;
 pub mod knowledge;
 pub mod metrics;
 pub mod model;
+pub mod rollup;
 pub mod snapshot;
 pub mod source;
 pub mod state;

@@ -1,0 +1,221 @@
+//! Roll-up: one page for a feed when many of its keys start alerting at once.
+//!
+//! When a producer for a 10,000-tenant feed dies, per-key pages would be 10,000 pages (83
+//! minutes of PagerDuty events, then an email flood). When more than the feed's `rollup_after`
+//! keys start alerting in one evaluation, notification sinks get one incident for the feed
+//! instead; the keys become its members. Alertmanager still gets every key (its grouping does
+//! this job there), and the API and metrics stay per key.
+//!
+//! - While a roll-up is open, every key of the feed that starts alerting joins it, so a slow
+//!   trickle after the burst does not page key by key.
+//! - A key that was paged on its own before stays on its own, resolve included: its incident is
+//!   open on the pager under its own dedup key.
+//! - The roll-up tells again only when its worst severity changes, and resolves when its last
+//!   member recovers.
+//!
+//! The members persist in the state store (before the notifications go out), so after a restart
+//! or a change of leader a member's recovery is never sent as a resolve of a page it never had.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::evaluate::Transition;
+use crate::model::Severity;
+
+/// One feed's open roll-up, as persisted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollUp {
+    /// Rendered key → its current severity.
+    pub members: BTreeMap<String, Severity>,
+    /// The severity the sinks were last told.
+    pub severity: Option<Severity>,
+    /// When it opened, unix ms.
+    pub opened_at_ms: i64,
+}
+
+impl RollUp {
+    fn worst(&self) -> Option<Severity> {
+        self.members.values().copied().max()
+    }
+}
+
+/// What the roll-up sinks are told about one feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollUpNotice {
+    pub feed: Arc<str>,
+    pub topic: String,
+    /// `None`: resolved.
+    pub severity: Option<Severity>,
+    /// What was told before (`None`: it opens now).
+    pub previous: Option<Severity>,
+    pub members: usize,
+    /// Keys the feed has in all.
+    pub keys: usize,
+    /// A few member keys, for the summary.
+    pub sample: Vec<String>,
+    pub warn_after_ms: i64,
+    pub critical_after_ms: i64,
+    pub opened_at_ms: i64,
+    pub at_ms: i64,
+}
+
+impl RollUpNotice {
+    /// Stable per feed, and distinct from every key's (`freshwatch/{feed}/{key}`): feed names
+    /// hold no `/` or `#`.
+    pub fn dedup_key(&self) -> String {
+        format!("freshwatch/{}#rollup", self.feed)
+    }
+
+    /// "Feed profiles: 9812 of 10000 keys have had no new data for over 2h (acme, globex, …)".
+    pub fn summary(&self) -> String {
+        let sample = match self.members.saturating_sub(self.sample.len()) {
+            0 => self.sample.join(", "),
+            more => format!("{}, and {more} more", self.sample.join(", ")),
+        };
+        match self.severity {
+            None => format!(
+                "Feed {}: all keys of the roll-up are fresh again after {}",
+                self.feed,
+                crate::clock::human_duration_ms(self.at_ms - self.opened_at_ms)
+            ),
+            Some(severity) => {
+                let threshold = match severity {
+                    Severity::Critical => self.critical_after_ms,
+                    Severity::Warning => self.warn_after_ms,
+                };
+                format!(
+                    "Feed {}: {} of {} keys have had no new data for over {} ({sample})",
+                    self.feed,
+                    self.members,
+                    self.keys,
+                    crate::clock::human_duration_ms(threshold)
+                )
+            }
+        }
+    }
+}
+
+/// Where each transition goes.
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// To every sink, as before.
+    pub individual: Vec<Transition>,
+    /// Part of a roll-up: to Alertmanager sinks only.
+    pub absorbed: Vec<Transition>,
+    /// To notification sinks.
+    pub rollups: Vec<RollUpNotice>,
+    /// The feeds whose roll-up changed (to persist before anything is sent).
+    pub changed: Vec<Arc<str>>,
+}
+
+/// Every feed's roll-up.
+#[derive(Debug, Default)]
+pub struct RollUps {
+    open: HashMap<Arc<str>, RollUp>,
+}
+
+impl RollUps {
+    /// Takes up persisted roll-ups.
+    pub fn restore(&mut self, feed: Arc<str>, rollup: RollUp) {
+        if !rollup.members.is_empty() {
+            self.open.insert(feed, rollup);
+        }
+    }
+
+    pub fn get(&self, feed: &str) -> Option<&RollUp> {
+        self.open.get(feed)
+    }
+
+    /// Whether `key` of `feed` is paged through the feed's roll-up.
+    pub fn is_member(&self, feed: &str, key: &str) -> bool {
+        self.open
+            .get(feed)
+            .is_some_and(|rollup| rollup.members.contains_key(key))
+    }
+
+    /// Routes one evaluation's notifiable transitions. `rollup_after` and `keys` give, per feed
+    /// name, its threshold and how many keys it has.
+    pub fn route(
+        &mut self,
+        transitions: Vec<Transition>,
+        rollup_after: impl Fn(&str) -> usize,
+        keys: impl Fn(&str) -> usize,
+        now_ms: i64,
+    ) -> Routed {
+        let mut by_feed: BTreeMap<Arc<str>, Vec<Transition>> = BTreeMap::new();
+        for transition in transitions {
+            by_feed
+                .entry(transition.feed.clone())
+                .or_default()
+                .push(transition);
+        }
+        let mut routed = Routed::default();
+        for (feed, transitions) in by_feed {
+            let starting = transitions
+                .iter()
+                .filter(|transition| starts_alerting(transition))
+                .count();
+            let open = self.open.contains_key(&feed);
+            if !open && starting <= rollup_after(&feed) {
+                routed.individual.extend(transitions);
+                continue;
+            }
+            let rollup = self.open.entry(feed.clone()).or_insert_with(|| RollUp {
+                opened_at_ms: now_ms,
+                ..RollUp::default()
+            });
+            let mut changed = false;
+            let (mut topic, mut warn_after_ms, mut critical_after_ms) = (String::new(), 0, 0);
+            for transition in transitions {
+                topic.clone_from(&transition.topic);
+                (warn_after_ms, critical_after_ms) =
+                    (transition.warn_after_ms, transition.critical_after_ms);
+                let member = rollup.members.contains_key(&transition.key);
+                if !member && !starts_alerting(&transition) {
+                    routed.individual.push(transition);
+                    continue;
+                }
+                match transition.to.severity() {
+                    Some(severity) => rollup.members.insert(transition.key.clone(), severity),
+                    None => rollup.members.remove(&transition.key),
+                };
+                changed = true;
+                routed.absorbed.push(transition);
+            }
+            let worst = rollup.worst();
+            if worst != rollup.severity {
+                routed.rollups.push(RollUpNotice {
+                    feed: feed.clone(),
+                    topic,
+                    severity: worst,
+                    previous: rollup.severity,
+                    members: rollup.members.len(),
+                    keys: keys(&feed),
+                    sample: rollup.members.keys().take(3).cloned().collect(),
+                    warn_after_ms,
+                    critical_after_ms,
+                    opened_at_ms: rollup.opened_at_ms,
+                    at_ms: now_ms,
+                });
+                rollup.severity = worst;
+            }
+            if changed {
+                routed.changed.push(feed.clone());
+            }
+            if rollup.members.is_empty() {
+                self.open.remove(&feed);
+            }
+        }
+        routed
+    }
+}
+
+/// From not alerting to alerting.
+fn starts_alerting(transition: &Transition) -> bool {
+    transition.from.severity().is_none() && transition.to.severity().is_some()
+}
+
+#[cfg(test)]
+mod tests;
