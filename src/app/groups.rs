@@ -2,6 +2,7 @@
 //! metrics), paged and persisted by the leader, adopted by a new leader.
 
 use super::*;
+use crate::state::Documents;
 
 /// Watched consumer groups: what the watcher read, and what the API shows.
 pub(super) struct Groups {
@@ -47,7 +48,7 @@ impl Pipeline {
         let Some(groups) = &self.groups else {
             return;
         };
-        let stored = match self.store.groups_load().await {
+        let stored = match self.store.documents_load(Documents::Groups).await {
             Ok(stored) => stored,
             Err(error) => {
                 tracing::warn!(%error, "new leader cannot read the group states");
@@ -100,7 +101,7 @@ impl Pipeline {
         if entries.is_empty() {
             return;
         }
-        if let Err(error) = self.store.groups_write(entries.clone()).await {
+        if let Err(error) = self.store.documents_write(Documents::Groups, entries.clone()).await {
             tracing::warn!(%error, "group state not written; will retry");
             let mut table = groups
                 .table
@@ -121,7 +122,7 @@ impl Pipeline {
 /// read starts empty, and the watcher fills it in.
 pub(super) async fn restore_groups(config: &Config, store: &StateStore) -> Groups {
     let mut table = crate::groups::GroupsTable::new();
-    match store.groups_load().await {
+    match store.documents_load(Documents::Groups).await {
         Ok(entries) => {
             for (key, json) in entries {
                 let parsed = serde_json::from_str::<(String, String)>(&key)

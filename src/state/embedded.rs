@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::{decode_status, encode_status, SeriesRecord, Snapshot, StateError};
+use super::{decode_status, encode_status, Documents, SeriesRecord, Snapshot, StateError};
 
 const LAST_SEEN: TableDefinition<(&str, &[u8]), i64> = TableDefinition::new("last_seen");
 const STATUS: TableDefinition<(&str, &[u8]), &str> = TableDefinition::new("status");
@@ -15,6 +15,14 @@ const WATCH_STARTED: TableDefinition<&str, i64> = TableDefinition::new("watch_st
 const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("outbox");
 const OUTBOX_SEQUENCE: TableDefinition<&str, u64> = TableDefinition::new("outbox_sequence");
 const GROUPS: TableDefinition<&str, &str> = TableDefinition::new("groups");
+const ROLLUPS: TableDefinition<&str, &str> = TableDefinition::new("rollups");
+
+fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
+    match table {
+        Documents::Groups => GROUPS,
+        Documents::RollUps => ROLLUPS,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -45,9 +53,11 @@ impl EmbeddedStore {
             transaction
                 .open_table(OUTBOX_SEQUENCE)
                 .map_err(|error| error.to_string())?;
-            transaction
-                .open_table(GROUPS)
-                .map_err(|error| error.to_string())?;
+            for table in [GROUPS, ROLLUPS] {
+                transaction
+                    .open_table(table)
+                    .map_err(|error| error.to_string())?;
+            }
             transaction.commit().map_err(|error| error.to_string())?;
             Ok::<_, String>(database)
         })
@@ -206,12 +216,15 @@ impl EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    pub async fn groups_load(&self) -> Result<Vec<(String, String)>, StateError> {
+    pub async fn documents_load(
+        &self,
+        documents_table: Documents,
+    ) -> Result<Vec<(String, String)>, StateError> {
         let store = self.clone();
         self.blocking(move |database| {
             let transaction = database.begin_read().map_err(|error| store.error(error))?;
             let table = transaction
-                .open_table(GROUPS)
+                .open_table(documents(documents_table))
                 .map_err(|error| store.error(error))?;
             let mut entries = Vec::new();
             for entry in table.iter().map_err(|error| store.error(error))? {
@@ -223,13 +236,17 @@ impl EmbeddedStore {
         .await
     }
 
-    pub async fn groups_write(&self, entries: Vec<(String, String)>) -> Result<(), StateError> {
+    pub async fn documents_write(
+        &self,
+        documents_table: Documents,
+        entries: Vec<(String, String)>,
+    ) -> Result<(), StateError> {
         let store = self.clone();
         self.blocking(move |database| {
             let transaction = database.begin_write().map_err(|error| store.error(error))?;
             {
                 let mut table = transaction
-                    .open_table(GROUPS)
+                    .open_table(documents(documents_table))
                     .map_err(|error| store.error(error))?;
                 for (key, value) in &entries {
                     table

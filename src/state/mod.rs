@@ -59,6 +59,24 @@ pub struct Snapshot {
     pub watch_started_ms: HashMap<String, i64>,
 }
 
+/// Small JSON documents kept by name (a Redis hash, a redb table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Documents {
+    /// Per watched (group, topic): see [`crate::groups`].
+    Groups,
+    /// Per feed: its open roll-up, see [`crate::rollup`].
+    RollUps,
+}
+
+impl Documents {
+    pub fn name(self) -> &'static str {
+        match self {
+            Documents::Groups => "groups",
+            Documents::RollUps => "rollups",
+        }
+    }
+}
+
 /// The configured store.
 #[derive(Debug, Clone)]
 pub enum StateStore {
@@ -191,22 +209,26 @@ impl StateStore {
         }
     }
 
-    /// Every watched (group, topic)'s state as written by [`StateStore::groups_write`].
-    pub async fn groups_load(&self) -> Result<Vec<(String, String)>, StateError> {
+    /// Every entry of `table` as written by [`StateStore::documents_write`].
+    pub async fn documents_load(&self, table: Documents) -> Result<Vec<(String, String)>, StateError> {
         match self {
-            StateStore::Redis(store) => store.groups_load().await,
-            StateStore::Embedded(store) => store.groups_load().await,
+            StateStore::Redis(store) => store.documents_load(table).await,
+            StateStore::Embedded(store) => store.documents_load(table).await,
         }
     }
 
-    /// Overwrites the state of the given (group, topic) entries.
-    pub async fn groups_write(&self, entries: Vec<(String, String)>) -> Result<(), StateError> {
+    /// Overwrites the given entries of `table`.
+    pub async fn documents_write(
+        &self,
+        table: Documents,
+        entries: Vec<(String, String)>,
+    ) -> Result<(), StateError> {
         if entries.is_empty() {
             return Ok(());
         }
         match self {
-            StateStore::Redis(store) => store.groups_write(&entries).await,
-            StateStore::Embedded(store) => store.groups_write(entries).await,
+            StateStore::Redis(store) => store.documents_write(table, &entries).await,
+            StateStore::Embedded(store) => store.documents_write(table, entries).await,
         }
     }
 

@@ -5,7 +5,8 @@
 //! - `{prefix}:{<feed>}:fence`: the highest leader fencing token that wrote the feed's statuses;
 //! - `{prefix}:{<feed>}:changes`: stream, one entry per write of the feed naming the split values
 //!   it wrote, trimmed to the last [`CHANGE_LOG_WINDOW_MS`]: replicas reload only what changed;
-//! - `{prefix}:outbox:{<sink>}`: stream of undelivered notifications, oldest first.
+//! - `{prefix}:outbox:{<sink>}`: stream of undelivered notifications, oldest first;
+//! - `{prefix}:groups`, `{prefix}:rollups`: hashes of JSON documents ([`Documents`]).
 //!
 //! The unsplit feed's split value is the empty string.
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{decode_status, encode_status, SeriesRecord, Snapshot, StateError};
+use super::{decode_status, encode_status, Documents, SeriesRecord, Snapshot, StateError};
 use crate::model::Status;
 
 /// Keeps the larger of the stored and the given last-seen, per field; safe across replicas.
@@ -520,23 +521,30 @@ impl RedisStore {
         Ok(())
     }
 
-    fn groups_key(&self) -> String {
-        format!("{}:groups", self.prefix)
+    fn documents_key(&self, table: Documents) -> String {
+        format!("{}:{}", self.prefix, table.name())
     }
 
-    /// Every watched (group, topic)'s persisted state: field → JSON.
-    pub async fn groups_load(&self) -> Result<Vec<(String, String)>, StateError> {
+    /// A table of documents: field → JSON.
+    pub async fn documents_load(
+        &self,
+        table: Documents,
+    ) -> Result<Vec<(String, String)>, StateError> {
         let mut connection = self.connection.clone();
         Ok(redis::cmd("HGETALL")
-            .arg(self.groups_key())
+            .arg(self.documents_key(table))
             .query_async(&mut connection)
             .await?)
     }
 
-    pub async fn groups_write(&self, entries: &[(String, String)]) -> Result<(), StateError> {
+    pub async fn documents_write(
+        &self,
+        table: Documents,
+        entries: &[(String, String)],
+    ) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
         let mut command = redis::cmd("HSET");
-        command.arg(self.groups_key());
+        command.arg(self.documents_key(table));
         for (field, value) in entries {
             command.arg(field).arg(value);
         }
