@@ -19,6 +19,8 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::extract::json::JsonPointer;
+use crate::extract::Extractor;
+pub use crate::extract::{SplitRule, TimestampRule};
 pub use raw::RawConfig;
 
 /// Why a config file was refused. The CLI exits 1 on any of these.
@@ -188,31 +190,6 @@ impl TopicMatcher {
     }
 }
 
-/// How a topic is split into feeds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SplitRule {
-    Json(JsonPointer),
-    Header(String),
-    Key,
-    Partition,
-}
-
-/// Where a record's event time comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TimestampRule {
-    Json(JsonPointer),
-    Header(String),
-    Record,
-    Arrival,
-}
-
-impl TimestampRule {
-    /// Whether extraction needs the payload parsed as JSON.
-    pub fn needs_json(&self) -> bool {
-        matches!(self, TimestampRule::Json(_))
-    }
-}
-
 /// One `[[feed]]`, validated.
 #[derive(Debug, Clone)]
 pub struct FeedConfig {
@@ -230,6 +207,18 @@ pub struct FeedConfig {
     pub max_key_bytes: usize,
     /// `for`: how long a threshold must stay crossed before the status changes.
     pub hold: Duration,
+}
+
+impl FeedConfig {
+    /// The extractor that runs this feed's split and timestamp rules on its records.
+    pub fn extractor(&self, max_future_skew_ms: i64) -> Extractor {
+        Extractor::new(
+            self.split.clone(),
+            self.timestamp.clone(),
+            self.max_key_bytes,
+            max_future_skew_ms,
+        )
+    }
 }
 
 /// How a feed learns its last-seen.

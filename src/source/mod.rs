@@ -392,7 +392,7 @@ impl Router {
                         FeedMode::Consume => feed.topics.clone(),
                         FeedMode::Tail => TopicMatcher::Exact(String::new()),
                     };
-                    (topics, Extractor::new(feed, max_future_skew_ms))
+                    (topics, feed.extractor(max_future_skew_ms))
                 })
                 .collect(),
             routes: HashMap::new(),
