@@ -1,6 +1,8 @@
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
+use crate::extract::json::JsonPointer;
 
 /// Parses `text` with an environment that holds exactly `env`.
 fn parse_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
