@@ -129,10 +129,31 @@ impl SinkKind {
 pub struct EmailConfig {
     pub smtp_host: String,
     pub smtp_port: u16,
-    pub security: raw::RawSmtpSecurity,
+    pub security: SmtpSecurity,
     pub credentials: Option<(String, Secret)>,
     pub from: String,
     pub to: Vec<String>,
+}
+
+/// `email.security`: how the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain text, for a local relay; never with credentials.
+    None,
+    /// Plain connection upgraded with STARTTLS, which must succeed.
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+}
+
+impl From<raw::RawSmtpSecurity> for SmtpSecurity {
+    fn from(security: raw::RawSmtpSecurity) -> Self {
+        match security {
+            raw::RawSmtpSecurity::None => SmtpSecurity::None,
+            raw::RawSmtpSecurity::Starttls => SmtpSecurity::Starttls,
+            raw::RawSmtpSecurity::Tls => SmtpSecurity::Tls,
+        }
+    }
 }
 
 /// `"profiles"` (any key of the feed), `"billing/*"`, `"profiles/acme"`: a glob over `feed` or
@@ -329,7 +350,7 @@ fn email_config(key: &str, sink: &raw::RawEmail) -> Result<EmailConfig, ConfigEr
     Ok(EmailConfig {
         smtp_host: sink.smtp_host.clone(),
         smtp_port: sink.smtp_port,
-        security: sink.security,
+        security: sink.security.into(),
         credentials: smtp_credentials(key, sink)?,
         from: sink.from.clone(),
         to: sink.to.clone(),

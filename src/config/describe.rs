@@ -43,10 +43,7 @@ fn describe_kafka(kafka: &KafkaConfig) -> String {
         "kafka: brokers={} group_id={} start={} properties={}\n",
         kafka.brokers,
         kafka.group_id,
-        match kafka.start {
-            super::raw::RawStart::Earliest => "earliest",
-            super::raw::RawStart::Latest => "latest",
-        },
+        kafka.start.as_str(),
         kafka.properties.len()
     )
 }

@@ -20,11 +20,40 @@ const OWNED_PROPERTIES: [&str; 6] = [
     "auto.offset.reset",
 ];
 
+/// `kafka.start`: where a new consumer group starts; after its first run the committed offsets
+/// win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The oldest retained record: every feed's last-seen is learnt from what Kafka holds.
+    Earliest,
+    /// Only records produced after the group first joins.
+    Latest,
+}
+
+impl StartPosition {
+    /// librdkafka's `auto.offset.reset` value, also how `check-config` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        }
+    }
+}
+
+impl From<raw::RawStart> for StartPosition {
+    fn from(start: raw::RawStart) -> Self {
+        match start {
+            raw::RawStart::Earliest => StartPosition::Earliest,
+            raw::RawStart::Latest => StartPosition::Latest,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct KafkaConfig {
     pub brokers: String,
     pub group_id: String,
-    pub start: raw::RawStart,
+    pub start: StartPosition,
     pub metadata_refresh: Duration,
     pub tail_interval: Duration,
     pub groups_interval: Duration,
@@ -83,7 +112,7 @@ pub(super) fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigEr
     Ok(KafkaConfig {
         brokers: raw.brokers,
         group_id: raw.group_id,
-        start: raw.start,
+        start: raw.start.into(),
         metadata_refresh: raw.metadata_refresh,
         tail_interval: raw.tail_interval,
         groups_interval: raw.groups_interval,

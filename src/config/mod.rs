@@ -33,7 +33,7 @@ mod state;
 use std::path::{Path, PathBuf};
 
 pub use alerts::{
-    AlertmanagerConfig, AlertsConfig, EmailConfig, FeedPattern, SinkConfig, SinkKind,
+    AlertmanagerConfig, AlertsConfig, EmailConfig, FeedPattern, SinkConfig, SinkKind, SmtpSecurity,
 };
 pub use describe::describe;
 pub use evaluation::EvaluationConfig;
@@ -41,7 +41,7 @@ pub use feed::{FeedConfig, FeedMode, TopicMatcher};
 pub use groups::{GroupConfig, GroupMatcher};
 pub use heartbeat::HeartbeatConfig;
 pub use http::HttpConfig;
-pub use kafka::{KafkaConfig, STATISTICS_INTERVAL};
+pub use kafka::{KafkaConfig, StartPosition, STATISTICS_INTERVAL};
 pub use raw::RawConfig;
 pub use secret::{redacted_url, Secret};
 pub use state::{HaConfig, StateBackend, StateConfig};

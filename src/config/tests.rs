@@ -94,7 +94,7 @@ fn the_readme_example_config_parses_into_typed_config() {
 
     assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
     assert_eq!(config.kafka.group_id, "freshwatch");
-    assert_eq!(config.kafka.start, raw::RawStart::Earliest);
+    assert_eq!(config.kafka.start, StartPosition::Earliest);
     assert_eq!(config.kafka.metadata_refresh, Duration::from_secs(30));
     assert_eq!(config.kafka.tail_interval, Duration::from_secs(5));
     assert!(config.kafka.properties.is_empty());
@@ -175,7 +175,7 @@ fn a_minimal_config_takes_every_documented_default() {
     let config = parse_with(MINIMAL, &[]).unwrap();
 
     assert_eq!(config.kafka.group_id, "freshwatch");
-    assert_eq!(config.kafka.start, raw::RawStart::Earliest);
+    assert_eq!(config.kafka.start, StartPosition::Earliest);
     assert_eq!(config.kafka.metadata_refresh, Duration::from_secs(30));
     assert_eq!(config.kafka.tail_interval, Duration::from_secs(5));
     assert!(config.kafka.properties.is_empty());
@@ -250,7 +250,7 @@ fn a_later_run_may_start_from_latest() {
         &[],
     )
     .unwrap();
-    assert_eq!(config.kafka.start, raw::RawStart::Latest);
+    assert_eq!(config.kafka.start, StartPosition::Latest);
 }
 
 #[test]
