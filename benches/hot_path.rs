@@ -31,6 +31,7 @@ fn feed(split: Option<SplitRule>, timestamp: TimestampRule) -> FeedConfig {
         max_keys: 1_000_000,
         max_key_bytes: 256,
         hold: Duration::ZERO,
+        rollup_after: 20,
     }
 }
 

@@ -28,6 +28,7 @@ fn feed(keys: usize) -> FeedConfig {
         max_keys: keys,
         max_key_bytes: 256,
         hold: Duration::ZERO,
+        rollup_after: 20,
     }
 }
 

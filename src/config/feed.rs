@@ -53,6 +53,9 @@ pub struct FeedConfig {
     pub max_key_bytes: usize,
     /// `for`: how long a threshold must stay crossed before the status changes.
     pub hold: Duration,
+    /// More keys than this changing status in one evaluation reach notification sinks as one
+    /// rolled-up notification, so a broken upstream pages once rather than per tenant.
+    pub rollup_after: usize,
 }
 
 impl FeedConfig {
@@ -85,6 +88,23 @@ impl FeedKey {
     fn field(self, field: &str) -> String {
         format!("feed[{}].{field}", self.0)
     }
+}
+
+/// `[defaults]`: checked once, so an invalid default is reported under its own key.
+pub(super) fn validate_defaults(defaults: &raw::RawDefaults) -> Result<(), ConfigError> {
+    if defaults.critical_after <= defaults.warn_after {
+        return Err(ConfigError::invalid(
+            "defaults.critical_after",
+            "must be greater than warn_after",
+        ));
+    }
+    if defaults.rollup_after == 0 {
+        return Err(ConfigError::invalid(
+            "defaults.rollup_after",
+            "must be at least 1",
+        ));
+    }
+    Ok(())
 }
 
 /// Every `[[feed]]`, in order; names are unique.
@@ -134,6 +154,13 @@ fn validate_feed(
     validate_expected(key, &raw.expected, split.as_ref())?;
     let mode = feed_mode(key, raw.mode, split.as_ref(), &timestamp)?;
     validate_key_limits(key, raw.max_keys, raw.max_key_bytes, raw.expected.len())?;
+    let rollup_after = raw.rollup_after.unwrap_or(defaults.rollup_after);
+    if rollup_after == 0 {
+        return Err(ConfigError::invalid(
+            key.field("rollup_after"),
+            "must be at least 1",
+        ));
+    }
     Ok(FeedConfig {
         name: Arc::from(raw.name),
         topics,
@@ -146,6 +173,7 @@ fn validate_feed(
         max_keys: raw.max_keys,
         max_key_bytes: raw.max_key_bytes,
         hold: raw.hold.unwrap_or(defaults.hold),
+        rollup_after,
     })
 }
 

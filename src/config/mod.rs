@@ -145,12 +145,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let state = state::validate_state(raw.state)?;
     let http = http::validate_http(raw.http)?;
     let evaluation = evaluation::validate_evaluation(raw.evaluation)?;
-    if raw.defaults.critical_after <= raw.defaults.warn_after {
-        return Err(ConfigError::invalid(
-            "defaults.critical_after",
-            "must be greater than warn_after",
-        ));
-    }
+    feed::validate_defaults(&raw.defaults)?;
     if raw.feed.is_empty() && raw.group.is_empty() {
         return Err(ConfigError::invalid(
             "feed",

@@ -155,6 +155,7 @@ fn the_readme_config_reference_example_is_a_full_valid_config() {
     assert_eq!(profiles.critical_after, Duration::from_secs(2 * 3600));
     assert_eq!(profiles.expected, ["acme", "globex"]);
     assert_eq!(profiles.max_keys, 100_000);
+    assert_eq!(profiles.rollup_after, 20);
     assert_eq!(profiles.mode, FeedMode::Consume);
 
     assert_eq!(config.alerts.alertmanager.len(), 1);

@@ -244,3 +244,36 @@ fn partition_split_with_a_topic_regex_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn rollup_after_defaults_to_20_and_the_defaults_or_a_feed_may_override_it() {
+    let config = parse_with(MINIMAL, &[]).unwrap();
+    assert_eq!(config.feeds[0].rollup_after, 20);
+
+    let config = parse_with(&with_feed("topic = \"a\"\nrollup_after = 5"), &[]).unwrap();
+    assert_eq!(config.feeds[0].rollup_after, 5);
+
+    let config = parse_with(
+        &format!(
+            "{KAFKA}[defaults]\nrollup_after = 50\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n[[feed]]\nname = \"b\"\ntopic = \"b\"\nrollup_after = 1\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    let rollups: Vec<usize> = config.feeds.iter().map(|feed| feed.rollup_after).collect();
+    assert_eq!(rollups, [50, 1], "the default, then the feed's own");
+}
+
+#[test]
+fn a_rollup_after_below_1_is_refused_naming_the_key() {
+    assert_eq!(
+        error_of(&with_feed("topic = \"a\"\nrollup_after = 0")),
+        "feed[0].rollup_after: must be at least 1"
+    );
+    assert_eq!(
+        error_of(&format!("{MINIMAL}[defaults]\nrollup_after = 0\n")),
+        "defaults.rollup_after: must be at least 1"
+    );
+    let negative = error_of(&with_feed("topic = \"a\"\nrollup_after = -1"));
+    assert!(negative.starts_with("feed[0].rollup_after: "), "{negative}");
+}
