@@ -31,6 +31,7 @@ fn feed(split: Option<SplitRule>, timestamp: TimestampRule) -> FeedConfig {
         max_keys: 1_000_000,
         max_key_bytes: 256,
         hold: Duration::ZERO,
+        rollup_after: 20,
     }
 }
 
@@ -97,7 +98,7 @@ fn bench_scenario(
         .iter()
         .map(|record| record.payload.as_ref().map_or(0, Vec::len))
         .sum();
-    let extractor = Extractor::new(&config, 300_000);
+    let extractor = config.extractor(300_000);
     let mut tracker = Tracker::new(std::slice::from_ref(&config), BASE_MS);
     assert_eq!(
         run(&extractor, &mut tracker, batch),

@@ -486,6 +486,7 @@ mod tests {
             max_keys: 1_000,
             max_key_bytes: 256,
             hold: Duration::ZERO,
+            rollup_after: 20,
         }
     }
 

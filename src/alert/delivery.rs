@@ -253,11 +253,11 @@ fn smtp_transport(
     use lettre::AsyncSmtpTransport;
     // A TLS setup failure is an error, never a quiet fall back to plaintext credentials.
     let tls = match email.security {
-        crate::config::raw::RawSmtpSecurity::None => Tls::None,
-        crate::config::raw::RawSmtpSecurity::Starttls => {
+        crate::config::SmtpSecurity::None => Tls::None,
+        crate::config::SmtpSecurity::Starttls => {
             Tls::Required(TlsParameters::new(email.smtp_host.clone()).map_err(tls_error)?)
         }
-        crate::config::raw::RawSmtpSecurity::Tls => {
+        crate::config::SmtpSecurity::Tls => {
             Tls::Wrapper(TlsParameters::new(email.smtp_host.clone()).map_err(tls_error)?)
         }
     };

@@ -233,6 +233,12 @@ pub struct RawDefaults {
     /// changes. A record within that time cancels it.
     #[serde(default, rename = "for", with = "humantime_serde")]
     pub hold: Duration,
+    /// When more than this many keys of one split feed change status in one evaluation,
+    /// notification sinks (webhook, Slack, PagerDuty, email) get one rolled-up notification for
+    /// the feed instead of one per key; Alertmanager still gets per-key alerts (its grouping
+    /// handles them); the API and metrics stay per key. At least 1.
+    #[serde(default = "default_rollup_after")]
+    pub rollup_after: usize,
 }
 
 impl Default for RawDefaults {
@@ -241,8 +247,13 @@ impl Default for RawDefaults {
             warn_after: default_warn_after(),
             critical_after: default_critical_after(),
             hold: Duration::ZERO,
+            rollup_after: default_rollup_after(),
         }
     }
+}
+
+fn default_rollup_after() -> usize {
+    20
 }
 
 /// `[[feed]]`
@@ -286,6 +297,8 @@ pub struct RawFeed {
     /// (`reason="split_too_long"`): `max_keys` bounds the count, this the size.
     #[serde(default = "default_max_key_bytes")]
     pub max_key_bytes: usize,
+    /// Overrides `defaults.rollup_after`.
+    pub rollup_after: Option<usize>,
 }
 
 fn default_max_key_bytes() -> usize {

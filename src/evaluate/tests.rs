@@ -29,6 +29,7 @@ fn feed(split: bool, expected: &[&str]) -> FeedConfig {
         max_keys: 100_000,
         max_key_bytes: 256,
         hold: Duration::ZERO,
+        rollup_after: 20,
     }
 }
 

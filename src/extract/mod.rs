@@ -4,11 +4,12 @@
 //! the record, JSON fields are found by a forward scan ([`json::find`]) rather than a parse.
 
 pub mod json;
+mod rules;
 pub mod timestamp;
 
 use std::borrow::Cow;
 
-use crate::config::{FeedConfig, SplitRule, TimestampRule};
+pub use rules::{SplitRule, TimestampRule};
 
 /// The parts of a Kafka record extraction reads, independent of rdkafka so tests and benches can
 /// build records directly.
@@ -143,12 +144,18 @@ pub struct Extractor {
 }
 
 impl Extractor {
-    pub fn new(feed: &FeedConfig, max_future_skew_ms: i64) -> Self {
+    /// `config::FeedConfig::extractor` builds one from a feed's config.
+    pub fn new(
+        split: Option<SplitRule>,
+        timestamp: TimestampRule,
+        max_key_bytes: usize,
+        max_future_skew_ms: i64,
+    ) -> Self {
         Extractor {
-            split: feed.split.clone(),
-            timestamp: feed.timestamp.clone(),
+            split,
+            timestamp,
             max_future_skew_ms,
-            max_key_bytes: feed.max_key_bytes,
+            max_key_bytes,
         }
     }
 

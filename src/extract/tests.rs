@@ -1,30 +1,16 @@
-use std::sync::Arc;
-use std::time::Duration;
-
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{FeedMode, TopicMatcher};
 
 /// 2025-12-01T00:00:00Z: when freshwatch reads the record.
 const ARRIVAL_MS: i64 = 1_764_547_200_000;
 const MAX_FUTURE_SKEW_MS: i64 = 5 * 60_000;
 
+/// The default `max_key_bytes`.
+const MAX_KEY_BYTES: usize = 256;
+
 fn extractor(split: Option<SplitRule>, timestamp: TimestampRule) -> Extractor {
-    let feed = FeedConfig {
-        name: Arc::from("profiles"),
-        topics: TopicMatcher::Exact("cdp.profile-updates".into()),
-        split,
-        timestamp,
-        warn_after: Duration::from_secs(30 * 60),
-        critical_after: Duration::from_secs(2 * 3600),
-        expected: vec![],
-        mode: FeedMode::Consume,
-        max_keys: 100_000,
-        max_key_bytes: 256,
-        hold: Duration::ZERO,
-    };
-    Extractor::new(&feed, MAX_FUTURE_SKEW_MS)
+    Extractor::new(split, timestamp, MAX_KEY_BYTES, MAX_FUTURE_SKEW_MS)
 }
 
 fn pointer(text: &str) -> json::JsonPointer {

@@ -23,7 +23,7 @@ mod tail;
 pub use tail::TailSource;
 
 use crate::clock::SharedClock;
-use crate::config::{raw::RawStart, Config, FeedConfig, FeedMode, TopicMatcher};
+use crate::config::{Config, FeedConfig, FeedMode, TopicMatcher};
 use crate::extract::{Extractor, Record, FUTURE_TIMESTAMP_REASON};
 use crate::knowledge::{Knowledge, PartitionKey, ReadThrough};
 use crate::metrics::Metrics;
@@ -342,13 +342,7 @@ fn create_consumer(
         .set("group.id", &config.kafka.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.offset.reset",
-            match config.kafka.start {
-                RawStart::Earliest => "earliest",
-                RawStart::Latest => "latest",
-            },
-        );
+        .set("auto.offset.reset", config.kafka.start.as_str());
     if !config.kafka.properties.contains_key("client.id") {
         client_config.set("client.id", "freshwatch");
     }
@@ -392,7 +386,7 @@ impl Router {
                         FeedMode::Consume => feed.topics.clone(),
                         FeedMode::Tail => TopicMatcher::Exact(String::new()),
                     };
-                    (topics, Extractor::new(feed, max_future_skew_ms))
+                    (topics, feed.extractor(max_future_skew_ms))
                 })
                 .collect(),
             routes: HashMap::new(),

@@ -1,0 +1,168 @@
+//! The resolved config as `check-config` prints it: what the user meant, defaults filled in, and
+//! no secret (URLs lose their credentials, paths and queries).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{
+    AlertsConfig, Config, FeedConfig, FeedMode, KafkaConfig, SinkConfig, SinkKind, SplitRule,
+    StateBackend, StateConfig, TimestampRule, TopicMatcher,
+};
+
+/// The resolved config as `check-config` prints it. Secrets stay hidden.
+pub fn describe(config: &Config) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "config ok");
+    text.push_str(&describe_kafka(&config.kafka));
+    text.push_str(&describe_state(&config.state));
+    let _ = writeln!(text, "http: {}", config.http.listen);
+    let _ = writeln!(
+        text,
+        "evaluation: every {}, max_future_skew {}",
+        human(config.evaluation.interval),
+        human(config.evaluation.max_future_skew)
+    );
+    let _ = writeln!(text, "feeds ({}):", config.feeds.len());
+    for feed in &config.feeds {
+        text.push_str(&describe_feed(feed));
+    }
+    text.push_str(&describe_alerts(&config.alerts));
+    if let Some(heartbeat) = &config.heartbeat {
+        let _ = writeln!(text, "heartbeat: every {}", human(heartbeat.interval));
+    }
+    text.push_str(&super::groups::describe(&config.groups));
+    text
+}
+
+fn human(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+fn describe_kafka(kafka: &KafkaConfig) -> String {
+    format!(
+        "kafka: brokers={} group_id={} start={} properties={}\n",
+        kafka.brokers,
+        kafka.group_id,
+        kafka.start.as_str(),
+        kafka.properties.len()
+    )
+}
+
+fn describe_state(state: &StateConfig) -> String {
+    match &state.backend {
+        StateBackend::Redis { .. } | StateBackend::RedisCluster { .. } => format!(
+            "state: redis (key prefix {}), flush every {}\n",
+            state.key_prefix,
+            human(state.flush_interval)
+        ),
+        StateBackend::Embedded { path } => format!(
+            "state: embedded at {}, flush every {}\n",
+            path.display(),
+            human(state.flush_interval)
+        ),
+    }
+}
+
+/// One indented line: where the feed reads, how it splits, and when it pages.
+fn describe_feed(feed: &FeedConfig) -> String {
+    let topics = match &feed.topics {
+        TopicMatcher::Exact(name) => format!("topic={name}"),
+        TopicMatcher::Regex(regex) => format!("topic_regex={}", regex.as_str()),
+    };
+    let split = match &feed.split {
+        None => "none".to_owned(),
+        Some(SplitRule::Json(pointer)) => format!("json {}", pointer.as_str()),
+        Some(SplitRule::Header(name)) => format!("header {name}"),
+        Some(SplitRule::Key) => "key".to_owned(),
+        Some(SplitRule::Partition) => "partition".to_owned(),
+    };
+    let timestamp = match &feed.timestamp {
+        TimestampRule::Json(pointer) => format!("json {}", pointer.as_str()),
+        TimestampRule::Header(name) => format!("header {name}"),
+        TimestampRule::Record => "record".to_owned(),
+        TimestampRule::Arrival => "arrival".to_owned(),
+    };
+    let hold = if feed.hold.is_zero() {
+        String::new()
+    } else {
+        format!(" for={}", human(feed.hold))
+    };
+    let expected = if feed.expected.is_empty() {
+        String::new()
+    } else {
+        format!(" expected=[{}]", feed.expected.join(", "))
+    };
+    let limits = match (feed.mode, &feed.split) {
+        (FeedMode::Tail, _) => " mode=tail".to_owned(),
+        (FeedMode::Consume, Some(_)) => format!(" max_keys={}", feed.max_keys),
+        (FeedMode::Consume, None) => String::new(),
+    };
+    format!(
+        "  {}: {topics} split_by={split} timestamp={timestamp} warn_after={} critical_after={}{hold}{expected}{limits}\n",
+        feed.name,
+        human(feed.warn_after),
+        human(feed.critical_after),
+    )
+}
+
+fn describe_alerts(alerts: &AlertsConfig) -> String {
+    let mut text = format!(
+        "alerts: {} alertmanager, {} notification sinks{}\n",
+        alerts.alertmanager.len(),
+        alerts.sinks.len(),
+        if alerts.watchdog { ", watchdog on" } else { "" }
+    );
+    for sink in &alerts.alertmanager {
+        let _ = writeln!(
+            text,
+            "  {} (alertmanager) -> {}",
+            sink.name,
+            redact_url(&sink.url)
+        );
+    }
+    for sink in &alerts.sinks {
+        text.push_str(&describe_sink(sink));
+    }
+    text
+}
+
+/// One indented line: where the sink delivers, from which severity, and its fallback.
+fn describe_sink(sink: &SinkConfig) -> String {
+    let target = match &sink.kind {
+        SinkKind::Webhook { url, .. } | SinkKind::PagerDuty { url, .. } => redact_url(url),
+        SinkKind::Slack { .. } => "slack webhook".to_owned(),
+        SinkKind::Email(email) => format!(
+            "smtp {}:{} to {}",
+            email.smtp_host,
+            email.smtp_port,
+            email.to.join(", ")
+        ),
+    };
+    let fallback = if sink.fallback.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " fallback=[{}] after {}",
+            sink.fallback.join(", "),
+            human(sink.fallback_after)
+        )
+    };
+    format!(
+        "  {} ({}) -> {target}; min_severity={}{fallback}\n",
+        sink.name,
+        sink.kind.kind(),
+        sink.min_severity,
+    )
+}
+
+/// A URL without its credentials, path or query (which may carry tokens).
+fn redact_url(url: &reqwest::Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port()
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default()
+    )
+}

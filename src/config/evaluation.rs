@@ -1,0 +1,37 @@
+//! `[evaluation]`, validated: how often feeds are judged, and when freshwatch admits it cannot
+//! judge them.
+
+use std::time::Duration;
+
+use super::raw;
+use super::ConfigError;
+
+#[derive(Debug, Clone)]
+pub struct EvaluationConfig {
+    pub interval: Duration,
+    pub max_future_skew: Duration,
+    pub source_grace: Duration,
+    pub catchup_tolerance: u64,
+    /// `None`: each feed's `critical_after`.
+    pub blind_after: Option<Duration>,
+    pub recovery_grace: Duration,
+}
+
+pub(super) fn validate_evaluation(
+    raw: raw::RawEvaluation,
+) -> Result<EvaluationConfig, ConfigError> {
+    if raw.interval < Duration::from_millis(10) {
+        return Err(ConfigError::invalid(
+            "evaluation.interval",
+            "must be at least 10ms",
+        ));
+    }
+    Ok(EvaluationConfig {
+        interval: raw.interval,
+        max_future_skew: raw.max_future_skew,
+        source_grace: raw.source_grace,
+        catchup_tolerance: raw.catchup_tolerance,
+        blind_after: raw.blind_after,
+        recovery_grace: raw.recovery_grace,
+    })
+}

@@ -1,0 +1,142 @@
+//! `[kafka]`, validated: how freshwatch reaches Kafka, and which librdkafka settings it keeps
+//! for itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::raw;
+use super::ConfigError;
+
+/// The librdkafka setting that paces what freshwatch knows of its partitions.
+pub const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
+
+/// librdkafka settings freshwatch sets itself: it commits offsets only after state is safe.
+const OWNED_PROPERTIES: [&str; 6] = [
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+];
+
+/// `kafka.start`: where a new consumer group starts; after its first run the committed offsets
+/// win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The oldest retained record: every feed's last-seen is learnt from what Kafka holds.
+    Earliest,
+    /// Only records produced after the group first joins.
+    Latest,
+}
+
+impl StartPosition {
+    /// librdkafka's `auto.offset.reset` value, also how `check-config` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        }
+    }
+}
+
+impl From<raw::RawStart> for StartPosition {
+    fn from(start: raw::RawStart) -> Self {
+        match start {
+            raw::RawStart::Earliest => StartPosition::Earliest,
+            raw::RawStart::Latest => StartPosition::Latest,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub start: StartPosition,
+    pub metadata_refresh: Duration,
+    pub tail_interval: Duration,
+    pub groups_interval: Duration,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// How often librdkafka reports each partition's high watermark and read position.
+    pub fn statistics_interval(&self) -> Duration {
+        let millis = self
+            .properties
+            .get(STATISTICS_INTERVAL)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(1000);
+        Duration::from_millis(millis)
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    /// Property values are not shown: `sasl.password`, `ssl.key.password` and their kin live
+    /// there.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("start", &self.start)
+            .field("metadata_refresh", &self.metadata_refresh)
+            .field("tail_interval", &self.tail_interval)
+            .field("groups_interval", &self.groups_interval)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+pub(super) fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigError> {
+    if raw.brokers.trim().is_empty() {
+        return Err(ConfigError::invalid("kafka.brokers", "must not be empty"));
+    }
+    if raw.group_id.trim().is_empty() {
+        return Err(ConfigError::invalid("kafka.group_id", "must not be empty"));
+    }
+    validate_properties(&raw.properties)?;
+    if raw.tail_interval < Duration::from_millis(100) {
+        return Err(ConfigError::invalid(
+            "kafka.tail_interval",
+            "must be at least 100ms",
+        ));
+    }
+    if raw.metadata_refresh < Duration::from_secs(1) {
+        return Err(ConfigError::invalid(
+            "kafka.metadata_refresh",
+            "must be at least 1s",
+        ));
+    }
+    Ok(KafkaConfig {
+        brokers: raw.brokers,
+        group_id: raw.group_id,
+        start: raw.start.into(),
+        metadata_refresh: raw.metadata_refresh,
+        tail_interval: raw.tail_interval,
+        groups_interval: raw.groups_interval,
+        properties: raw.properties,
+    })
+}
+
+/// `kafka.properties`: passed through, except what freshwatch owns and statistics turned off.
+fn validate_properties(properties: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for owned in OWNED_PROPERTIES {
+        if properties.contains_key(owned) {
+            return Err(ConfigError::invalid(
+                format!("kafka.properties.\"{owned}\""),
+                "is set by freshwatch itself; use kafka.brokers, kafka.group_id or kafka.start",
+            ));
+        }
+    }
+    if let Some(value) = properties.get(STATISTICS_INTERVAL) {
+        if !matches!(value.parse::<u64>(), Ok(1..)) {
+            return Err(ConfigError::invalid(
+                format!("kafka.properties.\"{STATISTICS_INTERVAL}\""),
+                "must be a positive number of milliseconds: freshwatch knows what Kafka holds from librdkafka's statistics, and without them every feed would stay unknown",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! Config tests: helpers and the top-level sections here; one file per section below.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+use crate::extract::json::JsonPointer;
+
+mod alerts;
+mod describe;
+mod examples;
+mod feed;
+mod groups;
+
+/// Parses `text` with an environment that holds exactly `env`.
+fn parse_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    parse(text, Path::new("t.toml"), &|name| {
+        env.iter()
+            .find(|(variable, _)| *variable == name)
+            .map(|(_, value)| (*value).to_owned())
+    })
+}
+
+/// The message of the error a refused config gives, with an empty environment.
+fn error_of(text: &str) -> String {
+    match parse_with(text, &[]) {
+        Ok(_) => panic!("config must be refused:\n{text}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// A valid config up to (not including) its feeds.
+const KAFKA: &str = "[kafka]\nbrokers = \"k:9092\"\n";
+
+/// [`KAFKA`] plus one valid feed named `a`.
+const MINIMAL: &str = "[kafka]\nbrokers = \"k:9092\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n";
+
+/// A config with one feed whose table holds `body` after `name = "a"`.
+fn with_feed(body: &str) -> String {
+    format!("{KAFKA}[[feed]]\nname = \"a\"\n{body}\n")
+}
+
+fn pointer(text: &str) -> JsonPointer {
+    JsonPointer::parse(text).expect("valid pointer")
+}
+
+fn webhook_url(sink: &SinkConfig) -> &str {
+    match &sink.kind {
+        SinkKind::Webhook { url, .. } => url.as_str(),
+        other => panic!("expected a webhook sink, got {}", other.kind()),
+    }
+}
+
+#[test]
+fn kafka_properties_are_passed_through_as_written() {
+    let config = parse_with(
+        &format!(
+            "{KAFKA}[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"fetch.min.bytes\" = \"1\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.kafka.properties.len(), 2);
+    assert_eq!(config.kafka.properties["security.protocol"], "SASL_SSL");
+    assert_eq!(config.kafka.properties["fetch.min.bytes"], "1");
+}
+
+#[test]
+fn without_a_redis_url_state_lives_in_the_embedded_store_at_path() {
+    let config = parse_with(
+        &format!("{MINIMAL}[state]\npath = \"/var/lib/freshwatch\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(
+        matches!(&config.state.backend, StateBackend::Embedded { path } if path == Path::new("/var/lib/freshwatch")),
+        "{:?}",
+        config.state.backend
+    );
+}
+
+#[test]
+fn a_minimal_config_takes_every_documented_default() {
+    let config = parse_with(MINIMAL, &[]).unwrap();
+
+    assert_eq!(config.kafka.group_id, "freshwatch");
+    assert_eq!(config.kafka.start, StartPosition::Earliest);
+    assert_eq!(config.kafka.metadata_refresh, Duration::from_secs(30));
+    assert_eq!(config.kafka.tail_interval, Duration::from_secs(5));
+    assert!(config.kafka.properties.is_empty());
+
+    assert!(
+        matches!(&config.state.backend, StateBackend::Embedded { path } if path == Path::new("freshwatch-state")),
+        "{:?}",
+        config.state.backend
+    );
+    assert_eq!(config.state.flush_interval, Duration::from_secs(1));
+    assert_eq!(config.state.key_prefix, "freshwatch");
+
+    assert_eq!(config.http.listen.to_string(), "127.0.0.1:9187");
+    assert_eq!(config.http.external_url, "http://127.0.0.1:9187");
+    assert_eq!(config.evaluation.interval, Duration::from_secs(1));
+    assert_eq!(
+        config.evaluation.max_future_skew,
+        Duration::from_secs(5 * 60)
+    );
+
+    let feed = &config.feeds[0];
+    assert_eq!(feed.warn_after, Duration::from_secs(3600));
+    assert_eq!(feed.critical_after, Duration::from_secs(6 * 3600));
+    assert_eq!(feed.split, None);
+    assert_eq!(feed.timestamp, TimestampRule::Record);
+    assert!(feed.expected.is_empty());
+    assert_eq!(feed.mode, FeedMode::Consume);
+    assert_eq!(feed.max_keys, 100_000);
+
+    assert!(config.alerts.alertmanager.is_empty());
+    assert!(config.alerts.sinks.is_empty());
+}
+
+#[test]
+fn a_later_run_may_start_from_latest() {
+    let config = parse_with(
+        "[kafka]\nbrokers = \"k:9092\"\nstart = \"latest\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.kafka.start, StartPosition::Latest);
+}
+
+#[test]
+fn an_unknown_top_level_key_is_refused() {
+    let error = error_of(&format!("colour = \"red\"\n{MINIMAL}"));
+    assert!(
+        error.starts_with("colour: unknown field `colour`, expected one of `kafka`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unknown_key_inside_a_section_names_its_path() {
+    let error = error_of(
+        "[kafka]\nbrokers = \"k:9092\"\nbogus = 1\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n",
+    );
+    assert!(error.starts_with("kafka.bogus: "), "{error}");
+    assert!(error.contains("unknown field `bogus`"), "{error}");
+}
+
+#[test]
+fn an_unset_environment_variable_names_the_key_and_the_variable() {
+    let text = format!("{MINIMAL}[[alerts.webhook]]\nurl = \"${{HOOK_URL}}\"\n");
+    let error = parse_with(&text, &[("OTHER", "x")]).unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::MissingEnv { key, variable } if key == "alerts.webhook[0].url" && variable == "HOOK_URL"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "alerts.webhook[0].url: environment variable HOOK_URL is not set"
+    );
+}
+
+#[test]
+fn an_unset_variable_inside_an_array_names_the_element() {
+    let error = error_of(&with_feed(
+        "topic = \"a\"\nsplit_by = \"key\"\nexpected = [\"acme\", \"${SECOND_TENANT}\"]",
+    ));
+    assert_eq!(
+        error,
+        "feed[0].expected[1]: environment variable SECOND_TENANT is not set"
+    );
+}
+
+#[test]
+fn environment_references_are_substituted_in_nested_tables_and_arrays() {
+    let text = format!(
+        "{KAFKA}[kafka.properties]\n\"sasl.password\" = \"${{KAFKA_PASSWORD}}\"\n[[feed]]\nname = \"a\"\ntopic = \"${{TOPIC}}\"\nsplit_by = {{ header = \"${{HEADER}}\" }}\nexpected = [\"${{TENANT}}\", \"pre-${{TENANT}}-post\"]\n[[alerts.webhook]]\nurl = \"http://${{HOOK_HOST}}/hook\"\n"
+    );
+    let config = parse_with(
+        &text,
+        &[
+            ("KAFKA_PASSWORD", "hunter2"),
+            ("TOPIC", "orders"),
+            ("HEADER", "tenant"),
+            ("TENANT", "acme"),
+            ("HOOK_HOST", "hooks.internal:8080"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.kafka.properties["sasl.password"], "hunter2");
+    assert!(config.feeds[0].topics.matches("orders"));
+    assert_eq!(
+        config.feeds[0].split,
+        Some(SplitRule::Header("tenant".into()))
+    );
+    assert_eq!(config.feeds[0].expected, ["acme", "pre-acme-post"]);
+    assert_eq!(
+        webhook_url(&config.alerts.sinks[0]),
+        "http://hooks.internal:8080/hook"
+    );
+}
+
+#[test]
+fn a_doubled_dollar_writes_a_literal_reference_and_a_lone_dollar_stays() {
+    let text = format!(
+        "{KAFKA}[kafka.properties]\n\"note\" = \"$${{X}} costs $5\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+    );
+    // X is deliberately unset: an escaped reference must not be looked up.
+    let config = parse_with(&text, &[]).unwrap();
+    assert_eq!(config.kafka.properties["note"], "${X} costs $5");
+}
+
+#[test]
+fn an_invalid_duration_names_the_key() {
+    let error = error_of(&with_feed("topic = \"a\"\nwarn_after = \"10 parsecs\""));
+    assert_eq!(
+        error,
+        "feed[0].warn_after: invalid value: string \"10 parsecs\", expected a duration"
+    );
+
+    let error = error_of(&format!(
+        "{MINIMAL}[evaluation]\ninterval = \"10 parsecs\"\n"
+    ));
+    assert!(error.starts_with("evaluation.interval: "), "{error}");
+}
+
+#[test]
+fn kafka_properties_freshwatch_owns_are_refused() {
+    for owned in [
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+    ] {
+        let error = error_of(&format!(
+            "{KAFKA}[kafka.properties]\n\"{owned}\" = \"true\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+        ));
+        assert_eq!(
+            error,
+            format!("kafka.properties.\"{owned}\": is set by freshwatch itself; use kafka.brokers, kafka.group_id or kafka.start")
+        );
+    }
+}
+
+/// librdkafka's canonical name for the broker list is `metadata.broker.list`; `bootstrap.servers`
+/// is only its alias. Let through, it would race `kafka.brokers` inside rdkafka's ClientConfig (a
+/// HashMap, applied in arbitrary order), so it is refused like the alias.
+#[test]
+fn the_canonical_broker_list_property_is_refused_like_its_alias() {
+    let error = parse_with(
+        &format!(
+            "{KAFKA}[kafka.properties]\n\"metadata.broker.list\" = \"elsewhere:9092\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with("kafka.properties.\"metadata.broker.list\": is set by freshwatch"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_listen_address_that_is_not_ip_and_port_is_refused() {
+    for listen in ["nowhere", "localhost:9187", "127.0.0.1"] {
+        assert_eq!(
+            error_of(&format!("{MINIMAL}[http]\nlisten = \"{listen}\"\n")),
+            format!("http.listen: {listen:?} is not an ip:port address")
+        );
+    }
+}
+
+#[test]
+fn a_redis_url_with_another_scheme_is_refused() {
+    assert_eq!(
+        error_of(&format!(
+            "{MINIMAL}[state]\nredis_url = \"http://redis:6379\"\n"
+        )),
+        "state.redis_url: scheme must be redis:// or rediss://"
+    );
+    let config = parse_with(
+        &format!("{MINIMAL}[state]\nredis_url = \"rediss://redis:6380/1\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(matches!(config.state.backend, StateBackend::Redis { .. }));
+}
+
+#[test]
+fn a_config_without_feeds_is_refused() {
+    assert_eq!(
+        error_of(KAFKA),
+        "feed: at least one [[feed]] (or [[group]]) is required"
+    );
+}
+
+#[test]
+fn invalid_toml_names_the_file() {
+    let error = error_of("[kafka\nbrokers = 1");
+    assert!(error.starts_with("t.toml: invalid TOML: "), "{error}");
+}
+
+#[test]
+fn statistics_turned_off_are_refused_since_every_feed_would_stay_unknown() {
+    for value in ["0", "-1", "soon"] {
+        let message = error_of(&format!(
+            "[kafka]\nbrokers = \"k:9092\"\n[kafka.properties]\n\"statistics.interval.ms\" = \"{value}\"\n[[feed]]\nname = \"a\"\ntopic = \"a\"\n"
+        ));
+        assert!(
+            message.starts_with(
+                "kafka.properties.\"statistics.interval.ms\": must be a positive number"
+            ),
+            "{value}: {message}"
+        );
+    }
+}
