@@ -101,7 +101,11 @@ impl Pipeline {
         if entries.is_empty() {
             return;
         }
-        if let Err(error) = self.store.documents_write(Documents::Groups, entries.clone()).await {
+        if let Err(error) = self
+            .store
+            .documents_write(Documents::Groups, entries.clone())
+            .await
+        {
             tracing::warn!(%error, "group state not written; will retry");
             let mut table = groups
                 .table

@@ -44,9 +44,17 @@ fn up_to_rollup_after_keys_page_one_by_one() {
 #[test]
 fn a_burst_is_one_page_that_escalates_once_and_resolves_with_its_last_member() {
     let mut rollups = RollUps::default();
-    let routed = route(&mut rollups, many(9_812, Status::Ok, Status::Warning), 1_000);
+    let routed = route(
+        &mut rollups,
+        many(9_812, Status::Ok, Status::Warning),
+        1_000,
+    );
     assert!(routed.individual.is_empty());
-    assert_eq!(routed.absorbed.len(), 9_812, "Alertmanager still gets every key");
+    assert_eq!(
+        routed.absorbed.len(),
+        9_812,
+        "Alertmanager still gets every key"
+    );
     assert_eq!(routed.rollups.len(), 1);
     let notice = &routed.rollups[0];
     assert_eq!(
@@ -73,10 +81,17 @@ fn a_burst_is_one_page_that_escalates_once_and_resolves_with_its_last_member() {
     assert_eq!(routed.rollups[0].members, 9_813);
 
     // The critical members recover: the roll-up is down to warning, told once.
-    let routed = route(&mut rollups, many(9_812, Status::Critical, Status::Ok), 3_000);
+    let routed = route(
+        &mut rollups,
+        many(9_812, Status::Critical, Status::Ok),
+        3_000,
+    );
     assert_eq!(routed.rollups.len(), 1);
     assert_eq!(routed.rollups[0].severity, Some(Severity::Warning));
-    assert_eq!(routed.rollups[0].members, 1, "the straggler is still warning");
+    assert_eq!(
+        routed.rollups[0].members, 1,
+        "the straggler is still warning"
+    );
     let routed = route(
         &mut rollups,
         vec![transition("straggler", Status::Warning, Status::Ok)],
@@ -123,8 +138,15 @@ fn a_restored_rollup_absorbs_its_members_recovery() {
 
     let mut restarted = RollUps::default();
     restarted.restore(Arc::from("profiles"), serde_json::from_str(&json).unwrap());
-    let routed = route(&mut restarted, many(30, Status::Critical, Status::Ok), 5_000);
-    assert!(routed.individual.is_empty(), "no resolve of a page never sent");
+    let routed = route(
+        &mut restarted,
+        many(30, Status::Critical, Status::Ok),
+        5_000,
+    );
+    assert!(
+        routed.individual.is_empty(),
+        "no resolve of a page never sent"
+    );
     assert_eq!(routed.rollups.len(), 1);
     assert_eq!(routed.rollups[0].severity, None);
 }

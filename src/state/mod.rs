@@ -210,7 +210,10 @@ impl StateStore {
     }
 
     /// Every entry of `table` as written by [`StateStore::documents_write`].
-    pub async fn documents_load(&self, table: Documents) -> Result<Vec<(String, String)>, StateError> {
+    pub async fn documents_load(
+        &self,
+        table: Documents,
+    ) -> Result<Vec<(String, String)>, StateError> {
         match self {
             StateStore::Redis(store) => store.documents_load(table).await,
             StateStore::Embedded(store) => store.documents_load(table).await,

@@ -1,0 +1,437 @@
+//! Start-up: restore state, build the pipeline, start the threads, loops, sinks and HTTP; and
+//! the ordered stop that follows the shutdown token.
+
+use super::*;
+
+/// Phase tokens, fired in order after `shutdown`.
+#[derive(Default)]
+struct Phases {
+    source: CancellationToken,
+    loops: CancellationToken,
+    sinks: CancellationToken,
+    lease: CancellationToken,
+    http: CancellationToken,
+}
+
+/// What runs besides the pipeline, stopped in order by [`Stopping::run`].
+struct Stopping {
+    phases: Phases,
+    pipeline: Arc<Pipeline>,
+    threads: Threads,
+    loops: JoinSet<()>,
+    sink_tasks: JoinSet<()>,
+    lease_task: Option<tokio::task::JoinHandle<()>>,
+    http_task: tokio::task::JoinHandle<()>,
+}
+
+/// The source, tail and group-watcher threads.
+struct Threads {
+    source: std::thread::JoinHandle<()>,
+    tail: Option<std::thread::JoinHandle<()>>,
+    groups: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Restores state, starts every task, and returns once the HTTP server is bound.
+pub async fn start(
+    config: Config,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let start_ms = clock.now_ms();
+    let feed_names: Vec<Arc<str>> = config.feeds.iter().map(|feed| feed.name.clone()).collect();
+    let (store, watch_started, snapshot, store_was_empty) =
+        open_state_store(&config, &feed_names, start_ms, &shutdown).await?;
+    let tracker = restore_tracker(&config, &store, watch_started, snapshot, start_ms).await;
+    let tracker = Arc::new(Mutex::new(tracker));
+    let groups = if config.groups.is_empty() {
+        None
+    } else {
+        Some(restore_groups(&config, &store).await)
+    };
+    let evaluator = Evaluator::new(&config.feeds);
+    let rules: Arc<[_]> = evaluator.rules().to_vec().into();
+    let mut registry = Registry::default();
+    let snapshots = Arc::new(crate::snapshot::Snapshots::new(tracker.clone()));
+    let metrics = Metrics::register(
+        &mut registry,
+        snapshots.clone(),
+        rules.clone(),
+        clock.clone(),
+    );
+    metrics.state_store_up.set(1);
+    if let Some(redis) = store.redis() {
+        metrics
+            .state_store_evictable
+            .set(i64::from(redis.eviction_risk().await.is_some()));
+    }
+    for name in &feed_names {
+        metrics.declare_feed(name);
+    }
+
+    let knowledge = Arc::new(Knowledge::new(
+        config
+            .feeds
+            .iter()
+            .map(|feed| (feed.topics.clone(), feed.mode))
+            .collect(),
+        knowledge_max_age_ms(&config),
+        3 * duration_ms(config.ha.reload_interval),
+        duration_ms(config.evaluation.recovery_grace),
+    ));
+    let (source, source_handle) = Source::new(
+        &config,
+        tracker.clone(),
+        metrics.clone(),
+        clock.clone(),
+        knowledge.clone(),
+    )?;
+    let tail_source = TailSource::new(
+        &config,
+        tracker.clone(),
+        clock.clone(),
+        source_handle.status.clone(),
+        metrics.clone(),
+        knowledge.clone(),
+    )?;
+    let group_watcher = crate::groups::watcher::GroupWatcher::new(
+        &config,
+        groups
+            .as_ref()
+            .map(|groups| groups.table.clone())
+            .unwrap_or_default(),
+        clock.clone(),
+        metrics.groups.clone(),
+    )
+    .map_err(SourceError::Create)?;
+    let readiness = Arc::new(Readiness::new(
+        source_handle.status.clone(),
+        config
+            .feeds
+            .iter()
+            .any(|feed| feed.mode == FeedMode::Consume),
+        tail_source.is_some(),
+    ));
+    let listener = crate::http::bind(config.http.listen)
+        .await
+        .map_err(|error| StartError::Bind {
+            address: config.http.listen,
+            error,
+        })?;
+    let http_address = listener.local_addr().map_err(|error| StartError::Bind {
+        address: config.http.listen,
+        error,
+    })?;
+
+    let phases = Phases::default();
+    let leadership = match store.redis() {
+        Some(_) => Leadership::new(crate::ha::instance_name(), false),
+        None => Leadership::always(),
+    };
+    let mut sink_tasks = JoinSet::new();
+    let dispatcher = Dispatcher::start(
+        &config.alerts,
+        &config.http.external_url,
+        store.clone(),
+        leadership.clone(),
+        &metrics,
+        phases.sinks.clone(),
+        &mut sink_tasks,
+    );
+
+    let pipeline = Arc::new(Pipeline {
+        tracker: tracker.clone(),
+        evaluator: Mutex::new(evaluator),
+        store,
+        source: source_handle,
+        dispatcher,
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        readiness: readiness.clone(),
+        write_gate: tokio::sync::Mutex::new(()),
+        leadership: leadership.clone(),
+        feed_names: feed_names.clone(),
+        reload_cursors: tokio::sync::Mutex::new(vec![Default::default(); feed_names.len()]),
+        knowledge,
+        groups,
+        watch: watch_for(&config, store_was_empty, start_ms),
+        last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+    });
+    if leadership.is_leader() {
+        metrics.leader.set(1);
+        announce_restored_alerts(&pipeline).await;
+    }
+
+    // A source thread that stops before shutdown (a panic, a refused resubscribe) would leave
+    // freshwatch blind while it looks alive: it stops the whole process with exit code 3, so
+    // the supervisor (systemd, Kubernetes) starts a fresh one.
+    let (died_sender, died) = tokio::sync::mpsc::unbounded_channel::<RunError>();
+    let threads = Threads::start(
+        source,
+        tail_source,
+        group_watcher,
+        &phases.source,
+        died_sender,
+    );
+    // The lease is held until the last alerts are out, then released for a follower.
+    let lease_task = pipeline.store.redis().map(|redis| {
+        tokio::spawn(crate::ha::run_lease(
+            redis.clone(),
+            leadership.clone(),
+            config.ha.lease,
+            phases.lease.clone(),
+        ))
+    });
+    let loops = spawn_loops(&pipeline, &config, &phases.loops);
+
+    let http_state = HttpState {
+        snapshots,
+        rules,
+        clock,
+        registry: Arc::new(registry),
+        readiness,
+        records_consumed: metrics.records_consumed.clone(),
+        groups: pipeline
+            .groups
+            .as_ref()
+            .map(|groups| groups.views.clone())
+            .unwrap_or_default(),
+    };
+    let http_task = tokio::spawn(crate::http::serve(
+        listener,
+        http_state,
+        phases.http.clone(),
+    ));
+    tracing::info!(address = %http_address, feeds = feed_names.len(), "freshwatch running");
+
+    let stopping = Stopping {
+        phases,
+        pipeline,
+        threads,
+        loops,
+        sink_tasks,
+        lease_task,
+        http_task,
+    };
+    let main = tokio::spawn(stopping.run(shutdown, died));
+    Ok(Running { http_address, main })
+}
+
+/// The tracker with every persisted series, `watch_started` and expected values' starts.
+async fn restore_tracker(
+    config: &Config,
+    store: &StateStore,
+    watch_started: Vec<i64>,
+    snapshot: crate::state::Snapshot,
+    start_ms: i64,
+) -> Tracker {
+    let mut tracker = Tracker::new(&config.feeds, start_ms);
+    if let Some(policy) = match store.redis() {
+        Some(redis) => redis.eviction_risk().await,
+        None => None,
+    } {
+        tracing::warn!(%policy, "redis may evict freshwatch's keys under memory pressure (maxmemory-policy); use noeviction or a dedicated instance");
+    }
+    for (index, started) in watch_started.into_iter().enumerate() {
+        tracker.set_watch_started(index as FeedIndex, started);
+    }
+    for (index, feed) in config.feeds.iter().enumerate() {
+        for value in &feed.expected {
+            match store.expected_started(&feed.name, value, start_ms).await {
+                Ok(started) => {
+                    tracker.set_expected_started(index as FeedIndex, value.as_bytes(), started)
+                }
+                Err(error) => {
+                    tracing::warn!(feed = %feed.name, %value, %error, "expected value's start not read; the feed's is used")
+                }
+            }
+        }
+    }
+    let restored = snapshot.series.len();
+    for record in snapshot.series {
+        if let Some(index) = config
+            .feeds
+            .iter()
+            .position(|feed| feed.name == record.feed)
+        {
+            tracker.restore(
+                index as FeedIndex,
+                &record.key,
+                record.last_seen_ms,
+                record.status,
+            );
+        }
+    }
+    tracing::info!(store = store.kind(), series = restored, "state restored");
+    tracker
+}
+
+/// The alerts about freshwatch's own sight, all quiet at start.
+fn watch_for(config: &Config, store_was_empty: bool, start_ms: i64) -> Watch {
+    Watch {
+        feeds: config
+            .feeds
+            .iter()
+            .map(|feed| {
+                let bound = config.evaluation.blind_after.unwrap_or(feed.critical_after);
+                (feed.name.clone(), duration_ms(bound))
+            })
+            .collect(),
+        source_grace_ms: duration_ms(config.evaluation.source_grace),
+        state_grace_ms: duration_ms(config.state.down_grace),
+        source_alerting: AtomicBool::new(false),
+        state_alerting: AtomicBool::new(false),
+        state_down_since_ms: AtomicI64::new(0),
+        unread_alerting: AtomicBool::new(false),
+        blind_alerting: Mutex::new(vec![false; config.feeds.len()]),
+        blind: Arc::new(AtomicBool::new(false)),
+        store_was_empty,
+        state_lost_alerting: AtomicBool::new(false),
+        longest_critical_ms: config
+            .feeds
+            .iter()
+            .map(|feed| duration_ms(feed.critical_after))
+            .max()
+            .unwrap_or(0),
+        started_ms: start_ms,
+    }
+}
+
+/// The evaluation, flush, replica and heartbeat loops.
+fn spawn_loops(pipeline: &Arc<Pipeline>, config: &Config, stop: &CancellationToken) -> JoinSet<()> {
+    let mut loops = JoinSet::new();
+    if pipeline.store.redis().is_some() {
+        loops.spawn(replica_loop(
+            pipeline.clone(),
+            config.ha.reload_interval,
+            stop.clone(),
+        ));
+    }
+    if let Some(heartbeat) = config.heartbeat.clone() {
+        let health = crate::heartbeat::Health {
+            last_tick_ms: pipeline.last_tick_ms.clone(),
+            evaluation_interval: config.evaluation.interval,
+            source: pipeline.source.status.clone(),
+            blind: pipeline.watch.blind.clone(),
+            clock: pipeline.clock.clone(),
+        };
+        loops.spawn(crate::heartbeat::run(
+            heartbeat,
+            health,
+            pipeline.metrics.clone(),
+            stop.clone(),
+        ));
+    }
+    loops.spawn(evaluation_loop(
+        pipeline.clone(),
+        config.evaluation.interval,
+        stop.clone(),
+    ));
+    let flushing = pipeline.clone();
+    loops.spawn(every(
+        config.state.flush_interval,
+        stop.clone(),
+        move || {
+            let pipeline = flushing.clone();
+            async move { pipeline.flush().await }
+        },
+    ));
+    loops
+}
+
+impl Threads {
+    fn start(
+        source: Source,
+        tail_source: Option<TailSource>,
+        group_watcher: Option<crate::groups::watcher::GroupWatcher>,
+        stop: &CancellationToken,
+        died: tokio::sync::mpsc::UnboundedSender<RunError>,
+    ) -> Threads {
+        let source_token = stop.clone();
+        let source = supervised("freshwatch-source", "source", died.clone(), move || {
+            source.run(source_token).map_err(|error| error.to_string())
+        });
+        let tail = tail_source.map(|tail| {
+            let tail_token = stop.clone();
+            supervised("freshwatch-tail", "tail", died.clone(), move || {
+                tail.run(tail_token);
+                Ok(())
+            })
+        });
+        let groups = group_watcher.map(|watcher| {
+            let groups_token = stop.clone();
+            supervised("freshwatch-groups", "group watcher", died, move || {
+                watcher.run(groups_token);
+                Ok(())
+            })
+        });
+        Threads {
+            source,
+            tail,
+            groups,
+        }
+    }
+
+    fn join(self) {
+        for thread in [self.tail, self.groups].into_iter().flatten() {
+            let _ = thread.join();
+        }
+        let _ = self.source.join();
+    }
+}
+
+impl Stopping {
+    /// Waits for shutdown (or a thread it cannot run without), then stops in order: consuming,
+    /// the loops, one last evaluation and flush, the sinks (bounded), the lease, HTTP.
+    async fn run(
+        self,
+        shutdown: CancellationToken,
+        mut died: tokio::sync::mpsc::UnboundedReceiver<RunError>,
+    ) -> Result<(), RunError> {
+        let Stopping {
+            phases,
+            pipeline,
+            threads,
+            mut loops,
+            mut sink_tasks,
+            lease_task,
+            http_task,
+        } = self;
+        let failure = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            Some(error) = died.recv() => {
+                pipeline.knowledge.observe_source_failure(pipeline.clock.now_ms());
+                tracing::error!(%error, "stopping: freshwatch cannot watch without it");
+                Some(error)
+            }
+        };
+        tracing::info!("shutting down");
+        phases.source.cancel();
+        let joined = tokio::task::spawn_blocking(move || threads.join());
+        if tokio::time::timeout(Duration::from_secs(10), joined)
+            .await
+            .is_err()
+        {
+            tracing::error!("source thread did not stop in time");
+        }
+        phases.loops.cancel();
+        while loops.join_next().await.is_some() {}
+        pipeline.evaluate().await;
+        pipeline.flush().await;
+        phases.sinks.cancel();
+        let drain = async { while sink_tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(15), drain)
+            .await
+            .is_err()
+        {
+            tracing::error!("alert sinks did not drain in time");
+        }
+        phases.lease.cancel();
+        if let Some(lease_task) = lease_task {
+            let _ = lease_task.await;
+        }
+        phases.http.cancel();
+        let _ = http_task.await;
+        tracing::info!("stopped");
+        failure.map_or(Ok(()), Err)
+    }
+}
