@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::Fallbacks;
+use super::fallback::Fallbacks;
 use super::{
     classify_response, summary, Backoff, Delivery, Directory, Notice, Notification, SystemAlert,
     FEED_STALE, WATCHDOG,

@@ -7,8 +7,11 @@
 
 mod alertmanager;
 pub mod delivery;
+mod email;
+pub mod fallback;
 pub mod notification;
 pub mod render;
+mod transport;
 
 use std::time::Duration;
 
