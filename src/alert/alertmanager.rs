@@ -512,7 +512,7 @@ mod tests {
         let mut received = || {
             let mut statuses = Vec::new();
             while let Ok(envelope) = backup.try_recv() {
-                statuses.push(envelope.notification.status);
+                statuses.push(envelope.notification.status.as_str());
             }
             statuses
         };

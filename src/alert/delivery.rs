@@ -21,6 +21,7 @@ use super::transport::Transport;
 use super::{Backoff, Delivery};
 use crate::config::SinkConfig;
 use crate::metrics::{Metrics, OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED};
+use crate::model::Severity;
 use crate::state::StateStore;
 
 /// A notification for one sink, with its outbox id once stored.
@@ -378,7 +379,7 @@ impl SinkTask {
 
     /// A critical alert firing since before the restart: reminded of from now on.
     fn remember_firing(&mut self, notification: Notification) {
-        if notification.firing && notification.severity == "critical" {
+        if notification.firing && notification.severity == Severity::Critical {
             self.firing
                 .entry(notification.dedup_key.clone())
                 .or_insert_with(|| (notification, Instant::now()));
@@ -399,7 +400,7 @@ impl SinkTask {
                 sink: self.config.name.clone(),
             })
             .observe(latency_ms.max(0) as f64 / 1000.0);
-        if notification.firing && notification.severity == "critical" {
+        if notification.firing && notification.severity == Severity::Critical {
             self.firing
                 .entry(notification.dedup_key.clone())
                 .or_insert_with(|| (notification.clone(), now));

@@ -383,12 +383,12 @@ impl Dispatcher {
             };
             let wanted = match &notice {
                 Notice::System(_) | Notice::RestoredSystem(_) => {
-                    sink.config.accepts_system(notification.severity())
+                    sink.config.accepts_system(notification.severity)
                 }
                 Notice::Changed(_) | Notice::Restored(_) => sink.config.accepts(
                     &notification.feed,
                     &notification.key,
-                    notification.severity(),
+                    notification.severity,
                 ),
             };
             if !wanted {

@@ -344,12 +344,12 @@ fn a_critical_only_sink_sees_critical_to_warning_as_the_end_of_its_incident() {
     );
     let trigger = for_critical_sink(Status::Warning, Status::Critical).unwrap();
     assert!(trigger.firing);
-    assert_eq!(trigger.severity, "critical");
+    assert_eq!(trigger.severity, Severity::Critical);
     let resolve = for_critical_sink(Status::Critical, Status::Warning)
         .expect("critical -> warning resolves the critical-only incident");
     assert!(!resolve.firing);
-    assert_eq!(resolve.severity, "critical");
-    assert_eq!(resolve.status, "warning");
+    assert_eq!(resolve.severity, Severity::Critical);
+    assert_eq!(resolve.status.as_str(), "warning");
     assert_eq!(resolve.dedup_key, trigger.dedup_key);
     assert!(
         resolve.summary.contains("no longer critical, now warning"),
@@ -369,7 +369,7 @@ fn a_critical_only_sink_sees_critical_to_warning_as_the_end_of_its_incident() {
     )
     .unwrap();
     assert!(downgrade.firing);
-    assert_eq!(downgrade.severity, "warning");
+    assert_eq!(downgrade.severity, Severity::Warning);
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! Unit tests of the sink task: rate limits, late storing, fallbacks and reminders.
 
 use super::*;
+use crate::alert::notification::NotificationStatus;
 use crate::config::SinkKind;
-use crate::model::Severity;
 
 pub(crate) fn sink(rate_limit: u32) -> SinkConfig {
     SinkConfig {
@@ -31,9 +31,9 @@ fn notification(key: &str, status: &str, firing: bool) -> Notification {
         key: key.into(),
         split: true,
         topic: "t".into(),
-        severity: "critical".into(),
-        status: status.into(),
-        previous_status: String::new(),
+        severity: Severity::Critical,
+        status: NotificationStatus::parse(status).unwrap(),
+        previous_status: None,
         summary: String::new(),
         dedup_key: format!("freshwatch/profiles/{key}"),
         last_seen_ms: None,
@@ -91,7 +91,10 @@ async fn a_flapping_key_over_its_rate_is_coalesced_without_blocking_other_keys()
         2,
         "acme's older entry was superseded by its newest"
     );
-    assert_eq!(task.queue[0].envelope.notification.status, "critical");
+    assert_eq!(
+        task.queue[0].envelope.notification.status.as_str(),
+        "critical"
+    );
     let suppressed = metrics
         .notifications_suppressed
         .get_or_create(&crate::metrics::SinkLabels {
@@ -152,7 +155,13 @@ async fn entries_stored_late_are_stored_again_in_queue_order() {
         .await
         .unwrap()
         .into_iter()
-        .map(|(_, json)| serde_json::from_str::<Notification>(&json).unwrap().status)
+        .map(|(_, json)| {
+            serde_json::from_str::<Notification>(&json)
+                .unwrap()
+                .status
+                .as_str()
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         replayed,
@@ -323,7 +332,10 @@ async fn a_resolve_follows_its_trigger_to_the_fallback_and_a_rejected_entry_fall
         .await;
     let mut at_backup = Vec::new();
     while let Ok(envelope) = backup_receiver.try_recv() {
-        at_backup.push((envelope.notification.key, envelope.notification.status));
+        at_backup.push((
+            envelope.notification.key,
+            envelope.notification.status.as_str().to_owned(),
+        ));
     }
     assert_eq!(
         at_backup,
