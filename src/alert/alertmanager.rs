@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::fallback::Fallbacks;
 use super::{
-    classify_response, summary, Backoff, Delivery, Directory, Notice, Notification, SystemAlert,
+    classify_response, summary, Backoff, Delivery, Notice, Notification, SinkContext, SystemAlert,
     FEED_STALE, WATCHDOG,
 };
-use crate::clock::rfc3339;
+use crate::clock::{rfc3339, SharedClock};
 use crate::config::AlertmanagerConfig;
 use crate::evaluate::Transition;
 use crate::ha::Leadership;
@@ -52,6 +52,8 @@ pub struct AlertmanagerSink {
     client: reqwest::Client,
     external_url: String,
     metrics: Metrics,
+    /// Stamps `startsAt` and `endsAt`, and reads `Retry-After` dates.
+    clock: SharedClock,
     /// Alerts currently firing, as last sent.
     firing: BTreeMap<AlertKey, Value>,
     /// Alerts to send at the next attempt (firing or resolved).
@@ -69,15 +71,8 @@ pub struct AlertmanagerSink {
 }
 
 impl AlertmanagerSink {
-    pub fn new(
-        config: AlertmanagerConfig,
-        external_url: &str,
-        watchdog: bool,
-        metrics: Metrics,
-        leadership: Arc<Leadership>,
-        directory: Directory,
-        store: StateStore,
-    ) -> Self {
+    pub fn new(config: AlertmanagerConfig, watchdog: bool, context: &SinkContext) -> Self {
+        let external_url = &context.external_url;
         let mut endpoint = config.url.clone();
         let base = endpoint.path().trim_end_matches('/').to_owned();
         endpoint.set_path(&format!("{base}/api/v2/alerts"));
@@ -92,7 +87,7 @@ impl AlertmanagerSink {
             json!({
                 "labels": {"alertname": WATCHDOG, "severity": "none"},
                 "annotations": {"summary": "freshwatch is running and evaluating feeds; this alert always fires"},
-                "startsAt": rfc3339(chrono::Utc::now().timestamp_millis()),
+                "startsAt": rfc3339(context.clock.now_ms()),
                 "generatorURL": format!("{external_url}/"),
             })
         });
@@ -101,13 +96,14 @@ impl AlertmanagerSink {
             endpoint,
             client,
             external_url: external_url.to_owned(),
-            metrics,
+            metrics: context.metrics.clone(),
+            clock: context.clock.clone(),
             firing: BTreeMap::new(),
             pending: BTreeMap::new(),
             watchdog,
-            leadership,
-            fallbacks: Fallbacks::new(config_fallback, directory),
-            store,
+            leadership: context.leadership.clone(),
+            fallbacks: Fallbacks::new(config_fallback, context.directory.clone()),
+            store: context.store.clone(),
             unaccepted: Vec::new(),
         };
         if sink.leadership.is_leader() {
@@ -313,7 +309,7 @@ impl AlertmanagerSink {
             .json(batch)
             .send()
             .await;
-        classify_response(result)
+        classify_response(result, self.clock.now_ms())
     }
 
     async fn attempt(&mut self, now_ms: i64) -> Delivery {
@@ -386,7 +382,7 @@ impl AlertmanagerSink {
                 // A status change from the evaluator.
                 notice = notices.recv() => {
                     let Some(notice) = notice else { break };
-                    self.apply(notice, chrono::Utc::now().timestamp_millis());
+                    self.apply(notice, self.clock.now_ms());
                 }
                 // Changes Alertmanager has not taken in time go to the fallbacks.
                 _ = housekeeping.tick(), if !self.unaccepted.is_empty() => {
@@ -401,7 +397,7 @@ impl AlertmanagerSink {
                 // Deliver (or retry) what is pending.
                 _ = tokio::time::sleep_until(next_attempt), if due => {
                     let count = self.pending.len();
-                    match self.attempt(chrono::Utc::now().timestamp_millis()).await {
+                    match self.attempt(self.clock.now_ms()).await {
                         Delivery::Accepted => {
                             self.metrics.count_alert(&name, OUTCOME_ACCEPTED);
                             tracing::debug!(sink = %name, alerts = count, "alerts delivered");
@@ -417,7 +413,7 @@ impl AlertmanagerSink {
                         }
                         Delivery::Permanent { error } if count > 1 => {
                             tracing::warn!(sink = %name, %error, alerts = count, "alertmanager refused a batch; sending its alerts one by one");
-                            let refused = self.isolate(chrono::Utc::now().timestamp_millis()).await;
+                            let refused = self.isolate(self.clock.now_ms()).await;
                             if refused > 0 {
                                 // The refused never will be accepted here: the fallbacks get
                                 // what is unaccepted now (the dedup key absorbs repeats).
@@ -443,7 +439,7 @@ impl AlertmanagerSink {
             }
         }
         while let Ok(notice) = notices.try_recv() {
-            self.apply(notice, chrono::Utc::now().timestamp_millis());
+            self.apply(notice, self.clock.now_ms());
         }
         self.drain(&name).await;
     }
@@ -453,7 +449,7 @@ impl AlertmanagerSink {
         if self.pending.is_empty() {
             return;
         }
-        let attempt = self.attempt(chrono::Utc::now().timestamp_millis());
+        let attempt = self.attempt(self.clock.now_ms());
         match tokio::time::timeout(Duration::from_secs(5), attempt).await {
             Ok(Delivery::Accepted) => self.metrics.count_alert(name, OUTCOME_ACCEPTED),
             _ => {
@@ -468,8 +464,9 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::alert::delivery::tests::{embedded_store, sink};
+    use crate::alert::delivery::tests::{context, embedded_store, sink};
     use crate::alert::tests::transition;
+    use crate::alert::Directory;
     use crate::alert::SinkTask;
     use crate::model::Status;
 
@@ -482,11 +479,7 @@ mod tests {
         backup_config.name = "oncall-mail".into();
         let (_backup, backup_handle, mut backup) = SinkTask::new(
             backup_config,
-            "http://127.0.0.1:9187",
-            store.clone(),
-            Metrics::default(),
-            sinks.clone(),
-            Leadership::always(),
+            &context(store.clone(), Metrics::default(), sinks.clone()),
         );
         let _ = sinks.set(HashMap::from([("oncall-mail".to_owned(), backup_handle)]));
         let config = AlertmanagerConfig {
@@ -502,12 +495,8 @@ mod tests {
         };
         let mut sink = AlertmanagerSink::new(
             config,
-            "http://127.0.0.1:9187",
             false,
-            Metrics::default(),
-            Leadership::always(),
-            sinks.clone(),
-            store.clone(),
+            &context(store.clone(), Metrics::default(), sinks.clone()),
         );
         let mut received = || {
             let mut statuses = Vec::new();
@@ -561,12 +550,12 @@ mod tests {
         };
         AlertmanagerSink::new(
             config,
-            "http://127.0.0.1:9187",
             false,
-            Metrics::default(),
-            Leadership::always(),
-            Directory::default(),
-            embedded_store(directory).await,
+            &context(
+                embedded_store(directory).await,
+                Metrics::default(),
+                Directory::default(),
+            ),
         )
     }
 
@@ -631,6 +620,56 @@ mod tests {
         assert!(
             !sink.unaccepted[0].2 && !sink.unaccepted[2].2,
             "the ones already handed to the fallbacks went first"
+        );
+    }
+
+    #[tokio::test]
+    async fn starts_at_and_ends_at_follow_the_sink_clock() {
+        const NOW_MS: i64 = 1_577_836_800_000; // 2020-01-01T00:00:00Z, far from the real now
+        let (sender, mut batches) = tokio::sync::mpsc::unbounded_channel::<Vec<Value>>();
+        let app = axum::Router::new().route(
+            "/api/v2/alerts",
+            axum::routing::post(move |axum::Json(batch): axum::Json<Vec<Value>>| {
+                let _ = sender.send(batch);
+                async { axum::http::StatusCode::OK }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let directory = tempfile::tempdir().unwrap();
+        let mut sink_context = context(
+            embedded_store(&directory).await,
+            Metrics::default(),
+            Directory::default(),
+        );
+        sink_context.clock = Arc::new(crate::clock::ManualClock::new(NOW_MS));
+        let config = AlertmanagerConfig {
+            name: "alertmanager-0".into(),
+            url: reqwest::Url::parse(&format!("http://{address}")).unwrap(),
+            resend_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            min_severity: Severity::Warning,
+            feeds: vec![],
+            fallback: vec![],
+            fallback_after: Duration::from_secs(120),
+            system: true,
+        };
+        let sink = AlertmanagerSink::new(config, true, &sink_context);
+        let (_notices, receiver) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(sink.run(receiver, shutdown.clone()));
+        let batch = tokio::time::timeout(Duration::from_secs(10), batches.recv())
+            .await
+            .expect("the watchdog is sent at once")
+            .unwrap();
+        shutdown.cancel();
+        task.await.unwrap();
+        assert_eq!(batch[0]["labels"]["alertname"], WATCHDOG);
+        assert_eq!(batch[0]["startsAt"], "2020-01-01T00:00:00.000Z");
+        assert_eq!(
+            batch[0]["endsAt"], "2020-01-01T00:04:00.000Z",
+            "four resend intervals after the clock's now"
         );
     }
 }

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::fallback::Fallbacks;
 use super::notification::Notification;
 use super::transport::Transport;
-use super::{Backoff, Delivery};
+use super::{Backoff, Delivery, SinkContext};
+use crate::clock::SharedClock;
 use crate::config::SinkConfig;
 use crate::metrics::{Metrics, OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED};
 use crate::model::Severity;
@@ -91,6 +92,8 @@ pub struct SinkTask {
     transport: Transport,
     store: StateStore,
     metrics: Metrics,
+    /// Latency is measured from a notification's `changed_at_ms` to now on this clock.
+    clock: SharedClock,
     directory: Directory,
     queue: VecDeque<Queued>,
     /// Accepted sends per dedup key within the rate-limit window.
@@ -110,26 +113,23 @@ impl SinkTask {
     /// Creates the task and its handle.
     pub fn new(
         config: SinkConfig,
-        external_url: &str,
-        store: StateStore,
-        metrics: Metrics,
-        directory: Directory,
-        leadership: Arc<crate::ha::Leadership>,
+        context: &SinkContext,
     ) -> (SinkTask, SinkHandle, mpsc::UnboundedReceiver<Envelope>) {
         let config = Arc::new(config);
         let (sender, receiver) = mpsc::unbounded_channel();
-        let fallbacks = Fallbacks::new(config.fallback.clone(), directory.clone());
+        let fallbacks = Fallbacks::new(config.fallback.clone(), context.directory.clone());
         let task = SinkTask {
-            transport: Transport::new(&config, external_url),
+            transport: Transport::new(&config, &context.external_url, context.clock.clone()),
             config: config.clone(),
-            store,
-            metrics,
-            directory,
+            store: context.store.clone(),
+            metrics: context.metrics.clone(),
+            clock: context.clock.clone(),
+            directory: context.directory.clone(),
             queue: VecDeque::new(),
             sent: HashMap::new(),
             firing: HashMap::new(),
             last_send: None,
-            leadership,
+            leadership: context.leadership.clone(),
             fallbacks,
             store_resets: Default::default(),
             store_resets_seen: 0,
@@ -393,7 +393,7 @@ impl SinkTask {
             .or_default()
             .push_back(now);
         self.last_send = Some(now);
-        let latency_ms = chrono::Utc::now().timestamp_millis() - notification.changed_at_ms;
+        let latency_ms = self.clock.now_ms() - notification.changed_at_ms;
         self.metrics
             .notification_latency
             .get_or_create(&crate::metrics::SinkLabels {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::notification::Notification;
 use super::{classify_response, email, render, Delivery};
+use crate::clock::SharedClock;
 use crate::config::{SinkConfig, SinkKind};
 
 /// Sends one notification; the kind-specific part.
@@ -15,10 +16,12 @@ pub struct Transport {
     source: String,
     external_url: String,
     smtp: Option<Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String>>,
+    /// Reads `Retry-After` dates.
+    clock: SharedClock,
 }
 
 impl Transport {
-    pub fn new(config: &SinkConfig, external_url: &str) -> Transport {
+    pub fn new(config: &SinkConfig, external_url: &str, clock: SharedClock) -> Transport {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()
@@ -36,6 +39,7 @@ impl Transport {
             source: instance_name(external_url),
             external_url: external_url.to_owned(),
             smtp,
+            clock,
         }
     }
 
@@ -53,7 +57,7 @@ impl Transport {
                         render::signature(secret.expose(), body.as_bytes()),
                     );
                 }
-                classify_response(request.body(body).send().await)
+                classify_response(request.body(body).send().await, self.clock.now_ms())
             }
             SinkKind::PagerDuty { url, routing_key } => {
                 let feed_url = format!("{}/api/v1/feeds/{}", self.external_url, notification.feed);
@@ -63,11 +67,13 @@ impl Transport {
                     &self.source,
                     &feed_url,
                 );
-                classify_response(self.client.post(url.clone()).json(&event).send().await)
+                let result = self.client.post(url.clone()).json(&event).send().await;
+                classify_response(result, self.clock.now_ms())
             }
             SinkKind::Slack { url } => {
                 let message = render::slack_message(notification);
-                classify_response(self.client.post(url.expose()).json(&message).send().await)
+                let result = self.client.post(url.expose()).json(&message).send().await;
+                classify_response(result, self.clock.now_ms())
             }
             SinkKind::Email(email) => match &self.smtp {
                 Some(Ok(transport)) => email::send_email(transport, email, notification).await,

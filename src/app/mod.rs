@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{
-    is_notifiable, log_transition, Dispatcher, Notice, SystemAlert, FEED_BLIND, KEY_LIMIT,
-    PARTITIONS_UNREAD, SOURCE_DOWN, STATE_LOST, STATE_STORE_DOWN,
+    is_notifiable, log_transition, Dispatcher, Notice, SinkContext, SystemAlert, FEED_BLIND,
+    KEY_LIMIT, PARTITIONS_UNREAD, SOURCE_DOWN, STATE_LOST, STATE_STORE_DOWN,
 };
 use crate::clock::SharedClock;
 use crate::config::{Config, FeedMode, StateBackend};
@@ -401,10 +401,13 @@ pub async fn start(
     let mut sink_tasks = JoinSet::new();
     let dispatcher = Dispatcher::start(
         &config.alerts,
-        &config.http.external_url,
-        store.clone(),
-        leadership.clone(),
-        &metrics,
+        SinkContext::new(
+            &config.http.external_url,
+            store.clone(),
+            leadership.clone(),
+            &metrics,
+            clock.clone(),
+        ),
         sinks_stop.clone(),
         &mut sink_tasks,
     );

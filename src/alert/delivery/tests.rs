@@ -4,6 +4,20 @@ use super::*;
 use crate::alert::notification::NotificationStatus;
 use crate::config::SinkKind;
 
+/// Sink context on the system clock, always leading.
+pub(crate) fn context(store: StateStore, metrics: Metrics, directory: Directory) -> SinkContext {
+    SinkContext {
+        directory,
+        ..SinkContext::new(
+            "http://127.0.0.1:9187",
+            store,
+            crate::ha::Leadership::always(),
+            &metrics,
+            Arc::new(crate::clock::SystemClock),
+        )
+    }
+}
+
 pub(crate) fn sink(rate_limit: u32) -> SinkConfig {
     SinkConfig {
         name: "hook".into(),
@@ -58,11 +72,7 @@ async fn a_flapping_key_over_its_rate_is_coalesced_without_blocking_other_keys()
     let metrics = Metrics::default();
     let (mut task, handle, mut receiver) = SinkTask::new(
         sink(1),
-        "http://127.0.0.1:9187",
-        store.clone(),
-        metrics.clone(),
-        Directory::default(),
-        crate::ha::Leadership::always(),
+        &context(store.clone(), metrics.clone(), Directory::default()),
     );
     // acme already had its one notification this hour.
     task.accepted(&notification("acme", "critical", true));
@@ -123,11 +133,7 @@ async fn entries_stored_late_are_stored_again_in_queue_order() {
     let store = embedded_store(&directory).await;
     let (mut task, _handle, _receiver) = SinkTask::new(
         sink(100),
-        "http://127.0.0.1:9187",
-        store.clone(),
-        Metrics::default(),
-        Directory::default(),
-        crate::ha::Leadership::always(),
+        &context(store.clone(), Metrics::default(), Directory::default()),
     );
     // The trigger arrived while the store was down; the resolve after it was stored.
     task.push(Envelope {
@@ -184,11 +190,11 @@ async fn send_times_are_forgotten_after_the_rate_limit_period() {
     let directory = tempfile::tempdir().unwrap();
     let (mut task, _handle, _receiver) = SinkTask::new(
         sink(12),
-        "http://127.0.0.1:9187",
-        embedded_store(&directory).await,
-        Metrics::default(),
-        Directory::default(),
-        crate::ha::Leadership::always(),
+        &context(
+            embedded_store(&directory).await,
+            Metrics::default(),
+            Directory::default(),
+        ),
     );
     for tenant in 0..1000 {
         task.accepted(&notification(
@@ -230,19 +236,11 @@ async fn a_transient_error_falls_back_no_earlier_than_fallback_after() {
     backup_config.name = "backup".into();
     let (mut primary, primary_handle, _primary_receiver) = SinkTask::new(
         primary_config,
-        "http://127.0.0.1:9187",
-        store.clone(),
-        Metrics::default(),
-        sinks.clone(),
-        crate::ha::Leadership::always(),
+        &context(store.clone(), Metrics::default(), sinks.clone()),
     );
     let (_backup, backup_handle, mut backup_receiver) = SinkTask::new(
         backup_config,
-        "http://127.0.0.1:9187",
-        store.clone(),
-        Metrics::default(),
-        sinks.clone(),
-        crate::ha::Leadership::always(),
+        &context(store.clone(), Metrics::default(), sinks.clone()),
     );
     let _ = sinks.set(HashMap::from([
         ("hook".to_owned(), primary_handle),
@@ -289,19 +287,11 @@ async fn a_resolve_follows_its_trigger_to_the_fallback_and_a_rejected_entry_fall
     backup_config.name = "backup".into();
     let (mut primary, primary_handle, _primary_receiver) = SinkTask::new(
         primary_config,
-        "http://127.0.0.1:9187",
-        store.clone(),
-        metrics.clone(),
-        sinks.clone(),
-        crate::ha::Leadership::always(),
+        &context(store.clone(), metrics.clone(), sinks.clone()),
     );
     let (_backup, backup_handle, mut backup_receiver) = SinkTask::new(
         backup_config,
-        "http://127.0.0.1:9187",
-        store.clone(),
-        metrics.clone(),
-        sinks.clone(),
-        crate::ha::Leadership::always(),
+        &context(store.clone(), metrics.clone(), sinks.clone()),
     );
     let _ = sinks.set(HashMap::from([
         ("hook".to_owned(), primary_handle),
@@ -367,11 +357,7 @@ async fn an_alert_firing_before_a_restart_is_reminded_of_but_not_sent_again() {
     config.repeat_interval = Duration::ZERO;
     let (mut task, handle, mut receiver) = SinkTask::new(
         config,
-        "http://127.0.0.1:9187",
-        store.clone(),
-        Metrics::default(),
-        sinks.clone(),
-        crate::ha::Leadership::always(),
+        &context(store.clone(), Metrics::default(), sinks.clone()),
     );
     let _ = sinks.set(HashMap::from([("hook".to_owned(), handle.clone())]));
     handle.still_firing(notification("acme", "critical", true));
@@ -386,4 +372,62 @@ async fn an_alert_firing_before_a_restart_is_reminded_of_but_not_sent_again() {
     assert!(reminder.notification.repeat);
     assert_eq!(reminder.notification.key, "acme");
     assert_eq!(store.outbox_list("hook").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn delivery_latency_is_measured_on_the_sink_clock() {
+    let directory = tempfile::tempdir().unwrap();
+    let metrics = Metrics::default();
+    let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+    let mut sink_context = context(
+        embedded_store(&directory).await,
+        metrics.clone(),
+        Directory::default(),
+    );
+    sink_context.clock = clock.clone();
+    let (mut task, _handle, _receiver) = SinkTask::new(sink(100), &sink_context);
+    let mut page = notification("acme", "critical", true);
+    page.changed_at_ms = 1_000_000 - 5_000;
+    task.accepted(&page);
+    clock.advance(Duration::from_secs(60));
+    task.accepted(&page);
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("latency", "", metrics.notification_latency.clone());
+    let text = crate::metrics::render(&registry);
+    assert!(text.contains("latency_count{sink=\"hook\"} 2\n"), "{text}");
+    assert!(
+        text.contains("latency_sum{sink=\"hook\"} 70.0\n"),
+        "5 s, then 65 s on the manual clock: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_date_is_read_against_the_sink_clock() {
+    const NOW_MS: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "Mon, 01 Dec 2025 00:01:30 GMT")],
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = sink(100);
+    config.kind = SinkKind::Webhook {
+        url: reqwest::Url::parse(&format!("http://{address}/hook")).unwrap(),
+        secret: None,
+    };
+    let clock = Arc::new(crate::clock::ManualClock::new(NOW_MS));
+    let transport = Transport::new(&config, "http://127.0.0.1:9187", clock);
+    let delivery = transport
+        .send(&notification("acme", "critical", true))
+        .await;
+    let Delivery::Transient { retry_after, .. } = delivery else {
+        panic!("a 429 is transient: {delivery:?}");
+    };
+    assert_eq!(retry_after, Some(Duration::from_secs(90)));
 }
