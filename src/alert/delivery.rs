@@ -6,17 +6,22 @@
 //! Delivery is FIFO, except that a dedup key over its rate limit is passed over (never
 //! overtaken by a later entry of the same key) and superseded by its newer entry when one is
 //! queued. An entry not accepted within `fallback_after` is copied to the fallback sinks once.
+//!
+//! The task's channel is bounded ([`inbox::CAPACITY`]). An entry that finds it full is already
+//! in the outbox, so the task takes it up from there ([`OutboxOverflow`]); only an entry the state
+//! store could not take is held in memory until the task catches up.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::fallback::Fallbacks;
+use super::inbox::{self, InboxSender, Received};
 use super::notification::Notification;
+use super::supervise::{Ended, SinkLoop};
 use super::transport::Transport;
 use super::{Backoff, Delivery, SinkContext};
 use crate::clock::SharedClock;
@@ -35,17 +40,35 @@ pub struct Envelope {
     pub notification: Notification,
 }
 
+/// What a notification sink keeps of entries that found its channel full: only those the
+/// outbox does not hold; the others the task re-reads from the outbox.
+#[derive(Debug, Default)]
+pub struct OutboxOverflow {
+    unstored: Vec<Envelope>,
+}
+
+impl inbox::Overflow<Envelope> for OutboxOverflow {
+    fn keep(&mut self, envelope: Envelope) {
+        if envelope.outbox_id.is_none() {
+            self.unstored.push(envelope);
+        }
+    }
+}
+
+/// The receiving end of a notification sink's channel.
+pub type SinkInbox = inbox::Inbox<Envelope, OutboxOverflow>;
+
 /// The way into a sink task.
 #[derive(Debug, Clone)]
 pub struct SinkHandle {
     pub config: Arc<SinkConfig>,
-    sender: mpsc::UnboundedSender<Envelope>,
+    sender: InboxSender<Envelope, OutboxOverflow>,
 }
 
 impl SinkHandle {
     /// Tells the sink an alert was firing before this process started (nothing is sent).
     pub fn still_firing(&self, notification: Notification) {
-        let _ = self.sender.send(Envelope {
+        self.sender.send(Envelope {
             still_firing: true,
             outbox_id: None,
             notification,
@@ -68,8 +91,9 @@ impl SinkHandle {
                 None
             }
         };
-        // A closed channel means the sink already stopped; the entry stays in the outbox.
-        let _ = self.sender.send(Envelope {
+        // Never waits. A full channel: the task takes the entry up from the outbox (or memory);
+        // a closed one: the sink already stopped, the entry stays in the outbox.
+        self.sender.send(Envelope {
             still_firing: false,
             outbox_id,
             notification,
@@ -107,16 +131,28 @@ pub struct SinkTask {
     /// How often the state store lost its data; when it moves, the queue is stored again.
     store_resets: Arc<std::sync::atomic::AtomicU64>,
     store_resets_seen: u64,
+    /// Ids taken up from the outbox that may still arrive through the channel: then they are
+    /// already queued (or delivered) and are skipped.
+    taken_from_outbox: HashSet<String>,
+    /// Entries overflowed into the outbox, but it could not be read: housekeeping tries again.
+    outbox_unread: bool,
+    /// Test hook: the next delivery attempt panics.
+    #[cfg(test)]
+    panic_before_delivery: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SinkTask {
     /// Creates the task and its handle.
-    pub fn new(
-        config: SinkConfig,
-        context: &SinkContext,
-    ) -> (SinkTask, SinkHandle, mpsc::UnboundedReceiver<Envelope>) {
+    pub fn new(config: SinkConfig, context: &SinkContext) -> (SinkTask, SinkHandle, SinkInbox) {
         let config = Arc::new(config);
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let overflows = context
+            .metrics
+            .sink_queue_overflows
+            .get_or_create(&crate::metrics::SinkLabels {
+                sink: config.name.clone(),
+            })
+            .clone();
+        let (sender, receiver) = inbox::channel(&config.name, context.queue_capacity, overflows);
         let fallbacks = Fallbacks::new(config.fallback.clone(), context.directory.clone());
         let task = SinkTask {
             transport: Transport::new(&config, &context.external_url, context.clock.clone()),
@@ -133,6 +169,10 @@ impl SinkTask {
             fallbacks,
             store_resets: Default::default(),
             store_resets_seen: 0,
+            taken_from_outbox: HashSet::new(),
+            outbox_unread: false,
+            #[cfg(test)]
+            panic_before_delivery: Default::default(),
         };
         (task, SinkHandle { config, sender }, receiver)
     }
@@ -186,35 +226,48 @@ impl SinkTask {
             .set(self.queue.len() as i64);
     }
 
-    /// Re-reads entries a previous run left in the outbox.
-    async fn recover(&mut self) {
-        match self.store.outbox_list(&self.config.name).await {
-            Ok(entries) => {
-                let count = entries.len();
-                for (id, json) in entries {
-                    match serde_json::from_str::<Notification>(&json) {
-                        Ok(notification) => {
-                            self.push(Envelope {
-                                still_firing: false,
-                                outbox_id: Some(id),
-                                notification,
-                            })
-                            .await
-                        }
-                        Err(error) => {
-                            tracing::error!(sink = %self.name(), %error, entry = %json, "unreadable outbox entry dropped");
-                            let _ = self.store.outbox_remove(&self.config.name, &id).await;
-                        }
-                    }
-                }
-                if count > 0 {
-                    tracing::info!(sink = %self.name(), pending = count, "undelivered notifications recovered from the outbox");
-                }
-            }
+    /// Takes up outbox entries not queued yet: those a previous run left, or that found the
+    /// channel full. They queue behind what is queued, in outbox order. Returns whether the
+    /// outbox could be read.
+    async fn take_up_outbox(&mut self) -> bool {
+        let entries = match self.store.outbox_list(&self.config.name).await {
+            Ok(entries) => entries,
             Err(error) => {
-                tracing::warn!(sink = %self.name(), %error, "cannot read the outbox; will deliver new notifications only")
+                tracing::warn!(sink = %self.name(), %error, "cannot read the outbox; will try again");
+                return false;
+            }
+        };
+        let queued: HashSet<String> = self
+            .queue
+            .iter()
+            .filter_map(|queued| queued.envelope.outbox_id.clone())
+            .collect();
+        let mut taken = 0;
+        for (id, json) in entries {
+            if queued.contains(&id) {
+                continue;
+            }
+            match serde_json::from_str::<Notification>(&json) {
+                Ok(notification) => {
+                    taken += 1;
+                    self.taken_from_outbox.insert(id.clone());
+                    let envelope = Envelope {
+                        still_firing: false,
+                        outbox_id: Some(id),
+                        notification,
+                    };
+                    self.push(envelope).await;
+                }
+                Err(error) => {
+                    tracing::error!(sink = %self.name(), %error, entry = %json, "unreadable outbox entry dropped");
+                    let _ = self.store.outbox_remove(&self.config.name, &id).await;
+                }
             }
         }
+        if taken > 0 {
+            tracing::info!(sink = %self.name(), pending = taken, "undelivered notifications taken up from the outbox");
+        }
+        true
     }
 
     fn within_rate(&mut self, dedup_key: &str, now: Instant) -> bool {
@@ -277,8 +330,9 @@ impl SinkTask {
         None
     }
 
-    async fn forget(&self, envelope: &Envelope) {
+    async fn forget(&mut self, envelope: &Envelope) {
         if let Some(id) = &envelope.outbox_id {
+            self.taken_from_outbox.remove(id);
             if let Err(error) = self.store.outbox_remove(&self.config.name, id).await {
                 tracing::warn!(sink = %self.name(), %error, "cannot remove a delivered entry from the outbox; it may be sent again after a restart");
             }
@@ -409,25 +463,22 @@ impl SinkTask {
         }
     }
 
-    /// Delivers until `shutdown` fires; then one bounded pass over what is left.
-    pub async fn run(
-        mut self,
-        mut receiver: mpsc::UnboundedReceiver<Envelope>,
-        shutdown: CancellationToken,
-    ) {
+    /// Delivers until `shutdown` fires; then one bounded pass over what is left. Run again
+    /// after a panic, it keeps what it queued and takes up the outbox again.
+    pub async fn run(&mut self, inbox: &mut SinkInbox, shutdown: &CancellationToken) -> Ended {
         let mut leader_changes = self.leadership.subscribe();
         if self.leadership.is_leader() {
-            self.recover().await;
+            self.outbox_unread = !self.take_up_outbox().await;
         }
         let mut backoff = Backoff::new();
         let mut next_attempt = Instant::now();
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
-        loop {
+        let ended = loop {
             let leader = self.leadership.is_leader();
             let due = leader && !self.queue.is_empty();
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break Ended::Shutdown,
                 // A new leader delivers what the outbox holds, including the old leader's.
                 changed = leader_changes.changed() => {
                     if changed.is_ok() && *leader_changes.borrow_and_update() {
@@ -435,10 +486,11 @@ impl SinkTask {
                         next_attempt = Instant::now();
                     }
                 }
-                // A new notification (already in the outbox).
-                envelope = receiver.recv() => match envelope {
-                    Some(envelope) => self.receive(envelope).await,
-                    None => break,
+                // A new notification (already in the outbox), or all that overflowed.
+                received = inbox.recv() => match received {
+                    Received::Item(envelope) => self.receive(envelope).await,
+                    Received::Overflow(envelopes, overflow) => self.take_overflow(envelopes, overflow).await,
+                    Received::Closed => break Ended::InboxClosed,
                 },
                 // Fallbacks, repeats, and entries the store could not take earlier.
                 _ = housekeeping.tick(), if leader => self.housekeeping().await,
@@ -447,19 +499,30 @@ impl SinkTask {
                     next_attempt = Instant::now() + self.deliver_next(&mut backoff).await;
                 }
             }
-        }
-        while let Ok(envelope) = receiver.try_recv() {
-            if !envelope.still_firing {
-                self.push(envelope).await;
+        };
+        match inbox.take_all() {
+            (envelopes, Some(overflow)) => self.take_overflow(envelopes, overflow).await,
+            (envelopes, None) => {
+                for envelope in envelopes {
+                    self.receive(envelope).await;
+                }
             }
         }
         if self.leadership.is_leader() {
             self.drain().await;
         }
+        ended
     }
 
     /// A new notification, or a reminder of one firing since before a restart.
     async fn receive(&mut self, envelope: Envelope) {
+        let already_taken = envelope
+            .outbox_id
+            .as_ref()
+            .is_some_and(|id| self.taken_from_outbox.remove(id));
+        if already_taken {
+            return;
+        }
         if envelope.still_firing {
             self.remember_firing(envelope.notification);
         } else {
@@ -467,21 +530,46 @@ impl SinkTask {
         }
     }
 
-    /// Just became leader: what is stored comes back from the outbox; what is only in memory
-    /// (written while the store was down) must not be lost on the way.
+    /// The channel overflowed: what it still held comes first, then what overflowed, from the
+    /// outbox (or memory, for what the store could not take).
+    async fn take_overflow(&mut self, envelopes: Vec<Envelope>, overflow: OutboxOverflow) {
+        for envelope in envelopes {
+            self.receive(envelope).await;
+        }
+        self.outbox_unread = !self.take_up_outbox().await;
+        for envelope in overflow.unstored {
+            self.receive(envelope).await;
+        }
+    }
+
+    /// Just became leader: what is stored comes back from the outbox, in its order; what is
+    /// only in memory (written while the store was down) must not be lost on the way.
     async fn take_over_outbox(&mut self) {
-        let unstored: Vec<Queued> = self
-            .queue
-            .drain(..)
-            .filter(|queued| queued.envelope.outbox_id.is_none())
-            .collect();
-        self.recover().await;
+        let (unstored, stored): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|queued| queued.envelope.outbox_id.is_none());
+        if self.take_up_outbox().await {
+            let queued: HashSet<&String> = self
+                .queue
+                .iter()
+                .filter_map(|queued| queued.envelope.outbox_id.as_ref())
+                .collect();
+            self.taken_from_outbox.retain(|id| queued.contains(id));
+            self.outbox_unread = false;
+        } else {
+            // Unread: keep what was queued rather than nothing.
+            self.queue.extend(stored);
+            self.outbox_unread = true;
+        }
         self.queue.extend(unstored);
         self.publish_pending();
     }
 
     /// Once a second while leading.
     async fn housekeeping(&mut self) {
+        if self.outbox_unread {
+            self.outbox_unread = !self.take_up_outbox().await;
+        }
         self.fall_back().await;
         self.repeat_firing().await;
         self.prune_sent(Instant::now());
@@ -499,6 +587,13 @@ impl SinkTask {
             return Duration::from_secs(1);
         };
         let notification = self.queue[index].envelope.notification.clone();
+        #[cfg(test)]
+        if self
+            .panic_before_delivery
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("test hook: the sink task panics before delivering");
+        }
         match self.transport.send(&notification).await {
             Delivery::Accepted => {
                 self.metrics
@@ -571,6 +666,18 @@ impl SinkTask {
                 .count();
             tracing::warn!(sink = %self.config.name, undelivered = self.queue.len(), kept_in_outbox = stored, "notifications still pending at shutdown; they go out after the next start");
         }
+    }
+}
+
+impl SinkLoop for SinkTask {
+    type Inbox = SinkInbox;
+
+    fn run<'a>(
+        &'a mut self,
+        inbox: &'a mut SinkInbox,
+        shutdown: &'a CancellationToken,
+    ) -> impl std::future::Future<Output = Ended> + Send + 'a {
+        SinkTask::run(self, inbox, shutdown)
     }
 }
 

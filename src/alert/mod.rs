@@ -9,15 +9,17 @@ mod alertmanager;
 pub mod delivery;
 mod email;
 pub mod fallback;
+pub mod inbox;
 pub mod notification;
 pub mod render;
 mod retry;
+pub mod supervise;
 mod transport;
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{human_duration_ms, rfc3339, SharedClock};
@@ -28,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::model::{Severity, Status};
 use crate::state::StateStore;
 
-pub use alertmanager::AlertmanagerSink;
+pub use alertmanager::{AlertmanagerSender, AlertmanagerSink};
 pub use delivery::{Directory, SinkHandle, SinkTask};
 pub use notification::Notification;
 pub use retry::{classify_response, Backoff, Delivery, MAX_RETRY_AFTER};
@@ -173,6 +175,8 @@ pub struct SinkContext {
     pub clock: SharedClock,
     /// Every notification sink's handle, for fallbacks; filled by [`Dispatcher::start`].
     pub directory: Directory,
+    /// How many notices wait in a sink's channel before its overflow path takes over.
+    pub queue_capacity: usize,
 }
 
 impl SinkContext {
@@ -190,6 +194,7 @@ impl SinkContext {
             leadership,
             clock,
             directory: Directory::default(),
+            queue_capacity: inbox::CAPACITY,
         }
     }
 }
@@ -197,7 +202,7 @@ impl SinkContext {
 /// The running sinks.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
-    alertmanagers: Vec<(AlertmanagerConfig, mpsc::UnboundedSender<Notice>)>,
+    alertmanagers: Vec<(AlertmanagerConfig, AlertmanagerSender)>,
     sinks: Vec<SinkHandle>,
     /// Sinks named in some `fallback` list: they get only what falls back to them.
     fallback_only: std::collections::HashSet<String>,
@@ -207,8 +212,8 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts one task per configured sink; they stop when `shutdown` fires, after a bounded
-    /// last delivery attempt (notification sinks keep the rest in their outbox).
+    /// Starts one supervised task per configured sink; they stop when `shutdown` fires, after a
+    /// bounded last delivery attempt (notification sinks keep the rest in their outbox).
     pub fn start(
         config: &AlertsConfig,
         context: SinkContext,
@@ -218,10 +223,11 @@ impl Dispatcher {
         let store_resets = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut alertmanagers = Vec::new();
         for sink in &config.alertmanager {
-            let (sender, receiver) = mpsc::unbounded_channel();
             context.metrics.declare_sink(&sink.name);
+            let overflows = sink_counter(&context.metrics.sink_queue_overflows, &sink.name);
+            let (sender, receiver) = inbox::channel(&sink.name, context.queue_capacity, overflows);
             let task = AlertmanagerSink::new(sink.clone(), config.watchdog, &context);
-            tasks.spawn(task.run(receiver, shutdown.clone()));
+            tasks.spawn(supervised(&sink.name, task, receiver, &context, &shutdown));
             alertmanagers.push((sink.clone(), sender));
         }
         let mut sinks = Vec::new();
@@ -230,7 +236,7 @@ impl Dispatcher {
             context.metrics.declare_sink(&sink.name);
             let (mut task, handle, receiver) = SinkTask::new(sink.clone(), &context);
             task.watch_store_resets(store_resets.clone());
-            tasks.spawn(task.run(receiver, shutdown.clone()));
+            tasks.spawn(supervised(&sink.name, task, receiver, &context, &shutdown));
             by_name.insert(sink.name.clone(), handle.clone());
             sinks.push(handle);
         }
@@ -262,8 +268,9 @@ impl Dispatcher {
     pub async fn dispatch(&self, notice: Notice) {
         for (config, sink) in &self.alertmanagers {
             if let Some(notice) = for_alertmanager(&notice, config) {
-                // A closed channel means the sink task already stopped for shutdown.
-                let _ = sink.send(notice);
+                // Never waits: a full channel coalesces per alert; a closed one means the sink
+                // task already stopped for shutdown.
+                sink.send(notice);
             }
         }
         for sink in &self.sinks {
@@ -310,6 +317,30 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// `sink`'s own series of a per-sink counter family.
+fn sink_counter(
+    family: &prometheus_client::metrics::family::Family<crate::metrics::SinkLabels, Counter>,
+    sink: &str,
+) -> Counter {
+    family
+        .get_or_create(&crate::metrics::SinkLabels {
+            sink: sink.to_owned(),
+        })
+        .clone()
+}
+
+/// `task` under its supervisor, restarted whenever it dies before `shutdown`.
+fn supervised<T: supervise::SinkLoop>(
+    sink: &str,
+    task: T,
+    inbox: T::Inbox,
+    context: &SinkContext,
+    shutdown: &CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + use<T> {
+    let restarts = sink_counter(&context.metrics.sink_task_restarts, sink);
+    supervise::supervise(sink.to_owned(), task, inbox, shutdown.clone(), restarts)
 }
 
 /// What `notice` means to an Alertmanager sink that takes `min_severity` and up of `feeds`: a

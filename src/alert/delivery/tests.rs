@@ -431,3 +431,120 @@ async fn a_retry_after_date_is_read_against_the_sink_clock() {
     };
     assert_eq!(retry_after, Some(Duration::from_secs(90)));
 }
+
+/// A webhook receiver on a free port: the keys of the notifications it took, in order.
+async fn webhook_receiver() -> (reqwest::Url, Arc<std::sync::Mutex<Vec<String>>>) {
+    let received: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let kept = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let kept = kept.clone();
+            async move {
+                let key = body["key"].as_str().unwrap_or_default().to_owned();
+                kept.lock().unwrap().push(key);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = reqwest::Url::parse(&format!("http://{address}/hook")).unwrap();
+    (url, received)
+}
+
+/// Polls `condition` for up to ten seconds.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn webhook_sink(url: reqwest::Url) -> SinkConfig {
+    SinkConfig {
+        kind: SinkKind::Webhook { url, secret: None },
+        ..sink(100)
+    }
+}
+
+#[tokio::test]
+async fn a_sink_task_that_panics_is_restarted_and_still_delivers_what_it_held() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = embedded_store(&directory).await;
+    let metrics = Metrics::default();
+    let (url, received) = webhook_receiver().await;
+    let sink_context = context(store.clone(), metrics.clone(), Directory::default());
+    let (task, handle, inbox) = SinkTask::new(webhook_sink(url), &sink_context);
+    task.panic_before_delivery
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let restarts = super::super::sink_counter(&metrics.sink_task_restarts, "hook");
+    let shutdown = CancellationToken::new();
+    let supervisor = tokio::spawn(crate::alert::supervise::supervise(
+        "hook".into(),
+        task,
+        inbox,
+        shutdown.clone(),
+        restarts.clone(),
+    ));
+
+    handle
+        .enqueue(&store, notification("acme", "critical", true))
+        .await;
+
+    eventually("the page is delivered after the restart", || {
+        !received.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(restarts.get(), 1, "one panic, one restart");
+    assert_eq!(*received.lock().unwrap(), ["acme"], "delivered once");
+    shutdown.cancel();
+    supervisor.await.unwrap();
+    assert!(store.outbox_list("hook").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_full_sink_channel_never_blocks_and_loses_nothing_the_outbox_takes_over() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = embedded_store(&directory).await;
+    let metrics = Metrics::default();
+    let (url, received) = webhook_receiver().await;
+    let mut sink_context = context(store.clone(), metrics.clone(), Directory::default());
+    sink_context.queue_capacity = 2;
+    let (mut task, handle, mut inbox) = SinkTask::new(webhook_sink(url), &sink_context);
+
+    // The task is wedged (not running): two fit in the channel, the rest overflow.
+    for key in ["k0", "k1", "k2", "k3"] {
+        let enqueue = handle.enqueue(&store, notification(key, "critical", true));
+        tokio::time::timeout(Duration::from_secs(5), enqueue)
+            .await
+            .expect("enqueue never waits for the sink task");
+    }
+    // One the state store could not take: only memory holds it.
+    let unstored = Envelope {
+        still_firing: false,
+        outbox_id: None,
+        notification: notification("k4", "critical", true),
+    };
+    assert_eq!(handle.sender.send(unstored), inbox::Sent::Overflowed);
+    let overflows = super::super::sink_counter(&metrics.sink_queue_overflows, "hook");
+    assert_eq!(overflows.get(), 3);
+
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let running = tokio::spawn(async move { task.run(&mut inbox, &stop).await });
+    eventually("all five are delivered", || {
+        received.lock().unwrap().len() >= 5
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(
+        *received.lock().unwrap(),
+        ["k0", "k1", "k2", "k3", "k4"],
+        "each once, in order"
+    );
+    assert!(store.outbox_list("hook").await.unwrap().is_empty());
+}
