@@ -265,7 +265,7 @@ impl SinkTask {
             }
         }
         if taken > 0 {
-            tracing::info!(sink = %self.name(), pending = taken, "undelivered notifications taken up from the outbox");
+            tracing::info!(sink = %self.name(), pending = taken, "undelivered notifications recovered from the outbox");
         }
         true
     }
