@@ -4,6 +4,13 @@
 //! another. Transient failures (connection errors, timeouts, 5xx, 429) are retried with
 //! exponential backoff and jitter until they succeed or freshwatch shuts down; a notification is
 //! never dropped silently: a permanent refusal (other 4xx) is logged and counted as `rejected`.
+//!
+//! Layout: [`Dispatcher`] (here) routes each notice to the sinks that want it, through each
+//! sink's bounded [`inbox`]; [`delivery`] is the notification sink task (outbox, rate limits,
+//! repeats) over a `transport` (HTTP kinds) or `email`; `alertmanager` keeps alerts alive in
+//! Alertmanager; [`fallback`] copies what a sink could not deliver; `retry` paces retries;
+//! [`supervise`] restarts a sink task that died; [`notification`] and [`render`] are what is
+//! stored and sent.
 
 mod alertmanager;
 pub mod delivery;
