@@ -427,6 +427,7 @@ impl SinkTask {
             .map(|(queued, id)| queued.envelope.outbox_id.replace(id))
             .collect();
         for old_id in replaced.into_iter().flatten() {
+            self.taken_from_outbox.remove(&old_id);
             let _ = self.store.outbox_remove(&self.config.name, &old_id).await;
         }
     }
