@@ -164,6 +164,10 @@ pub struct Metrics {
     pub outbox_pending: Family<SinkLabels, Gauge>,
     pub notification_latency: Family<SinkLabels, Histogram, fn() -> Histogram>,
     pub notifications_suppressed: Family<SinkLabels, Counter>,
+    /// Sink tasks started again after a panic or an early return.
+    pub sink_task_restarts: Family<SinkLabels, Counter>,
+    /// Notices that found a sink's bounded queue full.
+    pub sink_queue_overflows: Family<SinkLabels, Counter>,
     pub heartbeats: Family<OutcomeLabels, Counter>,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub groups: GroupMetrics,
@@ -186,6 +190,8 @@ impl Default for Metrics {
             outbox_pending: Family::default(),
             notification_latency: Family::new_with_constructor(latency_histogram),
             notifications_suppressed: Family::default(),
+            sink_task_restarts: Family::default(),
+            sink_queue_overflows: Family::default(),
             heartbeats: Family::default(),
             consumer_lag: Family::default(),
             groups: GroupMetrics::default(),
@@ -269,6 +275,16 @@ impl Metrics {
             metrics.notifications_suppressed.clone(),
         );
         registry.register(
+            "freshwatch_sink_task_restarts",
+            "Sink tasks restarted after a panic or an early return (their outbox and alerts kept)",
+            metrics.sink_task_restarts.clone(),
+        );
+        registry.register(
+            "freshwatch_sink_queue_overflows",
+            "Notices that found a sink's bounded queue full: notification sinks take them up from their outbox, Alertmanager sinks coalesce them per alert",
+            metrics.sink_queue_overflows.clone(),
+        );
+        registry.register(
             "freshwatch_heartbeats",
             "Dead-man's-switch pings, by outcome (sent, failed, withheld while unhealthy)",
             metrics.heartbeats.clone(),
@@ -342,9 +358,12 @@ impl Metrics {
     }
 
     pub fn declare_sink(&self, sink: &str) {
-        drop(self.outbox_pending.get_or_create(&SinkLabels {
+        let labels = SinkLabels {
             sink: sink.to_owned(),
-        }));
+        };
+        drop(self.outbox_pending.get_or_create(&labels));
+        drop(self.sink_task_restarts.get_or_create(&labels));
+        drop(self.sink_queue_overflows.get_or_create(&labels));
         for outcome in [OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED] {
             drop(self.alerts_sent.get_or_create(&SinkOutcomeLabels {
                 sink: sink.to_owned(),

@@ -10,16 +10,17 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::Fallbacks;
+use super::fallback::Fallbacks;
+use super::inbox::{Inbox, InboxSender, Overflow, Received};
+use super::supervise::{Ended, SinkLoop};
 use super::{
-    classify_response, summary, Backoff, Delivery, Directory, Notice, Notification, SystemAlert,
-    FEED_STALE, WATCHDOG,
+    classify_response, dedup_key, summary, Backoff, Delivery, Notice, Notification, SinkContext,
+    SystemAlert, FEED_STALE, WATCHDOG,
 };
-use crate::clock::rfc3339;
+use crate::clock::{rfc3339, SharedClock};
 use crate::config::AlertmanagerConfig;
 use crate::evaluate::Transition;
 use crate::ha::Leadership;
@@ -52,6 +53,8 @@ pub struct AlertmanagerSink {
     client: reqwest::Client,
     external_url: String,
     metrics: Metrics,
+    /// Stamps `startsAt` and `endsAt`, and reads `Retry-After` dates.
+    clock: SharedClock,
     /// Alerts currently firing, as last sent.
     firing: BTreeMap<AlertKey, Value>,
     /// Alerts to send at the next attempt (firing or resolved).
@@ -69,15 +72,8 @@ pub struct AlertmanagerSink {
 }
 
 impl AlertmanagerSink {
-    pub fn new(
-        config: AlertmanagerConfig,
-        external_url: &str,
-        watchdog: bool,
-        metrics: Metrics,
-        leadership: Arc<Leadership>,
-        directory: Directory,
-        store: StateStore,
-    ) -> Self {
+    pub fn new(config: AlertmanagerConfig, watchdog: bool, context: &SinkContext) -> Self {
+        let external_url = &context.external_url;
         let mut endpoint = config.url.clone();
         let base = endpoint.path().trim_end_matches('/').to_owned();
         endpoint.set_path(&format!("{base}/api/v2/alerts"));
@@ -92,7 +88,7 @@ impl AlertmanagerSink {
             json!({
                 "labels": {"alertname": WATCHDOG, "severity": "none"},
                 "annotations": {"summary": "freshwatch is running and evaluating feeds; this alert always fires"},
-                "startsAt": rfc3339(chrono::Utc::now().timestamp_millis()),
+                "startsAt": rfc3339(context.clock.now_ms()),
                 "generatorURL": format!("{external_url}/"),
             })
         });
@@ -101,13 +97,14 @@ impl AlertmanagerSink {
             endpoint,
             client,
             external_url: external_url.to_owned(),
-            metrics,
+            metrics: context.metrics.clone(),
+            clock: context.clock.clone(),
             firing: BTreeMap::new(),
             pending: BTreeMap::new(),
             watchdog,
-            leadership,
-            fallbacks: Fallbacks::new(config_fallback, directory),
-            store,
+            leadership: context.leadership.clone(),
+            fallbacks: Fallbacks::new(config_fallback, context.directory.clone()),
+            store: context.store.clone(),
             unaccepted: Vec::new(),
         };
         if sink.leadership.is_leader() {
@@ -313,7 +310,7 @@ impl AlertmanagerSink {
             .json(batch)
             .send()
             .await;
-        classify_response(result)
+        classify_response(result, self.clock.now_ms())
     }
 
     async fn attempt(&mut self, now_ms: i64) -> Delivery {
@@ -353,41 +350,36 @@ impl AlertmanagerSink {
         refused
     }
 
+    /// Keeps alerts alive in Alertmanager until `shutdown` fires; then one bounded last
+    /// attempt. Run again after a panic, it keeps the alerts it held and re-sends them.
     pub async fn run(
-        mut self,
-        mut notices: mpsc::UnboundedReceiver<Notice>,
-        shutdown: CancellationToken,
-    ) {
-        let name = self.config.name.clone();
+        &mut self,
+        notices: &mut AlertmanagerInbox,
+        shutdown: &CancellationToken,
+    ) -> Ended {
         let mut backoff = Backoff::new();
         let mut next_attempt = Instant::now();
         let mut next_resend = Instant::now() + self.config.resend_interval;
         let mut leader_changes = self.leadership.subscribe();
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
-        loop {
+        let ended = loop {
             let due = !self.pending.is_empty();
             tokio::select! {
                 biased;
                 // Stop: one last try to deliver what is pending.
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break Ended::Shutdown,
                 // Won or lost the lease.
                 changed = leader_changes.changed() => {
-                    if changed.is_err() {
-                        continue;
-                    }
-                    if *leader_changes.borrow_and_update() {
-                        self.step_up();
+                    if changed.is_ok() && self.leading(*leader_changes.borrow_and_update()) {
                         next_attempt = Instant::now();
-                    } else {
-                        tracing::info!(sink = %name, "no longer leading: alerts are the new leader's to keep alive");
-                        self.step_down();
                     }
                 }
-                // A status change from the evaluator.
-                notice = notices.recv() => {
-                    let Some(notice) = notice else { break };
-                    self.apply(notice, chrono::Utc::now().timestamp_millis());
-                }
+                // A status change from the evaluator, or all that overflowed.
+                received = notices.recv() => match received {
+                    Received::Item(notice) => self.apply(notice, self.clock.now_ms()),
+                    Received::Overflow(notices, coalesced) => self.apply_all(notices, coalesced),
+                    Received::Closed => break Ended::InboxClosed,
+                },
                 // Changes Alertmanager has not taken in time go to the fallbacks.
                 _ = housekeeping.tick(), if !self.unaccepted.is_empty() => {
                     self.fall_back(false).await;
@@ -400,62 +392,89 @@ impl AlertmanagerSink {
                 }
                 // Deliver (or retry) what is pending.
                 _ = tokio::time::sleep_until(next_attempt), if due => {
-                    let count = self.pending.len();
-                    match self.attempt(chrono::Utc::now().timestamp_millis()).await {
-                        Delivery::Accepted => {
-                            self.metrics.count_alert(&name, OUTCOME_ACCEPTED);
-                            tracing::debug!(sink = %name, alerts = count, "alerts delivered");
-                            self.pending.clear();
-                            self.accepted().await;
-                            backoff.reset();
-                        }
-                        Delivery::Transient { error, retry_after } => {
-                            self.metrics.count_alert(&name, OUTCOME_FAILED);
-                            let delay = backoff.next_delay(retry_after);
-                            tracing::warn!(sink = %name, %error, alerts = count, retry_in = ?delay, "alert delivery failed, will retry");
-                            next_attempt = Instant::now() + delay;
-                        }
-                        Delivery::Permanent { error } if count > 1 => {
-                            tracing::warn!(sink = %name, %error, alerts = count, "alertmanager refused a batch; sending its alerts one by one");
-                            let refused = self.isolate(chrono::Utc::now().timestamp_millis()).await;
-                            if refused > 0 {
-                                // The refused never will be accepted here: the fallbacks get
-                                // what is unaccepted now (the dedup key absorbs repeats).
-                                self.fall_back(true).await;
-                            }
-                            if self.pending.is_empty() {
-                                self.unaccepted.clear();
-                                backoff.reset();
-                            } else {
-                                next_attempt = Instant::now() + backoff.next_delay(None);
-                            }
-                        }
-                        Delivery::Permanent { error } => {
-                            self.metrics.count_alert(&name, OUTCOME_REJECTED);
-                            tracing::error!(sink = %name, %error, alerts = count, "alertmanager rejected alerts; dropping them");
-                            self.pending.clear();
-                            // They will never be accepted here: the fallbacks get them now.
-                            self.fall_back(true).await;
-                            self.unaccepted.clear();
-                        }
-                    }
+                    next_attempt = Instant::now() + self.deliver_pending(&mut backoff).await;
                 }
             }
+        };
+        let (rest, coalesced) = notices.take_all();
+        self.apply_all(rest, coalesced.unwrap_or_default());
+        self.drain().await;
+        ended
+    }
+
+    /// Won (`true`) or lost the lease; returns whether to deliver at once.
+    fn leading(&mut self, leader: bool) -> bool {
+        if leader {
+            self.step_up();
+        } else {
+            tracing::info!(sink = %self.config.name, "no longer leading: alerts are the new leader's to keep alive");
+            self.step_down();
         }
-        while let Ok(notice) = notices.try_recv() {
-            self.apply(notice, chrono::Utc::now().timestamp_millis());
+        leader
+    }
+
+    /// What was still in the channel, then what overflowed, coalesced per alert.
+    fn apply_all(&mut self, notices: Vec<Notice>, coalesced: Coalesced) {
+        for notice in notices.into_iter().chain(coalesced.into_notices()) {
+            self.apply(notice, self.clock.now_ms());
         }
-        self.drain(&name).await;
+    }
+
+    /// One attempt at what is pending; returns how long to wait before the next one.
+    async fn deliver_pending(&mut self, backoff: &mut Backoff) -> Duration {
+        let name = self.config.name.clone();
+        let count = self.pending.len();
+        match self.attempt(self.clock.now_ms()).await {
+            Delivery::Accepted => {
+                self.metrics.count_alert(&name, OUTCOME_ACCEPTED);
+                tracing::debug!(sink = %name, alerts = count, "alerts delivered");
+                self.pending.clear();
+                self.accepted().await;
+                backoff.reset();
+                Duration::ZERO
+            }
+            Delivery::Transient { error, retry_after } => {
+                self.metrics.count_alert(&name, OUTCOME_FAILED);
+                let delay = backoff.next_delay(retry_after);
+                tracing::warn!(sink = %name, %error, alerts = count, retry_in = ?delay, "alert delivery failed, will retry");
+                delay
+            }
+            Delivery::Permanent { error } if count > 1 => {
+                tracing::warn!(sink = %name, %error, alerts = count, "alertmanager refused a batch; sending its alerts one by one");
+                let refused = self.isolate(self.clock.now_ms()).await;
+                if refused > 0 {
+                    // The refused never will be accepted here: the fallbacks get what is
+                    // unaccepted now (the dedup key absorbs repeats).
+                    self.fall_back(true).await;
+                }
+                if !self.pending.is_empty() {
+                    return backoff.next_delay(None);
+                }
+                self.unaccepted.clear();
+                backoff.reset();
+                Duration::ZERO
+            }
+            Delivery::Permanent { error } => {
+                self.metrics.count_alert(&name, OUTCOME_REJECTED);
+                tracing::error!(sink = %name, %error, alerts = count, "alertmanager rejected alerts; dropping them");
+                self.pending.clear();
+                // They will never be accepted here: the fallbacks get them now.
+                self.fall_back(true).await;
+                self.unaccepted.clear();
+                Duration::ZERO
+            }
+        }
     }
 
     /// At shutdown: the pending alerts get one bounded last attempt.
-    async fn drain(&mut self, name: &str) {
+    async fn drain(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        let attempt = self.attempt(chrono::Utc::now().timestamp_millis());
+        let name = self.config.name.clone();
+        let attempt = self.attempt(self.clock.now_ms());
         match tokio::time::timeout(Duration::from_secs(5), attempt).await {
-            Ok(Delivery::Accepted) => self.metrics.count_alert(name, OUTCOME_ACCEPTED),
+            Ok(Delivery::Accepted) => self.metrics.count_alert(&name, OUTCOME_ACCEPTED),
             _ => {
                 tracing::error!(sink = %name, alerts = self.pending.len(), "alerts undelivered at shutdown")
             }
@@ -463,174 +482,65 @@ impl AlertmanagerSink {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
+impl SinkLoop for AlertmanagerSink {
+    type Inbox = AlertmanagerInbox;
 
-    use super::*;
-    use crate::alert::delivery::tests::{embedded_store, sink};
-    use crate::alert::tests::transition;
-    use crate::alert::SinkTask;
-    use crate::model::Status;
-
-    #[tokio::test]
-    async fn changes_alertmanager_does_not_take_go_to_the_fallback_and_their_resolve_follows() {
-        let directory_path = tempfile::tempdir().unwrap();
-        let store = embedded_store(&directory_path).await;
-        let sinks = Directory::default();
-        let mut backup_config = sink(100);
-        backup_config.name = "oncall-mail".into();
-        let (_backup, backup_handle, mut backup) = SinkTask::new(
-            backup_config,
-            "http://127.0.0.1:9187",
-            store.clone(),
-            Metrics::default(),
-            sinks.clone(),
-            Leadership::always(),
-        );
-        let _ = sinks.set(HashMap::from([("oncall-mail".to_owned(), backup_handle)]));
-        let config = AlertmanagerConfig {
-            name: "alertmanager-0".into(),
-            url: reqwest::Url::parse("http://127.0.0.1:9").unwrap(),
-            resend_interval: Duration::from_secs(60),
-            timeout: Duration::from_secs(1),
-            min_severity: Severity::Warning,
-            feeds: vec![],
-            fallback: vec!["oncall-mail".into()],
-            fallback_after: Duration::ZERO,
-            system: true,
-        };
-        let mut sink = AlertmanagerSink::new(
-            config,
-            "http://127.0.0.1:9187",
-            false,
-            Metrics::default(),
-            Leadership::always(),
-            sinks.clone(),
-            store.clone(),
-        );
-        let mut received = || {
-            let mut statuses = Vec::new();
-            while let Ok(envelope) = backup.try_recv() {
-                statuses.push(envelope.notification.status);
-            }
-            statuses
-        };
-
-        // Alertmanager is down: the page falls back after fallback_after (zero here).
-        let page = Transition {
-            key: "acme".into(),
-            ..transition(Status::Ok, Status::Critical, Some(1))
-        };
-        sink.apply(Notice::Changed(page.clone()), 0);
-        sink.fall_back(false).await;
-        assert_eq!(received(), ["critical"]);
-
-        // Alertmanager is back and takes the resolve, which still follows to the fallback.
-        sink.config.fallback_after = Duration::from_secs(3600);
-        let resolve = Transition {
-            from: Status::Critical,
-            to: Status::Ok,
-            ..page.clone()
-        };
-        sink.apply(Notice::Changed(resolve), 0);
-        sink.accepted().await;
-        assert_eq!(received(), ["ok"], "the fallback's incident closes too");
-        assert_eq!(sink.fallbacks.open_incidents(), 0);
-
-        // A change Alertmanager takes in time never reaches the fallback.
-        sink.apply(Notice::Changed(page), 0);
-        sink.fall_back(false).await;
-        sink.accepted().await;
-        assert!(received().is_empty());
-        assert!(sink.unaccepted.is_empty());
+    fn run<'a>(
+        &'a mut self,
+        inbox: &'a mut AlertmanagerInbox,
+        shutdown: &'a CancellationToken,
+    ) -> impl std::future::Future<Output = Ended> + Send + 'a {
+        AlertmanagerSink::run(self, inbox, shutdown)
     }
 
-    /// An Alertmanager sink at `url` with no routing and no fallback.
-    async fn plain_sink(url: &str, directory: &tempfile::TempDir) -> AlertmanagerSink {
-        let config = AlertmanagerConfig {
-            name: "alertmanager-0".into(),
-            url: reqwest::Url::parse(url).unwrap(),
-            resend_interval: Duration::from_secs(60),
-            timeout: Duration::from_secs(5),
-            min_severity: Severity::Warning,
-            feeds: vec![],
-            fallback: vec![],
-            fallback_after: Duration::from_secs(120),
-            system: true,
-        };
-        AlertmanagerSink::new(
-            config,
-            "http://127.0.0.1:9187",
-            false,
-            Metrics::default(),
-            Leadership::always(),
-            Directory::default(),
-            embedded_store(directory).await,
-        )
-    }
-
-    #[tokio::test]
-    async fn one_refused_alert_does_not_drop_the_others_of_its_batch() {
-        // An Alertmanager that refuses any batch holding an alert labelled `feed="bad"`.
-        let received: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
-        let kept = received.clone();
-        let app = axum::Router::new().route(
-            "/api/v2/alerts",
-            axum::routing::post(move |axum::Json(batch): axum::Json<Vec<Value>>| {
-                let kept = kept.clone();
-                async move {
-                    if batch.iter().any(|alert| alert["labels"]["feed"] == "bad") {
-                        return axum::http::StatusCode::BAD_REQUEST;
-                    }
-                    kept.lock().unwrap().extend(batch);
-                    axum::http::StatusCode::OK
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let directory = tempfile::tempdir().unwrap();
-        let mut sink = plain_sink(&format!("http://{address}"), &directory).await;
-        for feed in ["bad", "good"] {
-            sink.apply(
-                Notice::System(crate::alert::SystemAlert {
-                    alertname: crate::alert::FEED_BLIND,
-                    severity: Severity::Critical,
-                    labels: vec![("feed", feed.into())],
-                    summary: String::new(),
-                    firing: true,
-                    since_ms: 0,
-                }),
-                0,
-            );
-        }
-        assert!(matches!(sink.attempt(0).await, Delivery::Permanent { .. }));
-        assert_eq!(sink.isolate(0).await, 1);
-        assert!(sink.pending.is_empty());
-        let received = received.lock().unwrap();
-        assert_eq!(received.len(), 1);
-        assert_eq!(received[0]["labels"]["feed"], "good");
-    }
-
-    #[tokio::test]
-    async fn changes_waiting_for_a_long_dead_alertmanager_are_bounded() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut sink = plain_sink("http://127.0.0.1:9", &directory).await;
-        let change =
-            Notification::from_transition(&transition(Status::Ok, Status::Critical, Some(0)))
-                .unwrap();
-        for index in 0..MAX_UNACCEPTED + 5 {
-            let fell_back = index % 2 == 1;
-            sink.unaccepted
-                .push((Instant::now(), change.clone(), fell_back));
-        }
-        sink.bound_unaccepted();
-        assert_eq!(sink.unaccepted.len(), MAX_UNACCEPTED);
-        assert!(
-            !sink.unaccepted[0].2 && !sink.unaccepted[2].2,
-            "the ones already handed to the fallbacks went first"
-        );
+    /// The dead run may have left firing alerts unsent: send them all again.
+    fn restarting(&mut self) {
+        self.queue_resend();
     }
 }
+
+/// The sending end of an Alertmanager sink's channel.
+pub type AlertmanagerSender = InboxSender<Notice, Coalesced>;
+
+/// The receiving end of an Alertmanager sink's channel.
+pub type AlertmanagerInbox = Inbox<Notice, Coalesced>;
+
+/// What an Alertmanager sink keeps of notices that found its channel full. It holds the state
+/// of firing alerts, not a log, so notices are coalesced per alert: a series keeps where it came
+/// from and where it went last (warning → critical → ok becomes warning → ok, which resolves
+/// the warning alert that was sent); a system alert keeps its last notice per severity.
+#[derive(Debug, Default)]
+pub struct Coalesced {
+    by_alert: BTreeMap<String, Notice>,
+}
+
+impl Coalesced {
+    fn into_notices(self) -> impl Iterator<Item = Notice> {
+        self.by_alert.into_values()
+    }
+}
+
+impl Overflow<Notice> for Coalesced {
+    fn keep(&mut self, notice: Notice) {
+        let key = match &notice {
+            Notice::Changed(transition) | Notice::Restored(transition) => {
+                dedup_key(&transition.feed, &transition.key)
+            }
+            Notice::System(alert) | Notice::RestoredSystem(alert) => {
+                format!("{}#{}", alert.dedup_key(), alert.severity)
+            }
+        };
+        let merged = match (self.by_alert.remove(&key), notice) {
+            (Some(Notice::Changed(first)), Notice::Changed(last)) => Notice::Changed(Transition {
+                from: first.from,
+                from_since_ms: first.from_since_ms,
+                ..last
+            }),
+            (_, notice) => notice,
+        };
+        self.by_alert.insert(key, merged);
+    }
+}
+
+#[cfg(test)]
+mod tests;

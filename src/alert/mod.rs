@@ -4,27 +4,43 @@
 //! another. Transient failures (connection errors, timeouts, 5xx, 429) are retried with
 //! exponential backoff and jitter until they succeed or freshwatch shuts down; a notification is
 //! never dropped silently: a permanent refusal (other 4xx) is logged and counted as `rejected`.
+//!
+//! Layout: [`Dispatcher`] (here) routes each notice to the sinks that want it, through each
+//! sink's bounded [`inbox`]; [`delivery`] is the notification sink task (outbox, rate limits,
+//! repeats) over a `transport` (HTTP kinds) or `email`; `alertmanager` keeps alerts alive in
+//! Alertmanager; [`fallback`] copies what a sink could not deliver; `retry` paces retries;
+//! [`supervise`] restarts a sink task that died; [`notification`] and [`render`] are what is
+//! stored and sent.
 
 mod alertmanager;
 pub mod delivery;
+mod email;
+pub mod fallback;
+pub mod inbox;
 pub mod notification;
 pub mod render;
+mod retry;
+pub mod supervise;
+mod transport;
 
-use std::time::Duration;
+use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{human_duration_ms, rfc3339};
+use crate::clock::{human_duration_ms, rfc3339, SharedClock};
 use crate::config::{AlertmanagerConfig, AlertsConfig};
 use crate::evaluate::Transition;
+use crate::ha::Leadership;
 use crate::metrics::Metrics;
 use crate::model::{Severity, Status};
+use crate::state::StateStore;
 
-pub use alertmanager::AlertmanagerSink;
+pub use alertmanager::{AlertmanagerSender, AlertmanagerSink};
 pub use delivery::{Directory, SinkHandle, SinkTask};
 pub use notification::Notification;
+pub use retry::{classify_response, Backoff, Delivery, MAX_RETRY_AFTER};
 
 /// `alertname` of feed staleness alerts.
 pub const FEED_STALE: &str = "FeedStale";
@@ -151,178 +167,87 @@ pub fn notice_severity(transition: &Transition) -> Option<Severity> {
     transition.to.severity().or(transition.from.severity())
 }
 
-/// Retry pacing for transient failures: 1s doubling to 60s, with ±20% jitter.
-/// The longest `Retry-After` honoured.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
+/// What every sink task shares with the rest of freshwatch.
 #[derive(Debug, Clone)]
-pub struct Backoff {
-    attempt: u32,
+pub struct SinkContext {
+    /// This instance's URL, for links in alerts and PagerDuty's `source`.
+    pub external_url: String,
+    /// Where notification sinks keep their outbox.
+    pub store: StateStore,
+    pub metrics: Metrics,
+    /// Only the leader delivers.
+    pub leadership: Arc<Leadership>,
+    /// "Now" for what sinks stamp (`startsAt`, `endsAt`), measure (latency) or read
+    /// (`Retry-After` dates), so tests can set it.
+    pub clock: SharedClock,
+    /// Every notification sink's handle, for fallbacks; filled by [`Dispatcher::start`].
+    pub directory: Directory,
+    /// How many notices wait in a sink's channel before its overflow path takes over.
+    pub queue_capacity: usize,
 }
 
-impl Backoff {
-    pub fn new() -> Self {
-        Backoff { attempt: 0 }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// The delay before the next attempt; `retry_after` (a 429's header) wins when longer, up
-    /// to [`MAX_RETRY_AFTER`]: a sink cannot silence freshwatch for longer, and the deadline
-    /// arithmetic cannot overflow.
-    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
-        let retry_after = retry_after.map(|wait| wait.min(MAX_RETRY_AFTER));
-        let base_ms = 1000u64.saturating_mul(1 << self.attempt.min(6)).min(60_000);
-        self.attempt = self.attempt.saturating_add(1);
-        let jitter = jitter_fraction();
-        let delay = Duration::from_millis((base_ms as f64 * (0.8 + 0.4 * jitter)) as u64);
-        match retry_after {
-            Some(wait) if wait > delay => wait,
-            _ => delay,
+impl SinkContext {
+    pub fn new(
+        external_url: &str,
+        store: StateStore,
+        leadership: Arc<Leadership>,
+        metrics: &Metrics,
+        clock: SharedClock,
+    ) -> SinkContext {
+        SinkContext {
+            external_url: external_url.to_owned(),
+            store,
+            metrics: metrics.clone(),
+            leadership,
+            clock,
+            directory: Directory::default(),
+            queue_capacity: inbox::CAPACITY,
         }
     }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::new()
-    }
-}
-
-/// A number in [0, 1) that differs between calls and processes (no rand dependency needed for
-/// jitter).
-fn jitter_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    (hasher.finish() % 10_000) as f64 / 10_000.0
-}
-
-/// How one delivery attempt went.
-#[derive(Debug)]
-pub enum Delivery {
-    Accepted,
-    /// Worth retrying; `retry_after` from a 429 or 503.
-    Transient {
-        error: String,
-        retry_after: Option<Duration>,
-    },
-    /// The sink refused the request; retrying will not help.
-    Permanent {
-        error: String,
-    },
-}
-
-/// Classifies an HTTP answer the way every sink does.
-pub fn classify_response(result: Result<reqwest::Response, reqwest::Error>) -> Delivery {
-    let response = match result {
-        Ok(response) => response,
-        Err(error) => {
-            // The URL may carry a secret (a Slack webhook token, `?token=`): never log it.
-            return Delivery::Transient {
-                error: error.without_url().to_string(),
-                retry_after: None,
-            };
-        }
-    };
-    let status = response.status();
-    if status.is_success() {
-        return Delivery::Accepted;
-    }
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| parse_retry_after(value, chrono::Utc::now()));
-    let error = format!("HTTP {status}");
-    if status.is_server_error()
-        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        || status == reqwest::StatusCode::REQUEST_TIMEOUT
-    {
-        Delivery::Transient { error, retry_after }
-    } else {
-        Delivery::Permanent { error }
-    }
-}
-
-/// `Retry-After` is delay-seconds or an HTTP-date (RFC 9110); a date in the past means now.
-fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait_ms = at.timestamp_millis() - now.timestamp_millis();
-    Some(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)))
 }
 
 /// The running sinks.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
-    alertmanagers: Vec<(AlertmanagerConfig, mpsc::UnboundedSender<Notice>)>,
+    alertmanagers: Vec<(AlertmanagerConfig, AlertmanagerSender)>,
     sinks: Vec<SinkHandle>,
     /// Sinks named in some `fallback` list: they get only what falls back to them.
     fallback_only: std::collections::HashSet<String>,
-    store: crate::state::StateStore,
+    store: StateStore,
     /// Bumped when the state store lost its data: every sink stores its queue again.
-    store_resets: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    store_resets: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Dispatcher {
-    /// Starts one task per configured sink; they stop when `shutdown` fires, after a bounded
-    /// last delivery attempt (notification sinks keep the rest in their outbox).
+    /// Starts one supervised task per configured sink; they stop when `shutdown` fires, after a
+    /// bounded last delivery attempt (notification sinks keep the rest in their outbox).
     pub fn start(
         config: &AlertsConfig,
-        external_url: &str,
-        store: crate::state::StateStore,
-        leadership: std::sync::Arc<crate::ha::Leadership>,
-        metrics: &Metrics,
+        context: SinkContext,
         shutdown: CancellationToken,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Dispatcher {
-        let directory: Directory = Default::default();
-        let store_resets = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let store_resets = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut alertmanagers = Vec::new();
         for sink in &config.alertmanager {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            metrics.declare_sink(&sink.name);
-            let task = AlertmanagerSink::new(
-                sink.clone(),
-                external_url,
-                config.watchdog,
-                metrics.clone(),
-                leadership.clone(),
-                directory.clone(),
-                store.clone(),
-            );
-            tasks.spawn(task.run(receiver, shutdown.clone()));
+            context.metrics.declare_sink(&sink.name);
+            let overflows = sink_counter(&context.metrics.sink_queue_overflows, &sink.name);
+            let (sender, receiver) = inbox::channel(&sink.name, context.queue_capacity, overflows);
+            let task = AlertmanagerSink::new(sink.clone(), config.watchdog, &context);
+            tasks.spawn(supervised(&sink.name, task, receiver, &context, &shutdown));
             alertmanagers.push((sink.clone(), sender));
         }
         let mut sinks = Vec::new();
         let mut by_name = std::collections::HashMap::new();
         for sink in &config.sinks {
-            metrics.declare_sink(&sink.name);
-            let (mut task, handle, receiver) = SinkTask::new(
-                sink.clone(),
-                external_url,
-                store.clone(),
-                metrics.clone(),
-                directory.clone(),
-                leadership.clone(),
-            );
+            context.metrics.declare_sink(&sink.name);
+            let (mut task, handle, receiver) = SinkTask::new(sink.clone(), &context);
             task.watch_store_resets(store_resets.clone());
-            tasks.spawn(task.run(receiver, shutdown.clone()));
+            tasks.spawn(supervised(&sink.name, task, receiver, &context, &shutdown));
             by_name.insert(sink.name.clone(), handle.clone());
             sinks.push(handle);
         }
-        let _ = directory.set(by_name);
+        let _ = context.directory.set(by_name);
         let fallback_only = config
             .sinks
             .iter()
@@ -334,7 +259,7 @@ impl Dispatcher {
             alertmanagers,
             sinks,
             fallback_only,
-            store,
+            store: context.store,
             store_resets,
         }
     }
@@ -350,8 +275,9 @@ impl Dispatcher {
     pub async fn dispatch(&self, notice: Notice) {
         for (config, sink) in &self.alertmanagers {
             if let Some(notice) = for_alertmanager(&notice, config) {
-                // A closed channel means the sink task already stopped for shutdown.
-                let _ = sink.send(notice);
+                // Never waits: a full channel coalesces per alert; a closed one means the sink
+                // task already stopped for shutdown.
+                sink.send(notice);
             }
         }
         for sink in &self.sinks {
@@ -380,12 +306,12 @@ impl Dispatcher {
             };
             let wanted = match &notice {
                 Notice::System(_) | Notice::RestoredSystem(_) => {
-                    sink.config.accepts_system(notification.severity())
+                    sink.config.accepts_system(notification.severity)
                 }
                 Notice::Changed(_) | Notice::Restored(_) => sink.config.accepts(
                     &notification.feed,
                     &notification.key,
-                    notification.severity(),
+                    notification.severity,
                 ),
             };
             if !wanted {
@@ -398,6 +324,30 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// `sink`'s own series of a per-sink counter family.
+fn sink_counter(
+    family: &prometheus_client::metrics::family::Family<crate::metrics::SinkLabels, Counter>,
+    sink: &str,
+) -> Counter {
+    family
+        .get_or_create(&crate::metrics::SinkLabels {
+            sink: sink.to_owned(),
+        })
+        .clone()
+}
+
+/// `task` under its supervisor, restarted whenever it dies before `shutdown`.
+fn supervised<T: supervise::SinkLoop>(
+    sink: &str,
+    task: T,
+    inbox: T::Inbox,
+    context: &SinkContext,
+    shutdown: &CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + use<T> {
+    let restarts = sink_counter(&context.metrics.sink_task_restarts, sink);
+    supervise::supervise(sink.to_owned(), task, inbox, shutdown.clone(), restarts)
 }
 
 /// What `notice` means to an Alertmanager sink that takes `min_severity` and up of `feeds`: a

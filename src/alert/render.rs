@@ -8,6 +8,7 @@ use sha2::Sha256;
 
 use super::notification::Notification;
 use crate::clock::{human_duration_ms, rfc3339};
+use crate::model::Severity;
 
 /// Header carrying the webhook body's HMAC-SHA256, as `sha256=<hex>`.
 pub const SIGNATURE_HEADER: &str = "X-Freshwatch-Signature";
@@ -25,7 +26,7 @@ pub fn webhook_body(notification: &Notification) -> Value {
         "dedup_key": notification.dedup_key,
         "alertname": notification.alertname,
         "feed_status": notification.status,
-        "previous_status": notification.previous_status,
+        "previous_status": notification.previous_status_text(),
         "topic": notification.topic,
         "at": rfc3339(notification.changed_at_ms),
         "warn_after_seconds": notification.warn_after_ms / 1000,
@@ -105,15 +106,15 @@ pub fn slack_escape(text: &str) -> String {
 }
 
 pub fn slack_message(notification: &Notification) -> Value {
-    let (emoji, color) = match (notification.firing, notification.severity.as_str()) {
+    let (emoji, color) = match (notification.firing, notification.severity) {
         (false, _) => (":white_check_mark:", "#2eb67d"),
-        (true, "critical") => (":rotating_light:", "#e01e5a"),
+        (true, Severity::Critical) => (":rotating_light:", "#e01e5a"),
         (true, _) => (":warning:", "#ecb22e"),
     };
     let headline = if notification.firing {
         format!(
             "{emoji} *{}* {}{}",
-            notification.severity.to_uppercase(),
+            notification.severity.as_str().to_uppercase(),
             notification.subject(),
             if notification.repeat {
                 " (still firing)"
@@ -126,7 +127,7 @@ pub fn slack_message(notification: &Notification) -> Value {
             "{emoji} *RESOLVED* {} (alerting for {}, last {})",
             notification.subject(),
             human_duration_ms(notification.firing_for_ms.unwrap_or_default()),
-            notification.previous_status
+            notification.previous_status_text()
         )
     };
     json!({
@@ -158,7 +159,7 @@ pub fn email(notification: &Notification) -> (String, String) {
         notification.key,
         notification.topic,
         notification.status,
-        notification.previous_status,
+        notification.previous_status_text(),
         notification.last_seen_ms.map(rfc3339).unwrap_or_else(|| "never".into()),
         human_duration_ms(notification.warn_after_ms),
         human_duration_ms(notification.critical_after_ms),

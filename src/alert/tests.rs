@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::retry::parse_retry_after;
 use super::*;
 
 const MINUTE_MS: i64 = 60_000;
@@ -344,12 +345,12 @@ fn a_critical_only_sink_sees_critical_to_warning_as_the_end_of_its_incident() {
     );
     let trigger = for_critical_sink(Status::Warning, Status::Critical).unwrap();
     assert!(trigger.firing);
-    assert_eq!(trigger.severity, "critical");
+    assert_eq!(trigger.severity, Severity::Critical);
     let resolve = for_critical_sink(Status::Critical, Status::Warning)
         .expect("critical -> warning resolves the critical-only incident");
     assert!(!resolve.firing);
-    assert_eq!(resolve.severity, "critical");
-    assert_eq!(resolve.status, "warning");
+    assert_eq!(resolve.severity, Severity::Critical);
+    assert_eq!(resolve.status.as_str(), "warning");
     assert_eq!(resolve.dedup_key, trigger.dedup_key);
     assert!(
         resolve.summary.contains("no longer critical, now warning"),
@@ -369,7 +370,7 @@ fn a_critical_only_sink_sees_critical_to_warning_as_the_end_of_its_incident() {
     )
     .unwrap();
     assert!(downgrade.firing);
-    assert_eq!(downgrade.severity, "warning");
+    assert_eq!(downgrade.severity, Severity::Warning);
 }
 
 #[test]
@@ -434,7 +435,7 @@ fn an_alertmanager_sink_sees_only_its_severities_and_feeds() {
 fn retry_after_is_read_as_seconds_or_as_an_http_date() {
     let now = chrono::DateTime::parse_from_rfc3339("2025-12-04T00:00:00Z")
         .unwrap()
-        .with_timezone(&chrono::Utc);
+        .timestamp_millis();
     assert_eq!(
         parse_retry_after("120", now),
         Some(Duration::from_secs(120))
@@ -458,15 +459,14 @@ fn start_dispatcher(
 ) -> (Dispatcher, CancellationToken, tokio::task::JoinSet<()>) {
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let dispatcher = Dispatcher::start(
-        config,
+    let context = SinkContext::new(
         "http://127.0.0.1:9187",
         store.clone(),
         crate::ha::Leadership::new("test".into(), false),
         &Metrics::default(),
-        shutdown.clone(),
-        &mut tasks,
+        Arc::new(crate::clock::SystemClock),
     );
+    let dispatcher = Dispatcher::start(config, context, shutdown.clone(), &mut tasks);
     (dispatcher, shutdown, tasks)
 }
 
@@ -583,7 +583,7 @@ async fn a_failed_delivery_never_carries_its_url_into_the_log() {
         .port();
     let url = format!("http://127.0.0.1:{port}/services/T000/B000/XOXB-SECRET?token=SECRET");
     let result = reqwest::Client::new().post(&url).send().await;
-    let Delivery::Transient { error, .. } = classify_response(result) else {
+    let Delivery::Transient { error, .. } = classify_response(result, 0) else {
         panic!("a refused connection is transient");
     };
     assert!(!error.contains("SECRET"), "{error}");

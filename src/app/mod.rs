@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{
-    is_notifiable, log_transition, Dispatcher, Notice, SystemAlert, FEED_BLIND, KEY_LIMIT,
-    PARTITIONS_UNREAD, SOURCE_DOWN, STATE_LOST, STATE_STORE_DOWN,
+    is_notifiable, log_transition, Dispatcher, Notice, SinkContext, SystemAlert, FEED_BLIND,
+    KEY_LIMIT, PARTITIONS_UNREAD, SOURCE_DOWN, STATE_LOST, STATE_STORE_DOWN,
 };
 use crate::clock::SharedClock;
 use crate::config::{Config, FeedMode, StateBackend};

@@ -130,10 +130,13 @@ pub async fn start(
     let mut sink_tasks = JoinSet::new();
     let dispatcher = Dispatcher::start(
         &config.alerts,
-        &config.http.external_url,
-        store.clone(),
-        leadership.clone(),
-        &metrics,
+        SinkContext::new(
+            &config.http.external_url,
+            store.clone(),
+            leadership.clone(),
+            &metrics,
+            clock.clone(),
+        ),
         phases.sinks.clone(),
         &mut sink_tasks,
     );
