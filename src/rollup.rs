@@ -39,6 +39,23 @@ impl RollUp {
     fn worst(&self) -> Option<Severity> {
         self.members.values().copied().max()
     }
+
+    /// What the sinks are told now: the members' worst severity, after what they were told.
+    fn notice(&self, feed: &Arc<str>, facts: &FeedFacts, now_ms: i64) -> RollUpNotice {
+        RollUpNotice {
+            feed: feed.clone(),
+            topic: facts.topic.clone(),
+            severity: self.worst(),
+            previous: self.severity,
+            members: self.members.len(),
+            keys: facts.keys,
+            sample: self.members.keys().take(3).cloned().collect(),
+            warn_after_ms: facts.warn_after_ms,
+            critical_after_ms: facts.critical_after_ms,
+            opened_at_ms: self.opened_at_ms,
+            at_ms: now_ms,
+        }
+    }
 }
 
 /// What the roll-up sinks are told about one feed.
@@ -97,6 +114,17 @@ impl RollUpNotice {
     }
 }
 
+/// What routing needs to know of a feed.
+#[derive(Debug, Clone, Default)]
+pub struct FeedFacts {
+    pub rollup_after: usize,
+    /// Keys the feed has in all.
+    pub keys: usize,
+    pub topic: String,
+    pub warn_after_ms: i64,
+    pub critical_after_ms: i64,
+}
+
 /// Where each transition goes.
 #[derive(Debug, Default)]
 pub struct Routed {
@@ -128,6 +156,30 @@ impl RollUps {
         self.open.get(feed)
     }
 
+    /// After a restart or a change of leader: members that no longer alert (their series
+    /// recovered or was lost meanwhile) leave. Returns a notice per open roll-up: a reminder
+    /// (`previous == severity`) when unchanged, else the change (a resolve when none is left).
+    pub fn take_up(
+        &mut self,
+        alerting: impl Fn(&str, &str) -> bool,
+        facts: impl Fn(&str) -> FeedFacts,
+        now_ms: i64,
+    ) -> Vec<RollUpNotice> {
+        let mut notices = Vec::new();
+        self.open.retain(|feed, rollup| {
+            rollup.members.retain(|key, _| alerting(feed, key));
+            notices.push(rollup.notice(feed, &facts(feed), now_ms));
+            rollup.severity = rollup.worst();
+            !rollup.members.is_empty()
+        });
+        notices
+    }
+
+    /// The feeds with an open roll-up.
+    pub fn feeds(&self) -> Vec<Arc<str>> {
+        self.open.keys().cloned().collect()
+    }
+
     /// Whether `key` of `feed` is paged through the feed's roll-up.
     pub fn is_member(&self, feed: &str, key: &str) -> bool {
         self.open
@@ -135,13 +187,11 @@ impl RollUps {
             .is_some_and(|rollup| rollup.members.contains_key(key))
     }
 
-    /// Routes one evaluation's notifiable transitions. `rollup_after` and `keys` give, per feed
-    /// name, its threshold and how many keys it has.
+    /// Routes one evaluation's notifiable transitions.
     pub fn route(
         &mut self,
         transitions: Vec<Transition>,
-        rollup_after: impl Fn(&str) -> usize,
-        keys: impl Fn(&str) -> usize,
+        facts: impl Fn(&str) -> FeedFacts,
         now_ms: i64,
     ) -> Routed {
         let mut by_feed: BTreeMap<Arc<str>, Vec<Transition>> = BTreeMap::new();
@@ -158,7 +208,8 @@ impl RollUps {
                 .filter(|transition| starts_alerting(transition))
                 .count();
             let open = self.open.contains_key(&feed);
-            if !open && starting <= rollup_after(&feed) {
+            let facts = facts(&feed);
+            if !open && starting <= facts.rollup_after {
                 routed.individual.extend(transitions);
                 continue;
             }
@@ -167,11 +218,7 @@ impl RollUps {
                 ..RollUp::default()
             });
             let mut changed = false;
-            let (mut topic, mut warn_after_ms, mut critical_after_ms) = (String::new(), 0, 0);
             for transition in transitions {
-                topic.clone_from(&transition.topic);
-                (warn_after_ms, critical_after_ms) =
-                    (transition.warn_after_ms, transition.critical_after_ms);
                 let member = rollup.members.contains_key(&transition.key);
                 if !member && !starts_alerting(&transition) {
                     routed.individual.push(transition);
@@ -184,22 +231,9 @@ impl RollUps {
                 changed = true;
                 routed.absorbed.push(transition);
             }
-            let worst = rollup.worst();
-            if worst != rollup.severity {
-                routed.rollups.push(RollUpNotice {
-                    feed: feed.clone(),
-                    topic,
-                    severity: worst,
-                    previous: rollup.severity,
-                    members: rollup.members.len(),
-                    keys: keys(&feed),
-                    sample: rollup.members.keys().take(3).cloned().collect(),
-                    warn_after_ms,
-                    critical_after_ms,
-                    opened_at_ms: rollup.opened_at_ms,
-                    at_ms: now_ms,
-                });
-                rollup.severity = worst;
+            if rollup.worst() != rollup.severity {
+                routed.rollups.push(rollup.notice(&feed, &facts, now_ms));
+                rollup.severity = rollup.worst();
             }
             if changed {
                 routed.changed.push(feed.clone());

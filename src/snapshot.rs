@@ -2,20 +2,16 @@
 //!
 //! The copy is taken a chunk of series at a time, so a scrape of a million series never holds
 //! the tracker lock (which the consumer thread needs for every batch) for more than one chunk.
-//! It is refreshed at most every [`MAX_AGE_MS`] and shared by every reader in between, and it
+//! Every reader gets a copy begun after it arrived (what it asks for after a change shows the
+//! change); readers that arrive while a copy is taken wait for the next one and share it. A copy
 //! reuses the previous copy's rendered keys (series are never removed, so an index keeps its
-//! key): a refresh allocates only for series that are new.
+//! key): it allocates only for series that are new.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::model::Status;
 use crate::tracker::{Tracker, NEVER};
-
-/// How stale a served copy may be, in real time (not the injected clock's: this is about how
-/// often readers come). Scrapes come every 15 s or so; this only lets readers that arrive
-/// together share one copy.
-pub const MAX_AGE: Duration = Duration::from_millis(250);
 
 /// Series copied per hold of the tracker lock.
 const CHUNK: usize = 4096;
@@ -61,7 +57,7 @@ pub struct ReadView {
     pub feeds: Vec<FeedView>,
 }
 
-/// Hands out the current copy, refreshing it when it is older than [`MAX_AGE`].
+/// Hands out copies of the series table.
 #[derive(Debug)]
 pub struct Snapshots {
     tracker: Arc<Mutex<Tracker>>,
@@ -82,22 +78,16 @@ impl Snapshots {
         }
     }
 
-    /// A copy no older than [`MAX_AGE`]. Blocking: call it from a blocking context (the
-    /// copy of a large table takes milliseconds).
+    /// A copy begun after this call. Blocking: call it from a blocking context (the copy of a
+    /// large table takes milliseconds).
     pub fn read(&self) -> Arc<ReadView> {
-        let fresh = |view: &Arc<ReadView>| {
-            view.taken_at
-                .is_some_and(|taken_at| taken_at.elapsed() <= MAX_AGE)
-        };
-        let current = self.current();
-        if fresh(&current) {
-            return current;
-        }
+        let arrived = Instant::now();
+        let fresh = |view: &Arc<ReadView>| view.taken_at.is_some_and(|taken| taken >= arrived);
         let _refreshing = self
             .refreshing
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        // Another reader may have refreshed it while this one waited.
+        // Another reader may have taken one while this one waited.
         let current = self.current();
         if fresh(&current) {
             return current;
@@ -197,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_spans_many_chunks_and_is_shared_until_it_ages() {
+    fn a_copy_spans_many_chunks_shows_every_change_before_it_and_reuses_keys() {
         let tracker = tracker();
         let snapshots = Snapshots::new(tracker.clone());
         let keys = 3 * CHUNK + 7;
@@ -212,14 +202,8 @@ mod tests {
             Some(keys as i64 - 1)
         );
 
-        // Within MAX_AGE every reader shares the copy: a record in between is not shown yet.
+        // A read after a record shows it, in a new copy that reuses the rendered keys.
         observe(&tracker, "tenant-0", 99_999);
-        let again = snapshots.read();
-        assert!(Arc::ptr_eq(&first, &again));
-        assert_eq!(again.feeds[0].series()[0].last_seen(), Some(0));
-
-        // Older: a new copy, which reuses the old copy's rendered keys.
-        std::thread::sleep(MAX_AGE + Duration::from_millis(10));
         let later = snapshots.read();
         assert!(!Arc::ptr_eq(&first, &later));
         assert_eq!(later.feeds[0].series()[0].last_seen(), Some(99_999));
@@ -248,7 +232,6 @@ mod tests {
         let view = snapshots.read();
         writer.join().unwrap();
         assert!(view.feeds[0].series().len() >= 20 * CHUNK);
-        std::thread::sleep(MAX_AGE + Duration::from_millis(10));
         let next = snapshots.read();
         assert_eq!(next.feeds[0].series().len(), 20 * CHUNK + 2_000);
         assert_eq!(

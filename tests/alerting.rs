@@ -195,6 +195,139 @@ fn no_notification_is_lost_while_the_sink_is_down_nor_across_kill_9() {
     drop(cluster);
 }
 
+/// Twelve tenants of one feed stop at once: the webhook gets one roll-up that escalates once and
+/// resolves once, across a `kill -9` (the members persist), while Alertmanager gets every key.
+#[test]
+fn many_keys_that_stop_together_page_once_per_feed_and_alertmanager_still_gets_each() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("profiles", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let alertmanager = Alertmanager::start();
+    let directory = tempfile::tempdir().unwrap();
+    let tenants: Vec<String> = (0..12).map(|index| format!("tenant-{index:02}")).collect();
+    let produce_all = |timestamp_ms: i64| {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        for tenant in &tenants {
+            producer
+                .send(
+                    BaseRecord::to("profiles")
+                        .key(tenant.as_str())
+                        .payload("{}")
+                        .timestamp(timestamp_ms),
+                )
+                .map_err(|(error, _)| error)
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(5)).unwrap();
+    };
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let base = base_config(&brokers, &format!("redis_url = \"{}\"", redis.url));
+        let (head, _) = base.split_once("[[feed]]").unwrap();
+        let config = format!(
+            r#"{head}
+[[feed]]
+name = "profiles"
+topic = "profiles"
+split_by = "key"
+warn_after = "3s"
+critical_after = "8s"
+rollup_after = 5
+
+[[alerts.webhook]]
+url = "{}/hook"
+
+[[alerts.alertmanager]]
+url = "{}"
+"#,
+            receiver.url, alertmanager.url
+        );
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &config);
+        freshwatch.wait_ready().await;
+        // One timestamp for all: they cross each threshold in the same evaluation.
+        produce_all(now_ms());
+        let firing = |severity: &'static str| {
+            let receiver = &receiver;
+            move || async move {
+                receiver.requests().iter().any(|request| {
+                    request.json["status"] == "firing" && request.json["severity"] == severity
+                })
+            }
+        };
+        wait_until(
+            "the warning roll-up",
+            Duration::from_secs(20),
+            firing("warning"),
+        )
+        .await;
+        wait_until(
+            "Alertmanager holds every key",
+            Duration::from_secs(10),
+            || async { alertmanager.alerts_named("FeedStale").await.len() == tenants.len() },
+        )
+        .await;
+
+        // kill -9 while the roll-up is open: its members come back from Redis.
+        freshwatch.kill_and_restart();
+        freshwatch.wait_ready().await;
+        wait_until(
+            "the critical roll-up",
+            Duration::from_secs(20),
+            firing("critical"),
+        )
+        .await;
+        produce_all(now_ms());
+        wait_until("the roll-up resolves", Duration::from_secs(20), || async {
+            receiver
+                .requests()
+                .iter()
+                .any(|request| request.json["status"] == "resolved")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let requests = receiver.requests();
+        let mut sequence: Vec<(String, String)> = requests
+            .iter()
+            .map(|request| {
+                assert_eq!(
+                    request.json["dedup_key"], "freshwatch/profiles#rollup",
+                    "{:#}",
+                    request.json
+                );
+                (
+                    request.json["status"].as_str().unwrap().to_owned(),
+                    request.json["severity"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        sequence.dedup(); // at-least-once
+        assert_eq!(
+            sequence,
+            [
+                ("firing".to_owned(), "warning".to_owned()),
+                ("firing".to_owned(), "critical".to_owned()),
+                ("resolved".to_owned(), "critical".to_owned()),
+            ]
+        );
+        let summary = requests[0].json["summary"].as_str().unwrap();
+        assert!(
+            summary.starts_with("Feed profiles: 12 of 12 keys have had no new data for over 3s"),
+            "{summary}"
+        );
+        // The API stays per key.
+        assert_eq!(
+            freshwatch.status("profiles", "tenant-07").await.as_deref(),
+            Some("ok")
+        );
+    });
+    drop(cluster);
+}
+
 #[test]
 fn a_fallback_fires_when_pagerduty_stays_down_and_payloads_have_every_field() {
     let cluster = MockCluster::new(1).unwrap();

@@ -185,6 +185,8 @@ impl AlertmanagerSink {
                 Notice::Changed(transition) => Notification::from_transition(transition),
                 Notice::System(alert) => Some(Notification::from_system(alert)),
                 Notice::Restored(_) | Notice::RestoredSystem(_) => None,
+                // Never sent here (see `for_alertmanager`).
+                Notice::RollUp(_) | Notice::Absorbed(_) => None,
             };
             if let Some(notification) = notification {
                 self.unaccepted.push((Instant::now(), notification, false));
@@ -196,6 +198,8 @@ impl AlertmanagerSink {
             Notice::System(alert) | Notice::RestoredSystem(alert) => {
                 return self.apply_system(alert, now_ms)
             }
+            Notice::Absorbed(inner) => return self.apply(*inner, now_ms),
+            Notice::RollUp(_) => return,
         };
         let old = transition.from.severity();
         let new = transition.to.severity();
@@ -522,6 +526,10 @@ impl Coalesced {
 
 impl Overflow<Notice> for Coalesced {
     fn keep(&mut self, notice: Notice) {
+        let notice = match notice {
+            Notice::Absorbed(inner) => *inner,
+            notice => notice,
+        };
         let key = match &notice {
             Notice::Changed(transition) | Notice::Restored(transition) => {
                 dedup_key(&transition.feed, &transition.key)
@@ -529,6 +537,8 @@ impl Overflow<Notice> for Coalesced {
             Notice::System(alert) | Notice::RestoredSystem(alert) => {
                 format!("{}#{}", alert.dedup_key(), alert.severity)
             }
+            Notice::RollUp(rollup) => rollup.dedup_key(),
+            Notice::Absorbed(_) => String::new(),
         };
         let merged = match (self.by_alert.remove(&key), notice) {
             (Some(Notice::Changed(first)), Notice::Changed(last)) => Notice::Changed(Transition {

@@ -59,6 +59,11 @@ pub enum Notice {
     /// A system or group alert firing since before a restart: Alertmanager takes it up again;
     /// notification sinks only keep reminding of it.
     RestoredSystem(SystemAlert),
+    /// Many keys of a feed at once ([`crate::rollup`]): for notification sinks only. Unchanged
+    /// severity (`previous == severity`) is a reminder of one firing since before a restart.
+    RollUp(crate::rollup::RollUpNotice),
+    /// A key's change that a roll-up pages for: for Alertmanager sinks only.
+    Absorbed(Box<Notice>),
 }
 
 /// An alert about freshwatch's own condition rather than a feed's staleness.
@@ -287,6 +292,11 @@ impl Dispatcher {
             }
             let min_severity = sink.config.min_severity;
             let (notification, already_paged) = match &notice {
+                Notice::Absorbed(_) => continue,
+                Notice::RollUp(rollup) => (
+                    Notification::from_rollup(rollup, min_severity),
+                    rollup.previous == rollup.severity,
+                ),
                 Notice::Changed(transition) => {
                     (Notification::for_sink(transition, min_severity), false)
                 }
@@ -308,11 +318,10 @@ impl Dispatcher {
                 Notice::System(_) | Notice::RestoredSystem(_) => {
                     sink.config.accepts_system(notification.severity)
                 }
-                Notice::Changed(_) | Notice::Restored(_) => sink.config.accepts(
-                    &notification.feed,
-                    &notification.key,
-                    notification.severity,
-                ),
+                Notice::Changed(_) | Notice::Restored(_) | Notice::RollUp(_) => sink
+                    .config
+                    .accepts(&notification.feed, &notification.key, notification.severity),
+                Notice::Absorbed(_) => false,
             };
             if !wanted {
                 continue;
@@ -366,6 +375,9 @@ fn for_alertmanager(notice: &Notice, config: &AlertmanagerConfig) -> Option<Noti
         _ => status,
     };
     match notice {
+        // Alertmanager groups many keys itself: it gets each key, and no roll-up.
+        Notice::RollUp(_) => None,
+        Notice::Absorbed(inner) => for_alertmanager(inner, config),
         // Blindness, state loss and consumer groups reach every sink that takes system alerts.
         Notice::System(alert) | Notice::RestoredSystem(alert) => {
             let wanted = config.system && alert.severity >= config.min_severity;

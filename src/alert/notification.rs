@@ -99,6 +99,51 @@ impl Notification {
         })
     }
 
+    /// What a feed's roll-up means to a sink that pages from `min_severity` up, `None` when
+    /// nothing. A reminder (`previous == severity`, after a restart) comes back as firing.
+    pub fn from_rollup(
+        rollup: &crate::rollup::RollUpNotice,
+        min_severity: Severity,
+    ) -> Option<Notification> {
+        let wanted =
+            |severity: Option<Severity>| severity.filter(|severity| *severity >= min_severity);
+        let (was, now) = (wanted(rollup.previous), wanted(rollup.severity));
+        let severity = match (was, now) {
+            (None, None) => return None,
+            (Some(was), Some(now)) if was == now && rollup.previous != rollup.severity => {
+                return None
+            }
+            (_, Some(severity)) | (Some(severity), None) => severity,
+        };
+        let firing = now.is_some();
+        let status_of = |severity: Option<Severity>| match severity {
+            Some(Severity::Critical) => Status::Critical,
+            Some(Severity::Warning) => Status::Warning,
+            None => Status::Ok,
+        };
+        Some(Notification {
+            firing,
+            alertname: FEED_STALE.to_owned(),
+            feed: rollup.feed.to_string(),
+            key: String::new(),
+            split: true,
+            topic: rollup.topic.clone(),
+            severity,
+            status: NotificationStatus::Series(status_of(now)),
+            previous_status: Some(status_of(was)),
+            summary: rollup.summary(),
+            dedup_key: rollup.dedup_key(),
+            last_seen_ms: None,
+            staleness_ms: None,
+            warn_after_ms: rollup.warn_after_ms,
+            critical_after_ms: rollup.critical_after_ms,
+            records: 0,
+            changed_at_ms: rollup.at_ms,
+            firing_for_ms: (!firing).then(|| rollup.at_ms - rollup.opened_at_ms),
+            repeat: false,
+        })
+    }
+
     pub fn from_system(alert: &SystemAlert) -> Notification {
         let feed = alert
             .labels

@@ -107,6 +107,9 @@ struct Pipeline {
     watch: Watch,
     groups: Option<Groups>,
     feed_names: Vec<Arc<str>>,
+    /// Open roll-ups (one page for many keys of a feed), and each feed's `rollup_after`.
+    rollups: tokio::sync::Mutex<crate::rollup::RollUps>,
+    rollup_after: Vec<usize>,
     /// Per feed, how far [`Pipeline::reload`] has read the shared state's change log.
     reload_cursors: tokio::sync::Mutex<Vec<crate::state::ChangeCursor>>,
     /// When the evaluation loop last ran, unix ms (the heartbeat's health signal).
@@ -181,6 +184,7 @@ impl Pipeline {
             tracing::warn!(alertname = alert.alertname, severity = %alert.severity, firing = alert.firing, summary = %alert.summary, "consumer group alert");
             self.dispatcher.dispatch(Notice::System(alert)).await;
         }
+        let mut notifiable = Vec::new();
         for transition in transitions {
             self.metrics
                 .transitions
@@ -190,11 +194,14 @@ impl Pipeline {
                 .inc();
             if is_notifiable(&transition) {
                 log_transition(&transition);
-                self.dispatcher.dispatch(Notice::Changed(transition)).await;
-                notified = true;
+                notifiable.push(transition);
             } else {
                 tracing::debug!(feed = %transition.feed, key = %transition.key, from = %transition.from, to = %transition.to, "status changed");
             }
+        }
+        if !notifiable.is_empty() {
+            self.notify(notifiable, now_ms).await;
+            notified = true;
         }
         // The new statuses follow their notifications into the store at once, not at the next
         // flush: a `kill -9` in between would restore the old status next to a newer page.
@@ -202,6 +209,103 @@ impl Pipeline {
             self.flush_holding(gate).await;
         }
         held
+    }
+
+    /// Sends one evaluation's notifiable transitions, through the feeds' roll-ups: a roll-up's
+    /// members are written to the state store before anything about them is sent.
+    async fn notify(&self, transitions: Vec<crate::evaluate::Transition>, now_ms: i64) {
+        let mut rollups = self.rollups.lock().await;
+        let facts = self.feed_facts();
+        let routed = rollups.route(
+            transitions,
+            |feed| facts.get(feed).cloned().unwrap_or_default(),
+            now_ms,
+        );
+        let entries: Vec<(String, String)> = routed
+            .changed
+            .iter()
+            .map(|feed| {
+                let rollup = rollups.get(feed).cloned().unwrap_or_default();
+                let json = serde_json::to_string(&rollup).unwrap_or_default();
+                (feed.to_string(), json)
+            })
+            .collect();
+        drop(rollups);
+        if let Err(error) = self
+            .store
+            .documents_write(crate::state::Documents::RollUps, entries)
+            .await
+        {
+            // Sent anyway: a page is never held back for the store; after a restart in between,
+            // a member's recovery may reach a sink as a resolve of a page it did not get.
+            tracing::warn!(%error, "roll-up members not persisted");
+        }
+        for rollup in routed.rollups {
+            tracing::warn!(feed = %rollup.feed, members = rollup.members, severity = ?rollup.severity, "feed roll-up: {}", rollup.summary());
+            self.dispatcher.dispatch(Notice::RollUp(rollup)).await;
+        }
+        for transition in routed.absorbed {
+            self.dispatcher
+                .dispatch(Notice::Absorbed(Box::new(Notice::Changed(transition))))
+                .await;
+        }
+        for transition in routed.individual {
+            self.dispatcher.dispatch(Notice::Changed(transition)).await;
+        }
+    }
+
+    /// Per feed name, what roll-up routing needs.
+    fn feed_facts(&self) -> std::collections::HashMap<Arc<str>, crate::rollup::FeedFacts> {
+        let tracker = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let evaluator = self
+            .evaluator
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        tracker
+            .feeds()
+            .iter()
+            .zip(evaluator.rules())
+            .zip(&self.rollup_after)
+            .map(|((feed, rules), &rollup_after)| {
+                let facts = crate::rollup::FeedFacts {
+                    rollup_after,
+                    keys: feed.keys(),
+                    topic: rules.topic.clone(),
+                    warn_after_ms: rules.warn_after_ms,
+                    critical_after_ms: rules.critical_after_ms,
+                };
+                (feed.name.clone(), facts)
+            })
+            .collect()
+    }
+
+    /// Takes up the persisted roll-ups (at start, and on becoming leader).
+    async fn restore_rollups(&self) {
+        let stored = match self
+            .store
+            .documents_load(crate::state::Documents::RollUps)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::warn!(%error, "roll-ups not read; members page on their own");
+                return;
+            }
+        };
+        let mut rollups = crate::rollup::RollUps::default();
+        for (feed, json) in stored {
+            let Some(feed) = self.feed_names.iter().find(|name| ***name == *feed) else {
+                continue;
+            };
+            match serde_json::from_str(&json) {
+                Ok(rollup) => rollups.restore(feed.clone(), rollup),
+                Err(error) => tracing::warn!(%feed, %error, "unreadable roll-up ignored"),
+            }
+        }
+        *self.rollups.lock().await = rollups;
     }
 
     /// Merges the shared state: last-seen from every replica (by max); a follower also takes
@@ -266,6 +370,7 @@ impl Pipeline {
             tracing::warn!(%error, "new leader cannot read the shared state; judging from memory");
         }
         self.adopt_groups().await;
+        self.restore_rollups().await;
         {
             let mut evaluator = self
                 .evaluator
@@ -298,11 +403,50 @@ async fn announce_restored_alerts(pipeline: &Pipeline) {
             .map(|id| evaluator.describe(&tracker, id, now_ms))
             .collect()
     };
-    for transition in restored {
-        pipeline
-            .dispatcher
-            .dispatch(Notice::Restored(transition))
-            .await;
+    let mut rollups = pipeline.rollups.lock().await;
+    let facts = pipeline.feed_facts();
+    let alerting: std::collections::HashSet<(&str, &str)> = restored
+        .iter()
+        .map(|transition: &crate::evaluate::Transition| {
+            (&*transition.feed, transition.key.as_str())
+        })
+        .collect();
+    let taken_up = rollups.take_up(
+        |feed, key| alerting.contains(&(feed, key)),
+        |feed| facts.get(feed).cloned().unwrap_or_default(),
+        now_ms,
+    );
+    let members: Vec<bool> = restored
+        .iter()
+        .map(|transition| rollups.is_member(&transition.feed, &transition.key))
+        .collect();
+    let entries: Vec<(String, String)> = taken_up
+        .iter()
+        .map(|notice| {
+            let rollup = rollups.get(&notice.feed).cloned().unwrap_or_default();
+            let json = serde_json::to_string(&rollup).unwrap_or_default();
+            (notice.feed.to_string(), json)
+        })
+        .collect();
+    drop(rollups);
+    if let Err(error) = pipeline
+        .store
+        .documents_write(crate::state::Documents::RollUps, entries)
+        .await
+    {
+        tracing::warn!(%error, "roll-ups not persisted");
+    }
+    for notice in taken_up {
+        pipeline.dispatcher.dispatch(Notice::RollUp(notice)).await;
+    }
+    for (transition, member) in restored.into_iter().zip(members) {
+        let notice = Notice::Restored(transition);
+        let notice = if member {
+            Notice::Absorbed(Box::new(notice))
+        } else {
+            notice
+        };
+        pipeline.dispatcher.dispatch(notice).await;
     }
     let group_alerts = pipeline.groups.as_ref().map(|groups| {
         let table = groups

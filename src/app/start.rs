@@ -154,6 +154,8 @@ pub async fn start(
         leadership: leadership.clone(),
         feed_names: feed_names.clone(),
         reload_cursors: tokio::sync::Mutex::new(vec![Default::default(); feed_names.len()]),
+        rollups: Default::default(),
+        rollup_after: config.feeds.iter().map(|feed| feed.rollup_after).collect(),
         knowledge,
         groups,
         watch: watch_for(&config, store_was_empty, start_ms),
@@ -161,6 +163,7 @@ pub async fn start(
     });
     if leadership.is_leader() {
         metrics.leader.set(1);
+        pipeline.restore_rollups().await;
         announce_restored_alerts(&pipeline).await;
     }
 

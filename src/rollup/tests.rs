@@ -28,8 +28,18 @@ fn many(count: usize, from: Status, to: Status) -> Vec<Transition> {
         .collect()
 }
 
+fn facts(_feed: &str) -> FeedFacts {
+    FeedFacts {
+        rollup_after: 20,
+        keys: 10_000,
+        topic: "cdp.profile-updates".into(),
+        warn_after_ms: 30 * MINUTE_MS,
+        critical_after_ms: 120 * MINUTE_MS,
+    }
+}
+
 fn route(rollups: &mut RollUps, transitions: Vec<Transition>, now_ms: i64) -> Routed {
-    rollups.route(transitions, |_| 20, |_| 10_000, now_ms)
+    rollups.route(transitions, facts, now_ms)
 }
 
 #[test]
@@ -149,4 +159,20 @@ fn a_restored_rollup_absorbs_its_members_recovery() {
     );
     assert_eq!(routed.rollups.len(), 1);
     assert_eq!(routed.rollups[0].severity, None);
+}
+
+#[test]
+fn taken_up_after_a_restart_members_that_recovered_meanwhile_leave() {
+    let mut rollups = RollUps::default();
+    route(&mut rollups, many(30, Status::Ok, Status::Critical), 0);
+    let notices = rollups.take_up(|_, key| key < "tenant-00010", facts, 1_000);
+    assert_eq!(notices.len(), 1);
+    assert_eq!(
+        (notices[0].severity, notices[0].previous, notices[0].members),
+        (Some(Severity::Critical), Some(Severity::Critical), 10),
+        "a reminder of the same incident, with the members that still alert"
+    );
+    let notices = rollups.take_up(|_, _| false, facts, 2_000);
+    assert_eq!(notices[0].severity, None, "none left: it resolves");
+    assert!(rollups.feeds().is_empty());
 }
