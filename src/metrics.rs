@@ -138,6 +138,11 @@ impl GroupMetrics {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FeedLabels {
+    pub feed: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SinkLabels {
     pub sink: String,
 }
@@ -164,6 +169,9 @@ pub struct Metrics {
     pub outbox_pending: Family<SinkLabels, Gauge>,
     pub notification_latency: Family<SinkLabels, Histogram, fn() -> Histogram>,
     pub notifications_suppressed: Family<SinkLabels, Counter>,
+    /// Tail rounds that found no data record within the read-back bound below a moved high
+    /// watermark (only transaction markers or aborted records there).
+    pub tail_readback_exhausted: Family<FeedLabels, Counter>,
     pub heartbeats: Family<OutcomeLabels, Counter>,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub groups: GroupMetrics,
@@ -186,6 +194,7 @@ impl Default for Metrics {
             outbox_pending: Family::default(),
             notification_latency: Family::new_with_constructor(latency_histogram),
             notifications_suppressed: Family::default(),
+            tail_readback_exhausted: Family::default(),
             heartbeats: Family::default(),
             consumer_lag: Family::default(),
             groups: GroupMetrics::default(),
@@ -267,6 +276,11 @@ impl Metrics {
             "freshwatch_notifications_suppressed",
             "Notifications coalesced by the per-dedup-key rate limit",
             metrics.notifications_suppressed.clone(),
+        );
+        registry.register(
+            "freshwatch_tail_readback_exhausted",
+            "Tail fetches that found no data record within the read-back bound (transaction markers or aborted records only)",
+            metrics.tail_readback_exhausted.clone(),
         );
         registry.register(
             "freshwatch_heartbeats",
