@@ -138,6 +138,11 @@ impl GroupMetrics {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FeedLabels {
+    pub feed: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SinkLabels {
     pub sink: String,
 }
@@ -168,6 +173,9 @@ pub struct Metrics {
     pub sink_task_restarts: Family<SinkLabels, Counter>,
     /// Notices that found a sink's bounded queue full.
     pub sink_queue_overflows: Family<SinkLabels, Counter>,
+    /// Tail rounds that found no data record within the read-back bound below a moved high
+    /// watermark (only transaction markers or aborted records there).
+    pub tail_readback_exhausted: Family<FeedLabels, Counter>,
     pub heartbeats: Family<OutcomeLabels, Counter>,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub groups: GroupMetrics,
@@ -192,6 +200,7 @@ impl Default for Metrics {
             notifications_suppressed: Family::default(),
             sink_task_restarts: Family::default(),
             sink_queue_overflows: Family::default(),
+            tail_readback_exhausted: Family::default(),
             heartbeats: Family::default(),
             consumer_lag: Family::default(),
             groups: GroupMetrics::default(),
@@ -283,6 +292,11 @@ impl Metrics {
             "freshwatch_sink_queue_overflows",
             "Notices that found a sink's bounded queue full: notification sinks take them up from their outbox, Alertmanager sinks coalesce them per alert",
             metrics.sink_queue_overflows.clone(),
+        );
+        registry.register(
+            "freshwatch_tail_readback_exhausted",
+            "Tail fetches that found no data record within the read-back bound (transaction markers or aborted records only)",
+            metrics.tail_readback_exhausted.clone(),
         );
         registry.register(
             "freshwatch_heartbeats",
