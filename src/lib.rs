@@ -47,6 +47,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod model;
 pub mod rollup;
+pub mod silence;
 pub mod snapshot;
 pub mod source;
 pub mod state;

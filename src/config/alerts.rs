@@ -173,7 +173,7 @@ impl FeedPattern {
 
 /// `*` matches any run of bytes. Linear backtracking to the last star only: O(pattern × text)
 /// at worst, whatever the number of stars (a recursive matcher is exponential in them).
-fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+pub fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut resume: Option<(usize, usize)> = None;
     while t < text.len() {

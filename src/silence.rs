@@ -1,0 +1,300 @@
+//! Silences: "we know, hush for two hours" for a backfill, a migration or a tenant leaving.
+//!
+//! A silence matches feed series (by `feed` and `key` globs) or consumer-group alerts (by a
+//! `group` glob). While it is active:
+//! - the series keeps its status in the API and metrics, marked silenced;
+//! - notification sinks are not told that it started firing or got worse. When the silence ends
+//!   while it still fires, they are told then (the leader marks each silence's end as handled in
+//!   the state store, so a restart in between still tells them);
+//! - a resolve is held only when the alert began inside the silence (the sink never heard of it);
+//!   the resolve of an alert paged before the silence always goes out, or its incident would stay
+//!   open;
+//! - Alertmanager sinks still get every alert, annotated with the silence: use Alertmanager's own
+//!   silences for its routing;
+//! - the loss guard: a critical `DataLossImminent` or a `DataLost` goes through any silence
+//!   that does not say `allow_data_loss = true`.
+//!
+//! Silences live in the state store (shared by replicas, surviving restarts) and expire by
+//! themselves; an expired one is kept for a day, then removed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::glob_matches;
+
+/// How long an expired silence stays listed.
+pub const KEEP_EXPIRED_MS: i64 = 24 * 3_600_000;
+
+/// Longest silence accepted: a forgotten one must not hide a feed for ever.
+pub const MAX_DURATION_MS: i64 = 90 * 24 * 3_600_000;
+
+/// What a silence matches; an omitted glob matches anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matchers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// One silence, as stored and as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    pub matchers: Matchers,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub comment: String,
+    pub created_by: String,
+    #[serde(default)]
+    pub allow_data_loss: bool,
+    /// The leader told the sinks what still fired when it ended.
+    #[serde(default)]
+    pub end_handled: bool,
+}
+
+/// Why a silence was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SilenceError {
+    #[error("matchers: give at least one of feed, key or group")]
+    NoMatcher,
+    #[error("matchers: a silence matches feeds (feed, key) or consumer groups (group), not both")]
+    FeedsAndGroups,
+    #[error("ends_at must be after starts_at")]
+    EndsBeforeStart,
+    #[error("ends_at is in the past")]
+    AlreadyOver,
+    #[error("a silence may last at most 90 days")]
+    TooLong,
+    #[error("comment must not be empty: say why")]
+    NoComment,
+    #[error("give ends_at or duration, not both")]
+    EndAndDuration,
+    #[error("give ends_at or duration")]
+    NoEnd,
+    #[error("{0}: not an RFC 3339 time (e.g. 2026-11-25T18:00:00Z)")]
+    BadTime(&'static str),
+}
+
+fn parse_time(field: &'static str, text: &str) -> Result<i64, SilenceError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.timestamp_millis())
+        .map_err(|_| SilenceError::BadTime(field))
+}
+
+/// A request to create a silence (`POST /api/v1/silences`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    pub matchers: Matchers,
+    /// RFC 3339; default now.
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    /// RFC 3339; or `duration`.
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    /// `"2h"`, from `starts_at`.
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<std::time::Duration>,
+    pub comment: String,
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub allow_data_loss: bool,
+}
+
+impl NewSilence {
+    /// Validates the request into a silence with `id`.
+    pub fn into_silence(self, id: String, now_ms: i64) -> Result<Silence, SilenceError> {
+        let matchers = self.matchers;
+        if matchers.feed.is_none() && matchers.key.is_none() && matchers.group.is_none() {
+            return Err(SilenceError::NoMatcher);
+        }
+        if matchers.group.is_some() && (matchers.feed.is_some() || matchers.key.is_some()) {
+            return Err(SilenceError::FeedsAndGroups);
+        }
+        if self.comment.trim().is_empty() {
+            return Err(SilenceError::NoComment);
+        }
+        let starts_at_ms = match &self.starts_at {
+            Some(text) => parse_time("starts_at", text)?,
+            None => now_ms,
+        };
+        let ends_at_ms = match (&self.ends_at, self.duration) {
+            (Some(_), Some(_)) => return Err(SilenceError::EndAndDuration),
+            (None, None) => return Err(SilenceError::NoEnd),
+            (Some(text), None) => parse_time("ends_at", text)?,
+            (None, Some(duration)) => starts_at_ms
+                .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+        };
+        if ends_at_ms <= starts_at_ms {
+            return Err(SilenceError::EndsBeforeStart);
+        }
+        if ends_at_ms <= now_ms {
+            return Err(SilenceError::AlreadyOver);
+        }
+        if ends_at_ms - starts_at_ms > MAX_DURATION_MS {
+            return Err(SilenceError::TooLong);
+        }
+        Ok(Silence {
+            id,
+            matchers,
+            starts_at_ms,
+            ends_at_ms,
+            comment: self.comment,
+            created_by: self.created_by,
+            allow_data_loss: self.allow_data_loss,
+            end_handled: false,
+        })
+    }
+}
+
+impl Silence {
+    pub fn active(&self, now_ms: i64) -> bool {
+        self.starts_at_ms <= now_ms && now_ms < self.ends_at_ms
+    }
+
+    /// Matches a feed's series (`key` `""` is the feed as a whole, e.g. its roll-up).
+    pub fn matches_series(&self, feed: &str, key: &str) -> bool {
+        let glob = |pattern: &Option<String>, text: &str| {
+            pattern
+                .as_ref()
+                .is_none_or(|pattern| glob_matches(pattern.as_bytes(), text.as_bytes()))
+        };
+        self.matchers.group.is_none()
+            && glob(&self.matchers.feed, feed)
+            && glob(&self.matchers.key, key)
+    }
+
+    /// Matches a consumer group's alerts.
+    pub fn matches_group(&self, group: &str) -> bool {
+        self.matchers
+            .group
+            .as_ref()
+            .is_some_and(|pattern| glob_matches(pattern.as_bytes(), group.as_bytes()))
+    }
+
+    /// "until 2026-11-25T18:00:00Z by ana: backfill (id)", for annotations and logs.
+    pub fn describe(&self) -> String {
+        format!(
+            "until {} by {}: {} ({})",
+            crate::clock::rfc3339(self.ends_at_ms),
+            if self.created_by.is_empty() {
+                "someone"
+            } else {
+                &self.created_by
+            },
+            self.comment,
+            self.id
+        )
+    }
+}
+
+/// What a notice is about, for matching.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    Series { feed: &'a str, key: &'a str },
+    Group { group: &'a str, data_loss: bool },
+}
+
+/// Every silence, shared by the API, the dispatcher and the evaluation loop.
+#[derive(Debug, Default)]
+pub struct Silences {
+    all: Mutex<BTreeMap<String, Silence>>,
+}
+
+impl Silences {
+    pub fn new() -> Arc<Silences> {
+        Arc::new(Silences::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Silence>> {
+        self.all.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Replaces the set with what the state store holds.
+    pub fn replace(&self, silences: Vec<Silence>) {
+        *self.lock() = silences
+            .into_iter()
+            .map(|silence| (silence.id.clone(), silence))
+            .collect();
+    }
+
+    pub fn insert(&self, silence: Silence) {
+        self.lock().insert(silence.id.clone(), silence);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Silence> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Every silence, active first, then pending, then expired; each by end.
+    pub fn list(&self, now_ms: i64) -> Vec<Silence> {
+        let mut all: Vec<Silence> = self.lock().values().cloned().collect();
+        let rank = |silence: &Silence| {
+            if silence.active(now_ms) {
+                0
+            } else if silence.starts_at_ms > now_ms {
+                1
+            } else {
+                2
+            }
+        };
+        all.sort_by_key(|silence| (rank(silence), silence.ends_at_ms));
+        all
+    }
+
+    /// The active silence that holds notifications about `subject`, if any. The loss guard:
+    /// data loss goes through silences that do not allow it.
+    pub fn holding(&self, subject: Subject<'_>, now_ms: i64) -> Option<Silence> {
+        self.lock()
+            .values()
+            .filter(|silence| silence.active(now_ms))
+            .find(|silence| match subject {
+                Subject::Series { feed, key } => silence.matches_series(feed, key),
+                Subject::Group { group, data_loss } => {
+                    silence.matches_group(group) && (!data_loss || silence.allow_data_loss)
+                }
+            })
+            .cloned()
+    }
+
+    /// Silences that ended (or were expired) and whose end the leader has not handled yet.
+    pub fn ended_unhandled(&self, now_ms: i64) -> Vec<Silence> {
+        self.lock()
+            .values()
+            .filter(|silence| silence.ends_at_ms <= now_ms && !silence.end_handled)
+            .cloned()
+            .collect()
+    }
+
+    /// Expired silences older than [`KEEP_EXPIRED_MS`], to remove from the store.
+    pub fn forgotten(&self, now_ms: i64) -> Vec<String> {
+        self.lock()
+            .values()
+            .filter(|silence| silence.end_handled && silence.ends_at_ms + KEEP_EXPIRED_MS <= now_ms)
+            .map(|silence| silence.id.clone())
+            .collect()
+    }
+}
+
+/// A fresh silence id: 16 hex digits. `RandomState` is seeded from the OS's randomness, so ids
+/// from replicas and restarts do not collide.
+pub fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos()),
+    );
+    format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests;
