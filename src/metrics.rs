@@ -176,6 +176,10 @@ pub struct Metrics {
     /// Tail rounds that found no data record within the read-back bound below a moved high
     /// watermark (only transaction markers or aborted records there).
     pub tail_readback_exhausted: Family<FeedLabels, Counter>,
+    /// Notices a silence held from the notification sinks.
+    pub notifications_silenced: Counter,
+    /// Silences in force now.
+    pub silences_active: Gauge,
     pub heartbeats: Family<OutcomeLabels, Counter>,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub groups: GroupMetrics,
@@ -201,6 +205,8 @@ impl Default for Metrics {
             sink_task_restarts: Family::default(),
             sink_queue_overflows: Family::default(),
             tail_readback_exhausted: Family::default(),
+            notifications_silenced: Counter::default(),
+            silences_active: Gauge::default(),
             heartbeats: Family::default(),
             consumer_lag: Family::default(),
             groups: GroupMetrics::default(),
@@ -347,6 +353,16 @@ impl Metrics {
             "freshwatch_group_members",
             "Active members of a watched consumer group",
             metrics.groups.members.clone(),
+        );
+        registry.register(
+            "freshwatch_notifications_silenced",
+            "Notices held from the notification sinks by a silence",
+            metrics.notifications_silenced.clone(),
+        );
+        registry.register(
+            "freshwatch_silences_active",
+            "Silences in force now",
+            metrics.silences_active.clone(),
         );
         registry.register(
             "freshwatch_consumer_lag_records",

@@ -175,6 +175,14 @@ impl RollUps {
         notices
     }
 
+    /// The roll-up of `feed` as news (`previous` none), for sinks a silence kept it from.
+    pub fn announce(&self, feed: &Arc<str>, facts: &FeedFacts, now_ms: i64) -> Option<RollUpNotice> {
+        let rollup = self.open.get(feed)?;
+        let mut notice = rollup.notice(feed, facts, now_ms);
+        notice.previous = None;
+        Some(notice)
+    }
+
     /// The feeds with an open roll-up.
     pub fn feeds(&self) -> Vec<Arc<str>> {
         self.open.keys().cloned().collect()

@@ -283,6 +283,115 @@ impl Silences {
     }
 }
 
+/// Silences as the API and the loops change them: the state store first, then memory, under one
+/// gate so a reload never drops a silence created meanwhile.
+#[derive(Debug, Clone)]
+pub struct SilenceBook {
+    pub silences: Arc<Silences>,
+    store: crate::state::StateStore,
+    clock: crate::clock::SharedClock,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Why the API could not change a silence.
+#[derive(Debug, thiserror::Error)]
+pub enum BookError {
+    #[error(transparent)]
+    Invalid(#[from] SilenceError),
+    #[error("no silence with id {0:?}")]
+    Unknown(String),
+    #[error("state store: {0}")]
+    Store(#[from] crate::state::StateError),
+}
+
+impl SilenceBook {
+    pub fn new(
+        silences: Arc<Silences>,
+        store: crate::state::StateStore,
+        clock: crate::clock::SharedClock,
+    ) -> SilenceBook {
+        SilenceBook {
+            silences,
+            store,
+            clock,
+            gate: Arc::default(),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    async fn save(&self, silence: &Silence) -> Result<(), crate::state::StateError> {
+        let json = serde_json::to_string(silence).unwrap_or_default();
+        self.store
+            .documents_write(
+                crate::state::Documents::Silences,
+                vec![(silence.id.clone(), json)],
+            )
+            .await
+    }
+
+    pub async fn create(&self, request: NewSilence) -> Result<Silence, BookError> {
+        let silence = request.into_silence(new_id(), self.clock.now_ms())?;
+        let _gate = self.gate.lock().await;
+        self.save(&silence).await?;
+        self.silences.insert(silence.clone());
+        Ok(silence)
+    }
+
+    /// Ends a silence now; what it held and still fires is sent at the leader's next tick.
+    pub async fn expire(&self, id: &str) -> Result<Silence, BookError> {
+        let _gate = self.gate.lock().await;
+        let mut silence = self
+            .silences
+            .get(id)
+            .ok_or_else(|| BookError::Unknown(id.to_owned()))?;
+        let now_ms = self.clock.now_ms();
+        if silence.ends_at_ms > now_ms {
+            silence.ends_at_ms = now_ms;
+            silence.starts_at_ms = silence.starts_at_ms.min(now_ms);
+            self.save(&silence).await?;
+            self.silences.insert(silence.clone());
+        }
+        Ok(silence)
+    }
+
+    /// The leader told the sinks what the silence held and still fires.
+    pub async fn mark_end_handled(&self, mut silence: Silence) -> Result<(), BookError> {
+        let _gate = self.gate.lock().await;
+        silence.end_handled = true;
+        self.save(&silence).await?;
+        self.silences.insert(silence);
+        Ok(())
+    }
+
+    /// Takes up what the state store holds (other replicas' changes), and removes silences
+    /// expired for longer than [`KEEP_EXPIRED_MS`].
+    pub async fn reload(&self) -> Result<(), BookError> {
+        let _gate = self.gate.lock().await;
+        let stored = self
+            .store
+            .documents_load(crate::state::Documents::Silences)
+            .await?;
+        let mut silences = Vec::with_capacity(stored.len());
+        for (id, json) in stored {
+            match serde_json::from_str::<Silence>(&json) {
+                Ok(silence) => silences.push(silence),
+                Err(error) => tracing::warn!(%id, %error, "unreadable silence ignored"),
+            }
+        }
+        self.silences.replace(silences);
+        let forgotten = self.silences.forgotten(self.clock.now_ms());
+        if !forgotten.is_empty() {
+            self.store
+                .documents_remove(crate::state::Documents::Silences, forgotten)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// A fresh silence id: 16 hex digits. `RandomState` is seeded from the OS's randomness, so ids
 /// from replicas and restarts do not collide.
 pub fn new_id() -> String {

@@ -69,6 +69,8 @@ pub struct AlertmanagerSink {
     /// Changes not yet accepted by Alertmanager: when they arrived, and whether they already
     /// went to the fallbacks.
     unaccepted: Vec<(Instant, Notification, bool)>,
+    /// Alerts a silence matches carry it as the `silenced_by` annotation.
+    silences: Arc<crate::silence::Silences>,
 }
 
 impl AlertmanagerSink {
@@ -98,6 +100,7 @@ impl AlertmanagerSink {
             client,
             external_url: external_url.to_owned(),
             metrics: context.metrics.clone(),
+            silences: context.silences.clone(),
             clock: context.clock.clone(),
             firing: BTreeMap::new(),
             pending: BTreeMap::new(),
@@ -303,8 +306,29 @@ impl AlertmanagerSink {
         let mut alert = alert.clone();
         if self.firing.contains_key(key) {
             alert["endsAt"] = json!(rfc3339(now_ms + lifetime_ms));
+            if let Some(silence) = self.silence_of(&alert, now_ms) {
+                alert["annotations"]["silenced_by"] = json!(silence.describe());
+            }
         }
         alert
+    }
+
+    /// The active silence matching a firing alert's labels (a feed's series or a group).
+    fn silence_of(&self, alert: &Value, now_ms: i64) -> Option<crate::silence::Silence> {
+        use crate::silence::Subject;
+        let label = |name: &str| alert["labels"][name].as_str();
+        let subject = match (label("group"), label("feed")) {
+            (Some(group), _) => Subject::Group {
+                group,
+                data_loss: false,
+            },
+            (None, Some(feed)) if label("alertname") == Some(FEED_STALE) => Subject::Series {
+                feed,
+                key: label("key").unwrap_or(""),
+            },
+            _ => return None,
+        };
+        self.silences.holding(subject, now_ms)
     }
 
     async fn post(&self, batch: &[Value]) -> Delivery {

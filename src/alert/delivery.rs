@@ -118,6 +118,8 @@ pub struct SinkTask {
     metrics: Metrics,
     /// Latency is measured from a notification's `changed_at_ms` to now on this clock.
     clock: SharedClock,
+    /// A silenced alert is not reminded of (`repeat_interval`).
+    silences: Arc<crate::silence::Silences>,
     directory: Directory,
     queue: VecDeque<Queued>,
     /// Accepted sends per dedup key within the rate-limit window.
@@ -160,6 +162,7 @@ impl SinkTask {
             store: context.store.clone(),
             metrics: context.metrics.clone(),
             clock: context.clock.clone(),
+            silences: context.silences.clone(),
             directory: context.directory.clone(),
             queue: VecDeque::new(),
             sent: HashMap::new(),
@@ -369,10 +372,22 @@ impl SinkTask {
     /// Queues a repeat of every critical alert still firing past `repeat_interval`.
     async fn repeat_firing(&mut self) {
         let now = Instant::now();
+        let now_ms = self.clock.now_ms();
+        let silences = self.silences.clone();
+        let silenced = |notification: &Notification| {
+            let subject = crate::silence::Subject::Series {
+                feed: &notification.feed,
+                key: &notification.key,
+            };
+            notification.alertname == super::FEED_STALE
+                && silences.holding(subject, now_ms).is_some()
+        };
         let due: Vec<Notification> = self
             .firing
             .values_mut()
-            .filter(|(_, last)| now.duration_since(*last) >= self.config.repeat_interval)
+            .filter(|(notification, last)| {
+                now.duration_since(*last) >= self.config.repeat_interval && !silenced(notification)
+            })
             .map(|(notification, last)| {
                 *last = now;
                 let mut repeat = notification.clone();

@@ -189,6 +189,8 @@ pub struct SinkContext {
     pub directory: Directory,
     /// How many notices wait in a sink's channel before its overflow path takes over.
     pub queue_capacity: usize,
+    /// Active silences: notification sinks hold what they match, Alertmanager annotates it.
+    pub silences: Arc<crate::silence::Silences>,
 }
 
 impl SinkContext {
@@ -207,6 +209,7 @@ impl SinkContext {
             clock,
             directory: Directory::default(),
             queue_capacity: inbox::CAPACITY,
+            silences: Arc::default(),
         }
     }
 }
@@ -221,6 +224,9 @@ pub struct Dispatcher {
     store: StateStore,
     /// Bumped when the state store lost its data: every sink stores its queue again.
     store_resets: Arc<std::sync::atomic::AtomicU64>,
+    silences: Arc<crate::silence::Silences>,
+    clock: SharedClock,
+    metrics: Metrics,
 }
 
 impl Dispatcher {
@@ -266,6 +272,9 @@ impl Dispatcher {
             fallback_only,
             store: context.store,
             store_resets,
+            silences: context.silences,
+            clock: context.clock,
+            metrics: context.metrics,
         }
     }
 
@@ -284,6 +293,11 @@ impl Dispatcher {
                 // task already stopped for shutdown.
                 sink.send(notice);
             }
+        }
+        if let Some(silence) = self.held_by(&notice) {
+            self.metrics.notifications_silenced.inc();
+            tracing::info!(silence = %silence.id, notice = ?notice_subject(&notice), "notification held by a silence");
+            return;
         }
         for sink in &self.sinks {
             if self.fallback_only.contains(&sink.config.name) {
@@ -332,6 +346,67 @@ impl Dispatcher {
                 sink.enqueue(&self.store, notification).await;
             }
         }
+    }
+}
+
+impl Dispatcher {
+    /// The active silence that holds this notice from the notification sinks, if any: what
+    /// starts or worsens an alert, and what ends one that began inside the silence.
+    fn held_by(&self, notice: &Notice) -> Option<crate::silence::Silence> {
+        use crate::silence::Subject;
+        let now_ms = self.clock.now_ms();
+        let (subject, worse, began_ms) = match notice {
+            Notice::Changed(transition) => (
+                Subject::Series {
+                    feed: &transition.feed,
+                    key: &transition.key,
+                },
+                transition.to.severity() > transition.from.severity(),
+                transition.alert_since_ms,
+            ),
+            Notice::RollUp(rollup) if rollup.previous != rollup.severity => (
+                Subject::Series {
+                    feed: &rollup.feed,
+                    key: "",
+                },
+                rollup.severity > rollup.previous,
+                rollup.opened_at_ms,
+            ),
+            Notice::System(alert) => {
+                let group = alert
+                    .labels
+                    .iter()
+                    .find(|(name, _)| *name == "group")
+                    .map(|(_, value)| value.as_str())?;
+                let data_loss = alert.alertname == crate::groups::LOST
+                    || (alert.alertname == crate::groups::LOSS_IMMINENT
+                        && alert.severity == Severity::Critical);
+                (
+                    Subject::Group { group, data_loss },
+                    alert.firing,
+                    alert.since_ms,
+                )
+            }
+            // Reminders of what was paged before a restart, and what only Alertmanager gets.
+            Notice::Restored(_)
+            | Notice::RestoredSystem(_)
+            | Notice::RollUp(_)
+            | Notice::Absorbed(_) => return None,
+        };
+        let silence = self.silences.holding(subject, now_ms)?;
+        (worse || began_ms >= silence.starts_at_ms).then_some(silence)
+    }
+}
+
+/// What a notice is about, for logs.
+fn notice_subject(notice: &Notice) -> String {
+    match notice {
+        Notice::Changed(transition) | Notice::Restored(transition) => {
+            series_name(&transition.feed, &transition.key, transition.split)
+        }
+        Notice::System(alert) | Notice::RestoredSystem(alert) => alert.dedup_key(),
+        Notice::RollUp(rollup) => rollup.dedup_key(),
+        Notice::Absorbed(inner) => notice_subject(inner),
     }
 }
 

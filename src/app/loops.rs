@@ -79,6 +79,9 @@ pub(super) async fn replica_loop(
                 if let Err(error) = pipeline.share_knowledge().await {
                     tracing::debug!(%error, "knowledge not shared");
                 }
+                if let Err(error) = pipeline.silences.reload().await {
+                    tracing::debug!(%error, "silences not reloaded");
+                }
             }
         }
     }

@@ -31,6 +31,7 @@ use crate::tracker::Tracker;
 
 mod groups;
 mod loops;
+mod silences;
 mod start;
 mod store;
 mod watch;
@@ -107,6 +108,8 @@ struct Pipeline {
     watch: Watch,
     groups: Option<Groups>,
     feed_names: Vec<Arc<str>>,
+    /// Silences, shared with the API and the sinks.
+    silences: crate::silence::SilenceBook,
     /// Open roll-ups (one page for many keys of a feed), and each feed's `rollup_after`.
     rollups: tokio::sync::Mutex<crate::rollup::RollUps>,
     rollup_after: Vec<usize>,
@@ -162,6 +165,7 @@ impl Pipeline {
             held = evaluator.held() > 0;
             (transitions, full_feeds)
         };
+        self.silence_ends(now_ms).await;
         self.source_down_alert(source_down, now_ms).await;
         self.sight_alerts(&assessment, now_ms).await;
         self.state_lost_alert(now_ms).await;

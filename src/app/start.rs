@@ -127,16 +127,26 @@ pub async fn start(
         Some(_) => Leadership::new(crate::ha::instance_name(), false),
         None => Leadership::always(),
     };
+    let silences = crate::silence::SilenceBook::new(
+        crate::silence::Silences::new(),
+        store.clone(),
+        clock.clone(),
+    );
+    if let Err(error) = silences.reload().await {
+        tracing::warn!(%error, "silences not read at start; taken up at the next reload");
+    }
     let mut sink_tasks = JoinSet::new();
+    let mut sink_context = SinkContext::new(
+        &config.http.external_url,
+        store.clone(),
+        leadership.clone(),
+        &metrics,
+        clock.clone(),
+    );
+    sink_context.silences = silences.silences.clone();
     let dispatcher = Dispatcher::start(
         &config.alerts,
-        SinkContext::new(
-            &config.http.external_url,
-            store.clone(),
-            leadership.clone(),
-            &metrics,
-            clock.clone(),
-        ),
+        sink_context,
         phases.sinks.clone(),
         &mut sink_tasks,
     );
@@ -154,6 +164,7 @@ pub async fn start(
         leadership: leadership.clone(),
         feed_names: feed_names.clone(),
         reload_cursors: tokio::sync::Mutex::new(vec![Default::default(); feed_names.len()]),
+        silences: silences.clone(),
         rollups: Default::default(),
         rollup_after: config.feeds.iter().map(|feed| feed.rollup_after).collect(),
         knowledge,

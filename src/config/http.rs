@@ -3,13 +3,33 @@
 use std::net::SocketAddr;
 
 use super::raw;
-use super::ConfigError;
+use super::{ConfigError, Secret};
+
+/// Shortest token accepted: a guessable one would guard nothing.
+const MIN_TOKEN_LENGTH: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Base URL for links in alerts, without a trailing slash.
     pub external_url: String,
+    /// Bearer token of the mutating endpoints; `None`: they answer 403.
+    pub admin_token: Option<Secret>,
+    /// Bearer token of the read endpoints; `None`: they are open.
+    pub read_token: Option<Secret>,
+}
+
+fn token(key: &str, value: Option<String>) -> Result<Option<Secret>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(value) if value.len() < MIN_TOKEN_LENGTH || value.chars().any(char::is_whitespace) => {
+            Err(ConfigError::invalid(
+                key,
+                format!("must be at least {MIN_TOKEN_LENGTH} characters, without spaces (e.g. `openssl rand -hex 32`)"),
+            ))
+        }
+        Some(value) => Ok(Some(Secret::new(value))),
+    }
 }
 
 pub(super) fn validate_http(raw: raw::RawHttp) -> Result<HttpConfig, ConfigError> {
@@ -31,5 +51,7 @@ pub(super) fn validate_http(raw: raw::RawHttp) -> Result<HttpConfig, ConfigError
     Ok(HttpConfig {
         listen,
         external_url,
+        admin_token: token("http.admin_token", raw.admin_token)?,
+        read_token: token("http.read_token", raw.read_token)?,
     })
 }

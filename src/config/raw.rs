@@ -157,6 +157,10 @@ pub struct RawHttp {
     /// Base URL other systems reach this instance at, used in alert links. Default:
     /// `http://` + `listen`.
     pub external_url: Option<String>,
+    /// Bearer token for the mutating endpoints (silences, reload); without it they answer 403.
+    pub admin_token: Option<String>,
+    /// Bearer token for the read endpoints (all but `/healthz` and `/readyz`); open without it.
+    pub read_token: Option<String>,
 }
 
 impl Default for RawHttp {
@@ -164,6 +168,8 @@ impl Default for RawHttp {
         RawHttp {
             listen: default_listen(),
             external_url: None,
+            admin_token: None,
+            read_token: None,
         }
     }
 }

@@ -16,11 +16,13 @@ const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("outbox"
 const OUTBOX_SEQUENCE: TableDefinition<&str, u64> = TableDefinition::new("outbox_sequence");
 const GROUPS: TableDefinition<&str, &str> = TableDefinition::new("groups");
 const ROLLUPS: TableDefinition<&str, &str> = TableDefinition::new("rollups");
+const SILENCES: TableDefinition<&str, &str> = TableDefinition::new("silences");
 
 fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
     match table {
         Documents::Groups => GROUPS,
         Documents::RollUps => ROLLUPS,
+        Documents::Silences => SILENCES,
     }
 }
 
@@ -53,7 +55,7 @@ impl EmbeddedStore {
             transaction
                 .open_table(OUTBOX_SEQUENCE)
                 .map_err(|error| error.to_string())?;
-            for table in [GROUPS, ROLLUPS] {
+            for table in [GROUPS, ROLLUPS, SILENCES] {
                 transaction
                     .open_table(table)
                     .map_err(|error| error.to_string())?;
@@ -251,6 +253,30 @@ impl EmbeddedStore {
                 for (key, value) in &entries {
                     table
                         .insert(key.as_str(), value.as_str())
+                        .map_err(|error| store.error(error))?;
+                }
+            }
+            transaction.commit().map_err(|error| store.error(error))?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn documents_remove(
+        &self,
+        documents_table: Documents,
+        names: Vec<String>,
+    ) -> Result<(), StateError> {
+        let store = self.clone();
+        self.blocking(move |database| {
+            let transaction = database.begin_write().map_err(|error| store.error(error))?;
+            {
+                let mut table = transaction
+                    .open_table(documents(documents_table))
+                    .map_err(|error| store.error(error))?;
+                for name in &names {
+                    table
+                        .remove(name.as_str())
                         .map_err(|error| store.error(error))?;
                 }
             }

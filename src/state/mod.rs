@@ -66,6 +66,8 @@ pub enum Documents {
     Groups,
     /// Per feed: its open roll-up, see [`crate::rollup`].
     RollUps,
+    /// Per id: a silence, see [`crate::silence`].
+    Silences,
 }
 
 impl Documents {
@@ -73,6 +75,7 @@ impl Documents {
         match self {
             Documents::Groups => "groups",
             Documents::RollUps => "rollups",
+            Documents::Silences => "silences",
         }
     }
 }
@@ -232,6 +235,21 @@ impl StateStore {
         match self {
             StateStore::Redis(store) => store.documents_write(table, &entries).await,
             StateStore::Embedded(store) => store.documents_write(table, entries).await,
+        }
+    }
+
+    /// Removes the named entries of `table`.
+    pub async fn documents_remove(
+        &self,
+        table: Documents,
+        names: Vec<String>,
+    ) -> Result<(), StateError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        match self {
+            StateStore::Redis(store) => store.documents_remove(table, &names).await,
+            StateStore::Embedded(store) => store.documents_remove(table, names).await,
         }
     }
 

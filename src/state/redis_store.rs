@@ -6,7 +6,8 @@
 //! - `{prefix}:{<feed>}:changes`: stream, one entry per write of the feed naming the split values
 //!   it wrote, trimmed to the last [`CHANGE_LOG_WINDOW_MS`]: replicas reload only what changed;
 //! - `{prefix}:outbox:{<sink>}`: stream of undelivered notifications, oldest first;
-//! - `{prefix}:groups`, `{prefix}:rollups`: hashes of JSON documents ([`Documents`]).
+//! - `{prefix}:groups`, `{prefix}:rollups`, `{prefix}:silences`: hashes of JSON documents
+//!   ([`Documents`]).
 //!
 //! The unsplit feed's split value is the empty string.
 
@@ -549,6 +550,20 @@ impl RedisStore {
             command.arg(field).arg(value);
         }
         let _: i64 = command.query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    pub async fn documents_remove(
+        &self,
+        table: Documents,
+        names: &[String],
+    ) -> Result<(), StateError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("HDEL")
+            .arg(self.documents_key(table))
+            .arg(names)
+            .query_async(&mut connection)
+            .await?;
         Ok(())
     }
 
