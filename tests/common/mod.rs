@@ -26,8 +26,13 @@ pub fn require_binary(name: &str) -> PathBuf {
             return candidate;
         }
     }
-    // Every binary the tests use ships in a Debian package of the same name.
-    panic!("{name} not found: run `scripts/setup` (or `apt-get install {name}`)");
+    // Most binaries the tests use ship in a Debian package of the same name.
+    let package = match name {
+        "promtool" => "prometheus",
+        "redis-cli" => "redis-tools",
+        other => other,
+    };
+    panic!("{name} not found: run `scripts/setup` (or `apt-get install {package}`)");
 }
 
 pub fn free_port() -> u16 {
