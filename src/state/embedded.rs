@@ -16,11 +16,13 @@ const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("outbox"
 const OUTBOX_SEQUENCE: TableDefinition<&str, u64> = TableDefinition::new("outbox_sequence");
 const GROUPS: TableDefinition<&str, &str> = TableDefinition::new("groups");
 const ROLLUPS: TableDefinition<&str, &str> = TableDefinition::new("rollups");
+const HISTORY: TableDefinition<&str, &str> = TableDefinition::new("history");
 
 fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
     match table {
         Documents::Groups => GROUPS,
         Documents::RollUps => ROLLUPS,
+        Documents::History => HISTORY,
     }
 }
 
@@ -53,7 +55,7 @@ impl EmbeddedStore {
             transaction
                 .open_table(OUTBOX_SEQUENCE)
                 .map_err(|error| error.to_string())?;
-            for table in [GROUPS, ROLLUPS] {
+            for table in [GROUPS, ROLLUPS, HISTORY] {
                 transaction
                     .open_table(table)
                     .map_err(|error| error.to_string())?;

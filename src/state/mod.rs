@@ -66,6 +66,8 @@ pub enum Documents {
     Groups,
     /// Per feed: its open roll-up, see [`crate::rollup`].
     RollUps,
+    /// Per feed: its last status transitions, see [`crate::history`].
+    History,
 }
 
 impl Documents {
@@ -73,6 +75,7 @@ impl Documents {
         match self {
             Documents::Groups => "groups",
             Documents::RollUps => "rollups",
+            Documents::History => "history",
         }
     }
 }
