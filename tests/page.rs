@@ -110,6 +110,26 @@ fn count(html: &Html, status: &str) -> String {
     cell(item, ".count")
 }
 
+/// (at, key, from, to) of each row of a feed page's last transitions, newest first.
+fn transitions(html: &Html) -> Vec<[String; 4]> {
+    select(html, "#history tbody tr")
+        .iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .select(&Selector::parse("td").unwrap())
+                .map(|cell| text(&cell))
+                .collect();
+            let at = row
+                .select(&Selector::parse("time").unwrap())
+                .next()
+                .and_then(|time| time.value().attr("datetime"))
+                .unwrap_or_default()
+                .to_owned();
+            [at, cells[1].clone(), cells[2].clone(), cells[3].clone()]
+        })
+        .collect()
+}
+
 /// The watched application: reads `upstream` to its end and commits.
 fn commit_everything(brokers: &str, records: i64) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -313,15 +333,15 @@ critical_after = "2h"
             "{}",
             text(&select(&feed, "#total")[0])
         );
-        let transitions: Vec<String> = select(&feed, "#history tbody tr")
-            .iter()
-            .map(|row| text(row))
-            .collect();
+        let history = transitions(&feed);
         assert!(
-            transitions
+            history
                 .iter()
-                .any(|row| row.contains("eu") && row.contains("critical")),
-            "the feed page lists its last transitions: {transitions:?}"
+                .any(|[_, key, _, to]| key == "eu" && to == "critical")
+                && history
+                    .iter()
+                    .any(|[_, key, _, to]| key == "us" && to == "critical"),
+            "the feed page lists its last transitions: {history:?}"
         );
         let missing = reqwest::get(format!("{base}/feeds/no-such-feed"))
             .await
@@ -369,6 +389,27 @@ critical_after = "2h"
         // Kept for a person to look at when the test is run with --nocapture.
         let _kept = screenshots.keep();
 
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), running.wait())
+            .await
+            .expect("freshwatch stops")
+            .expect("no source thread died");
+
+        // The transitions survive a restart: read back from the state store, not seen again.
+        let config =
+            freshwatch::config::parse(&config_text, Path::new("page.toml"), &|_| None).unwrap();
+        let shutdown = CancellationToken::new();
+        let running = freshwatch::app::start(config, Arc::new(SystemClock), shutdown.clone())
+            .await
+            .expect("freshwatch restarts");
+        let page = reqwest::get(format!("http://{}/feeds/payments", running.http_address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let restarted = Html::parse_document(&page);
+        assert_eq!(transitions(&restarted), history, "history after a restart");
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(30), running.wait())
             .await
