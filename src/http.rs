@@ -1,4 +1,5 @@
-//! The HTTP side: `/metrics`, `/api/v1/feeds`, `/healthz`, `/readyz`.
+//! The HTTP side: `/metrics`, `/api/v1/feeds`, `/healthz`, `/readyz`, and the status page
+//! ([`page`]: `/`, `/feeds/{feed}`, `/groups/{group}`).
 //!
 //! Series are read from the read snapshot ([`crate::snapshot`]), never by walking the tracker
 //! under its lock; nothing here changes state.
@@ -21,6 +22,8 @@ use crate::clock::{rfc3339, SharedClock};
 use crate::evaluate::FeedRules;
 use crate::snapshot::Snapshots;
 use crate::source::SourceStatus;
+
+mod page;
 
 /// What `/readyz` checks: the consumer joined its group (consume-mode feeds), the tail source
 /// finished a round (tail-mode feeds), and the state store answers.
@@ -75,6 +78,10 @@ pub struct HttpState {
     pub records_consumed: prometheus_client::metrics::counter::Counter,
     /// The last judgement of the watched consumer groups, worst first.
     pub groups: Arc<Mutex<Vec<crate::groups::TopicView>>>,
+    /// Whether this replica leads, for the status page's header.
+    pub leadership: Arc<crate::ha::Leadership>,
+    /// Each feed's last transitions, for the status page.
+    pub history: Arc<crate::history::History>,
 }
 
 /// One row of `/api/v1/feeds`.
@@ -112,6 +119,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/feeds/{feed}", get(feed))
         .route("/api/v1/source", get(source))
         .route("/api/v1/groups", get(groups))
+        .route("/feeds/{feed}", get(page::feed))
+        .route("/groups/{group}", get(page::group))
         .with_state(state)
 }
 
@@ -135,12 +144,21 @@ pub async fn serve(
     }
 }
 
-async fn index() -> Json<serde_json::Value> {
+/// The status page, or for `Accept: application/json` the index of endpoints.
+async fn index(
+    State(state): State<HttpState>,
+    headers: axum::http::HeaderMap,
+    Query(filters): Query<page::Filters>,
+) -> Response {
+    if !page::wants_json(&headers) {
+        return page::front_page(state, filters).await;
+    }
     Json(serde_json::json!({
         "name": "freshwatch",
         "version": env!("CARGO_PKG_VERSION"),
-        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/api/v1/groups", "/api/v1/source", "/healthz", "/readyz"],
+        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/api/v1/groups", "/api/v1/source", "/healthz", "/readyz", "/feeds/{feed}", "/groups/{group}"],
     }))
+    .into_response()
 }
 
 /// Every watched (group, topic), worst first: lag, the data-loss countdown, losses.

@@ -25,7 +25,8 @@
 //! - [`alert`]: one task per sink fed by a durable outbox in the state store; retries,
 //!   fallbacks, rate limits; never drops silently.
 //! - [`state`]: persistence (Redis or redb) so restarts keep every staleness clock running.
-//! - [`http`] and [`metrics`]: the API, health, and Prometheus exposition.
+//! - [`http`] and [`metrics`]: the API, health, the status page, and Prometheus exposition.
+//! - [`history`]: each feed's last transitions, kept for the status page.
 //! - [`ha`]: leadership among replicas (a fenced Redis lease).
 //! - [`heartbeat`]: pings an external dead-man's switch while freshwatch is healthy.
 //! - [`app`]: wires it all and shuts down in order; [`demo`] and [`status`] back the CLI.
@@ -42,6 +43,7 @@ pub mod extract;
 pub mod groups;
 pub mod ha;
 pub mod heartbeat;
+pub mod history;
 pub mod http;
 pub mod knowledge;
 pub mod metrics;

@@ -176,7 +176,12 @@ impl RollUps {
     }
 
     /// The roll-up of `feed` as news (`previous` none), for sinks a silence kept it from.
-    pub fn announce(&self, feed: &Arc<str>, facts: &FeedFacts, now_ms: i64) -> Option<RollUpNotice> {
+    pub fn announce(
+        &self,
+        feed: &Arc<str>,
+        facts: &FeedFacts,
+        now_ms: i64,
+    ) -> Option<RollUpNotice> {
         let rollup = self.open.get(feed)?;
         let mut notice = rollup.notice(feed, facts, now_ms);
         notice.previous = None;

@@ -129,8 +129,9 @@ impl NewSilence {
             (Some(_), Some(_)) => return Err(SilenceError::EndAndDuration),
             (None, None) => return Err(SilenceError::NoEnd),
             (Some(text), None) => parse_time("ends_at", text)?,
-            (None, Some(duration)) => starts_at_ms
-                .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+            (None, Some(duration)) => {
+                starts_at_ms.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
+            }
         };
         if ends_at_ms <= starts_at_ms {
             return Err(SilenceError::EndsBeforeStart);

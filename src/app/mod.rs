@@ -117,6 +117,8 @@ struct Pipeline {
     reload_cursors: tokio::sync::Mutex<Vec<crate::state::ChangeCursor>>,
     /// When the evaluation loop last ran, unix ms (the heartbeat's health signal).
     pub last_tick_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// Each feed's last transitions, shared with the status page.
+    history: Arc<crate::history::History>,
 }
 
 impl Pipeline {
@@ -218,6 +220,9 @@ impl Pipeline {
     /// Sends one evaluation's notifiable transitions, through the feeds' roll-ups: a roll-up's
     /// members are written to the state store before anything about them is sent.
     async fn notify(&self, transitions: Vec<crate::evaluate::Transition>, now_ms: i64) {
+        self.history
+            .record_and_store(&self.store, &transitions)
+            .await;
         let mut rollups = self.rollups.lock().await;
         let facts = self.feed_facts();
         let routed = rollups.route(
@@ -375,6 +380,7 @@ impl Pipeline {
         }
         self.adopt_groups().await;
         self.restore_rollups().await;
+        self.history.load(&self.store, &self.feed_names).await;
         {
             let mut evaluator = self
                 .evaluator

@@ -151,6 +151,8 @@ pub async fn start(
         &mut sink_tasks,
     );
 
+    let history = Arc::new(crate::history::History::default());
+    history.load(&store, &feed_names).await;
     let pipeline = Arc::new(Pipeline {
         tracker: tracker.clone(),
         evaluator: Mutex::new(evaluator),
@@ -171,6 +173,7 @@ pub async fn start(
         groups,
         watch: watch_for(&config, store_was_empty, start_ms),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        history: history.clone(),
     });
     if leadership.is_leader() {
         metrics.leader.set(1);
@@ -212,6 +215,8 @@ pub async fn start(
             .as_ref()
             .map(|groups| groups.views.clone())
             .unwrap_or_default(),
+        leadership,
+        history,
     };
     let http_task = tokio::spawn(crate::http::serve(
         listener,

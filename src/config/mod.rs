@@ -33,8 +33,8 @@ mod state;
 use std::path::{Path, PathBuf};
 
 pub use alerts::{
-    glob_matches, AlertmanagerConfig, AlertsConfig, EmailConfig, FeedPattern, SinkConfig,
-    SinkKind, SmtpSecurity,
+    glob_matches, AlertmanagerConfig, AlertsConfig, EmailConfig, FeedPattern, SinkConfig, SinkKind,
+    SmtpSecurity,
 };
 pub use describe::describe;
 pub use evaluation::EvaluationConfig;

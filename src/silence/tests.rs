@@ -18,7 +18,10 @@ fn a_request_becomes_a_silence_from_now_for_its_duration() {
     let made = silence(
         r#"{"matchers": {"feed": "profiles", "key": "acme"}, "duration": "2h", "comment": "offboarding", "created_by": "ana"}"#,
     );
-    assert_eq!((made.starts_at_ms, made.ends_at_ms), (NOW_MS, NOW_MS + 2 * HOUR_MS));
+    assert_eq!(
+        (made.starts_at_ms, made.ends_at_ms),
+        (NOW_MS, NOW_MS + 2 * HOUR_MS)
+    );
     assert!(made.active(NOW_MS) && !made.active(NOW_MS + 2 * HOUR_MS));
     assert!(made.matches_series("profiles", "acme"));
     assert!(!made.matches_series("profiles", "globex"));
@@ -46,17 +49,22 @@ fn bad_requests_say_what_is_wrong() {
         SilenceError::NoEnd
     );
     assert_eq!(
-        refused(r#"{"matchers": {"feed": "a"}, "starts_at": "2019-12-31T00:00:00Z", "ends_at": "2020-01-01T00:00:00Z", "comment": "c"}"#),
+        refused(
+            r#"{"matchers": {"feed": "a"}, "starts_at": "2019-12-31T00:00:00Z", "ends_at": "2020-01-01T00:00:00Z", "comment": "c"}"#
+        ),
         SilenceError::AlreadyOver
     );
     assert_eq!(
         refused(r#"{"matchers": {"feed": "a"}, "duration": "100d", "comment": "c"}"#),
         SilenceError::TooLong
     );
-    assert!(serde_json::from_str::<NewSilence>(
-        r#"{"matchers": {"tenant": "a"}, "duration": "1h", "comment": "c"}"#
-    )
-    .is_err(), "unknown matcher");
+    assert!(
+        serde_json::from_str::<NewSilence>(
+            r#"{"matchers": {"tenant": "a"}, "duration": "1h", "comment": "c"}"#
+        )
+        .is_err(),
+        "unknown matcher"
+    );
 }
 
 #[test]
@@ -65,23 +73,44 @@ fn globs_match_feeds_and_groups_and_the_loss_guard_breaks_through() {
     silences.insert(silence(
         r#"{"matchers": {"feed": "billing-*"}, "duration": "1h", "comment": "migration"}"#,
     ));
-    let mut group = silence(r#"{"matchers": {"group": "cdp-*"}, "duration": "1h", "comment": "deploy"}"#);
+    let mut group =
+        silence(r#"{"matchers": {"group": "cdp-*"}, "duration": "1h", "comment": "deploy"}"#);
     group.id = "s2".into();
     silences.insert(group.clone());
 
     let series = |feed, key| Subject::Series { feed, key };
-    assert!(silences.holding(series("billing-eu", "x"), NOW_MS).is_some());
-    assert!(silences.holding(series("billing-eu", ""), NOW_MS).is_some(), "its roll-up");
+    assert!(silences
+        .holding(series("billing-eu", "x"), NOW_MS)
+        .is_some());
+    assert!(
+        silences.holding(series("billing-eu", ""), NOW_MS).is_some(),
+        "its roll-up"
+    );
     assert!(silences.holding(series("profiles", "x"), NOW_MS).is_none());
-    let lagging = Subject::Group { group: "cdp-sync", data_loss: false };
-    let losing = Subject::Group { group: "cdp-sync", data_loss: true };
-    assert_eq!(silences.holding(lagging, NOW_MS).map(|s| s.id), Some("s2".into()));
-    assert!(silences.holding(losing, NOW_MS).is_none(), "data loss breaks through");
+    let lagging = Subject::Group {
+        group: "cdp-sync",
+        data_loss: false,
+    };
+    let losing = Subject::Group {
+        group: "cdp-sync",
+        data_loss: true,
+    };
+    assert_eq!(
+        silences.holding(lagging, NOW_MS).map(|s| s.id),
+        Some("s2".into())
+    );
+    assert!(
+        silences.holding(losing, NOW_MS).is_none(),
+        "data loss breaks through"
+    );
 
     group.allow_data_loss = true;
     silences.insert(group);
     assert!(silences.holding(losing, NOW_MS).is_some(), "unless allowed");
-    assert!(silences.holding(lagging, NOW_MS + HOUR_MS).is_none(), "expired by itself");
+    assert!(
+        silences.holding(lagging, NOW_MS + HOUR_MS).is_none(),
+        "expired by itself"
+    );
 }
 
 #[test]
@@ -95,6 +124,9 @@ fn ended_silences_are_handed_over_once_and_forgotten_after_a_day() {
     silences.insert(ended);
     assert!(silences.ended_unhandled(NOW_MS + HOUR_MS).is_empty());
     assert!(silences.forgotten(NOW_MS + 2 * HOUR_MS).is_empty());
-    assert_eq!(silences.forgotten(NOW_MS + HOUR_MS + KEEP_EXPIRED_MS), vec!["s1".to_owned()]);
+    assert_eq!(
+        silences.forgotten(NOW_MS + HOUR_MS + KEEP_EXPIRED_MS),
+        vec!["s1".to_owned()]
+    );
     assert_ne!(new_id(), new_id());
 }

@@ -17,12 +17,14 @@ const OUTBOX_SEQUENCE: TableDefinition<&str, u64> = TableDefinition::new("outbox
 const GROUPS: TableDefinition<&str, &str> = TableDefinition::new("groups");
 const ROLLUPS: TableDefinition<&str, &str> = TableDefinition::new("rollups");
 const SILENCES: TableDefinition<&str, &str> = TableDefinition::new("silences");
+const HISTORY: TableDefinition<&str, &str> = TableDefinition::new("history");
 
 fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
     match table {
         Documents::Groups => GROUPS,
         Documents::RollUps => ROLLUPS,
         Documents::Silences => SILENCES,
+        Documents::History => HISTORY,
     }
 }
 
@@ -55,7 +57,7 @@ impl EmbeddedStore {
             transaction
                 .open_table(OUTBOX_SEQUENCE)
                 .map_err(|error| error.to_string())?;
-            for table in [GROUPS, ROLLUPS, SILENCES] {
+            for table in [GROUPS, ROLLUPS, SILENCES, HISTORY] {
                 transaction
                     .open_table(table)
                     .map_err(|error| error.to_string())?;

@@ -68,6 +68,8 @@ pub enum Documents {
     RollUps,
     /// Per id: a silence, see [`crate::silence`].
     Silences,
+    /// Per feed: its last status transitions, see [`crate::history`].
+    History,
 }
 
 impl Documents {
@@ -76,6 +78,7 @@ impl Documents {
             Documents::Groups => "groups",
             Documents::RollUps => "rollups",
             Documents::Silences => "silences",
+            Documents::History => "history",
         }
     }
 }

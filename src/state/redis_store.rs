@@ -6,8 +6,8 @@
 //! - `{prefix}:{<feed>}:changes`: stream, one entry per write of the feed naming the split values
 //!   it wrote, trimmed to the last [`CHANGE_LOG_WINDOW_MS`]: replicas reload only what changed;
 //! - `{prefix}:outbox:{<sink>}`: stream of undelivered notifications, oldest first;
-//! - `{prefix}:groups`, `{prefix}:rollups`, `{prefix}:silences`: hashes of JSON documents
-//!   ([`Documents`]).
+//! - `{prefix}:groups`, `{prefix}:rollups`, `{prefix}:silences`, `{prefix}:history`: hashes of
+//!   JSON documents ([`Documents`]).
 //!
 //! The unsplit feed's split value is the empty string.
 
