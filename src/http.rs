@@ -23,7 +23,12 @@ use crate::evaluate::FeedRules;
 use crate::snapshot::Snapshots;
 use crate::source::SourceStatus;
 
+mod access;
 mod page;
+mod silences;
+
+pub use access::Access;
+pub use silences::SilenceView;
 
 /// What `/readyz` checks: the consumer joined its group (consume-mode feeds), the tail source
 /// finished a round (tail-mode feeds), and the state store answers.
@@ -82,6 +87,10 @@ pub struct HttpState {
     pub leadership: Arc<crate::ha::Leadership>,
     /// Each feed's last transitions, for the status page.
     pub history: Arc<crate::history::History>,
+    /// Silences: listed, created and expired through the API, marked on rows.
+    pub silences: crate::silence::SilenceBook,
+    /// The bearer tokens of the mutating and the read endpoints.
+    pub access: Arc<Access>,
 }
 
 /// One row of `/api/v1/feeds`.
@@ -97,6 +106,9 @@ pub struct FeedRow {
     pub records: u64,
     pub topic: String,
     pub status_since: Option<String>,
+    /// The id of the active silence holding this series' notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +133,19 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/groups", get(groups))
         .route("/feeds/{feed}", get(page::feed))
         .route("/groups/{group}", get(page::group))
+        .route(
+            "/api/v1/silences",
+            get(silences::list).post(silences::create),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(silences::expire),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(access::BODY_LIMIT))
         .with_state(state)
 }
 
@@ -253,6 +278,17 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
                     topic: rules.topic.clone(),
                     status_since: (series.status_since_ms > 0)
                         .then(|| rfc3339(series.status_since_ms)),
+                    silenced_by: state
+                        .silences
+                        .silences
+                        .holding(
+                            crate::silence::Subject::Series {
+                                feed: &feed_view.name,
+                                key: &series.key,
+                            },
+                            now_ms,
+                        )
+                        .map(|silence| silence.id),
                 },
             ));
         }

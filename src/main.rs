@@ -61,6 +61,44 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9187", env = "FRESHWATCH_URL")]
         url: String,
     },
+    /// Hold notifications for a known job (backfill, migration, a tenant leaving).
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+        #[arg(long, default_value = "http://127.0.0.1:9187", env = "FRESHWATCH_URL", global = true)]
+        url: String,
+        /// The admin token (`http.admin_token`), to add or expire.
+        #[arg(long, env = "FRESHWATCH_ADMIN_TOKEN", hide_env_values = true, global = true)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SilenceAction {
+    /// Silence a feed's keys (`--feed`, `--key`, globs) or consumer groups (`--group`).
+    Add {
+        #[arg(long)]
+        feed: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        /// How long, from now (e.g. 2h).
+        #[arg(long = "for")]
+        duration: String,
+        /// Why: shown with every held alert.
+        #[arg(long)]
+        comment: String,
+        #[arg(long, env = "USER")]
+        created_by: Option<String>,
+        /// Also hold DataLossImminent (critical) and DataLost, which break through otherwise.
+        #[arg(long)]
+        allow_data_loss: bool,
+    },
+    /// List active, pending and recently expired silences.
+    List,
+    /// End a silence now.
+    Expire { id: String },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -105,6 +143,7 @@ fn main() -> ExitCode {
                 Err(error) => fail(error.into()),
             }
         }
+        Command::Silence { action, url, token } => silence(action, &url, token.as_deref()),
         Command::Run { config } => {
             init_tracing(cli.log_format);
             let config = match freshwatch::config::load(&config) {
@@ -172,6 +211,52 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error),
+    }
+}
+
+fn silence(action: SilenceAction, url: &str, token: Option<&str>) -> ExitCode {
+    use freshwatch::silence::client;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(anyhow::Error::new(error)),
+    };
+    let result = runtime.block_on(async {
+        match action {
+            SilenceAction::Add {
+                feed,
+                key,
+                group,
+                duration,
+                comment,
+                created_by,
+                allow_data_loss,
+            } => {
+                let request = serde_json::json!({
+                    "matchers": {"feed": feed, "key": key, "group": group},
+                    "duration": duration,
+                    "comment": comment,
+                    "created_by": created_by.unwrap_or_default(),
+                    "allow_data_loss": allow_data_loss,
+                });
+                let made = client::add(url, token, &request).await?;
+                Ok(format!("{}\n", made.id))
+            }
+            SilenceAction::List => Ok(client::render_list(&client::list(url, token).await?)),
+            SilenceAction::Expire { id } => {
+                let ended = client::expire(url, token, &id).await?;
+                Ok(format!("{} expired at {}\n", ended.id, ended.ends_at))
+            }
+        }
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(anyhow::Error::new::<client::ClientError>(error)),
     }
 }
 

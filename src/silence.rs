@@ -406,5 +406,7 @@ pub fn new_id() -> String {
     format!("{:016x}", hasher.finish())
 }
 
+pub mod client;
+
 #[cfg(test)]
 mod tests;

@@ -175,6 +175,7 @@ mod tests {
             records: 3,
             topic: "t".into(),
             status_since: None,
+            silenced_by: None,
         }
     }
 

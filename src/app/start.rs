@@ -204,6 +204,11 @@ pub async fn start(
     let loops = spawn_loops(&pipeline, &config, &phases.loops);
 
     let http_state = HttpState {
+        silences: silences.clone(),
+        access: Arc::new(crate::http::Access {
+            admin_token: config.http.admin_token.clone(),
+            read_token: config.http.read_token.clone(),
+        }),
         snapshots,
         rules,
         clock,

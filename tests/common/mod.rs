@@ -609,11 +609,20 @@ pub struct FreshwatchProcess {
 impl FreshwatchProcess {
     /// Writes `config` (its `[http]` section is added here) to `directory` and starts it.
     pub fn start(directory: &std::path::Path, config: &str) -> FreshwatchProcess {
+        FreshwatchProcess::start_with_http(directory, config, "")
+    }
+
+    /// Like [`FreshwatchProcess::start`], with more keys in `[http]` (`http_keys`).
+    pub fn start_with_http(
+        directory: &std::path::Path,
+        config: &str,
+        http_keys: &str,
+    ) -> FreshwatchProcess {
         let port = free_port();
         let path = directory.join("freshwatch.toml");
         std::fs::write(
             &path,
-            format!("{config}\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+            format!("{config}\n[http]\nlisten = \"127.0.0.1:{port}\"\n{http_keys}\n"),
         )
         .unwrap();
         let mut process = FreshwatchProcess {
@@ -642,6 +651,21 @@ impl FreshwatchProcess {
             .spawn()
             .expect("freshwatch starts");
         self.child = Some(child);
+    }
+
+    /// The config file it runs with (tests rewrite it before a reload).
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
+    /// Sends a signal (`"HUP"`, `"TERM"`) to the running process.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name}");
     }
 
     /// SIGKILL, then start again with the same config.
