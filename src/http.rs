@@ -91,6 +91,8 @@ pub struct HttpState {
     pub silences: crate::silence::SilenceBook,
     /// The bearer tokens of the mutating and the read endpoints.
     pub access: Arc<Access>,
+    /// Where `POST /-/reload` asks for a reload (`None`: not reloadable, e.g. the demo).
+    pub reloads: Option<crate::app::reload::ReloadSender>,
 }
 
 /// One row of `/api/v1/feeds`.
@@ -141,12 +143,46 @@ pub fn router(state: HttpState) -> Router {
             "/api/v1/silences/{id}",
             axum::routing::delete(silences::expire),
         )
+        .route("/-/reload", axum::routing::post(reload))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::guard,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(access::BODY_LIMIT))
         .with_state(state)
+}
+
+/// `POST /-/reload`: 200 once the new config is accepted (the pipeline then restarts on it),
+/// 400 with `check-config`'s message when it is refused.
+async fn reload(State(state): State<HttpState>) -> Response {
+    let Some(reloads) = &state.reloads else {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            Json(serde_json::json!({"error": "this instance was not started from a config file"})),
+        )
+            .into_response();
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if reloads.send(reply).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "shutting down"})),
+        )
+            .into_response();
+    }
+    match answer.await {
+        Ok(Ok(())) => Json(serde_json::json!({"status": "reloading"})).into_response(),
+        Ok(Err(message)) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": message})),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "shutting down"})),
+        )
+            .into_response(),
+    }
 }
 
 /// Binds `listen` (so a taken port fails at start) and returns the server future's runner.

@@ -65,10 +65,20 @@ enum Command {
     Silence {
         #[command(subcommand)]
         action: SilenceAction,
-        #[arg(long, default_value = "http://127.0.0.1:9187", env = "FRESHWATCH_URL", global = true)]
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:9187",
+            env = "FRESHWATCH_URL",
+            global = true
+        )]
         url: String,
         /// The admin token (`http.admin_token`), to add or expire.
-        #[arg(long, env = "FRESHWATCH_ADMIN_TOKEN", hide_env_values = true, global = true)]
+        #[arg(
+            long,
+            env = "FRESHWATCH_ADMIN_TOKEN",
+            hide_env_values = true,
+            global = true
+        )]
         token: Option<String>,
     },
 }
@@ -144,9 +154,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Silence { action, url, token } => silence(action, &url, token.as_deref()),
-        Command::Run { config } => {
+        Command::Run { config: path } => {
             init_tracing(cli.log_format);
-            let config = match freshwatch::config::load(&config) {
+            let config = match freshwatch::config::load(&path) {
                 Ok(config) => config,
                 Err(error) => {
                     eprintln!("error: {error}");
@@ -155,14 +165,14 @@ fn main() -> ExitCode {
             };
             serve(
                 |shutdown| async move {
-                    let running = freshwatch::app::start(
+                    freshwatch::app::reload::serve(
+                        path,
                         config,
                         Arc::new(freshwatch::clock::SystemClock),
                         shutdown,
                     )
                     .await
-                    .context("freshwatch could not start")?;
-                    running.wait().await?;
+                    .context("freshwatch stopped")?;
                     Ok(())
                 },
                 None,

@@ -131,14 +131,36 @@ critical_after = "4s""#,
         let (ok, _, stderr) = cli(
             &url,
             None,
-            &["add", "--feed", "profiles", "--key", "acme", "--for", "30s", "--comment", "offboarding"],
+            &[
+                "add",
+                "--feed",
+                "profiles",
+                "--key",
+                "acme",
+                "--for",
+                "30s",
+                "--comment",
+                "offboarding",
+            ],
         );
         assert!(!ok, "no token: refused");
         assert!(stderr.contains("needs Authorization: Bearer"), "{stderr}");
         let (ok, stdout, stderr) = cli(
             &url,
             Some(ADMIN_TOKEN),
-            &["add", "--feed", "profiles", "--key", "acme", "--for", "30s", "--comment", "offboarding", "--created-by", "ana"],
+            &[
+                "add",
+                "--feed",
+                "profiles",
+                "--key",
+                "acme",
+                "--for",
+                "30s",
+                "--comment",
+                "offboarding",
+                "--created-by",
+                "ana",
+            ],
         );
         assert!(ok, "{stderr}");
         let id = stdout.trim().to_owned();
@@ -149,7 +171,12 @@ critical_after = "4s""#,
         freshwatch.wait_ready().await;
         let (ok, listed, _) = cli(&url, None, &["list"]);
         assert!(ok);
-        assert!(listed.contains(&id) && listed.contains("active") && listed.contains("ana: offboarding"), "{listed}");
+        assert!(
+            listed.contains(&id)
+                && listed.contains("active")
+                && listed.contains("ana: offboarding"),
+            "{listed}"
+        );
 
         wait_until("globex pages critical", Duration::from_secs(20), || async {
             told(&receiver, "globex").contains(&("firing".into(), "critical".into()))
@@ -161,22 +188,40 @@ critical_after = "4s""#,
             told(&receiver, "acme"),
             freshwatch.log()
         );
-        assert_eq!(freshwatch.status("profiles", "acme").await.as_deref(), Some("critical"));
-        let acme = freshwatch.rows().await.into_iter().find(|row| row["key"] == "acme").unwrap();
+        assert_eq!(
+            freshwatch.status("profiles", "acme").await.as_deref(),
+            Some("critical")
+        );
+        let acme = freshwatch
+            .rows()
+            .await
+            .into_iter()
+            .find(|row| row["key"] == "acme")
+            .unwrap();
         assert_eq!(acme["silenced_by"], id.as_str(), "{acme}");
-        wait_until("Alertmanager has acme, annotated", Duration::from_secs(10), || async {
-            alertmanager.alerts_named("FeedStale").await.iter().any(|alert| {
-                alert["labels"]["key"] == "acme"
-                    && alert["annotations"]["silenced_by"]
-                        .as_str()
-                        .is_some_and(|text| text.contains("offboarding"))
-            })
-        })
+        wait_until(
+            "Alertmanager has acme, annotated",
+            Duration::from_secs(10),
+            || async {
+                alertmanager
+                    .alerts_named("FeedStale")
+                    .await
+                    .iter()
+                    .any(|alert| {
+                        alert["labels"]["key"] == "acme"
+                            && alert["annotations"]["silenced_by"]
+                                .as_str()
+                                .is_some_and(|text| text.contains("offboarding"))
+                    })
+            },
+        )
         .await;
 
-        wait_until("acme pages once the silence ends", Duration::from_secs(40), || async {
-            !told(&receiver, "acme").is_empty()
-        })
+        wait_until(
+            "acme pages once the silence ends",
+            Duration::from_secs(40),
+            || async { !told(&receiver, "acme").is_empty() },
+        )
         .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut acme = told(&receiver, "acme");
@@ -203,12 +248,151 @@ critical_after = "4s""#,
             .unwrap();
         assert_eq!(response.status(), 400);
         let body: serde_json::Value = response.json().await.unwrap();
-        assert!(body["error"].as_str().unwrap().contains("at least one of feed, key or group"));
-        let (ok, stdout, _) = cli(&url, Some(ADMIN_TOKEN), &["add", "--feed", "profiles", "--for", "1h", "--comment", "maintenance"]);
+        assert!(body["error"]
+            .as_str()
+            .unwrap()
+            .contains("at least one of feed, key or group"));
+        let (ok, stdout, _) = cli(
+            &url,
+            Some(ADMIN_TOKEN),
+            &[
+                "add",
+                "--feed",
+                "profiles",
+                "--for",
+                "1h",
+                "--comment",
+                "maintenance",
+            ],
+        );
         assert!(ok);
         let (ok, stdout2, stderr) = cli(&url, Some(ADMIN_TOKEN), &["expire", stdout.trim()]);
         assert!(ok, "{stderr}");
         assert!(stdout2.contains("expired at"), "{stdout2}");
+    });
+    drop(cluster);
+}
+
+/// A bad file and a brokers change are refused with check-config's message and the running
+/// config stays; SIGHUP with a good file adds a feed and changes thresholds, and the alert that
+/// was firing and the notifications waiting in the outbox come through it, once each.
+#[test]
+fn a_reload_applies_a_new_config_and_keeps_alerts_and_the_outbox_and_refuses_a_bad_one() {
+    use common::receiver::Answer;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    cluster.create_topic("billing", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let alertmanager = Alertmanager::start();
+    let directory = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        receiver.answer(Answer::Hang);
+        let sinks = format!(
+            "[[alerts.webhook]]\nurl = \"{}/hook\"\ntimeout = \"1s\"\n\n[[alerts.alertmanager]]\nurl = \"{}\"\n",
+            receiver.url, alertmanager.url
+        );
+        let orders = |critical: &str| {
+            format!("[[feed]]\nname = \"orders\"\ntopic = \"orders\"\nwarn_after = \"2s\"\ncritical_after = \"{critical}\"\n")
+        };
+        let http_keys = format!("admin_token = \"{ADMIN_TOKEN}\"");
+        let freshwatch = FreshwatchProcess::start_with_http(
+            directory.path(),
+            &config(&brokers, &redis.url, &orders("4s"), &sinks),
+            &http_keys,
+        );
+        freshwatch.wait_ready().await;
+        produce(&brokers, "orders", &["o"], now_ms());
+        wait_until("orders critical, both pages in the outbox", Duration::from_secs(20), || async {
+            freshwatch.status("orders", "").await.as_deref() == Some("critical")
+                && freshwatch.metric("freshwatch_outbox_pending{sink=\"webhook-0\"}").await == Some(2.0)
+        })
+        .await;
+        let rewrite = |text: &str| {
+            std::fs::write(
+                freshwatch.config_path(),
+                format!("{text}\n[http]\nlisten = \"127.0.0.1:{}\"\n{http_keys}\n", freshwatch.port),
+            )
+            .unwrap()
+        };
+        let reload = || async {
+            let response = reqwest::Client::new()
+                .post(format!("{}/-/reload", freshwatch.base_url))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        };
+
+        // A bad file: refused with check-config's message.
+        rewrite(&config(&brokers, &redis.url, &orders("1s"), &sinks));
+        let (status, body) = reload().await;
+        assert_eq!(status, 400, "{body}");
+        let check = Command::new(freshwatch_bin())
+            .args(["check-config", "--config"])
+            .arg(freshwatch.config_path())
+            .output()
+            .unwrap();
+        let check_message = String::from_utf8_lossy(&check.stderr).trim().to_owned();
+        assert_eq!(check_message, format!("error: {}", body["error"].as_str().unwrap()));
+        assert_eq!(
+            freshwatch.metric("freshwatch_config_last_reload_successful").await,
+            Some(0.0)
+        );
+        // What the process holds open: refused too.
+        rewrite(&config(&format!("{brokers},127.0.0.1:1"), &redis.url, &orders("4s"), &sinks));
+        let (status, body) = reload().await;
+        assert_eq!(status, 400);
+        assert!(body["error"].as_str().unwrap().starts_with("kafka.brokers changed"), "{body}");
+        assert_eq!(freshwatch.status("orders", "").await.as_deref(), Some("critical"));
+
+        // A good file, by SIGHUP: a new feed, a new threshold.
+        let billing = "[[feed]]\nname = \"billing\"\ntopic = \"billing\"\nwarn_after = \"1h\"\ncritical_after = \"2h\"\n";
+        rewrite(&config(&brokers, &redis.url, &format!("{}\n{billing}", orders("5s")), &sinks));
+        let before_ms = now_ms();
+        freshwatch.signal("HUP");
+        wait_until("the new config runs", Duration::from_secs(30), || async {
+            let rows = freshwatch.rows().await;
+            rows.iter().any(|row| row["feed"] == "billing")
+                && rows.iter().any(|row| row["feed"] == "orders" && row["critical_after_seconds"] == 5.0)
+        })
+        .await;
+        freshwatch.wait_ready().await;
+        assert_eq!(freshwatch.metric("freshwatch_config_last_reload_successful").await, Some(1.0));
+        let reloaded_at = freshwatch
+            .metric("freshwatch_config_last_reload_success_timestamp_seconds")
+            .await
+            .unwrap();
+        assert!(reloaded_at * 1000.0 >= before_ms as f64 - 1000.0, "{reloaded_at}");
+        assert_eq!(freshwatch.status("orders", "").await.as_deref(), Some("critical"));
+
+        // The outbox came through: each page once, and the reload paged nothing again.
+        receiver.answer(Answer::Ok);
+        wait_until("the outbox is delivered", Duration::from_secs(20), || async {
+            freshwatch.metric("freshwatch_outbox_pending{sink=\"webhook-0\"}").await == Some(0.0)
+                && receiver.requests().len() >= 2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut orders_told = told(&receiver, "");
+        orders_told.dedup();
+        assert_eq!(
+            orders_told,
+            [
+                ("firing".to_owned(), "warning".to_owned()),
+                ("firing".to_owned(), "critical".to_owned())
+            ]
+        );
+        assert!(alertmanager
+            .alerts_named("FeedStale")
+            .await
+            .iter()
+            .any(|alert| alert["labels"]["feed"] == "orders"));
+        assert!(freshwatch.log().contains("config reloaded"));
     });
     drop(cluster);
 }

@@ -31,6 +31,7 @@ use crate::tracker::Tracker;
 
 mod groups;
 mod loops;
+pub mod reload;
 mod silences;
 mod start;
 mod store;
@@ -38,7 +39,7 @@ mod watch;
 
 use groups::{restore_groups, Groups};
 use loops::{evaluation_loop, every, replica_loop, supervised};
-pub use start::start;
+pub use start::{start, start_with, StartOptions};
 use store::open_state_store;
 use watch::Watch;
 
@@ -72,6 +73,8 @@ pub struct Running {
     /// The address the HTTP server actually bound (useful with port 0).
     pub http_address: SocketAddr,
     main: tokio::task::JoinHandle<Result<(), RunError>>,
+    /// The state store it opened, for the next instance after a reload.
+    pub store: StateStore,
 }
 
 impl Running {

@@ -31,16 +31,40 @@ struct Threads {
     groups: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What a reload hands from one instance to the next (see [`super::reload`]).
+#[derive(Debug, Default)]
+pub struct StartOptions {
+    /// Serve on this listener instead of binding `http.listen`: kept across reloads, so
+    /// requests queue rather than fail while the pipeline restarts.
+    pub listener: Option<std::net::TcpListener>,
+    /// The state store already open (an embedded file cannot be opened twice).
+    pub store: Option<StateStore>,
+    /// Where `POST /-/reload` asks for a reload.
+    pub reloads: Option<super::reload::ReloadSender>,
+    /// The reload gauges, registered with this instance's metrics.
+    pub reload_status: Option<super::reload::ReloadStatus>,
+}
+
 /// Restores state, starts every task, and returns once the HTTP server is bound.
 pub async fn start(
     config: Config,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
+    start_with(config, clock, shutdown, StartOptions::default()).await
+}
+
+/// [`start`], taking over what a previous instance of this process held.
+pub async fn start_with(
+    config: Config,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+    options: StartOptions,
+) -> Result<Running, StartError> {
     let start_ms = clock.now_ms();
     let feed_names: Vec<Arc<str>> = config.feeds.iter().map(|feed| feed.name.clone()).collect();
     let (store, watch_started, snapshot, store_was_empty) =
-        open_state_store(&config, &feed_names, start_ms, &shutdown).await?;
+        open_state_store(&config, &feed_names, start_ms, &shutdown, options.store).await?;
     let tracker = restore_tracker(&config, &store, watch_started, snapshot, start_ms).await;
     let tracker = Arc::new(Mutex::new(tracker));
     let groups = if config.groups.is_empty() {
@@ -66,6 +90,9 @@ pub async fn start(
     }
     for name in &feed_names {
         metrics.declare_feed(name);
+    }
+    if let Some(status) = &options.reload_status {
+        status.register(&mut registry);
     }
 
     let knowledge = Arc::new(Knowledge::new(
@@ -111,12 +138,16 @@ pub async fn start(
             .any(|feed| feed.mode == FeedMode::Consume),
         tail_source.is_some(),
     ));
-    let listener = crate::http::bind(config.http.listen)
-        .await
-        .map_err(|error| StartError::Bind {
-            address: config.http.listen,
-            error,
-        })?;
+    let bind_error = |error| StartError::Bind {
+        address: config.http.listen,
+        error,
+    };
+    let listener = match options.listener {
+        Some(listener) => tokio::net::TcpListener::from_std(listener).map_err(bind_error)?,
+        None => crate::http::bind(config.http.listen)
+            .await
+            .map_err(bind_error)?,
+    };
     let http_address = listener.local_addr().map_err(|error| StartError::Bind {
         address: config.http.listen,
         error,
@@ -153,6 +184,7 @@ pub async fn start(
 
     let history = Arc::new(crate::history::History::default());
     history.load(&store, &feed_names).await;
+    let kept_store = store.clone();
     let pipeline = Arc::new(Pipeline {
         tracker: tracker.clone(),
         evaluator: Mutex::new(evaluator),
@@ -204,6 +236,7 @@ pub async fn start(
     let loops = spawn_loops(&pipeline, &config, &phases.loops);
 
     let http_state = HttpState {
+        reloads: options.reloads,
         silences: silences.clone(),
         access: Arc::new(crate::http::Access {
             admin_token: config.http.admin_token.clone(),
@@ -240,7 +273,11 @@ pub async fn start(
         http_task,
     };
     let main = tokio::spawn(stopping.run(shutdown, died));
-    Ok(Running { http_address, main })
+    Ok(Running {
+        http_address,
+        main,
+        store: kept_store,
+    })
 }
 
 /// The tracker with every persisted series, `watch_started` and expected values' starts.

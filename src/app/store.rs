@@ -161,11 +161,15 @@ pub(super) async fn open_state_store(
     feed_names: &[Arc<str>],
     start_ms: i64,
     shutdown: &CancellationToken,
+    reuse: Option<StateStore>,
 ) -> Result<(StateStore, Vec<i64>, crate::state::Snapshot, bool), StartError> {
     let mut delay = Duration::from_secs(1);
     loop {
         let attempt = async {
-            let store = StateStore::open(&config.state).await?;
+            let store = match &reuse {
+                Some(store) => store.clone(),
+                None => StateStore::open(&config.state).await?,
+            };
             let held = store.epoch_ensure(start_ms).await?;
             let mut watch_started = Vec::with_capacity(feed_names.len());
             for name in feed_names {

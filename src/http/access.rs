@@ -62,7 +62,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// What `request` may do, or the answer refusing it.
-fn check(access: &Access, request: &Request) -> Result<(), Response> {
+fn check(access: &Access, request: &Request) -> Result<(), (StatusCode, &'static str)> {
     let path = request.uri().path();
     if path == "/healthz" || path == "/readyz" {
         return Ok(());
@@ -76,7 +76,7 @@ fn check(access: &Access, request: &Request) -> Result<(), Response> {
     };
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return match &access.read_token {
-            Some(_) if !is(&access.read_token) && !is(&access.admin_token) => Err(refuse(
+            Some(_) if !is(&access.read_token) && !is(&access.admin_token) => Err((
                 StatusCode::UNAUTHORIZED,
                 "this endpoint needs Authorization: Bearer <http.read_token>",
             )),
@@ -84,11 +84,11 @@ fn check(access: &Access, request: &Request) -> Result<(), Response> {
         };
     }
     match &access.admin_token {
-        None => Err(refuse(
+        None => Err((
             StatusCode::FORBIDDEN,
             "mutating endpoints are disabled: set http.admin_token (e.g. admin_token = \"${FRESHWATCH_ADMIN_TOKEN}\") to enable them",
         )),
-        Some(_) if !is(&access.admin_token) => Err(refuse(
+        Some(_) if !is(&access.admin_token) => Err((
             StatusCode::UNAUTHORIZED,
             "this endpoint needs Authorization: Bearer <http.admin_token>",
         )),
@@ -98,8 +98,8 @@ fn check(access: &Access, request: &Request) -> Result<(), Response> {
 
 /// The middleware in front of every route.
 pub async fn guard(State(state): State<HttpState>, request: Request<Body>, next: Next) -> Response {
-    if let Err(refused) = check(&state.access, &request) {
-        return refused;
+    if let Err((status, message)) = check(&state.access, &request) {
+        return refuse(status, message);
     }
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
@@ -122,16 +122,22 @@ mod tests {
     fn status(access: &Access, request: Request) -> StatusCode {
         match check(access, &request) {
             Ok(()) => StatusCode::OK,
-            Err(response) => response.status(),
+            Err((status, _)) => status,
         }
     }
 
     #[test]
     fn without_tokens_reads_are_open_and_changes_are_forbidden() {
         let open = Access::default();
-        assert_eq!(status(&open, request(Method::GET, "/api/v1/feeds", None)), StatusCode::OK);
         assert_eq!(
-            status(&open, request(Method::POST, "/api/v1/silences", Some("anything"))),
+            status(&open, request(Method::GET, "/api/v1/feeds", None)),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(
+                &open,
+                request(Method::POST, "/api/v1/silences", Some("anything"))
+            ),
             StatusCode::FORBIDDEN
         );
     }
@@ -144,12 +150,21 @@ mod tests {
         };
         let post = |token| status(&access, request(Method::POST, "/-/reload", token));
         assert_eq!(post(None), StatusCode::UNAUTHORIZED);
-        assert_eq!(post(Some("read-0123456789abcdef")), StatusCode::UNAUTHORIZED);
-        assert_eq!(post(Some("admin-0123456789abcdeF")), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            post(Some("read-0123456789abcdef")),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            post(Some("admin-0123456789abcdeF")),
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(post(Some("admin-0123456789abcdef")), StatusCode::OK);
         let get = |path, token| status(&access, request(Method::GET, path, token));
         assert_eq!(get("/metrics", None), StatusCode::UNAUTHORIZED);
-        assert_eq!(get("/metrics", Some("read-0123456789abcdef")), StatusCode::OK);
+        assert_eq!(
+            get("/metrics", Some("read-0123456789abcdef")),
+            StatusCode::OK
+        );
         assert_eq!(get("/", Some("admin-0123456789abcdef")), StatusCode::OK);
         assert_eq!(get("/healthz", None), StatusCode::OK);
         assert_eq!(get("/readyz", None), StatusCode::OK);

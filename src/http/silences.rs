@@ -49,7 +49,11 @@ impl SilenceView {
 fn answer(result: Result<Silence, BookError>, state: &HttpState, created: bool) -> Response {
     match result {
         Ok(silence) => {
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             let view = SilenceView::new(&silence, state.silences.now_ms());
             (status, Json(view)).into_response()
         }
@@ -59,7 +63,11 @@ fn answer(result: Result<Silence, BookError>, state: &HttpState, created: bool) 
                 BookError::Unknown(_) => StatusCode::NOT_FOUND,
                 BookError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
-            (status, Json(serde_json::json!({"error": error.to_string()}))).into_response()
+            (
+                status,
+                Json(serde_json::json!({"error": error.to_string()})),
+            )
+                .into_response()
         }
     }
 }
@@ -83,7 +91,10 @@ pub async fn create(State(state): State<HttpState>, body: axum::body::Bytes) -> 
         Ok(request) => request,
         Err(error) => {
             let message = format!("not a silence: {error}");
-            return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": message})))
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": message})),
+            )
                 .into_response();
         }
     };

@@ -1,0 +1,203 @@
+//! Reload without restart: SIGHUP or `POST /-/reload` (admin token) re-read the config file, as
+//! Prometheus does.
+//!
+//! A valid file stops the running pipeline in order (consuming, a last evaluation and flush,
+//! the sinks drained, the lease released) and starts it again from the new config in the same
+//! process, on the same listener (requests queue meanwhile) and the same open state store. So
+//! feeds, groups, sinks and thresholds that were added, removed or changed take effect, and no
+//! state, alert or outbox entry is lost: the new pipeline restores them as a restart would,
+//! without paging again. An invalid file keeps the running config: the error is logged and the
+//! reload answered 400 with the message `check-config` gives. What the running process holds
+//! open cannot change at a reload: `kafka.brokers`, `kafka.group_id`, the state store and
+//! `http.listen` are refused there, and need a restart.
+
+use std::path::{Path, PathBuf};
+
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+
+/// Asks the process for a reload; the answer is `Err(message)` when the file is refused.
+pub type ReloadSender = mpsc::Sender<oneshot::Sender<Result<(), String>>>;
+
+/// `freshwatch_config_last_reload_successful` and `..._success_timestamp_seconds`, kept across
+/// the pipeline's restarts.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    successful: Gauge,
+    success_timestamp_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl ReloadStatus {
+    fn new(now_ms: i64) -> ReloadStatus {
+        let status = ReloadStatus::default();
+        status.succeeded(now_ms);
+        status
+    }
+
+    fn succeeded(&self, now_ms: i64) {
+        self.successful.set(1);
+        self.success_timestamp_seconds.set(now_ms as f64 / 1000.0);
+    }
+
+    fn failed(&self) {
+        self.successful.set(0);
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "freshwatch_config_last_reload_successful",
+            "1 when the last reload of the config file succeeded (or none was asked for)",
+            self.successful.clone(),
+        );
+        registry.register(
+            "freshwatch_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully, unix seconds",
+            self.success_timestamp_seconds.clone(),
+        );
+    }
+}
+
+/// What a reload cannot change, with why.
+pub fn refuse_change(running: &Config, new: &Config) -> Result<(), String> {
+    let restart = "restart freshwatch to apply it: the running process holds it open";
+    if running.kafka.brokers != new.kafka.brokers {
+        return Err(format!("kafka.brokers changed; {restart}"));
+    }
+    if running.kafka.group_id != new.kafka.group_id {
+        return Err(format!("kafka.group_id changed; {restart}"));
+    }
+    let store = |config: &Config| match &config.state.backend {
+        StateBackend::Redis { url } => vec!["redis".to_owned(), url.expose().to_owned()],
+        StateBackend::RedisCluster { nodes } => std::iter::once("cluster".to_owned())
+            .chain(nodes.iter().map(|node| node.expose().to_owned()))
+            .collect(),
+        StateBackend::Embedded { path } => vec!["embedded".to_owned(), path.display().to_string()],
+    };
+    if store(running) != store(new) || running.state.key_prefix != new.state.key_prefix {
+        return Err(format!("the state store changed; {restart}"));
+    }
+    if running.http.listen != new.http.listen {
+        return Err(format!("http.listen changed; {restart}"));
+    }
+    Ok(())
+}
+
+/// Reads and checks the file for a reload.
+fn prepare(path: &Path, running: &Config) -> Result<Config, String> {
+    let new = crate::config::load(path).map_err(|error| error.to_string())?;
+    refuse_change(running, &new)?;
+    Ok(new)
+}
+
+/// Why the process stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot listen on {address}: {error}")]
+    Bind {
+        address: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+/// `freshwatch run`: the pipeline from `config` (read from `path`) until `shutdown`, started
+/// again on every accepted reload.
+pub async fn serve(
+    path: PathBuf,
+    mut config: Config,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let address = config.http.listen;
+    let bind_error = |error| ServeError::Bind { address, error };
+    let listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let status = ReloadStatus::new(clock.now_ms());
+    let (sender, mut requests) = mpsc::channel(4);
+    let mut hangups = hangup_signals();
+    let mut store = None;
+    let mut last_good: Option<Config> = None;
+    loop {
+        let instance = CancellationToken::new();
+        let options = StartOptions {
+            listener: Some(listener.try_clone().map_err(bind_error)?),
+            store: store.clone(),
+            reloads: Some(sender.clone()),
+            reload_status: Some(status.clone()),
+        };
+        let running = match start_with(config.clone(), clock.clone(), instance.clone(), options)
+            .await
+        {
+            Ok(running) => running,
+            // The new config passed validation but did not start (a Kafka property librdkafka
+            // refuses): back to the one that ran.
+            Err(error) if last_good.is_some() => {
+                tracing::error!(%error, "the reloaded config did not start; going back to the previous one");
+                status.failed();
+                config = last_good.take().unwrap_or(config);
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if last_good.is_some() {
+            status.succeeded(clock.now_ms());
+            tracing::info!(feeds = config.feeds.len(), "config reloaded");
+        }
+        store = Some(running.store.clone());
+        let mut stopped = std::pin::pin!(running.wait());
+        let next = loop {
+            let reply = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    instance.cancel();
+                    return Ok(stopped.await?);
+                }
+                result = &mut stopped => return Ok(result?),
+                Some(reply) = requests.recv() => Some(reply),
+                Some(()) = hangups.recv() => None,
+            };
+            match prepare(&path, &config) {
+                Ok(next) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                    break next;
+                }
+                Err(message) => {
+                    tracing::error!(error = %message, path = %path.display(), "config reload refused; the running config stays");
+                    status.failed();
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(message));
+                    }
+                }
+            }
+        };
+        tracing::info!("reloading: stopping the pipeline to start it with the new config");
+        instance.cancel();
+        stopped.await?;
+        last_good = Some(std::mem::replace(&mut config, next));
+    }
+}
+
+/// SIGHUP, as a stream; never fires where there is none.
+fn hangup_signals() -> mpsc::Receiver<()> {
+    let (sender, receiver) = mpsc::channel(1);
+    #[cfg(unix)]
+    if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                if sender.send(()).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(sender);
+    receiver
+}
