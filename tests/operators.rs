@@ -177,6 +177,11 @@ critical_after = "4s""#,
                 && listed.contains("ana: offboarding"),
             "{listed}"
         );
+        let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        assert!(
+            page.contains(&format!("data-silence=\"{id}\"")) && page.contains("offboarding"),
+            "the status page lists the silence"
+        );
 
         wait_until("globex pages critical", Duration::from_secs(20), || async {
             told(&receiver, "globex").contains(&("firing".into(), "critical".into()))

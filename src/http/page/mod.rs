@@ -169,6 +169,8 @@ pub struct Front {
     pub counts: Vec<(&'static str, usize)>,
     pub rows: Vec<FrontRow>,
     pub now_ms: i64,
+    /// Silences in force or pending, as the API shows them.
+    pub silences: Vec<crate::http::SilenceView>,
 }
 
 /// The health line at the top of every page.
@@ -302,10 +304,19 @@ fn front(state: &HttpState, filters: &Filters) -> Front {
         .filter(|row| filters.admits(row.shown.label, &row.name))
         .collect();
     rows.sort_by(FrontRow::order);
+    let silences = state
+        .silences
+        .silences
+        .list(now_ms)
+        .iter()
+        .filter(|silence| silence.ends_at_ms > now_ms)
+        .map(|silence| crate::http::SilenceView::new(silence, now_ms))
+        .collect();
     Front {
         counts,
         rows,
         now_ms,
+        silences,
     }
 }
 

@@ -194,6 +194,7 @@ pub fn front(front: &Front, filters: &Filters, health: Health) -> Markup {
                 }
             }
         }
+        (silences(&front.silences))
         p.muted {
             "Stalest first: status, then staleness. A feed shows its stalest key; a consumer group its "
             "largest lag and when its committed offset last moved. JSON: "
@@ -201,6 +202,36 @@ pub fn front(front: &Front, filters: &Filters, health: Health) -> Markup {
         }
     };
     layout("Status", health, body)
+}
+
+/// The silences in force or pending: what is hushed, until when, by whom and why.
+fn silences(silences: &[crate::http::SilenceView]) -> Markup {
+    html! {
+        @if !silences.is_empty() {
+            h2 { "Silences" }
+            table #silences {
+                thead { tr {
+                    th { "State" } th { "Matches" } th { "Until" } th { "By" } th { "Why" } th { "Id" }
+                } }
+                tbody {
+                    @for silence in silences {
+                        tr data-silence=(silence.id) {
+                            td { (silence.state) }
+                            td {
+                                @for (name, value) in [("feed", &silence.matchers.feed), ("key", &silence.matchers.key), ("group", &silence.matchers.group)] {
+                                    @if let Some(value) = value { code { (name) "=" (value) } " " }
+                                }
+                            }
+                            td { (silence.ends_at) }
+                            td { (silence.created_by) }
+                            td { (silence.comment) }
+                            td.muted { (silence.id) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn page_link(page: &FeedPage, filters: &Filters, number: usize) -> String {
