@@ -22,10 +22,13 @@ const BASE: &str = "deploy/kubernetes";
 
 /// Example values for the Secret keys the config reads, standing in for what an operator puts
 /// in the Secret.
-const SECRET_EXAMPLES: &[(&str, &str)] = &[(
-    "FRESHWATCH_REDIS_URL",
-    "redis://:password@redis.redis.svc:6379/0",
-)];
+const SECRET_EXAMPLES: &[(&str, &str)] = &[
+    (
+        "FRESHWATCH_REDIS_URL",
+        "redis://:password@redis.redis.svc:6379/0",
+    ),
+    ("FRESHWATCH_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef"),
+];
 
 /// Every document of every YAML file of the base, by file name.
 fn manifests() -> Vec<(String, Value)> {

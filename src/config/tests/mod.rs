@@ -316,3 +316,21 @@ fn statistics_turned_off_are_refused_since_every_feed_would_stay_unknown() {
         );
     }
 }
+
+#[test]
+fn admin_and_read_tokens_come_from_the_environment_and_must_be_long() {
+    let text = MINIMAL.to_owned()
+        + "\n[http]\nadmin_token = \"${FRESHWATCH_ADMIN_TOKEN}\"\nread_token = \"short\"\n";
+    let env = [("FRESHWATCH_ADMIN_TOKEN", "0123456789abcdef0123")];
+    let error = parse_with(&text, &env).unwrap_err().to_string();
+    assert!(
+        error.contains("http.read_token: must be at least 16 characters"),
+        "{error}"
+    );
+    let text = MINIMAL.to_owned() + "\n[http]\nadmin_token = \"${FRESHWATCH_ADMIN_TOKEN}\"\n";
+    let config = parse_with(&text, &env).unwrap();
+    let token = config.http.admin_token.expect("set");
+    assert_eq!(token.expose(), "0123456789abcdef0123");
+    assert_eq!(format!("{token:?}"), "***", "never printed");
+    assert!(config.http.read_token.is_none());
+}
