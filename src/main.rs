@@ -60,6 +60,9 @@ enum Command {
     Status {
         #[arg(long, default_value = "http://127.0.0.1:9187", env = "FRESHWATCH_URL")]
         url: String,
+        /// `http.read_token`, when the instance sets one.
+        #[arg(long, env = "FRESHWATCH_READ_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Hold notifications for a known job (backfill, migration, a tenant leaving).
     Silence {
@@ -128,7 +131,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
-        Command::Status { url } => {
+        Command::Status { url, token } => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -137,8 +140,9 @@ fn main() -> ExitCode {
                 Err(error) => return fail(anyhow::Error::new(error)),
             };
             let fetched = runtime.block_on(async {
-                let feeds = freshwatch::status::fetch(&url).await?;
-                let groups = freshwatch::status::fetch_groups(&url).await?;
+                let token = token.as_deref();
+                let feeds = freshwatch::status::fetch(&url, token).await?;
+                let groups = freshwatch::status::fetch_groups(&url, token).await?;
                 Ok::<_, freshwatch::status::StatusError>((feeds, groups))
             });
             match fetched {

@@ -29,24 +29,32 @@ pub struct GroupRow {
 }
 
 /// Fetches `/api/v1/feeds` from `base_url`.
-pub async fn fetch(base_url: &str) -> Result<Vec<FeedRow>, StatusError> {
-    let mut rows: Vec<FeedRow> = get_json(base_url, "/api/v1/feeds").await?;
+pub async fn fetch(base_url: &str, token: Option<&str>) -> Result<Vec<FeedRow>, StatusError> {
+    let mut rows: Vec<FeedRow> = get_json(base_url, "/api/v1/feeds", token).await?;
     rows.sort_by(stalest_first);
     Ok(rows)
 }
 
 /// Fetches `/api/v1/groups` from `base_url` (already worst first).
-pub async fn fetch_groups(base_url: &str) -> Result<Vec<GroupRow>, StatusError> {
-    get_json(base_url, "/api/v1/groups").await
+pub async fn fetch_groups(
+    base_url: &str,
+    token: Option<&str>,
+) -> Result<Vec<GroupRow>, StatusError> {
+    get_json(base_url, "/api/v1/groups", token).await
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(
     base_url: &str,
     path: &str,
+    token: Option<&str>,
 ) -> Result<T, StatusError> {
     let url = format!("{}{path}", base_url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .get(&url)
+    let request = reqwest::Client::new().get(&url);
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    let response = request
         .timeout(std::time::Duration::from_secs(10))
         .send()
         .await
