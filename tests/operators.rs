@@ -128,40 +128,22 @@ critical_after = "4s""#,
         produce(&brokers, "profiles", &["acme", "globex"], now_ms());
         let url = freshwatch.base_url.clone();
 
-        let (ok, _, stderr) = cli(
-            &url,
-            None,
-            &[
-                "add",
-                "--feed",
-                "profiles",
-                "--key",
-                "acme",
-                "--for",
-                "30s",
-                "--comment",
-                "offboarding",
-            ],
-        );
+        let add_acme = [
+            "add",
+            "--feed",
+            "profiles",
+            "--key",
+            "acme",
+            "--for",
+            "30s",
+            "--comment",
+            "offboarding",
+        ];
+        let (ok, _, stderr) = cli(&url, None, &add_acme);
         assert!(!ok, "no token: refused");
         assert!(stderr.contains("needs Authorization: Bearer"), "{stderr}");
-        let (ok, stdout, stderr) = cli(
-            &url,
-            Some(ADMIN_TOKEN),
-            &[
-                "add",
-                "--feed",
-                "profiles",
-                "--key",
-                "acme",
-                "--for",
-                "30s",
-                "--comment",
-                "offboarding",
-                "--created-by",
-                "ana",
-            ],
-        );
+        let by_ana = [&add_acme[..], &["--created-by", "ana"]].concat();
+        let (ok, stdout, stderr) = cli(&url, Some(ADMIN_TOKEN), &by_ana);
         assert!(ok, "{stderr}");
         let id = stdout.trim().to_owned();
         assert_eq!(id.len(), 16, "{stdout}");

@@ -147,14 +147,7 @@ impl Pipeline {
             && now_ms - unreachable_since_ms >= self.watch.source_grace_ms;
         let held;
         let (transitions, full_feeds) = {
-            let mut tracker = self
-                .tracker
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            let mut evaluator = self
-                .evaluator
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let (mut tracker, mut evaluator) = self.table();
             let full_feeds: Vec<(Arc<str>, usize)> = tracker
                 .take_newly_full()
                 .into_iter()
@@ -266,8 +259,13 @@ impl Pipeline {
         }
     }
 
-    /// Per feed name, what roll-up routing needs.
-    fn feed_facts(&self) -> std::collections::HashMap<Arc<str>, crate::rollup::FeedFacts> {
+    /// The series table and its judge, locked in that order (always, so never a deadlock).
+    fn table(
+        &self,
+    ) -> (
+        std::sync::MutexGuard<'_, Tracker>,
+        std::sync::MutexGuard<'_, Evaluator>,
+    ) {
         let tracker = self
             .tracker
             .lock()
@@ -276,6 +274,12 @@ impl Pipeline {
             .evaluator
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
+        (tracker, evaluator)
+    }
+
+    /// Per feed name, what roll-up routing needs.
+    fn feed_facts(&self) -> std::collections::HashMap<Arc<str>, crate::rollup::FeedFacts> {
+        let (tracker, evaluator) = self.table();
         tracker
             .feeds()
             .iter()
@@ -402,14 +406,7 @@ impl Pipeline {
 async fn announce_restored_alerts(pipeline: &Pipeline) {
     let now_ms = pipeline.clock.now_ms();
     let restored: Vec<_> = {
-        let tracker = pipeline
-            .tracker
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let evaluator = pipeline
-            .evaluator
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let (tracker, evaluator) = pipeline.table();
         tracker
             .all_ids()
             .filter(|&id| tracker.series(id).status.severity().is_some())

@@ -34,14 +34,7 @@ impl Pipeline {
         let facts = self.feed_facts();
         let mut notices = Vec::new();
         let series: Vec<crate::evaluate::Transition> = {
-            let tracker = self
-                .tracker
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            let evaluator = self
-                .evaluator
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let (tracker, evaluator) = self.table();
             tracker
                 .all_ids()
                 .filter(|&id| {
