@@ -253,6 +253,12 @@ impl Evaluator {
         self.deadlines.len()
     }
 
+    /// The earliest scheduled look, so a simulated clock (the backtest) can jump to it instead
+    /// of stepping through every interval.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.deadlines.first().map(|&(deadline_ms, _)| deadline_ms)
+    }
+
     fn rejudge(
         &mut self,
         tracker: &mut Tracker,

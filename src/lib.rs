@@ -30,11 +30,14 @@
 //! - [`ha`]: leadership among replicas (a fenced Redis lease).
 //! - [`heartbeat`]: pings an external dead-man's switch while freshwatch is healthy.
 //! - [`app`]: wires it all and shuts down in order; [`demo`] and [`status`] back the CLI.
+//! - [`backtest`]: replays what Kafka still holds through `extract`, `tracker` and `evaluate` on
+//!   a simulated clock, and reports the alerts that would have fired; sends and writes nothing.
 //! - [`clock`] and [`model`]: time and the shared domain types.
 #![forbid(unsafe_code)]
 
 pub mod alert;
 pub mod app;
+pub mod backtest;
 pub mod clock;
 pub mod config;
 pub mod demo;

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 const EXIT_CONFIG: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 const EXIT_FAILURE: u8 = 3;
 
 #[derive(Debug, Parser)]
@@ -56,6 +57,20 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9187")]
         listen: SocketAddr,
     },
+    /// Replay what Kafka still holds and print the alerts that would have fired; sends nothing,
+    /// writes no state, never joins the consumer group.
+    Backtest {
+        #[arg(long, short, env = "FRESHWATCH_CONFIG")]
+        config: PathBuf,
+        /// Only this feed.
+        #[arg(long)]
+        feed: Option<String>,
+        /// How far back to read (e.g. 7d, 36h).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: Duration,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Print a running instance's feeds, stalest first.
     Status {
         #[arg(long, default_value = "http://127.0.0.1:9187", env = "FRESHWATCH_URL")]
@@ -84,6 +99,12 @@ enum Command {
         )]
         token: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +179,19 @@ fn main() -> ExitCode {
             }
         }
         Command::Silence { action, url, token } => silence(action, &url, token.as_deref()),
+        Command::Backtest {
+            config,
+            feed,
+            since,
+            format,
+        } => {
+            init_tracing(cli.log_format);
+            backtest(
+                &config,
+                freshwatch::backtest::Options { feed, since },
+                format,
+            )
+        }
         Command::Run { config: path } => {
             init_tracing(cli.log_format);
             let config = match freshwatch::config::load(&path) {
@@ -271,6 +305,35 @@ fn silence(action: SilenceAction, url: &str, token: Option<&str>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => fail(anyhow::Error::new::<client::ClientError>(error)),
+    }
+}
+
+fn backtest(
+    path: &std::path::Path,
+    options: freshwatch::backtest::Options,
+    format: ReportFormat,
+) -> ExitCode {
+    use freshwatch::backtest::BacktestError;
+    let config = match freshwatch::config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match freshwatch::backtest::run(&config, &options, &freshwatch::clock::SystemClock) {
+        Ok(report) => {
+            match format {
+                ReportFormat::Text => print!("{}", report.render_text()),
+                ReportFormat::Json => println!("{:#}", report.to_json()),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error @ BacktestError::UnknownFeed { .. }) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(error) => fail(anyhow::Error::new(error).context("backtest failed")),
     }
 }
 

@@ -255,8 +255,8 @@ fn mark_unreachable(status: &SourceStatus, metrics: &Metrics, knowledge: &Knowle
     knowledge.observe_source_failure(now_ms);
 }
 
-/// A borrowed Kafka message, seen through [`Record`].
-struct KafkaRecord<'a, 'b>(&'b BorrowedMessage<'a>);
+/// A borrowed Kafka message, seen through [`Record`] (also by the backtest's reader).
+pub(crate) struct KafkaRecord<'a, 'b>(pub(crate) &'b BorrowedMessage<'a>);
 
 impl Record for KafkaRecord<'_, '_> {
     fn partition(&self) -> i32 {

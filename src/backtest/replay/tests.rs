@@ -1,0 +1,156 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::config::{FeedMode, SplitRule, TimestampRule, TopicMatcher};
+use crate::model::{Severity, Status};
+
+const MINUTE: i64 = 60_000;
+
+fn feed(name: &str, split: bool, expected: &[&str]) -> FeedConfig {
+    FeedConfig {
+        name: Arc::from(name),
+        topics: TopicMatcher::Exact(name.to_owned()),
+        split: split.then_some(SplitRule::Key),
+        timestamp: TimestampRule::Record,
+        warn_after: Duration::from_secs(600),
+        critical_after: Duration::from_secs(1800),
+        expected: expected.iter().map(|value| value.to_string()).collect(),
+        mode: FeedMode::Consume,
+        max_keys: 1_000,
+        max_key_bytes: 256,
+        hold: Duration::ZERO,
+        rollup_after: 20,
+    }
+}
+
+/// One record per listed minute for `key` of `feed`.
+fn every_minute(
+    keys: &mut KeyTable,
+    feed: FeedIndex,
+    key: &str,
+    minutes: impl IntoIterator<Item = i64>,
+) -> Vec<Observation> {
+    minutes
+        .into_iter()
+        .map(|minute| Observation {
+            event_ms: minute * MINUTE,
+            feed,
+            key: keys.intern(feed, key.as_bytes()),
+        })
+        .collect()
+}
+
+fn alert(
+    feed: &str,
+    key: &str,
+    status: Status,
+    start_minute: i64,
+    end_minute: Option<i64>,
+) -> Alert {
+    Alert {
+        feed: Arc::from(feed),
+        key: key.to_owned(),
+        severity: status.severity().unwrap(),
+        status,
+        start_ms: start_minute * MINUTE,
+        end_ms: end_minute.map(|minute| minute * MINUTE),
+    }
+}
+
+const THREE_HOURS: Window = Window {
+    start_ms: 0,
+    end_ms: 180 * MINUTE,
+};
+
+#[test]
+fn a_gap_warns_escalates_to_critical_and_resolves_at_the_record_that_ended_it() {
+    let feeds = [feed("profiles", true, &[])];
+    let mut keys = KeyTable::new(1);
+    let mut observations = every_minute(&mut keys, 0, "acme", (1..=60).chain(100..180));
+    // globex half a minute off acme: its records must not be the ticks that find acme's gap.
+    let globex = every_minute(&mut keys, 0, "globex", 1..180);
+    observations.extend(globex.into_iter().map(|observation| Observation {
+        event_ms: observation.event_ms + 30_000,
+        ..observation
+    }));
+    // Partitions come in offset order, not event-time order: the replay sorts.
+    observations.reverse();
+
+    let alerts = replay(&feeds, &keys, observations, THREE_HOURS);
+
+    assert_eq!(
+        alerts,
+        vec![
+            alert("profiles", "acme", Status::Warning, 70, Some(90)),
+            alert("profiles", "acme", Status::Critical, 90, Some(100)),
+        ]
+    );
+}
+
+#[test]
+fn an_alert_that_never_resolves_is_still_firing_at_the_end() {
+    let feeds = [feed("orders", false, &[])];
+    let mut keys = KeyTable::new(1);
+    let observations = every_minute(&mut keys, 0, "", 1..=30);
+
+    let alerts = replay(&feeds, &keys, observations, THREE_HOURS);
+
+    assert_eq!(
+        alerts,
+        vec![
+            alert("orders", "", Status::Warning, 40, Some(60)),
+            alert("orders", "", Status::Critical, 60, None),
+        ]
+    );
+    let report = super::super::Report::new(&feeds, THREE_HOURS, Default::default(), alerts);
+    let critical = &report.totals[1];
+    assert_eq!(
+        (critical.severity, critical.alerts, critical.alerting_ms),
+        (Severity::Critical, 1, 120 * MINUTE),
+        "a firing alert counts up to the window's end"
+    );
+}
+
+#[test]
+fn an_expected_value_without_records_is_never_seen_from_the_windows_start_plus_critical_after() {
+    let feeds = [feed("profiles", true, &["acme", "globex"])];
+    let mut keys = KeyTable::new(1);
+    let observations = every_minute(&mut keys, 0, "acme", 1..180);
+
+    let alerts = replay(&feeds, &keys, observations, THREE_HOURS);
+
+    assert_eq!(
+        alerts,
+        vec![alert("profiles", "globex", Status::NeverSeen, 30, None)]
+    );
+}
+
+#[test]
+fn a_record_at_the_very_crossing_prevents_the_alert() {
+    let feeds = [feed("orders", false, &[])];
+    let mut keys = KeyTable::new(1);
+    let observations = every_minute(&mut keys, 0, "", (0..=180).step_by(10));
+
+    let alerts = replay(&feeds, &keys, observations, THREE_HOURS);
+
+    assert_eq!(alerts, vec![], "each record lands exactly at warn_after");
+}
+
+#[test]
+fn records_older_than_the_window_count_at_its_start_with_their_own_event_time() {
+    let feeds = [feed("orders", false, &[])];
+    let mut keys = KeyTable::new(1);
+    let observations = every_minute(&mut keys, 0, "", [-20]);
+
+    let alerts = replay(&feeds, &keys, observations, THREE_HOURS);
+
+    assert_eq!(
+        alerts,
+        vec![
+            alert("orders", "", Status::Warning, 0, Some(10)),
+            alert("orders", "", Status::Critical, 10, None),
+        ],
+        "20 minutes stale at the start: warning at once, critical 10 minutes later"
+    );
+}

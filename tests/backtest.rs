@@ -1,0 +1,474 @@
+//! `freshwatch backtest`: a known day of history on librdkafka's mock cluster gives exactly the
+//! known incidents, and the backtest leaves no trace: no commit in the service's group, no
+//! connection to the state store or a sink.
+//!
+//! Boundaries (see `src/backtest/replay.rs`): an alert starts at `last record + threshold`, a
+//! warning that turns critical ends where the critical alert starts, and an alert ends at the
+//! event time of the record that ended the gap.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{freshwatch_bin, now_ms};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+const MINUTE: i64 = 60_000;
+const SERVICE_GROUP: &str = "freshwatch-service";
+
+// Each series' records are offset within the minute, so no series' record is a tick that happens
+// to land on another's deadline: a replay that skipped the deadlines between records would be off.
+const INITECH: i64 = 20_000;
+const GLOBEX: i64 = 30_000;
+const ORDERS: i64 = 40_000;
+
+/// The history, in minutes after `base`: the first record lands ten minutes after the window's
+/// start (so nothing is `never_seen`), the last two minutes before the test's "now".
+struct History {
+    base_ms: i64,
+    last_minute: i64,
+}
+
+impl History {
+    fn new(now_ms: i64) -> Self {
+        History {
+            base_ms: now_ms - 1430 * MINUTE,
+            last_minute: 1428,
+        }
+    }
+
+    fn at(&self, minute: i64) -> i64 {
+        self.base_ms + minute * MINUTE
+    }
+
+    /// `profiles` (split by key, acme and initech on partition 0, globex on 1) and `orders`.
+    fn produce(&self, brokers: &str) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        // Older than the window: skipped, or it would page `orders` at the window's start.
+        send(&producer, "orders", 0, None, self.at(0) - 2 * 1440 * MINUTE);
+        let last = self.last_minute;
+        for minute in 0..=last {
+            // acme: a 40-minute gap after minute 60.
+            if minute <= 60 || minute >= 100 {
+                send(&producer, "profiles", 0, Some("acme"), self.at(minute));
+            }
+            send(
+                &producer,
+                "profiles",
+                1,
+                Some("globex"),
+                self.at(minute) + GLOBEX,
+            );
+            // initech: stops two hours before the end.
+            if minute <= last - 120 {
+                send(
+                    &producer,
+                    "profiles",
+                    0,
+                    Some("initech"),
+                    self.at(minute) + INITECH,
+                );
+            }
+            // orders: a 3-hour gap after minute 300.
+            if minute <= 300 || minute >= 480 {
+                send(&producer, "orders", 0, None, self.at(minute) + ORDERS);
+            }
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// Every alert the history must give, by feed (config order), key, start.
+    fn expected_alerts(&self) -> Vec<(&'static str, &'static str, &'static str, i64, Option<i64>)> {
+        let last = self.last_minute;
+        vec![
+            (
+                "profiles",
+                "acme",
+                "warning",
+                self.at(70),
+                Some(self.at(90)),
+            ),
+            (
+                "profiles",
+                "acme",
+                "critical",
+                self.at(90),
+                Some(self.at(100)),
+            ),
+            (
+                "profiles",
+                "initech",
+                "warning",
+                self.at(last - 110) + INITECH,
+                Some(self.at(last - 90) + INITECH),
+            ),
+            (
+                "profiles",
+                "initech",
+                "critical",
+                self.at(last - 90) + INITECH,
+                None,
+            ),
+            (
+                "orders",
+                "",
+                "warning",
+                self.at(310) + ORDERS,
+                Some(self.at(330) + ORDERS),
+            ),
+            (
+                "orders",
+                "",
+                "critical",
+                self.at(330) + ORDERS,
+                Some(self.at(480) + ORDERS),
+            ),
+        ]
+    }
+}
+
+fn send(producer: &BaseProducer, topic: &str, partition: i32, key: Option<&str>, at_ms: i64) {
+    loop {
+        let mut record = BaseRecord::<str, str>::to(topic)
+            .partition(partition)
+            .payload("{}")
+            .timestamp(at_ms);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        match producer.send(record) {
+            Ok(()) => return,
+            // Queue full: let deliveries drain.
+            Err((error, _)) => {
+                assert!(
+                    matches!(
+                        error.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ),
+                    "{error}"
+                );
+                producer.poll(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// A config whose state store and webhook sink are listeners the test holds: any connection
+/// the backtest made would be waiting in their backlog.
+fn config(brokers: &str, redis: &TcpListener, webhook: &TcpListener) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{SERVICE_GROUP}"
+[kafka.properties]
+"reconnect.backoff.max.ms" = "1000"
+
+[state]
+redis_url = "redis://{redis}/0"
+
+[[feed]]
+name = "profiles"
+topic = "profiles"
+split_by = "key"
+warn_after = "10m"
+critical_after = "30m"
+
+[[feed]]
+name = "orders"
+topic = "orders"
+warn_after = "10m"
+critical_after = "30m"
+
+[[alerts.webhook]]
+url = "http://{webhook}/hook"
+"#,
+        redis = redis.local_addr().unwrap(),
+        webhook = webhook.local_addr().unwrap(),
+    )
+}
+
+fn backtest(config: &str, args: &[&str]) -> Output {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("freshwatch.toml");
+    std::fs::write(&path, config).unwrap();
+    Command::new(freshwatch_bin())
+        .arg("backtest")
+        .arg("--config")
+        .arg(&path)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn listener() -> TcpListener {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    listener
+}
+
+fn assert_untouched(listener: &TcpListener, what: &str) {
+    match listener.accept() {
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+        Ok((_, peer)) => panic!("backtest connected to the {what} from {peer}"),
+        Err(error) => panic!("{what} listener: {error}"),
+    }
+}
+
+/// The service's group committed nothing: every partition's committed offset is invalid.
+fn assert_no_commits(brokers: &str) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", SERVICE_GROUP)
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition("profiles", 0);
+    partitions.add_partition("profiles", 1);
+    partitions.add_partition("orders", 0);
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
+    for element in committed.elements() {
+        assert_eq!(
+            element.offset(),
+            Offset::Invalid,
+            "{}/{} has a committed offset in the service's group",
+            element.topic(),
+            element.partition()
+        );
+    }
+}
+
+#[test]
+fn a_day_of_history_gives_exactly_the_known_incidents_and_leaves_no_trace() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("profiles", 2, 1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let test_now_ms = now_ms();
+    let history = History::new(test_now_ms);
+    history.produce(&brokers);
+    let redis = listener();
+    let webhook = listener();
+    let config = config(&brokers, &redis, &webhook);
+
+    let output = backtest(&config, &["--since", "1d", "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let end_ms = report["window"]["end_ms"].as_i64().unwrap();
+    assert!(end_ms >= test_now_ms && end_ms < test_now_ms + 120_000);
+    assert_eq!(report["window"]["start_ms"], json!(end_ms - 1440 * MINUTE));
+    let alerts: Vec<(String, String, String, i64, Option<i64>)> = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| {
+            (
+                alert["feed"].as_str().unwrap().to_owned(),
+                alert["key"].as_str().unwrap().to_owned(),
+                alert["severity"].as_str().unwrap().to_owned(),
+                alert["start_ms"].as_i64().unwrap(),
+                alert["end_ms"].as_i64(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String, i64, Option<i64>)> = history
+        .expected_alerts()
+        .into_iter()
+        .map(|(feed, key, severity, start, end)| {
+            (feed.into(), key.into(), severity.into(), start, end)
+        })
+        .collect();
+    assert_eq!(alerts, expected, "{:#}\n{stderr}", report["read"]);
+    let initech_critical = &report["alerts"][3];
+    assert_eq!(initech_critical["still_firing"], json!(true));
+    assert_eq!(
+        initech_critical["duration_ms"],
+        json!(end_ms - (history.at(history.last_minute - 90) + INITECH))
+    );
+    assert_eq!(
+        report["alerts"][0]["start"],
+        json!(freshwatch::clock::rfc3339(history.at(70)))
+    );
+
+    let still_firing_ms = end_ms - (history.at(history.last_minute - 90) + INITECH);
+    assert_eq!(
+        report["totals"],
+        json!({
+            "alerts": 6,
+            "alerting_ms": 40 * MINUTE + 10 * MINUTE + still_firing_ms + 20 * MINUTE + 150 * MINUTE,
+            "by_feed": [
+                {"feed": "profiles", "severity": "warning", "alerts": 2, "alerting_ms": 40 * MINUTE},
+                {"feed": "profiles", "severity": "critical", "alerts": 2, "alerting_ms": 10 * MINUTE + still_firing_ms},
+                {"feed": "orders", "severity": "warning", "alerts": 1, "alerting_ms": 20 * MINUTE},
+                {"feed": "orders", "severity": "critical", "alerts": 1, "alerting_ms": 150 * MINUTE},
+            ],
+        })
+    );
+    assert_eq!(report["read"]["records_before_window"], json!(1));
+    assert_eq!(report["read"]["partitions"], json!(3));
+    assert_eq!(
+        report["read"]["partitions_from_beginning"],
+        json!(3),
+        "the mock cluster cannot list offsets by time"
+    );
+
+    let text_output = backtest(&config, &["--since", "1d"]);
+    assert!(text_output.status.success());
+    let text = String::from_utf8_lossy(&text_output.stdout);
+    let rfc = freshwatch::clock::rfc3339;
+    for line in [
+        "profiles/acme".to_owned(),
+        format!(
+            "warning  {} -> {} (20m 0s)",
+            rfc(history.at(70)),
+            rfc(history.at(90))
+        ),
+        format!(
+            "critical {} -> {} (10m 0s)",
+            rfc(history.at(90)),
+            rfc(history.at(100))
+        ),
+        format!(
+            "critical {} -> still firing at the end",
+            rfc(history.at(history.last_minute - 90) + INITECH)
+        ),
+        format!(
+            "critical {} -> {} (2h 30m)",
+            rfc(history.at(330) + ORDERS),
+            rfc(history.at(480) + ORDERS)
+        ),
+        "profiles                 warning     2 alerts  40m 0s alerting".to_owned(),
+        "orders                   critical    1 alerts  2h 30m alerting".to_owned(),
+        "read from the beginning".to_owned(),
+    ] {
+        assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+    }
+
+    assert_no_commits(&brokers);
+    assert_untouched(&redis, "state store");
+    assert_untouched(&webhook, "webhook sink");
+}
+
+#[test]
+fn feed_limits_the_report_to_one_feed_and_an_unknown_one_exits_2() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("profiles", 2, 1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let history = History::new(now_ms());
+    history.produce(&brokers);
+    let (redis, webhook) = (listener(), listener());
+    let config = config(&brokers, &redis, &webhook);
+
+    let output = backtest(
+        &config,
+        &["--since", "1d", "--format", "json", "--feed", "orders"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let feeds: Vec<&str> = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| alert["feed"].as_str().unwrap())
+        .collect();
+    assert_eq!(feeds, ["orders", "orders"]);
+    assert_eq!(
+        report["read"]["partitions"],
+        json!(1),
+        "only the feed's topic is read"
+    );
+
+    let unknown = backtest(&config, &["--feed", "invoices"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr)
+        .contains("--feed invoices: no such feed (the config has: profiles, orders)"));
+}
+
+#[test]
+fn an_unreachable_broker_fails_within_seconds_with_exit_3_and_a_bad_config_with_exit_1() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let (redis, webhook) = (listener(), listener());
+    let config = config(&address.to_string(), &redis, &webhook);
+
+    let started = Instant::now();
+    let output = backtest(&config, &["--since", "1d"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: backtest failed: Kafka brokers {address} did not answer within 10s"
+        )),
+        "{stderr}"
+    );
+
+    let bad = backtest(
+        &config.replace("warn_after = \"10m\"", "warn_after = \"2h\""),
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("error: feed[0].critical_after: must be greater than warn_after"));
+}
+
+#[test]
+fn a_broker_that_finds_offsets_by_time_is_read_from_the_windows_start() {
+    let broker = common::TansuBroker::start();
+    broker.create_topic("orders", 1);
+    broker.create_topic("profiles", 1);
+    let producer = common::producer(&broker.brokers);
+    let now = now_ms();
+    for at_ms in [
+        now - 3 * 1440 * MINUTE,
+        now - 2 * 1440 * MINUTE,
+        now - 5 * MINUTE,
+    ] {
+        common::produce_one(&producer, "orders", "", at_ms);
+    }
+    common::produce_one(&producer, "profiles", "acme", now - 5 * MINUTE);
+    let (redis, webhook) = (listener(), listener());
+
+    let output = backtest(
+        &config(&broker.brokers, &redis, &webhook),
+        &["--since", "1d", "--format", "json"],
+    );
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        broker.log()
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["read"],
+        json!({"partitions": 2, "partitions_from_beginning": 0, "records": 2,
+               "records_before_window": 0, "record_errors": 0}),
+        "the two old records are skipped by offset, not read"
+    );
+}
