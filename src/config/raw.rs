@@ -333,14 +333,14 @@ pub struct RawWindow {
     /// Dates, `"YYYY-MM-DD"` in `timezone`, on which the window does not apply.
     #[serde(default)]
     pub holidays: Vec<String>,
-    /// Warning threshold inside the window; default the feed's.
+    /// Warning threshold inside the window; default the feed's. Not with `expect = "nothing"`.
     #[serde(default, with = "humantime_serde")]
     pub warn_after: Option<Duration>,
-    /// Critical threshold inside the window; default the feed's.
+    /// Critical threshold inside the window; default the feed's. Not with `expect = "nothing"`.
     #[serde(default, with = "humantime_serde")]
     pub critical_after: Option<Duration>,
-    /// `"data"` (default), or `"nothing"`: silence inside is normal; no new alert starts, and a
-    /// feed still silent when the window ends is judged at once.
+    /// `"data"` (default), or `"nothing"`: silence inside is normal; no alert starts or worsens
+    /// there, and a feed still silent when the window ends is judged at once.
     #[serde(default)]
     pub expect: RawExpect,
 }
