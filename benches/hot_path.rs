@@ -32,6 +32,7 @@ fn feed(split: Option<SplitRule>, timestamp: TimestampRule) -> FeedConfig {
         max_key_bytes: 256,
         hold: Duration::ZERO,
         rollup_after: 20,
+        windows: Vec::new(),
     }
 }
 

@@ -7,6 +7,11 @@
 //! judged still fresh and rescheduled. Repeated pops walk the set's leftmost leaf, so a tick costs
 //! O(series that changed) with few cache misses, not O(all series); a binary heap of 1M series
 //! paid ~20 cache misses per pop (BENCHMARKS.md, scale).
+//!
+//! Windows (`[[feed.window]]`) change a feed's thresholds with the time of day, so a series'
+//! deadline alone would miss a boundary: each feed also has its next schedule change
+//! ([`crate::schedule`]), and when it passes every series of the feed is judged again, O(series
+//! of the feed) per boundary.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use std::sync::Arc;
 use crate::config::FeedConfig;
 use crate::knowledge::Sight;
 use crate::model::{SeriesId, Status};
+use crate::schedule::{Schedule, Thresholds};
 use crate::tracker::{Series, Tracker};
 
 /// A feed's thresholds in milliseconds, plus what alerts need to describe it.
@@ -22,10 +28,14 @@ pub struct FeedRules {
     pub name: Arc<str>,
     pub topic: String,
     pub split: bool,
+    /// The feed's own thresholds, in force outside its windows; [`FeedRules::in_force`] gives
+    /// those in force at a given time.
     pub warn_after_ms: i64,
     pub critical_after_ms: i64,
     /// `for`: a threshold must stay crossed this long before the status changes.
     pub hold_ms: i64,
+    /// The feed's windows.
+    pub schedule: Schedule,
 }
 
 impl FeedRules {
@@ -37,7 +47,13 @@ impl FeedRules {
             warn_after_ms: duration_ms(feed.warn_after),
             critical_after_ms: duration_ms(feed.critical_after),
             hold_ms: duration_ms(feed.hold),
+            schedule: feed.schedule(),
         }
+    }
+
+    /// The thresholds in force at `at_ms`: the first window containing it, else the feed's own.
+    pub fn in_force(&self, at_ms: i64) -> Thresholds {
+        self.schedule.in_force(at_ms).thresholds
     }
 }
 
@@ -67,16 +83,35 @@ pub struct Transition {
     pub records: u64,
 }
 
-/// The status a series has at `now_ms`, and when it next could change without a record. `for`
-/// (`hold_ms`) delays each crossing: staleness must pass the threshold by that much.
+/// The status a series has at `now_ms`, and when it next could change without a record, by the
+/// thresholds in force at `now_ms`. `for` (`hold_ms`) delays each crossing: staleness must pass
+/// the threshold by that much. Inside an `expect = "nothing"` window no alert starts or worsens:
+/// a series keeps its status until a record makes it better or the window ends (the feed's
+/// boundary re-judges it then).
 pub fn judge(
     series: &Series,
     watch_started_ms: i64,
     rules: &FeedRules,
     now_ms: i64,
 ) -> (Status, i64) {
-    let warn_ms = rules.warn_after_ms.saturating_add(rules.hold_ms);
-    let critical_ms = rules.critical_after_ms.saturating_add(rules.hold_ms);
+    let in_force = rules.in_force(now_ms);
+    let (judged, deadline_ms) = judge_by(series, watch_started_ms, in_force, rules.hold_ms, now_ms);
+    if in_force.expect_nothing && judged.severity() > series.status.severity() {
+        return (series.status, i64::MAX);
+    }
+    (judged, deadline_ms)
+}
+
+/// Staleness against `thresholds`, whatever the series' status.
+fn judge_by(
+    series: &Series,
+    watch_started_ms: i64,
+    thresholds: Thresholds,
+    hold_ms: i64,
+    now_ms: i64,
+) -> (Status, i64) {
+    let warn_ms = thresholds.warn_after_ms.saturating_add(hold_ms);
+    let critical_ms = thresholds.critical_after_ms.saturating_add(hold_ms);
     match series.last_seen() {
         Some(last_seen_ms) => {
             let staleness_ms = now_ms.saturating_sub(last_seen_ms);
@@ -99,17 +134,19 @@ pub fn judge(
     }
 }
 
-/// When the threshold of `status` was crossed: the moment from which freshwatch must know that
-/// Kafka held nothing newer before it may judge the series so.
+/// When the threshold of `status` in force at `now_ms` was crossed: the moment from which
+/// freshwatch must know that Kafka held nothing newer before it may judge the series so.
 pub fn crossed_at(
     series: &Series,
     watch_started_ms: i64,
     rules: &FeedRules,
     status: Status,
+    now_ms: i64,
 ) -> i64 {
+    let in_force = rules.in_force(now_ms);
     let threshold_ms = match status {
-        Status::Warning => rules.warn_after_ms,
-        Status::Critical | Status::NeverSeen => rules.critical_after_ms,
+        Status::Warning => in_force.warn_after_ms,
+        Status::Critical | Status::NeverSeen => in_force.critical_after_ms,
         Status::Ok | Status::Unknown => return i64::MIN,
     }
     .saturating_add(rules.hold_ms);
@@ -134,6 +171,9 @@ pub struct Evaluator {
     regained: Vec<crate::model::FeedIndex>,
     /// Series the last tick held back until Kafka is known past their crossing.
     held: usize,
+    /// Per feed, when its windows next change what is in force (unix ms; `i64::MAX`: never,
+    /// `i64::MIN`: not computed yet). Passing it re-judges every series of the feed.
+    schedule_changes: Vec<i64>,
 }
 
 impl Evaluator {
@@ -151,6 +191,7 @@ impl Evaluator {
             ],
             regained: Vec::new(),
             held: 0,
+            schedule_changes: vec![i64::MIN; feeds.len()],
         }
     }
 
@@ -192,6 +233,7 @@ impl Evaluator {
         if self.deadlines.is_empty() {
             self.bulk_load = Some(Vec::new());
         }
+        self.schedule_boundaries(now_ms);
         for feed in std::mem::take(&mut self.regained) {
             let count = tracker.feed(feed).series().len() as u32;
             for index in 0..count {
@@ -223,11 +265,33 @@ impl Evaluator {
         transitions
     }
 
+    /// Feeds whose windows changed what is in force since the last tick are judged again in
+    /// full: a quiet window that ended, or tighter thresholds that began, change series whose
+    /// own deadlines lie later (or nowhere).
+    fn schedule_boundaries(&mut self, now_ms: i64) {
+        for (feed, next_change_ms) in self.schedule_changes.iter_mut().enumerate() {
+            if *next_change_ms > now_ms {
+                continue;
+            }
+            // The first tick judges every series anyway.
+            if *next_change_ms != i64::MIN {
+                self.regained.push(feed as crate::model::FeedIndex);
+            }
+            *next_change_ms = self.rules[feed].schedule.next_look_ms(now_ms);
+        }
+    }
+
+    /// When the windows of `feed` next change what is in force, unix ms (`i64::MAX`: never).
+    pub fn next_schedule_change(&self, feed: crate::model::FeedIndex) -> i64 {
+        self.schedule_changes[feed as usize]
+    }
+
     /// Describes a series as it stands (from = to = its status), for sinks that must take up an
     /// alert that was already firing before a restart.
     pub fn describe(&self, tracker: &Tracker, id: SeriesId, now_ms: i64) -> Transition {
         let rules = &self.rules[id.feed as usize];
         let series = tracker.series(id);
+        let in_force = rules.in_force(now_ms);
         Transition {
             feed: rules.name.clone(),
             key: series.key().into_owned(),
@@ -242,8 +306,8 @@ impl Evaluator {
             staleness_ms: series
                 .last_seen()
                 .map(|last_seen_ms| now_ms.saturating_sub(last_seen_ms).max(0)),
-            warn_after_ms: rules.warn_after_ms,
-            critical_after_ms: rules.critical_after_ms,
+            warn_after_ms: in_force.warn_after_ms,
+            critical_after_ms: in_force.critical_after_ms,
             records: series.records,
         }
     }
@@ -279,7 +343,7 @@ impl Evaluator {
             // Better news (fresh data) needs no knowledge of what else Kafka holds.
             (_, false) => (judged, judged_deadline_ms),
             (Sight::Known { through_ms }, true)
-                if crossed_at(series, watch_started_ms, rules, judged) <= through_ms =>
+                if crossed_at(series, watch_started_ms, rules, judged, now_ms) <= through_ms =>
             {
                 (judged, judged_deadline_ms)
             }
@@ -324,3 +388,5 @@ impl Evaluator {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;

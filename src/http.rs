@@ -297,6 +297,8 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
         if only_feed.is_some_and(|name| name != &*feed_view.name) {
             continue;
         }
+        // A feed's windows may change its thresholds with the time of day: show today's.
+        let in_force = rules.in_force(now_ms);
         for series in feed_view.series() {
             let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
             rows.push((
@@ -308,8 +310,8 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
                     status: series.status.as_str().to_owned(),
                     last_seen: series.last_seen().map(rfc3339),
                     staleness_seconds: staleness_ms.map(|millis| millis as f64 / 1000.0),
-                    warn_after_seconds: rules.warn_after_ms as f64 / 1000.0,
-                    critical_after_seconds: rules.critical_after_ms as f64 / 1000.0,
+                    warn_after_seconds: in_force.warn_after_ms as f64 / 1000.0,
+                    critical_after_seconds: in_force.critical_after_ms as f64 / 1000.0,
                     records: series.records,
                     topic: rules.topic.clone(),
                     status_since: (series.status_since_ms > 0)

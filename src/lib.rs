@@ -20,6 +20,8 @@
 //!   live replica has read it to a high watermark observed after the crossing.
 //! - [`evaluate`]: deadline-driven judging against thresholds, gated by knowledge; emits status
 //!   transitions.
+//! - [`schedule`]: the one home of "which thresholds are in force now, and when does that
+//!   change": a feed's windows (`[[feed.window]]`), quiet times and their boundaries.
 //! - [`groups`]: consumer groups watched from outside (lag in time, stalls, the data-loss
 //!   countdown), read by their own thread and judged beside the feeds.
 //! - [`alert`]: one task per sink fed by a durable outbox in the state store; retries,
@@ -52,6 +54,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod model;
 pub mod rollup;
+pub mod schedule;
 pub mod silence;
 pub mod snapshot;
 pub mod source;

@@ -487,6 +487,7 @@ mod tests {
             max_key_bytes: 256,
             hold: Duration::ZERO,
             rollup_after: 20,
+            windows: Vec::new(),
         }
     }
 

@@ -9,8 +9,15 @@ use super::{
     StateBackend, StateConfig, TimestampRule, TopicMatcher,
 };
 
-/// The resolved config as `check-config` prints it. Secrets stay hidden.
+/// The resolved config as `check-config` prints it, with the thresholds in force now. Secrets
+/// stay hidden.
 pub fn describe(config: &Config) -> String {
+    describe_at(config, chrono::Utc::now().timestamp_millis())
+}
+
+/// [`describe`] as of `now_ms` (unix ms): windowed feeds say what is in force then and what
+/// changes next.
+pub fn describe_at(config: &Config, now_ms: i64) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "config ok");
     text.push_str(&describe_kafka(&config.kafka));
@@ -25,6 +32,7 @@ pub fn describe(config: &Config) -> String {
     let _ = writeln!(text, "feeds ({}):", config.feeds.len());
     for feed in &config.feeds {
         text.push_str(&describe_feed(feed));
+        text.push_str(&describe_windows(feed, now_ms));
     }
     text.push_str(&describe_alerts(&config.alerts));
     if let Some(heartbeat) = &config.heartbeat {
@@ -102,6 +110,72 @@ fn describe_feed(feed: &FeedConfig) -> String {
         feed.name,
         human(feed.warn_after),
         human(feed.critical_after),
+    )
+}
+
+/// For a feed with windows, one line per window, then what is in force at `now_ms` and the next
+/// change (when, and to what). Nothing for a feed without windows.
+fn describe_windows(feed: &FeedConfig, now_ms: i64) -> String {
+    if feed.windows.is_empty() {
+        return String::new();
+    }
+    let mut text = String::new();
+    for (index, window) in feed.windows.iter().enumerate() {
+        let holidays = if window.holidays.is_empty() {
+            String::new()
+        } else {
+            format!(" holidays={}", window.holidays.len())
+        };
+        let _ = writeln!(
+            text,
+            "    window[{index}]: days={} hours={} timezone={}{holidays} {}",
+            window.days,
+            window.hours,
+            window.timezone.name(),
+            describe_in_force(&window.thresholds),
+        );
+    }
+    let schedule = feed.schedule();
+    let now = schedule.in_force(now_ms);
+    let _ = writeln!(
+        text,
+        "    in force now: {} {}",
+        describe_regime(now.window),
+        describe_in_force(&now.thresholds)
+    );
+    let _ = match schedule.next_change(now_ms) {
+        Some(change) => writeln!(
+            text,
+            "    next change: {} to {} {}",
+            crate::clock::rfc3339(change.at_ms),
+            describe_regime(change.to.window),
+            describe_in_force(&change.to.thresholds)
+        ),
+        None => writeln!(
+            text,
+            "    next change: none within {}",
+            human(Duration::from_millis(crate::schedule::LOOK_AHEAD_MS as u64))
+        ),
+    };
+    text
+}
+
+fn describe_regime(window: Option<usize>) -> String {
+    match window {
+        Some(index) => format!("window[{index}]"),
+        None => "the feed's own".to_owned(),
+    }
+}
+
+fn describe_in_force(thresholds: &crate::schedule::Thresholds) -> String {
+    let millis = |millis: i64| human(Duration::from_millis(millis.max(0) as u64));
+    if thresholds.expect_nothing {
+        return "expect=nothing (silence is normal: no new alert)".to_owned();
+    }
+    format!(
+        "warn_after={} critical_after={}",
+        millis(thresholds.warn_after_ms),
+        millis(thresholds.critical_after_ms)
     )
 }
 

@@ -8,9 +8,11 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::raw;
+use super::window::{self, WindowsAt};
 use super::ConfigError;
 use crate::extract::json::JsonPointer;
 use crate::extract::{Extractor, SplitRule, TimestampRule};
+use crate::schedule::{Schedule, Thresholds, Window};
 
 /// Which topics a feed reads.
 #[derive(Debug, Clone)]
@@ -56,6 +58,9 @@ pub struct FeedConfig {
     /// More keys than this changing status in one evaluation reach notification sinks as one
     /// rolled-up notification, so a broken upstream pages once rather than per tenant.
     pub rollup_after: usize,
+    /// `[[feed.window]]` (or `[[defaults.window]]`), in config order: the first containing an
+    /// instant sets the thresholds in force then.
+    pub windows: Vec<Window>,
 }
 
 impl FeedConfig {
@@ -67,6 +72,16 @@ impl FeedConfig {
             self.max_key_bytes,
             max_future_skew_ms,
         )
+    }
+
+    /// The thresholds in force at any instant: this feed's own, overridden by its windows.
+    pub fn schedule(&self) -> Schedule {
+        let own = Thresholds {
+            warn_after_ms: window::duration_ms(self.warn_after),
+            critical_after_ms: window::duration_ms(self.critical_after),
+            expect_nothing: false,
+        };
+        Schedule::new(own, self.windows.iter().cloned().collect())
     }
 }
 
@@ -88,6 +103,11 @@ impl FeedKey {
     fn field(self, field: &str) -> String {
         format!("feed[{}].{field}", self.0)
     }
+
+    /// `feed[N]`, the owner of nested keys such as `feed[N].window[M].hours`.
+    fn owner(self) -> String {
+        format!("feed[{}]", self.0)
+    }
 }
 
 /// `[defaults]`: checked once, so an invalid default is reported under its own key.
@@ -104,6 +124,15 @@ pub(super) fn validate_defaults(defaults: &raw::RawDefaults) -> Result<(), Confi
             "must be at least 1",
         ));
     }
+    window::validate_windows(
+        WindowsAt {
+            owner: "defaults",
+            inherited: false,
+        },
+        &defaults.window,
+        defaults.warn_after,
+        defaults.critical_after,
+    )?;
     Ok(())
 }
 
@@ -161,6 +190,16 @@ fn validate_feed(
             "must be at least 1",
         ));
     }
+    let owner = key.owner();
+    let windows = window::validate_windows(
+        WindowsAt {
+            owner: &owner,
+            inherited: raw.window.is_none(),
+        },
+        raw.window.as_deref().unwrap_or(&defaults.window),
+        warn_after,
+        critical_after,
+    )?;
     Ok(FeedConfig {
         name: Arc::from(raw.name),
         topics,
@@ -174,6 +213,7 @@ fn validate_feed(
         max_key_bytes: raw.max_key_bytes,
         hold: raw.hold.unwrap_or(defaults.hold),
         rollup_after,
+        windows,
     })
 }
 

@@ -10,7 +10,8 @@
 //!   reference.
 //! - `env`: `${VAR}` substitution, before deserializing.
 //! - one module per section, each with its typed config and its checks: `kafka`, `state` (with
-//!   `[ha]`), `http`, `evaluation`, `feed`, `alerts`, `heartbeat`, [`groups`].
+//!   `[ha]`), `http`, `evaluation`, `feed` (with `window`, its schedules and quiet windows),
+//!   `alerts`, `heartbeat`, [`groups`].
 //! - `secret`: [`Secret`] and [`redacted_url`], so no log line shows a password or token.
 //! - `describe`: what `check-config` prints.
 //!
@@ -29,6 +30,7 @@ mod kafka;
 pub mod raw;
 mod secret;
 mod state;
+mod window;
 
 use std::path::{Path, PathBuf};
 
@@ -36,7 +38,7 @@ pub use alerts::{
     glob_matches, AlertmanagerConfig, AlertsConfig, EmailConfig, FeedPattern, SinkConfig, SinkKind,
     SmtpSecurity,
 };
-pub use describe::describe;
+pub use describe::{describe, describe_at};
 pub use evaluation::EvaluationConfig;
 pub use feed::{FeedConfig, FeedMode, TopicMatcher};
 pub use groups::{GroupConfig, GroupMatcher};

@@ -245,6 +245,9 @@ pub struct RawDefaults {
     /// handles them); the API and metrics stay per key. At least 1.
     #[serde(default = "default_rollup_after")]
     pub rollup_after: usize,
+    /// `[[defaults.window]]`: the windows of feeds that declare none of their own.
+    #[serde(default)]
+    pub window: Vec<RawWindow>,
 }
 
 impl Default for RawDefaults {
@@ -254,6 +257,7 @@ impl Default for RawDefaults {
             critical_after: default_critical_after(),
             hold: Duration::ZERO,
             rollup_after: default_rollup_after(),
+            window: Vec::new(),
         }
     }
 }
@@ -305,6 +309,61 @@ pub struct RawFeed {
     pub max_key_bytes: usize,
     /// Overrides `defaults.rollup_after`.
     pub rollup_after: Option<usize>,
+    /// `[[feed.window]]`: schedules with their own thresholds, or quiet times. Absent: the
+    /// windows of `[defaults]`; `window = []` opts out of them.
+    pub window: Option<Vec<RawWindow>>,
+}
+
+/// `[[feed.window]]` / `[[defaults.window]]`: a recurring time in which other thresholds apply.
+/// The first window (in config order) containing an instant applies; outside every window, the
+/// feed's own thresholds do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    /// Days it applies on, in its timezone: `"mon-fri"`, `"sat-sun"`, `"mon,wed,fri"`, `"daily"`.
+    #[serde(default = "default_window_days")]
+    pub days: String,
+    /// Time of day, `"08:00-20:00"`; a range that wraps midnight (`"22:00-06:00"`) belongs to
+    /// the day it starts on. Default: the whole day.
+    #[serde(default = "default_window_hours")]
+    pub hours: String,
+    /// IANA timezone of `days`, `hours` and `holidays`, e.g. `"America/New_York"`.
+    #[serde(default = "default_window_timezone")]
+    pub timezone: String,
+    /// Dates, `"YYYY-MM-DD"` in `timezone`, on which the window does not apply.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// Warning threshold inside the window; default the feed's. Not with `expect = "nothing"`.
+    #[serde(default, with = "humantime_serde")]
+    pub warn_after: Option<Duration>,
+    /// Critical threshold inside the window; default the feed's. Not with `expect = "nothing"`.
+    #[serde(default, with = "humantime_serde")]
+    pub critical_after: Option<Duration>,
+    /// `"data"` (default), or `"nothing"`: silence inside is normal; no alert starts or worsens
+    /// there, and a feed still silent when the window ends is judged at once.
+    #[serde(default)]
+    pub expect: RawExpect,
+}
+
+fn default_window_days() -> String {
+    "daily".to_owned()
+}
+
+fn default_window_hours() -> String {
+    "00:00-24:00".to_owned()
+}
+
+fn default_window_timezone() -> String {
+    "UTC".to_owned()
+}
+
+/// `window.expect`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawExpect {
+    #[default]
+    Data,
+    Nothing,
 }
 
 fn default_max_key_bytes() -> usize {

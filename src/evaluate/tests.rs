@@ -30,6 +30,7 @@ fn feed(split: bool, expected: &[&str]) -> FeedConfig {
         max_key_bytes: 256,
         hold: Duration::ZERO,
         rollup_after: 20,
+        windows: Vec::new(),
     }
 }
 

@@ -11,6 +11,7 @@ mod describe;
 mod examples;
 mod feed;
 mod groups;
+mod window;
 
 /// Parses `text` with an environment that holds exactly `env`.
 fn parse_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
