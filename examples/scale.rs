@@ -1,4 +1,5 @@
-//! Scale figures for BENCHMARKS.md: memory per tracked series at 1M split keys, evaluation tick
+//! Scale figures for BENCHMARKS.md: memory per tracked series at 1M split keys (on a feed with
+//! `thresholds = "learned"`, so each series carries its cadence summary), evaluation tick
 //! time with 1M series of which 1% cross a threshold, the consume rate while `/metrics` is
 //! scraped back to back, and with a real Redis the state flush rate and a replica's reload
 //! (whole, then of 1,000 changes).
@@ -30,6 +31,9 @@ fn feed(keys: usize) -> FeedConfig {
         warn_after = "{WARN_MS}ms"
         critical_after = "{}ms"
         max_keys = {keys}
+        thresholds = "learned"
+        warn_after_min = "10s"
+        critical_after_min = "20s"
         "#,
         2 * WARN_MS
     );
@@ -80,6 +84,8 @@ fn main() {
         } else {
             NOW_MS - 1_000
         };
+        // Two records: every series of the learned feed holds a gap in its cadence summary.
+        tracker.observe(0, name.as_bytes(), last_seen - 30_000);
         tracker.observe(0, name.as_bytes(), last_seen);
     }
     let mut evaluator = Evaluator::new(&feeds);
@@ -125,12 +131,15 @@ fn main() {
         let store = RedisStore::connect(&redis_url, "freshwatch-bench")
             .await
             .expect("redis");
+        let mut one_gap = freshwatch::cadence::Cadence::default();
+        one_gap.learn(30_000, 20);
         let records: Vec<SeriesRecord> = (0..keys)
             .map(|index| SeriesRecord {
                 feed: Arc::from("profiles"),
                 key: key(index).into_bytes(),
                 last_seen_ms: Some(NOW_MS - 1_000),
                 status: Some((Status::Ok, NOW_MS)),
+                cadence: Some(one_gap),
             })
             .collect();
         let started = Instant::now();

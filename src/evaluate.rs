@@ -12,10 +12,16 @@
 //! deadline alone would miss a boundary: each feed also has its next schedule change
 //! ([`crate::schedule`]), and when it passes every series of the feed is judged again, O(series
 //! of the feed) per boundary.
+//!
+//! A learned feed (`thresholds = "learned"`) judges each series by its own thresholds, which
+//! [`crate::cadence::effective`] derives from the series' learned gaps under the thresholds in
+//! force (the ceilings). A record that ends a series' warm-up has it judged again at the next
+//! tick; otherwise a changed threshold takes effect at the series' next scheduled look.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::cadence::{self, Learning, ThresholdSource};
 use crate::config::FeedConfig;
 use crate::knowledge::Sight;
 use crate::model::{SeriesId, Status};
@@ -36,6 +42,8 @@ pub struct FeedRules {
     pub hold_ms: i64,
     /// The feed's windows.
     pub schedule: Schedule,
+    /// `thresholds = "learned"`: the thresholds in force are ceilings of each series' own.
+    pub learning: Option<Learning>,
 }
 
 impl FeedRules {
@@ -48,12 +56,23 @@ impl FeedRules {
             critical_after_ms: duration_ms(feed.critical_after),
             hold_ms: duration_ms(feed.hold),
             schedule: feed.schedule(),
+            learning: feed.learning,
         }
     }
 
     /// The thresholds in force at `at_ms`: the first window containing it, else the feed's own.
     pub fn in_force(&self, at_ms: i64) -> Thresholds {
         self.schedule.in_force(at_ms).thresholds
+    }
+
+    /// The thresholds `series` is judged by at `at_ms`, and their source: those in force for a
+    /// fixed feed; for a learned one, its own under them ([`crate::cadence::effective`]).
+    pub fn effective(
+        &self,
+        cadence: &cadence::Cadence,
+        at_ms: i64,
+    ) -> (Thresholds, ThresholdSource) {
+        cadence::effective(self.learning.as_ref(), self.in_force(at_ms), cadence)
     }
 }
 
@@ -94,7 +113,7 @@ pub fn judge(
     rules: &FeedRules,
     now_ms: i64,
 ) -> (Status, i64) {
-    let in_force = rules.in_force(now_ms);
+    let (in_force, _) = rules.effective(&series.cadence, now_ms);
     let (judged, deadline_ms) = judge_by(series, watch_started_ms, in_force, rules.hold_ms, now_ms);
     if in_force.expect_nothing && judged.severity() > series.status.severity() {
         return (series.status, i64::MAX);
@@ -143,7 +162,7 @@ pub fn crossed_at(
     status: Status,
     now_ms: i64,
 ) -> i64 {
-    let in_force = rules.in_force(now_ms);
+    let (in_force, _) = rules.effective(&series.cadence, now_ms);
     let threshold_ms = match status {
         Status::Warning => in_force.warn_after_ms,
         Status::Critical | Status::NeverSeen => in_force.critical_after_ms,
@@ -291,7 +310,7 @@ impl Evaluator {
     pub fn describe(&self, tracker: &Tracker, id: SeriesId, now_ms: i64) -> Transition {
         let rules = &self.rules[id.feed as usize];
         let series = tracker.series(id);
-        let in_force = rules.in_force(now_ms);
+        let (in_force, _) = rules.effective(&series.cadence, now_ms);
         Transition {
             feed: rules.name.clone(),
             key: series.key().into_owned(),
@@ -386,6 +405,8 @@ impl Evaluator {
     }
 }
 
+#[cfg(test)]
+mod learned_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

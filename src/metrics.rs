@@ -591,6 +591,41 @@ impl Collector for FeedCollector {
                 "freshwatch_feed_critical_after_seconds",
                 "The feed's critical threshold",
             ),
-        )
+        )?;
+        encode_effective_thresholds(encoder, &view, &self.rules, now_ms)
     }
+}
+
+/// `freshwatch_feed_effective_critical_after_seconds{feed,key,source}`: learned feeds only, so
+/// fixed feeds add no series; `source` is one of `learned`, `warm-up`, `ceiling`, and a series
+/// has one source at a time, so this is one sample per series of a learned feed.
+fn encode_effective_thresholds(
+    encoder: &mut DescriptorEncoder,
+    view: &ReadView,
+    rules: &[FeedRules],
+    now_ms: i64,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        "freshwatch_feed_effective_critical_after_seconds",
+        "The critical threshold a series of a learned feed is judged by now, and its source",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (feed, feed_rules) in view.feeds.iter().zip(rules) {
+        if feed_rules.learning.is_none() {
+            continue;
+        }
+        for series in feed.series() {
+            let (thresholds, source) = feed_rules.effective(&series.cadence, now_ms);
+            let labels = [
+                ("feed", Escaped(&feed.name)),
+                ("key", Escaped(&series.key)),
+                ("source", Escaped(source.as_str())),
+            ];
+            metric
+                .encode_family(&labels)?
+                .encode_gauge(&(thresholds.critical_after_ms as f64 / 1000.0))?;
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::cadence::Cadence;
 use crate::model::Status;
 use crate::tracker::{Tracker, NEVER};
 
@@ -25,6 +26,8 @@ pub struct SeriesView {
     pub records: u64,
     pub status: Status,
     pub status_since_ms: i64,
+    /// A learned feed's cadence (its effective thresholds are derived at read time).
+    pub cadence: Cadence,
 }
 
 impl SeriesView {
@@ -145,6 +148,7 @@ impl Snapshots {
                         records: live.records,
                         status: live.status,
                         status_since_ms: live.status_since_ms,
+                        cadence: live.cadence,
                     });
                 }
                 if end == track.series().len() {

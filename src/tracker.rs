@@ -7,6 +7,10 @@
 //! - `new_series`: series the evaluator has not scheduled yet;
 //! - `refreshed`: series that were alerting and just got a record (to resolve quickly);
 //! - `dirty`: series whose last-seen or status must be written to the state store.
+//!
+//! On a feed with `thresholds = "learned"` a record that moves last-seen forward also teaches
+//! the series its cadence ([`crate::cadence`]): the gap is counted in its 22-byte histogram,
+//! unless the series was alerting when the gap ended (an incident is not a cadence).
 
 use std::borrow::Cow;
 use std::hash::BuildHasher;
@@ -14,6 +18,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use crate::cadence::Cadence;
 use crate::config::FeedConfig;
 use crate::model::{FeedIndex, SeriesId, Status};
 
@@ -37,6 +42,8 @@ pub struct Series {
     pub alert_since_ms: i64,
     /// The evaluator's next scheduled look, unix ms (`i64::MAX`: none).
     pub deadline_ms: i64,
+    /// Learned gaps between new last-seen times (learned feeds only; empty otherwise).
+    pub cadence: Cadence,
     dirty: bool,
     /// Already listed in `refreshed` since the evaluator last looked.
     refresh_queued: bool,
@@ -52,6 +59,7 @@ impl Series {
             status_since_ms: 0,
             alert_since_ms: 0,
             deadline_ms: i64::MAX,
+            cadence: Cadence::default(),
             dirty: false,
             refresh_queued: false,
         }
@@ -109,6 +117,8 @@ pub struct FeedTrack {
     pub max_keys: usize,
     /// Records refused because the feed was at `max_keys`.
     pub refused: u64,
+    /// `learn_min_gaps` of a learned feed; 0 for a fixed one (its series learn nothing).
+    pub learn_min_gaps: u16,
     /// When each expected value was first watched (persisted): a value added to `expected`
     /// later is `never_seen` only `critical_after` after it was added, not at once.
     pub expected_started_ms: hashbrown::HashMap<Box<[u8]>, i64>,
@@ -177,6 +187,7 @@ impl Tracker {
                     watch_started_ms: now_ms,
                     max_keys: feed.max_keys.max(1),
                     refused: 0,
+                    learn_min_gaps: feed.learning.map_or(0, |learning| learning.min_gaps),
                     expected_started_ms: hashbrown::HashMap::new(),
                     placeholder: feed.split.is_some() && feed.expected.is_empty(),
                     index: HashTable::new(),
@@ -258,9 +269,25 @@ impl Tracker {
         count: u64,
     ) -> Option<SeriesId> {
         let id = self.series_for(feed, key, true)?;
-        let series = &mut self.feeds[feed as usize].series[id.index as usize];
+        let track = &mut self.feeds[feed as usize];
+        let learn_min_gaps = track.learn_min_gaps;
+        let series = &mut track.series[id.index as usize];
         series.records += count;
         if event_ms > series.last_seen_ms {
+            // A gap that ended while the series was alerting is an incident, not its cadence.
+            let learns = learn_min_gaps != 0
+                && series.last_seen_ms != NEVER
+                && series.status.severity().is_none();
+            if learns
+                && series
+                    .cadence
+                    .learn(event_ms - series.last_seen_ms, learn_min_gaps)
+                && !series.refresh_queued
+            {
+                // Warm-up just ended: judged by its own thresholds now, not at the old deadline.
+                series.refresh_queued = true;
+                self.refreshed.push(id);
+            }
             series.last_seen_ms = event_ms;
             if !series.dirty {
                 series.dirty = true;
@@ -326,6 +353,32 @@ impl Tracker {
                 series.refresh_queued = true;
                 self.refreshed.push(id);
             }
+        }
+    }
+
+    /// Takes in a stored or shared copy of a series' learned cadence (restart, replica reload)
+    /// by a bucket-wise max; a series that does not exist (refused by `max_keys`) is skipped.
+    pub fn merge_cadence(&mut self, feed: FeedIndex, key: &[u8], cadence: &Cadence) {
+        let track = &mut self.feeds[feed as usize];
+        if track.learn_min_gaps == 0 || track.split == key.is_empty() {
+            return;
+        }
+        let hash = self.hasher.hash_one(key);
+        let series = &track.series;
+        let Some(&index) = track
+            .index
+            .find(hash, |&index| same_key(&series[index as usize].key, key))
+        else {
+            return;
+        };
+        let series = &mut track.series[index as usize];
+        let was_warming_up = series.cadence.gaps() < track.learn_min_gaps;
+        series.cadence.merge(cadence);
+        let id = SeriesId { feed, index };
+        if was_warming_up && series.cadence.gaps() >= track.learn_min_gaps && !series.refresh_queued
+        {
+            series.refresh_queued = true;
+            self.refreshed.push(id);
         }
     }
 
@@ -488,6 +541,7 @@ mod tests {
             hold: Duration::ZERO,
             rollup_after: 20,
             windows: Vec::new(),
+            learning: None,
         }
     }
 

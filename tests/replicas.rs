@@ -240,6 +240,7 @@ fn a_deposed_leaders_status_writes_are_fenced_off_and_last_seen_only_grows() {
             key: b"eu".to_vec(),
             last_seen_ms: Some(last_seen),
             status: Some((status, last_seen)),
+            cadence: None,
         };
         // The lease: one holder at a time, tokens grow.
         let first = store
@@ -308,6 +309,7 @@ fn a_replica_reload_reads_only_what_changed() {
             key: key.as_bytes().to_vec(),
             last_seen_ms: Some(last_seen),
             status: Some((Status::Ok, last_seen)),
+            cadence: None,
         };
         let all: Vec<SeriesRecord> = (0..1_200)
             .map(|index| record("profiles", &format!("tenant-{index}"), 1_000))

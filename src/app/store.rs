@@ -94,6 +94,8 @@ impl Pipeline {
                         key: series.key_bytes().to_vec(),
                         last_seen_ms: series.last_seen(),
                         status: leader.then_some((series.status, series.status_since_ms)),
+                        // It changes only with last-seen, which made the series dirty.
+                        cadence: (!series.cadence.is_empty()).then_some(series.cadence),
                     }
                 })
                 .collect();

@@ -31,6 +31,7 @@ fn feed(split: bool, expected: &[&str]) -> FeedConfig {
         hold: Duration::ZERO,
         rollup_after: 20,
         windows: Vec::new(),
+        learning: None,
     }
 }
 
