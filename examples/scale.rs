@@ -4,7 +4,8 @@
 //! scraped back to back, and with a real Redis the state flush rate and a replica's reload
 //! (whole, then of 1,000 changes).
 //!
-//! `cargo run --release --example scale -- [KEYS] [REDIS_URL]` (bench/scale.sh starts Redis).
+//! `cargo run --release --example scale -- [KEYS] [REDIS_URL]` (bench/scale.sh starts Redis);
+//! `SCALE_THRESHOLDS=fixed` measures a fixed-threshold feed instead.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,12 @@ const NOW_MS: i64 = 1_764_547_200_000;
 const WARN_MS: i64 = 60_000;
 
 fn feed(keys: usize) -> FeedConfig {
+    let thresholds = std::env::var("SCALE_THRESHOLDS").unwrap_or_else(|_| "learned".into());
+    let learning = match thresholds.as_str() {
+        "fixed" => "",
+        _ => "thresholds = \"learned\"\nwarn_after_min = \"10s\"\ncritical_after_min = \"20s\"",
+    };
+    println!("thresholds {thresholds}");
     let text = format!(
         r#"
         [kafka]
@@ -31,9 +38,7 @@ fn feed(keys: usize) -> FeedConfig {
         warn_after = "{WARN_MS}ms"
         critical_after = "{}ms"
         max_keys = {keys}
-        thresholds = "learned"
-        warn_after_min = "10s"
-        critical_after_min = "20s"
+        {learning}
         "#,
         2 * WARN_MS
     );

@@ -4,7 +4,8 @@
 //! Each series of a learned feed keeps a [`Cadence`]: a histogram of the gaps between
 //! consecutive new last-seen event times, 20 saturating `u8` counters on a log2 scale (bucket
 //! 0: under 1 s; bucket `i`: `[2^(i-1) s, 2^i s)`; the last one also takes everything longer),
-//! plus a saturating count of gaps learned: 22 bytes inline in the series, no allocation. When a
+//! plus a saturating count of gaps learned: 22 bytes per series, kept beside a learned feed's
+//! series (fixed feeds keep none), no allocation of its own. When a
 //! counter would pass 255 every counter is halved, so recent behaviour dominates. Two summaries
 //! merge by a bucket-wise max, which is idempotent: a follower that reloads the same summary
 //! every few seconds does not inflate it.

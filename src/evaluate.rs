@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cadence::{self, Learning, ThresholdSource};
+use crate::cadence::{self, Cadence, Learning, ThresholdSource};
 use crate::config::FeedConfig;
 use crate::knowledge::Sight;
 use crate::model::{SeriesId, Status};
@@ -106,14 +106,16 @@ pub struct Transition {
 /// thresholds in force at `now_ms`. `for` (`hold_ms`) delays each crossing: staleness must pass
 /// the threshold by that much. Inside an `expect = "nothing"` window no alert starts or worsens:
 /// a series keeps its status until a record makes it better or the window ends (the feed's
-/// boundary re-judges it then).
+/// boundary re-judges it then). A learned feed judges by the series' own thresholds, from
+/// `cadence` ([`Tracker::cadence`]).
 pub fn judge(
     series: &Series,
+    cadence: &Cadence,
     watch_started_ms: i64,
     rules: &FeedRules,
     now_ms: i64,
 ) -> (Status, i64) {
-    let (in_force, _) = rules.effective(&series.cadence, now_ms);
+    let (in_force, _) = rules.effective(cadence, now_ms);
     let (judged, deadline_ms) = judge_by(series, watch_started_ms, in_force, rules.hold_ms, now_ms);
     if in_force.expect_nothing && judged.severity() > series.status.severity() {
         return (series.status, i64::MAX);
@@ -157,12 +159,13 @@ fn judge_by(
 /// freshwatch must know that Kafka held nothing newer before it may judge the series so.
 pub fn crossed_at(
     series: &Series,
+    cadence: &Cadence,
     watch_started_ms: i64,
     rules: &FeedRules,
     status: Status,
     now_ms: i64,
 ) -> i64 {
-    let (in_force, _) = rules.effective(&series.cadence, now_ms);
+    let (in_force, _) = rules.effective(cadence, now_ms);
     let threshold_ms = match status {
         Status::Warning => in_force.warn_after_ms,
         Status::Critical | Status::NeverSeen => in_force.critical_after_ms,
@@ -310,7 +313,7 @@ impl Evaluator {
     pub fn describe(&self, tracker: &Tracker, id: SeriesId, now_ms: i64) -> Transition {
         let rules = &self.rules[id.feed as usize];
         let series = tracker.series(id);
-        let (in_force, _) = rules.effective(&series.cadence, now_ms);
+        let (in_force, _) = rules.effective(&tracker.cadence(id), now_ms);
         Transition {
             feed: rules.name.clone(),
             key: series.key().into_owned(),
@@ -351,18 +354,20 @@ impl Evaluator {
     ) {
         let rules = &self.rules[id.feed as usize];
         let watch_started_ms = tracker.watch_started(id);
+        let cadence = tracker.cadence(id);
         let series = tracker.series(id);
         let (judged, judged_deadline_ms) = if tracker.retired(id) {
             (Status::Ok, i64::MAX)
         } else {
-            judge(series, watch_started_ms, rules, now_ms)
+            judge(series, &cadence, watch_started_ms, rules, now_ms)
         };
         let worse = judged.severity() > series.status.severity();
         let (status, next_deadline_ms) = match (self.sights[id.feed as usize], worse) {
             // Better news (fresh data) needs no knowledge of what else Kafka holds.
             (_, false) => (judged, judged_deadline_ms),
             (Sight::Known { through_ms }, true)
-                if crossed_at(series, watch_started_ms, rules, judged, now_ms) <= through_ms =>
+                if crossed_at(series, &cadence, watch_started_ms, rules, judged, now_ms)
+                    <= through_ms =>
             {
                 (judged, judged_deadline_ms)
             }

@@ -302,9 +302,9 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
         if only_feed.is_some_and(|name| name != &*feed_view.name) {
             continue;
         }
-        for series in feed_view.series() {
+        for (position, series) in feed_view.series().iter().enumerate() {
             // Windows change thresholds with the time of day, learning per series: show now's.
-            let (in_force, source) = rules.effective(&series.cadence, now_ms);
+            let (in_force, source) = rules.effective(&feed_view.cadence(position), now_ms);
             let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
             rows.push((
                 series.status.rank(),

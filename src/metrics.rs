@@ -615,8 +615,8 @@ fn encode_effective_thresholds(
         if feed_rules.learning.is_none() {
             continue;
         }
-        for series in feed.series() {
-            let (thresholds, source) = feed_rules.effective(&series.cadence, now_ms);
+        for (position, series) in feed.series().iter().enumerate() {
+            let (thresholds, source) = feed_rules.effective(&feed.cadence(position), now_ms);
             let labels = [
                 ("feed", Escaped(&feed.name)),
                 ("key", Escaped(&series.key)),

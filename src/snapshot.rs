@@ -26,8 +26,6 @@ pub struct SeriesView {
     pub records: u64,
     pub status: Status,
     pub status_since_ms: i64,
-    /// A learned feed's cadence (its effective thresholds are derived at read time).
-    pub cadence: Cadence,
 }
 
 impl SeriesView {
@@ -43,6 +41,9 @@ pub struct FeedView {
     pub refused: u64,
     /// Every series by index; the first `hidden` are not shown (a retired placeholder).
     series: Vec<SeriesView>,
+    /// A learned feed's cadence per series, by the same index (effective thresholds are
+    /// derived at read time); empty for a fixed feed.
+    cadences: Vec<Cadence>,
     hidden: usize,
 }
 
@@ -50,6 +51,12 @@ impl FeedView {
     /// The series the read endpoints show.
     pub fn series(&self) -> &[SeriesView] {
         &self.series[self.hidden.min(self.series.len())..]
+    }
+
+    /// The cadence of the series at `position` in [`FeedView::series`] (empty if fixed).
+    pub fn cadence(&self, position: usize) -> Cadence {
+        let index = self.hidden.min(self.series.len()) + position;
+        self.cadences.get(index).copied().unwrap_or_default()
     }
 }
 
@@ -129,6 +136,7 @@ impl Snapshots {
                 .get(index)
                 .map_or(&[][..], |feed| &feed.series);
             let mut series: Vec<SeriesView> = Vec::with_capacity(old.len());
+            let mut cadences: Vec<Cadence> = Vec::new();
             let (mut refused, mut hidden) = (0, 0);
             loop {
                 let tracker = lock();
@@ -148,8 +156,10 @@ impl Snapshots {
                         records: live.records,
                         status: live.status,
                         status_since_ms: live.status_since_ms,
-                        cadence: live.cadence,
                     });
+                }
+                if track.learn_min_gaps != 0 {
+                    cadences.extend((start..end).map(|index| track.cadence(index)));
                 }
                 if end == track.series().len() {
                     break;
@@ -159,6 +169,7 @@ impl Snapshots {
                 name,
                 refused,
                 series,
+                cadences,
                 hidden,
             });
         }

@@ -10,7 +10,9 @@
 //!
 //! On a feed with `thresholds = "learned"` a record that moves last-seen forward also teaches
 //! the series its cadence ([`crate::cadence`]): the gap is counted in its 22-byte histogram,
-//! unless the series was alerting when the gap ended (an incident is not a cadence).
+//! unless the series was alerting when the gap ended (an incident is not a cadence). The
+//! histograms sit beside the series (`FeedTrack::cadences`, same index), and only for learned
+//! feeds, so a fixed feed's series pay nothing for them.
 
 use std::borrow::Cow;
 use std::hash::BuildHasher;
@@ -42,8 +44,6 @@ pub struct Series {
     pub alert_since_ms: i64,
     /// The evaluator's next scheduled look, unix ms (`i64::MAX`: none).
     pub deadline_ms: i64,
-    /// Learned gaps between new last-seen times (learned feeds only; empty otherwise).
-    pub cadence: Cadence,
     dirty: bool,
     /// Already listed in `refreshed` since the evaluator last looked.
     refresh_queued: bool,
@@ -59,7 +59,6 @@ impl Series {
             status_since_ms: 0,
             alert_since_ms: 0,
             deadline_ms: i64::MAX,
-            cadence: Cadence::default(),
             dirty: false,
             refresh_queued: false,
         }
@@ -128,6 +127,8 @@ pub struct FeedTrack {
     placeholder: bool,
     index: HashTable<u32>,
     series: Vec<Series>,
+    /// A learned feed's cadence per series, by the same index; empty for a fixed feed.
+    cadences: Vec<Cadence>,
 }
 
 impl FeedTrack {
@@ -144,6 +145,11 @@ impl FeedTrack {
     /// The placeholder stopped standing for the feed: it has real keys now.
     pub fn placeholder_retired(&self) -> bool {
         self.placeholder && self.series.len() > 1
+    }
+
+    /// The learned cadence of series `index` (empty for a fixed feed's series).
+    pub fn cadence(&self, index: usize) -> Cadence {
+        self.cadences.get(index).copied().unwrap_or_default()
     }
 
     /// Split values seen (or expected), not counting the placeholder.
@@ -192,6 +198,7 @@ impl Tracker {
                     placeholder: feed.split.is_some() && feed.expected.is_empty(),
                     index: HashTable::new(),
                     series: Vec::new(),
+                    cadences: Vec::new(),
                 })
                 .collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -235,6 +242,9 @@ impl Tracker {
         }
         let index = u32::try_from(track.series.len()).ok()?;
         track.series.push(Series::new(key.into()));
+        if track.learn_min_gaps != 0 {
+            track.cadences.push(Cadence::default());
+        }
         let hasher = &self.hasher;
         let series = &track.series;
         track.index.insert_unique(hash, index, |&existing| {
@@ -279,8 +289,7 @@ impl Tracker {
                 && series.last_seen_ms != NEVER
                 && series.status.severity().is_none();
             if learns
-                && series
-                    .cadence
+                && track.cadences[id.index as usize]
                     .learn(event_ms - series.last_seen_ms, learn_min_gaps)
                 && !series.refresh_queued
             {
@@ -372,11 +381,11 @@ impl Tracker {
             return;
         };
         let series = &mut track.series[index as usize];
-        let was_warming_up = series.cadence.gaps() < track.learn_min_gaps;
-        series.cadence.merge(cadence);
+        let learned = &mut track.cadences[index as usize];
+        let was_warming_up = learned.gaps() < track.learn_min_gaps;
+        learned.merge(cadence);
         let id = SeriesId { feed, index };
-        if was_warming_up && series.cadence.gaps() >= track.learn_min_gaps && !series.refresh_queued
-        {
+        if was_warming_up && learned.gaps() >= track.learn_min_gaps && !series.refresh_queued {
             series.refresh_queued = true;
             self.refreshed.push(id);
         }
@@ -413,6 +422,11 @@ impl Tracker {
 
     pub fn series(&self, id: SeriesId) -> &Series {
         &self.feeds[id.feed as usize].series[id.index as usize]
+    }
+
+    /// The learned cadence of a series (empty for a fixed feed's).
+    pub fn cadence(&self, id: SeriesId) -> Cadence {
+        self.feeds[id.feed as usize].cadence(id.index as usize)
     }
 
     pub fn series_mut(&mut self, id: SeriesId) -> &mut Series {

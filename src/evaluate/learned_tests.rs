@@ -88,19 +88,32 @@ impl Simulation {
         }
     }
 
-    fn series(&self, key: &str) -> &Series {
-        self.tracker
+    fn id(&self, key: &str) -> SeriesId {
+        let index = self
+            .tracker
             .feed(0)
             .series()
             .iter()
-            .find(|series| series.key() == key)
-            .unwrap_or_else(|| panic!("no series {key}"))
+            .position(|series| series.key() == key)
+            .unwrap_or_else(|| panic!("no series {key}"));
+        SeriesId {
+            feed: 0,
+            index: index as u32,
+        }
+    }
+
+    fn series(&self, key: &str) -> &Series {
+        self.tracker.series(self.id(key))
+    }
+
+    fn cadence(&self, key: &str) -> Cadence {
+        self.tracker.cadence(self.id(key))
     }
 
     /// The thresholds `key` is judged by now, (warn, critical) ms, and their source.
     fn effective(&self, key: &str) -> ((i64, i64), ThresholdSource) {
         let (thresholds, source) =
-            self.evaluator.rules()[0].effective(&self.series(key).cadence, self.now_ms);
+            self.evaluator.rules()[0].effective(&self.cadence(key), self.now_ms);
         (
             (thresholds.warn_after_ms, thresholds.critical_after_ms),
             source,
@@ -122,7 +135,7 @@ fn a_tenant_that_updates_every_six_hours_is_never_paged_when_learned_but_is_when
     let mut learned = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
     learned.send_every("slow", 6 * HOUR_MS, START_MS + 14 * DAY_MS);
     assert_eq!(learned.alerts("slow"), []);
-    assert_eq!(learned.series("slow").cadence.gaps(), 56);
+    assert_eq!(learned.cadence("slow").gaps(), 56);
     // p99 = 32,768 s (6 h falls in [4.6 h, 9.1 h)): 3 × p99 passes the 12 h ceiling.
     assert_eq!(
         learned.effective("slow"),
@@ -190,7 +203,7 @@ fn during_warm_up_a_series_is_judged_by_the_ceilings() {
     // 19 gaps: one short of learn_min_gaps.
     let stopped_ms = START_MS + 19 * SECOND_MS;
     simulation.send_every("new", SECOND_MS, stopped_ms);
-    assert_eq!(simulation.series("new").cadence.gaps(), 19);
+    assert_eq!(simulation.cadence("new").gaps(), 19);
     assert_eq!(
         simulation.effective("new"),
         ((12 * HOUR_MS, 24 * HOUR_MS), ThresholdSource::WarmUp)
@@ -226,7 +239,7 @@ fn a_gap_that_ended_in_an_alert_is_not_learned() {
     let mut simulation = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
     let stopped_ms = START_MS + 30 * SECOND_MS;
     simulation.send_every("flaky", SECOND_MS, stopped_ms);
-    assert_eq!(simulation.series("flaky").cadence.gaps(), 30);
+    assert_eq!(simulation.cadence("flaky").gaps(), 30);
     // A 20-minute outage pages, and the first record after it resolves the alert.
     simulation.wait_until(stopped_ms + 20 * MINUTE_MS);
     simulation.send_every(
@@ -236,7 +249,7 @@ fn a_gap_that_ended_in_an_alert_is_not_learned() {
     );
     assert_eq!(simulation.series("flaky").status, Status::Ok);
     assert_eq!(
-        simulation.series("flaky").cadence.gaps(),
+        simulation.cadence("flaky").gaps(),
         40,
         "the 10 gaps after the outage, not the outage"
     );
@@ -251,7 +264,7 @@ fn a_gap_that_ended_in_an_alert_is_not_learned() {
 fn a_learned_summary_survives_a_restore_and_a_replica_merge() {
     let mut writer = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
     writer.send_every("chatty", SECOND_MS, START_MS + 5 * MINUTE_MS);
-    let stored = writer.series("chatty").cadence;
+    let stored = writer.cadence("chatty");
     let text = stored.encode();
 
     // kill -9: a new process, a new tracker, the store's copy merged at restore.
@@ -265,7 +278,7 @@ fn a_learned_summary_survives_a_restore_and_a_replica_merge() {
     let decoded = crate::cadence::Cadence::decode(&text).expect("stored form");
     restarted.tracker.merge_cadence(0, b"chatty", &decoded);
     restarted.tick(START_MS + 5 * MINUTE_MS);
-    assert_eq!(restarted.series("chatty").cadence, stored);
+    assert_eq!(restarted.cadence("chatty"), stored);
     assert_eq!(
         restarted.effective("chatty"),
         ((MINUTE_MS, 5 * MINUTE_MS), ThresholdSource::Learned)
@@ -280,7 +293,7 @@ fn a_learned_summary_survives_a_restore_and_a_replica_merge() {
             .merge_shared(0, b"chatty", Some(START_MS + 5 * MINUTE_MS), None);
         follower.tracker.merge_cadence(0, b"chatty", &decoded);
     }
-    assert_eq!(follower.series("chatty").cadence, stored);
+    assert_eq!(follower.cadence("chatty"), stored);
     follower.tick(START_MS + 5 * MINUTE_MS);
     follower.wait_until(START_MS + 5 * MINUTE_MS + 10 * MINUTE_MS);
     assert_eq!(
