@@ -33,6 +33,7 @@ fn feed(split: Option<SplitRule>, timestamp: TimestampRule) -> FeedConfig {
         hold: Duration::ZERO,
         rollup_after: 20,
         windows: Vec::new(),
+        learning: None,
     }
 }
 

@@ -1,9 +1,11 @@
-//! Scale figures for BENCHMARKS.md: memory per tracked series at 1M split keys, evaluation tick
+//! Scale figures for BENCHMARKS.md: memory per tracked series at 1M split keys (on a feed with
+//! `thresholds = "learned"`, so each series carries its cadence summary), evaluation tick
 //! time with 1M series of which 1% cross a threshold, the consume rate while `/metrics` is
 //! scraped back to back, and with a real Redis the state flush rate and a replica's reload
 //! (whole, then of 1,000 changes).
 //!
-//! `cargo run --release --example scale -- [KEYS] [REDIS_URL]` (bench/scale.sh starts Redis).
+//! `cargo run --release --example scale -- [KEYS] [REDIS_URL]` (bench/scale.sh starts Redis);
+//! `SCALE_THRESHOLDS=fixed` measures a fixed-threshold feed instead.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,12 @@ const NOW_MS: i64 = 1_764_547_200_000;
 const WARN_MS: i64 = 60_000;
 
 fn feed(keys: usize) -> FeedConfig {
+    let thresholds = std::env::var("SCALE_THRESHOLDS").unwrap_or_else(|_| "learned".into());
+    let learning = match thresholds.as_str() {
+        "fixed" => "",
+        _ => "thresholds = \"learned\"\nwarn_after_min = \"10s\"\ncritical_after_min = \"20s\"",
+    };
+    println!("thresholds {thresholds}");
     let text = format!(
         r#"
         [kafka]
@@ -30,6 +38,7 @@ fn feed(keys: usize) -> FeedConfig {
         warn_after = "{WARN_MS}ms"
         critical_after = "{}ms"
         max_keys = {keys}
+        {learning}
         "#,
         2 * WARN_MS
     );
@@ -80,6 +89,8 @@ fn main() {
         } else {
             NOW_MS - 1_000
         };
+        // Two records: every series of the learned feed holds a gap in its cadence summary.
+        tracker.observe(0, name.as_bytes(), last_seen - 30_000);
         tracker.observe(0, name.as_bytes(), last_seen);
     }
     let mut evaluator = Evaluator::new(&feeds);
@@ -125,12 +136,15 @@ fn main() {
         let store = RedisStore::connect(&redis_url, "freshwatch-bench")
             .await
             .expect("redis");
+        let mut one_gap = freshwatch::cadence::Cadence::default();
+        one_gap.learn(30_000, 20);
         let records: Vec<SeriesRecord> = (0..keys)
             .map(|index| SeriesRecord {
                 feed: Arc::from("profiles"),
                 key: key(index).into_bytes(),
                 last_seen_ms: Some(NOW_MS - 1_000),
                 status: Some((Status::Ok, NOW_MS)),
+                cadence: Some(one_gap),
             })
             .collect();
         let started = Instant::now();

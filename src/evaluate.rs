@@ -12,10 +12,16 @@
 //! deadline alone would miss a boundary: each feed also has its next schedule change
 //! ([`crate::schedule`]), and when it passes every series of the feed is judged again, O(series
 //! of the feed) per boundary.
+//!
+//! A learned feed (`thresholds = "learned"`) judges each series by its own thresholds, which
+//! [`crate::cadence::effective`] derives from the series' learned gaps under the thresholds in
+//! force (the ceilings). A record that ends a series' warm-up has it judged again at the next
+//! tick; otherwise a changed threshold takes effect at the series' next scheduled look.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::cadence::{self, Cadence, Learning, ThresholdSource};
 use crate::config::FeedConfig;
 use crate::knowledge::Sight;
 use crate::model::{SeriesId, Status};
@@ -36,6 +42,8 @@ pub struct FeedRules {
     pub hold_ms: i64,
     /// The feed's windows.
     pub schedule: Schedule,
+    /// `thresholds = "learned"`: the thresholds in force are ceilings of each series' own.
+    pub learning: Option<Learning>,
 }
 
 impl FeedRules {
@@ -48,12 +56,23 @@ impl FeedRules {
             critical_after_ms: duration_ms(feed.critical_after),
             hold_ms: duration_ms(feed.hold),
             schedule: feed.schedule(),
+            learning: feed.learning,
         }
     }
 
     /// The thresholds in force at `at_ms`: the first window containing it, else the feed's own.
     pub fn in_force(&self, at_ms: i64) -> Thresholds {
         self.schedule.in_force(at_ms).thresholds
+    }
+
+    /// The thresholds `series` is judged by at `at_ms`, and their source: those in force for a
+    /// fixed feed; for a learned one, its own under them ([`crate::cadence::effective`]).
+    pub fn effective(
+        &self,
+        cadence: &cadence::Cadence,
+        at_ms: i64,
+    ) -> (Thresholds, ThresholdSource) {
+        cadence::effective(self.learning.as_ref(), self.in_force(at_ms), cadence)
     }
 }
 
@@ -87,14 +106,16 @@ pub struct Transition {
 /// thresholds in force at `now_ms`. `for` (`hold_ms`) delays each crossing: staleness must pass
 /// the threshold by that much. Inside an `expect = "nothing"` window no alert starts or worsens:
 /// a series keeps its status until a record makes it better or the window ends (the feed's
-/// boundary re-judges it then).
+/// boundary re-judges it then). A learned feed judges by the series' own thresholds, from
+/// `cadence` ([`Tracker::cadence`]).
 pub fn judge(
     series: &Series,
+    cadence: &Cadence,
     watch_started_ms: i64,
     rules: &FeedRules,
     now_ms: i64,
 ) -> (Status, i64) {
-    let in_force = rules.in_force(now_ms);
+    let (in_force, _) = rules.effective(cadence, now_ms);
     let (judged, deadline_ms) = judge_by(series, watch_started_ms, in_force, rules.hold_ms, now_ms);
     if in_force.expect_nothing && judged.severity() > series.status.severity() {
         return (series.status, i64::MAX);
@@ -138,12 +159,13 @@ fn judge_by(
 /// freshwatch must know that Kafka held nothing newer before it may judge the series so.
 pub fn crossed_at(
     series: &Series,
+    cadence: &Cadence,
     watch_started_ms: i64,
     rules: &FeedRules,
     status: Status,
     now_ms: i64,
 ) -> i64 {
-    let in_force = rules.in_force(now_ms);
+    let (in_force, _) = rules.effective(cadence, now_ms);
     let threshold_ms = match status {
         Status::Warning => in_force.warn_after_ms,
         Status::Critical | Status::NeverSeen => in_force.critical_after_ms,
@@ -291,7 +313,7 @@ impl Evaluator {
     pub fn describe(&self, tracker: &Tracker, id: SeriesId, now_ms: i64) -> Transition {
         let rules = &self.rules[id.feed as usize];
         let series = tracker.series(id);
-        let in_force = rules.in_force(now_ms);
+        let (in_force, _) = rules.effective(&tracker.cadence(id), now_ms);
         Transition {
             feed: rules.name.clone(),
             key: series.key().into_owned(),
@@ -332,18 +354,20 @@ impl Evaluator {
     ) {
         let rules = &self.rules[id.feed as usize];
         let watch_started_ms = tracker.watch_started(id);
+        let cadence = tracker.cadence(id);
         let series = tracker.series(id);
         let (judged, judged_deadline_ms) = if tracker.retired(id) {
             (Status::Ok, i64::MAX)
         } else {
-            judge(series, watch_started_ms, rules, now_ms)
+            judge(series, &cadence, watch_started_ms, rules, now_ms)
         };
         let worse = judged.severity() > series.status.severity();
         let (status, next_deadline_ms) = match (self.sights[id.feed as usize], worse) {
             // Better news (fresh data) needs no knowledge of what else Kafka holds.
             (_, false) => (judged, judged_deadline_ms),
             (Sight::Known { through_ms }, true)
-                if crossed_at(series, watch_started_ms, rules, judged, now_ms) <= through_ms =>
+                if crossed_at(series, &cadence, watch_started_ms, rules, judged, now_ms)
+                    <= through_ms =>
             {
                 (judged, judged_deadline_ms)
             }
@@ -386,6 +410,8 @@ impl Evaluator {
     }
 }
 
+#[cfg(test)]
+mod learned_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

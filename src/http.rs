@@ -103,8 +103,13 @@ pub struct FeedRow {
     pub status: String,
     pub last_seen: Option<String>,
     pub staleness_seconds: Option<f64>,
+    /// The thresholds this series is judged by now (a learned series' own).
     pub warn_after_seconds: f64,
     pub critical_after_seconds: f64,
+    /// Where they come from: `fixed`, or for `thresholds = "learned"` `learned`, `warm-up`
+    /// (the ceilings, until `learn_min_gaps` gaps) or `ceiling` (the rule reached one).
+    #[serde(default)]
+    pub threshold_source: String,
     pub records: u64,
     pub topic: String,
     pub status_since: Option<String>,
@@ -297,9 +302,9 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
         if only_feed.is_some_and(|name| name != &*feed_view.name) {
             continue;
         }
-        // A feed's windows may change its thresholds with the time of day: show today's.
-        let in_force = rules.in_force(now_ms);
-        for series in feed_view.series() {
+        for (position, series) in feed_view.series().iter().enumerate() {
+            // Windows change thresholds with the time of day, learning per series: show now's.
+            let (in_force, source) = rules.effective(&feed_view.cadence(position), now_ms);
             let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
             rows.push((
                 series.status.rank(),
@@ -312,6 +317,7 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
                     staleness_seconds: staleness_ms.map(|millis| millis as f64 / 1000.0),
                     warn_after_seconds: in_force.warn_after_ms as f64 / 1000.0,
                     critical_after_seconds: in_force.critical_after_ms as f64 / 1000.0,
+                    threshold_source: source.as_str().to_owned(),
                     records: series.records,
                     topic: rules.topic.clone(),
                     status_since: (series.status_since_ms > 0)

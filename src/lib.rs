@@ -18,6 +18,8 @@
 //! - [`tracker`]: the series table, last-seen as a max, and what changed since the last look.
 //! - [`knowledge`]: the one home of "can this feed be judged now?": per partition, whether a
 //!   live replica has read it to a high watermark observed after the crossing.
+//! - [`cadence`]: the one home of "which thresholds does this series get": each series' learned
+//!   gap histogram (`thresholds = "learned"`) and the rule that turns it into thresholds.
 //! - [`evaluate`]: deadline-driven judging against thresholds, gated by knowledge; emits status
 //!   transitions.
 //! - [`schedule`]: the one home of "which thresholds are in force now, and when does that
@@ -40,6 +42,7 @@
 pub mod alert;
 pub mod app;
 pub mod backtest;
+pub mod cadence;
 pub mod clock;
 pub mod config;
 pub mod demo;

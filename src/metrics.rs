@@ -591,6 +591,100 @@ impl Collector for FeedCollector {
                 "freshwatch_feed_critical_after_seconds",
                 "The feed's critical threshold",
             ),
-        )
+        )?;
+        encode_effective_thresholds(encoder, &view, &self.rules, now_ms)
+    }
+}
+
+/// `freshwatch_feed_effective_critical_after_seconds{feed,key,source}`: learned feeds only, so
+/// fixed feeds add no series; `source` is one of `learned`, `warm-up`, `ceiling`, and a series
+/// has one source at a time, so this is one sample per series of a learned feed.
+fn encode_effective_thresholds(
+    encoder: &mut DescriptorEncoder,
+    view: &ReadView,
+    rules: &[FeedRules],
+    now_ms: i64,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        "freshwatch_feed_effective_critical_after_seconds",
+        "The critical threshold a series of a learned feed is judged by now, and its source",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (feed, feed_rules) in view.feeds.iter().zip(rules) {
+        if feed_rules.learning.is_none() {
+            continue;
+        }
+        for (position, series) in feed.series().iter().enumerate() {
+            let (thresholds, source) = feed_rules.effective(&feed.cadence(position), now_ms);
+            let labels = [
+                ("feed", Escaped(&feed.name)),
+                ("key", Escaped(&series.key)),
+                ("source", Escaped(source.as_str())),
+            ];
+            metric
+                .encode_family(&labels)?
+                .encode_gauge(&(thresholds.critical_after_ms as f64 / 1000.0))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::tracker::Tracker;
+
+    /// A learned feed's series carry their effective critical threshold and its source; a fixed
+    /// feed adds no such series (bounded cardinality).
+    #[test]
+    fn learned_feeds_expose_each_series_effective_critical_threshold_and_its_source() {
+        let text = r#"
+            [kafka]
+            brokers = "localhost:9092"
+            [[feed]]
+            name = "tenants"
+            topic = "tenants"
+            split_by = "key"
+            warn_after = "12h"
+            critical_after = "24h"
+            thresholds = "learned"
+            [[feed]]
+            name = "orders"
+            topic = "orders"
+        "#;
+        let config = crate::config::parse(text, std::path::Path::new("test.toml"), &|_| None)
+            .expect("valid config");
+        let start_ms = 1_764_547_200_000;
+        let mut tracker = Tracker::new(&config.feeds, start_ms);
+        for second in 0..=20 {
+            tracker.observe(0, b"chatty", start_ms + second * 1_000);
+        }
+        tracker.observe(0, b"new", start_ms);
+        let tracker = Arc::new(Mutex::new(tracker));
+        let rules: Arc<[FeedRules]> = config.feeds.iter().map(FeedRules::from_config).collect();
+        let clock: SharedClock = Arc::new(crate::clock::ManualClock::new(start_ms + 30_000));
+        let mut registry = Registry::default();
+        Metrics::register(
+            &mut registry,
+            Arc::new(Snapshots::new(tracker)),
+            rules,
+            clock,
+        );
+        let text = render(&registry);
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("freshwatch_feed_effective_critical_after_seconds{"))
+            .collect();
+        assert_eq!(
+            samples,
+            [
+                "freshwatch_feed_effective_critical_after_seconds{feed=\"tenants\",key=\"chatty\",source=\"learned\"} 300.0",
+                "freshwatch_feed_effective_critical_after_seconds{feed=\"tenants\",key=\"new\",source=\"warm-up\"} 86400.0",
+            ],
+            "{text}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::cadence::Cadence;
 use crate::model::Status;
 use crate::tracker::{Tracker, NEVER};
 
@@ -40,6 +41,9 @@ pub struct FeedView {
     pub refused: u64,
     /// Every series by index; the first `hidden` are not shown (a retired placeholder).
     series: Vec<SeriesView>,
+    /// A learned feed's cadence per series, by the same index (effective thresholds are
+    /// derived at read time); empty for a fixed feed.
+    cadences: Vec<Cadence>,
     hidden: usize,
 }
 
@@ -47,6 +51,12 @@ impl FeedView {
     /// The series the read endpoints show.
     pub fn series(&self) -> &[SeriesView] {
         &self.series[self.hidden.min(self.series.len())..]
+    }
+
+    /// The cadence of the series at `position` in [`FeedView::series`] (empty if fixed).
+    pub fn cadence(&self, position: usize) -> Cadence {
+        let index = self.hidden.min(self.series.len()) + position;
+        self.cadences.get(index).copied().unwrap_or_default()
     }
 }
 
@@ -126,6 +136,7 @@ impl Snapshots {
                 .get(index)
                 .map_or(&[][..], |feed| &feed.series);
             let mut series: Vec<SeriesView> = Vec::with_capacity(old.len());
+            let mut cadences: Vec<Cadence> = Vec::new();
             let (mut refused, mut hidden) = (0, 0);
             loop {
                 let tracker = lock();
@@ -147,6 +158,9 @@ impl Snapshots {
                         status_since_ms: live.status_since_ms,
                     });
                 }
+                if track.learn_min_gaps != 0 {
+                    cadences.extend((start..end).map(|index| track.cadence(index)));
+                }
                 if end == track.series().len() {
                     break;
                 }
@@ -155,6 +169,7 @@ impl Snapshots {
                 name,
                 refused,
                 series,
+                cadences,
                 hidden,
             });
         }

@@ -180,6 +180,7 @@ mod tests {
             staleness_seconds: staleness,
             warn_after_seconds: 60.0,
             critical_after_seconds: 120.0,
+            threshold_source: "fixed".into(),
             records: 3,
             topic: "t".into(),
             status_since: None,

@@ -7,6 +7,12 @@
 //! - `new_series`: series the evaluator has not scheduled yet;
 //! - `refreshed`: series that were alerting and just got a record (to resolve quickly);
 //! - `dirty`: series whose last-seen or status must be written to the state store.
+//!
+//! On a feed with `thresholds = "learned"` a record that moves last-seen forward also teaches
+//! the series its cadence ([`crate::cadence`]): the gap is counted in its 22-byte histogram,
+//! unless the series was alerting when the gap ended (an incident is not a cadence). The
+//! histograms sit beside the series (`FeedTrack::cadences`, same index), and only for learned
+//! feeds, so a fixed feed's series pay nothing for them.
 
 use std::borrow::Cow;
 use std::hash::BuildHasher;
@@ -14,6 +20,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use crate::cadence::Cadence;
 use crate::config::FeedConfig;
 use crate::model::{FeedIndex, SeriesId, Status};
 
@@ -109,6 +116,8 @@ pub struct FeedTrack {
     pub max_keys: usize,
     /// Records refused because the feed was at `max_keys`.
     pub refused: u64,
+    /// `learn_min_gaps` of a learned feed; 0 for a fixed one (its series learn nothing).
+    pub learn_min_gaps: u16,
     /// When each expected value was first watched (persisted): a value added to `expected`
     /// later is `never_seen` only `critical_after` after it was added, not at once.
     pub expected_started_ms: hashbrown::HashMap<Box<[u8]>, i64>,
@@ -118,6 +127,8 @@ pub struct FeedTrack {
     placeholder: bool,
     index: HashTable<u32>,
     series: Vec<Series>,
+    /// A learned feed's cadence per series, by the same index; empty for a fixed feed.
+    cadences: Vec<Cadence>,
 }
 
 impl FeedTrack {
@@ -134,6 +145,11 @@ impl FeedTrack {
     /// The placeholder stopped standing for the feed: it has real keys now.
     pub fn placeholder_retired(&self) -> bool {
         self.placeholder && self.series.len() > 1
+    }
+
+    /// The learned cadence of series `index` (empty for a fixed feed's series).
+    pub fn cadence(&self, index: usize) -> Cadence {
+        self.cadences.get(index).copied().unwrap_or_default()
     }
 
     /// Split values seen (or expected), not counting the placeholder.
@@ -177,10 +193,12 @@ impl Tracker {
                     watch_started_ms: now_ms,
                     max_keys: feed.max_keys.max(1),
                     refused: 0,
+                    learn_min_gaps: feed.learning.map_or(0, |learning| learning.min_gaps),
                     expected_started_ms: hashbrown::HashMap::new(),
                     placeholder: feed.split.is_some() && feed.expected.is_empty(),
                     index: HashTable::new(),
                     series: Vec::new(),
+                    cadences: Vec::new(),
                 })
                 .collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -224,6 +242,9 @@ impl Tracker {
         }
         let index = u32::try_from(track.series.len()).ok()?;
         track.series.push(Series::new(key.into()));
+        if track.learn_min_gaps != 0 {
+            track.cadences.push(Cadence::default());
+        }
         let hasher = &self.hasher;
         let series = &track.series;
         track.index.insert_unique(hash, index, |&existing| {
@@ -258,9 +279,24 @@ impl Tracker {
         count: u64,
     ) -> Option<SeriesId> {
         let id = self.series_for(feed, key, true)?;
-        let series = &mut self.feeds[feed as usize].series[id.index as usize];
+        let track = &mut self.feeds[feed as usize];
+        let learn_min_gaps = track.learn_min_gaps;
+        let series = &mut track.series[id.index as usize];
         series.records += count;
         if event_ms > series.last_seen_ms {
+            // A gap that ended while the series was alerting is an incident, not its cadence.
+            let learns = learn_min_gaps != 0
+                && series.last_seen_ms != NEVER
+                && series.status.severity().is_none();
+            if learns
+                && track.cadences[id.index as usize]
+                    .learn(event_ms - series.last_seen_ms, learn_min_gaps)
+                && !series.refresh_queued
+            {
+                // Warm-up just ended: judged by its own thresholds now, not at the old deadline.
+                series.refresh_queued = true;
+                self.refreshed.push(id);
+            }
             series.last_seen_ms = event_ms;
             if !series.dirty {
                 series.dirty = true;
@@ -329,6 +365,32 @@ impl Tracker {
         }
     }
 
+    /// Takes in a stored or shared copy of a series' learned cadence (restart, replica reload)
+    /// by a bucket-wise max; a series that does not exist (refused by `max_keys`) is skipped.
+    pub fn merge_cadence(&mut self, feed: FeedIndex, key: &[u8], cadence: &Cadence) {
+        let track = &mut self.feeds[feed as usize];
+        if track.learn_min_gaps == 0 || track.split == key.is_empty() {
+            return;
+        }
+        let hash = self.hasher.hash_one(key);
+        let series = &track.series;
+        let Some(&index) = track
+            .index
+            .find(hash, |&index| same_key(&series[index as usize].key, key))
+        else {
+            return;
+        };
+        let series = &mut track.series[index as usize];
+        let learned = &mut track.cadences[index as usize];
+        let was_warming_up = learned.gaps() < track.learn_min_gaps;
+        learned.merge(cadence);
+        let id = SeriesId { feed, index };
+        if was_warming_up && learned.gaps() >= track.learn_min_gaps && !series.refresh_queued {
+            series.refresh_queued = true;
+            self.refreshed.push(id);
+        }
+    }
+
     /// When `key` of `feed` was first watched: its own start for an expected value, else the
     /// feed's.
     pub fn watch_started(&self, id: SeriesId) -> i64 {
@@ -360,6 +422,11 @@ impl Tracker {
 
     pub fn series(&self, id: SeriesId) -> &Series {
         &self.feeds[id.feed as usize].series[id.index as usize]
+    }
+
+    /// The learned cadence of a series (empty for a fixed feed's).
+    pub fn cadence(&self, id: SeriesId) -> Cadence {
+        self.feeds[id.feed as usize].cadence(id.index as usize)
     }
 
     pub fn series_mut(&mut self, id: SeriesId) -> &mut Series {
@@ -488,6 +555,7 @@ mod tests {
             hold: Duration::ZERO,
             rollup_after: 20,
             windows: Vec::new(),
+            learning: None,
         }
     }
 

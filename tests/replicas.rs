@@ -240,6 +240,7 @@ fn a_deposed_leaders_status_writes_are_fenced_off_and_last_seen_only_grows() {
             key: b"eu".to_vec(),
             last_seen_ms: Some(last_seen),
             status: Some((status, last_seen)),
+            cadence: None,
         };
         // The lease: one holder at a time, tokens grow.
         let first = store
@@ -308,15 +309,23 @@ fn a_replica_reload_reads_only_what_changed() {
             key: key.as_bytes().to_vec(),
             last_seen_ms: Some(last_seen),
             status: Some((Status::Ok, last_seen)),
+            cadence: None,
         };
-        let all: Vec<SeriesRecord> = (0..1_200)
+        // A learned feed's cadence summary travels with its series, read whole or by changes.
+        let mut cadence = freshwatch::cadence::Cadence::default();
+        for _ in 0..25 {
+            cadence.learn(1_000, 20);
+        }
+        let mut all: Vec<SeriesRecord> = (0..1_200)
             .map(|index| record("profiles", &format!("tenant-{index}"), 1_000))
             .collect();
+        all[5].cadence = Some(cadence);
         store.write(&all, None).await.unwrap();
         let mut cursors = vec![ChangeCursor::default(); feeds.len()];
 
         let first = store.load_changed(&feeds, &mut cursors).await.unwrap();
         assert_eq!(first.len(), 1_200, "the first reload reads the feed whole");
+        assert!(first.contains(&all[5]), "with the cadence summary");
         assert!(store
             .load_changed(&feeds, &mut cursors)
             .await
@@ -328,6 +337,7 @@ fn a_replica_reload_reads_only_what_changed() {
             record("profiles", "tenant-1100", 2_500),
         ];
         changed[1].status = Some((Status::Critical, 2_500));
+        changed[0].cadence = Some(cadence);
         store.write(&changed, None).await.unwrap();
         store
             .write(&[record("billing", "eu", 3_000)], None)

@@ -1,7 +1,8 @@
 //! `kill -9` and restart: every series comes back with its last-seen, so a feed silent for ten
 //! days before the restart is still ten days stale after it. The restart uses a new consumer
 //! group starting at `latest`, so nothing can be re-learned from Kafka: only the state store
-//! can bring the clocks back.
+//! can bring the clocks back. A learned feed's cadence summaries come back the same way: a
+//! series that learned its thresholds before the restart is judged by them after it.
 
 mod common;
 
@@ -52,6 +53,17 @@ name = "orders"
 topic = "orders"
 warn_after = "30m"
 critical_after = "2h"
+
+[[feed]]
+name = "cadence"
+topic = "cadence"
+split_by = "key"
+warn_after = "30m"
+critical_after = "2h"
+thresholds = "learned"
+learn_min_gaps = 3
+warn_after_min = "10m"
+critical_after_min = "20m"
 "#
     );
     std::fs::write(path, text).unwrap();
@@ -86,6 +98,7 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("profiles", 3, 1).unwrap();
     cluster.create_topic("orders", 1, 1).unwrap();
+    cluster.create_topic("cadence", 1, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -111,6 +124,17 @@ fn restart_keeps_every_staleness_clock(state: &str) {
                 .timestamp(ten_days_ago),
         )
         .unwrap();
+    // Ten records a second apart: nine gaps of 1 s, learned (3 × 2 s and 6 × 2 s, floored).
+    for index in 0..10 {
+        producer
+            .send(
+                BaseRecord::to("cadence")
+                    .key("chatty")
+                    .payload("{}")
+                    .timestamp(now - 12_000 + index * 1_000),
+            )
+            .unwrap();
+    }
     producer.flush(Duration::from_secs(5)).unwrap();
 
     let directory = tempfile::tempdir().unwrap();
@@ -132,8 +156,9 @@ fn restart_keeps_every_staleness_clock(state: &str) {
             rows.iter()
                 .filter(|row| row["last_seen"].is_string())
                 .count()
-                == 3
+                == 4
                 && find(&rows, "profiles", "acme")["status"] == "critical"
+                && find(&rows, "cadence", "chatty")["threshold_source"] == "learned"
                 && find(&rows, "orders", "")["status"] == "critical"
         },
     ));
@@ -176,6 +201,14 @@ fn restart_keeps_every_staleness_clock(state: &str) {
         freshwatch::clock::rfc3339(ten_days_ago)
     );
     assert_eq!(orders["status"], "critical");
+    let chatty = find(&restored, "cadence", "chatty");
+    assert_eq!(
+        chatty["threshold_source"], "learned",
+        "the cadence summary came back from the store: {log}"
+    );
+    assert_eq!(chatty["warn_after_seconds"], 600.0);
+    assert_eq!(chatty["critical_after_seconds"], 1_200.0);
+    assert_eq!(chatty["records"], 0, "nothing was re-read from Kafka");
     let initech = find(&restored, "profiles", "initech");
     assert!(initech["last_seen"].is_null());
     drop(cluster);

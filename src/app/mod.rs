@@ -346,6 +346,9 @@ impl Pipeline {
                     record.last_seen_ms,
                     record.status.filter(|_| take_statuses),
                 );
+                if let Some(cadence) = &record.cadence {
+                    tracker.merge_cadence(index as FeedIndex, &record.key, cadence);
+                }
             }
         }
         Ok(())

@@ -323,6 +323,9 @@ async fn restore_tracker(
                 record.last_seen_ms,
                 record.status,
             );
+            if let Some(cadence) = &record.cadence {
+                tracker.merge_cadence(index as FeedIndex, &record.key, cadence);
+            }
         }
     }
     tracing::info!(store = store.kind(), series = restored, "state restored");

@@ -89,11 +89,14 @@ impl Pipeline {
                 .iter()
                 .map(|&id| {
                     let series = tracker.series(id);
+                    let cadence = tracker.cadence(id);
                     SeriesRecord {
                         feed: tracker.feed(id.feed).name.clone(),
                         key: series.key_bytes().to_vec(),
                         last_seen_ms: series.last_seen(),
                         status: leader.then_some((series.status, series.status_since_ms)),
+                        // It changes only with last-seen, which made the series dirty.
+                        cadence: (!cadence.is_empty()).then_some(cadence),
                     }
                 })
                 .collect();

@@ -95,6 +95,20 @@ fn describe_feed(feed: &FeedConfig) -> String {
     } else {
         format!(" for={}", human(feed.hold))
     };
+    // The thresholds above are ceilings of each series' learned ones.
+    let learned = match &feed.learning {
+        None => String::new(),
+        Some(learning) => format!(
+            " thresholds=learned learn_min_gaps={} warn_after_min={} critical_after_min={}",
+            learning.min_gaps,
+            human(std::time::Duration::from_millis(
+                learning.warn_floor_ms as u64
+            )),
+            human(std::time::Duration::from_millis(
+                learning.critical_floor_ms as u64
+            )),
+        ),
+    };
     let expected = if feed.expected.is_empty() {
         String::new()
     } else {
@@ -106,7 +120,7 @@ fn describe_feed(feed: &FeedConfig) -> String {
         (FeedMode::Consume, None) => String::new(),
     };
     format!(
-        "  {}: {topics} split_by={split} timestamp={timestamp} warn_after={} critical_after={}{hold}{expected}{limits}\n",
+        "  {}: {topics} split_by={split} timestamp={timestamp} warn_after={} critical_after={}{learned}{hold}{expected}{limits}\n",
         feed.name,
         human(feed.warn_after),
         human(feed.critical_after),

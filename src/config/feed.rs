@@ -10,6 +10,7 @@ use regex::Regex;
 use super::raw;
 use super::window::{self, WindowsAt};
 use super::ConfigError;
+use crate::cadence::Learning;
 use crate::extract::json::JsonPointer;
 use crate::extract::{Extractor, SplitRule, TimestampRule};
 use crate::schedule::{Schedule, Thresholds, Window};
@@ -61,6 +62,9 @@ pub struct FeedConfig {
     /// `[[feed.window]]` (or `[[defaults.window]]`), in config order: the first containing an
     /// instant sets the thresholds in force then.
     pub windows: Vec<Window>,
+    /// `thresholds = "learned"`: each series learns its cadence, and the thresholds in force
+    /// become ceilings ([`crate::cadence`]). `None`: fixed thresholds.
+    pub learning: Option<Learning>,
 }
 
 impl FeedConfig {
@@ -122,6 +126,18 @@ pub(super) fn validate_defaults(defaults: &raw::RawDefaults) -> Result<(), Confi
         return Err(ConfigError::invalid(
             "defaults.rollup_after",
             "must be at least 1",
+        ));
+    }
+    if defaults.critical_after_min <= defaults.warn_after_min || defaults.warn_after_min.is_zero() {
+        return Err(ConfigError::invalid(
+            "defaults.critical_after_min",
+            "must be greater than warn_after_min, which must be positive",
+        ));
+    }
+    if !(1..=u32::from(u16::MAX)).contains(&defaults.learn_min_gaps) {
+        return Err(ConfigError::invalid(
+            "defaults.learn_min_gaps",
+            "must be 1 to 65535",
         ));
     }
     window::validate_windows(
@@ -200,6 +216,17 @@ fn validate_feed(
         warn_after,
         critical_after,
     )?;
+    let learning = learning(
+        key,
+        LearningKeys {
+            thresholds: raw.thresholds,
+            learn_min_gaps: raw.learn_min_gaps,
+            warn_after_min: raw.warn_after_min,
+            critical_after_min: raw.critical_after_min,
+        },
+        defaults,
+        (warn_after, critical_after),
+    )?;
     Ok(FeedConfig {
         name: Arc::from(raw.name),
         topics,
@@ -214,7 +241,73 @@ fn validate_feed(
         hold: raw.hold.unwrap_or(defaults.hold),
         rollup_after,
         windows,
+        learning,
     })
+}
+
+/// A feed's own learning keys, before defaults.
+struct LearningKeys {
+    thresholds: Option<raw::RawThresholds>,
+    learn_min_gaps: Option<u32>,
+    warn_after_min: Option<Duration>,
+    critical_after_min: Option<Duration>,
+}
+
+/// `thresholds = "learned"` and its keys: floors under the ceilings, warn under critical. The
+/// learning keys on a fixed feed are an error (they would do nothing).
+fn learning(
+    key: FeedKey,
+    raw: LearningKeys,
+    defaults: &raw::RawDefaults,
+    (warn_after, critical_after): (Duration, Duration),
+) -> Result<Option<Learning>, ConfigError> {
+    let mode = raw.thresholds.unwrap_or(defaults.thresholds);
+    if mode == raw::RawThresholds::Fixed {
+        let stray = [
+            ("learn_min_gaps", raw.learn_min_gaps.is_some()),
+            ("warn_after_min", raw.warn_after_min.is_some()),
+            ("critical_after_min", raw.critical_after_min.is_some()),
+        ];
+        if let Some((field, _)) = stray.into_iter().find(|(_, set)| *set) {
+            return Err(ConfigError::invalid(
+                key.field(field),
+                "applies only with thresholds = \"learned\"",
+            ));
+        }
+        return Ok(None);
+    }
+    let min_gaps = raw.learn_min_gaps.unwrap_or(defaults.learn_min_gaps);
+    let min_gaps = u16::try_from(min_gaps)
+        .ok()
+        .filter(|&min_gaps| min_gaps >= 1)
+        .ok_or_else(|| ConfigError::invalid(key.field("learn_min_gaps"), "must be 1 to 65535"))?;
+    let warn_floor = raw.warn_after_min.unwrap_or(defaults.warn_after_min);
+    let critical_floor = raw
+        .critical_after_min
+        .unwrap_or(defaults.critical_after_min);
+    if warn_floor.is_zero() || warn_floor > warn_after {
+        return Err(ConfigError::invalid(
+            key.field("warn_after_min"),
+            format!(
+                "must be positive and at most warn_after ({})",
+                humantime::format_duration(warn_after)
+            ),
+        ));
+    }
+    if critical_floor <= warn_floor || critical_floor > critical_after {
+        return Err(ConfigError::invalid(
+            key.field("critical_after_min"),
+            format!(
+                "must be greater than warn_after_min and at most critical_after ({})",
+                humantime::format_duration(critical_after)
+            ),
+        ));
+    }
+    Ok(Some(Learning {
+        min_gaps,
+        warn_floor_ms: window::duration_ms(warn_floor),
+        critical_floor_ms: window::duration_ms(critical_floor),
+    }))
 }
 
 /// The name is the `feed` label and a Redis hash tag: kept to a safe alphabet.

@@ -248,6 +248,43 @@ pub struct RawDefaults {
     /// `[[defaults.window]]`: the windows of feeds that declare none of their own.
     #[serde(default)]
     pub window: Vec<RawWindow>,
+    /// `"fixed"` (default): every series is judged by `warn_after` / `critical_after`.
+    /// `"learned"`: each series learns its own gaps between records, and those thresholds (or
+    /// the window's) become ceilings; see the README's "Learned cadence".
+    #[serde(default)]
+    pub thresholds: RawThresholds,
+    /// Learned thresholds only: gaps a series must have learned before its own thresholds
+    /// replace the ceilings (warm-up). 1 to 65535.
+    #[serde(default = "default_learn_min_gaps")]
+    pub learn_min_gaps: u32,
+    /// Learned thresholds only: the lowest learned warning threshold.
+    #[serde(default = "default_warn_after_min", with = "humantime_serde")]
+    pub warn_after_min: Duration,
+    /// Learned thresholds only: the lowest learned critical threshold; greater than
+    /// `warn_after_min`.
+    #[serde(default = "default_critical_after_min", with = "humantime_serde")]
+    pub critical_after_min: Duration,
+}
+
+/// `thresholds`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawThresholds {
+    #[default]
+    Fixed,
+    Learned,
+}
+
+fn default_learn_min_gaps() -> u32 {
+    20
+}
+
+fn default_warn_after_min() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_critical_after_min() -> Duration {
+    Duration::from_secs(5 * 60)
 }
 
 impl Default for RawDefaults {
@@ -258,6 +295,10 @@ impl Default for RawDefaults {
             hold: Duration::ZERO,
             rollup_after: default_rollup_after(),
             window: Vec::new(),
+            thresholds: RawThresholds::Fixed,
+            learn_min_gaps: default_learn_min_gaps(),
+            warn_after_min: default_warn_after_min(),
+            critical_after_min: default_critical_after_min(),
         }
     }
 }
@@ -312,6 +353,16 @@ pub struct RawFeed {
     /// `[[feed.window]]`: schedules with their own thresholds, or quiet times. Absent: the
     /// windows of `[defaults]`; `window = []` opts out of them.
     pub window: Option<Vec<RawWindow>>,
+    /// Overrides `defaults.thresholds`: `"fixed"` or `"learned"`.
+    pub thresholds: Option<RawThresholds>,
+    /// Overrides `defaults.learn_min_gaps` (learned thresholds only).
+    pub learn_min_gaps: Option<u32>,
+    /// Overrides `defaults.warn_after_min` (learned thresholds only).
+    #[serde(default, with = "humantime_serde")]
+    pub warn_after_min: Option<Duration>,
+    /// Overrides `defaults.critical_after_min` (learned thresholds only).
+    #[serde(default, with = "humantime_serde")]
+    pub critical_after_min: Option<Duration>,
 }
 
 /// `[[feed.window]]` / `[[defaults.window]]`: a recurring time in which other thresholds apply.

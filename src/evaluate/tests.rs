@@ -31,6 +31,7 @@ fn feed(split: bool, expected: &[&str]) -> FeedConfig {
         hold: Duration::ZERO,
         rollup_after: 20,
         windows: Vec::new(),
+        learning: None,
     }
 }
 
@@ -387,11 +388,18 @@ fn judge_maps_staleness_to_status_and_the_next_deadline() {
     let feeds = [feed(false, &[])];
     let rules = FeedRules::from_config(&feeds[0]);
     let mut tracker = Tracker::new(&feeds, START_MS);
-    let never = judge(tracker.series(UNSPLIT), START_MS, &rules, START_MS);
+    let never = judge(
+        tracker.series(UNSPLIT),
+        &Cadence::default(),
+        START_MS,
+        &rules,
+        START_MS,
+    );
     assert_eq!(never, (Status::Unknown, START_MS + CRITICAL_MS));
     assert_eq!(
         judge(
             tracker.series(UNSPLIT),
+            &Cadence::default(),
             START_MS,
             &rules,
             START_MS + CRITICAL_MS
@@ -401,7 +409,15 @@ fn judge_maps_staleness_to_status_and_the_next_deadline() {
 
     tracker.observe(0, b"", START_MS);
     let series = tracker.series(UNSPLIT);
-    let at = |offset_ms: i64| judge(series, START_MS, &rules, START_MS + offset_ms);
+    let at = |offset_ms: i64| {
+        judge(
+            series,
+            &Cadence::default(),
+            START_MS,
+            &rules,
+            START_MS + offset_ms,
+        )
+    };
     assert_eq!(
         at(-MINUTE_MS),
         (Status::Ok, START_MS + WARN_MS),
@@ -449,7 +465,7 @@ proptest! {
                 tracker.observe(0, b"", now_ms + event_offset_ms);
             }
             let transitions = evaluator.tick(&mut tracker, now_ms);
-            let (expected, _) = judge(tracker.series(UNSPLIT), START_MS, &rules, now_ms);
+            let (expected, _) = judge(tracker.series(UNSPLIT), &Cadence::default(), START_MS, &rules, now_ms);
             let status = tracker.series(UNSPLIT).status;
             prop_assert_eq!(status, expected);
             if status != previous {

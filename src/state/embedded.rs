@@ -7,10 +7,14 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::{decode_status, encode_status, Documents, SeriesRecord, Snapshot, StateError};
+use super::{
+    decode_cadence, decode_status, encode_status, Documents, SeriesRecord, Snapshot, StateError,
+};
 
 const LAST_SEEN: TableDefinition<(&str, &[u8]), i64> = TableDefinition::new("last_seen");
 const STATUS: TableDefinition<(&str, &[u8]), &str> = TableDefinition::new("status");
+/// A learned feed's cadence summaries, `c1:<gaps>:<hex>` ([`crate::cadence::Cadence::encode`]).
+const CADENCE: TableDefinition<(&str, &[u8]), &str> = TableDefinition::new("cadence");
 const WATCH_STARTED: TableDefinition<&str, i64> = TableDefinition::new("watch_started");
 const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("outbox");
 const OUTBOX_SEQUENCE: TableDefinition<&str, u64> = TableDefinition::new("outbox_sequence");
@@ -47,6 +51,9 @@ impl EmbeddedStore {
                 .map_err(|error| error.to_string())?;
             transaction
                 .open_table(STATUS)
+                .map_err(|error| error.to_string())?;
+            transaction
+                .open_table(CADENCE)
                 .map_err(|error| error.to_string())?;
             transaction
                 .open_table(WATCH_STARTED)
@@ -110,6 +117,9 @@ impl EmbeddedStore {
             let started = transaction
                 .open_table(WATCH_STARTED)
                 .map_err(|error| store.error(error))?;
+            let cadences = transaction
+                .open_table(CADENCE)
+                .map_err(|error| store.error(error))?;
             let mut snapshot = Snapshot::default();
             for feed in &feeds {
                 let mut by_key: std::collections::BTreeMap<Vec<u8>, SeriesRecord> =
@@ -139,6 +149,18 @@ impl EmbeddedStore {
                         .entry(split_key.clone())
                         .or_insert_with(|| SeriesRecord::empty(feed, split_key))
                         .status = Some(status);
+                }
+                for entry in cadences
+                    .range(lower..upper)
+                    .map_err(|error| store.error(error))?
+                {
+                    let (key, value) = entry.map_err(|error| store.error(error))?;
+                    let split_key = key.value().1.to_vec();
+                    let cadence = decode_cadence(&format!("cadence of {feed}"), value.value())?;
+                    by_key
+                        .entry(split_key.clone())
+                        .or_insert_with(|| SeriesRecord::empty(feed, split_key))
+                        .cadence = Some(cadence);
                 }
                 snapshot.series.extend(by_key.into_values());
                 if let Some(value) = started.get(&**feed).map_err(|error| store.error(error))? {
@@ -192,6 +214,9 @@ impl EmbeddedStore {
                 let mut statuses = transaction
                     .open_table(STATUS)
                     .map_err(|error| store.error(error))?;
+                let mut cadences = transaction
+                    .open_table(CADENCE)
+                    .map_err(|error| store.error(error))?;
                 for record in &records {
                     let key: (&str, &[u8]) = (&record.feed, &record.key);
                     if let Some(millis) = record.last_seen_ms {
@@ -208,6 +233,11 @@ impl EmbeddedStore {
                     if let Some((status, since)) = record.status {
                         statuses
                             .insert(key, encode_status(status, since).as_str())
+                            .map_err(|error| store.error(error))?;
+                    }
+                    if let Some(cadence) = &record.cadence {
+                        cadences
+                            .insert(key, cadence.encode().as_str())
                             .map_err(|error| store.error(error))?;
                     }
                 }
@@ -375,6 +405,7 @@ mod tests {
             key: key.as_bytes().to_vec(),
             last_seen_ms: Some(last_seen),
             status: Some((Status::Critical, 42)),
+            cadence: None,
         }
     }
 

@@ -4,6 +4,10 @@
 //! Writes are merges: last-seen is a max, so writing a value twice, late, or from two replicas
 //! never moves a series backwards. The flush loop in [`crate::app`] writes only the series that
 //! changed since the last flush.
+//!
+//! A learned feed's series also carry their cadence summary ([`crate::cadence::Cadence`]),
+//! written with the series (it only changes when last-seen does) and merged by a bucket-wise
+//! max when read back, at start or by a follower's reload.
 
 mod embedded;
 mod redis_store;
@@ -14,6 +18,7 @@ use std::sync::Arc;
 pub use embedded::EmbeddedStore;
 pub use redis_store::{ChangeCursor, RedisStore};
 
+use crate::cadence::Cadence;
 use crate::config::{StateBackend, StateConfig};
 use crate::model::Status;
 
@@ -37,6 +42,8 @@ pub struct SeriesRecord {
     pub last_seen_ms: Option<i64>,
     /// The verdict and when it was entered.
     pub status: Option<(Status, i64)>,
+    /// A learned feed's cadence summary, once it learned a gap.
+    pub cadence: Option<Cadence>,
 }
 
 impl SeriesRecord {
@@ -47,6 +54,7 @@ impl SeriesRecord {
             key,
             last_seen_ms: None,
             status: None,
+            cadence: None,
         }
     }
 }
@@ -273,6 +281,14 @@ fn expected_entry(feed: &str, value: &str) -> String {
 /// Status as stored: `critical@1700000000000`.
 fn encode_status(status: Status, since_ms: i64) -> String {
     format!("{}@{since_ms}", status.as_str())
+}
+
+/// A cadence as stored: see [`Cadence::encode`].
+fn decode_cadence(what: &str, text: &str) -> Result<Cadence, StateError> {
+    Cadence::decode(text).ok_or_else(|| StateError::Corrupt {
+        what: what.to_owned(),
+        value: text.to_owned(),
+    })
 }
 
 fn decode_status(what: &str, text: &str) -> Result<(Status, i64), StateError> {

@@ -1,6 +1,9 @@
 //! Redis layout, one hash tag per feed so a feed's keys stay on one Redis Cluster slot:
 //! - `{prefix}:{<feed>}:last_seen`: hash, split value → unix ms, merged with a max (Lua);
 //! - `{prefix}:{<feed>}:status`: hash, split value → `status@since_ms`;
+//! - `{prefix}:{<feed>}:cadence`: hash, split value → a learned feed's cadence summary,
+//!   `c1:<gaps>:<40 hex digits>` ([`crate::cadence::Cadence::encode`]), overwritten by the
+//!   writer, which merged what it read at start or reload;
 //! - `{prefix}:{<feed>}:meta`: hash, `watch_started` → unix ms (set once);
 //! - `{prefix}:{<feed>}:fence`: the highest leader fencing token that wrote the feed's statuses;
 //! - `{prefix}:{<feed>}:changes`: stream, one entry per write of the feed naming the split values
@@ -16,7 +19,9 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{decode_status, encode_status, Documents, SeriesRecord, Snapshot, StateError};
+use super::{
+    decode_cadence, decode_status, encode_status, Documents, SeriesRecord, Snapshot, StateError,
+};
 use crate::model::Status;
 
 /// Keeps the larger of the stored and the given last-seen, per field; safe across replicas.
@@ -196,6 +201,10 @@ impl RedisStore {
             .arg(self.key(feed, "status"))
             .query_async(connection)
             .await?;
+        let cadences: Vec<(Vec<u8>, String)> = redis::cmd("HGETALL")
+            .arg(self.key(feed, "cadence"))
+            .query_async(connection)
+            .await?;
         let mut by_key: std::collections::HashMap<Vec<u8>, SeriesRecord> =
             std::collections::HashMap::new();
         for (key, millis) in last_seen {
@@ -211,7 +220,28 @@ impl RedisStore {
                 .or_insert_with(|| SeriesRecord::empty(feed, key))
                 .status = Some(status);
         }
+        for (key, text) in cadences {
+            let cadence = self.decode_cadence(feed, &key, &text)?;
+            by_key
+                .entry(key.clone())
+                .or_insert_with(|| SeriesRecord::empty(feed, key))
+                .cadence = Some(cadence);
+        }
         Ok(by_key.into_values().collect())
+    }
+
+    fn decode_cadence(
+        &self,
+        feed: &str,
+        key: &[u8],
+        text: &str,
+    ) -> Result<crate::cadence::Cadence, StateError> {
+        let what = format!(
+            "{}[{}]",
+            self.key(feed, "cadence"),
+            String::from_utf8_lossy(key)
+        );
+        decode_cadence(&what, text)
     }
 
     fn decode_status(
@@ -294,18 +324,28 @@ impl RedisStore {
         let keys: Vec<Vec<u8>> = keys.into_iter().collect();
         let mut records = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(FIELDS_PER_CALL) {
-            let (last_seen, statuses): (Vec<Option<i64>>, Vec<Option<String>>) = redis::pipe()
+            type Fields = (Vec<Option<i64>>, Vec<Option<String>>, Vec<Option<String>>);
+            let (last_seen, statuses, cadences): Fields = redis::pipe()
                 .cmd("HMGET")
                 .arg(self.key(feed, "last_seen"))
                 .arg(chunk)
                 .cmd("HMGET")
                 .arg(self.key(feed, "status"))
                 .arg(chunk)
+                .cmd("HMGET")
+                .arg(self.key(feed, "cadence"))
+                .arg(chunk)
                 .query_async(connection)
                 .await?;
-            for ((key, last_seen_ms), status) in chunk.iter().zip(last_seen).zip(statuses) {
+            for (((key, last_seen_ms), status), cadence) in
+                chunk.iter().zip(last_seen).zip(statuses).zip(cadences)
+            {
                 let status = match status {
                     Some(text) => Some(self.decode_status(feed, key, &text)?),
+                    None => None,
+                };
+                let cadence = match cadence {
+                    Some(text) => Some(self.decode_cadence(feed, key, &text)?),
                     None => None,
                 };
                 records.push(SeriesRecord {
@@ -313,6 +353,7 @@ impl RedisStore {
                     key: key.clone(),
                     last_seen_ms,
                     status,
+                    cadence,
                 });
             }
         }
@@ -390,6 +431,17 @@ impl RedisStore {
                             command.arg(*key).arg(text);
                         }
                     }
+                }
+                pipeline.ignore();
+            }
+            let with_cadence: Vec<(&[u8], String)> = feed_records
+                .iter()
+                .filter_map(|record| Some((record.key.as_slice(), record.cadence?.encode())))
+                .collect();
+            for chunk in with_cadence.chunks(FIELDS_PER_CALL) {
+                let command = pipeline.cmd("HSET").arg(self.key(feed, "cadence"));
+                for (key, text) in chunk {
+                    command.arg(*key).arg(text);
                 }
                 pipeline.ignore();
             }

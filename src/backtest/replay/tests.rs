@@ -22,6 +22,7 @@ fn feed(name: &str, split: bool, expected: &[&str]) -> FeedConfig {
         hold: Duration::ZERO,
         rollup_after: 20,
         windows: Vec::new(),
+        learning: None,
     }
 }
 

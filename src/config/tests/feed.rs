@@ -277,3 +277,86 @@ fn a_rollup_after_below_1_is_refused_naming_the_key() {
     let negative = error_of(&with_feed("topic = \"a\"\nrollup_after = -1"));
     assert!(negative.starts_with("feed[0].rollup_after: "), "{negative}");
 }
+
+#[test]
+fn learned_thresholds_take_their_floors_and_warm_up_from_defaults_or_the_feed() {
+    let config = parse_with(
+        &format!(
+            "{MINIMAL}warn_after = \"12h\"\ncritical_after = \"24h\"\nthresholds = \"learned\"\n[[feed]]\nname = \"b\"\ntopic = \"b\"\nthresholds = \"learned\"\nlearn_min_gaps = 5\nwarn_after_min = \"2m\"\ncritical_after_min = \"10m\"\n[[feed]]\nname = \"c\"\ntopic = \"c\"\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    let minute_ms = 60_000;
+    assert_eq!(
+        config.feeds[0].learning,
+        Some(crate::cadence::Learning {
+            min_gaps: 20,
+            warn_floor_ms: minute_ms,
+            critical_floor_ms: 5 * minute_ms,
+        })
+    );
+    assert_eq!(
+        config.feeds[1].learning,
+        Some(crate::cadence::Learning {
+            min_gaps: 5,
+            warn_floor_ms: 2 * minute_ms,
+            critical_floor_ms: 10 * minute_ms,
+        })
+    );
+    assert_eq!(config.feeds[2].learning, None, "fixed by default");
+    let described = describe(&config);
+    assert!(
+        described.contains("b: topic=b split_by=none timestamp=record warn_after=1h critical_after=6h thresholds=learned learn_min_gaps=5 warn_after_min=2m critical_after_min=10m"),
+        "{described}"
+    );
+
+    let config = parse_with(
+        &format!("{MINIMAL}[defaults]\nthresholds = \"learned\"\nlearn_min_gaps = 7\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        config.feeds[0].learning.map(|learning| learning.min_gaps),
+        Some(7)
+    );
+}
+
+#[test]
+fn learned_threshold_keys_are_checked_and_refused_on_a_fixed_feed() {
+    for (body, key, reason) in [
+        (
+            "learn_min_gaps = 5",
+            "feed[0].learn_min_gaps",
+            "only with thresholds = \"learned\"",
+        ),
+        (
+            "thresholds = \"learned\"\nlearn_min_gaps = 0",
+            "feed[0].learn_min_gaps",
+            "1 to 65535",
+        ),
+        (
+            "thresholds = \"learned\"\nwarn_after_min = \"2h\"",
+            "feed[0].warn_after_min",
+            "at most warn_after",
+        ),
+        (
+            "thresholds = \"learned\"\nwarn_after_min = \"10m\"\ncritical_after_min = \"10m\"",
+            "feed[0].critical_after_min",
+            "greater than warn_after_min",
+        ),
+        (
+            "thresholds = \"sometimes\"",
+            "thresholds",
+            "unknown variant",
+        ),
+    ] {
+        let error = error_of(&with_feed(&format!("topic = \"a\"\n{body}")));
+        assert!(error.contains(key), "{body}: {error}");
+        assert!(error.contains(reason), "{body}: {error}");
+    }
+    let error = error_of(&format!(
+        "{MINIMAL}[defaults]\nwarn_after_min = \"5m\"\ncritical_after_min = \"1m\"\n"
+    ));
+    assert!(error.contains("defaults.critical_after_min"), "{error}");
+}

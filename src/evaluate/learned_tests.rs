@@ -1,0 +1,307 @@
+//! `thresholds = "learned"`, as scenarios: simulated days driven through the tracker and the
+//! evaluator on a manual clock (ticks at every record and at every scheduled look), no sleeping.
+
+use std::time::Duration;
+
+use super::*;
+use crate::cadence::ThresholdSource;
+use crate::config::{FeedMode, SplitRule, TimestampRule, TopicMatcher};
+
+const SECOND_MS: i64 = 1_000;
+const MINUTE_MS: i64 = 60 * SECOND_MS;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// 2025-12-01T00:00:00Z.
+const START_MS: i64 = 1_764_547_200_000;
+
+/// `tenants`, split by key, with `warn_after` / `critical_after`; learned (default floors 1m
+/// and 5m, warm-up 20 gaps) when `learned`.
+fn feed(learned: bool, warn_after_ms: i64, critical_after_ms: i64) -> FeedConfig {
+    FeedConfig {
+        name: Arc::from("tenants"),
+        topics: TopicMatcher::Exact("tenant-updates".into()),
+        split: Some(SplitRule::Key),
+        timestamp: TimestampRule::Record,
+        warn_after: Duration::from_millis(warn_after_ms as u64),
+        critical_after: Duration::from_millis(critical_after_ms as u64),
+        expected: Vec::new(),
+        mode: FeedMode::Consume,
+        max_keys: 1_000,
+        max_key_bytes: 256,
+        hold: Duration::ZERO,
+        rollup_after: 20,
+        windows: Vec::new(),
+        learning: learned.then_some(Learning {
+            min_gaps: 20,
+            warn_floor_ms: MINUTE_MS,
+            critical_floor_ms: 5 * MINUTE_MS,
+        }),
+    }
+}
+
+/// One feed under simulation: the tracker, the evaluator, and every transition so far.
+struct Simulation {
+    tracker: Tracker,
+    evaluator: Evaluator,
+    now_ms: i64,
+    transitions: Vec<Transition>,
+}
+
+impl Simulation {
+    fn new(feed: FeedConfig) -> Simulation {
+        let feeds = [feed];
+        let mut simulation = Simulation {
+            tracker: Tracker::new(&feeds, START_MS),
+            evaluator: Evaluator::new(&feeds),
+            now_ms: START_MS,
+            transitions: Vec::new(),
+        };
+        simulation.tick(START_MS);
+        simulation
+    }
+
+    fn tick(&mut self, at_ms: i64) {
+        self.now_ms = at_ms;
+        let transitions = self.evaluator.tick(&mut self.tracker, at_ms);
+        self.transitions.extend(transitions);
+    }
+
+    /// Lets time pass to `until_ms`, ticking at every scheduled look on the way.
+    fn wait_until(&mut self, until_ms: i64) {
+        while let Some(deadline_ms) = self.evaluator.next_deadline() {
+            if deadline_ms > until_ms {
+                break;
+            }
+            self.tick(deadline_ms.max(self.now_ms));
+        }
+        self.tick(until_ms);
+    }
+
+    /// `key` sends a record every `period_ms` until `until_ms` (the first one now).
+    fn send_every(&mut self, key: &str, period_ms: i64, until_ms: i64) {
+        let mut at_ms = self.now_ms;
+        while at_ms <= until_ms {
+            self.wait_until(at_ms);
+            self.tracker.observe(0, key.as_bytes(), at_ms);
+            self.tick(at_ms);
+            at_ms += period_ms;
+        }
+    }
+
+    fn id(&self, key: &str) -> SeriesId {
+        let index = self
+            .tracker
+            .feed(0)
+            .series()
+            .iter()
+            .position(|series| series.key() == key)
+            .unwrap_or_else(|| panic!("no series {key}"));
+        SeriesId {
+            feed: 0,
+            index: index as u32,
+        }
+    }
+
+    fn series(&self, key: &str) -> &Series {
+        self.tracker.series(self.id(key))
+    }
+
+    fn cadence(&self, key: &str) -> Cadence {
+        self.tracker.cadence(self.id(key))
+    }
+
+    /// The thresholds `key` is judged by now, (warn, critical) ms, and their source.
+    fn effective(&self, key: &str) -> ((i64, i64), ThresholdSource) {
+        let (thresholds, source) =
+            self.evaluator.rules()[0].effective(&self.cadence(key), self.now_ms);
+        (
+            (thresholds.warn_after_ms, thresholds.critical_after_ms),
+            source,
+        )
+    }
+
+    /// (at, to) of the alerts `key` raised (warning, critical, never_seen).
+    fn alerts(&self, key: &str) -> Vec<(i64, Status)> {
+        self.transitions
+            .iter()
+            .filter(|transition| transition.key == key && transition.to.severity().is_some())
+            .map(|transition| (transition.at_ms, transition.to))
+            .collect()
+    }
+}
+
+#[test]
+fn a_tenant_that_updates_every_six_hours_is_never_paged_when_learned_but_is_when_fixed_at_2h() {
+    let mut learned = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
+    learned.send_every("slow", 6 * HOUR_MS, START_MS + 14 * DAY_MS);
+    assert_eq!(learned.alerts("slow"), []);
+    assert_eq!(learned.cadence("slow").gaps(), 56);
+    // p99 = 32,768 s (6 h falls in [4.6 h, 9.1 h)): 3 × p99 passes the 12 h ceiling.
+    assert_eq!(
+        learned.effective("slow"),
+        ((12 * HOUR_MS, 24 * HOUR_MS), ThresholdSource::Ceiling)
+    );
+
+    let mut fixed = Simulation::new(feed(false, HOUR_MS, 2 * HOUR_MS));
+    fixed.send_every("slow", 6 * HOUR_MS, START_MS + 14 * DAY_MS);
+    assert_eq!(
+        fixed.alerts("slow")[..2],
+        [
+            (START_MS + HOUR_MS, Status::Warning),
+            (START_MS + 2 * HOUR_MS, Status::Critical)
+        ],
+        "the same tenant pages under a fixed 2h every six hours"
+    );
+    assert_eq!(fixed.alerts("slow").len(), 2 * 56);
+}
+
+#[test]
+fn a_tenant_that_sends_every_second_pages_within_minutes_of_stopping() {
+    let mut simulation = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
+    let stopped_ms = START_MS + HOUR_MS;
+    simulation.send_every("chatty", SECOND_MS, stopped_ms);
+    // 3 × 2 s and 6 × 2 s are under the floors: 1m and 5m.
+    assert_eq!(
+        simulation.effective("chatty"),
+        ((MINUTE_MS, 5 * MINUTE_MS), ThresholdSource::Learned)
+    );
+    simulation.wait_until(stopped_ms + DAY_MS);
+    assert_eq!(
+        simulation.alerts("chatty"),
+        [
+            (stopped_ms + MINUTE_MS, Status::Warning),
+            (stopped_ms + 5 * MINUTE_MS, Status::Critical)
+        ],
+        "not 12h and 24h, the ceilings"
+    );
+}
+
+#[test]
+fn a_ten_day_silence_pages_at_the_ceiling_however_slow_the_learned_cadence() {
+    let mut simulation = Simulation::new(feed(true, 4 * DAY_MS, 8 * DAY_MS));
+    let stopped_ms = START_MS + 90 * DAY_MS;
+    simulation.send_every("rare", 3 * DAY_MS, stopped_ms);
+    // p99 = 2^18 s (about 3 days): the rule says 9 and 18 days, the ceilings say 4 and 8.
+    assert_eq!(
+        simulation.effective("rare"),
+        ((4 * DAY_MS, 8 * DAY_MS), ThresholdSource::Ceiling)
+    );
+    assert_eq!(simulation.alerts("rare"), []);
+    simulation.wait_until(stopped_ms + 10 * DAY_MS);
+    assert_eq!(
+        simulation.alerts("rare"),
+        [
+            (stopped_ms + 4 * DAY_MS, Status::Warning),
+            (stopped_ms + 8 * DAY_MS, Status::Critical)
+        ]
+    );
+}
+
+#[test]
+fn during_warm_up_a_series_is_judged_by_the_ceilings() {
+    let mut simulation = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
+    // 19 gaps: one short of learn_min_gaps.
+    let stopped_ms = START_MS + 19 * SECOND_MS;
+    simulation.send_every("new", SECOND_MS, stopped_ms);
+    assert_eq!(simulation.cadence("new").gaps(), 19);
+    assert_eq!(
+        simulation.effective("new"),
+        ((12 * HOUR_MS, 24 * HOUR_MS), ThresholdSource::WarmUp)
+    );
+    simulation.wait_until(stopped_ms + 2 * DAY_MS);
+    assert_eq!(
+        simulation.alerts("new"),
+        [
+            (stopped_ms + 12 * HOUR_MS, Status::Warning),
+            (stopped_ms + 24 * HOUR_MS, Status::Critical)
+        ]
+    );
+}
+
+#[test]
+fn the_record_that_ends_warm_up_has_the_series_judged_by_its_own_thresholds_at_once() {
+    let mut simulation = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
+    // Exactly 20 gaps, then silence: scheduled under the ceilings until the 20th gap.
+    let stopped_ms = START_MS + 20 * SECOND_MS;
+    simulation.send_every("new", SECOND_MS, stopped_ms);
+    simulation.wait_until(stopped_ms + HOUR_MS);
+    assert_eq!(
+        simulation.alerts("new"),
+        [
+            (stopped_ms + MINUTE_MS, Status::Warning),
+            (stopped_ms + 5 * MINUTE_MS, Status::Critical)
+        ]
+    );
+}
+
+#[test]
+fn a_gap_that_ended_in_an_alert_is_not_learned() {
+    let mut simulation = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
+    let stopped_ms = START_MS + 30 * SECOND_MS;
+    simulation.send_every("flaky", SECOND_MS, stopped_ms);
+    assert_eq!(simulation.cadence("flaky").gaps(), 30);
+    // A 20-minute outage pages, and the first record after it resolves the alert.
+    simulation.wait_until(stopped_ms + 20 * MINUTE_MS);
+    simulation.send_every(
+        "flaky",
+        SECOND_MS,
+        stopped_ms + 20 * MINUTE_MS + 10 * SECOND_MS,
+    );
+    assert_eq!(simulation.series("flaky").status, Status::Ok);
+    assert_eq!(
+        simulation.cadence("flaky").gaps(),
+        40,
+        "the 10 gaps after the outage, not the outage"
+    );
+    // Learned, one 20-minute gap in 41 would be the p99 and lift the thresholds to an hour.
+    assert_eq!(
+        simulation.effective("flaky"),
+        ((MINUTE_MS, 5 * MINUTE_MS), ThresholdSource::Learned)
+    );
+}
+
+#[test]
+fn a_learned_summary_survives_a_restore_and_a_replica_merge() {
+    let mut writer = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
+    writer.send_every("chatty", SECOND_MS, START_MS + 5 * MINUTE_MS);
+    let stored = writer.cadence("chatty");
+    let text = stored.encode();
+
+    // kill -9: a new process, a new tracker, the store's copy merged at restore.
+    let mut restarted = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
+    restarted.tracker.restore(
+        0,
+        b"chatty",
+        Some(START_MS + 5 * MINUTE_MS),
+        Some((Status::Ok, START_MS)),
+    );
+    let decoded = crate::cadence::Cadence::decode(&text).expect("stored form");
+    restarted.tracker.merge_cadence(0, b"chatty", &decoded);
+    restarted.tick(START_MS + 5 * MINUTE_MS);
+    assert_eq!(restarted.cadence("chatty"), stored);
+    assert_eq!(
+        restarted.effective("chatty"),
+        ((MINUTE_MS, 5 * MINUTE_MS), ThresholdSource::Learned)
+    );
+
+    // A follower reloading the same summary again and again: merged once, not added up.
+    let mut follower = Simulation::new(feed(true, 12 * HOUR_MS, 24 * HOUR_MS));
+    follower.tick(START_MS + 5 * MINUTE_MS);
+    for _ in 0..3 {
+        follower
+            .tracker
+            .merge_shared(0, b"chatty", Some(START_MS + 5 * MINUTE_MS), None);
+        follower.tracker.merge_cadence(0, b"chatty", &decoded);
+    }
+    assert_eq!(follower.cadence("chatty"), stored);
+    follower.tick(START_MS + 5 * MINUTE_MS);
+    follower.wait_until(START_MS + 5 * MINUTE_MS + 10 * MINUTE_MS);
+    assert_eq!(
+        follower.alerts("chatty"),
+        [
+            (START_MS + 6 * MINUTE_MS, Status::Warning),
+            (START_MS + 10 * MINUTE_MS, Status::Critical)
+        ],
+        "the follower judges by the learned thresholds, not the ceilings"
+    );
+}
