@@ -26,7 +26,6 @@ fn feed(keys: usize) -> FeedConfig {
         "fixed" => "",
         _ => "thresholds = \"learned\"\nwarn_after_min = \"10s\"\ncritical_after_min = \"20s\"",
     };
-    println!("thresholds {thresholds}");
     let text = format!(
         r#"
         [kafka]
@@ -75,6 +74,10 @@ fn main() {
         .unwrap_or(1_000_000);
     let redis_url = arguments.next();
     let feeds = [feed(keys)];
+    println!(
+        "thresholds {}",
+        std::env::var("SCALE_THRESHOLDS").unwrap_or_else(|_| "learned".into())
+    );
 
     // Memory: RSS growth per series beyond the key bytes.
     let before = rss_bytes();
