@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::raw::RawFeed;
+use super::raw::{RawFeed, RawMode};
 use super::ConfigError;
 
 /// Default `drop_ratio`: a learned rate below a fifth of its baseline pages.
@@ -88,6 +88,12 @@ fn validate_volume(index: usize, feed: &RawFeed) -> Result<Option<VolumeConfig>,
             (MinRate::Learned { .. }, Some(ratio)) => MinRate::Learned { drop_ratio: ratio },
             (rate, None) => rate,
         };
+    if feed.mode == RawMode::Tail {
+        return Err(ConfigError::invalid(
+            field("min_rate"),
+            "tail mode reads one record per partition, so it cannot count a rate; use mode = \"consume\"",
+        ));
+    }
     let by_key = feed.volume_by_key.unwrap_or(false);
     if by_key && feed.split_by.is_none() {
         return Err(ConfigError::invalid(

@@ -18,6 +18,7 @@ const GROUPS: TableDefinition<&str, &str> = TableDefinition::new("groups");
 const ROLLUPS: TableDefinition<&str, &str> = TableDefinition::new("rollups");
 const SILENCES: TableDefinition<&str, &str> = TableDefinition::new("silences");
 const HISTORY: TableDefinition<&str, &str> = TableDefinition::new("history");
+const VOLUME: TableDefinition<&str, &str> = TableDefinition::new("volume");
 
 fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
     match table {
@@ -25,6 +26,7 @@ fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'stati
         Documents::RollUps => ROLLUPS,
         Documents::Silences => SILENCES,
         Documents::History => HISTORY,
+        Documents::Volume => VOLUME,
     }
 }
 
@@ -57,7 +59,7 @@ impl EmbeddedStore {
             transaction
                 .open_table(OUTBOX_SEQUENCE)
                 .map_err(|error| error.to_string())?;
-            for table in [GROUPS, ROLLUPS, SILENCES, HISTORY] {
+            for table in [GROUPS, ROLLUPS, SILENCES, HISTORY, VOLUME] {
                 transaction
                     .open_table(table)
                     .map_err(|error| error.to_string())?;

@@ -70,6 +70,8 @@ pub enum Documents {
     Silences,
     /// Per feed: its last status transitions, see [`crate::history`].
     History,
+    /// Per feed and key: its learned volume baseline and open alert, see [`crate::volume`].
+    Volume,
 }
 
 impl Documents {
@@ -79,6 +81,7 @@ impl Documents {
             Documents::RollUps => "rollups",
             Documents::Silences => "silences",
             Documents::History => "history",
+            Documents::Volume => "volume",
         }
     }
 }

@@ -234,10 +234,13 @@ impl SeriesVolume {
         }
     }
 
-    /// Judges the rate against the rule; returns the alert change, if any.
+    /// Judges the rate against the rule; returns the alert change, if any. Only the leader
+    /// fires and resolves: a follower counts only its own partitions, and takes up the leader's
+    /// alerts when promoted.
     fn judge(
         &mut self,
         rules: &VolumeConfig,
+        leading: bool,
         now_ms: i64,
         label: &str,
         labels: &[(&'static str, String)],
@@ -272,13 +275,16 @@ impl SeriesVolume {
         };
         if rate >= threshold {
             self.below_since_ms = None;
+            if !leading {
+                return None;
+            }
             let since_ms = self.stored.firing_since_ms.take()?;
             self.dirty = true;
             return Some(change(false, since_ms));
         }
         let below_since_ms = *self.below_since_ms.get_or_insert(now_ms);
         let hold_ms = i64::try_from(rules.hold.as_millis()).unwrap_or(i64::MAX);
-        if self.stored.firing_since_ms.is_some() || now_ms - below_since_ms < hold_ms {
+        if !leading || self.stored.firing_since_ms.is_some() || now_ms - below_since_ms < hold_ms {
             return None;
         }
         self.stored.firing_since_ms = Some(below_since_ms);
@@ -397,8 +403,13 @@ impl VolumeWatch {
     }
 
     /// Takes each feed's counts (by config index) and judges every series; returns the alert
-    /// changes (the caller sends them only when leading).
-    pub fn tick(&mut self, counts: &HashMap<usize, FeedCounts>, now_ms: i64) -> Vec<SystemAlert> {
+    /// changes (none unless `leading`).
+    pub fn tick(
+        &mut self,
+        counts: &HashMap<usize, FeedCounts>,
+        leading: bool,
+        now_ms: i64,
+    ) -> Vec<SystemAlert> {
         let mut alerts = Vec::new();
         for feed in &mut self.feeds {
             let Some(feed_counts) = counts.get(&feed.rules.feed) else {
@@ -410,7 +421,7 @@ impl VolumeWatch {
             let feed_labels = [("feed", feed.name.to_string())];
             alerts.extend(
                 feed.total
-                    .judge(&feed.rules, now_ms, &feed.name, &feed_labels),
+                    .judge(&feed.rules, leading, now_ms, &feed.name, &feed_labels),
             );
             if !feed.rules.by_key {
                 continue;
@@ -431,7 +442,7 @@ impl VolumeWatch {
                 series.observe(*records, now_ms);
                 let label = format!("{} {key}", feed.name);
                 let labels = [("feed", feed.name.to_string()), ("key", key.clone())];
-                alerts.extend(series.judge(&feed.rules, now_ms, &label, &labels));
+                alerts.extend(series.judge(&feed.rules, leading, now_ms, &label, &labels));
             }
             if unjudged > feed.unjudged_keys {
                 tracing::warn!(feed = %feed.name, unjudged, max_keys = feed.rules.max_keys, "keys beyond volume_max_keys are not judged for volume");
@@ -524,6 +535,16 @@ impl VolumeWatch {
             }
         }
         entries
+    }
+
+    /// Every document is written again at the next flush (the store lost them).
+    pub fn mark_all_dirty(&mut self) {
+        for feed in &mut self.feeds {
+            feed.total.dirty = true;
+            for series in feed.keys.values_mut() {
+                series.dirty = true;
+            }
+        }
     }
 
     /// Marks the written documents dirty again after a failed write.

@@ -58,7 +58,7 @@ impl Scenario {
             };
             let now_ms = self.clock.now_ms();
             self.alerts
-                .extend(self.watch.tick(&HashMap::from([(0, counts)]), now_ms));
+                .extend(self.watch.tick(&HashMap::from([(0, counts)]), true, now_ms));
         }
     }
 
@@ -244,4 +244,32 @@ fn rates_read_in_their_best_unit() {
     assert_eq!(format_rate(25.0), "25/s");
     assert_eq!(format_rate(3.0 / 3600.0), "3/h");
     assert_eq!(format_rate(1.5 / 60.0), "1.5/min");
+}
+
+#[test]
+fn a_follower_counts_and_shows_rates_but_never_fires() {
+    let mut scenario = Scenario::new(rule(MinRate::PerSecond(1.0), false, 1_000), &[""]);
+    scenario.run(30 * MINUTE_MS, &[120]);
+    let until_ms = scenario.clock.now_ms() + 30 * MINUTE_MS;
+    let mut records = scenario.records[0].1;
+    while scenario.clock.now_ms() < until_ms {
+        scenario
+            .clock
+            .advance(Duration::from_millis(MINUTE_MS as u64));
+        records += 10;
+        let counts = FeedCounts {
+            total: records,
+            keys: Vec::new(),
+        };
+        let alerts = scenario.watch.tick(
+            &HashMap::from([(0, counts)]),
+            false,
+            scenario.clock.now_ms(),
+        );
+        assert!(alerts.is_empty());
+    }
+    let view = scenario.feed_view();
+    assert_close(view.rate_per_second, 10.0 / 60.0);
+    assert_eq!(view.status, "below");
+    assert!(scenario.watch.firing().is_empty());
 }

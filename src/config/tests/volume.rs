@@ -80,6 +80,10 @@ fn volume_errors_name_the_key_and_the_reason() {
             "feed[0].volume_window: 5s is shorter than 10s",
         ),
         (
+            "mode = \"tail\"\nmin_rate = \"1/s\"",
+            "feed[0].min_rate: tail mode reads one record per partition, so it cannot count a rate; use mode = \"consume\"",
+        ),
+        (
             "volume_for = \"5m\"",
             "feed[0].volume_for: needs min_rate (a rate such as \"100/min\", or \"learned\")",
         ),

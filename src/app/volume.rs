@@ -1,0 +1,142 @@
+//! Volume drops in the pipeline: every tick, on every replica, the tracker's record counts go to
+//! [`crate::volume`] (the API and metrics); the leader pages `FeedVolumeDrop` and persists the
+//! baselines, and a new leader takes them up.
+//!
+//! Each replica counts only the records it reads: with several replicas the leader's rates cover
+//! only its own partitions (see "Volume drops" in the README).
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::state::Documents;
+use crate::volume::{FeedCounts, VolumeView, VolumeWatch};
+
+/// The feeds with `min_rate`: their judge, and what the API shows.
+pub(super) struct Volume {
+    pub(super) watch: Mutex<VolumeWatch>,
+    pub(super) views: Arc<Mutex<Vec<VolumeView>>>,
+}
+
+impl Volume {
+    fn watch(&self) -> std::sync::MutexGuard<'_, VolumeWatch> {
+        self.watch
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+impl Pipeline {
+    /// Counts and judges the feeds with `min_rate` (every replica: the API and metrics), and
+    /// returns the alert changes when leading.
+    pub(super) fn evaluate_volume(&self, now_ms: i64) -> Vec<SystemAlert> {
+        let Some(volume) = &self.volume else {
+            return Vec::new();
+        };
+        let mut watch = volume.watch();
+        let judged: Vec<(usize, bool)> = watch.judged_feeds().collect();
+        let counts: HashMap<usize, FeedCounts> = {
+            let tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            judged
+                .into_iter()
+                .map(|(feed, by_key)| (feed, feed_counts(&tracker, feed, by_key)))
+                .collect()
+        };
+        let alerts = watch.tick(&counts, self.leadership.is_leader(), now_ms);
+        let views = watch.views();
+        drop(watch);
+        self.metrics.volume.show(&views);
+        *volume
+            .views
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = views;
+        alerts
+    }
+
+    /// Writes the baselines and alerts that changed. Only the leader writes: a follower's counts
+    /// cover only its own partitions.
+    pub(super) async fn flush_volume(&self) {
+        let Some(volume) = &self.volume else {
+            return;
+        };
+        if !self.leadership.is_leader() {
+            return;
+        }
+        let entries = volume.watch().take_dirty(false);
+        if entries.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = entries.iter().map(|(key, _)| key.clone()).collect();
+        if let Err(error) = self.store.documents_write(Documents::Volume, entries).await {
+            tracing::warn!(%error, "volume baselines not written; will retry");
+            volume.watch().mark_dirty(&keys);
+        }
+    }
+
+    /// Takes up the persisted baselines and alerts (on becoming leader).
+    pub(super) async fn adopt_volume(&self) {
+        let Some(volume) = &self.volume else {
+            return;
+        };
+        match self.store.documents_load(Documents::Volume).await {
+            Ok(stored) => volume.watch().restore(stored, self.clock.now_ms()),
+            Err(error) => tracing::warn!(%error, "new leader cannot read the volume baselines"),
+        }
+    }
+
+    /// The store lost its data: every baseline is written again.
+    pub(super) fn rewrite_volume(&self) {
+        if let Some(volume) = &self.volume {
+            volume.watch().mark_all_dirty();
+        }
+    }
+
+    /// The `FeedVolumeDrop` alerts firing now.
+    pub(super) fn firing_volume(&self) -> Vec<SystemAlert> {
+        self.volume
+            .as_ref()
+            .map(|volume| volume.watch().firing())
+            .unwrap_or_default()
+    }
+}
+
+/// A feed's cumulative record counts: the sum over its series, and per key when judged by key
+/// (the placeholder of a split feed, which no record can reach, is left out).
+fn feed_counts(tracker: &Tracker, feed: usize, by_key: bool) -> FeedCounts {
+    let track = tracker.feed(feed as FeedIndex);
+    let series = &track.series()[track.hidden()..];
+    let total = series.iter().map(|series| series.records).sum();
+    let keys = if by_key {
+        series
+            .iter()
+            .filter(|series| !series.key_bytes().is_empty())
+            .map(|series| (series.key().into_owned(), series.records))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    FeedCounts { total, keys }
+}
+
+/// The volume judge, with the baselines and alerts the state store kept.
+pub(super) async fn restore_volume(
+    config: &Config,
+    store: &StateStore,
+    feed_names: &[Arc<str>],
+    now_ms: i64,
+) -> Option<Volume> {
+    if config.volume.is_empty() {
+        return None;
+    }
+    let mut watch = VolumeWatch::new(&config.volume, feed_names, now_ms);
+    match store.documents_load(Documents::Volume).await {
+        Ok(stored) => watch.restore(stored, now_ms),
+        Err(error) => tracing::warn!(%error, "volume baselines not restored; learning again"),
+    }
+    Some(Volume {
+        watch: Mutex::new(watch),
+        views: Arc::default(),
+    })
+}
