@@ -1,5 +1,6 @@
 //! Volume drops through a real freshwatch: a feed that keeps arriving (never stale) but slows
-//! below its `min_rate` pages `FeedVolumeDrop` to a webhook, and resolves when the rate is back.
+//! below its `min_rate` pages `FeedVolumeDrop` to a webhook, keeps firing across a restart
+//! without a second page, and resolves when the rate is back.
 //! librdkafka's mock cluster; durations scaled down (a 10s window, `volume_for = "5s"`).
 
 mod common;
@@ -56,7 +57,8 @@ async fn volume_row(freshwatch: &FreshwatchProcess) -> Option<serde_json::Value>
 }
 
 #[test]
-fn a_feed_that_slows_below_its_min_rate_pages_feed_volume_drop_and_resolves_when_fast_again() {
+fn a_feed_that_slows_below_its_min_rate_pages_feed_volume_drop_once_across_a_restart_and_resolves_when_fast_again(
+) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("profiles", 1, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
@@ -147,6 +149,29 @@ url = "{url}/hook"
             "never stale: only the volume dropped"
         );
 
+        // A restart while it fires: the alert is taken up from the state store, not paged again
+        // (without it, the slow rate would page a second time after the window and `volume_for`).
+        freshwatch.stop();
+        freshwatch.restart();
+        freshwatch.wait_ready().await;
+        wait_until(
+            "the restarted instance judges the rate again",
+            Duration::from_secs(40),
+            || async {
+                volume_row(&freshwatch)
+                    .await
+                    .is_some_and(|row| row["rate_per_second"].is_number())
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert_eq!(
+            volume_row(&freshwatch).await.unwrap()["status"],
+            "firing",
+            "the restored alert is still firing"
+        );
+        assert_eq!(volume_pages(&receiver).len(), 1, "no second page");
+
         // Fast again.
         interval_ms.store(100, Ordering::Relaxed);
         wait_until(
@@ -159,11 +184,10 @@ url = "{url}/hook"
             },
         )
         .await;
-        let mut statuses: Vec<String> = volume_pages(&receiver)
+        let statuses: Vec<String> = volume_pages(&receiver)
             .into_iter()
             .map(|(status, _)| status)
             .collect();
-        statuses.dedup();
         assert_eq!(statuses, ["firing", "resolved"]);
         stop.store(true, Ordering::Relaxed);
         producing.join().unwrap();
