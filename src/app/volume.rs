@@ -33,7 +33,7 @@ impl Pipeline {
             return Vec::new();
         };
         let mut watch = volume.watch();
-        let judged: Vec<(usize, bool)> = watch.judged_feeds().collect();
+        let judged: Vec<(usize, Option<usize>)> = watch.judged_feeds().collect();
         let counts: HashMap<usize, FeedCounts> = {
             let tracker = self
                 .tracker
@@ -41,7 +41,7 @@ impl Pipeline {
                 .unwrap_or_else(|poison| poison.into_inner());
             judged
                 .into_iter()
-                .map(|(feed, by_key)| (feed, feed_counts(&tracker, feed, by_key)))
+                .map(|(feed, max_keys)| (feed, feed_counts(&tracker, feed, max_keys)))
                 .collect()
         };
         let alerts = watch.tick(&counts, self.leadership.is_leader(), now_ms);
@@ -102,22 +102,33 @@ impl Pipeline {
     }
 }
 
-/// A feed's cumulative record counts: the sum over its series, and per key when judged by key
-/// (the placeholder of a split feed, which no record can reach, is left out).
-fn feed_counts(tracker: &Tracker, feed: usize, by_key: bool) -> FeedCounts {
+/// A feed's cumulative record counts: the sum over its series, and per key when judged by key,
+/// for the first `max_keys` keys (in the order the tracker first saw them) only, so a tick never
+/// copies more keys than are judged. The placeholder of a split feed, which no record can reach,
+/// is left out.
+fn feed_counts(tracker: &Tracker, feed: usize, max_keys: Option<usize>) -> FeedCounts {
     let track = tracker.feed(feed as FeedIndex);
     let series = &track.series()[track.hidden()..];
     let total = series.iter().map(|series| series.records).sum();
-    let keys = if by_key {
-        series
-            .iter()
-            .filter(|series| !series.key_bytes().is_empty())
-            .map(|series| (series.key().into_owned(), series.records))
-            .collect()
-    } else {
-        Vec::new()
+    let Some(max_keys) = max_keys else {
+        return FeedCounts {
+            total,
+            ..FeedCounts::default()
+        };
     };
-    FeedCounts { total, keys }
+    let mut keyed = series
+        .iter()
+        .filter(|series| !series.key_bytes().is_empty());
+    let keys: Vec<(String, u64)> = keyed
+        .by_ref()
+        .take(max_keys)
+        .map(|series| (series.key().into_owned(), series.records))
+        .collect();
+    FeedCounts {
+        total,
+        keys,
+        keys_left_out: keyed.count(),
+    }
 }
 
 /// The volume judge, with the baselines and alerts the state store kept.

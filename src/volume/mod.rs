@@ -340,6 +340,8 @@ pub struct FeedCounts {
     pub total: u64,
     /// Per key, only for feeds judged by key.
     pub keys: Vec<(String, u64)>,
+    /// Keys the caller left out of `keys` (beyond `volume_max_keys`): counted as not judged.
+    pub keys_left_out: usize,
 }
 
 /// One row of `GET /api/v1/volume`.
@@ -395,11 +397,14 @@ impl VolumeWatch {
         VolumeWatch { feeds }
     }
 
-    /// The feeds judged, by config index, and whether by key.
-    pub fn judged_feeds(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
-        self.feeds
-            .iter()
-            .map(|feed| (feed.rules.feed, feed.rules.by_key))
+    /// The feeds judged, by config index, with their `volume_max_keys` when judged by key.
+    pub fn judged_feeds(&self) -> impl Iterator<Item = (usize, Option<usize>)> + '_ {
+        self.feeds.iter().map(|feed| {
+            (
+                feed.rules.feed,
+                feed.rules.by_key.then_some(feed.rules.max_keys),
+            )
+        })
     }
 
     /// Takes each feed's counts (by config index) and judges every series; returns the alert
@@ -426,7 +431,7 @@ impl VolumeWatch {
             if !feed.rules.by_key {
                 continue;
             }
-            let mut unjudged = 0;
+            let mut unjudged = feed_counts.keys_left_out;
             for (key, records) in &feed_counts.keys {
                 if !feed.keys.contains_key(key) {
                     if feed.keys.len() >= feed.rules.max_keys {

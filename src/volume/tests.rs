@@ -55,6 +55,7 @@ impl Scenario {
             let counts = FeedCounts {
                 total: self.records.iter().map(|(_, count)| count).sum(),
                 keys: self.records.clone(),
+                keys_left_out: 0,
             };
             let now_ms = self.clock.now_ms();
             self.alerts
@@ -259,7 +260,7 @@ fn a_follower_counts_and_shows_rates_but_never_fires() {
         records += 10;
         let counts = FeedCounts {
             total: records,
-            keys: Vec::new(),
+            ..FeedCounts::default()
         };
         let alerts = scenario.watch.tick(
             &HashMap::from([(0, counts)]),
@@ -272,4 +273,22 @@ fn a_follower_counts_and_shows_rates_but_never_fires() {
     assert_close(view.rate_per_second, 10.0 / 60.0);
     assert_eq!(view.status, "below");
     assert!(scenario.watch.firing().is_empty());
+}
+
+#[test]
+fn keys_the_tracker_left_out_beyond_the_bound_are_counted_as_unjudged() {
+    let mut watch = VolumeWatch::new(
+        &[rule(MinRate::PerSecond(1.0), true, 1)],
+        &[Arc::from("profiles")],
+        MONDAY_MS,
+    );
+    let counts = FeedCounts {
+        total: 10,
+        keys: vec![("acme".to_owned(), 10)],
+        keys_left_out: 4,
+    };
+    watch.tick(&HashMap::from([(0, counts)]), true, MONDAY_MS + MINUTE_MS);
+    let views = watch.views();
+    assert_eq!(views.len(), 2);
+    assert_eq!(views[0].unjudged_keys, 4);
 }
