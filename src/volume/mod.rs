@@ -502,17 +502,20 @@ impl VolumeWatch {
                     labels.push(("key", key.clone()));
                     label = format!("{label} {key}");
                 }
-                let expected = series.last.expected.unwrap_or(0.0);
+                let summary = match (series.last.rate, series.last.expected) {
+                    (Some(rate), Some(expected)) => {
+                        summary(&label, rate, expected, feed.rules.min_rate)
+                    }
+                    // Taken up after a restart, before the window was watched again.
+                    _ => format!(
+                        "{label}: volume drop still open (rate not measured since the restart)"
+                    ),
+                };
                 firing.push(SystemAlert {
                     alertname: FEED_VOLUME_DROP,
                     severity: Severity::Warning,
                     labels,
-                    summary: summary(
-                        &label,
-                        series.last.rate.unwrap_or(0.0),
-                        expected,
-                        feed.rules.min_rate,
-                    ),
+                    summary,
                     firing: true,
                     since_ms,
                 });
