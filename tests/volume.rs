@@ -195,3 +195,129 @@ url = "{url}/hook"
     });
     drop(cluster);
 }
+
+/// Two replicas share a topic's two partitions, each reading 10 of the 20 records a second: the
+/// rate judged is the sum (about 20/s), so a `min_rate` of 15/s, which each half alone is below,
+/// pages nothing.
+#[test]
+fn with_two_replicas_the_rate_judged_is_the_sum_of_what_each_reads() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("profiles", 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = common::RedisServer::start();
+    let stop = Arc::new(AtomicBool::new(false));
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let config = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-volume-replicas"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "200"
+
+[state]
+redis_url = "{redis_url}"
+flush_interval = "100ms"
+
+[evaluation]
+interval = "200ms"
+blind_after = "1h"
+
+[ha]
+lease = "3s"
+reload_interval = "300ms"
+
+[[feed]]
+name = "profiles"
+topic = "profiles"
+warn_after = "1h"
+critical_after = "2h"
+min_rate = "15/s"
+volume_window = "10s"
+volume_for = "3s"
+
+[[alerts.webhook]]
+url = "{url}/hook"
+"#,
+            redis_url = redis.url,
+            url = receiver.url,
+        );
+        let first_dir = tempfile::tempdir().unwrap();
+        let second_dir = tempfile::tempdir().unwrap();
+        let first = FreshwatchProcess::start(first_dir.path(), &config);
+        first.wait_ready().await;
+        let second = FreshwatchProcess::start(second_dir.path(), &config);
+        second.wait_ready().await;
+        wait_until(
+            "each replica reads one partition",
+            Duration::from_secs(30),
+            || async {
+                first.metric("freshwatch_assigned_partitions").await == Some(1.0)
+                    && second.metric("freshwatch_assigned_partitions").await == Some(1.0)
+            },
+        )
+        .await;
+        let producing = {
+            let brokers = brokers.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use rdkafka::producer::{BaseRecord, Producer};
+                let producer = producer(&brokers);
+                // Paced, not flushed per record: 10 records a second into each partition.
+                let started = std::time::Instant::now();
+                let mut sent: u32 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for partition in [0, 1] {
+                        producer
+                            .send(
+                                BaseRecord::<(), _>::to("profiles")
+                                    .partition(partition)
+                                    .payload("{}")
+                                    .timestamp(now_ms()),
+                            )
+                            .map_err(|(error, _)| error)
+                            .unwrap();
+                    }
+                    producer.poll(Duration::ZERO);
+                    sent += 1;
+                    let next = started + Duration::from_millis(100) * sent;
+                    std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+                }
+                producer.flush(Duration::from_secs(5)).unwrap();
+            })
+        };
+        let leader = if first.metric("freshwatch_leader").await == Some(1.0) {
+            &first
+        } else {
+            &second
+        };
+        // Before the producer started the rate was rightly 0 (a page then is no false one);
+        // once both replicas read, the summed rate is above min_rate.
+        wait_until(
+            "the leader judges the summed rate above min_rate",
+            Duration::from_secs(40),
+            || async {
+                volume_row(leader)
+                    .await
+                    .is_some_and(|row| row["status"] == "ok")
+            },
+        )
+        .await;
+        let pages_before = volume_pages(&receiver).len();
+        // Past the window and `volume_for`: half the rate would have paged by now.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let row = volume_row(leader).await.unwrap();
+        let rate = row["rate_per_second"].as_f64().unwrap();
+        assert!(rate > 15.0, "the sum of both replicas' reads: {row}");
+        assert_eq!(row["status"], "ok", "{row}");
+        let pages = volume_pages(&receiver);
+        assert_eq!(pages.len(), pages_before, "{pages:?}");
+        stop.store(true, Ordering::Relaxed);
+        producing.join().unwrap();
+    });
+    drop(cluster);
+}

@@ -384,7 +384,7 @@ impl Pipeline {
         for peer in self.knowledge.forget_dead_peers(now_ms) {
             redis.knowledge_forget(&peer).await?;
         }
-        Ok(())
+        self.share_volume_counts(instance, now_ms).await
     }
 
     /// On becoming leader: take the persisted statuses as they are (no page is repeated), judge

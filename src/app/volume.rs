@@ -2,19 +2,35 @@
 //! [`crate::volume`] (the API and metrics); the leader pages `FeedVolumeDrop` and persists the
 //! baselines, and a new leader takes them up.
 //!
-//! Each replica counts only the records it reads: with several replicas the leader's rates cover
-//! only its own partitions (see "Volume drops" in the README).
+//! Each replica counts only the records it reads: with Redis, every replica publishes its own
+//! counts beside the knowledge it shares and sums everyone's ([`crate::volume::replicas`]), so
+//! the leader judges the whole feed.
 
 use std::collections::HashMap;
 
 use super::*;
 use crate::state::Documents;
+use crate::volume::replicas::{ReplicaCounts, OWN};
 use crate::volume::{FeedCounts, VolumeView, VolumeWatch};
 
 /// The feeds with `min_rate`: their judge, and what the API shows.
 pub(super) struct Volume {
     pub(super) watch: Mutex<VolumeWatch>,
     pub(super) views: Arc<Mutex<Vec<VolumeView>>>,
+    /// Every replica's counts, summed.
+    replicas: Mutex<ReplicaCounts>,
+    /// This replica's own counts at the last tick, for the others.
+    own_counts: Mutex<HashMap<usize, FeedCounts>>,
+    /// A replica whose counts are older than this stopped.
+    peer_ttl_ms: i64,
+}
+
+/// One replica's published counts.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PublishedCounts {
+    at_ms: i64,
+    /// By feed name (replicas may list feeds in another order during a config roll-out).
+    feeds: Vec<(String, FeedCounts)>,
 }
 
 impl Volume {
@@ -44,7 +60,19 @@ impl Pipeline {
                 .map(|(feed, max_keys)| (feed, feed_counts(&tracker, feed, max_keys)))
                 .collect()
         };
-        let alerts = watch.tick(&counts, self.leadership.is_leader(), now_ms);
+        let summed = {
+            let mut replicas = volume
+                .replicas
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            replicas.take(OWN, &counts);
+            replicas.summed(&counts)
+        };
+        *volume
+            .own_counts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = counts;
+        let alerts = watch.tick(&summed, self.leadership.is_leader(), now_ms);
         let views = watch.views();
         drop(watch);
         self.metrics.volume.show(&views);
@@ -84,6 +112,72 @@ impl Pipeline {
             Ok(stored) => volume.watch().restore(stored, self.clock.now_ms()),
             Err(error) => tracing::warn!(%error, "new leader cannot read the volume baselines"),
         }
+    }
+
+    /// Publishes this replica's own counts and takes in every other live replica's (with Redis,
+    /// every `ha.reload_interval`, beside the knowledge it shares).
+    pub(super) async fn share_volume_counts(
+        &self,
+        instance: &str,
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        let Some(volume) = &self.volume else {
+            return Ok(());
+        };
+        let own = {
+            let own_counts = volume
+                .own_counts
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let feeds = own_counts
+                .iter()
+                .filter_map(|(&feed, counts)| {
+                    Some((self.feed_names.get(feed)?.to_string(), counts.clone()))
+                })
+                .collect();
+            serde_json::to_string(&PublishedCounts {
+                at_ms: now_ms,
+                feeds,
+            })
+            .unwrap_or_default()
+        };
+        self.store
+            .documents_write(Documents::VolumeCounts, vec![(instance.to_owned(), own)])
+            .await?;
+        let published_counts = self.store.documents_load(Documents::VolumeCounts).await?;
+        let mut stopped = Vec::new();
+        {
+            let mut replicas = volume
+                .replicas
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for (peer, json) in published_counts {
+                if peer == instance {
+                    continue;
+                }
+                let Ok(published) = serde_json::from_str::<PublishedCounts>(&json) else {
+                    tracing::warn!(%peer, "unreadable volume counts of another replica");
+                    continue;
+                };
+                if published.at_ms < now_ms - volume.peer_ttl_ms {
+                    replicas.forget(&peer);
+                    stopped.push(peer);
+                    continue;
+                }
+                let counts: HashMap<usize, FeedCounts> = published
+                    .feeds
+                    .into_iter()
+                    .filter_map(|(name, counts)| {
+                        let feed = self.feed_names.iter().position(|known| **known == *name)?;
+                        Some((feed, counts))
+                    })
+                    .collect();
+                replicas.take(&peer, &counts);
+            }
+        }
+        self.store
+            .documents_remove(Documents::VolumeCounts, stopped)
+            .await
     }
 
     /// The store lost its data: every baseline is written again.
@@ -149,5 +243,8 @@ pub(super) async fn restore_volume(
     Some(Volume {
         watch: Mutex::new(watch),
         views: Arc::default(),
+        replicas: Mutex::default(),
+        own_counts: Mutex::default(),
+        peer_ttl_ms: knowledge_max_age_ms(config),
     })
 }

@@ -72,6 +72,9 @@ pub enum Documents {
     History,
     /// Per feed and key: its learned volume baseline and open alert, see [`crate::volume`].
     Volume,
+    /// Per replica: its own record counts of the feeds with `min_rate`, see
+    /// [`crate::volume::replicas`].
+    VolumeCounts,
 }
 
 impl Documents {
@@ -82,6 +85,7 @@ impl Documents {
             Documents::Silences => "silences",
             Documents::History => "history",
             Documents::Volume => "volume",
+            Documents::VolumeCounts => "volume_counts",
         }
     }
 }

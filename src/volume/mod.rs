@@ -29,6 +29,7 @@ use crate::alert::SystemAlert;
 use crate::config::{MinRate, VolumeConfig};
 use crate::model::Severity;
 
+pub mod replicas;
 #[cfg(test)]
 mod tests;
 
@@ -335,7 +336,7 @@ struct FeedVolume {
 }
 
 /// One feed's record counts at a tick, as the tracker has them (cumulative since start).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FeedCounts {
     pub total: u64,
     /// Per key, only for feeds judged by key.
