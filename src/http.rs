@@ -83,6 +83,8 @@ pub struct HttpState {
     pub records_consumed: prometheus_client::metrics::counter::Counter,
     /// The last judgement of the watched consumer groups, worst first.
     pub groups: Arc<Mutex<Vec<crate::groups::TopicView>>>,
+    /// The last volume judgement of the feeds with `min_rate` (and their keys).
+    pub volume: Arc<Mutex<Vec<crate::volume::VolumeView>>>,
     /// Whether this replica leads, for the status page's header.
     pub leadership: Arc<crate::ha::Leadership>,
     /// Each feed's last transitions, for the status page.
@@ -138,6 +140,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/feeds/{feed}", get(feed))
         .route("/api/v1/source", get(source))
         .route("/api/v1/groups", get(groups))
+        .route("/api/v1/volume", get(volume))
         .route("/feeds/{feed}", get(page::feed))
         .route("/groups/{group}", get(page::group))
         .route(
@@ -222,7 +225,7 @@ async fn index(
     Json(serde_json::json!({
         "name": "freshwatch",
         "version": env!("CARGO_PKG_VERSION"),
-        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/api/v1/groups", "/api/v1/source", "/healthz", "/readyz", "/feeds/{feed}", "/groups/{group}"],
+        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/api/v1/groups", "/api/v1/volume", "/api/v1/source", "/healthz", "/readyz", "/feeds/{feed}", "/groups/{group}"],
     }))
     .into_response()
 }
@@ -232,6 +235,18 @@ async fn groups(State(state): State<HttpState>) -> Json<Vec<crate::groups::Topic
     Json(
         state
             .groups
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone(),
+    )
+}
+
+/// Per feed with `min_rate` (and per key with `volume_by_key`): the observed rate against the
+/// expected one, in feed order.
+async fn volume(State(state): State<HttpState>) -> Json<Vec<crate::volume::VolumeView>> {
+    Json(
+        state
+            .volume
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .clone(),

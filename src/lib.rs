@@ -26,6 +26,8 @@
 //!   change": a feed's windows (`[[feed.window]]`), quiet times and their boundaries.
 //! - [`groups`]: consumer groups watched from outside (lag in time, stalls, the data-loss
 //!   countdown), read by their own thread and judged beside the feeds.
+//! - [`volume`]: the one home of volume drops: per feed (or key) the record rate over a sliding
+//!   window against a fixed `min_rate` or a learned hour-of-week baseline (`FeedVolumeDrop`).
 //! - [`alert`]: one task per sink fed by a durable outbox in the state store; retries,
 //!   fallbacks, rate limits; never drops silently.
 //! - [`state`]: persistence (Redis or redb) so restarts keep every staleness clock running.
@@ -64,3 +66,4 @@ pub mod source;
 pub mod state;
 pub mod status;
 pub mod tracker;
+pub mod volume;

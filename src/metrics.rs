@@ -137,6 +137,42 @@ impl GroupMetrics {
     }
 }
 
+/// `feed`, and `key` for the keys of a feed judged by key (bounded by `volume_max_keys`).
+pub type VolumeLabels = Vec<(&'static str, String)>;
+
+/// The `freshwatch_feed_*rate_per_second` gauges: set from each volume judgement; absent while
+/// there is no value (the window not yet watched in full, no baseline for this hour).
+#[derive(Debug, Clone, Default)]
+pub struct VolumeMetrics {
+    pub rate: Family<VolumeLabels, SecondsGauge>,
+    pub expected_rate: Family<VolumeLabels, SecondsGauge>,
+}
+
+impl VolumeMetrics {
+    /// Sets every gauge from one judgement.
+    pub fn show(&self, views: &[crate::volume::VolumeView]) {
+        for view in views {
+            let mut labels: VolumeLabels = vec![("feed", view.feed.clone())];
+            if let Some(key) = &view.key {
+                labels.push(("key", key.clone()));
+            }
+            for (family, value) in [
+                (&self.rate, view.rate_per_second),
+                (&self.expected_rate, view.expected_rate_per_second),
+            ] {
+                match value {
+                    Some(value) => {
+                        family.get_or_create(&labels).set(value);
+                    }
+                    None => {
+                        family.remove(&labels);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct FeedLabels {
     pub feed: String,
@@ -183,6 +219,7 @@ pub struct Metrics {
     pub heartbeats: Family<OutcomeLabels, Counter>,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub groups: GroupMetrics,
+    pub volume: VolumeMetrics,
     pub leader: Gauge,
 }
 
@@ -210,6 +247,7 @@ impl Default for Metrics {
             heartbeats: Family::default(),
             consumer_lag: Family::default(),
             groups: GroupMetrics::default(),
+            volume: VolumeMetrics::default(),
             leader: Gauge::default(),
         }
     }
@@ -313,6 +351,16 @@ impl Metrics {
             "freshwatch_leader",
             "1 while this replica holds the leader lease (evaluates and sends alerts)",
             metrics.leader.clone(),
+        );
+        registry.register(
+            "freshwatch_feed_rate_per_second",
+            "Records per second over the feed's volume_window (feeds with min_rate; per key with volume_by_key)",
+            metrics.volume.rate.clone(),
+        );
+        registry.register(
+            "freshwatch_feed_expected_rate_per_second",
+            "The fixed min_rate, or the learned hour-of-week baseline (absent while too little history)",
+            metrics.volume.expected_rate.clone(),
         );
         registry.register(
             "freshwatch_group_lag_seconds",

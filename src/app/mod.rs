@@ -35,12 +35,14 @@ pub mod reload;
 mod silences;
 mod start;
 mod store;
+mod volume;
 mod watch;
 
 use groups::{restore_groups, Groups};
 use loops::{evaluation_loop, every, replica_loop, supervised};
 pub use start::{start, start_with, StartOptions};
 use store::open_state_store;
+use volume::{restore_volume, Volume};
 use watch::Watch;
 
 /// Why freshwatch could not start.
@@ -110,6 +112,8 @@ struct Pipeline {
     /// The alerts about blindness and state loss.
     watch: Watch,
     groups: Option<Groups>,
+    /// The feeds with `min_rate`: volume drops.
+    volume: Option<Volume>,
     feed_names: Vec<Arc<str>>,
     /// Silences, shared with the API and the sinks.
     silences: crate::silence::SilenceBook,
@@ -135,6 +139,7 @@ impl Pipeline {
         // Every replica keeps assessing, so a new leader knows since when feeds are blind.
         let assessment = self.knowledge.assess(now_ms);
         let group_alerts = self.evaluate_groups(now_ms);
+        let volume_alerts = self.evaluate_volume(now_ms);
         if !self.leadership.is_leader() {
             return false;
         }
@@ -181,7 +186,11 @@ impl Pipeline {
             }))
             .await;
         }
-        let mut notified = !group_alerts.is_empty();
+        let mut notified = !group_alerts.is_empty() || !volume_alerts.is_empty();
+        for alert in volume_alerts {
+            tracing::warn!(alertname = alert.alertname, firing = alert.firing, summary = %alert.summary, "feed volume alert");
+            self.dispatcher.dispatch(Notice::System(alert)).await;
+        }
         for alert in group_alerts {
             tracing::warn!(alertname = alert.alertname, severity = %alert.severity, firing = alert.firing, summary = %alert.summary, "consumer group alert");
             self.dispatcher.dispatch(Notice::System(alert)).await;
@@ -378,7 +387,7 @@ impl Pipeline {
         for peer in self.knowledge.forget_dead_peers(now_ms) {
             redis.knowledge_forget(&peer).await?;
         }
-        Ok(())
+        self.share_volume_counts(instance, now_ms).await
     }
 
     /// On becoming leader: take the persisted statuses as they are (no page is repeated), judge
@@ -389,6 +398,7 @@ impl Pipeline {
             tracing::warn!(%error, "new leader cannot read the shared state; judging from memory");
         }
         self.adopt_groups().await;
+        self.adopt_volume().await;
         self.restore_rollups().await;
         self.history.load(&self.store, &self.feed_names).await;
         {
@@ -468,7 +478,8 @@ async fn announce_restored_alerts(pipeline: &Pipeline) {
             .unwrap_or_else(|poison| poison.into_inner());
         crate::groups::firing(&table, now_ms)
     });
-    for alert in group_alerts.into_iter().flatten() {
+    let volume_alerts = pipeline.firing_volume();
+    for alert in group_alerts.into_iter().flatten().chain(volume_alerts) {
         pipeline
             .dispatcher
             .dispatch(Notice::RestoredSystem(alert))

@@ -72,6 +72,7 @@ pub async fn start_with(
     } else {
         Some(restore_groups(&config, &store).await)
     };
+    let volume = restore_volume(&config, &store, &feed_names, start_ms).await;
     let evaluator = Evaluator::new(&config.feeds);
     let rules: Arc<[_]> = evaluator.rules().to_vec().into();
     let mut registry = Registry::default();
@@ -203,6 +204,7 @@ pub async fn start_with(
         rollup_after: config.feeds.iter().map(|feed| feed.rollup_after).collect(),
         knowledge,
         groups,
+        volume,
         watch: watch_for(&config, store_was_empty, start_ms),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),
@@ -252,6 +254,11 @@ pub async fn start_with(
             .groups
             .as_ref()
             .map(|groups| groups.views.clone())
+            .unwrap_or_default(),
+        volume: pipeline
+            .volume
+            .as_ref()
+            .map(|volume| volume.views.clone())
             .unwrap_or_default(),
         leadership,
         history,

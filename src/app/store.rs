@@ -39,6 +39,7 @@ impl Pipeline {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             tracker.mark_all_dirty();
+            self.rewrite_volume();
             if let Some(groups) = &self.groups {
                 let mut table = groups
                     .table
@@ -77,6 +78,7 @@ impl Pipeline {
             self.restore_lost_state().await;
         }
         self.flush_groups().await;
+        self.flush_volume().await;
         let leader = self.leadership.is_leader();
         let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
         let (ids, records, positions) = {

@@ -30,6 +30,7 @@ mod kafka;
 pub mod raw;
 mod secret;
 mod state;
+pub mod volume;
 mod window;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ pub use kafka::{KafkaConfig, StartPosition, STATISTICS_INTERVAL};
 pub use raw::RawConfig;
 pub use secret::{redacted_url, Secret};
 pub use state::{HaConfig, StateBackend, StateConfig};
+pub use volume::{MinRate, VolumeConfig};
 
 pub use crate::extract::{SplitRule, TimestampRule};
 
@@ -95,6 +97,8 @@ pub struct Config {
     pub heartbeat: Option<HeartbeatConfig>,
     pub ha: HaConfig,
     pub groups: Vec<GroupConfig>,
+    /// The volume rules of the feeds that set `min_rate`.
+    pub volume: Vec<VolumeConfig>,
 }
 
 /// Reads, substitutes and validates the file at `path`.
@@ -161,6 +165,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .enumerate()
         .map(|(index, group)| groups::validate_group(index, group))
         .collect::<Result<Vec<_>, _>>()?;
+    let volume = volume::validate_volumes(&raw.feed)?;
     let feeds = feed::validate_feeds(raw.feed, &raw.defaults)?;
     let alerts = alerts::validate_alerts(raw.alerts)?;
     let heartbeat = raw
@@ -178,6 +183,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         heartbeat,
         ha,
         groups,
+        volume,
     })
 }
 

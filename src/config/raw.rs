@@ -363,6 +363,23 @@ pub struct RawFeed {
     /// Overrides `defaults.critical_after_min` (learned thresholds only).
     #[serde(default, with = "humantime_serde")]
     pub critical_after_min: Option<Duration>,
+    /// Volume drops: the rate this feed must keep, `"100/min"` (also `/s`, `/h`), or `"learned"`
+    /// (compared with an hour-of-week baseline learned from the feed's own past). Absent: no
+    /// volume judging. See "Volume drops" in the README.
+    pub min_rate: Option<String>,
+    /// With `min_rate = "learned"`: a rate below this share of the baseline pages. Default 0.2.
+    pub drop_ratio: Option<f64>,
+    /// Judge each split value's rate too (needs `split_by`). Default false.
+    pub volume_by_key: Option<bool>,
+    /// With `volume_by_key`: most keys judged; later keys are counted, not judged. Default 1000.
+    pub volume_max_keys: Option<usize>,
+    /// How long the rate must stay below the threshold before `FeedVolumeDrop` pages. Default
+    /// 10m (independent of `for`, which holds staleness thresholds).
+    #[serde(default, with = "humantime_serde")]
+    pub volume_for: Option<Duration>,
+    /// The sliding window the rate is counted over (ten buckets). Default 10m, at least 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub volume_window: Option<Duration>,
 }
 
 /// `[[feed.window]]` / `[[defaults.window]]`: a recurring time in which other thresholds apply.

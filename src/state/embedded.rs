@@ -22,6 +22,8 @@ const GROUPS: TableDefinition<&str, &str> = TableDefinition::new("groups");
 const ROLLUPS: TableDefinition<&str, &str> = TableDefinition::new("rollups");
 const SILENCES: TableDefinition<&str, &str> = TableDefinition::new("silences");
 const HISTORY: TableDefinition<&str, &str> = TableDefinition::new("history");
+const VOLUME: TableDefinition<&str, &str> = TableDefinition::new("volume");
+const VOLUME_COUNTS: TableDefinition<&str, &str> = TableDefinition::new("volume_counts");
 
 fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
     match table {
@@ -29,6 +31,8 @@ fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'stati
         Documents::RollUps => ROLLUPS,
         Documents::Silences => SILENCES,
         Documents::History => HISTORY,
+        Documents::Volume => VOLUME,
+        Documents::VolumeCounts => VOLUME_COUNTS,
     }
 }
 
@@ -64,7 +68,7 @@ impl EmbeddedStore {
             transaction
                 .open_table(OUTBOX_SEQUENCE)
                 .map_err(|error| error.to_string())?;
-            for table in [GROUPS, ROLLUPS, SILENCES, HISTORY] {
+            for table in [GROUPS, ROLLUPS, SILENCES, HISTORY, VOLUME, VOLUME_COUNTS] {
                 transaction
                     .open_table(table)
                     .map_err(|error| error.to_string())?;

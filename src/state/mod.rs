@@ -78,6 +78,11 @@ pub enum Documents {
     Silences,
     /// Per feed: its last status transitions, see [`crate::history`].
     History,
+    /// Per feed and key: its learned volume baseline and open alert, see [`crate::volume`].
+    Volume,
+    /// Per replica: its own record counts of the feeds with `min_rate`, see
+    /// [`crate::volume::replicas`].
+    VolumeCounts,
 }
 
 impl Documents {
@@ -87,6 +92,8 @@ impl Documents {
             Documents::RollUps => "rollups",
             Documents::Silences => "silences",
             Documents::History => "history",
+            Documents::Volume => "volume",
+            Documents::VolumeCounts => "volume_counts",
         }
     }
 }

@@ -11,6 +11,7 @@ mod describe;
 mod examples;
 mod feed;
 mod groups;
+mod volume;
 mod window;
 
 /// Parses `text` with an environment that holds exactly `env`.

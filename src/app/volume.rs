@@ -1,0 +1,250 @@
+//! Volume drops in the pipeline: every tick, on every replica, the tracker's record counts go to
+//! [`crate::volume`] (the API and metrics); the leader pages `FeedVolumeDrop` and persists the
+//! baselines, and a new leader takes them up.
+//!
+//! Each replica counts only the records it reads: with Redis, every replica publishes its own
+//! counts beside the knowledge it shares and sums everyone's ([`crate::volume::replicas`]), so
+//! the leader judges the whole feed.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::state::Documents;
+use crate::volume::replicas::{ReplicaCounts, OWN};
+use crate::volume::{FeedCounts, VolumeView, VolumeWatch};
+
+/// The feeds with `min_rate`: their judge, and what the API shows.
+pub(super) struct Volume {
+    pub(super) watch: Mutex<VolumeWatch>,
+    pub(super) views: Arc<Mutex<Vec<VolumeView>>>,
+    /// Every replica's counts, summed.
+    replicas: Mutex<ReplicaCounts>,
+    /// This replica's own counts at the last tick, for the others.
+    own_counts: Mutex<HashMap<usize, FeedCounts>>,
+    /// A replica whose counts are older than this stopped.
+    peer_ttl_ms: i64,
+}
+
+/// One replica's published counts.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PublishedCounts {
+    at_ms: i64,
+    /// By feed name (replicas may list feeds in another order during a config roll-out).
+    feeds: Vec<(String, FeedCounts)>,
+}
+
+impl Volume {
+    fn watch(&self) -> std::sync::MutexGuard<'_, VolumeWatch> {
+        self.watch
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+impl Pipeline {
+    /// Counts and judges the feeds with `min_rate` (every replica: the API and metrics), and
+    /// returns the alert changes when leading.
+    pub(super) fn evaluate_volume(&self, now_ms: i64) -> Vec<SystemAlert> {
+        let Some(volume) = &self.volume else {
+            return Vec::new();
+        };
+        let mut watch = volume.watch();
+        let judged: Vec<(usize, Option<usize>)> = watch.judged_feeds().collect();
+        let counts: HashMap<usize, FeedCounts> = {
+            let tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            judged
+                .into_iter()
+                .map(|(feed, max_keys)| (feed, feed_counts(&tracker, feed, max_keys)))
+                .collect()
+        };
+        let summed = {
+            let mut replicas = volume
+                .replicas
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            replicas.take(OWN, &counts);
+            replicas.summed(&counts)
+        };
+        *volume
+            .own_counts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = counts;
+        let alerts = watch.tick(&summed, self.leadership.is_leader(), now_ms);
+        let views = watch.views();
+        drop(watch);
+        self.metrics.volume.show(&views);
+        *volume
+            .views
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = views;
+        alerts
+    }
+
+    /// Writes the baselines and alerts that changed. Only the leader writes: a follower's counts
+    /// cover only its own partitions.
+    pub(super) async fn flush_volume(&self) {
+        let Some(volume) = &self.volume else {
+            return;
+        };
+        if !self.leadership.is_leader() {
+            return;
+        }
+        let entries = volume.watch().take_dirty(false);
+        if entries.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = entries.iter().map(|(key, _)| key.clone()).collect();
+        if let Err(error) = self.store.documents_write(Documents::Volume, entries).await {
+            tracing::warn!(%error, "volume baselines not written; will retry");
+            volume.watch().mark_dirty(&keys);
+        }
+    }
+
+    /// Takes up the persisted baselines and alerts (on becoming leader).
+    pub(super) async fn adopt_volume(&self) {
+        let Some(volume) = &self.volume else {
+            return;
+        };
+        match self.store.documents_load(Documents::Volume).await {
+            Ok(stored) => volume.watch().restore(stored, self.clock.now_ms()),
+            Err(error) => tracing::warn!(%error, "new leader cannot read the volume baselines"),
+        }
+    }
+
+    /// Publishes this replica's own counts and takes in every other live replica's (with Redis,
+    /// every `ha.reload_interval`, beside the knowledge it shares).
+    pub(super) async fn share_volume_counts(
+        &self,
+        instance: &str,
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        let Some(volume) = &self.volume else {
+            return Ok(());
+        };
+        let own = {
+            let own_counts = volume
+                .own_counts
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let feeds = own_counts
+                .iter()
+                .filter_map(|(&feed, counts)| {
+                    Some((self.feed_names.get(feed)?.to_string(), counts.clone()))
+                })
+                .collect();
+            serde_json::to_string(&PublishedCounts {
+                at_ms: now_ms,
+                feeds,
+            })
+            .unwrap_or_default()
+        };
+        self.store
+            .documents_write(Documents::VolumeCounts, vec![(instance.to_owned(), own)])
+            .await?;
+        let published_counts = self.store.documents_load(Documents::VolumeCounts).await?;
+        let mut stopped = Vec::new();
+        {
+            let mut replicas = volume
+                .replicas
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for (peer, json) in published_counts {
+                if peer == instance {
+                    continue;
+                }
+                let Ok(published) = serde_json::from_str::<PublishedCounts>(&json) else {
+                    tracing::warn!(%peer, "unreadable volume counts of another replica");
+                    continue;
+                };
+                if published.at_ms < now_ms - volume.peer_ttl_ms {
+                    replicas.forget(&peer);
+                    stopped.push(peer);
+                    continue;
+                }
+                let counts: HashMap<usize, FeedCounts> = published
+                    .feeds
+                    .into_iter()
+                    .filter_map(|(name, counts)| {
+                        let feed = self.feed_names.iter().position(|known| **known == *name)?;
+                        Some((feed, counts))
+                    })
+                    .collect();
+                replicas.take(&peer, &counts);
+            }
+        }
+        self.store
+            .documents_remove(Documents::VolumeCounts, stopped)
+            .await
+    }
+
+    /// The store lost its data: every baseline is written again.
+    pub(super) fn rewrite_volume(&self) {
+        if let Some(volume) = &self.volume {
+            volume.watch().mark_all_dirty();
+        }
+    }
+
+    /// The `FeedVolumeDrop` alerts firing now.
+    pub(super) fn firing_volume(&self) -> Vec<SystemAlert> {
+        self.volume
+            .as_ref()
+            .map(|volume| volume.watch().firing())
+            .unwrap_or_default()
+    }
+}
+
+/// A feed's cumulative record counts: the sum over its series, and per key when judged by key,
+/// for the first `max_keys` keys (in the order the tracker first saw them) only, so a tick never
+/// copies more keys than are judged. The placeholder of a split feed, which no record can reach,
+/// is left out.
+fn feed_counts(tracker: &Tracker, feed: usize, max_keys: Option<usize>) -> FeedCounts {
+    let track = tracker.feed(feed as FeedIndex);
+    let series = &track.series()[track.hidden()..];
+    let total = series.iter().map(|series| series.records).sum();
+    let Some(max_keys) = max_keys else {
+        return FeedCounts {
+            total,
+            ..FeedCounts::default()
+        };
+    };
+    let mut keyed = series
+        .iter()
+        .filter(|series| !series.key_bytes().is_empty());
+    let keys: Vec<(String, u64)> = keyed
+        .by_ref()
+        .take(max_keys)
+        .map(|series| (series.key().into_owned(), series.records))
+        .collect();
+    FeedCounts {
+        total,
+        keys,
+        keys_left_out: keyed.count(),
+    }
+}
+
+/// The volume judge, with the baselines and alerts the state store kept.
+pub(super) async fn restore_volume(
+    config: &Config,
+    store: &StateStore,
+    feed_names: &[Arc<str>],
+    now_ms: i64,
+) -> Option<Volume> {
+    if config.volume.is_empty() {
+        return None;
+    }
+    let mut watch = VolumeWatch::new(&config.volume, feed_names, now_ms);
+    match store.documents_load(Documents::Volume).await {
+        Ok(stored) => watch.restore(stored, now_ms),
+        Err(error) => tracing::warn!(%error, "volume baselines not restored; learning again"),
+    }
+    Some(Volume {
+        watch: Mutex::new(watch),
+        views: Arc::default(),
+        replicas: Mutex::default(),
+        own_counts: Mutex::default(),
+        peer_ttl_ms: knowledge_max_age_ms(config),
+    })
+}
