@@ -624,20 +624,23 @@ impl Collector for FeedCollector {
             encoder,
             self.rules
                 .iter()
-                .map(|rules| (&*rules.name, seconds(rules.warn_after_ms))),
+                .map(|rules| (&*rules.name, seconds(rules.in_force(now_ms).warn_after_ms))),
             (
                 "freshwatch_feed_warn_after_seconds",
-                "The feed's warning threshold",
+                "The feed's warning threshold in force now (a window's, if one applies)",
             ),
         )?;
         encode_feed_gauge(
             encoder,
-            self.rules
-                .iter()
-                .map(|rules| (&*rules.name, seconds(rules.critical_after_ms))),
+            self.rules.iter().map(|rules| {
+                (
+                    &*rules.name,
+                    seconds(rules.in_force(now_ms).critical_after_ms),
+                )
+            }),
             (
                 "freshwatch_feed_critical_after_seconds",
-                "The feed's critical threshold",
+                "The feed's critical threshold in force now (a window's, if one applies)",
             ),
         )?;
         encode_effective_thresholds(encoder, &view, &self.rules, now_ms)

@@ -52,6 +52,7 @@ impl RollUp {
             sample: self.members.keys().take(3).cloned().collect(),
             warn_after_ms: facts.warn_after_ms,
             critical_after_ms: facts.critical_after_ms,
+            learned: facts.learned,
             opened_at_ms: self.opened_at_ms,
             at_ms: now_ms,
         }
@@ -74,6 +75,8 @@ pub struct RollUpNotice {
     pub sample: Vec<String>,
     pub warn_after_ms: i64,
     pub critical_after_ms: i64,
+    /// The feed learns each key's thresholds: the summary cannot name one for all.
+    pub learned: bool,
     pub opened_at_ms: i64,
     pub at_ms: i64,
 }
@@ -102,6 +105,12 @@ impl RollUpNotice {
                     Severity::Critical => self.critical_after_ms,
                     Severity::Warning => self.warn_after_ms,
                 };
+                if self.learned {
+                    return format!(
+                        "Feed {}: {} of {} keys have gone quiet past their learned {severity} thresholds ({sample})",
+                        self.feed, self.members, self.keys
+                    );
+                }
                 format!(
                     "Feed {}: {} of {} keys have had no new data for over {} ({sample})",
                     self.feed,
@@ -123,6 +132,8 @@ pub struct FeedFacts {
     pub topic: String,
     pub warn_after_ms: i64,
     pub critical_after_ms: i64,
+    /// `thresholds = "learned"`: each key has its own.
+    pub learned: bool,
 }
 
 /// Where each transition goes.

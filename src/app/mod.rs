@@ -288,6 +288,7 @@ impl Pipeline {
 
     /// Per feed name, what roll-up routing needs.
     fn feed_facts(&self) -> std::collections::HashMap<Arc<str>, crate::rollup::FeedFacts> {
+        let now_ms = self.clock.now_ms();
         let (tracker, evaluator) = self.table();
         tracker
             .feeds()
@@ -295,12 +296,15 @@ impl Pipeline {
             .zip(evaluator.rules())
             .zip(&self.rollup_after)
             .map(|((feed, rules), &rollup_after)| {
+                // The thresholds in force now (a window's), which a fixed feed's keys share.
+                let in_force = rules.in_force(now_ms);
                 let facts = crate::rollup::FeedFacts {
                     rollup_after,
                     keys: feed.keys(),
                     topic: rules.topic.clone(),
-                    warn_after_ms: rules.warn_after_ms,
-                    critical_after_ms: rules.critical_after_ms,
+                    warn_after_ms: in_force.warn_after_ms,
+                    critical_after_ms: in_force.critical_after_ms,
+                    learned: rules.learning.is_some(),
                 };
                 (feed.name.clone(), facts)
             })

@@ -35,6 +35,7 @@ fn facts(_feed: &str) -> FeedFacts {
         topic: "cdp.profile-updates".into(),
         warn_after_ms: 30 * MINUTE_MS,
         critical_after_ms: 120 * MINUTE_MS,
+        learned: false,
     }
 }
 
@@ -175,4 +176,18 @@ fn taken_up_after_a_restart_members_that_recovered_meanwhile_leave() {
     let notices = rollups.take_up(|_, _| false, facts, 2_000);
     assert_eq!(notices[0].severity, None, "none left: it resolves");
     assert!(rollups.feeds().is_empty());
+}
+
+#[test]
+fn a_learned_feeds_rollup_names_no_single_threshold() {
+    let mut rollups = RollUps::default();
+    let learned = |feed: &str| FeedFacts {
+        learned: true,
+        ..facts(feed)
+    };
+    let routed = rollups.route(many(25, Status::Ok, Status::Critical), learned, 0);
+    assert_eq!(
+        routed.rollups[0].summary(),
+        "Feed profiles: 25 of 10000 keys have gone quiet past their learned critical thresholds (tenant-00000, tenant-00001, tenant-00002, and 22 more)"
+    );
 }
