@@ -738,4 +738,61 @@ mod tests {
             "{text}"
         );
     }
+
+    /// The threshold gauges follow the window in force (business hours here), not only the
+    /// feed's own thresholds.
+    #[test]
+    fn threshold_gauges_show_the_thresholds_in_force_now() {
+        let text = r#"
+            [kafka]
+            brokers = "localhost:9092"
+            [[feed]]
+            name = "orders"
+            topic = "orders"
+            warn_after = "30m"
+            critical_after = "2h"
+            [[feed.window]]
+            days = "daily"
+            hours = "08:00-20:00"
+            warn_after = "5m"
+            critical_after = "15m"
+        "#;
+        let config = crate::config::parse(text, std::path::Path::new("test.toml"), &|_| None)
+            .expect("valid config");
+        // 2025-12-01T10:00:00Z, inside the window.
+        let ten_am_ms = 1_764_583_200_000;
+        let tracker = Arc::new(Mutex::new(Tracker::new(&config.feeds, ten_am_ms)));
+        let rules: Arc<[FeedRules]> = config.feeds.iter().map(FeedRules::from_config).collect();
+        let clock = Arc::new(crate::clock::ManualClock::new(ten_am_ms));
+        let mut registry = Registry::default();
+        Metrics::register(
+            &mut registry,
+            Arc::new(Snapshots::new(tracker)),
+            rules,
+            clock.clone(),
+        );
+        let gauges = |registry: &Registry| -> Vec<String> {
+            render(registry)
+                .lines()
+                .filter(|line| line.contains("_after_seconds{feed=\"orders\"}"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            gauges(&registry),
+            [
+                "freshwatch_feed_warn_after_seconds{feed=\"orders\"} 300.0",
+                "freshwatch_feed_critical_after_seconds{feed=\"orders\"} 900.0",
+            ]
+        );
+        clock.set(ten_am_ms + 12 * 3_600_000);
+        assert_eq!(
+            gauges(&registry),
+            [
+                "freshwatch_feed_warn_after_seconds{feed=\"orders\"} 1800.0",
+                "freshwatch_feed_critical_after_seconds{feed=\"orders\"} 7200.0",
+            ],
+            "at 22:00 the feed's own"
+        );
+    }
 }
