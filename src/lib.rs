@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod api_client;
 pub mod app;
 pub mod backtest;
 pub mod cadence;

@@ -250,6 +250,14 @@ impl Silences {
         all
     }
 
+    /// How many are in force at `now_ms`.
+    pub fn active(&self, now_ms: i64) -> usize {
+        self.lock()
+            .values()
+            .filter(|silence| silence.active(now_ms))
+            .count()
+    }
+
     /// The active silence that holds notifications about `subject`, if any. The loss guard:
     /// data loss goes through silences that do not allow it.
     pub fn holding(&self, subject: Subject<'_>, now_ms: i64) -> Option<Silence> {

@@ -3,18 +3,7 @@
 
 use crate::http::{stalest_first, FeedRow};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    #[error("cannot reach freshwatch at {url}: {error}")]
-    Unreachable { url: String, error: reqwest::Error },
-    #[error("{url} answered HTTP {status}")]
-    Http {
-        url: String,
-        status: reqwest::StatusCode,
-    },
-    #[error("{url} answered something that is not a feed list: {error}")]
-    Body { url: String, error: reqwest::Error },
-}
+pub use crate::api_client::ApiError as StatusError;
 
 /// One row of `/api/v1/groups`, as the CLI shows it.
 #[derive(Debug, Clone, serde::Deserialize, PartialEq)]
@@ -48,30 +37,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     path: &str,
     token: Option<&str>,
 ) -> Result<T, StatusError> {
-    let url = format!("{}{path}", base_url.trim_end_matches('/'));
-    let request = reqwest::Client::new().get(&url);
-    let request = match token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    };
-    let response = request
-        .timeout(std::time::Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|error| StatusError::Unreachable {
-            url: url.clone(),
-            error,
-        })?;
-    if !response.status().is_success() {
-        return Err(StatusError::Http {
-            url,
-            status: response.status(),
-        });
-    }
-    response
-        .json()
-        .await
-        .map_err(|error| StatusError::Body { url, error })
+    crate::api_client::call(reqwest::Method::GET, base_url, path, token, None).await
 }
 
 /// Renders group rows as an aligned text table.

@@ -8,14 +8,8 @@ impl Pipeline {
     /// Tells the notification sinks what each silence that ended held and still fires (the
     /// silence is marked handled in the store, so this happens once, restarts included).
     pub(super) async fn silence_ends(&self, now_ms: i64) {
-        self.metrics.silences_active.set(
-            self.silences
-                .silences
-                .list(now_ms)
-                .iter()
-                .filter(|silence| silence.active(now_ms))
-                .count() as i64,
-        );
+        let active = self.silences.silences.active(now_ms);
+        self.metrics.silences_active.set(active as i64);
         for silence in self.silences.silences.ended_unhandled(now_ms) {
             let notices = self.still_firing_under(&silence, now_ms).await;
             tracing::info!(silence = %silence.id, held = notices.len(), "silence ended; sending what it held that still fires");

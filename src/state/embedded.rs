@@ -8,7 +8,8 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use super::{
-    decode_cadence, decode_status, encode_status, Documents, SeriesRecord, Snapshot, StateError,
+    decode_cadence, decode_status, encode_status, record_of, Documents, SeriesRecord, Snapshot,
+    StateError,
 };
 
 const LAST_SEEN: TableDefinition<(&str, &[u8]), i64> = TableDefinition::new("last_seen");
@@ -137,10 +138,7 @@ impl EmbeddedStore {
                 {
                     let (key, value) = entry.map_err(|error| store.error(error))?;
                     let split_key = key.value().1.to_vec();
-                    by_key
-                        .entry(split_key.clone())
-                        .or_insert_with(|| SeriesRecord::empty(feed, split_key))
-                        .last_seen_ms = Some(value.value());
+                    record_of(&mut by_key, feed, split_key).last_seen_ms = Some(value.value());
                 }
                 for entry in statuses
                     .range(lower..upper)
@@ -149,10 +147,7 @@ impl EmbeddedStore {
                     let (key, value) = entry.map_err(|error| store.error(error))?;
                     let split_key = key.value().1.to_vec();
                     let status = decode_status(&format!("status of {feed}"), value.value())?;
-                    by_key
-                        .entry(split_key.clone())
-                        .or_insert_with(|| SeriesRecord::empty(feed, split_key))
-                        .status = Some(status);
+                    record_of(&mut by_key, feed, split_key).status = Some(status);
                 }
                 for entry in cadences
                     .range(lower..upper)
@@ -161,10 +156,7 @@ impl EmbeddedStore {
                     let (key, value) = entry.map_err(|error| store.error(error))?;
                     let split_key = key.value().1.to_vec();
                     let cadence = decode_cadence(&format!("cadence of {feed}"), value.value())?;
-                    by_key
-                        .entry(split_key.clone())
-                        .or_insert_with(|| SeriesRecord::empty(feed, split_key))
-                        .cadence = Some(cadence);
+                    record_of(&mut by_key, feed, split_key).cadence = Some(cadence);
                 }
                 snapshot.series.extend(by_key.into_values());
                 if let Some(value) = started.get(&**feed).map_err(|error| store.error(error))? {

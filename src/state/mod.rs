@@ -46,6 +46,18 @@ pub struct SeriesRecord {
     pub cadence: Option<Cadence>,
 }
 
+/// The record of `key` in `by_key`, created empty (key only) the first time one of its fields
+/// is read: the stores read last-seen, status and cadence from separate tables.
+fn record_of<'a>(
+    by_key: &'a mut std::collections::BTreeMap<Vec<u8>, SeriesRecord>,
+    feed: &Arc<str>,
+    key: Vec<u8>,
+) -> &'a mut SeriesRecord {
+    by_key
+        .entry(key)
+        .or_insert_with_key(|key| SeriesRecord::empty(feed, key.clone()))
+}
+
 impl SeriesRecord {
     /// A series known by key only, filled in as its fields are read.
     fn empty(feed: &Arc<str>, key: Vec<u8>) -> SeriesRecord {

@@ -20,7 +20,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{
-    decode_cadence, decode_status, encode_status, Documents, SeriesRecord, Snapshot, StateError,
+    decode_cadence, decode_status, encode_status, record_of, Documents, SeriesRecord, Snapshot,
+    StateError,
 };
 use crate::model::Status;
 
@@ -205,27 +206,17 @@ impl RedisStore {
             .arg(self.key(feed, "cadence"))
             .query_async(connection)
             .await?;
-        let mut by_key: std::collections::HashMap<Vec<u8>, SeriesRecord> =
-            std::collections::HashMap::new();
+        let mut by_key = std::collections::BTreeMap::new();
         for (key, millis) in last_seen {
-            by_key
-                .entry(key.clone())
-                .or_insert_with(|| SeriesRecord::empty(feed, key))
-                .last_seen_ms = Some(millis);
+            record_of(&mut by_key, feed, key).last_seen_ms = Some(millis);
         }
         for (key, text) in statuses {
             let status = self.decode_status(feed, &key, &text)?;
-            by_key
-                .entry(key.clone())
-                .or_insert_with(|| SeriesRecord::empty(feed, key))
-                .status = Some(status);
+            record_of(&mut by_key, feed, key).status = Some(status);
         }
         for (key, text) in cadences {
             let cadence = self.decode_cadence(feed, &key, &text)?;
-            by_key
-                .entry(key.clone())
-                .or_insert_with(|| SeriesRecord::empty(feed, key))
-                .cadence = Some(cadence);
+            record_of(&mut by_key, feed, key).cadence = Some(cadence);
         }
         Ok(by_key.into_values().collect())
     }
