@@ -19,8 +19,22 @@
 //!   ceilings, so a ten-day silence always pages by `critical_after`; the ceiling wins over a
 //!   floor;
 //! - until `learn_min_gaps` gaps are learned, the ceilings apply (warm-up).
+//!
+//! A feed with `learn_by_hour = true` also keeps one [`Weekly`]: per hour of the week (on the
+//! feed's `learn_timezone` clocks), a histogram of the staleness each gap of any of its series
+//! reached within that hour, beside one of the whole gaps. A series' gap is then judged by its
+//! own p99 scaled by the hour's p99 over the feed's (a power of two, as both are bucket edges),
+//! taking the most lenient of the hours the gap has spanned: a stock feed that sends every
+//! second by day and every ten minutes by night gets night-time thresholds at night, and the
+//! night's last gap is not judged by the day's thresholds when the day's first record is a
+//! minute late. For an unsplit feed the scaled p99 is exactly the hour's. As a gap goes on its
+//! thresholds can only loosen, so no hour's start needs every series judged again. One
+//! [`Weekly`] per feed, not per series (168 × 22 bytes), keeps memory bounded at 1M keys. An
+//! hour with fewer than `learn_min_gaps` gaps uses the ceilings, like a series in warm-up: a
+//! quiet night judged by daytime thresholds would page, and a gap that ends in an alert is
+//! never learned, so the night could never be learned.
 
-use crate::schedule::Thresholds;
+use crate::schedule::{Thresholds, WeekClock, WEEK_HOURS};
 
 /// Histogram buckets: the last one's upper edge is 2^19 s, about six days.
 pub const BUCKETS: usize = 20;
@@ -64,6 +78,8 @@ pub struct Learning {
     pub min_gaps: u16,
     pub warn_floor_ms: i64,
     pub critical_floor_ms: i64,
+    /// `learn_by_hour = true`: the feed's hours, on the `learn_timezone` clocks.
+    pub by_hour: Option<WeekClock>,
 }
 
 /// Upper edge of bucket `index`, ms.
@@ -107,6 +123,11 @@ impl Cadence {
 
     /// The upper edge of the bucket holding the 99th percentile gap, ms; `None` with no gap.
     pub fn p99_ms(&self) -> Option<i64> {
+        self.p99_bucket().map(bucket_upper_ms)
+    }
+
+    /// The bucket holding the 99th percentile gap.
+    fn p99_bucket(&self) -> Option<usize> {
         let total: u32 = self.buckets.iter().map(|&count| u32::from(count)).sum();
         if total == 0 {
             return None;
@@ -117,10 +138,10 @@ impl Cadence {
         for (index, &count) in self.buckets.iter().enumerate() {
             seen += u32::from(count);
             if seen >= rank {
-                return Some(bucket_upper_ms(index));
+                return Some(index);
             }
         }
-        Some(bucket_upper_ms(BUCKETS - 1))
+        Some(BUCKETS - 1)
     }
 
     /// Takes in another copy of the same series' summary (restart, replica): bucket-wise max.
@@ -158,21 +179,163 @@ impl Cadence {
     }
 }
 
-/// The thresholds a series is judged by, and where they come from: see the module
+/// A learned feed's gaps by hour of the week (`learn_by_hour`): see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Weekly {
+    clock: WeekClock,
+    /// Every gap learned by any series of the feed, whole: what the hours are scaled against.
+    all: Cadence,
+    /// Per hour of the week, the staleness each gap reached within it.
+    hours: Box<[Cadence; WEEK_HOURS]>,
+    /// The hour learned into last, `(from, until, hour)`: most gaps begin and end in it and need
+    /// no timezone lookup.
+    current: Option<(i64, i64, usize)>,
+}
+
+impl PartialEq for Weekly {
+    fn eq(&self, other: &Weekly) -> bool {
+        self.all == other.all && self.hours == other.hours
+    }
+}
+
+impl Weekly {
+    pub fn new(clock: WeekClock) -> Weekly {
+        Weekly {
+            clock,
+            all: Cadence::default(),
+            hours: Box::new([Cadence::default(); WEEK_HOURS]),
+            current: None,
+        }
+    }
+
+    /// Learns a gap from `start_ms` to `end_ms`: whole into the feed's summary, and into each
+    /// hour it spanned (at most a week's) the staleness it reached by that hour's end. Returns
+    /// true when this ends some hour's warm-up, so the caller can have the feed judged again.
+    pub fn learn(&mut self, start_ms: i64, end_ms: i64, min_gaps: u16) -> bool {
+        self.all.learn(end_ms - start_ms, min_gaps);
+        let mut warmed = false;
+        let mut from_ms = start_ms;
+        for _ in 0..WEEK_HOURS {
+            let (hour, until_ms) = self.hour_at(from_ms);
+            warmed |= self.hours[hour].learn(end_ms.min(until_ms) - start_ms, min_gaps);
+            if end_ms < until_ms {
+                break;
+            }
+            from_ms = until_ms;
+        }
+        warmed
+    }
+
+    fn hour_at(&mut self, at_ms: i64) -> (usize, i64) {
+        match self.current {
+            Some((from_ms, until_ms, hour)) if from_ms <= at_ms && at_ms < until_ms => {
+                (hour, until_ms)
+            }
+            _ => {
+                let (hour, until_ms) = self.clock.hour(at_ms);
+                self.current = Some((until_ms - 3_600_000, until_ms, hour));
+                (hour, until_ms)
+            }
+        }
+    }
+
+    /// How many powers of two a gap that began at `since_ms` (`None`: no record yet) scales a
+    /// series' p99 by at `at_ms`: the most of the hours it has spanned, each its p99 bucket
+    /// less the feed's. `None` while any of them has fewer than `min_gaps` gaps (warm-up).
+    pub fn shift(&self, since_ms: Option<i64>, at_ms: i64, min_gaps: u16) -> Option<i32> {
+        let last = self.clock.local_hours(at_ms);
+        let first = since_ms.map_or(last, |since_ms| self.clock.local_hours(since_ms));
+        let all = self.all.p99_bucket()? as i32;
+        let mut most = i32::MIN;
+        for local_hours in first.max(last - WEEK_HOURS as i64 + 1)..=last {
+            let hour = &self.hours[WeekClock::hour_of_week(local_hours)];
+            if hour.gaps < min_gaps {
+                return None;
+            }
+            most = most.max(hour.p99_bucket()? as i32 - all);
+        }
+        Some(most)
+    }
+
+    /// The summary of hour `hour` of the week.
+    pub fn hour(&self, hour: usize) -> &Cadence {
+        &self.hours[hour]
+    }
+
+    pub fn clock(&self) -> WeekClock {
+        self.clock
+    }
+
+    /// Takes in another copy (restart, replica): bucket-wise max, as [`Cadence::merge`].
+    pub fn merge(&mut self, other: &Weekly) {
+        self.all.merge(&other.all);
+        for (mine, theirs) in self.hours.iter_mut().zip(other.hours.iter()) {
+            mine.merge(theirs);
+        }
+    }
+
+    /// As stored: `w1,` then the feed's summary and the 168 hours', each as
+    /// [`Cadence::encode`], comma-separated.
+    pub fn encode(&self) -> String {
+        let mut text = String::from("w1");
+        for cadence in std::iter::once(&self.all).chain(self.hours.iter()) {
+            text.push(',');
+            text.push_str(&cadence.encode());
+        }
+        text
+    }
+
+    /// The inverse of [`Weekly::encode`], on `clock`; `None` when the text is not one.
+    pub fn decode(text: &str, clock: WeekClock) -> Option<Weekly> {
+        let mut parts = text.split(',');
+        if parts.next()? != "w1" {
+            return None;
+        }
+        let mut weekly = Weekly::new(clock);
+        weekly.all = Cadence::decode(parts.next()?)?;
+        for hour in weekly.hours.iter_mut() {
+            *hour = Cadence::decode(parts.next()?)?;
+        }
+        parts.next().is_none().then_some(weekly)
+    }
+}
+
+/// What a series of a learned feed is judged by: its own cadence and, on a `learn_by_hour`
+/// feed, the feed's hours and the series' last-seen (where its gap began).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Learned<'a> {
+    pub cadence: Cadence,
+    pub hours: Option<&'a Weekly>,
+    pub since_ms: Option<i64>,
+}
+
+/// The thresholds a series is judged by at `at_ms`, and where they come from: see the module
 /// documentation. `ceilings` are the thresholds in force (the feed's, or its window's).
 pub fn effective(
     learning: Option<&Learning>,
     ceilings: Thresholds,
-    cadence: &Cadence,
+    learned: &Learned,
+    at_ms: i64,
 ) -> (Thresholds, ThresholdSource) {
     let Some(learning) = learning else {
         return (ceilings, ThresholdSource::Fixed);
     };
+    let cadence = &learned.cadence;
     if cadence.gaps < learning.min_gaps {
         return (ceilings, ThresholdSource::WarmUp);
     }
     let Some(p99_ms) = cadence.p99_ms() else {
         return (ceilings, ThresholdSource::WarmUp);
+    };
+    let shift = learned
+        .hours
+        .map(|hours| hours.shift(learned.since_ms, at_ms, learning.min_gaps));
+    let p99_ms = match shift {
+        None => p99_ms,
+        Some(None) => return (ceilings, ThresholdSource::WarmUp),
+        // Bucket edges are powers of two: the scale is a shift (at most 19 either way).
+        Some(Some(shift)) if shift >= 0 => p99_ms.saturating_mul(1 << shift),
+        Some(Some(shift)) => (p99_ms >> -shift).max(1),
     };
     // The ceiling wins over a floor: a window may set a ceiling under the floor.
     let clamp = |value: i64, floor: i64, ceiling: i64| value.max(floor).min(ceiling);
@@ -217,7 +380,22 @@ mod tests {
         min_gaps: 20,
         warn_floor_ms: MINUTE_MS,
         critical_floor_ms: 5 * MINUTE_MS,
+        by_hour: None,
     };
+
+    /// [`effective`] for a series of a feed that does not learn by hour.
+    fn judged(
+        learning: Option<&Learning>,
+        ceilings: Thresholds,
+        cadence: &Cadence,
+    ) -> (Thresholds, ThresholdSource) {
+        let learned = Learned {
+            cadence: *cadence,
+            hours: None,
+            since_ms: None,
+        };
+        effective(learning, ceilings, &learned, 0)
+    }
 
     fn ceilings(warn_after_ms: i64, critical_after_ms: i64) -> Thresholds {
         Thresholds {
@@ -283,11 +461,11 @@ mod tests {
     #[test]
     fn the_rule_clamps_between_floors_and_ceilings() {
         let wide = ceilings(12 * HOUR_MS, 24 * HOUR_MS);
-        let (thresholds, source) = effective(Some(&LEARNING), wide, &learned(SECOND_MS, 19));
+        let (thresholds, source) = judged(Some(&LEARNING), wide, &learned(SECOND_MS, 19));
         assert_eq!(source, ThresholdSource::WarmUp);
         assert_eq!(thresholds, wide);
 
-        let (thresholds, source) = effective(Some(&LEARNING), wide, &learned(SECOND_MS, 20));
+        let (thresholds, source) = judged(Some(&LEARNING), wide, &learned(SECOND_MS, 20));
         assert_eq!(source, ThresholdSource::Learned);
         assert_eq!(
             (thresholds.warn_after_ms, thresholds.critical_after_ms),
@@ -295,32 +473,32 @@ mod tests {
             "3 × 2 s and 6 × 2 s are under the floors"
         );
 
-        let (thresholds, source) = effective(Some(&LEARNING), wide, &learned(20 * MINUTE_MS, 20));
+        let (thresholds, source) = judged(Some(&LEARNING), wide, &learned(20 * MINUTE_MS, 20));
         assert_eq!(source, ThresholdSource::Learned);
         assert_eq!(
             (thresholds.warn_after_ms, thresholds.critical_after_ms),
             (3 * 2_048 * SECOND_MS, 6 * 2_048 * SECOND_MS)
         );
 
-        let (thresholds, source) = effective(Some(&LEARNING), wide, &learned(6 * HOUR_MS, 20));
+        let (thresholds, source) = judged(Some(&LEARNING), wide, &learned(6 * HOUR_MS, 20));
         assert_eq!(source, ThresholdSource::Ceiling);
         assert_eq!(thresholds, wide);
 
-        let (thresholds, source) = effective(None, wide, &learned(SECOND_MS, 50));
+        let (thresholds, source) = judged(None, wide, &learned(SECOND_MS, 50));
         assert_eq!((thresholds, source), (wide, ThresholdSource::Fixed));
     }
 
     #[test]
     fn a_ceiling_under_the_floors_wins_and_warn_stays_under_critical() {
         let tight = ceilings(30 * SECOND_MS, 2 * MINUTE_MS);
-        let (thresholds, _) = effective(Some(&LEARNING), tight, &learned(SECOND_MS, 20));
+        let (thresholds, _) = judged(Some(&LEARNING), tight, &learned(SECOND_MS, 20));
         assert_eq!(thresholds.critical_after_ms, 2 * MINUTE_MS);
         assert_eq!(thresholds.warn_after_ms, 30 * SECOND_MS);
         let odd = Learning {
             warn_floor_ms: 10 * MINUTE_MS,
             ..LEARNING
         };
-        let (thresholds, _) = effective(
+        let (thresholds, _) = judged(
             Some(&odd),
             ceilings(HOUR_MS, 2 * HOUR_MS),
             &learned(SECOND_MS, 20),
@@ -349,5 +527,143 @@ mod tests {
         assert_eq!(Cadence::decode("c1:1:00"), None);
         assert_eq!(Cadence::decode("bogus"), None);
         assert_eq!(Cadence::decode(&text.replace("c1:300", "c1:x")), None);
+    }
+
+    /// 2025-12-01T00:00:00Z, a Monday.
+    const MONDAY_MS: i64 = 1_764_547_200_000;
+
+    fn utc() -> WeekClock {
+        WeekClock {
+            timezone: chrono_tz::UTC,
+        }
+    }
+
+    #[test]
+    fn a_gap_teaches_each_hour_it_spanned_the_staleness_it_reached_there() {
+        let mut weekly = Weekly::new(utc());
+        // Monday 21:50 to Tuesday 00:10.
+        let start_ms = MONDAY_MS + 21 * HOUR_MS + 50 * MINUTE_MS;
+        weekly.learn(start_ms, start_ms + 140 * MINUTE_MS, 20);
+        let reached: Vec<(usize, Option<i64>)> = (0..WEEK_HOURS)
+            .filter(|&hour| !weekly.hour(hour).is_empty())
+            .map(|hour| (hour, weekly.hour(hour).p99_ms()))
+            .collect();
+        assert_eq!(
+            reached,
+            [
+                // 10 min, 70 min, 130 min, then the whole 140 min in Tuesday's first hour.
+                (21, Some(1_024 * SECOND_MS)),
+                (22, Some(8_192 * SECOND_MS)),
+                (23, Some(8_192 * SECOND_MS)),
+                (24, Some(16_384 * SECOND_MS)),
+            ]
+        );
+        assert_eq!(weekly.all.gaps(), 1, "the feed's summary takes it once");
+        assert_eq!(weekly.all.p99_ms(), Some(16_384 * SECOND_MS));
+
+        let mut long = Weekly::new(utc());
+        long.learn(MONDAY_MS, MONDAY_MS + 30 * 24 * HOUR_MS, 20);
+        assert!(
+            (0..WEEK_HOURS).all(|hour| long.hour(hour).gaps() == 1),
+            "a gap longer than a week teaches every hour once"
+        );
+    }
+
+    #[test]
+    fn an_hour_scales_a_series_only_once_it_has_min_gaps() {
+        let mut weekly = Weekly::new(utc());
+        let ten_am = MONDAY_MS + 10 * HOUR_MS;
+        let mut at_ms = ten_am;
+        for _ in 0..19 {
+            weekly.learn(at_ms, at_ms + SECOND_MS, 20);
+            at_ms += SECOND_MS;
+        }
+        assert_eq!(weekly.shift(None, ten_am, 20), None, "19 gaps: warming up");
+        assert!(weekly.learn(at_ms, at_ms + SECOND_MS, 20), "the 20th ends it");
+        assert_eq!(weekly.shift(None, ten_am, 20), Some(0));
+        assert_eq!(weekly.shift(None, ten_am + HOUR_MS, 20), None, "11:00 has none");
+        // A night of 20-minute gaps at 02:00 makes the feed's p99 that of the night.
+        let night_ms = MONDAY_MS + 2 * HOUR_MS;
+        for gap in 0..20 {
+            let start_ms = night_ms + gap * MINUTE_MS / 20;
+            weekly.learn(start_ms, start_ms + 20 * MINUTE_MS, 20);
+        }
+        assert_eq!(weekly.all.p99_ms(), Some(2_048 * SECOND_MS));
+        assert_eq!(weekly.shift(Some(ten_am), ten_am, 20), Some(-10), "2 s against 2,048 s");
+        assert_eq!(weekly.shift(None, night_ms, 20), Some(0));
+        assert_eq!(
+            weekly.shift(Some(night_ms), ten_am, 20),
+            None,
+            "a gap from 02:00 spans hours still warming up"
+        );
+        // A gap is judged by the most lenient hour it spanned: 10:00's day into 11:00's night.
+        for gap in 0..20 {
+            let start_ms = ten_am + HOUR_MS + gap * SECOND_MS;
+            weekly.learn(start_ms, start_ms + 20 * MINUTE_MS, 20);
+        }
+        assert_eq!(weekly.shift(Some(ten_am), ten_am + HOUR_MS, 20), Some(0));
+        assert_eq!(weekly.shift(Some(ten_am + HOUR_MS), ten_am + HOUR_MS, 20), Some(0));
+        assert_eq!(weekly.shift(Some(ten_am), ten_am + HOUR_MS - 1, 20), Some(-10));
+
+        let ceilings = ceilings(12 * HOUR_MS, 24 * HOUR_MS);
+        let at = |at_ms: i64| {
+            let learned = Learned {
+                cadence: weekly.all,
+                hours: Some(&weekly),
+                since_ms: Some(at_ms),
+            };
+            let (thresholds, source) = effective(Some(&LEARNING), ceilings, &learned, at_ms);
+            (thresholds.warn_after_ms, thresholds.critical_after_ms, source)
+        };
+        assert_eq!(
+            at(ten_am),
+            (MINUTE_MS, 5 * MINUTE_MS, ThresholdSource::Learned),
+            "by day: the floors over 3 × 2 s"
+        );
+        assert_eq!(
+            at(night_ms),
+            (3 * 2_048 * SECOND_MS, 6 * 2_048 * SECOND_MS, ThresholdSource::Learned)
+        );
+        assert_eq!(
+            at(ten_am + 2 * HOUR_MS),
+            (12 * HOUR_MS, 24 * HOUR_MS, ThresholdSource::WarmUp)
+        );
+    }
+
+    #[test]
+    fn hours_are_counted_on_the_local_clocks_across_a_clock_change() {
+        let new_york = WeekClock {
+            timezone: chrono_tz::America::New_York,
+        };
+        // Monday 2025-12-01 00:00 in New York is 05:00 UTC.
+        assert_eq!(new_york.hour(MONDAY_MS + 5 * HOUR_MS), (0, MONDAY_MS + 6 * HOUR_MS));
+        assert_eq!(new_york.hour(MONDAY_MS + 5 * HOUR_MS - 1).0, 167);
+        // Monday 09:00 before (2026-03-02, UTC−5) and after (2026-03-09, UTC−4) the clocks
+        // sprang forward on 2026-03-08: the same hour of the week.
+        let before_ms = 1_772_460_000_000; // 2026-03-02T14:00:00Z
+        let after_ms = 1_773_061_200_000; // 2026-03-09T13:00:00Z
+        assert_eq!(new_york.hour(before_ms).0, 9);
+        assert_eq!(new_york.hour(after_ms).0, 9);
+        assert_eq!(utc().hour(after_ms).0, 13);
+    }
+
+    #[test]
+    fn hours_merge_by_max_and_round_trip_through_their_stored_form() {
+        let mut mine = Weekly::new(utc());
+        mine.learn(MONDAY_MS, MONDAY_MS + SECOND_MS, 20);
+        let mut theirs = Weekly::new(utc());
+        theirs.learn(MONDAY_MS + 3 * HOUR_MS, MONDAY_MS + 4 * HOUR_MS + 1, 20);
+        mine.merge(&theirs);
+        let once = mine.clone();
+        mine.merge(&theirs);
+        assert_eq!(mine, once, "idempotent");
+        assert_eq!(mine.hour(0).gaps(), 1);
+        assert_eq!(mine.hour(4).gaps(), 1);
+
+        let text = mine.encode();
+        assert_eq!(Weekly::decode(&text, utc()), Some(mine));
+        assert_eq!(Weekly::decode("w1,c1:0:00", utc()), None);
+        assert_eq!(Weekly::decode(&format!("{text},c1:1:00"), utc()), None);
+        assert_eq!(Weekly::decode(&text.replacen("w1", "w2", 1), utc()), None);
     }
 }

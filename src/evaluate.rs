@@ -16,12 +16,15 @@
 //! A learned feed (`thresholds = "learned"`) judges each series by its own thresholds, which
 //! [`crate::cadence::effective`] derives from the series' learned gaps under the thresholds in
 //! force (the ceilings). A record that ends a series' warm-up has it judged again at the next
-//! tick; otherwise a changed threshold takes effect at the series' next scheduled look.
+//! tick; otherwise a changed threshold takes effect at the series' next scheduled look. On a
+//! feed that learns by hour (`learn_by_hour`) a gap's thresholds only loosen as it spans more
+//! hours, so an alert is not lowered by a more lenient hour, only by a record; an hour's end of
+//! warm-up has every series of the feed judged again.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cadence::{self, Cadence, Learning, ThresholdSource};
+use crate::cadence::{self, Learned, Learning, ThresholdSource};
 use crate::config::FeedConfig;
 use crate::knowledge::Sight;
 use crate::model::{SeriesId, Status};
@@ -67,12 +70,12 @@ impl FeedRules {
 
     /// The thresholds `series` is judged by at `at_ms`, and their source: those in force for a
     /// fixed feed; for a learned one, its own under them ([`crate::cadence::effective`]).
-    pub fn effective(
-        &self,
-        cadence: &cadence::Cadence,
-        at_ms: i64,
-    ) -> (Thresholds, ThresholdSource) {
-        cadence::effective(self.learning.as_ref(), self.in_force(at_ms), cadence)
+    pub fn effective(&self, learned: &Learned, at_ms: i64) -> (Thresholds, ThresholdSource) {
+        cadence::effective(self.learning.as_ref(), self.in_force(at_ms), learned, at_ms)
+    }
+
+    fn by_hour(&self) -> bool {
+        self.learning.is_some_and(|learning| learning.by_hour.is_some())
     }
 }
 
@@ -107,18 +110,26 @@ pub struct Transition {
 /// the threshold by that much. Inside an `expect = "nothing"` window no alert starts or worsens:
 /// a series keeps its status until a record makes it better or the window ends (the feed's
 /// boundary re-judges it then). A learned feed judges by the series' own thresholds, from
-/// `cadence` ([`Tracker::cadence`]).
+/// `learned` ([`Tracker::learned`]).
 pub fn judge(
     series: &Series,
-    cadence: &Cadence,
+    learned: &Learned,
     watch_started_ms: i64,
     rules: &FeedRules,
     now_ms: i64,
 ) -> (Status, i64) {
-    let (in_force, _) = rules.effective(cadence, now_ms);
+    let (in_force, _) = rules.effective(learned, now_ms);
     let (judged, deadline_ms) = judge_by(series, watch_started_ms, in_force, rules.hold_ms, now_ms);
     if in_force.expect_nothing && judged.severity() > series.status.severity() {
         return (series.status, i64::MAX);
+    }
+    // Learned by hour, a gap that ran into a more lenient hour is judged more leniently; an
+    // alert raised by the stricter hour stands until a record ends the gap.
+    let no_record_since = series
+        .last_seen()
+        .is_none_or(|last_seen_ms| last_seen_ms < series.status_since_ms);
+    if rules.by_hour() && judged.severity() < series.status.severity() && no_record_since {
+        return (series.status, deadline_ms);
     }
     (judged, deadline_ms)
 }
@@ -159,13 +170,13 @@ fn judge_by(
 /// freshwatch must know that Kafka held nothing newer before it may judge the series so.
 pub fn crossed_at(
     series: &Series,
-    cadence: &Cadence,
+    learned: &Learned,
     watch_started_ms: i64,
     rules: &FeedRules,
     status: Status,
     now_ms: i64,
 ) -> i64 {
-    let (in_force, _) = rules.effective(cadence, now_ms);
+    let (in_force, _) = rules.effective(learned, now_ms);
     let threshold_ms = match status {
         Status::Warning => in_force.warn_after_ms,
         Status::Critical | Status::NeverSeen => in_force.critical_after_ms,
@@ -256,6 +267,11 @@ impl Evaluator {
             self.bulk_load = Some(Vec::new());
         }
         self.schedule_boundaries(now_ms);
+        for feed in tracker.take_hours_warmed() {
+            if !self.regained.contains(&feed) {
+                self.regained.push(feed);
+            }
+        }
         for feed in std::mem::take(&mut self.regained) {
             let count = tracker.feed(feed).series().len() as u32;
             for index in 0..count {
@@ -313,7 +329,7 @@ impl Evaluator {
     pub fn describe(&self, tracker: &Tracker, id: SeriesId, now_ms: i64) -> Transition {
         let rules = &self.rules[id.feed as usize];
         let series = tracker.series(id);
-        let (in_force, _) = rules.effective(&tracker.cadence(id), now_ms);
+        let (in_force, _) = rules.effective(&tracker.learned(id), now_ms);
         Transition {
             feed: rules.name.clone(),
             key: series.key().into_owned(),
@@ -339,10 +355,21 @@ impl Evaluator {
         self.deadlines.len()
     }
 
-    /// The earliest scheduled look, so a simulated clock (the backtest) can jump to it instead
-    /// of stepping through every interval.
+    /// The earliest scheduled look, a series' deadline or a feed's next change of what is in
+    /// force, so a simulated clock (the backtest) can jump to it instead of stepping through
+    /// every interval.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.deadlines.first().map(|&(deadline_ms, _)| deadline_ms)
+        let next_change_ms = self
+            .schedule_changes
+            .iter()
+            .copied()
+            .filter(|&change_ms| change_ms != i64::MIN && change_ms != i64::MAX)
+            .min();
+        let next_series_ms = self.deadlines.first().map(|&(deadline_ms, _)| deadline_ms);
+        match (next_series_ms, next_change_ms) {
+            (Some(series_ms), Some(change_ms)) => Some(series_ms.min(change_ms)),
+            (series_ms, change_ms) => series_ms.or(change_ms),
+        }
     }
 
     fn rejudge(
@@ -354,19 +381,19 @@ impl Evaluator {
     ) {
         let rules = &self.rules[id.feed as usize];
         let watch_started_ms = tracker.watch_started(id);
-        let cadence = tracker.cadence(id);
+        let learned = tracker.learned(id);
         let series = tracker.series(id);
         let (judged, judged_deadline_ms) = if tracker.retired(id) {
             (Status::Ok, i64::MAX)
         } else {
-            judge(series, &cadence, watch_started_ms, rules, now_ms)
+            judge(series, &learned, watch_started_ms, rules, now_ms)
         };
         let worse = judged.severity() > series.status.severity();
         let (status, next_deadline_ms) = match (self.sights[id.feed as usize], worse) {
             // Better news (fresh data) needs no knowledge of what else Kafka holds.
             (_, false) => (judged, judged_deadline_ms),
             (Sight::Known { through_ms }, true)
-                if crossed_at(series, &cadence, watch_started_ms, rules, judged, now_ms)
+                if crossed_at(series, &learned, watch_started_ms, rules, judged, now_ms)
                     <= through_ms =>
             {
                 (judged, judged_deadline_ms)

@@ -319,7 +319,7 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
         }
         for (position, series) in feed_view.series().iter().enumerate() {
             // Windows change thresholds with the time of day, learning per series: show now's.
-            let (in_force, source) = rules.effective(&feed_view.cadence(position), now_ms);
+            let (in_force, source) = rules.effective(&feed_view.learned(position), now_ms);
             let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
             rows.push((
                 series.status.rank(),

@@ -667,7 +667,7 @@ fn encode_effective_thresholds(
             continue;
         }
         for (position, series) in feed.series().iter().enumerate() {
-            let (thresholds, source) = feed_rules.effective(&feed.cadence(position), now_ms);
+            let (thresholds, source) = feed_rules.effective(&feed.learned(position), now_ms);
             let labels = [
                 ("feed", Escaped(&feed.name)),
                 ("key", Escaped(&series.key)),

@@ -314,6 +314,41 @@ fn offset_change_within(timezone: Tz, midnight: NaiveDateTime) -> Option<i64> {
 
 /// What applies at an instant: a window (its index in config order) or the feed's own
 /// thresholds.
+/// Hours of the week on a timezone's clocks, for learning by hour (`learn_by_hour`): Monday
+/// 00:00 local is hour 0. Local, not UTC, so a feed that follows business hours keeps its
+/// hours across a clock change instead of finding its busy hour learned as a quiet one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeekClock {
+    pub timezone: Tz,
+}
+
+/// Hours in a week.
+pub const WEEK_HOURS: usize = 168;
+
+impl WeekClock {
+    /// The hour of the week `at_ms` falls in, and when that hour ends (unix ms, after `at_ms`).
+    pub fn hour(&self, at_ms: i64) -> (usize, i64) {
+        let offset_ms = i64::from(utc_offset_seconds(self.timezone, at_ms)) * 1_000;
+        let local_hours = at_ms.saturating_add(offset_ms).div_euclid(HOUR_MS);
+        (
+            Self::hour_of_week(local_hours),
+            (local_hours + 1) * HOUR_MS - offset_ms,
+        )
+    }
+
+    /// Whole hours on the local clocks since 1970-01-01 00:00 local.
+    pub fn local_hours(&self, at_ms: i64) -> i64 {
+        let offset_ms = i64::from(utc_offset_seconds(self.timezone, at_ms)) * 1_000;
+        at_ms.saturating_add(offset_ms).div_euclid(HOUR_MS)
+    }
+
+    /// The hour of the week of a count of [`WeekClock::local_hours`].
+    pub fn hour_of_week(local_hours: i64) -> usize {
+        // 1970-01-01 was a Thursday: 72 hours after a Monday's midnight.
+        (local_hours + 72).rem_euclid(WEEK_HOURS as i64) as usize
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InForce {
     pub window: Option<usize>,

@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::cadence::Cadence;
+use crate::cadence::{Cadence, Learned, Weekly};
 use crate::model::Status;
 use crate::tracker::{Tracker, NEVER};
 
@@ -44,6 +44,8 @@ pub struct FeedView {
     /// A learned feed's cadence per series, by the same index (effective thresholds are
     /// derived at read time); empty for a fixed feed.
     cadences: Vec<Cadence>,
+    /// A `learn_by_hour` feed's hours, as of the copy's last chunk.
+    weekly: Option<Weekly>,
     hidden: usize,
 }
 
@@ -53,10 +55,15 @@ impl FeedView {
         &self.series[self.hidden.min(self.series.len())..]
     }
 
-    /// The cadence of the series at `position` in [`FeedView::series`] (empty if fixed).
-    pub fn cadence(&self, position: usize) -> Cadence {
+    /// What the series at `position` in [`FeedView::series`] is judged by (see
+    /// [`crate::tracker::FeedTrack::learned`]).
+    pub fn learned(&self, position: usize) -> Learned<'_> {
         let index = self.hidden.min(self.series.len()) + position;
-        self.cadences.get(index).copied().unwrap_or_default()
+        Learned {
+            cadence: self.cadences.get(index).copied().unwrap_or_default(),
+            hours: self.weekly.as_ref(),
+            since_ms: self.series.get(index).and_then(SeriesView::last_seen),
+        }
     }
 }
 
@@ -138,7 +145,7 @@ impl Snapshots {
             let mut series: Vec<SeriesView> = Vec::with_capacity(old.len());
             let mut cadences: Vec<Cadence> = Vec::new();
             let (mut refused, mut hidden) = (0, 0);
-            loop {
+            let weekly = loop {
                 let tracker = lock();
                 let track = &tracker.feeds()[index];
                 refused = track.refused.max(refused);
@@ -162,14 +169,15 @@ impl Snapshots {
                     cadences.extend((start..end).map(|index| track.cadence(index)));
                 }
                 if end == track.series().len() {
-                    break;
+                    break track.weekly().cloned();
                 }
-            }
+            };
             feeds.push(FeedView {
                 name,
                 refused,
                 series,
                 cadences,
+                weekly,
                 hidden,
             });
         }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::cadence::Cadence;
+use crate::cadence::{Cadence, Learned, Weekly};
 use crate::config::FeedConfig;
 use crate::model::{FeedIndex, SeriesId, Status};
 
@@ -129,6 +129,8 @@ pub struct FeedTrack {
     series: Vec<Series>,
     /// A learned feed's cadence per series, by the same index; empty for a fixed feed.
     cadences: Vec<Cadence>,
+    /// `learn_by_hour = true`: the feed's gaps by hour of the week.
+    weekly: Option<Weekly>,
 }
 
 impl FeedTrack {
@@ -152,6 +154,20 @@ impl FeedTrack {
         self.cadences.get(index).copied().unwrap_or_default()
     }
 
+    /// What series `index` is judged by: its cadence and the feed's hours.
+    pub fn learned(&self, index: usize) -> Learned<'_> {
+        Learned {
+            cadence: self.cadence(index),
+            hours: self.weekly.as_ref(),
+            since_ms: self.series[index].last_seen(),
+        }
+    }
+
+    /// The feed's gaps by hour of the week (`learn_by_hour`).
+    pub fn weekly(&self) -> Option<&Weekly> {
+        self.weekly.as_ref()
+    }
+
     /// Split values seen (or expected), not counting the placeholder.
     pub fn keys(&self) -> usize {
         self.series.len() - usize::from(self.placeholder)
@@ -171,6 +187,9 @@ pub struct Tracker {
     dirty: Vec<SeriesId>,
     /// Feeds that refused their first key since the last look.
     newly_full: Vec<FeedIndex>,
+    /// `learn_by_hour` feeds where an hour of the week ended its warm-up since the last look:
+    /// their series may be judged by tighter thresholds now.
+    hours_warmed: Vec<FeedIndex>,
     positions: Positions,
     positions_changed: bool,
 }
@@ -199,6 +218,10 @@ impl Tracker {
                     index: HashTable::new(),
                     series: Vec::new(),
                     cadences: Vec::new(),
+                    weekly: feed
+                        .learning
+                        .and_then(|learning| learning.by_hour)
+                        .map(Weekly::new),
                 })
                 .collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -206,6 +229,7 @@ impl Tracker {
             refreshed: Vec::new(),
             dirty: Vec::new(),
             newly_full: Vec::new(),
+            hours_warmed: Vec::new(),
             positions: Positions::default(),
             positions_changed: false,
         };
@@ -288,14 +312,23 @@ impl Tracker {
             let learns = learn_min_gaps != 0
                 && series.last_seen_ms != NEVER
                 && series.status.severity().is_none();
-            if learns
-                && track.cadences[id.index as usize]
+            if learns {
+                if let Some(weekly) = &mut track.weekly {
+                    if weekly.learn(series.last_seen_ms, event_ms, learn_min_gaps)
+                        && !self.hours_warmed.contains(&feed)
+                    {
+                        self.hours_warmed.push(feed);
+                    }
+                }
+                if track.cadences[id.index as usize]
                     .learn(event_ms - series.last_seen_ms, learn_min_gaps)
-                && !series.refresh_queued
-            {
-                // Warm-up just ended: judged by its own thresholds now, not at the old deadline.
-                series.refresh_queued = true;
-                self.refreshed.push(id);
+                    && !series.refresh_queued
+                {
+                    // Warm-up just ended: judged by its own thresholds now, not at the old
+                    // deadline.
+                    series.refresh_queued = true;
+                    self.refreshed.push(id);
+                }
             }
             series.last_seen_ms = event_ms;
             if !series.dirty {
@@ -391,6 +424,25 @@ impl Tracker {
         }
     }
 
+    /// Takes in a stored or shared copy of a `learn_by_hour` feed's hours (restart, replica) by
+    /// a bucket-wise max; if that taught it anything, its series are judged again at the next
+    /// look.
+    pub fn merge_weekly(&mut self, feed: FeedIndex, other: &Weekly) {
+        if let Some(weekly) = &mut self.feeds[feed as usize].weekly {
+            let before = weekly.clone();
+            weekly.merge(other);
+            if *weekly != before && !self.hours_warmed.contains(&feed) {
+                self.hours_warmed.push(feed);
+            }
+        }
+    }
+
+    /// The `learn_by_hour` feeds an hour of which ended its warm-up, or that took in stored
+    /// hours, since the last call.
+    pub fn take_hours_warmed(&mut self) -> Vec<FeedIndex> {
+        std::mem::take(&mut self.hours_warmed)
+    }
+
     /// When `key` of `feed` was first watched: its own start for an expected value, else the
     /// feed's.
     pub fn watch_started(&self, id: SeriesId) -> i64 {
@@ -427,6 +479,11 @@ impl Tracker {
     /// The learned cadence of a series (empty for a fixed feed's).
     pub fn cadence(&self, id: SeriesId) -> Cadence {
         self.feeds[id.feed as usize].cadence(id.index as usize)
+    }
+
+    /// What a series is judged by: see [`FeedTrack::learned`].
+    pub fn learned(&self, id: SeriesId) -> Learned<'_> {
+        self.feeds[id.feed as usize].learned(id.index as usize)
     }
 
     pub fn series_mut(&mut self, id: SeriesId) -> &mut Series {

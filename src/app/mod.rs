@@ -30,6 +30,7 @@ use crate::state::{SeriesRecord, StateError, StateStore};
 use crate::tracker::Tracker;
 
 mod groups;
+mod hours;
 mod loops;
 pub mod reload;
 mod silences;
@@ -126,6 +127,9 @@ struct Pipeline {
     pub last_tick_ms: Arc<std::sync::atomic::AtomicI64>,
     /// Each feed's last transitions, shared with the status page.
     history: Arc<crate::history::History>,
+    /// Some feed learns by hour, and when its hours were last shared (unix ms).
+    learns_by_hour: bool,
+    hours_shared_ms: AtomicI64,
 }
 
 impl Pipeline {

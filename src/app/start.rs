@@ -208,6 +208,11 @@ pub async fn start_with(
         watch: watch_for(&config, store_was_empty, start_ms),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),
+        learns_by_hour: config
+            .feeds
+            .iter()
+            .any(|feed| feed.learning.is_some_and(|learning| learning.by_hour.is_some())),
+        hours_shared_ms: std::sync::atomic::AtomicI64::new(start_ms),
     });
     if leadership.is_leader() {
         metrics.leader.set(1);
@@ -333,6 +338,18 @@ async fn restore_tracker(
             if let Some(cadence) = &record.cadence {
                 tracker.merge_cadence(index as FeedIndex, &record.key, cadence);
             }
+        }
+    }
+    if config
+        .feeds
+        .iter()
+        .any(|feed| feed.learning.is_some_and(|learning| learning.by_hour.is_some()))
+    {
+        match store.documents_load(crate::state::Documents::Hours).await {
+            Ok(stored) => {
+                super::hours::take_stored_hours(&mut tracker, stored);
+            }
+            Err(error) => tracing::warn!(%error, "learned hours not restored; learning again"),
         }
     }
     tracing::info!(store = store.kind(), series = restored, "state restored");
@@ -491,6 +508,7 @@ impl Stopping {
         while loops.join_next().await.is_some() {}
         pipeline.evaluate().await;
         pipeline.flush().await;
+        pipeline.share_hours(true).await;
         phases.sinks.cancel();
         let drain = async { while sink_tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(15), drain)

@@ -79,6 +79,7 @@ impl Pipeline {
         }
         self.flush_groups().await;
         self.flush_volume().await;
+        self.share_hours(false).await;
         let leader = self.leadership.is_leader();
         let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
         let (ids, records, positions) = {

@@ -99,7 +99,7 @@ fn describe_feed(feed: &FeedConfig) -> String {
     let learned = match &feed.learning {
         None => String::new(),
         Some(learning) => format!(
-            " thresholds=learned learn_min_gaps={} warn_after_min={} critical_after_min={}",
+            " thresholds=learned learn_min_gaps={} warn_after_min={} critical_after_min={}{}",
             learning.min_gaps,
             human(std::time::Duration::from_millis(
                 learning.warn_floor_ms as u64
@@ -107,6 +107,10 @@ fn describe_feed(feed: &FeedConfig) -> String {
             human(std::time::Duration::from_millis(
                 learning.critical_floor_ms as u64
             )),
+            match learning.by_hour {
+                Some(clock) => format!(" learn_by_hour={}", clock.timezone.name()),
+                None => String::new(),
+            },
         ),
     };
     let expected = if feed.expected.is_empty() {

@@ -11,6 +11,7 @@ use super::raw;
 use super::window::{self, WindowsAt};
 use super::ConfigError;
 use crate::cadence::Learning;
+use crate::schedule::WeekClock;
 use crate::extract::json::JsonPointer;
 use crate::extract::{Extractor, SplitRule, TimestampRule};
 use crate::schedule::{Schedule, Thresholds, Window};
@@ -223,6 +224,8 @@ fn validate_feed(
             learn_min_gaps: raw.learn_min_gaps,
             warn_after_min: raw.warn_after_min,
             critical_after_min: raw.critical_after_min,
+            learn_by_hour: raw.learn_by_hour,
+            learn_timezone: raw.learn_timezone,
         },
         defaults,
         (warn_after, critical_after),
@@ -251,6 +254,8 @@ struct LearningKeys {
     learn_min_gaps: Option<u32>,
     warn_after_min: Option<Duration>,
     critical_after_min: Option<Duration>,
+    learn_by_hour: Option<bool>,
+    learn_timezone: Option<String>,
 }
 
 /// `thresholds = "learned"` and its keys: floors under the ceilings, warn under critical. The
@@ -267,6 +272,8 @@ fn learning(
             ("learn_min_gaps", raw.learn_min_gaps.is_some()),
             ("warn_after_min", raw.warn_after_min.is_some()),
             ("critical_after_min", raw.critical_after_min.is_some()),
+            ("learn_by_hour", raw.learn_by_hour.is_some()),
+            ("learn_timezone", raw.learn_timezone.is_some()),
         ];
         if let Some((field, _)) = stray.into_iter().find(|(_, set)| *set) {
             return Err(ConfigError::invalid(
@@ -307,7 +314,28 @@ fn learning(
         min_gaps,
         warn_floor_ms: window::duration_ms(warn_floor),
         critical_floor_ms: window::duration_ms(critical_floor),
+        by_hour: by_hour(key, raw.learn_by_hour, raw.learn_timezone)?,
     }))
+}
+
+/// `learn_by_hour` and its `learn_timezone`, which means nothing without it.
+fn by_hour(
+    key: FeedKey,
+    learn_by_hour: Option<bool>,
+    learn_timezone: Option<String>,
+) -> Result<Option<WeekClock>, ConfigError> {
+    if learn_by_hour != Some(true) {
+        if learn_timezone.is_some() {
+            return Err(ConfigError::invalid(
+                key.field("learn_timezone"),
+                "applies only with learn_by_hour = true",
+            ));
+        }
+        return Ok(None);
+    }
+    let name = learn_timezone.unwrap_or_else(|| "UTC".to_owned());
+    let timezone = window::parse_timezone(key.field("learn_timezone"), &name)?;
+    Ok(Some(WeekClock { timezone }))
 }
 
 /// The name is the `feed` label and a Redis hash tag: kept to a safe alphabet.

@@ -363,6 +363,11 @@ pub struct RawFeed {
     /// Overrides `defaults.critical_after_min` (learned thresholds only).
     #[serde(default, with = "humantime_serde")]
     pub critical_after_min: Option<Duration>,
+    /// Learned thresholds only: also learn the feed's hours of the week, so a feed busy by day
+    /// and rare at night is judged by night-time thresholds at night. Feed-level only.
+    pub learn_by_hour: Option<bool>,
+    /// The IANA timezone whose clocks `learn_by_hour` counts hours on (default `"UTC"`).
+    pub learn_timezone: Option<String>,
     /// Volume drops: the rate this feed must keep, `"100/min"` (also `/s`, `/h`), or `"learned"`
     /// (compared with an hour-of-week baseline learned from the feed's own past). Absent: no
     /// volume judging. See "Volume drops" in the README.

@@ -48,15 +48,7 @@ fn validate_window(
         .map_err(|reason| ConfigError::invalid(key("days"), reason))?;
     let hours = Hours::parse(&raw_window.hours)
         .map_err(|reason| ConfigError::invalid(key("hours"), reason))?;
-    let timezone: chrono_tz::Tz = raw_window.timezone.parse().map_err(|_| {
-        ConfigError::invalid(
-            key("timezone"),
-            format!(
-                "unknown timezone {:?}: use an IANA name such as \"Europe/Paris\", \"America/New_York\" or \"UTC\"",
-                raw_window.timezone
-            ),
-        )
-    })?;
+    let timezone = parse_timezone(key("timezone"), &raw_window.timezone)?;
     let mut holidays = BTreeSet::new();
     for (holiday_index, text) in raw_window.holidays.iter().enumerate() {
         let date = parse_date(text).ok_or_else(|| {
@@ -138,4 +130,16 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
 
 pub(super) fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// An IANA timezone name, or an error naming `key`.
+pub(super) fn parse_timezone(key: String, name: &str) -> Result<chrono_tz::Tz, ConfigError> {
+    name.parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!(
+                "unknown timezone {name:?}: use an IANA name such as \"Europe/Paris\", \"America/New_York\" or \"UTC\""
+            ),
+        )
+    })
 }

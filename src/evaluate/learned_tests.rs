@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::cadence::ThresholdSource;
+use crate::cadence::{Cadence, ThresholdSource};
 use crate::config::{FeedMode, SplitRule, TimestampRule, TopicMatcher};
 
 const SECOND_MS: i64 = 1_000;
@@ -35,6 +35,7 @@ fn feed(learned: bool, warn_after_ms: i64, critical_after_ms: i64) -> FeedConfig
             min_gaps: 20,
             warn_floor_ms: MINUTE_MS,
             critical_floor_ms: 5 * MINUTE_MS,
+            by_hour: None,
         }),
     }
 }
@@ -113,7 +114,7 @@ impl Simulation {
     /// The thresholds `key` is judged by now, (warn, critical) ms, and their source.
     fn effective(&self, key: &str) -> ((i64, i64), ThresholdSource) {
         let (thresholds, source) =
-            self.evaluator.rules()[0].effective(&self.cadence(key), self.now_ms);
+            self.evaluator.rules()[0].effective(&self.tracker.learned(self.id(key)), self.now_ms);
         (
             (thresholds.warn_after_ms, thresholds.critical_after_ms),
             source,
@@ -305,3 +306,111 @@ fn a_learned_summary_survives_a_restore_and_a_replica_merge() {
         "the follower judges by the learned thresholds, not the ceilings"
     );
 }
+
+/// A stock-ticker feed learned with a warm-up of 6 gaps, by hour (UTC) when `by_hour`: its
+/// key `acme` sends every 30 s from 08:00 to 20:00 and every 20 minutes through the night.
+fn ticker(by_hour: bool) -> Simulation {
+    let mut feed = feed(true, 12 * HOUR_MS, 24 * HOUR_MS);
+    feed.learning = feed.learning.map(|learning| Learning {
+        min_gaps: 6,
+        by_hour: by_hour.then_some(crate::schedule::WeekClock {
+            timezone: chrono_tz::UTC,
+        }),
+        ..learning
+    });
+    Simulation::new(feed)
+}
+
+impl Simulation {
+    /// The ticker's records from `from_ms` to before `until_ms`, both within its days.
+    fn trade(&mut self, from_ms: i64, until_ms: i64) {
+        let mut at_ms = from_ms;
+        while at_ms < until_ms {
+            self.wait_until(at_ms);
+            self.tracker.observe(0, b"acme", at_ms);
+            self.tick(at_ms);
+            let hour = (at_ms - START_MS).rem_euclid(DAY_MS) / HOUR_MS;
+            at_ms += if (8..20).contains(&hour) {
+                30 * SECOND_MS
+            } else {
+                20 * MINUTE_MS
+            };
+        }
+    }
+}
+
+#[test]
+fn learned_by_hour_a_feed_busy_by_day_and_rare_at_night_pages_within_minutes_by_day() {
+    // Monday of the third week, 10:00: the ticker stops.
+    let stopped_ms = START_MS + 14 * DAY_MS + 10 * HOUR_MS;
+    let mut by_hour = ticker(true);
+    by_hour.trade(START_MS, stopped_ms + 1);
+    assert_eq!(by_hour.alerts("acme"), [], "two weeks of nights and days");
+    // The feed's p99 is the night's 20 minutes (2.4 % of its gaps), a day hour's is 30 s.
+    assert_eq!(by_hour.cadence("acme").p99_ms(), Some(2_048 * SECOND_MS));
+    assert_eq!(
+        by_hour.effective("acme"),
+        ((96 * SECOND_MS, 5 * MINUTE_MS), ThresholdSource::Learned),
+        "by day: 3 × 32 s, and the 5m floor over 6 × 32 s"
+    );
+    by_hour.wait_until(stopped_ms + DAY_MS);
+    assert_eq!(
+        by_hour.alerts("acme"),
+        [
+            (stopped_ms + 96 * SECOND_MS, Status::Warning),
+            (stopped_ms + 5 * MINUTE_MS, Status::Critical)
+        ]
+    );
+
+    // Without hours the day's many short gaps halve the night's few out of the summary by
+    // each evening: every night pages.
+    let mut whole = ticker(false);
+    whole.trade(START_MS, START_MS + 14 * DAY_MS);
+    let night_alerts = whole.alerts("acme");
+    let evening_ms = START_MS + 20 * HOUR_MS;
+    assert_eq!(
+        night_alerts[..2],
+        [
+            (evening_ms + 96 * SECOND_MS, Status::Warning),
+            (evening_ms + 5 * MINUTE_MS, Status::Critical)
+        ]
+    );
+    assert!(night_alerts.len() >= 2 * 14, "{}", night_alerts.len());
+}
+
+#[test]
+fn learned_by_hour_a_gap_is_judged_by_the_most_lenient_hour_it_spanned() {
+    let monday_ms = START_MS + 14 * DAY_MS;
+    let mut simulation = ticker(true);
+    // The night's last record at 07:40, the day's first four minutes late.
+    simulation.trade(START_MS, monday_ms + 7 * HOUR_MS + 40 * MINUTE_MS + 1);
+    simulation.wait_until(monday_ms + 8 * HOUR_MS + 2 * MINUTE_MS);
+    assert_eq!(
+        simulation.effective("acme"),
+        (
+            (3 * 2_048 * SECOND_MS, 6 * 2_048 * SECOND_MS),
+            ThresholdSource::Learned
+        ),
+        "08:02: the gap began in the night, and is judged as a night's"
+    );
+    // Then the day, until the ticker stops at 19:57, three minutes before the night begins.
+    let stopped_ms = monday_ms + 19 * HOUR_MS + 57 * MINUTE_MS;
+    simulation.trade(monday_ms + 8 * HOUR_MS + 4 * MINUTE_MS, stopped_ms + 1);
+    simulation.wait_until(monday_ms + DAY_MS);
+    let transitions: Vec<(i64, Status)> = simulation
+        .transitions
+        .iter()
+        .filter(|transition| transition.key == "acme")
+        .map(|transition| (transition.at_ms, transition.to))
+        .collect();
+    assert_eq!(
+        transitions[transitions.len() - 2..],
+        [
+            (stopped_ms + 96 * SECOND_MS, Status::Warning),
+            (stopped_ms + 6 * 2_048 * SECOND_MS, Status::Critical)
+        ],
+        "warned by the day's thresholds; from 20:00 judged as a night's, and not resolved by it"
+    );
+    assert_eq!(simulation.alerts("acme").len(), 2, "{transitions:?}");
+}
+

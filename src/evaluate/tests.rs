@@ -390,7 +390,7 @@ fn judge_maps_staleness_to_status_and_the_next_deadline() {
     let mut tracker = Tracker::new(&feeds, START_MS);
     let never = judge(
         tracker.series(UNSPLIT),
-        &Cadence::default(),
+        &Learned::default(),
         START_MS,
         &rules,
         START_MS,
@@ -399,7 +399,7 @@ fn judge_maps_staleness_to_status_and_the_next_deadline() {
     assert_eq!(
         judge(
             tracker.series(UNSPLIT),
-            &Cadence::default(),
+            &Learned::default(),
             START_MS,
             &rules,
             START_MS + CRITICAL_MS
@@ -412,7 +412,7 @@ fn judge_maps_staleness_to_status_and_the_next_deadline() {
     let at = |offset_ms: i64| {
         judge(
             series,
-            &Cadence::default(),
+            &Learned::default(),
             START_MS,
             &rules,
             START_MS + offset_ms,
@@ -465,7 +465,7 @@ proptest! {
                 tracker.observe(0, b"", now_ms + event_offset_ms);
             }
             let transitions = evaluator.tick(&mut tracker, now_ms);
-            let (expected, _) = judge(tracker.series(UNSPLIT), &Cadence::default(), START_MS, &rules, now_ms);
+            let (expected, _) = judge(tracker.series(UNSPLIT), &Learned::default(), START_MS, &rules, now_ms);
             let status = tracker.series(UNSPLIT).status;
             prop_assert_eq!(status, expected);
             if status != previous {

@@ -25,6 +25,7 @@ const SILENCES: TableDefinition<&str, &str> = TableDefinition::new("silences");
 const HISTORY: TableDefinition<&str, &str> = TableDefinition::new("history");
 const VOLUME: TableDefinition<&str, &str> = TableDefinition::new("volume");
 const VOLUME_COUNTS: TableDefinition<&str, &str> = TableDefinition::new("volume_counts");
+const HOURS: TableDefinition<&str, &str> = TableDefinition::new("cadence_hours");
 
 fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
     match table {
@@ -34,6 +35,7 @@ fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'stati
         Documents::History => HISTORY,
         Documents::Volume => VOLUME,
         Documents::VolumeCounts => VOLUME_COUNTS,
+        Documents::Hours => HOURS,
     }
 }
 
@@ -69,7 +71,7 @@ impl EmbeddedStore {
             transaction
                 .open_table(OUTBOX_SEQUENCE)
                 .map_err(|error| error.to_string())?;
-            for table in [GROUPS, ROLLUPS, SILENCES, HISTORY, VOLUME, VOLUME_COUNTS] {
+            for table in [GROUPS, ROLLUPS, SILENCES, HISTORY, VOLUME, VOLUME_COUNTS, HOURS] {
                 transaction
                     .open_table(table)
                     .map_err(|error| error.to_string())?;

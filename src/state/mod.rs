@@ -95,6 +95,8 @@ pub enum Documents {
     /// Per replica: its own record counts of the feeds with `min_rate`, see
     /// [`crate::volume::replicas`].
     VolumeCounts,
+    /// Per feed that learns by hour: its hours, see [`crate::cadence::Weekly`].
+    Hours,
 }
 
 impl Documents {
@@ -106,6 +108,7 @@ impl Documents {
             Documents::History => "history",
             Documents::Volume => "volume",
             Documents::VolumeCounts => "volume_counts",
+            Documents::Hours => "cadence_hours",
         }
     }
 }

@@ -294,6 +294,7 @@ fn learned_thresholds_take_their_floors_and_warm_up_from_defaults_or_the_feed() 
             min_gaps: 20,
             warn_floor_ms: minute_ms,
             critical_floor_ms: 5 * minute_ms,
+            by_hour: None,
         })
     );
     assert_eq!(
@@ -302,6 +303,7 @@ fn learned_thresholds_take_their_floors_and_warm_up_from_defaults_or_the_feed() 
             min_gaps: 5,
             warn_floor_ms: 2 * minute_ms,
             critical_floor_ms: 10 * minute_ms,
+            by_hour: None,
         })
     );
     assert_eq!(config.feeds[2].learning, None, "fixed by default");
@@ -319,6 +321,38 @@ fn learned_thresholds_take_their_floors_and_warm_up_from_defaults_or_the_feed() 
     assert_eq!(
         config.feeds[0].learning.map(|learning| learning.min_gaps),
         Some(7)
+    );
+}
+
+#[test]
+fn learning_by_hour_counts_hours_on_the_named_clocks_utc_by_default() {
+    let config = parse_with(
+        &format!(
+            "{MINIMAL}thresholds = \"learned\"\nlearn_by_hour = true\nlearn_timezone = \"America/New_York\"\n[[feed]]\nname = \"b\"\ntopic = \"b\"\nthresholds = \"learned\"\nlearn_by_hour = true\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    let clocks: Vec<_> = config
+        .feeds
+        .iter()
+        .map(|feed| feed.learning.and_then(|learning| learning.by_hour))
+        .collect();
+    assert_eq!(
+        clocks,
+        [
+            Some(crate::schedule::WeekClock {
+                timezone: chrono_tz::America::New_York
+            }),
+            Some(crate::schedule::WeekClock {
+                timezone: chrono_tz::UTC
+            }),
+        ]
+    );
+    let described = describe(&config);
+    assert!(
+        described.contains("critical_after_min=5m learn_by_hour=America/New_York"),
+        "{described}"
     );
 }
 
@@ -349,6 +383,21 @@ fn learned_threshold_keys_are_checked_and_refused_on_a_fixed_feed() {
             "thresholds = \"sometimes\"",
             "thresholds",
             "unknown variant",
+        ),
+        (
+            "learn_by_hour = true",
+            "feed[0].learn_by_hour",
+            "only with thresholds = \"learned\"",
+        ),
+        (
+            "thresholds = \"learned\"\nlearn_timezone = \"Europe/Berlin\"",
+            "feed[0].learn_timezone",
+            "only with learn_by_hour = true",
+        ),
+        (
+            "thresholds = \"learned\"\nlearn_by_hour = true\nlearn_timezone = \"Mars/Olympus\"",
+            "feed[0].learn_timezone",
+            "unknown timezone \"Mars/Olympus\"",
         ),
     ] {
         let error = error_of(&with_feed(&format!("topic = \"a\"\n{body}")));
