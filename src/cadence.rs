@@ -190,6 +190,9 @@ pub struct Weekly {
     /// The hour learned into last, `(from, until, hour)`: most gaps begin and end in it and need
     /// no timezone lookup.
     current: Option<(i64, i64, usize)>,
+    /// Learned what loosens or enables some hour's thresholds (a gap above its p99, the end of
+    /// its warm-up) since [`Weekly::take_news`]: worth storing now, not in a minute.
+    news: bool,
 }
 
 impl PartialEq for Weekly {
@@ -205,6 +208,7 @@ impl Weekly {
             all: Cadence::default(),
             hours: Box::new([Cadence::default(); WEEK_HOURS]),
             current: None,
+            news: false,
         }
     }
 
@@ -217,13 +221,22 @@ impl Weekly {
         let mut from_ms = start_ms;
         for _ in 0..WEEK_HOURS {
             let (hour, until_ms) = self.hour_at(from_ms);
-            warmed |= self.hours[hour].learn(end_ms.min(until_ms) - start_ms, min_gaps);
+            let reached_ms = end_ms.min(until_ms) - start_ms;
+            let p99_bucket = self.hours[hour].p99_bucket();
+            warmed |= self.hours[hour].learn(reached_ms, min_gaps);
+            self.news |= p99_bucket.is_some_and(|bucket| bucket_of(reached_ms) > bucket);
             if end_ms < until_ms {
                 break;
             }
             from_ms = until_ms;
         }
+        self.news |= warmed;
         warmed
+    }
+
+    /// Whether it learned news since the last call (see the field), and forgets it.
+    pub fn take_news(&mut self) -> bool {
+        std::mem::take(&mut self.news)
     }
 
     fn hour_at(&mut self, at_ms: i64) -> (usize, i64) {

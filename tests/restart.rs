@@ -2,7 +2,8 @@
 //! days before the restart is still ten days stale after it. The restart uses a new consumer
 //! group starting at `latest`, so nothing can be re-learned from Kafka: only the state store
 //! can bring the clocks back. A learned feed's cadence summaries come back the same way: a
-//! series that learned its thresholds before the restart is judged by them after it.
+//! series that learned its thresholds before the restart is judged by them after it, and a feed
+//! that learns by hour gets its hours back: without them its hour would be warming up again.
 
 mod common;
 
@@ -64,6 +65,18 @@ thresholds = "learned"
 learn_min_gaps = 3
 warn_after_min = "10m"
 critical_after_min = "20m"
+
+[[feed]]
+name = "ticker"
+topic = "ticker"
+warn_after = "30m"
+critical_after = "2h"
+thresholds = "learned"
+learn_by_hour = true
+learn_timezone = "Europe/Berlin"
+learn_min_gaps = 3
+warn_after_min = "10m"
+critical_after_min = "20m"
 "#
     );
     std::fs::write(path, text).unwrap();
@@ -99,11 +112,20 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     cluster.create_topic("profiles", 3, 1).unwrap();
     cluster.create_topic("orders", 1, 1).unwrap();
     cluster.create_topic("cadence", 1, 1).unwrap();
+    cluster.create_topic("ticker", 1, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
         .unwrap();
+    // The ticker's gaps and the judging after the restart must fall in one hour (Berlin's hours
+    // start on UTC's).
+    let into_hour_ms = chrono::Utc::now().timestamp_millis().rem_euclid(3_600_000);
+    if !(15_000..3_540_000).contains(&into_hour_ms) {
+        std::thread::sleep(Duration::from_millis(
+            (3_615_000 - into_hour_ms).rem_euclid(3_600_000) as u64,
+        ));
+    }
     let now = chrono::Utc::now().timestamp_millis();
     let ten_days_ago = now - 10 * DAY_MS;
     let an_hour_ago = now - 3_600_000;
@@ -126,14 +148,16 @@ fn restart_keeps_every_staleness_clock(state: &str) {
         .unwrap();
     // Ten records a second apart: nine gaps of 1 s, learned (3 × 2 s and 6 × 2 s, floored).
     for index in 0..10 {
-        producer
-            .send(
-                BaseRecord::to("cadence")
-                    .key("chatty")
-                    .payload("{}")
-                    .timestamp(now - 12_000 + index * 1_000),
-            )
-            .unwrap();
+        for (topic, key) in [("cadence", "chatty"), ("ticker", "")] {
+            producer
+                .send(
+                    BaseRecord::to(topic)
+                        .key(key)
+                        .payload("{}")
+                        .timestamp(now - 12_000 + index * 1_000),
+                )
+                .unwrap();
+        }
     }
     producer.flush(Duration::from_secs(5)).unwrap();
 
@@ -156,9 +180,10 @@ fn restart_keeps_every_staleness_clock(state: &str) {
             rows.iter()
                 .filter(|row| row["last_seen"].is_string())
                 .count()
-                == 4
+                == 5
                 && find(&rows, "profiles", "acme")["status"] == "critical"
                 && find(&rows, "cadence", "chatty")["threshold_source"] == "learned"
+                && find(&rows, "ticker", "")["threshold_source"] == "learned"
                 && find(&rows, "orders", "")["status"] == "critical"
         },
     ));
@@ -209,6 +234,13 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     assert_eq!(chatty["warn_after_seconds"], 600.0);
     assert_eq!(chatty["critical_after_seconds"], 1_200.0);
     assert_eq!(chatty["records"], 0, "nothing was re-read from Kafka");
+    let ticker = find(&restored, "ticker", "");
+    assert_eq!(
+        ticker["threshold_source"], "learned",
+        "the hour's summary came back from the store, not only the series': {log}"
+    );
+    assert_eq!(ticker["warn_after_seconds"], 600.0);
+    assert_eq!(ticker["records"], 0, "nothing was re-read from Kafka");
     let initech = find(&restored, "profiles", "initech");
     assert!(initech["last_seen"].is_null());
     drop(cluster);

@@ -1,9 +1,11 @@
 //! The hours of the feeds that learn by hour ([`crate::cadence::Weekly`]) in the state store
 //! ([`Documents::Hours`], one document per feed). Every replica learns from the partitions it
 //! consumes, so each one merges the stored copy into its own and writes the merge back when the
-//! store lacks something it learned, at most once a minute and once more at shutdown. A
+//! store lacks something it learned: at once when an hour learned news (its warm-up ended, a
+//! gap above its p99), otherwise at most once a minute, and once more at shutdown. A
 //! bucket-wise max is idempotent and order-free: replicas that race overwrite each other for one
-//! round and converge at the next; a `kill -9` loses at most a minute of learning.
+//! round and converge at the next; a `kill -9` loses at most a minute of learning that moved no
+//! hour's thresholds up.
 
 use super::*;
 use crate::cadence::Weekly;
@@ -13,11 +15,20 @@ use crate::state::Documents;
 const SHARE_EVERY_MS: i64 = 60_000;
 
 impl Pipeline {
-    /// Shares the hours if a minute has passed since the last time, or at once when `now`.
+    /// Shares the hours if they learned news or a minute has passed since the last time, or at
+    /// once when `now`.
     pub(super) async fn share_hours(&self, now: bool) {
+        if !self.learns_by_hour {
+            return;
+        }
         let now_ms = self.clock.now_ms();
         let last_ms = self.hours_shared_ms.load(Ordering::Relaxed);
-        if !self.learns_by_hour || (!now && now_ms - last_ms < SHARE_EVERY_MS) {
+        let news = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take_hours_news();
+        if !now && !news && now_ms - last_ms < SHARE_EVERY_MS {
             return;
         }
         self.hours_shared_ms.store(now_ms, Ordering::Relaxed);
