@@ -5,6 +5,10 @@
 //! Boundaries (see `src/backtest/replay.rs`): an alert starts at `last record + threshold`, a
 //! warning that turns critical ends where the critical alert starts, and an alert ends at the
 //! event time of the record that ended the gap.
+//!
+//! A second history compares `thresholds = "learned"` with fixed thresholds on one split feed:
+//! each tenant is paged by its own cadence (see `src/cadence.rs`), where one fixed threshold
+//! pages the slow tenant on every gap and misses the fast one's silences.
 
 mod common;
 
@@ -49,11 +53,7 @@ impl History {
 
     /// `profiles` (split by key, acme and initech on partition 0, globex on 1) and `orders`.
     fn produce(&self, brokers: &str) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "5")
-            .create()
-            .unwrap();
+        let producer = common::producer(brokers);
         // Older than the window: skipped, or it would page `orders` at the window's start.
         send(&producer, "orders", 0, None, self.at(0) - 2 * 1440 * MINUTE);
         let last = self.last_minute;
@@ -88,7 +88,7 @@ impl History {
     }
 
     /// Every alert the history must give, by feed (config order), key, start.
-    fn expected_alerts(&self) -> Vec<(&'static str, &'static str, &'static str, i64, Option<i64>)> {
+    fn expected_alerts(&self) -> Vec<ExpectedAlert> {
         let last = self.last_minute;
         vec![
             (
@@ -137,6 +137,153 @@ impl History {
     }
 }
 
+// The cadence history: three tenants of one `exports` topic (split by key), on a `History`'s
+// minutes.
+// - `fast` sends every minute, except in the `FAST_SILENCES`; it sends through the last minute
+//   before now (a minute later than the incidents history), as its learned warning comes 192 s
+//   after its last record;
+// - `slow` sends every 90 minutes from minute 28, its last record under an hour before now;
+// - `newcomer` sends every 15 minutes from minute 1000, except in its `NEWCOMER_SILENCE`.
+
+/// Where in the minute each tenant's records land: apart, so that no record is a tick that
+/// happens to land on another series' crossing.
+const FAST: i64 = 45_000;
+const SLOW: i64 = 15_000;
+const NEWCOMER: i64 = 50_000;
+
+/// `newcomer`'s 55-minute silence comes 7 gaps in, still warming up: its look two hours (the
+/// ceiling) after its first record finds it fresh and keeps the ceilings, so it is not paged,
+/// where its own thresholds then (p99 1024 s, warn 51m12s) would have paged it. Its 10th gap
+/// ends the warm-up, and the silence it learned keeps its thresholds at the ceilings.
+const NEWCOMER_SILENCE: (i64, i64) = (1105, 1160);
+
+/// `fast`'s silences: its last record before each, and the one that ends it (minutes). Under
+/// 100 gaps the p99 is the longest gap's bucket, so had the first silence (60 gaps in) been
+/// learned, the second (90 gaps in) would not page at all.
+const FAST_SILENCES: [(i64, i64); 2] = [(60, 90), (120, 150)];
+
+/// `fast`'s learned thresholds: its 60 s gaps fall in the log2 bucket [32 s, 64 s), so p99 is
+/// 64 s; warn = 3 × 64 s and critical = 6 × 64 s, both above the floors (1m, 3m) and under
+/// the ceilings (2h, 4h).
+const FAST_WARN_AFTER: i64 = 3 * 64_000;
+const FAST_CRITICAL_AFTER: i64 = 6 * 64_000;
+
+/// `exports` with learned thresholds: 2h / 4h are ceilings, 1m / 3m floors, and a series is
+/// judged by the ceilings until it learned 10 gaps. `slow`'s 90-minute gaps (p99 8192 s) put
+/// its thresholds at the ceilings, over its cadence.
+const LEARNED_EXPORTS: &str = r#"
+[[feed]]
+name = "exports"
+topic = "exports"
+split_by = "key"
+warn_after = "2h"
+critical_after = "4h"
+thresholds = "learned"
+learn_min_gaps = 10
+warn_after_min = "1m"
+critical_after_min = "3m"
+"#;
+
+/// The same feed with one fixed pair of thresholds for every tenant.
+const FIXED_EXPORTS: &str = r#"
+[[feed]]
+name = "exports"
+topic = "exports"
+split_by = "key"
+warn_after = "1h"
+critical_after = "2h"
+"#;
+
+impl History {
+    fn slow_minutes(&self) -> impl Iterator<Item = i64> {
+        (28..=self.last_minute + 1).step_by(90)
+    }
+
+    /// Produces the cadence history (`fast` and `newcomer` on partition 0, `slow` on 1) and
+    /// returns how many records it holds.
+    fn produce_cadences(&self, brokers: &str) -> u64 {
+        let producer = common::producer(brokers);
+        let last = self.last_minute + 1;
+        let in_silence = |minute: i64| {
+            FAST_SILENCES
+                .iter()
+                .any(|&(silent_after, resumed)| minute > silent_after && minute < resumed)
+        };
+        let fast = (0..=last).filter(|&minute| !in_silence(minute));
+        let (silent_after, resumed) = NEWCOMER_SILENCE;
+        let newcomer = (1000..=silent_after)
+            .step_by(15)
+            .chain((resumed..=last).step_by(15));
+        let mut records = 0;
+        for (key, partition, offset, minutes) in [
+            ("fast", 0, FAST, fast.collect::<Vec<_>>()),
+            ("newcomer", 0, NEWCOMER, newcomer.collect()),
+            ("slow", 1, SLOW, self.slow_minutes().collect()),
+        ] {
+            for minute in minutes {
+                send(
+                    &producer,
+                    "exports",
+                    partition,
+                    Some(key),
+                    self.at(minute) + offset,
+                );
+                records += 1;
+            }
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+        records
+    }
+
+    /// Under learned thresholds only `fast` pages, in each silence alike: a warning at its last
+    /// record + 192 s, critical at + 384 s, resolved by the record that ends the silence.
+    fn learned_alerts(&self) -> Vec<ExpectedAlert> {
+        FAST_SILENCES
+            .iter()
+            .flat_map(|&(silent_after, resumed)| {
+                let last_ms = self.at(silent_after) + FAST;
+                let critical_ms = last_ms + FAST_CRITICAL_AFTER;
+                [
+                    (
+                        "exports",
+                        "fast",
+                        "warning",
+                        last_ms + FAST_WARN_AFTER,
+                        Some(critical_ms),
+                    ),
+                    (
+                        "exports",
+                        "fast",
+                        "critical",
+                        critical_ms,
+                        Some(self.at(resumed) + FAST),
+                    ),
+                ]
+            })
+            .collect()
+    }
+
+    /// Under fixed 1h / 2h only `slow` pages: a warning an hour into each of its 90-minute gaps,
+    /// to the next record. `fast`'s 30 minutes and `newcomer`'s 55 stay under the hour.
+    fn fixed_alerts(&self) -> Vec<ExpectedAlert> {
+        let sent: Vec<i64> = self
+            .slow_minutes()
+            .map(|minute| self.at(minute) + SLOW)
+            .collect();
+        sent.windows(2)
+            .map(|gap| {
+                (
+                    "exports",
+                    "slow",
+                    "warning",
+                    gap[0] + 60 * MINUTE,
+                    Some(gap[1]),
+                )
+            })
+            .collect()
+    }
+}
+
 fn send(producer: &BaseProducer, topic: &str, partition: i32, key: Option<&str>, at_ms: i64) {
     loop {
         let mut record = BaseRecord::<str, str>::to(topic)
@@ -163,20 +310,8 @@ fn send(producer: &BaseProducer, topic: &str, partition: i32, key: Option<&str>,
     }
 }
 
-/// A config whose state store and webhook sink are listeners the test holds: any connection
-/// the backtest made would be waiting in their backlog.
-fn config(brokers: &str, redis: &TcpListener, webhook: &TcpListener) -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{SERVICE_GROUP}"
-[kafka.properties]
-"reconnect.backoff.max.ms" = "1000"
-
-[state]
-redis_url = "redis://{redis}/0"
-
+/// The day of incidents' feeds: `profiles` split by key, and `orders`.
+const INCIDENT_FEEDS: &str = r#"
 [[feed]]
 name = "profiles"
 topic = "profiles"
@@ -189,7 +324,31 @@ name = "orders"
 topic = "orders"
 warn_after = "10m"
 critical_after = "30m"
+"#;
 
+fn config(brokers: &str, redis: &TcpListener, webhook: &TcpListener) -> String {
+    config_with_feeds(brokers, redis, webhook, INCIDENT_FEEDS)
+}
+
+/// A config with `feeds` whose state store and webhook sink are listeners the test holds: any
+/// connection the backtest made would be waiting in their backlog.
+fn config_with_feeds(
+    brokers: &str,
+    redis: &TcpListener,
+    webhook: &TcpListener,
+    feeds: &str,
+) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{SERVICE_GROUP}"
+[kafka.properties]
+"reconnect.backoff.max.ms" = "1000"
+
+[state]
+redis_url = "redis://{redis}/0"
+{feeds}
 [[alerts.webhook]]
 url = "http://{webhook}/hook"
 "#,
@@ -210,6 +369,51 @@ fn backtest(config: &str, args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap()
+}
+
+/// Runs `backtest --since 1d --format json` (plus `args`) and parses the report; its stderr
+/// goes into failure messages.
+fn json_backtest(config: &str, args: &[&str]) -> (Value, String) {
+    let mut all_args = vec!["--since", "1d", "--format", "json"];
+    all_args.extend_from_slice(args);
+    let output = backtest(config, &all_args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    (serde_json::from_slice(&output.stdout).unwrap(), stderr)
+}
+
+/// An alert as the tests compare them: feed, key, severity, start_ms and end_ms (`None`: still
+/// firing at the end).
+type AlertRow = (String, String, String, i64, Option<i64>);
+
+/// An alert a history must give, in the same order.
+type ExpectedAlert = (&'static str, &'static str, &'static str, i64, Option<i64>);
+
+/// The report's alerts, in its order.
+fn alert_rows(report: &Value) -> Vec<AlertRow> {
+    report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| {
+            (
+                alert["feed"].as_str().unwrap().to_owned(),
+                alert["key"].as_str().unwrap().to_owned(),
+                alert["severity"].as_str().unwrap().to_owned(),
+                alert["start_ms"].as_i64().unwrap(),
+                alert["end_ms"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+fn rows(expected: Vec<ExpectedAlert>) -> Vec<AlertRow> {
+    expected
+        .into_iter()
+        .map(|(feed, key, severity, start, end)| {
+            (feed.into(), key.into(), severity.into(), start, end)
+        })
+        .collect()
 }
 
 fn listener() -> TcpListener {
@@ -264,36 +468,17 @@ fn a_day_of_history_gives_exactly_the_known_incidents_and_leaves_no_trace() {
     let webhook = listener();
     let config = config(&brokers, &redis, &webhook);
 
-    let output = backtest(&config, &["--since", "1d", "--format", "json"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (report, stderr) = json_backtest(&config, &[]);
 
     let end_ms = report["window"]["end_ms"].as_i64().unwrap();
     assert!(end_ms >= test_now_ms && end_ms < test_now_ms + 120_000);
     assert_eq!(report["window"]["start_ms"], json!(end_ms - 1440 * MINUTE));
-    let alerts: Vec<(String, String, String, i64, Option<i64>)> = report["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|alert| {
-            (
-                alert["feed"].as_str().unwrap().to_owned(),
-                alert["key"].as_str().unwrap().to_owned(),
-                alert["severity"].as_str().unwrap().to_owned(),
-                alert["start_ms"].as_i64().unwrap(),
-                alert["end_ms"].as_i64(),
-            )
-        })
-        .collect();
-    let expected: Vec<(String, String, String, i64, Option<i64>)> = history
-        .expected_alerts()
-        .into_iter()
-        .map(|(feed, key, severity, start, end)| {
-            (feed.into(), key.into(), severity.into(), start, end)
-        })
-        .collect();
-    assert_eq!(alerts, expected, "{:#}\n{stderr}", report["read"]);
+    assert_eq!(
+        alert_rows(&report),
+        rows(history.expected_alerts()),
+        "{:#}\n{stderr}",
+        report["read"]
+    );
     let initech_critical = &report["alerts"][3];
     assert_eq!(initech_critical["still_firing"], json!(true));
     assert_eq!(
@@ -365,6 +550,68 @@ fn a_day_of_history_gives_exactly_the_known_incidents_and_leaves_no_trace() {
 }
 
 #[test]
+fn learned_thresholds_page_each_tenant_by_its_own_cadence_where_fixed_ones_page_the_slow_one() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("exports", 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let history = History::new(now_ms());
+    let records = history.produce_cadences(&brokers);
+    let (redis, webhook) = (listener(), listener());
+
+    let (learned, stderr) = json_backtest(
+        &config_with_feeds(&brokers, &redis, &webhook, LEARNED_EXPORTS),
+        &[],
+    );
+    assert_eq!(
+        alert_rows(&learned),
+        rows(history.learned_alerts()),
+        "fast pages in both silences; slow stays within its own cadence; newcomer's silence \
+         falls in its warm-up, judged by the ceilings\n{stderr}"
+    );
+    // Per silence: warning from 192 s to 384 s, then critical to the 30th minute.
+    let warning_ms = FAST_CRITICAL_AFTER - FAST_WARN_AFTER;
+    let critical_ms = 30 * MINUTE - FAST_CRITICAL_AFTER;
+    assert_eq!(
+        learned["totals"],
+        json!({
+            "alerts": 4,
+            "alerting_ms": 2 * (warning_ms + critical_ms),
+            "by_feed": [
+                {"feed": "exports", "severity": "warning", "alerts": 2, "alerting_ms": 2 * warning_ms},
+                {"feed": "exports", "severity": "critical", "alerts": 2, "alerting_ms": 2 * critical_ms},
+            ],
+        })
+    );
+    assert_eq!(learned["read"]["records"], json!(records));
+    assert_eq!(learned["read"]["record_errors"], json!(0));
+
+    // The same history under the fixed thresholds one would otherwise pick.
+    let (fixed, stderr) = json_backtest(
+        &config_with_feeds(&brokers, &redis, &webhook, FIXED_EXPORTS),
+        &[],
+    );
+    assert_eq!(
+        alert_rows(&fixed),
+        rows(history.fixed_alerts()),
+        "slow pages on every gap; fast's silences stay under the hour\n{stderr}"
+    );
+    assert_eq!(
+        fixed["totals"],
+        json!({
+            "alerts": 15,
+            "alerting_ms": 15 * 30 * MINUTE,
+            "by_feed": [
+                {"feed": "exports", "severity": "warning", "alerts": 15, "alerting_ms": 15 * 30 * MINUTE},
+                {"feed": "exports", "severity": "critical", "alerts": 0, "alerting_ms": 0},
+            ],
+        })
+    );
+
+    assert_untouched(&redis, "state store");
+    assert_untouched(&webhook, "webhook sink");
+}
+
+#[test]
 fn feed_limits_the_report_to_one_feed_and_an_unknown_one_exits_2() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("profiles", 2, 1).unwrap();
@@ -375,16 +622,7 @@ fn feed_limits_the_report_to_one_feed_and_an_unknown_one_exits_2() {
     let (redis, webhook) = (listener(), listener());
     let config = config(&brokers, &redis, &webhook);
 
-    let output = backtest(
-        &config,
-        &["--since", "1d", "--format", "json", "--feed", "orders"],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (report, _) = json_backtest(&config, &["--feed", "orders"]);
     let feeds: Vec<&str> = report["alerts"]
         .as_array()
         .unwrap()
