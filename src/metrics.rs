@@ -146,6 +146,8 @@ pub type VolumeLabels = Vec<(&'static str, String)>;
 pub struct VolumeMetrics {
     pub rate: Family<VolumeLabels, SecondsGauge>,
     pub expected_rate: Family<VolumeLabels, SecondsGauge>,
+    /// The threshold itself, so Prometheus rules and dashboards need not know `drop_ratio`.
+    pub min_rate: Family<VolumeLabels, SecondsGauge>,
 }
 
 impl VolumeMetrics {
@@ -159,6 +161,7 @@ impl VolumeMetrics {
             for (family, value) in [
                 (&self.rate, view.rate_per_second),
                 (&self.expected_rate, view.expected_rate_per_second),
+                (&self.min_rate, view.threshold_per_second),
             ] {
                 match value {
                     Some(value) => {
@@ -361,6 +364,11 @@ impl Metrics {
             "freshwatch_feed_expected_rate_per_second",
             "The fixed min_rate, or the learned hour-of-week baseline (absent while too little history)",
             metrics.volume.expected_rate.clone(),
+        );
+        registry.register(
+            "freshwatch_feed_min_rate_per_second",
+            "Below this rate for volume_for pages FeedVolumeDrop: the fixed min_rate, or drop_ratio times the learned baseline",
+            metrics.volume.min_rate.clone(),
         );
         registry.register(
             "freshwatch_group_lag_seconds",

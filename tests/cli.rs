@@ -113,6 +113,20 @@ fn each_bad_config_names_the_key_and_the_reason_and_exits_1() {
 }
 
 #[test]
+fn check_config_prints_a_feeds_volume_rule_under_it() {
+    let (code, stdout, stderr) = check_config(&format!(
+        "{KAFKA}[[feed]]\nname=\"orders\"\ntopic=\"orders\"\nmin_rate=\"learned\"\ndrop_ratio=0.25\n"
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "  orders: topic=orders split_by=none timestamp=record warn_after=1h critical_after=6h\n    volume: min_rate=learned (hour-of-week baseline) drop_ratio=0.25 volume_for=10m volume_window=10m\n"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn the_demo_shows_a_warning_then_a_critical_alert_and_serves_status() {
     let port = free_port();
     let demo = Command::new(freshwatch_bin())

@@ -253,10 +253,11 @@ fn commit_one_of_two_records(brokers: &str) {
 }
 
 /// `/metrics` of a real freshwatch on the mock cluster and Redis, once every family the
-/// dashboard reads has a sample: a feed with a record, a watched group with an unread record (so
-/// it has a lag and a data-loss countdown), and a sink. prometheus-client prints nothing for a
-/// family without a sample, not even its `# TYPE` line (seen: before the group watcher's first
-/// round `freshwatch_group_lag_seconds` is missing entirely), so the families must be filled.
+/// dashboard reads has a sample: a feed with a record and a `min_rate` (its shortest window,
+/// watched in full, so it has a rate), a watched group with an unread record (so it has a lag
+/// and a data-loss countdown), and a sink. prometheus-client prints nothing for a family
+/// without a sample, not even its `# TYPE` line (seen: before the group watcher's first round
+/// `freshwatch_group_lag_seconds` is missing entirely), so the families must be filled.
 fn real_metrics() -> String {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("events", 1, 1).unwrap();
@@ -280,6 +281,8 @@ interval = "200ms"
 name = "events"
 topic = "events"
 split_by = "key"
+min_rate = "60/min"
+volume_window = "10s"
 [[group]]
 group_id = "feeder"
 topics = ["upstream"]
@@ -296,6 +299,9 @@ url = "http://127.0.0.1:9/hook"
             "freshwatch_feed_records_total{feed=\"events\",key=\"k\"}",
             "freshwatch_group_lag_seconds{group=\"feeder\",topic=\"upstream\"}",
             "freshwatch_group_loss_eta_seconds{group=\"feeder\",topic=\"upstream\"}",
+            "freshwatch_feed_rate_per_second{feed=\"events\"}",
+            "freshwatch_feed_expected_rate_per_second{feed=\"events\"}",
+            "freshwatch_feed_min_rate_per_second{feed=\"events\"}",
         ] {
             wait_until(series, Duration::from_secs(30), || async {
                 freshwatch.metric(series).await.is_some()
@@ -332,6 +338,9 @@ fn the_dashboard_has_a_variable_per_feed_and_per_group() {
     for (metric, variable) in [
         ("freshwatch_feed_staleness_seconds", "feed"),
         ("freshwatch_feed_status", "feed"),
+        ("freshwatch_feed_rate_per_second", "feed"),
+        ("freshwatch_feed_expected_rate_per_second", "feed"),
+        ("freshwatch_feed_min_rate_per_second", "feed"),
         ("freshwatch_group_lag_seconds", "group"),
         ("freshwatch_group_loss_eta_seconds", "group"),
     ] {
@@ -386,6 +395,60 @@ fn the_alerting_rules_for_freshwatch_itself_parse() {
     promtool_check_rules(Path::new(ALERTING_RULES), rules.len(), "");
 }
 
+/// `FreshwatchFeedVolumeLow` under `promtool test rules`: two replicas export the same feed,
+/// whose rate stays below its min rate for 25 minutes, and one of its keys that stays above its
+/// own: one alert, for the feed, and only once the drop has lasted 20 minutes.
+#[test]
+fn the_volume_rule_fires_once_per_feed_below_its_min_rate_after_20_minutes() {
+    let rules = std::fs::canonicalize(ALERTING_RULES).unwrap();
+    let test = format!(
+        r#"
+rule_files: ["{}"]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'freshwatch_feed_rate_per_second{{feed="orders",instance="a"}}'
+        values: '0.5x30'
+      - series: 'freshwatch_feed_rate_per_second{{feed="orders",instance="b"}}'
+        values: '0.5x30'
+      - series: 'freshwatch_feed_min_rate_per_second{{feed="orders",instance="a"}}'
+        values: '2x30'
+      - series: 'freshwatch_feed_min_rate_per_second{{feed="orders",instance="b"}}'
+        values: '2x30'
+      - series: 'freshwatch_feed_rate_per_second{{feed="orders",key="eu",instance="a"}}'
+        values: '3x30'
+      - series: 'freshwatch_feed_min_rate_per_second{{feed="orders",key="eu",instance="a"}}'
+        values: '2x30'
+    alert_rule_test:
+      - eval_time: 19m
+        alertname: FreshwatchFeedVolumeLow
+        exp_alerts: []
+      - eval_time: 25m
+        alertname: FreshwatchFeedVolumeLow
+        exp_alerts:
+          - exp_labels: {{feed: orders, severity: warning}}
+            exp_annotations:
+              summary: "feed orders: 0.5 records/s, below its min_rate"
+"#,
+        rules.display()
+    );
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("volume-rule-test.yml");
+    std::fs::write(&path, test).unwrap();
+    let output = Command::new(require_binary("promtool"))
+        .args(["test", "rules"])
+        .arg(&path)
+        .output()
+        .expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn every_metric_the_dashboard_and_the_rules_read_is_exported_by_a_running_freshwatch() {
     let metrics = real_metrics();
@@ -438,6 +501,9 @@ fn every_metric_the_dashboard_and_the_rules_read_is_exported_by_a_running_freshw
         "freshwatch_state_store_up",
         "freshwatch_leader",
         "freshwatch_record_errors_total",
+        "freshwatch_feed_rate_per_second",
+        "freshwatch_feed_expected_rate_per_second",
+        "freshwatch_feed_min_rate_per_second",
     ] {
         assert!(read.contains(family), "nothing reads {family}");
     }

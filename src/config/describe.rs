@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{
-    AlertsConfig, Config, FeedConfig, FeedMode, KafkaConfig, SinkConfig, SinkKind, SplitRule,
-    StateBackend, StateConfig, TimestampRule, TopicMatcher,
+    AlertsConfig, Config, FeedConfig, FeedMode, KafkaConfig, MinRate, SinkConfig, SinkKind,
+    SplitRule, StateBackend, StateConfig, TimestampRule, TopicMatcher, VolumeConfig,
 };
 
 /// The resolved config as `check-config` prints it, with the thresholds in force now. Secrets
@@ -30,9 +30,12 @@ pub fn describe_at(config: &Config, now_ms: i64) -> String {
         human(config.evaluation.max_future_skew)
     );
     let _ = writeln!(text, "feeds ({}):", config.feeds.len());
-    for feed in &config.feeds {
+    for (index, feed) in config.feeds.iter().enumerate() {
         text.push_str(&describe_feed(feed));
         text.push_str(&describe_windows(feed, now_ms));
+        if let Some(volume) = config.volume.iter().find(|volume| volume.feed == index) {
+            text.push_str(&describe_volume(volume));
+        }
     }
     text.push_str(&describe_alerts(&config.alerts));
     if let Some(heartbeat) = &config.heartbeat {
@@ -176,6 +179,28 @@ fn describe_windows(feed: &FeedConfig, now_ms: i64) -> String {
         ),
     };
     text
+}
+
+/// For a feed with `min_rate`, one line: the rate it must keep (fixed, or `drop_ratio` of the
+/// learned baseline, which lives in the state store and so is not printed), for how long, over
+/// which window, and per key.
+fn describe_volume(volume: &VolumeConfig) -> String {
+    let min_rate = match volume.min_rate {
+        MinRate::PerSecond(per_second) => crate::volume::format_rate(per_second),
+        MinRate::Learned { drop_ratio } => {
+            format!("learned (hour-of-week baseline) drop_ratio={drop_ratio}")
+        }
+    };
+    let by_key = if volume.by_key {
+        format!(" volume_by_key=true volume_max_keys={}", volume.max_keys)
+    } else {
+        String::new()
+    };
+    format!(
+        "    volume: min_rate={min_rate} volume_for={} volume_window={}{by_key}\n",
+        human(volume.hold),
+        human(volume.window),
+    )
 }
 
 fn describe_regime(window: Option<usize>) -> String {

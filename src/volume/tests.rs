@@ -99,6 +99,8 @@ fn a_feed_that_drops_to_a_tenth_of_its_learned_rate_pages_feed_volume_drop() {
     );
     let view = scenario.feed_view();
     assert_close(view.expected_rate_per_second, 400.0 / 60.0);
+    // drop_ratio × the baseline: what `freshwatch_feed_min_rate_per_second` gives Prometheus.
+    assert_close(view.threshold_per_second, 0.2 * 400.0 / 60.0);
     assert_eq!(view.status, "ok");
 
     scenario.run(30 * MINUTE_MS, &[40]);

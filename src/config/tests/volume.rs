@@ -96,3 +96,13 @@ fn volume_errors_name_the_key_and_the_reason() {
         );
     }
 }
+
+#[test]
+fn check_config_prints_each_volume_rule_under_its_feed() {
+    let text = format!(
+        "{KAFKA}[[feed]]\nname = \"fixed\"\ntopic = \"fixed\"\nmin_rate = \"400/min\"\n[[feed]]\nname = \"learned\"\ntopic = \"learned\"\nsplit_by = \"key\"\nmin_rate = \"learned\"\ndrop_ratio = 0.5\nvolume_by_key = true\nvolume_max_keys = 3\nvolume_for = \"5m\"\nvolume_window = \"20m\"\n[[feed]]\nname = \"plain\"\ntopic = \"plain\"\n"
+    );
+    let described = describe(&parse_with(&text, &[]).unwrap());
+    let expected = "  fixed: topic=fixed split_by=none timestamp=record warn_after=1h critical_after=6h\n    volume: min_rate=400/min volume_for=10m volume_window=10m\n  learned: topic=learned split_by=key timestamp=record warn_after=1h critical_after=6h max_keys=100000\n    volume: min_rate=learned (hour-of-week baseline) drop_ratio=0.5 volume_for=5m volume_window=20m volume_by_key=true volume_max_keys=3\n  plain: topic=plain split_by=none timestamp=record warn_after=1h critical_after=6h\n";
+    assert!(described.contains(expected), "{described}");
+}
