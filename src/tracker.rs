@@ -439,10 +439,12 @@ impl Tracker {
 
     /// Whether some feed's hours learned news since the last call ([`Weekly::take_news`]).
     pub fn take_hours_news(&mut self) -> bool {
-        self.feeds
-            .iter_mut()
-            .filter_map(|feed| feed.weekly.as_mut())
-            .fold(false, |news, weekly| weekly.take_news() || news)
+        let mut news = false;
+        for weekly in self.feeds.iter_mut().filter_map(|feed| feed.weekly.as_mut()) {
+            // Every feed's news is taken, not only the first's.
+            news |= weekly.take_news();
+        }
+        news
     }
 
     /// The `learn_by_hour` feeds an hour of which ended its warm-up, or that took in stored

@@ -84,3 +84,70 @@ pub(super) fn take_stored_hours(
     }
     lacking
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR_MS: i64 = 3_600_000;
+    /// 2025-12-01T10:00:00Z, a Monday.
+    const TEN_AM_MS: i64 = 1_764_583_200_000;
+
+    fn replica() -> Tracker {
+        let config = crate::config::parse(
+            "[kafka]\nbrokers = \"k:9092\"\n[[feed]]\nname = \"ticker\"\ntopic = \"t\"\nthresholds = \"learned\"\nlearn_by_hour = true\nlearn_min_gaps = 3\n[[feed]]\nname = \"fixed\"\ntopic = \"f\"\n",
+            std::path::Path::new("t.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        Tracker::new(&config.feeds, TEN_AM_MS)
+    }
+
+    /// Three one-second gaps from `from_ms`.
+    fn learn(tracker: &mut Tracker, from_ms: i64) {
+        for second in 0..4 {
+            tracker.observe(0, b"", from_ms + second * 1_000);
+        }
+    }
+
+    #[test]
+    fn replicas_converge_on_the_union_of_what_each_learned_through_the_store() {
+        let mut store: std::collections::HashMap<String, String> = Default::default();
+        let mut share = |tracker: &mut Tracker| {
+            let lacking = take_stored_hours(tracker, store.clone().into_iter().collect());
+            let written: Vec<String> = lacking.iter().map(|(name, _)| name.clone()).collect();
+            store.extend(lacking);
+            written
+        };
+        let (mut first, mut second) = (replica(), replica());
+        learn(&mut first, TEN_AM_MS);
+        learn(&mut second, TEN_AM_MS + HOUR_MS);
+        assert_eq!(share(&mut first), ["ticker"], "the fixed feed has no hours");
+        assert_eq!(share(&mut second), ["ticker"], "the store lacked 11:00");
+        assert_eq!(
+            share(&mut first),
+            Vec::<String>::new(),
+            "the first takes 11:00 in; the store has it all: no write"
+        );
+        let hours = |tracker: &Tracker| tracker.feed(0).weekly().unwrap().clone();
+        assert_eq!(hours(&first), hours(&second));
+        assert_eq!(hours(&first).hour(10).gaps(), 3);
+        assert_eq!(hours(&first).hour(11).gaps(), 3);
+        assert!(
+            first.take_hours_warmed().contains(&0),
+            "taking in 11:00 has the feed judged again"
+        );
+    }
+
+    #[test]
+    fn unreadable_stored_hours_are_replaced() {
+        let mut tracker = replica();
+        learn(&mut tracker, TEN_AM_MS);
+        let lacking = take_stored_hours(&mut tracker, vec![("ticker".into(), "w1,bogus".into())]);
+        assert_eq!(lacking.len(), 1);
+        assert_eq!(
+            Weekly::decode(&lacking[0].1, tracker.feed(0).weekly().unwrap().clock()).as_ref(),
+            tracker.feed(0).weekly()
+        );
+    }
+}
