@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use freshwatch::cadence::Learning;
 use freshwatch::config::{FeedConfig, FeedMode, SplitRule, TimestampRule, TopicMatcher};
+use freshwatch::schedule::WeekClock;
 use freshwatch::extract::json::JsonPointer;
 use freshwatch::extract::{Extractor, OwnedRecord};
 use freshwatch::tracker::Tracker;
@@ -225,9 +227,54 @@ fn hot_path(criterion: &mut Criterion) {
     naive_baseline(criterion, "naive_json_rfc3339", &with_rfc3339, naive_json);
 }
 
+/// Tracking alone with every record moving its series' last-seen a second on, so each one is a
+/// gap learned: fixed, learned, and learned by hour (the per-feed hours on top).
+fn learning(criterion: &mut Criterion) {
+    let keys: Vec<Vec<u8>> = (0..TENANTS)
+        .map(|tenant| format!("tenant-{tenant:05}").into_bytes())
+        .collect();
+    let learned = Learning {
+        min_gaps: 20,
+        warn_floor_ms: 60_000,
+        critical_floor_ms: 300_000,
+        by_hour: None,
+    };
+    let by_hour = Learning {
+        by_hour: Some(WeekClock {
+            timezone: chrono_tz::Europe::Berlin,
+        }),
+        ..learned
+    };
+    let mut group = criterion.benchmark_group("track_gaps");
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    for (name, learning) in [
+        ("fixed", None),
+        ("learned", Some(learned)),
+        ("learned_by_hour", Some(by_hour)),
+    ] {
+        let config = FeedConfig {
+            learning,
+            ..feed(Some(SplitRule::Key), TimestampRule::Record)
+        };
+        let mut tracker = Tracker::new(std::slice::from_ref(&config), BASE_MS);
+        let mut round = 0_i64;
+        group.bench_function(name, |bencher| {
+            bencher.iter(|| {
+                round += 1;
+                // A second per round: an hour boundary every 3,600 rounds, as in real traffic.
+                let at_ms = BASE_MS + round * 1_000;
+                for key in &keys {
+                    black_box(tracker.observe(0, key, at_ms));
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = hot_path
+    targets = hot_path, learning
 }
 criterion_main!(benches);
