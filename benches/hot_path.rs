@@ -11,9 +11,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use freshwatch::cadence::Learning;
 use freshwatch::config::{FeedConfig, FeedMode, SplitRule, TimestampRule, TopicMatcher};
-use freshwatch::schedule::WeekClock;
 use freshwatch::extract::json::JsonPointer;
 use freshwatch::extract::{Extractor, OwnedRecord};
+use freshwatch::schedule::WeekClock;
 use freshwatch::tracker::Tracker;
 
 const RECORDS: usize = 10_000;

@@ -592,9 +592,16 @@ mod tests {
             at_ms += SECOND_MS;
         }
         assert_eq!(weekly.shift(None, ten_am, 20), None, "19 gaps: warming up");
-        assert!(weekly.learn(at_ms, at_ms + SECOND_MS, 20), "the 20th ends it");
+        assert!(
+            weekly.learn(at_ms, at_ms + SECOND_MS, 20),
+            "the 20th ends it"
+        );
         assert_eq!(weekly.shift(None, ten_am, 20), Some(0));
-        assert_eq!(weekly.shift(None, ten_am + HOUR_MS, 20), None, "11:00 has none");
+        assert_eq!(
+            weekly.shift(None, ten_am + HOUR_MS, 20),
+            None,
+            "11:00 has none"
+        );
         // A night of 20-minute gaps at 02:00 makes the feed's p99 that of the night.
         let night_ms = MONDAY_MS + 2 * HOUR_MS;
         for gap in 0..20 {
@@ -602,7 +609,11 @@ mod tests {
             weekly.learn(start_ms, start_ms + 20 * MINUTE_MS, 20);
         }
         assert_eq!(weekly.all.p99_ms(), Some(2_048 * SECOND_MS));
-        assert_eq!(weekly.shift(Some(ten_am), ten_am, 20), Some(-10), "2 s against 2,048 s");
+        assert_eq!(
+            weekly.shift(Some(ten_am), ten_am, 20),
+            Some(-10),
+            "2 s against 2,048 s"
+        );
         assert_eq!(weekly.shift(None, night_ms, 20), Some(0));
         assert_eq!(
             weekly.shift(Some(night_ms), ten_am, 20),
@@ -615,8 +626,14 @@ mod tests {
             weekly.learn(start_ms, start_ms + 20 * MINUTE_MS, 20);
         }
         assert_eq!(weekly.shift(Some(ten_am), ten_am + HOUR_MS, 20), Some(0));
-        assert_eq!(weekly.shift(Some(ten_am + HOUR_MS), ten_am + HOUR_MS, 20), Some(0));
-        assert_eq!(weekly.shift(Some(ten_am), ten_am + HOUR_MS - 1, 20), Some(-10));
+        assert_eq!(
+            weekly.shift(Some(ten_am + HOUR_MS), ten_am + HOUR_MS, 20),
+            Some(0)
+        );
+        assert_eq!(
+            weekly.shift(Some(ten_am), ten_am + HOUR_MS - 1, 20),
+            Some(-10)
+        );
 
         let ceilings = ceilings(12 * HOUR_MS, 24 * HOUR_MS);
         let at = |at_ms: i64| {
@@ -626,7 +643,11 @@ mod tests {
                 since_ms: Some(at_ms),
             };
             let (thresholds, source) = effective(Some(&LEARNING), ceilings, &learned, at_ms);
-            (thresholds.warn_after_ms, thresholds.critical_after_ms, source)
+            (
+                thresholds.warn_after_ms,
+                thresholds.critical_after_ms,
+                source,
+            )
         };
         assert_eq!(
             at(ten_am),
@@ -635,7 +656,11 @@ mod tests {
         );
         assert_eq!(
             at(night_ms),
-            (3 * 2_048 * SECOND_MS, 6 * 2_048 * SECOND_MS, ThresholdSource::Learned)
+            (
+                3 * 2_048 * SECOND_MS,
+                6 * 2_048 * SECOND_MS,
+                ThresholdSource::Learned
+            )
         );
         assert_eq!(
             at(ten_am + 2 * HOUR_MS),
@@ -649,7 +674,10 @@ mod tests {
             timezone: chrono_tz::America::New_York,
         };
         // Monday 2025-12-01 00:00 in New York is 05:00 UTC.
-        assert_eq!(new_york.hour(MONDAY_MS + 5 * HOUR_MS), (0, MONDAY_MS + 6 * HOUR_MS));
+        assert_eq!(
+            new_york.hour(MONDAY_MS + 5 * HOUR_MS),
+            (0, MONDAY_MS + 6 * HOUR_MS)
+        );
         assert_eq!(new_york.hour(MONDAY_MS + 5 * HOUR_MS - 1).0, 167);
         // Monday 09:00 before (2026-03-02, UTC−5) and after (2026-03-09, UTC−4) the clocks
         // sprang forward on 2026-03-08: the same hour of the week.

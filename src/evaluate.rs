@@ -75,7 +75,8 @@ impl FeedRules {
     }
 
     fn by_hour(&self) -> bool {
-        self.learning.is_some_and(|learning| learning.by_hour.is_some())
+        self.learning
+            .is_some_and(|learning| learning.by_hour.is_some())
     }
 }
 

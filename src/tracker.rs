@@ -440,7 +440,11 @@ impl Tracker {
     /// Whether some feed's hours learned news since the last call ([`Weekly::take_news`]).
     pub fn take_hours_news(&mut self) -> bool {
         let mut news = false;
-        for weekly in self.feeds.iter_mut().filter_map(|feed| feed.weekly.as_mut()) {
+        for weekly in self
+            .feeds
+            .iter_mut()
+            .filter_map(|feed| feed.weekly.as_mut())
+        {
             // Every feed's news is taken, not only the first's.
             news |= weekly.take_news();
         }

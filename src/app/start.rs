@@ -208,10 +208,10 @@ pub async fn start_with(
         watch: watch_for(&config, store_was_empty, start_ms),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),
-        learns_by_hour: config
-            .feeds
-            .iter()
-            .any(|feed| feed.learning.is_some_and(|learning| learning.by_hour.is_some())),
+        learns_by_hour: config.feeds.iter().any(|feed| {
+            feed.learning
+                .is_some_and(|learning| learning.by_hour.is_some())
+        }),
         hours_shared_ms: std::sync::atomic::AtomicI64::new(start_ms),
     });
     if leadership.is_leader() {
@@ -340,11 +340,10 @@ async fn restore_tracker(
             }
         }
     }
-    if config
-        .feeds
-        .iter()
-        .any(|feed| feed.learning.is_some_and(|learning| learning.by_hour.is_some()))
-    {
+    if config.feeds.iter().any(|feed| {
+        feed.learning
+            .is_some_and(|learning| learning.by_hour.is_some())
+    }) {
         match store.documents_load(crate::state::Documents::Hours).await {
             Ok(stored) => {
                 super::hours::take_stored_hours(&mut tracker, stored);

@@ -11,9 +11,9 @@ use super::raw;
 use super::window::{self, WindowsAt};
 use super::ConfigError;
 use crate::cadence::Learning;
-use crate::schedule::WeekClock;
 use crate::extract::json::JsonPointer;
 use crate::extract::{Extractor, SplitRule, TimestampRule};
+use crate::schedule::WeekClock;
 use crate::schedule::{Schedule, Thresholds, Window};
 
 /// Which topics a feed reads.

@@ -413,4 +413,3 @@ fn learned_by_hour_a_gap_is_judged_by_the_most_lenient_hour_it_spanned() {
     );
     assert_eq!(simulation.alerts("acme").len(), 2, "{transitions:?}");
 }
-

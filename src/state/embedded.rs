@@ -71,7 +71,15 @@ impl EmbeddedStore {
             transaction
                 .open_table(OUTBOX_SEQUENCE)
                 .map_err(|error| error.to_string())?;
-            for table in [GROUPS, ROLLUPS, SILENCES, HISTORY, VOLUME, VOLUME_COUNTS, HOURS] {
+            for table in [
+                GROUPS,
+                ROLLUPS,
+                SILENCES,
+                HISTORY,
+                VOLUME,
+                VOLUME_COUNTS,
+                HOURS,
+            ] {
                 transaction
                     .open_table(table)
                     .map_err(|error| error.to_string())?;

@@ -156,3 +156,23 @@ fn records_older_than_the_window_count_at_its_start_with_their_own_event_time() 
         "20 minutes stale at the start: warning at once, critical 10 minutes later"
     );
 }
+
+#[test]
+fn a_feed_still_silent_when_its_quiet_window_ends_pages_at_the_boundary_not_at_the_next_record() {
+    let text = "[kafka]\nbrokers = \"k:9092\"\n[[feed]]\nname = \"batch\"\ntopic = \"batch\"\nwarn_after = \"10m\"\ncritical_after = \"30m\"\n[[feed.window]]\ndays = \"daily\"\nhours = \"00:00-06:00\"\nexpect = \"nothing\"\n";
+    let feeds = crate::config::parse(text, std::path::Path::new("t.toml"), &|_| None)
+        .unwrap()
+        .feeds;
+    let mut keys = KeyTable::new(1);
+    // 1970-01-01 from 00:01 to 00:05, then nothing until 08:00; quiet until 06:00.
+    let observations = every_minute(&mut keys, 0, "", 1..=5);
+    let window = Window {
+        start_ms: 0,
+        end_ms: 480 * MINUTE,
+    };
+    assert_eq!(
+        replay(&feeds, &keys, observations, window),
+        [alert("batch", "", Status::Critical, 360, None)],
+        "the replay's clock stops at the window's end, not only at deadlines and records"
+    );
+}
