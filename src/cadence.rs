@@ -253,21 +253,30 @@ impl Weekly {
     }
 
     /// How many powers of two a gap that began at `since_ms` (`None`: no record yet) scales a
-    /// series' p99 by at `at_ms`: the most of the hours it has spanned, each its p99 bucket
-    /// less the feed's. `None` while any of them has fewer than `min_gaps` gaps (warm-up).
+    /// series' p99 by at `at_ms`: the most of the hours it has spanned ([`Weekly::hour_shift`]).
+    /// `None` while any of them warms up.
     pub fn shift(&self, since_ms: Option<i64>, at_ms: i64, min_gaps: u16) -> Option<i32> {
         let last = self.clock.local_hours(at_ms);
         let first = since_ms.map_or(last, |since_ms| self.clock.local_hours(since_ms));
-        let all = self.all.p99_bucket()? as i32;
         let mut most = i32::MIN;
         for local_hours in first.max(last - WEEK_HOURS as i64 + 1)..=last {
-            let hour = &self.hours[WeekClock::hour_of_week(local_hours)];
-            if hour.gaps < min_gaps {
-                return None;
-            }
-            most = most.max(hour.p99_bucket()? as i32 - all);
+            most = most.max(self.hour_shift(WeekClock::hour_of_week(local_hours), min_gaps)?);
         }
         Some(most)
+    }
+
+    /// Hour `hour`'s p99 bucket less the feed's; `None` while it has fewer than `min_gaps` gaps.
+    pub fn hour_shift(&self, hour: usize, min_gaps: u16) -> Option<i32> {
+        let summary = &self.hours[hour];
+        if summary.gaps < min_gaps {
+            return None;
+        }
+        Some(summary.p99_bucket()? as i32 - self.all.p99_bucket()? as i32)
+    }
+
+    /// The summary of every gap of the feed, whole: what the hours are scaled against.
+    pub fn feed_summary(&self) -> &Cadence {
+        &self.all
     }
 
     /// The summary of hour `hour` of the week.

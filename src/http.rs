@@ -138,6 +138,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/feeds", get(feeds))
         .route("/api/v1/feeds/{feed}", get(feed))
+        .route("/api/v1/feeds/{feed}/hours", get(hours))
         .route("/api/v1/source", get(source))
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/volume", get(volume))
@@ -392,6 +393,64 @@ async fn feed(State(state): State<HttpState>, Path(name): Path<String>) -> Respo
             .into_response();
     }
     Json(rows_blocking(state, Some(name)).await).into_response()
+}
+
+/// One hour of the week of a feed that learns by hour (`GET /api/v1/feeds/{feed}/hours`).
+#[derive(Debug, Serialize)]
+struct HourRow {
+    /// `mon` to `sun`, and the hour of the day on the feed's `learn_timezone` clocks.
+    day: &'static str,
+    hour: usize,
+    gaps: u16,
+    /// The upper edge of the bucket holding the 99th percentile of the staleness reached in it.
+    p99_seconds: Option<f64>,
+    /// What a series' p99 is multiplied by in this hour (a power of two); `None` while the hour
+    /// warms up (the ceilings apply).
+    scale: Option<f64>,
+}
+
+async fn hours(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
+    let not_found = |error: String| {
+        (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": error })),
+        )
+            .into_response()
+    };
+    let Some(index) = state.rules.iter().position(|rules| *rules.name == *name) else {
+        return not_found(format!("no feed named {name:?}"));
+    };
+    let Some(learning) = state.rules[index].learning else {
+        return not_found(format!("feed {name:?} does not learn by hour"));
+    };
+    let Some(weekly) = state.snapshots.hours(index) else {
+        return not_found(format!("feed {name:?} does not learn by hour"));
+    };
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let seconds = |millis: i64| millis as f64 / 1000.0;
+    let hours: Vec<HourRow> = (0..crate::schedule::WEEK_HOURS)
+        .map(|hour| {
+            let summary = weekly.hour(hour);
+            HourRow {
+                day: DAYS[hour / 24],
+                hour: hour % 24,
+                gaps: summary.gaps(),
+                p99_seconds: summary.p99_ms().map(seconds),
+                scale: weekly
+                    .hour_shift(hour, learning.min_gaps)
+                    .map(|shift| 2f64.powi(shift)),
+            }
+        })
+        .collect();
+    Json(serde_json::json!({
+        "feed": name,
+        "timezone": weekly.clock().timezone.name(),
+        "learn_min_gaps": learning.min_gaps,
+        "gaps": weekly.feed_summary().gaps(),
+        "p99_seconds": weekly.feed_summary().p99_ms().map(seconds),
+        "hours": hours,
+    }))
+    .into_response()
 }
 
 /// Orders rows the way `freshwatch status` prints them (used by the CLI on fetched rows).

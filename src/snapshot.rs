@@ -117,6 +117,15 @@ impl Snapshots {
         view
     }
 
+    /// A copy of one feed's learned hours, without copying its series.
+    pub fn hours(&self, feed: usize) -> Option<Weekly> {
+        let tracker = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        tracker.feeds().get(feed)?.weekly().cloned()
+    }
+
     fn current(&self) -> Arc<ReadView> {
         self.current
             .lock()

@@ -195,14 +195,21 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     let second_config = directory.path().join("second.toml");
     write_config(&second_config, &brokers, port, "second", "latest", state);
     let mut second = spawn(&second_config, &directory.path().join("second.log"));
-    let restored = runtime.block_on(async {
+    let (restored, hours, fixed_hours) = runtime.block_on(async {
         wait_until(
             "second run serves the API",
             Duration::from_secs(30),
             || async { rows(port).await.is_some() },
         )
         .await;
-        rows(port).await.unwrap()
+        let api = |path: &'static str| async move {
+            reqwest::get(format!("http://127.0.0.1:{port}/api/v1/feeds/{path}"))
+                .await
+                .unwrap()
+        };
+        let hours: Value = api("ticker/hours").await.json().await.unwrap();
+        let fixed_hours = api("orders/hours").await.status();
+        (rows(port).await.unwrap(), hours, fixed_hours)
     });
     second.kill().unwrap();
     second.wait().unwrap();
@@ -241,6 +248,21 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     );
     assert_eq!(ticker["warn_after_seconds"], 600.0);
     assert_eq!(ticker["records"], 0, "nothing was re-read from Kafka");
+    // The hours as the API shows them: the one hour the nine gaps fell in, at the feed's scale.
+    assert_eq!(hours["timezone"], "Europe/Berlin");
+    assert_eq!(hours["gaps"], 9);
+    let learned: Vec<&Value> = hours["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|hour| hour["gaps"] != 0)
+        .collect();
+    assert_eq!(learned.len(), 1, "{hours:#}");
+    assert_eq!(learned[0]["gaps"], 9);
+    assert_eq!(learned[0]["p99_seconds"], 2.0);
+    assert_eq!(learned[0]["scale"], 1.0);
+    assert_eq!(hours["hours"].as_array().unwrap().len(), 168);
+    assert_eq!(fixed_hours, reqwest::StatusCode::NOT_FOUND);
     let initech = find(&restored, "profiles", "initech");
     assert!(initech["last_seen"].is_null());
     drop(cluster);
