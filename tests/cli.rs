@@ -120,7 +120,7 @@ fn check_config_prints_a_feeds_volume_rule_under_it() {
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(
-            "  orders: topic=orders split_by=none timestamp=record warn_after=1h critical_after=6h\n    volume: min_rate=learned (hour-of-week baseline) drop_ratio=0.25 volume_for=10m volume_window=10m\n"
+            "  orders: topic=orders split_by=none timestamp=record warn_after=1h critical_after=6h\n    volume: min_rate=learned (hour-of-week baseline, UTC) drop_ratio=0.25 volume_for=10m volume_window=10m\n"
         ),
         "{stdout}"
     );

@@ -188,7 +188,10 @@ fn describe_volume(volume: &VolumeConfig) -> String {
     let min_rate = match volume.min_rate {
         MinRate::PerSecond(per_second) => crate::volume::format_rate(per_second),
         MinRate::Learned { drop_ratio } => {
-            format!("learned (hour-of-week baseline) drop_ratio={drop_ratio}")
+            format!(
+                "learned (hour-of-week baseline, {}) drop_ratio={drop_ratio}",
+                volume.hours.timezone.name()
+            )
         }
     };
     let by_key = if volume.by_key {

@@ -217,6 +217,15 @@ fn validate_feed(
         warn_after,
         critical_after,
     )?;
+    // The hours of the week are counted on one clock for learned cadence and learned volume.
+    let counts_hours =
+        raw.learn_by_hour == Some(true) || raw.min_rate.as_deref() == Some("learned");
+    if raw.learn_timezone.is_some() && !counts_hours {
+        return Err(ConfigError::invalid(
+            key.field("learn_timezone"),
+            "applies only with learn_by_hour = true or min_rate = \"learned\"",
+        ));
+    }
     let learning = learning(
         key,
         LearningKeys {
@@ -273,7 +282,6 @@ fn learning(
             ("warn_after_min", raw.warn_after_min.is_some()),
             ("critical_after_min", raw.critical_after_min.is_some()),
             ("learn_by_hour", raw.learn_by_hour.is_some()),
-            ("learn_timezone", raw.learn_timezone.is_some()),
         ];
         if let Some((field, _)) = stray.into_iter().find(|(_, set)| *set) {
             return Err(ConfigError::invalid(
@@ -318,19 +326,13 @@ fn learning(
     }))
 }
 
-/// `learn_by_hour` and its `learn_timezone`, which means nothing without it.
+/// `learn_by_hour` and the clocks of its hours (`learn_timezone`, UTC by default).
 fn by_hour(
     key: FeedKey,
     learn_by_hour: Option<bool>,
     learn_timezone: Option<String>,
 ) -> Result<Option<WeekClock>, ConfigError> {
     if learn_by_hour != Some(true) {
-        if learn_timezone.is_some() {
-            return Err(ConfigError::invalid(
-                key.field("learn_timezone"),
-                "applies only with learn_by_hour = true",
-            ));
-        }
         return Ok(None);
     }
     let name = learn_timezone.unwrap_or_else(|| "UTC".to_owned());

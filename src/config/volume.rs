@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::raw::{RawFeed, RawMode};
 use super::ConfigError;
+use crate::schedule::WeekClock;
 
 /// Default `drop_ratio`: a learned rate below a fifth of its baseline pages.
 pub const DEFAULT_DROP_RATIO: f64 = 0.2;
@@ -40,6 +41,8 @@ pub struct VolumeConfig {
     pub by_key: bool,
     /// With `by_key`: most keys judged; later keys are counted, not judged.
     pub max_keys: usize,
+    /// The clocks a learned baseline's hours of the week are counted on (`learn_timezone`).
+    pub hours: WeekClock,
 }
 
 /// The volume rules of every feed that sets `min_rate`, in feed order.
@@ -119,6 +122,10 @@ fn validate_volume(index: usize, feed: &RawFeed) -> Result<Option<VolumeConfig>,
             ),
         ));
     }
+    let timezone = match &feed.learn_timezone {
+        Some(name) => super::window::parse_timezone(field("learn_timezone"), name)?,
+        None => chrono_tz::UTC,
+    };
     Ok(Some(VolumeConfig {
         feed: index,
         min_rate,
@@ -126,6 +133,7 @@ fn validate_volume(index: usize, feed: &RawFeed) -> Result<Option<VolumeConfig>,
         hold: feed.volume_for.unwrap_or(DEFAULT_VOLUME_FOR),
         by_key,
         max_keys,
+        hours: WeekClock { timezone },
     }))
 }
 

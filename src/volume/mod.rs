@@ -7,7 +7,9 @@
 //! compared with a threshold:
 //! - a fixed `min_rate` (`"100/min"`): the threshold is the rate itself;
 //! - `min_rate = "learned"`: `drop_ratio` × the **hour-of-week baseline**, 168 slots per series
-//!   (Monday 00:00 UTC is slot 0), each an exponentially-weighted mean (weight
+//!   (Monday 00:00 on the feed's `learn_timezone` clocks, UTC by default, is slot 0; local, so a
+//!   business-hours feed keeps its busy hours across a clock change instead of paging at the
+//!   hour that used to be busy), each an exponentially-weighted mean (weight
 //!   [`BASELINE_WEIGHT`] for the newest week) of the rates seen in that hour. A slot seen in
 //!   fewer than [`MIN_WEEKS`] weeks gives no baseline, so no judgement: a new feed is not paged
 //!   in its first two weeks, nor at an hour it has rarely been watched.
@@ -28,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert::SystemAlert;
 use crate::config::{MinRate, VolumeConfig};
 use crate::model::Severity;
+use crate::schedule::WeekClock;
 
 pub mod replicas;
 #[cfg(test)]
@@ -47,12 +50,10 @@ pub const BASELINE_WEIGHT: f64 = 0.3;
 const MIN_HOUR_OBSERVED_MS: i64 = 30 * 60 * 1000;
 /// A gap between two ticks longer than this (a pause, a restart) is not counted as watched.
 const MAX_TICK_GAP_MS: i64 = 5 * 60 * 1000;
-const HOUR_MS: i64 = 3_600_000;
 
-/// The baseline slot of an instant: hours since Monday 00:00 UTC (1970-01-01 was a Thursday).
-pub fn hour_of_week(at_ms: i64) -> usize {
-    let hours = at_ms.div_euclid(HOUR_MS);
-    (hours + 72).rem_euclid(SLOTS as i64) as usize
+/// The clocks of a learned baseline's hours; `None` for a fixed `min_rate`.
+fn learned_hours(rules: &VolumeConfig) -> Option<WeekClock> {
+    matches!(rules.min_rate, MinRate::Learned { .. }).then_some(rules.hours)
 }
 
 /// One hour-of-week slot of a baseline.
@@ -154,6 +155,8 @@ struct SeriesVolume {
     watched_since_ms: i64,
     window: RateWindow,
     hour: Option<HourTally>,
+    /// A learned baseline's clocks: its hours are local hours ([`WeekClock::local_hours`]).
+    clock: Option<WeekClock>,
     stored: Stored,
     below_since_ms: Option<i64>,
     /// Changed since the last flush.
@@ -171,15 +174,17 @@ struct Judgement {
 }
 
 impl SeriesVolume {
-    fn new(learned: bool, window_ms: i64, now_ms: i64) -> Self {
+    /// `learned`: the clocks of its baseline's hours; `None` for a fixed `min_rate`.
+    fn new(learned: Option<WeekClock>, window_ms: i64, now_ms: i64) -> Self {
         SeriesVolume {
             last_records: None,
             last_tick_ms: now_ms,
             watched_since_ms: now_ms,
             window: RateWindow::new(window_ms, now_ms),
             hour: None,
+            clock: learned,
             stored: Stored {
-                slots: if learned {
+                slots: if learned.is_some() {
                     vec![Slot::default(); SLOTS]
                 } else {
                     Vec::new()
@@ -207,10 +212,10 @@ impl SeriesVolume {
         let elapsed_ms = (now_ms - self.last_tick_ms).max(0);
         self.last_tick_ms = now_ms;
         self.window.add(delta, now_ms);
-        if self.stored.slots.is_empty() {
+        let Some(clock) = self.clock.filter(|_| !self.stored.slots.is_empty()) else {
             return;
-        }
-        let hour = now_ms.div_euclid(HOUR_MS);
+        };
+        let hour = clock.local_hours(now_ms);
         let tally = self.hour.get_or_insert(HourTally {
             hour,
             records: 0,
@@ -225,7 +230,7 @@ impl SeriesVolume {
             };
             if ended.observed_ms >= MIN_HOUR_OBSERVED_MS {
                 let rate = ended.records as f64 * 1000.0 / ended.observed_ms as f64;
-                self.stored.slots[hour_of_week(ended.hour * HOUR_MS)].fold(rate);
+                self.stored.slots[WeekClock::hour_of_week(ended.hour)].fold(rate);
                 self.dirty = true;
             }
         }
@@ -252,7 +257,9 @@ impl SeriesVolume {
         let (expected, threshold) = match rules.min_rate {
             MinRate::PerSecond(min) => (Some(min), Some(min)),
             MinRate::Learned { drop_ratio } => {
-                let expected = self.stored.slots[hour_of_week(now_ms)].expected();
+                let expected = self
+                    .clock
+                    .and_then(|clock| self.stored.slots.get(clock.hour(now_ms).0)?.expected());
                 (expected, expected.map(|mean| mean * drop_ratio))
             }
         };
@@ -385,7 +392,7 @@ impl VolumeWatch {
             .iter()
             .filter_map(|rule| {
                 let name = names.get(rule.feed)?.clone();
-                let learned = matches!(rule.min_rate, MinRate::Learned { .. });
+                let learned = learned_hours(rule);
                 Some(FeedVolume {
                     total: SeriesVolume::new(learned, window_ms(rule), now_ms),
                     rules: rule.clone(),
@@ -421,7 +428,7 @@ impl VolumeWatch {
             let Some(feed_counts) = counts.get(&feed.rules.feed) else {
                 continue;
             };
-            let learned = matches!(feed.rules.min_rate, MinRate::Learned { .. });
+            let learned = learned_hours(&feed.rules);
             let window = window_ms(&feed.rules);
             feed.total.observe(feed_counts.total, now_ms);
             let feed_labels = [("feed", feed.name.to_string())];
@@ -585,7 +592,7 @@ impl VolumeWatch {
             let Some(feed) = self.feeds.iter_mut().find(|feed| *feed.name == *feed_name) else {
                 continue;
             };
-            let learned = matches!(feed.rules.min_rate, MinRate::Learned { .. });
+            let learned = learned_hours(&feed.rules);
             let window = window_ms(&feed.rules);
             let series = match key {
                 None => &mut feed.total,

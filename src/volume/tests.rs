@@ -10,6 +10,7 @@ use crate::clock::{Clock, ManualClock};
 /// Monday 2026-11-23 00:00 UTC.
 const MONDAY_MS: i64 = 1_795_392_000_000;
 const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
 const WEEK_MS: i64 = 7 * 24 * HOUR_MS;
 
 fn rule(min_rate: MinRate, by_key: bool, max_keys: usize) -> VolumeConfig {
@@ -20,6 +21,9 @@ fn rule(min_rate: MinRate, by_key: bool, max_keys: usize) -> VolumeConfig {
         hold: Duration::from_secs(600),
         by_key,
         max_keys,
+        hours: WeekClock {
+            timezone: chrono_tz::UTC,
+        },
     }
 }
 
@@ -34,7 +38,11 @@ struct Scenario {
 
 impl Scenario {
     fn new(rule: VolumeConfig, keys: &[&str]) -> Self {
-        let clock = ManualClock::new(MONDAY_MS);
+        Scenario::starting(rule, keys, MONDAY_MS)
+    }
+
+    fn starting(rule: VolumeConfig, keys: &[&str], start_ms: i64) -> Self {
+        let clock = ManualClock::new(start_ms);
         let watch = VolumeWatch::new(&[rule], &[Arc::from("profiles")], clock.now_ms());
         Scenario {
             clock,
@@ -82,11 +90,43 @@ fn learned() -> MinRate {
 }
 
 #[test]
-fn hour_of_week_starts_on_monday_midnight_utc() {
-    assert_eq!(hour_of_week(MONDAY_MS), 0);
-    assert_eq!(hour_of_week(MONDAY_MS + 25 * HOUR_MS), 25);
-    assert_eq!(hour_of_week(MONDAY_MS + WEEK_MS - 1), 167);
-    assert_eq!(hour_of_week(MONDAY_MS + WEEK_MS), 0);
+fn a_business_hours_baseline_in_local_hours_keeps_its_busy_hours_across_a_clock_change() {
+    // Monday 2026-02-09 00:00 in New York (05:00 UTC); the clocks spring forward on 2026-03-08.
+    const MONDAY_NEW_YORK_MS: i64 = 1_770_613_200_000;
+    let business_hours = |timezone: chrono_tz::Tz| {
+        let mut scenario = Scenario::starting(
+            VolumeConfig {
+                hours: WeekClock { timezone },
+                ..rule(learned(), false, 1_000)
+            },
+            &[""],
+            MONDAY_NEW_YORK_MS,
+        );
+        // Five weeks of weekdays busy from 09:00 to 17:00 New York time, a tenth of it outside.
+        for hour in 0..5 * 7 * 24 {
+            let local = chrono::TimeZone::from_utc_datetime(
+                &chrono_tz::America::New_York,
+                &chrono::DateTime::from_timestamp_millis(scenario.clock.now_ms())
+                    .unwrap()
+                    .naive_utc(),
+            );
+            let weekday = chrono::Datelike::weekday(&local).num_days_from_monday() < 5;
+            let busy = weekday && (9..17).contains(&chrono::Timelike::hour(&local));
+            scenario.run(HOUR_MS, &[if busy { 400 } else { 40 }]);
+            let _ = hour;
+        }
+        scenario.take_alerts()
+    };
+    assert_eq!(
+        business_hours(chrono_tz::America::New_York),
+        [],
+        "four weeks before the clock change, one after"
+    );
+    let utc = business_hours(chrono_tz::UTC);
+    assert!(
+        !utc.is_empty(),
+        "counted in UTC hours, 16:00 New York is a busy hour's slot a week after the change"
+    );
 }
 
 #[test]

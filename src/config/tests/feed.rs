@@ -392,7 +392,7 @@ fn learned_threshold_keys_are_checked_and_refused_on_a_fixed_feed() {
         (
             "thresholds = \"learned\"\nlearn_timezone = \"Europe/Berlin\"",
             "feed[0].learn_timezone",
-            "only with learn_by_hour = true",
+            "only with learn_by_hour = true or min_rate = \"learned\"",
         ),
         (
             "thresholds = \"learned\"\nlearn_by_hour = true\nlearn_timezone = \"Mars/Olympus\"",

@@ -17,6 +17,9 @@ fn a_fixed_min_rate_takes_the_documented_defaults() {
             hold: Duration::from_secs(600),
             by_key: false,
             max_keys: 1_000,
+            hours: crate::schedule::WeekClock {
+                timezone: chrono_tz::UTC
+            },
         }]
     );
 }
@@ -36,6 +39,25 @@ fn a_learned_rate_by_key_with_its_own_ratio_window_and_hold() {
     assert_eq!(volume.hold, Duration::from_secs(300));
     assert!(volume.by_key);
     assert_eq!(volume.max_keys, 3);
+}
+
+#[test]
+fn learn_timezone_counts_a_learned_baselines_hours_and_needs_something_learned_by_hour() {
+    let config = parse_with(
+        &with_feed("topic = \"a\"\nmin_rate = \"learned\"\nlearn_timezone = \"Europe/Berlin\""),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.volume[0].hours.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(config.feeds[0].learning, None, "fixed thresholds still");
+    let error = error_of(&with_feed(
+        "topic = \"a\"\nmin_rate = \"60/min\"\nlearn_timezone = \"Europe/Berlin\"",
+    ));
+    assert!(
+        error.contains("feed[0].learn_timezone")
+            && error.contains("only with learn_by_hour = true or min_rate = \"learned\""),
+        "{error}"
+    );
 }
 
 #[test]
@@ -103,6 +125,6 @@ fn check_config_prints_each_volume_rule_under_its_feed() {
         "{KAFKA}[[feed]]\nname = \"fixed\"\ntopic = \"fixed\"\nmin_rate = \"400/min\"\n[[feed]]\nname = \"learned\"\ntopic = \"learned\"\nsplit_by = \"key\"\nmin_rate = \"learned\"\ndrop_ratio = 0.5\nvolume_by_key = true\nvolume_max_keys = 3\nvolume_for = \"5m\"\nvolume_window = \"20m\"\n[[feed]]\nname = \"plain\"\ntopic = \"plain\"\n"
     );
     let described = describe(&parse_with(&text, &[]).unwrap());
-    let expected = "  fixed: topic=fixed split_by=none timestamp=record warn_after=1h critical_after=6h\n    volume: min_rate=400/min volume_for=10m volume_window=10m\n  learned: topic=learned split_by=key timestamp=record warn_after=1h critical_after=6h max_keys=100000\n    volume: min_rate=learned (hour-of-week baseline) drop_ratio=0.5 volume_for=5m volume_window=20m volume_by_key=true volume_max_keys=3\n  plain: topic=plain split_by=none timestamp=record warn_after=1h critical_after=6h\n";
+    let expected = "  fixed: topic=fixed split_by=none timestamp=record warn_after=1h critical_after=6h\n    volume: min_rate=400/min volume_for=10m volume_window=10m\n  learned: topic=learned split_by=key timestamp=record warn_after=1h critical_after=6h max_keys=100000\n    volume: min_rate=learned (hour-of-week baseline, UTC) drop_ratio=0.5 volume_for=5m volume_window=20m volume_by_key=true volume_max_keys=3\n  plain: topic=plain split_by=none timestamp=record warn_after=1h critical_after=6h\n";
     assert!(described.contains(expected), "{described}");
 }
