@@ -1,8 +1,8 @@
 //! Scale figures for BENCHMARKS.md: memory per tracked series at 1M split keys (on a feed with
 //! `thresholds = "learned"`, so each series carries its cadence summary), evaluation tick
 //! time with 1M series of which 1% cross a threshold, the consume rate while `/metrics` is
-//! scraped back to back, and with a real Redis the state flush rate and a replica's reload
-//! (whole, then of 1,000 changes).
+//! scraped back to back, and with a real Redis the state flush rate (into an empty store, then
+//! over what the first flush stored) and a replica's reload (whole, then of 1,000 changes).
 //!
 //! `cargo run --release --example scale -- [KEYS] [REDIS_URL]` (bench/scale.sh starts Redis);
 //! `SCALE_THRESHOLDS=fixed` measures a fixed-threshold feed instead.
@@ -157,6 +157,27 @@ fn main() {
         let elapsed = started.elapsed();
         println!(
             "redis_flush_updates_per_s {:.0}",
+            keys as f64 / elapsed.as_secs_f64()
+        );
+        // Again, every series moved on and learned another gap: each summary now meets a
+        // stored one.
+        let mut two_gaps = one_gap;
+        two_gaps.learn(90_000, 20);
+        let moved: Vec<SeriesRecord> = records
+            .iter()
+            .map(|record| SeriesRecord {
+                last_seen_ms: Some(NOW_MS),
+                cadence: Some(two_gaps),
+                ..record.clone()
+            })
+            .collect();
+        let started = Instant::now();
+        for chunk in moved.chunks(10_000) {
+            store.write(chunk, None).await.expect("flush");
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "redis_flush_over_stored_updates_per_s {:.0}",
             keys as f64 / elapsed.as_secs_f64()
         );
         replica_reload(&store, &records).await;

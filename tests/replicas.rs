@@ -293,6 +293,179 @@ fn a_deposed_leaders_status_writes_are_fenced_off_and_last_seen_only_grows() {
     });
 }
 
+/// What a cadence test needs of the Redis it writes to: the stored text of one field, and a way
+/// to make Redis forget its scripts (as a restart or failover does).
+struct CadenceRedis {
+    stored: Box<dyn Fn() -> Option<String>>,
+    forget_scripts: Box<dyn Fn()>,
+}
+
+fn learned_every(gap_ms: i64, gaps: usize) -> freshwatch::cadence::Cadence {
+    let mut cadence = freshwatch::cadence::Cadence::default();
+    for _ in 0..gaps {
+        cadence.learn(gap_ms, 20);
+    }
+    cadence
+}
+
+/// Two writers of one series' summary (replicas reading different partitions of a feed, or a
+/// restarted one) are merged by Redis with [`freshwatch::cadence::Cadence::merge`]'s rule, so
+/// neither erases the other's buckets; writing the same summary again changes nothing.
+async fn two_writers_merge_cadence(
+    first: freshwatch::state::RedisStore,
+    second: freshwatch::state::RedisStore,
+    redis: CadenceRedis,
+) {
+    use freshwatch::cadence::Cadence;
+    use freshwatch::state::SeriesRecord;
+    let record = |cadence: Cadence| SeriesRecord {
+        feed: Arc::from("profiles"),
+        key: b"acme".to_vec(),
+        last_seen_ms: Some(1_000),
+        status: None,
+        cadence: Some(cadence),
+    };
+    let stored = || {
+        let text = (redis.stored)().expect("a stored summary");
+        Cadence::decode(&text).unwrap_or_else(|| panic!("stored in the encoded form: {text}"))
+    };
+    let every_second = learned_every(1_000, 30);
+    let hourly = learned_every(3_600_000, 25);
+    let mut both = every_second;
+    both.merge(&hourly);
+
+    first.write(&[record(every_second)], None).await.unwrap();
+    assert_eq!(
+        stored(),
+        every_second,
+        "the first summary is stored as written"
+    );
+    second.write(&[record(hourly)], None).await.unwrap();
+    assert_eq!(
+        stored(),
+        both,
+        "the second writer's summary is merged in, not written over the first's"
+    );
+
+    let text = (redis.stored)();
+    second.write(&[record(hourly)], None).await.unwrap();
+    first.write(&[record(every_second)], None).await.unwrap();
+    first.write(&[record(both)], None).await.unwrap();
+    assert_eq!(
+        (redis.stored)(),
+        text,
+        "writing a summary again changes nothing"
+    );
+
+    // Redis without the script (restarted, failed over): the write loads it and still merges.
+    // Bucket by bucket the larger count wins either way, across hex digits and letters:
+    // 0x1e stored over 0x0f written (1 s), 0xa0 written over 0x19 stored (1 h).
+    (redis.forget_scripts)();
+    let mut mixed = learned_every(1_000, 15);
+    mixed.merge(&learned_every(3_600_000, 160));
+    mixed.merge(&learned_every(60_000, 40));
+    second.write(&[record(mixed)], None).await.unwrap();
+    let mut all = both;
+    all.merge(&mixed);
+    assert_ne!(all, mixed, "the stored summary still adds a bucket");
+    assert_eq!(stored(), all, "merged after Redis forgot the script");
+
+    // The usual flush: the writer merged the stored summary at start or reload and learned on.
+    let mut grown = all;
+    grown.learn(1_000, 20);
+    first.write(&[record(grown)], None).await.unwrap();
+    assert_eq!(
+        stored(),
+        grown,
+        "a summary holding the stored one is stored as written"
+    );
+}
+
+#[test]
+fn cadence_summaries_from_two_writers_merge_by_a_bucket_wise_max() {
+    use freshwatch::state::RedisStore;
+    let redis = Arc::new(RedisServer::start());
+    let (reader, flusher) = (redis.clone(), redis.clone());
+    let cadence_redis = CadenceRedis {
+        stored: Box::new(move || {
+            match reader.command(&["HGET", "freshwatch:{profiles}:cadence", "acme"]) {
+                redis::Value::Nil => None,
+                value => Some(redis::from_redis_value(value).unwrap()),
+            }
+        }),
+        forget_scripts: Box::new(move || {
+            flusher.command(&["SCRIPT", "FLUSH"]);
+        }),
+    };
+    common::runtime().block_on(async {
+        let first = RedisStore::connect(&redis.url, "freshwatch").await.unwrap();
+        let second = RedisStore::connect(&redis.url, "freshwatch").await.unwrap();
+        two_writers_merge_cadence(first, second, cadence_redis).await;
+
+        // A stored value that is not a summary is replaced by the one written.
+        redis.command(&["HSET", "freshwatch:{profiles}:cadence", "acme", "c1:bogus"]);
+        let store = RedisStore::connect(&redis.url, "freshwatch").await.unwrap();
+        let every_second = learned_every(1_000, 30);
+        store
+            .write(
+                &[freshwatch::state::SeriesRecord {
+                    feed: Arc::from("profiles"),
+                    key: b"acme".to_vec(),
+                    last_seen_ms: Some(1_000),
+                    status: None,
+                    cadence: Some(every_second),
+                }],
+                None,
+            )
+            .await
+            .unwrap();
+        let snapshot = freshwatch::state::StateStore::Redis(store)
+            .load(&[Arc::from("profiles")])
+            .await
+            .unwrap();
+        assert_eq!(snapshot.series[0].cadence, Some(every_second));
+    });
+}
+
+#[test]
+fn cadence_summaries_merge_on_a_redis_cluster_too() {
+    use freshwatch::state::RedisStore;
+    let cluster = common::RedisCluster::start();
+    let nodes = cluster.nodes.clone();
+    let client = redis::cluster::ClusterClient::new(nodes.clone()).unwrap();
+    let cadence_redis = CadenceRedis {
+        stored: Box::new(move || {
+            let mut connection = client.get_connection().unwrap();
+            redis::cmd("HGET")
+                .arg("freshwatch:{profiles}:cadence")
+                .arg("acme")
+                .query(&mut connection)
+                .unwrap()
+        }),
+        forget_scripts: Box::new(move || {
+            for node in &nodes {
+                let mut connection = redis::Client::open(node.as_str())
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                let () = redis::cmd("SCRIPT")
+                    .arg("FLUSH")
+                    .query(&mut connection)
+                    .unwrap();
+            }
+        }),
+    };
+    common::runtime().block_on(async {
+        let first = RedisStore::connect_cluster(&cluster.nodes, "freshwatch")
+            .await
+            .unwrap();
+        let second = RedisStore::connect_cluster(&cluster.nodes, "freshwatch")
+            .await
+            .unwrap();
+        two_writers_merge_cadence(first, second, cadence_redis).await;
+    });
+}
+
 /// A replica's reload reads only what was written since its last one (the change log), the whole
 /// feed the first time, and the whole feed again when the log was trimmed past its cursor.
 #[test]

@@ -7,7 +7,8 @@
 //!
 //! A learned feed's series also carry their cadence summary ([`crate::cadence::Cadence`]),
 //! written with the series (it only changes when last-seen does) and merged by a bucket-wise
-//! max when read back, at start or by a follower's reload.
+//! max when read back, at start or by a follower's reload, and in Redis also when written, so
+//! two replicas that learned the same series lose none of each other's buckets.
 
 mod embedded;
 mod redis_store;

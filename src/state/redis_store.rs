@@ -2,8 +2,9 @@
 //! - `{prefix}:{<feed>}:last_seen`: hash, split value → unix ms, merged with a max (Lua);
 //! - `{prefix}:{<feed>}:status`: hash, split value → `status@since_ms`;
 //! - `{prefix}:{<feed>}:cadence`: hash, split value → a learned feed's cadence summary,
-//!   `c1:<gaps>:<40 hex digits>` ([`crate::cadence::Cadence::encode`]), overwritten by the
-//!   writer, which merged what it read at start or reload;
+//!   `c1:<gaps>:<40 hex digits>` ([`crate::cadence::Cadence::encode`]), merged with a
+//!   bucket-wise max (Lua, [`CADENCE_MERGE`]) so two writers of one series lose no bucket; a
+//!   stored value that is not a summary is replaced;
 //! - `{prefix}:{<feed>}:meta`: hash, `watch_started` → unix ms (set once);
 //! - `{prefix}:{<feed>}:fence`: the highest leader fencing token that wrote the feed's statuses;
 //! - `{prefix}:{<feed>}:changes`: stream, one entry per write of the feed naming the split values
@@ -49,6 +50,75 @@ end
 return 1
 ";
 
+/// Merges cadence summaries into KEYS[1] (ARGV: field, summary, ...) by
+/// [`crate::cadence::Cadence::merge`]'s rule, so replicas that learned the same series from
+/// different records, or a writer that restarted, add to one another instead of the last
+/// writer's copy erasing the other's buckets. A stored value this script cannot read (not in the
+/// exact form [`crate::cadence::Cadence::encode`] writes) is replaced: a load would refuse it as
+/// corrupt anyway.
+///
+/// Buckets are compared as bytes, two lowercase hex digits each ('0'-'9' sort below 'a'-'f', so
+/// byte order is the counters' order). Usually the writer's summary already holds the stored one
+/// (it merged it at start or reload), so only the stored summary's non-zero buckets are looked
+/// at, and the whole summary is rebuilt only when the stored one adds something.
+static CADENCE_MERGE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local function parse(text)
+  if not text then return nil end
+  local gaps, hex = string.match(text, '^c1:(%d+):([0-9a-f]+)$')
+  if (not gaps) or #hex ~= 40 or tonumber(gaps) > 65535 then return nil end
+  return gaps, hex
+end
+local function larger(a1, a2, b1, b2)
+  return a1 > b1 or (a1 == b1 and a2 > b2)
+end
+local function stored_adds(stored_hex, hex)
+  local at = string.find(stored_hex, '[^0]')
+  while at do
+    local b = at - 1 + at % 2
+    local s1, s2 = string.byte(stored_hex, b, b + 1)
+    local w1, w2 = string.byte(hex, b, b + 1)
+    if larger(s1, s2, w1, w2) then return true end
+    at = string.find(stored_hex, '[^0]', b + 2)
+  end
+  return false
+end
+local function bucket_max(stored_hex, hex)
+  local stored_bytes = {string.byte(stored_hex, 1, 40)}
+  local bytes = {string.byte(hex, 1, 40)}
+  for b = 1, 39, 2 do
+    if larger(stored_bytes[b], stored_bytes[b + 1], bytes[b], bytes[b + 1]) then
+      bytes[b], bytes[b + 1] = stored_bytes[b], stored_bytes[b + 1]
+    end
+  end
+  return string.char(unpack(bytes))
+end
+for i = 1, #ARGV, 2 do
+  local stored = redis.call('HGET', KEYS[1], ARGV[i])
+  local written = ARGV[i + 1]
+  if stored ~= written then
+    local merged = written
+    local stored_gaps, stored_hex = parse(stored)
+    local gaps, hex
+    if stored_gaps then gaps, hex = parse(written) end
+    if gaps then
+      local more_gaps = tonumber(stored_gaps) > tonumber(gaps)
+      if more_gaps or stored_adds(stored_hex, hex) then
+        if more_gaps then gaps = stored_gaps end
+        merged = 'c1:' .. gaps .. ':' .. bucket_max(stored_hex, hex)
+      end
+    end
+    if merged ~= stored then
+      redis.call('HSET', KEYS[1], ARGV[i], merged)
+    end
+  end
+end
+return 0
+",
+    )
+});
+
 /// Fields per script call, so one call never blocks Redis for long.
 const FIELDS_PER_CALL: usize = 500;
 
@@ -69,6 +139,26 @@ end
 redis.call('XADD', KEYS[1], 'MINID', '~', cutoff, '*', unpack(fields))
 return 0
 ";
+
+/// Sends a write pipeline; when Redis does not know [`CADENCE_MERGE`] (first write, or Redis
+/// restarted or failed over since), loads it and sends the pipeline again. redis-rs loads a
+/// script on `NOSCRIPT` for a single invocation only, not in a pipeline. Sending twice is safe:
+/// every write in it is a merge (max, fenced status) and a second change-log entry only has
+/// replicas read the same series again.
+async fn send_loading_scripts(
+    connection: &mut Connection,
+    pipeline: &redis::Pipeline,
+) -> Result<(), StateError> {
+    let Err(error) = pipeline.query_async::<()>(connection).await else {
+        return Ok(());
+    };
+    if error.kind() != redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
+        return Err(error.into());
+    }
+    CADENCE_MERGE.load_async(connection).await?;
+    let () = pipeline.query_async(connection).await?;
+    Ok(())
+}
 
 /// Where a replica's reload of one feed stands: the last change-log entry it has read.
 #[derive(Debug, Clone, Default)]
@@ -429,12 +519,13 @@ impl RedisStore {
                 .iter()
                 .filter_map(|record| Some((record.key.as_slice(), record.cadence?.encode())))
                 .collect();
+            // Not fenced, as last-seen is not: every replica's gaps are true, and a max only adds.
             for chunk in with_cadence.chunks(FIELDS_PER_CALL) {
-                let command = pipeline.cmd("HSET").arg(self.key(feed, "cadence"));
+                let mut invocation = CADENCE_MERGE.key(self.key(feed, "cadence"));
                 for (key, text) in chunk {
-                    command.arg(*key).arg(text);
+                    invocation.arg(*key).arg(text);
                 }
-                pipeline.ignore();
+                pipeline.invoke_script(&invocation).ignore();
             }
             // After the writes it names, on the same connection: a replica that reads the entry
             // reads these values or newer ones.
@@ -452,12 +543,12 @@ impl RedisStore {
             }
             // A cluster pipeline must stay in one slot: one per feed (its hash tag).
             if self.cluster {
-                let () = pipeline.query_async(&mut connection).await?;
+                send_loading_scripts(&mut connection, &pipeline).await?;
                 pipeline = redis::pipe();
             }
         }
         if !self.cluster {
-            let () = pipeline.query_async(&mut connection).await?;
+            send_loading_scripts(&mut connection, &pipeline).await?;
         }
         Ok(())
     }
