@@ -4,11 +4,12 @@
 //! Each series of a learned feed keeps a [`Cadence`]: a histogram of the gaps between
 //! consecutive new last-seen event times, 20 saturating `u8` counters on a log2 scale (bucket
 //! 0: under 1 s; bucket `i`: `[2^(i-1) s, 2^i s)`; the last one also takes everything longer),
-//! plus a saturating count of gaps learned: 22 bytes per series, kept beside a learned feed's
-//! series (fixed feeds keep none), no allocation of its own. When a
+//! plus a saturating count of gaps learned and a count of halvings: 24 bytes per series, kept
+//! beside a learned feed's series (fixed feeds keep none), no allocation of its own. When a
 //! counter would pass 255 every counter is halved, so recent behaviour dominates. Two summaries
-//! merge by a bucket-wise max, which is idempotent: a follower that reloads the same summary
-//! every few seconds does not inflate it.
+//! merge by a bucket-wise max once the one halved fewer times is halved as often as the other:
+//! idempotent (a follower that reloads the same summary every few seconds does not inflate it),
+//! and a stored copy taken back after a halving does not undo it.
 //!
 //! The tracker feeds it facts (a gap, and whether the series was alerting when the gap ended);
 //! [`effective`] turns it and the thresholds in force (the ceilings) into the thresholds a
@@ -29,7 +30,7 @@
 //! night's last gap is not judged by the day's thresholds when the day's first record is a
 //! minute late. For an unsplit feed the scaled p99 is exactly the hour's. As a gap goes on its
 //! thresholds can only loosen, so no hour's start needs every series judged again. One
-//! [`Weekly`] per feed, not per series (168 × 22 bytes), keeps memory bounded at 1M keys. An
+//! [`Weekly`] per feed, not per series (168 × 24 bytes), keeps memory bounded at 1M keys. An
 //! hour with fewer than `learn_min_gaps` gaps uses the ceilings, like a series in warm-up: a
 //! quiet night judged by daytime thresholds would page, and a gap that ends in an alert is
 //! never learned, so the night could never be learned.
@@ -45,6 +46,9 @@ pub struct Cadence {
     buckets: [u8; BUCKETS],
     /// Gaps learned, saturating (halving does not lower it: warm-up ends once).
     gaps: u16,
+    /// Times the counters were halved (wrapping): the scale the counters are at, so a merge
+    /// halves an older copy as often as this one was before taking a bucket-wise max.
+    halvings: u16,
 }
 
 /// Where a series' effective thresholds come from (`threshold_source` in the API).
@@ -106,6 +110,7 @@ impl Cadence {
             for count in &mut self.buckets {
                 *count >>= 1;
             }
+            self.halvings = self.halvings.wrapping_add(1);
         }
         self.buckets[bucket] += 1;
         self.gaps = self.gaps.saturating_add(1);
@@ -144,32 +149,54 @@ impl Cadence {
         Some(BUCKETS - 1)
     }
 
-    /// Takes in another copy of the same series' summary (restart, replica): bucket-wise max.
+    /// Takes in another copy of the same series' summary (restart, replica): the copy that
+    /// was halved fewer times is halved as often as the other, then a bucket-wise max. So a
+    /// stored copy taken back after this one halved does not undo the halving (recent behaviour
+    /// keeps dominating), and taking the same copy in twice changes nothing. Halvings compare as
+    /// serial numbers (RFC 1982): copies are never 32,768 halvings apart.
     pub fn merge(&mut self, other: &Cadence) {
+        let ahead = other.halvings.wrapping_sub(self.halvings) as i16;
+        let (mine_by, theirs_by) = if ahead > 0 {
+            (ahead.unsigned_abs(), 0)
+        } else {
+            (0, ahead.unsigned_abs())
+        };
+        let halve = |count: u8, by: u16| count.checked_shr(u32::from(by)).unwrap_or(0);
         for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
-            *mine = (*mine).max(theirs);
+            *mine = halve(*mine, mine_by).max(halve(theirs, theirs_by));
         }
         self.gaps = self.gaps.max(other.gaps);
+        if ahead > 0 {
+            self.halvings = other.halvings;
+        }
     }
 
-    /// As stored: `c1:<gaps>:<40 hex digits, one byte per bucket>`.
+    /// As stored: `c2:<gaps>:<halvings>:<40 hex digits, one byte per bucket>`.
     pub fn encode(&self) -> String {
-        let mut text = format!("c1:{}:", self.gaps);
+        let mut text = format!("c2:{}:{}:", self.gaps, self.halvings);
         for count in self.buckets {
             text.push_str(&format!("{count:02x}"));
         }
         text
     }
 
-    /// The inverse of [`Cadence::encode`]; `None` when the text is not one.
+    /// The inverse of [`Cadence::encode`], and of the `c1:<gaps>:<hex>` an earlier version
+    /// wrote (no halvings counted: 0); `None` when the text is not one.
     pub fn decode(text: &str) -> Option<Cadence> {
-        let rest = text.strip_prefix("c1:")?;
-        let (gaps, hex) = rest.split_once(':')?;
+        let (gaps, halvings, hex) = if let Some(rest) = text.strip_prefix("c2:") {
+            let (gaps, rest) = rest.split_once(':')?;
+            let (halvings, hex) = rest.split_once(':')?;
+            (gaps, halvings.parse().ok()?, hex)
+        } else {
+            let (gaps, hex) = text.strip_prefix("c1:")?.split_once(':')?;
+            (gaps, 0, hex)
+        };
         if hex.len() != 2 * BUCKETS || !hex.is_ascii() {
             return None;
         }
         let mut cadence = Cadence {
             gaps: gaps.parse().ok()?,
+            halvings,
             ..Cadence::default()
         };
         for (index, count) in cadence.buckets.iter_mut().enumerate() {
@@ -541,14 +568,57 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_copy_taken_back_after_a_halving_does_not_undo_it() {
+        // A series that sent hourly, stored, then sped up to a record a second.
+        let stored = learned(HOUR_MS, 100);
+        let mut live = stored;
+        for _ in 0..2_000 {
+            live.learn(SECOND_MS, 20);
+            // Its own stored copy comes back (a reload, a restart) again and again.
+            live.merge(&stored);
+        }
+        assert_eq!(
+            live.p99_ms(),
+            Some(2 * SECOND_MS),
+            "the hourly past faded as if never stored"
+        );
+        let mut back = stored;
+        back.merge(&live);
+        assert_eq!(back, live, "the newer copy wins whichever side merges");
+
+        // Copies at the same scale: a plain bucket-wise max.
+        let (mut one, two) = (learned(SECOND_MS, 30), learned(HOUR_MS, 5));
+        one.merge(&two);
+        assert_eq!((one.buckets[1], one.buckets[12]), (30, 5));
+        // Halvings wrap as serial numbers.
+        let (mut old, mut new) = (Cadence::default(), Cadence::default());
+        old.halvings = u16::MAX;
+        old.buckets[3] = 200;
+        new.halvings = 1;
+        new.buckets[3] = 10;
+        old.merge(&new);
+        assert_eq!(
+            (old.halvings, old.buckets[3]),
+            (1, 50),
+            "two halvings ahead"
+        );
+    }
+
+    #[test]
     fn the_stored_form_round_trips_and_rejects_garbage() {
         let cadence = learned(6 * HOUR_MS, 300);
         let text = cadence.encode();
-        assert_eq!(text.len(), "c1:300:".len() + 40);
+        assert_eq!(text.len(), "c2:300:1:".len() + 40, "{text}");
         assert_eq!(Cadence::decode(&text), Some(cadence));
-        assert_eq!(Cadence::decode("c1:1:00"), None);
+        assert_eq!(Cadence::decode("c2:1:0:00"), None);
         assert_eq!(Cadence::decode("bogus"), None);
-        assert_eq!(Cadence::decode(&text.replace("c1:300", "c1:x")), None);
+        assert_eq!(Cadence::decode(&text.replace("c2:300", "c2:x")), None);
+        assert_eq!(Cadence::decode(&text.replace(":1:", ":y:")), None);
+        // An earlier version's form: no halvings counted.
+        let earlier = format!("c1:300:{}", &text["c2:300:1:".len()..]);
+        let decoded = Cadence::decode(&earlier).expect("c1 still reads");
+        assert_eq!((decoded.gaps(), decoded.halvings), (300, 0));
+        assert_eq!(decoded.buckets, cadence.buckets);
     }
 
     /// 2025-12-01T00:00:00Z, a Monday.
@@ -712,8 +782,8 @@ mod tests {
 
         let text = mine.encode();
         assert_eq!(Weekly::decode(&text, utc()), Some(mine));
-        assert_eq!(Weekly::decode("w1,c1:0:00", utc()), None);
-        assert_eq!(Weekly::decode(&format!("{text},c1:1:00"), utc()), None);
+        assert_eq!(Weekly::decode("w1,c2:0:0:00", utc()), None);
+        assert_eq!(Weekly::decode(&format!("{text},c2:1:0:00"), utc()), None);
         assert_eq!(Weekly::decode(&text.replacen("w1", "w2", 1), utc()), None);
     }
 }

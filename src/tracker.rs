@@ -9,7 +9,7 @@
 //! - `dirty`: series whose last-seen or status must be written to the state store.
 //!
 //! On a feed with `thresholds = "learned"` a record that moves last-seen forward also teaches
-//! the series its cadence ([`crate::cadence`]): the gap is counted in its 22-byte histogram,
+//! the series its cadence ([`crate::cadence`]): the gap is counted in its 24-byte histogram,
 //! unless the series was alerting when the gap ended (an incident is not a cadence). The
 //! histograms sit beside the series (`FeedTrack::cadences`, same index), and only for learned
 //! feeds, so a fixed feed's series pay nothing for them.

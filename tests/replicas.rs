@@ -379,6 +379,22 @@ async fn two_writers_merge_cadence(
         grown,
         "a summary holding the stored one is stored as written"
     );
+
+    // The series sped up: a counter passed 255 and every counter was halved. The stored copy,
+    // a halving behind, is halved before the max, so the halving stands (a plain max would
+    // bring the hourly past back at its old count), and a lagging writer's older copy after it
+    // changes nothing either.
+    let mut sped_up = grown;
+    for _ in 0..300 {
+        sped_up.learn(1_000, 20);
+    }
+    let mut expected = grown;
+    expected.merge(&sped_up);
+    assert_eq!(expected, sped_up, "the newer copy is the merge");
+    second.write(&[record(sped_up)], None).await.unwrap();
+    assert_eq!(stored(), sped_up, "the halving stands");
+    first.write(&[record(grown)], None).await.unwrap();
+    assert_eq!(stored(), sped_up, "an older copy does not undo it");
 }
 
 #[test]
@@ -419,11 +435,36 @@ fn cadence_summaries_from_two_writers_merge_by_a_bucket_wise_max() {
             )
             .await
             .unwrap();
-        let snapshot = freshwatch::state::StateStore::Redis(store)
+        let snapshot = freshwatch::state::StateStore::Redis(store.clone())
             .load(&[Arc::from("profiles")])
             .await
             .unwrap();
         assert_eq!(snapshot.series[0].cadence, Some(every_second));
+
+        // An earlier version's `c1:` form is read and merged, not replaced.
+        let hourly = learned_every(3_600_000, 25);
+        let c1 = hourly.encode().replacen("c2:25:0:", "c1:25:", 1);
+        redis.command(&["HSET", "freshwatch:{profiles}:cadence", "acme", &c1]);
+        store
+            .write(
+                &[freshwatch::state::SeriesRecord {
+                    feed: Arc::from("profiles"),
+                    key: b"acme".to_vec(),
+                    last_seen_ms: Some(2_000),
+                    status: None,
+                    cadence: Some(every_second),
+                }],
+                None,
+            )
+            .await
+            .unwrap();
+        let snapshot = freshwatch::state::StateStore::Redis(store)
+            .load(&[Arc::from("profiles")])
+            .await
+            .unwrap();
+        let mut both = every_second;
+        both.merge(&hourly);
+        assert_eq!(snapshot.series[0].cadence, Some(both));
     });
 }
 

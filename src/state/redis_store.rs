@@ -2,8 +2,8 @@
 //! - `{prefix}:{<feed>}:last_seen`: hash, split value → unix ms, merged with a max (Lua);
 //! - `{prefix}:{<feed>}:status`: hash, split value → `status@since_ms`;
 //! - `{prefix}:{<feed>}:cadence`: hash, split value → a learned feed's cadence summary,
-//!   `c1:<gaps>:<40 hex digits>` ([`crate::cadence::Cadence::encode`]), merged with a
-//!   bucket-wise max (Lua, [`CADENCE_MERGE`]) so two writers of one series lose no bucket; a
+//!   `c2:<gaps>:<halvings>:<40 hex digits>` ([`crate::cadence::Cadence::encode`]), merged with a
+//!   halving-aware bucket-wise max (Lua, [`CADENCE_MERGE`]) so two writers of one series lose no bucket; a
 //!   stored value that is not a summary is replaced;
 //! - `{prefix}:{<feed>}:meta`: hash, `watch_started` → unix ms (set once);
 //! - `{prefix}:{<feed>}:fence`: the highest leader fencing token that wrote the feed's statuses;
@@ -53,22 +53,31 @@ return 1
 /// Merges cadence summaries into KEYS[1] (ARGV: field, summary, ...) by
 /// [`crate::cadence::Cadence::merge`]'s rule, so replicas that learned the same series from
 /// different records, or a writer that restarted, add to one another instead of the last
-/// writer's copy erasing the other's buckets. A stored value this script cannot read (not in the
-/// exact form [`crate::cadence::Cadence::encode`] writes) is replaced: a load would refuse it as
-/// corrupt anyway.
+/// writer's copy erasing the other's buckets, and a copy stored before a halving does not undo
+/// it. A stored value this script cannot read (not in a form [`crate::cadence::Cadence::decode`]
+/// reads: `c2:<gaps>:<halvings>:<hex>`, or an earlier version's `c1:<gaps>:<hex>`) is replaced:
+/// a load would refuse it as corrupt anyway.
 ///
-/// Buckets are compared as bytes, two lowercase hex digits each ('0'-'9' sort below 'a'-'f', so
-/// byte order is the counters' order). Usually the writer's summary already holds the stored one
-/// (it merged it at start or reload), so only the stored summary's non-zero buckets are looked
-/// at, and the whole summary is rebuilt only when the stored one adds something.
+/// Copies at the same halvings (the usual case) compare buckets as bytes, two lowercase hex
+/// digits each ('0'-'9' sort below 'a'-'f', so byte order is the counters' order); usually the
+/// writer's summary already holds the stored one (it merged it at start or reload), so only the
+/// stored summary's non-zero buckets are looked at, and the whole summary is rebuilt only when
+/// the stored one adds something. Copies at different halvings (after a counter passed 255) are
+/// decoded, the older halved to the newer's scale, and merged number by number.
 static CADENCE_MERGE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
 local function parse(text)
   if not text then return nil end
-  local gaps, hex = string.match(text, '^c1:(%d+):([0-9a-f]+)$')
-  if (not gaps) or #hex ~= 40 or tonumber(gaps) > 65535 then return nil end
-  return gaps, hex
+  local gaps, halvings, hex = string.match(text, '^c2:(%d+):(%d+):([0-9a-f]+)$')
+  if not gaps then
+    gaps, hex = string.match(text, '^c1:(%d+):([0-9a-f]+)$')
+    halvings = '0'
+  end
+  if (not gaps) or #hex ~= 40 or tonumber(gaps) > 65535 or tonumber(halvings) > 65535 then
+    return nil
+  end
+  return tonumber(gaps), tonumber(halvings), hex
 end
 local function larger(a1, a2, b1, b2)
   return a1 > b1 or (a1 == b1 and a2 > b2)
@@ -94,19 +103,37 @@ local function bucket_max(stored_hex, hex)
   end
   return string.char(unpack(bytes))
 end
+local function halved_max(stored_hex, stored_by, hex, by)
+  local out = {}
+  for b = 1, 39, 2 do
+    local s = math.floor(tonumber(string.sub(stored_hex, b, b + 1), 16) / 2 ^ stored_by)
+    local w = math.floor(tonumber(string.sub(hex, b, b + 1), 16) / 2 ^ by)
+    out[#out + 1] = string.format('%02x', math.max(s, w))
+  end
+  return table.concat(out)
+end
 for i = 1, #ARGV, 2 do
   local stored = redis.call('HGET', KEYS[1], ARGV[i])
   local written = ARGV[i + 1]
   if stored ~= written then
     local merged = written
-    local stored_gaps, stored_hex = parse(stored)
-    local gaps, hex
-    if stored_gaps then gaps, hex = parse(written) end
+    local stored_gaps, stored_halvings, stored_hex = parse(stored)
+    local gaps, halvings, hex
+    if stored_gaps then gaps, halvings, hex = parse(written) end
     if gaps then
-      local more_gaps = tonumber(stored_gaps) > tonumber(gaps)
-      if more_gaps or stored_adds(stored_hex, hex) then
-        if more_gaps then gaps = stored_gaps end
-        merged = 'c1:' .. gaps .. ':' .. bucket_max(stored_hex, hex)
+      -- How many halvings the written copy is ahead, as serial numbers (RFC 1982).
+      local ahead = (halvings - stored_halvings) % 65536
+      local more_gaps = stored_gaps > gaps
+      if more_gaps then gaps = stored_gaps end
+      if ahead ~= 0 then
+        local stored_by, by = ahead, 0
+        if ahead >= 32768 then
+          stored_by, by, halvings = 0, 65536 - ahead, stored_halvings
+        end
+        merged = 'c2:' .. gaps .. ':' .. halvings .. ':' ..
+          halved_max(stored_hex, stored_by, hex, by)
+      elseif more_gaps or stored_adds(stored_hex, hex) then
+        merged = 'c2:' .. gaps .. ':' .. halvings .. ':' .. bucket_max(stored_hex, hex)
       end
     end
     if merged ~= stored then
