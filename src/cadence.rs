@@ -285,20 +285,26 @@ impl Weekly {
     pub fn shift(&self, since_ms: Option<i64>, at_ms: i64, min_gaps: u16) -> Option<i32> {
         let last = self.clock.local_hours(at_ms);
         let first = since_ms.map_or(last, |since_ms| self.clock.local_hours(since_ms));
+        let all = self.all.p99_bucket()?;
         let mut most = i32::MIN;
         for local_hours in first.max(last - WEEK_HOURS as i64 + 1)..=last {
-            most = most.max(self.hour_shift(WeekClock::hour_of_week(local_hours), min_gaps)?);
+            let hour = WeekClock::hour_of_week(local_hours);
+            most = most.max(self.scale_against(hour, min_gaps, all)?);
         }
         Some(most)
     }
 
     /// Hour `hour`'s p99 bucket less the feed's; `None` while it has fewer than `min_gaps` gaps.
     pub fn hour_shift(&self, hour: usize, min_gaps: u16) -> Option<i32> {
+        self.scale_against(hour, min_gaps, self.all.p99_bucket()?)
+    }
+
+    fn scale_against(&self, hour: usize, min_gaps: u16, all_bucket: usize) -> Option<i32> {
         let summary = &self.hours[hour];
         if summary.gaps < min_gaps {
             return None;
         }
-        Some(summary.p99_bucket()? as i32 - self.all.p99_bucket()? as i32)
+        Some(summary.p99_bucket()? as i32 - all_bucket as i32)
     }
 
     /// The summary of every gap of the feed, whole: what the hours are scaled against.
