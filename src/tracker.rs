@@ -425,13 +425,21 @@ impl Tracker {
     }
 
     /// Takes in a stored or shared copy of a `learn_by_hour` feed's hours (restart, replica) by
-    /// a bucket-wise max; if that taught it anything, its series are judged again at the next
-    /// look.
+    /// [`Weekly::merge`]; if that moved any hour's scale or warm-up, its series are judged again
+    /// at the next look (replicas share every minute: a merge that changes no threshold costs
+    /// no pass over a large feed).
     pub fn merge_weekly(&mut self, feed: FeedIndex, other: &Weekly) {
-        if let Some(weekly) = &mut self.feeds[feed as usize].weekly {
-            let before = weekly.clone();
+        let track = &mut self.feeds[feed as usize];
+        let min_gaps = track.learn_min_gaps;
+        if let Some(weekly) = &mut track.weekly {
+            let scales = |weekly: &Weekly| -> Vec<Option<i32>> {
+                (0..crate::schedule::WEEK_HOURS)
+                    .map(|hour| weekly.hour_shift(hour, min_gaps))
+                    .collect()
+            };
+            let before = scales(weekly);
             weekly.merge(other);
-            if *weekly != before && !self.hours_warmed.contains(&feed) {
+            if scales(weekly) != before && !self.hours_warmed.contains(&feed) {
                 self.hours_warmed.push(feed);
             }
         }

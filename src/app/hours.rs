@@ -137,6 +137,16 @@ mod tests {
             first.take_hours_warmed().contains(&0),
             "taking in 11:00 has the feed judged again"
         );
+        // A third replica saw more of the same at 10:00: no hour's scale moves, so taking it in
+        // costs no pass over the feed.
+        let mut third = replica();
+        for second in 0..6 {
+            third.observe(0, b"", TEN_AM_MS + second * 1_000);
+        }
+        assert_eq!(share(&mut third), ["ticker"]);
+        share(&mut first);
+        assert_eq!(hours(&first).hour(10).gaps(), 5);
+        assert_eq!(first.take_hours_warmed(), Vec::<FeedIndex>::new());
     }
 
     #[test]
