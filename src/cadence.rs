@@ -37,6 +37,8 @@
 
 use crate::schedule::{Thresholds, WeekClock, WEEK_HOURS};
 
+const HOUR_MS: i64 = 3_600_000;
+
 /// Histogram buckets: the last one's upper edge is 2^19 s, about six days.
 pub const BUCKETS: usize = 20;
 
@@ -217,8 +219,9 @@ pub struct Weekly {
     /// The hour learned into last, `(from, until, hour)`: most gaps begin and end in it and need
     /// no timezone lookup.
     current: Option<(i64, i64, usize)>,
-    /// Learned what loosens or enables some hour's thresholds (a gap above its p99, the end of
-    /// its warm-up) since [`Weekly::take_news`]: worth storing now, not in a minute.
+    /// Since [`Weekly::take_news`], some hour ended its warm-up or took a gap in a bucket it had
+    /// none in (what can move its p99 up): worth storing now, not in a minute. An O(1) test, as
+    /// it runs for every gap learned.
     news: bool,
 }
 
@@ -249,9 +252,8 @@ impl Weekly {
         for _ in 0..WEEK_HOURS {
             let (hour, until_ms) = self.hour_at(from_ms);
             let reached_ms = end_ms.min(until_ms) - start_ms;
-            let p99_bucket = self.hours[hour].p99_bucket();
+            self.news |= self.hours[hour].buckets[bucket_of(reached_ms)] == 0;
             warmed |= self.hours[hour].learn(reached_ms, min_gaps);
-            self.news |= p99_bucket.is_some_and(|bucket| bucket_of(reached_ms) > bucket);
             if end_ms < until_ms {
                 break;
             }
@@ -273,7 +275,7 @@ impl Weekly {
             }
             _ => {
                 let (hour, until_ms) = self.clock.hour(at_ms);
-                self.current = Some((until_ms - 3_600_000, until_ms, hour));
+                self.current = Some((until_ms - HOUR_MS, until_ms, hour));
                 (hour, until_ms)
             }
         }

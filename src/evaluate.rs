@@ -367,10 +367,7 @@ impl Evaluator {
             .filter(|&change_ms| change_ms != i64::MIN && change_ms != i64::MAX)
             .min();
         let next_series_ms = self.deadlines.first().map(|&(deadline_ms, _)| deadline_ms);
-        match (next_series_ms, next_change_ms) {
-            (Some(series_ms), Some(change_ms)) => Some(series_ms.min(change_ms)),
-            (series_ms, change_ms) => series_ms.or(change_ms),
-        }
+        next_series_ms.into_iter().chain(next_change_ms).min()
     }
 
     fn rejudge(

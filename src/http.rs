@@ -426,13 +426,12 @@ async fn hours(State(state): State<HttpState>, Path(name): Path<String>) -> Resp
     let Some(weekly) = state.snapshots.hours(index) else {
         return not_found(format!("feed {name:?} does not learn by hour"));
     };
-    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     let seconds = |millis: i64| millis as f64 / 1000.0;
     let hours: Vec<HourRow> = (0..crate::schedule::WEEK_HOURS)
         .map(|hour| {
             let summary = weekly.hour(hour);
             HourRow {
-                day: DAYS[hour / 24],
+                day: crate::schedule::DAY_NAMES[hour / 24],
                 hour: hour % 24,
                 gaps: summary.gaps(),
                 p99_seconds: summary.p99_ms().map(seconds),

@@ -32,7 +32,7 @@ pub const LOOK_AHEAD_MS: i64 = 400 * DAY_MS;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Days(u8);
 
-const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+pub const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 impl Days {
     pub const DAILY: Days = Days(0x7f);
@@ -328,8 +328,7 @@ pub const WEEK_HOURS: usize = 168;
 impl WeekClock {
     /// The hour of the week `at_ms` falls in, and when that hour ends (unix ms, after `at_ms`).
     pub fn hour(&self, at_ms: i64) -> (usize, i64) {
-        let offset_ms = i64::from(utc_offset_seconds(self.timezone, at_ms)) * 1_000;
-        let local_hours = at_ms.saturating_add(offset_ms).div_euclid(HOUR_MS);
+        let (local_hours, offset_ms) = self.local(at_ms);
         (
             Self::hour_of_week(local_hours),
             (local_hours + 1) * HOUR_MS - offset_ms,
@@ -338,8 +337,16 @@ impl WeekClock {
 
     /// Whole hours on the local clocks since 1970-01-01 00:00 local.
     pub fn local_hours(&self, at_ms: i64) -> i64 {
+        self.local(at_ms).0
+    }
+
+    /// [`WeekClock::local_hours`], and the UTC offset (ms) it was counted with.
+    fn local(&self, at_ms: i64) -> (i64, i64) {
         let offset_ms = i64::from(utc_offset_seconds(self.timezone, at_ms)) * 1_000;
-        at_ms.saturating_add(offset_ms).div_euclid(HOUR_MS)
+        (
+            at_ms.saturating_add(offset_ms).div_euclid(HOUR_MS),
+            offset_ms,
+        )
     }
 
     /// The hour of the week of a count of [`WeekClock::local_hours`].

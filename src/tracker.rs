@@ -218,10 +218,7 @@ impl Tracker {
                     index: HashTable::new(),
                     series: Vec::new(),
                     cadences: Vec::new(),
-                    weekly: feed
-                        .learning
-                        .and_then(|learning| learning.by_hour)
-                        .map(Weekly::new),
+                    weekly: feed.week_clock().map(Weekly::new),
                 })
                 .collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),

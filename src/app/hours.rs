@@ -2,10 +2,10 @@
 //! ([`Documents::Hours`], one document per feed). Every replica learns from the partitions it
 //! consumes, so each one merges the stored copy into its own and writes the merge back when the
 //! store lacks something it learned: at once when an hour learned news (its warm-up ended, a
-//! gap above its p99), otherwise at most once a minute, and once more at shutdown. A
-//! bucket-wise max is idempotent and order-free: replicas that race overwrite each other for one
-//! round and converge at the next; a `kill -9` loses at most a minute of learning that moved no
-//! hour's thresholds up.
+//! gap in a bucket it had none in), otherwise at most once a minute, and once more at shutdown.
+//! The merge ([`Weekly::merge`]) is idempotent and order-free: replicas that race overwrite each
+//! other for one round and converge at the next; a `kill -9` loses at most a minute of gaps of
+//! lengths each hour had seen before.
 
 use super::*;
 use crate::cadence::Weekly;

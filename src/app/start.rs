@@ -208,10 +208,7 @@ pub async fn start_with(
         watch: watch_for(&config, store_was_empty, start_ms),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),
-        learns_by_hour: config.feeds.iter().any(|feed| {
-            feed.learning
-                .is_some_and(|learning| learning.by_hour.is_some())
-        }),
+        learns_by_hour: learns_by_hour(&config),
         hours_shared_ms: std::sync::atomic::AtomicI64::new(start_ms),
     });
     if leadership.is_leader() {
@@ -340,10 +337,7 @@ async fn restore_tracker(
             }
         }
     }
-    if config.feeds.iter().any(|feed| {
-        feed.learning
-            .is_some_and(|learning| learning.by_hour.is_some())
-    }) {
+    if learns_by_hour(config) {
         match store.documents_load(crate::state::Documents::Hours).await {
             Ok(stored) => {
                 super::hours::take_stored_hours(&mut tracker, stored);
@@ -353,6 +347,11 @@ async fn restore_tracker(
     }
     tracing::info!(store = store.kind(), series = restored, "state restored");
     tracker
+}
+
+/// Some feed learns its hours of the week: they are shared through the state store.
+fn learns_by_hour(config: &Config) -> bool {
+    config.feeds.iter().any(|feed| feed.week_clock().is_some())
 }
 
 /// The alerts about freshwatch's own sight, all quiet at start.

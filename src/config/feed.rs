@@ -69,6 +69,11 @@ pub struct FeedConfig {
 }
 
 impl FeedConfig {
+    /// `learn_by_hour = true`: the clocks its hours of the week are counted on.
+    pub fn week_clock(&self) -> Option<WeekClock> {
+        self.learning.and_then(|learning| learning.by_hour)
+    }
+
     /// The extractor that runs this feed's split and timestamp rules on its records.
     pub fn extractor(&self, max_future_skew_ms: i64) -> Extractor {
         Extractor::new(

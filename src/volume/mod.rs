@@ -212,7 +212,7 @@ impl SeriesVolume {
         let elapsed_ms = (now_ms - self.last_tick_ms).max(0);
         self.last_tick_ms = now_ms;
         self.window.add(delta, now_ms);
-        let Some(clock) = self.clock.filter(|_| !self.stored.slots.is_empty()) else {
+        let Some(clock) = self.clock else {
             return;
         };
         let hour = clock.local_hours(now_ms);
