@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::WebhookReceiver;
-use common::{now_ms, wait_until, FreshwatchProcess, RedisServer};
+use common::{now_ms, replica_config, wait_until, FreshwatchProcess, RedisServer};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -37,34 +37,6 @@ fn send(producer: &BaseProducer, topic: &str, key: &str, timestamp_ms: i64) {
 }
 
 /// The replicas' shared config: fast group membership, statistics, a 3 s lease, then `feeds`.
-fn replica_config(brokers: &str, redis_url: &str, feeds: &str) -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "freshwatch-replicas"
-[kafka.properties]
-"fetch.wait.max.ms" = "50"
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-"statistics.interval.ms" = "200"
-
-[state]
-redis_url = "{redis_url}"
-flush_interval = "100ms"
-
-[evaluation]
-interval = "200ms"
-# Seconds-long thresholds: FreshwatchFeedBlind is tests/knowing.rs' subject, not these.
-blind_after = "1h"
-
-[ha]
-lease = "3s"
-reload_interval = "300ms"
-{feeds}"#
-    )
-}
-
 async fn firing_pages(receiver: &WebhookReceiver, feed: &str) -> usize {
     receiver
         .requests()
@@ -88,6 +60,7 @@ fn two_replicas_share_the_work_one_pages_and_the_survivor_takes_over_without_a_r
         let text = replica_config(
             &brokers,
             &redis.url,
+            "freshwatch-replicas",
             &format!(
                 r#"
 [[feed]]
@@ -756,6 +729,7 @@ fn the_leader_judges_a_partition_another_member_holds_only_from_that_members_rep
         let text = replica_config(
             &brokers,
             &redis.url,
+            "freshwatch-replicas",
             r#"
 [[feed]]
 name = "orders"

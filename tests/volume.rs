@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::WebhookReceiver;
-use common::{now_ms, produce_one, producer, runtime, wait_until, FreshwatchProcess};
+use common::{
+    now_ms, produce_one, producer, replica_config, runtime, wait_until, FreshwatchProcess,
+};
 use rdkafka::mocking::MockCluster;
 
 /// Produces one record every `interval_ms` until `stop`; the interval can change while it runs.
@@ -208,29 +210,12 @@ fn with_two_replicas_the_rate_judged_is_the_sum_of_what_each_reads() {
     let stop = Arc::new(AtomicBool::new(false));
     runtime().block_on(async {
         let receiver = WebhookReceiver::start().await;
-        let config = format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "freshwatch-volume-replicas"
-[kafka.properties]
-"fetch.wait.max.ms" = "50"
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-"statistics.interval.ms" = "200"
-
-[state]
-redis_url = "{redis_url}"
-flush_interval = "100ms"
-
-[evaluation]
-interval = "200ms"
-blind_after = "1h"
-
-[ha]
-lease = "3s"
-reload_interval = "300ms"
-
+        let config = replica_config(
+            &brokers,
+            &redis.url,
+            "freshwatch-volume-replicas",
+            &format!(
+                r#"
 [[feed]]
 name = "profiles"
 topic = "profiles"
@@ -243,8 +228,8 @@ volume_for = "3s"
 [[alerts.webhook]]
 url = "{url}/hook"
 "#,
-            redis_url = redis.url,
-            url = receiver.url,
+                url = receiver.url,
+            ),
         );
         let first_dir = tempfile::tempdir().unwrap();
         let second_dir = tempfile::tempdir().unwrap();

@@ -876,6 +876,36 @@ impl Drop for RedisCluster {
 }
 
 /// Wall-clock now, unix ms.
+/// The config of one of several replicas sharing `group` and a Redis, with short sessions,
+/// leases and reloads so takeovers happen in seconds; `feeds` (and sinks) follow it.
+pub fn replica_config(brokers: &str, redis_url: &str, group: &str, feeds: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "200"
+
+[state]
+redis_url = "{redis_url}"
+flush_interval = "100ms"
+
+[evaluation]
+interval = "200ms"
+# Seconds-long thresholds: FreshwatchFeedBlind is tests/knowing.rs' subject, not these.
+blind_after = "1h"
+
+[ha]
+lease = "3s"
+reload_interval = "300ms"
+{feeds}"#
+    )
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
