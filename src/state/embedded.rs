@@ -118,6 +118,26 @@ impl EmbeddedStore {
             .map_err(|error| self.error(error))?
     }
 
+    /// Every split value of `feed` in a text-valued series table (statuses, cadences), in order.
+    fn each_text(
+        &self,
+        table: &redb::ReadOnlyTable<(&'static str, &'static [u8]), &'static str>,
+        feed: &str,
+        mut each: impl FnMut(Vec<u8>, &str) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let range_end: &[u8] = &[0xff; 1024];
+        let lower: (&str, &[u8]) = (feed, &[]);
+        let upper: (&str, &[u8]) = (feed, range_end);
+        for entry in table
+            .range(lower..upper)
+            .map_err(|error| self.error(error))?
+        {
+            let (key, value) = entry.map_err(|error| self.error(error))?;
+            each(key.value().1.to_vec(), value.value())?;
+        }
+        Ok(())
+    }
+
     pub async fn load(&self, feeds: &[Arc<str>]) -> Result<Snapshot, StateError> {
         let feeds = feeds.to_vec();
         let store = self.clone();
@@ -150,24 +170,16 @@ impl EmbeddedStore {
                     let split_key = key.value().1.to_vec();
                     record_of(&mut by_key, feed, split_key).last_seen_ms = Some(value.value());
                 }
-                for entry in statuses
-                    .range(lower..upper)
-                    .map_err(|error| store.error(error))?
-                {
-                    let (key, value) = entry.map_err(|error| store.error(error))?;
-                    let split_key = key.value().1.to_vec();
-                    let status = decode_status(&format!("status of {feed}"), value.value())?;
+                store.each_text(&statuses, feed, |split_key, text| {
+                    let status = decode_status(&format!("status of {feed}"), text)?;
                     record_of(&mut by_key, feed, split_key).status = Some(status);
-                }
-                for entry in cadences
-                    .range(lower..upper)
-                    .map_err(|error| store.error(error))?
-                {
-                    let (key, value) = entry.map_err(|error| store.error(error))?;
-                    let split_key = key.value().1.to_vec();
-                    let cadence = decode_cadence(&format!("cadence of {feed}"), value.value())?;
+                    Ok(())
+                })?;
+                store.each_text(&cadences, feed, |split_key, text| {
+                    let cadence = decode_cadence(&format!("cadence of {feed}"), text)?;
                     record_of(&mut by_key, feed, split_key).cadence = Some(cadence);
-                }
+                    Ok(())
+                })?;
                 snapshot.series.extend(by_key.into_values());
                 if let Some(value) = started.get(&**feed).map_err(|error| store.error(error))? {
                     snapshot
