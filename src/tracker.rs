@@ -116,6 +116,9 @@ pub struct FeedTrack {
     pub max_keys: usize,
     /// Records refused because the feed was at `max_keys`.
     pub refused: u64,
+    /// Records counted by its series since start (their `records` summed), kept as they are
+    /// counted so a volume tick reads the feed's total without a pass over its series.
+    pub records: u64,
     /// `learn_min_gaps` of a learned feed; 0 for a fixed one (its series learn nothing).
     pub learn_min_gaps: u16,
     /// When each expected value was first watched (persisted): a value added to `expected`
@@ -212,6 +215,7 @@ impl Tracker {
                     watch_started_ms: now_ms,
                     max_keys: feed.max_keys.max(1),
                     refused: 0,
+                    records: 0,
                     learn_min_gaps: feed.learning.map_or(0, |learning| learning.min_gaps),
                     expected_started_ms: hashbrown::HashMap::new(),
                     placeholder: feed.split.is_some() && feed.expected.is_empty(),
@@ -304,6 +308,7 @@ impl Tracker {
         let learn_min_gaps = track.learn_min_gaps;
         let series = &mut track.series[id.index as usize];
         series.records += count;
+        track.records += count;
         if event_ms > series.last_seen_ms {
             // A gap that ended while the series was alerting is an incident, not its cadence.
             let learns = learn_min_gaps != 0

@@ -202,26 +202,23 @@ impl Pipeline {
 /// is left out.
 fn feed_counts(tracker: &Tracker, feed: usize, max_keys: Option<usize>) -> FeedCounts {
     let track = tracker.feed(feed as FeedIndex);
-    let series = &track.series()[track.hidden()..];
-    let total = series.iter().map(|series| series.records).sum();
+    let total = track.records;
     let Some(max_keys) = max_keys else {
         return FeedCounts {
             total,
             ..FeedCounts::default()
         };
     };
-    let mut keyed = series
+    let keys: Vec<(String, u64)> = track.series()[track.hidden()..]
         .iter()
-        .filter(|series| !series.key_bytes().is_empty());
-    let keys: Vec<(String, u64)> = keyed
-        .by_ref()
+        .filter(|series| !series.key_bytes().is_empty())
         .take(max_keys)
         .map(|series| (series.key().into_owned(), series.records))
         .collect();
     FeedCounts {
         total,
+        keys_left_out: track.keys() - keys.len(),
         keys,
-        keys_left_out: keyed.count(),
     }
 }
 
@@ -247,4 +244,34 @@ pub(super) async fn restore_volume(
         own_counts: Mutex::default(),
         peer_ttl_ms: knowledge_max_age_ms(config),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feeds_counts_are_its_series_records_with_the_keys_past_the_bound_left_out() {
+        let config = crate::config::parse(
+            "[kafka]\nbrokers = \"k:9092\"\n[[feed]]\nname = \"p\"\ntopic = \"p\"\nsplit_by = \"key\"\nexpected = [\"zeta\"]\n",
+            std::path::Path::new("t.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        let mut tracker = Tracker::new(&config.feeds, 0);
+        for (key, records) in [("acme", 3), ("globex", 5), ("initech", 7)] {
+            tracker.observe_many(0, key.as_bytes(), 1_000, records);
+        }
+        let summed: u64 = tracker.feed(0).series().iter().map(|s| s.records).sum();
+        let counts = feed_counts(&tracker, 0, Some(2));
+        assert_eq!(counts.total, summed);
+        assert_eq!(counts.total, 15);
+        assert_eq!(
+            counts.keys,
+            [("zeta".to_owned(), 0), ("acme".to_owned(), 3)],
+            "first seen first, the expected value included"
+        );
+        assert_eq!(counts.keys_left_out, 2);
+        assert_eq!(feed_counts(&tracker, 0, None).keys, []);
+    }
 }
