@@ -22,6 +22,8 @@ pub struct Health {
     pub source: Arc<SourceStatus>,
     /// Set while a feed or partition is unseen past its bound: a silence there could not page.
     pub blind: Arc<std::sync::atomic::AtomicBool>,
+    /// Set while a watched consumer group cannot be read past its bound.
+    pub groups_blind: Arc<std::sync::atomic::AtomicBool>,
     pub clock: SharedClock,
 }
 
@@ -40,6 +42,9 @@ impl Health {
         }
         if self.blind.load(Ordering::Relaxed) {
             return Some("a feed cannot be judged");
+        }
+        if self.groups_blind.load(Ordering::Relaxed) {
+            return Some("a consumer group cannot be read");
         }
         None
     }
@@ -101,22 +106,27 @@ mod tests {
     use crate::clock::ManualClock;
 
     #[test]
-    fn a_blind_feed_withholds_the_heartbeat_as_an_unreachable_broker_does() {
+    fn a_blind_feed_or_group_withholds_the_heartbeat_as_an_unreachable_broker_does() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let source = Arc::new(SourceStatus::default());
         source.reachable.store(true, Ordering::Relaxed);
         let blind = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let groups_blind = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let health = Health {
             last_tick_ms: Arc::new(AtomicI64::new(1_000_000)),
             evaluation_interval: Duration::from_secs(1),
             source: source.clone(),
             blind: blind.clone(),
+            groups_blind: groups_blind.clone(),
             clock: clock.clone(),
         };
         assert_eq!(health.problem(), None);
         blind.store(true, Ordering::Relaxed);
         assert_eq!(health.problem(), Some("a feed cannot be judged"));
         blind.store(false, Ordering::Relaxed);
+        groups_blind.store(true, Ordering::Relaxed);
+        assert_eq!(health.problem(), Some("a consumer group cannot be read"));
+        groups_blind.store(false, Ordering::Relaxed);
         source.reachable.store(false, Ordering::Relaxed);
         assert_eq!(health.problem(), Some("kafka is unreachable"));
         source.reachable.store(true, Ordering::Relaxed);

@@ -76,6 +76,7 @@ pub struct GroupMetrics {
     pub lag_seconds: Family<GroupTopicLabels, SecondsGauge>,
     pub lag_records: Family<GroupTopicLabels, Gauge>,
     pub loss_eta_seconds: Family<GroupTopicLabels, SecondsGauge>,
+    pub catchup_eta_seconds: Family<GroupTopicLabels, SecondsGauge>,
     pub records_lost: Family<GroupTopicLabels, Counter>,
     pub status: Family<GroupTopicLabels, Gauge>,
     pub members: Family<GroupLabels, Gauge>,
@@ -106,6 +107,20 @@ fn set_or_remove(
 }
 
 impl GroupMetrics {
+    /// Drops the series of a (group, topic) no `[[group]]` watches any more.
+    pub fn forget(&self, group: &str, topic: &str) {
+        let labels = GroupTopicLabels {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+        };
+        self.lag_seconds.remove(&labels);
+        self.lag_records.remove(&labels);
+        self.loss_eta_seconds.remove(&labels);
+        self.catchup_eta_seconds.remove(&labels);
+        self.records_lost.remove(&labels);
+        self.status.remove(&labels);
+    }
+
     /// Sets every gauge from one judgement.
     pub fn show(&self, views: &[crate::groups::TopicView]) {
         for view in views {
@@ -118,6 +133,7 @@ impl GroupMetrics {
                 .get_or_create(&labels)
                 .set(view.lag_records);
             set_or_remove(&self.loss_eta_seconds, &labels, view.loss_eta_seconds);
+            set_or_remove(&self.catchup_eta_seconds, &labels, view.catchup_eta_seconds);
             let lost = self.records_lost.get_or_create(&labels);
             let counted = lost.get();
             if view.records_lost > counted {
@@ -386,13 +402,18 @@ impl Metrics {
             metrics.groups.loss_eta_seconds.clone(),
         );
         registry.register(
+            "freshwatch_group_catchup_eta_seconds",
+            "At the current consume and produce rates, time until the group has caught up (0 when it has; absent when it is not catching up)",
+            metrics.groups.catchup_eta_seconds.clone(),
+        );
+        registry.register(
             "freshwatch_group_records_lost",
             "Records that expired before the group read them",
             metrics.groups.records_lost.clone(),
         );
         registry.register(
             "freshwatch_group_status",
-            "0 ok, 1 warning, 2 critical, 3 stalled, 4 unknown",
+            "0 ok, 1 warning, 2 critical, 3 stalled, 4 unknown, 5 no_commits, 6 offset_out_of_range",
             metrics.groups.status.clone(),
         );
         registry.register(

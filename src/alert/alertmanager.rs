@@ -214,7 +214,15 @@ impl AlertmanagerSink {
                     resolved = fired;
                 }
                 resolved["endsAt"] = json!(rfc3339(now_ms));
-                resolved["annotations"]["summary"] = json!(summary(&transition));
+                resolved["annotations"]["summary"] = json!(match new {
+                    // Not over: the severity changed. Say so rather than "fresh again".
+                    Some(new) => format!(
+                        "{} to {new}: {}",
+                        if new > old { "escalated" } else { "lowered" },
+                        summary(&transition)
+                    ),
+                    None => summary(&transition),
+                });
                 self.pending.insert(key, resolved);
             }
         }

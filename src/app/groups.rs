@@ -1,6 +1,8 @@
 //! Watched consumer groups in the pipeline: judged every tick on every replica (API and
 //! metrics), paged and persisted by the leader, adopted by a new leader.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::state::Documents;
 
@@ -11,6 +13,16 @@ pub(super) struct Groups {
     pub(super) views: Arc<Mutex<Vec<crate::groups::TopicView>>>,
     /// A (group, topic) not read for this long is `unknown`.
     pub(super) stale_after_ms: i64,
+    /// Groups the watcher cannot read, and since when.
+    pub(super) reads: Arc<Mutex<crate::groups::GroupReads>>,
+    /// The `FreshwatchGroupsBlind` alerts firing.
+    pub(super) blind_alerting: Mutex<BTreeMap<Arc<str>, crate::groups::ReadFailure>>,
+    /// How long a group may be unreadable before `FreshwatchGroupsBlind`.
+    pub(super) blind_after_ms: i64,
+    /// Set while a group is blind past its bound: the heartbeat stops.
+    pub(super) blind: Arc<AtomicBool>,
+    /// Stored states to remove at the next flush: no `[[group]]` watches them any more.
+    pub(super) forgotten: Mutex<Vec<String>>,
 }
 
 impl Pipeline {
@@ -21,7 +33,7 @@ impl Pipeline {
             return Vec::new();
         };
         let leader = self.leadership.is_leader();
-        let (views, alerts) = {
+        let (views, mut alerts, removed) = {
             let mut table = groups
                 .table
                 .lock()
@@ -34,12 +46,60 @@ impl Pipeline {
                 leader,
             )
         };
+        if !removed.is_empty() {
+            for (label, topic) in &removed {
+                self.metrics.groups.forget(label, topic);
+            }
+            self.forget_groups(removed);
+        }
+        {
+            let reads = groups
+                .reads
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let mut alerting = groups
+                .blind_alerting
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let source_down = self.watch.source_alerting.load(Ordering::Relaxed);
+            let blind = crate::groups::blindness(
+                &reads,
+                &mut alerting,
+                groups.blind_after_ms,
+                source_down,
+                now_ms,
+            );
+            groups.blind.store(!alerting.is_empty(), Ordering::Relaxed);
+            if leader {
+                alerts.extend(blind);
+            } else {
+                // A follower pages nothing; it only keeps the heartbeat honest.
+                alerting.clear();
+            }
+        }
         self.metrics.groups.show(&views);
         *groups
             .views
             .lock()
             .unwrap_or_else(|poison| poison.into_inner()) = views;
         alerts
+    }
+
+    /// Marks the stored state of (group, topic)s no `[[group]]` watches any more for removal at
+    /// the next flush; their alerts were resolved once by the judgement that found them.
+    fn forget_groups(&self, removed: Vec<crate::groups::GroupTopic>) {
+        let Some(groups) = &self.groups else {
+            return;
+        };
+        groups
+            .forgotten
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .extend(
+                removed
+                    .iter()
+                    .filter_map(|(label, topic)| serde_json::to_string(&(&**label, topic)).ok()),
+            );
     }
 
     /// A new leader takes the group states its predecessor wrote: what is firing, and the
@@ -83,6 +143,26 @@ impl Pipeline {
         };
         if !self.leadership.is_leader() {
             return;
+        }
+        let forgotten = std::mem::take(
+            &mut *groups
+                .forgotten
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        );
+        if !forgotten.is_empty() {
+            if let Err(error) = self
+                .store
+                .documents_remove(Documents::Groups, forgotten.clone())
+                .await
+            {
+                tracing::warn!(%error, "state of groups no longer watched not removed; will retry");
+                groups
+                    .forgotten
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .extend(forgotten);
+            }
         }
         let entries: Vec<(String, String)> = {
             let mut table = groups
@@ -133,10 +213,11 @@ pub(super) async fn restore_groups(config: &Config, store: &StateStore) -> Group
                     .ok()
                     .zip(serde_json::from_str::<crate::groups::TopicState>(&json).ok());
                 match parsed {
-                    Some(((label, topic), state)) if state.rules < config.groups.len() => {
+                    // Kept even when no `[[group]]` watches it now: the first judgement resolves
+                    // what it had firing and forgets it.
+                    Some(((label, topic), state)) => {
                         table.insert((Arc::from(label.as_str()), topic), state);
                     }
-                    Some(_) => {}
                     None => tracing::warn!(%key, "unreadable group state ignored"),
                 }
             }
@@ -152,5 +233,19 @@ pub(super) async fn restore_groups(config: &Config, store: &StateStore) -> Group
             .collect(),
         views: Arc::default(),
         stale_after_ms: 3 * duration_ms(config.kafka.groups_interval) + 10_000,
+        reads: Arc::default(),
+        blind_alerting: Mutex::default(),
+        blind_after_ms: duration_ms(
+            config.evaluation.blind_after.unwrap_or(
+                config
+                    .groups
+                    .iter()
+                    .map(|group| group.critical_after)
+                    .min()
+                    .unwrap_or_default(),
+            ),
+        ),
+        blind: Arc::default(),
+        forgotten: Mutex::default(),
     }
 }

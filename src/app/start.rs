@@ -127,6 +127,10 @@ pub async fn start_with(
             .as_ref()
             .map(|groups| groups.table.clone())
             .unwrap_or_default(),
+        groups
+            .as_ref()
+            .map(|groups| groups.reads.clone())
+            .unwrap_or_default(),
         clock.clone(),
         metrics.groups.clone(),
     )
@@ -401,6 +405,11 @@ fn spawn_loops(pipeline: &Arc<Pipeline>, config: &Config, stop: &CancellationTok
             evaluation_interval: config.evaluation.interval,
             source: pipeline.source.status.clone(),
             blind: pipeline.watch.blind.clone(),
+            groups_blind: pipeline
+                .groups
+                .as_ref()
+                .map(|groups| groups.blind.clone())
+                .unwrap_or_default(),
             clock: pipeline.clock.clone(),
         };
         loops.spawn(crate::heartbeat::run(

@@ -57,6 +57,7 @@ pub struct KafkaConfig {
     pub metadata_refresh: Duration,
     pub tail_interval: Duration,
     pub groups_interval: Duration,
+    pub retention_refresh: Duration,
     pub properties: BTreeMap<String, String>,
 }
 
@@ -84,6 +85,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("metadata_refresh", &self.metadata_refresh)
             .field("tail_interval", &self.tail_interval)
             .field("groups_interval", &self.groups_interval)
+            .field("retention_refresh", &self.retention_refresh)
             .field("properties", &self.properties.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -116,6 +118,7 @@ pub(super) fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigEr
         metadata_refresh: raw.metadata_refresh,
         tail_interval: raw.tail_interval,
         groups_interval: raw.groups_interval,
+        retention_refresh: raw.retention_refresh,
         properties: raw.properties,
     })
 }

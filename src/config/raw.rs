@@ -94,6 +94,11 @@ pub struct RawKafka {
     /// How often watched consumer groups' committed offsets and watermarks are read.
     #[serde(default = "default_groups_interval", with = "humantime_serde")]
     pub groups_interval: Duration,
+    /// How often watched topics' `retention.ms` and `cleanup.policy` are read again
+    /// (DescribeConfigs): a retention extended during an incident moves the countdown. A failed
+    /// read is retried at the next metadata refresh, never kept.
+    #[serde(default = "default_retention_refresh", with = "humantime_serde")]
+    pub retention_refresh: Duration,
     /// Passed to librdkafka as-is (SASL, TLS, fetch sizes, ...).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -723,6 +728,9 @@ fn default_group_id() -> String {
 }
 fn default_metadata_refresh() -> Duration {
     Duration::from_secs(30)
+}
+fn default_retention_refresh() -> Duration {
+    Duration::from_secs(5 * 60)
 }
 fn default_tail_interval() -> Duration {
     Duration::from_secs(5)

@@ -1,23 +1,31 @@
-//! Consumer groups watched from outside: lag in records and in time, stalls, and the
-//! data-loss countdown.
+//! Consumer groups watched from outside: lag in records and in time, stalls, missing commits,
+//! and the data-loss countdown.
 //!
 //! The seed incident's feeder did not stop producing; it stopped consuming, and retention
 //! deleted what it never read. [`watcher`] reads, every `kafka.groups_interval`, each watched
 //! group's committed offsets, the partitions' watermarks, and the one record at each committed
 //! offset (only when the commit moved): O(partitions) per round, never O(records), and it never
 //! joins the group or commits for it. [`judge`] turns that into a [`TopicView`] per (group,
-//! topic), and the app raises `ConsumerGroupLagging`, `DataLossImminent` and `DataLost` from the
-//! changes, through the same sinks and outbox as feed alerts.
+//! topic), and the app raises `ConsumerGroupLagging`, `ConsumerGroupMissing`,
+//! `DataLossImminent`, `DataLost` and `FreshwatchGroupsBlind` from the changes, through the same
+//! sinks and outbox as feed alerts.
+//!
+//! What could not be read is unknown, never zero: a partition without a commit is
+//! `no_commits`, a commit that vanished keeps being judged from where it was last seen, and a
+//! lag in time that is not known keeps its alerts where they were.
 
+pub mod judge;
 pub mod watcher;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::GroupConfig;
+use crate::config::{GroupConfig, GroupMatcher};
 use crate::model::Severity;
+
+pub use judge::{judge, summary, GroupStatus, PartitionView, TopicView};
 
 /// How long a topic keeps records, and who said so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +34,9 @@ pub enum Retention {
     Time(i64),
     /// `retention.ms = -1`: nothing expires by age.
     Forever,
+    /// `cleanup.policy=compact` without `delete`: compaction keeps each key's newest record and
+    /// deletes nothing unread by age.
+    Compacted,
     /// Only size-based retention (or none readable): no time can be given.
     Unknown,
 }
@@ -36,21 +47,32 @@ pub enum Retention {
 pub enum RetentionSource {
     Broker,
     Config,
+    /// The topic is compacted only: no countdown.
+    Compact,
     Unknown,
 }
 
 /// What is known of one partition of a watched group.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionState {
-    /// The group's committed offset; -1 while it has none.
+    /// The group's committed offset; -1 while it never had one. After the broker stopped
+    /// reporting it (see `vanished_at_ms`), the last one seen: lag and loss are judged from it.
     pub committed: i64,
     /// When the committed offset last moved (or was first seen), unix ms.
     pub committed_moved_at_ms: i64,
+    /// When the broker stopped reporting a commit freshwatch had seen: the group was deleted, or
+    /// its offsets expired by `offsets.retention.minutes`.
+    #[serde(default)]
+    pub vanished_at_ms: Option<i64>,
     pub low: i64,
     pub high: i64,
-    /// The first unread record (the one at the committed offset, or the oldest left when that
-    /// one expired): its offset and timestamp.
+    /// The first unread data record known: its offset and timestamp. It stands for the
+    /// current commit only while its offset is at or past it (see [`Self::first_unread_now`]).
     pub first_unread: Option<(i64, i64)>,
+    /// A read from the commit reached this offset without a data record: only transaction
+    /// markers (or aborted records) lie below it.
+    #[serde(default)]
+    pub markers_to: Option<i64>,
     /// Records that expired unread, counted once each.
     pub lost_records: u64,
     /// The log start up to which losses are counted.
@@ -58,23 +80,72 @@ pub struct PartitionState {
     /// The event-time range of what expired unread, when known: from the first unread record
     /// seen before it expired to the oldest record left after.
     pub lost_range_ms: Option<(i64, i64)>,
+    /// When the watcher last read this partition's commit and watermarks, unix ms (0: not in
+    /// this run).
+    #[serde(skip)]
+    pub read_at_ms: i64,
+}
+
+impl Default for PartitionState {
+    /// Nothing read yet: no commit (not offset 0, which would be a commit).
+    fn default() -> Self {
+        PartitionState {
+            committed: -1,
+            committed_moved_at_ms: 0,
+            vanished_at_ms: None,
+            low: 0,
+            high: 0,
+            first_unread: None,
+            markers_to: None,
+            lost_records: 0,
+            lost_counted_to: 0,
+            lost_range_ms: None,
+            read_at_ms: 0,
+        }
+    }
 }
 
 impl PartitionState {
+    /// Whether the group has (or had, before it vanished) a commit here.
+    pub fn has_commit(&self) -> bool {
+        self.committed >= 0
+    }
+
+    /// A commit above the high watermark: the topic was recreated or truncated under it.
+    pub fn out_of_range(&self) -> bool {
+        self.has_commit() && self.committed > self.high
+    }
+
+    /// Whether every unread offset is a transaction marker: nothing is left to read.
+    pub fn only_markers_unread(&self) -> bool {
+        self.markers_to.is_some_and(|to| to >= self.high)
+    }
+
+    /// Records between the commit and the high watermark; 0 without a commit (see
+    /// [`judge`]: such a partition is `no_commits`, never caught up).
     pub fn lag_records(&self) -> i64 {
-        if self.committed < 0 {
+        if !self.has_commit() || self.out_of_range() || self.only_markers_unread() {
             return 0;
         }
         (self.high - self.committed).max(0)
     }
 
-    /// Takes a new committed offset and watermarks at `now_ms`; counts what expired unread.
-    pub fn observe(&mut self, committed: i64, low: i64, high: i64, now_ms: i64) {
+    /// Takes what the broker reports at `now_ms`: the committed offset (negative: none) and the
+    /// watermarks. Counts what expired unread.
+    pub fn observe(&mut self, reported: i64, low: i64, high: i64, now_ms: i64) {
+        self.read_at_ms = now_ms;
+        let committed = if reported >= 0 {
+            self.vanished_at_ms = None;
+            reported
+        } else if self.has_commit() {
+            // Seen before, gone now: keep judging from where it was.
+            self.vanished_at_ms.get_or_insert(now_ms);
+            self.committed
+        } else {
+            -1
+        };
         if committed != self.committed || self.committed_moved_at_ms == 0 {
             self.committed_moved_at_ms = now_ms;
-        }
-        if committed != self.committed {
-            self.first_unread = None;
         }
         self.committed = committed;
         self.low = low;
@@ -89,10 +160,16 @@ impl PartitionState {
         }
     }
 
-    /// The record found at (or after) the committed offset. When it is past the commit, what
-    /// lay between expired: the range runs from the first unread record known before to it.
+    /// Where the first unread record is looked for: the commit, or the log start past it.
+    pub fn read_from(&self) -> i64 {
+        self.committed.max(self.low)
+    }
+
+    /// The record found at (or after) the committed offset. When it lies past the commit
+    /// because what was between expired, the lost range runs from the first unread record
+    /// known before to it.
     pub fn found_first_unread(&mut self, offset: i64, timestamp_ms: i64) {
-        if offset > self.committed && self.committed >= 0 {
+        if self.has_commit() && self.low > self.committed && offset > self.committed {
             let since = self
                 .first_unread
                 .filter(|(known, _)| *known < offset)
@@ -103,15 +180,29 @@ impl PartitionState {
             }
         }
         self.first_unread = Some((offset, timestamp_ms));
+        self.markers_to = None;
+    }
+
+    /// A read from the commit reached `position` (at or past the high watermark) and found no
+    /// data record: the unread offsets are markers only, and the group is caught up.
+    pub fn found_only_markers(&mut self, position: i64) {
+        self.markers_to = Some(position);
+    }
+
+    /// The first unread record for the commit as it stands now; `None` while unknown (the
+    /// commit moved past the one known, and the new one is not read yet).
+    pub fn first_unread_now(&self) -> Option<(i64, i64)> {
+        self.first_unread
+            .filter(|(offset, _)| *offset >= self.read_from())
     }
 
     /// Whether the record at the committed offset must be (re)read.
     pub fn needs_first_unread(&self) -> bool {
-        self.committed >= 0
-            && self.committed < self.high
-            && self
-                .first_unread
-                .is_none_or(|(offset, _)| offset < self.committed.max(self.low))
+        self.has_commit()
+            && !self.out_of_range()
+            && self.read_from() < self.high
+            && !self.only_markers_unread()
+            && self.first_unread_now().is_none()
     }
 }
 
@@ -122,20 +213,80 @@ pub struct Firing {
     pub lagging: Option<Severity>,
     pub loss: Option<Severity>,
     pub lost: bool,
+    /// `ConsumerGroupMissing`: no commits, commits that vanished, or one above the watermark.
+    #[serde(default)]
+    pub missing: Option<Severity>,
+}
+
+/// Per (group, topic): the commit and high-watermark sums of the last rounds, for the consume
+/// and produce rates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trend {
+    samples: VecDeque<(i64, i64, i64)>,
+}
+
+/// How far back the rates look.
+const TREND_WINDOW_MS: i64 = 5 * 60_000;
+
+impl Trend {
+    /// Takes one round's sums of committed offsets and high watermarks over the partitions
+    /// that have a commit.
+    pub fn push(&mut self, now_ms: i64, committed: i64, high: i64) {
+        if let Some(&(last_ms, last_committed, last_high)) = self.samples.back() {
+            if now_ms <= last_ms {
+                return;
+            }
+            // A partition gained or lost its commit: the sums are not comparable.
+            if committed < last_committed || high < last_high {
+                self.samples.clear();
+            }
+        }
+        self.samples.push_back((now_ms, committed, high));
+        while self
+            .samples
+            .front()
+            .is_some_and(|&(at_ms, _, _)| now_ms - at_ms > TREND_WINDOW_MS)
+            && self.samples.len() > 2
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Records per second consumed and produced over the window; `None` before two rounds.
+    pub fn rates(&self) -> Option<(f64, f64)> {
+        let (&(first_ms, first_committed, first_high), &(last_ms, last_committed, last_high)) =
+            (self.samples.front()?, self.samples.back()?);
+        if last_ms <= first_ms {
+            return None;
+        }
+        let seconds = (last_ms - first_ms) as f64 / 1000.0;
+        Some((
+            (last_committed - first_committed) as f64 / seconds,
+            (last_high - first_high) as f64 / seconds,
+        ))
+    }
 }
 
 /// One watched (group, topic).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TopicState {
-    /// Index of the `[[group]]` that watches it.
+    /// Index of the `[[group]]` that watches it in the config in force; found again from the
+    /// group id at every start and reload (see [`rules_for`]), never trusted from the store.
+    #[serde(skip)]
     pub rules: usize,
     pub group_id: String,
+    /// When freshwatch first watched it, unix ms: `ConsumerGroupMissing` for a group that never
+    /// committed counts from here.
+    #[serde(default)]
+    pub first_watched_ms: i64,
     pub partitions: BTreeMap<i32, PartitionState>,
     pub firing: Firing,
     #[serde(skip)]
     pub retention: Option<(Retention, RetentionSource)>,
     #[serde(skip)]
     pub members: Option<usize>,
+    #[serde(skip)]
+    pub trend: Trend,
     /// When the watcher last read this topic's offsets, unix ms (0: not this run).
     #[serde(skip)]
     pub observed_at_ms: i64,
@@ -145,10 +296,18 @@ pub struct TopicState {
 }
 
 impl TopicState {
-    /// Takes what the previous leader stored: its firing alerts, and for commits that still
-    /// stand where it saw them, the earlier moment they last moved.
+    /// Takes what the previous leader stored: its firing alerts, when it first watched, and for
+    /// commits that still stand where it saw them, the earlier moment they last moved. A commit
+    /// it saw that this replica never did has vanished since: it is kept, as vanished.
     pub fn adopt(&mut self, stored: TopicState) {
         self.firing = stored.firing;
+        if stored.first_watched_ms > 0 {
+            self.first_watched_ms = if self.first_watched_ms > 0 {
+                self.first_watched_ms.min(stored.first_watched_ms)
+            } else {
+                stored.first_watched_ms
+            };
+        }
         for (partition, theirs) in stored.partitions {
             match self.partitions.get_mut(&partition) {
                 Some(own) if own.committed == theirs.committed => {
@@ -156,6 +315,19 @@ impl TopicState {
                         own.committed_moved_at_ms.min(theirs.committed_moved_at_ms);
                     own.lost_records = own.lost_records.max(theirs.lost_records);
                     own.lost_range_ms = own.lost_range_ms.or(theirs.lost_range_ms);
+                    own.vanished_at_ms = match (own.vanished_at_ms, theirs.vanished_at_ms) {
+                        (Some(mine), Some(their)) => Some(mine.min(their)),
+                        (mine, their) => mine.or(their),
+                    };
+                }
+                Some(own) if !own.has_commit() && theirs.has_commit() => {
+                    let read_at_ms = own.read_at_ms;
+                    let (low, high) = (own.low, own.high);
+                    *own = theirs;
+                    own.vanished_at_ms.get_or_insert(read_at_ms);
+                    own.low = low;
+                    own.high = high;
+                    own.read_at_ms = read_at_ms;
                 }
                 Some(_) => {}
                 None => {
@@ -173,91 +345,26 @@ pub type GroupTopic = (Arc<str>, String);
 /// Every watched (group, topic), shared by the watcher (writes) and the app (judges).
 pub type GroupsTable = BTreeMap<GroupTopic, TopicState>;
 
-/// A (group, topic)'s status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupStatus {
-    Ok,
-    Warning,
-    Critical,
-    Stalled,
-    Unknown,
+/// Why a watched group (or every group: the label `*`) could not be read, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadFailure {
+    pub since_ms: i64,
+    pub reason: String,
 }
 
-impl GroupStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GroupStatus::Ok => "ok",
-            GroupStatus::Warning => "warning",
-            GroupStatus::Critical => "critical",
-            GroupStatus::Stalled => "stalled",
-            GroupStatus::Unknown => "unknown",
-        }
-    }
+/// The label under which a failure to read every group at once (Kafka does not answer the
+/// metadata or watermark requests) is told: one cause, one page.
+pub const ALL_GROUPS: &str = "*";
 
-    /// The `freshwatch_group_status` value.
-    pub fn gauge_value(self) -> i64 {
-        match self {
-            GroupStatus::Ok => 0,
-            GroupStatus::Warning => 1,
-            GroupStatus::Critical => 2,
-            GroupStatus::Stalled => 3,
-            GroupStatus::Unknown => 4,
-        }
-    }
+/// Read failures by group label, written by the watcher, judged by the app.
+pub type GroupReads = BTreeMap<Arc<str>, ReadFailure>;
 
-    pub fn rank(self) -> u8 {
-        match self {
-            GroupStatus::Critical => 4,
-            GroupStatus::Warning => 3,
-            GroupStatus::Stalled => 2,
-            GroupStatus::Unknown => 1,
-            GroupStatus::Ok => 0,
-        }
-    }
-}
-
-/// What the API, metrics and alerts show of one (group, topic).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TopicView {
-    pub group: String,
-    pub group_id: String,
-    pub topic: String,
-    pub status: GroupStatus,
-    pub lag_seconds: Option<f64>,
-    pub lag_records: i64,
-    pub loss_eta_seconds: Option<f64>,
-    pub expires_at: Option<String>,
-    #[serde(skip)]
-    pub expires_at_ms: Option<i64>,
-    pub records_lost: u64,
-    pub lost_from: Option<String>,
-    pub lost_to: Option<String>,
-    pub members: Option<usize>,
-    pub committed_moved_at: Option<String>,
-    pub retention_seconds: Option<f64>,
-    pub retention_source: RetentionSource,
-    /// Partitions whose commit sits below the log start right now.
-    pub partitions_lost: Vec<i32>,
-    /// Per partition: lag in records and seconds, for the status page.
-    pub partitions: Vec<PartitionView>,
-    #[serde(skip)]
-    pub wants: Firing,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PartitionView {
-    pub partition: i32,
-    pub committed: i64,
-    pub high: i64,
-    pub lag_records: i64,
-    pub lag_seconds: Option<f64>,
-    pub committed_moved_at: String,
-}
-
-/// The thresholds of a `[[group]]` in ms.
+/// The thresholds of a `[[group]]` in ms, and which groups it watches.
 #[derive(Debug, Clone)]
 pub struct GroupRules {
+    pub name: Arc<str>,
+    pub matcher: GroupMatcher,
+    pub topics: Vec<String>,
     pub warn_after_ms: i64,
     pub critical_after_ms: i64,
     pub stall_after_ms: i64,
@@ -271,6 +378,9 @@ impl GroupRules {
         let ms =
             |duration: std::time::Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         GroupRules {
+            name: group.name.clone(),
+            matcher: group.matcher.clone(),
+            topics: group.topics.clone(),
             warn_after_ms: ms(group.warn_after),
             critical_after_ms: ms(group.critical_after),
             stall_after_ms: ms(group.stall_after),
@@ -279,142 +389,23 @@ impl GroupRules {
             loss_critical_before_ms: ms(group.loss_critical_before),
         }
     }
+
+    fn watches(&self, label: &str, group_id: &str, topic: &str) -> bool {
+        let label_matches = match &self.matcher {
+            GroupMatcher::Exact(id) => id == group_id && *self.name == *label,
+            GroupMatcher::Regex(regex) => regex.is_match(group_id) && label == group_id,
+        };
+        label_matches && (self.topics.is_empty() || self.topics.iter().any(|t| t == topic))
+    }
 }
 
-/// Judges one (group, topic) at `now_ms`. `known`: the watcher read it recently; when not, the
-/// status is `unknown` and the alerts stay as they are (never worse, never resolved).
-pub fn judge(
-    group: &str,
-    topic: &str,
-    state: &TopicState,
-    rules: &GroupRules,
-    now_ms: i64,
-    known: bool,
-) -> TopicView {
-    let seconds = |ms: i64| ms as f64 / 1000.0;
-    let (retention, retention_source) = match rules.retention {
-        Some(ms) => (Retention::Time(ms), RetentionSource::Config),
-        None => state
-            .retention
-            .unwrap_or((Retention::Unknown, RetentionSource::Unknown)),
-    };
-    let mut lag_records = 0;
-    let mut lag_ms: Option<i64> = Some(0);
-    let mut stalled = state.members == Some(0);
-    let mut any_behind = false;
-    let mut expires_at_ms: Option<i64> = None;
-    let mut records_lost = 0;
-    let mut partitions_lost = Vec::new();
-    let mut lost_range: Option<(i64, i64)> = None;
-    let mut last_moved_ms = 0;
-    let mut partitions = Vec::new();
-    for (&partition, part) in &state.partitions {
-        let behind = part.lag_records();
-        lag_records += behind;
-        records_lost += part.lost_records;
-        last_moved_ms = last_moved_ms.max(part.committed_moved_at_ms);
-        if let Some(range) = part.lost_range_ms {
-            lost_range = Some(lost_range.map_or(range, |(start, end): (i64, i64)| {
-                (start.min(range.0), end.max(range.1))
-            }));
-        }
-        if part.committed >= 0 && part.low > part.committed {
-            partitions_lost.push(partition);
-        }
-        let partition_lag_ms = if behind == 0 {
-            Some(0)
-        } else {
-            part.first_unread
-                .map(|(_, timestamp_ms)| now_ms.saturating_sub(timestamp_ms).max(0))
-        };
-        if behind > 0 {
-            any_behind = true;
-            if now_ms.saturating_sub(part.committed_moved_at_ms) >= rules.stall_after_ms {
-                stalled = true;
-            }
-            if let (Retention::Time(keep_ms), Some((_, first_ms))) = (retention, part.first_unread)
-            {
-                let expires = first_ms.saturating_add(keep_ms);
-                expires_at_ms = Some(expires_at_ms.map_or(expires, |known| known.min(expires)));
-            }
-        }
-        lag_ms = match (lag_ms, partition_lag_ms) {
-            (Some(worst), Some(this)) => Some(worst.max(this)),
-            _ => None,
-        };
-        partitions.push(PartitionView {
-            partition,
-            committed: part.committed,
-            high: part.high,
-            lag_records: behind,
-            lag_seconds: partition_lag_ms.map(seconds),
-            committed_moved_at: crate::clock::rfc3339(part.committed_moved_at_ms),
-        });
-    }
-    let stalled = stalled && any_behind;
-    let lag_severity = lag_ms.and_then(|lag| {
-        if lag >= rules.critical_after_ms {
-            Some(Severity::Critical)
-        } else if lag >= rules.warn_after_ms {
-            Some(Severity::Warning)
-        } else {
-            None
-        }
-    });
-    let loss_eta_ms = expires_at_ms.map(|expires| expires.saturating_sub(now_ms));
-    let loss_severity = loss_eta_ms.and_then(|eta| {
-        if eta <= rules.loss_critical_before_ms {
-            Some(Severity::Critical)
-        } else if eta <= rules.loss_warn_before_ms {
-            Some(Severity::Warning)
-        } else {
-            None
-        }
-    });
-    let status = if !known {
-        GroupStatus::Unknown
-    } else {
-        match lag_severity {
-            Some(Severity::Critical) => GroupStatus::Critical,
-            Some(Severity::Warning) => GroupStatus::Warning,
-            None if stalled => GroupStatus::Stalled,
-            None => GroupStatus::Ok,
-        }
-    };
-    let wants = if known {
-        Firing {
-            // A stall pages as a warning unless the lag is already critical.
-            lagging: lag_severity.or(stalled.then_some(Severity::Warning)),
-            loss: loss_severity,
-            lost: !partitions_lost.is_empty(),
-        }
-    } else {
-        state.firing.clone()
-    };
-    TopicView {
-        group: group.to_owned(),
-        group_id: state.group_id.clone(),
-        topic: topic.to_owned(),
-        status,
-        lag_seconds: lag_ms.map(seconds),
-        lag_records,
-        loss_eta_seconds: loss_eta_ms.map(seconds),
-        expires_at: expires_at_ms.map(crate::clock::rfc3339),
-        expires_at_ms,
-        records_lost,
-        lost_from: lost_range.map(|(start, _)| crate::clock::rfc3339(start)),
-        lost_to: lost_range.map(|(_, end)| crate::clock::rfc3339(end)),
-        members: state.members,
-        committed_moved_at: (last_moved_ms > 0).then(|| crate::clock::rfc3339(last_moved_ms)),
-        retention_seconds: match retention {
-            Retention::Time(ms) => Some(seconds(ms)),
-            Retention::Forever | Retention::Unknown => None,
-        },
-        retention_source,
-        partitions_lost,
-        partitions,
-        wants,
-    }
+/// The `[[group]]` that watches (label, group id, topic) in the config in force: state is keyed
+/// by what it watches, not by the position of its table, so removing one `[[group]]` leaves the
+/// others as they were.
+pub fn rules_for(rules: &[GroupRules], label: &str, group_id: &str, topic: &str) -> Option<usize> {
+    rules
+        .iter()
+        .position(|rule| rule.watches(label, group_id, topic))
 }
 
 #[cfg(test)]
@@ -422,35 +413,61 @@ mod tests;
 
 /// `alertname` of a group behind in time or stalled.
 pub const LAGGING: &str = "ConsumerGroupLagging";
+/// `alertname` of a group without committed offsets on a topic that holds records.
+pub const MISSING: &str = "ConsumerGroupMissing";
 /// `alertname` of unread records about to expire.
 pub const LOSS_IMMINENT: &str = "DataLossImminent";
 /// `alertname` of unread records that expired.
 pub const LOST: &str = "DataLost";
+/// `alertname` of groups freshwatch cannot read past `blind_after`.
+pub const GROUPS_BLIND: &str = "FreshwatchGroupsBlind";
 
 /// Judges every watched (group, topic) at `now_ms`. Returns the views, and for `leader` the
 /// alert changes (a new severity first resolves the old one, as feed alerts do), updating
-/// what is firing. A (group, topic) read less recently than `known_since_ms` is `unknown`.
+/// what is firing. A (group, topic) read less recently than `known_since_ms` is `unknown`. A
+/// (group, topic) that no `[[group]]` watches any more resolves what it had firing, once, and
+/// leaves the table; its name is returned so its stored state is removed.
 pub fn evaluate(
     table: &mut GroupsTable,
     rules: &[GroupRules],
     now_ms: i64,
     known_since_ms: i64,
     leader: bool,
-) -> (Vec<TopicView>, Vec<crate::alert::SystemAlert>) {
+) -> (
+    Vec<TopicView>,
+    Vec<crate::alert::SystemAlert>,
+    Vec<GroupTopic>,
+) {
     let mut views = Vec::with_capacity(table.len());
     let mut alerts = Vec::new();
+    let mut removed = Vec::new();
     for ((label, topic), state) in table.iter_mut() {
-        let Some(group_rules) = rules.get(state.rules) else {
+        let Some(index) = rules_for(rules, label, &state.group_id, topic) else {
+            removed.push((label.clone(), topic.clone()));
             continue;
         };
-        let known = state.observed_at_ms >= known_since_ms;
-        let view = judge(label, topic, state, group_rules, now_ms, known);
+        state.rules = index;
+        let view = judge(label, topic, state, &rules[index], now_ms, known_since_ms);
         if leader && view.wants != state.firing {
             alerts.extend(changes(&view, &state.firing, now_ms));
             state.firing = view.wants.clone();
             state.dirty = true;
         }
         views.push(view);
+    }
+    for key in &removed {
+        if let Some(state) = table.remove(key) {
+            if leader {
+                let view = judge::unwatched(&key.0, &key.1, &state);
+                for mut alert in changes(&view, &state.firing, now_ms) {
+                    alert.summary = format!(
+                        "Consumer group {} is no longer watched on {} (its [[group]] was removed or changed)",
+                        key.0, key.1
+                    );
+                    alerts.push(alert);
+                }
+            }
+        }
     }
     views.sort_by(|a, b| {
         b.status
@@ -462,7 +479,7 @@ pub fn evaluate(
             })
             .then_with(|| (&a.group, &a.topic).cmp(&(&b.group, &b.topic)))
     });
-    (views, alerts)
+    (views, alerts, removed)
 }
 
 /// The alerts still firing in `table`, to hand to Alertmanager again after a restart or a
@@ -470,33 +487,9 @@ pub fn evaluate(
 pub fn firing(table: &GroupsTable, now_ms: i64) -> Vec<crate::alert::SystemAlert> {
     let mut alerts = Vec::new();
     for ((label, topic), state) in table {
-        let quiet = Firing::default();
-        let view = TopicView {
-            group: label.to_string(),
-            group_id: state.group_id.clone(),
-            topic: topic.clone(),
-            status: GroupStatus::Unknown,
-            lag_seconds: None,
-            lag_records: 0,
-            loss_eta_seconds: None,
-            expires_at: None,
-            expires_at_ms: None,
-            records_lost: state
-                .partitions
-                .values()
-                .map(|part| part.lost_records)
-                .sum(),
-            lost_from: None,
-            lost_to: None,
-            members: None,
-            committed_moved_at: None,
-            retention_seconds: None,
-            retention_source: RetentionSource::Unknown,
-            partitions_lost: Vec::new(),
-            partitions: Vec::new(),
-            wants: state.firing.clone(),
-        };
-        alerts.extend(changes(&view, &quiet, now_ms));
+        let mut view = judge::unwatched(label, topic, state);
+        view.wants = state.firing.clone();
+        alerts.extend(changes(&view, &Firing::default(), now_ms));
     }
     alerts
 }
@@ -508,13 +501,24 @@ fn changes(view: &TopicView, old: &Firing, now_ms: i64) -> Vec<crate::alert::Sys
             return;
         }
         if let Some(severity) = old {
-            alerts.push(alert(view, alertname, severity, false, now_ms));
+            let mut resolve = alert(view, alertname, severity, false, now_ms);
+            if let Some(new) = new {
+                // Not over: it changed severity. Say so, not "keeping up again".
+                let moved = if new > severity {
+                    "escalated"
+                } else {
+                    "lowered"
+                };
+                resolve.summary = format!("{moved} to {new}: {}", summary(view, alertname, true));
+            }
+            alerts.push(resolve);
         }
         if let Some(severity) = new {
             alerts.push(alert(view, alertname, severity, true, now_ms));
         }
     };
     change(LAGGING, old.lagging, view.wants.lagging);
+    change(MISSING, old.missing, view.wants.missing);
     change(LOSS_IMMINENT, old.loss, view.wants.loss);
     change(
         LOST,
@@ -541,66 +545,62 @@ fn alert(
     }
 }
 
-/// In words, for pages: what on-call needs to act on.
-pub fn summary(view: &TopicView, alertname: &str, firing: bool) -> String {
-    let group = &view.group;
-    let topic = &view.topic;
-    if !firing {
-        return match alertname {
-            LAGGING => format!("Consumer group {group} is keeping up with {topic} again"),
-            LOSS_IMMINENT => {
-                format!("Unread records of {topic} are no longer about to expire for consumer group {group}")
-            }
-            _ => format!("Consumer group {group} reads {topic} from its log start again"),
+/// Which groups are blind past `blind_after_ms`: the `FreshwatchGroupsBlind` alerts to raise
+/// or resolve against `alerting` (updated). While `held` (Kafka itself is down and
+/// `FreshwatchSourceDown` says so), a failure of every group at once pages nothing of its own.
+pub fn blindness(
+    reads: &GroupReads,
+    alerting: &mut BTreeMap<Arc<str>, ReadFailure>,
+    blind_after_ms: i64,
+    held: bool,
+    now_ms: i64,
+) -> Vec<crate::alert::SystemAlert> {
+    let mut alerts = Vec::new();
+    let overdue: BTreeMap<&Arc<str>, &ReadFailure> = reads
+        .iter()
+        .filter(|(label, failure)| {
+            // Held: not raised while Kafka's own outage pages; one already raised stays.
+            let held_back = held && &***label == ALL_GROUPS && !alerting.contains_key(*label);
+            now_ms - failure.since_ms >= blind_after_ms && !held_back
+        })
+        .collect();
+    let blind_alert = |label: &str, failure: &ReadFailure, firing: bool| {
+        let all = label == ALL_GROUPS;
+        let summary = match (firing, all) {
+            (true, true) => format!(
+                "No watched consumer group can be read since {} ({}): group lag is not being judged, so a consumer that died would not page",
+                crate::clock::rfc3339(failure.since_ms),
+                failure.reason
+            ),
+            (true, false) => format!(
+                "Consumer group {label} cannot be read since {} ({}): its lag is not being judged, so a consumer that died would not page",
+                crate::clock::rfc3339(failure.since_ms),
+                failure.reason
+            ),
+            (false, true) => "Watched consumer groups can be read again".to_owned(),
+            (false, false) => format!("Consumer group {label} can be read again"),
         };
-    }
-    match alertname {
-        LAGGING => {
-            let lag = view
-                .lag_seconds
-                .map(|seconds| crate::clock::human_duration_ms((seconds * 1000.0) as i64));
-            let behind = format!("{} records behind", view.lag_records);
-            match (view.status, lag) {
-                (GroupStatus::Stalled, _) if view.members == Some(0) => format!(
-                    "Consumer group {group} has no active members while {behind} on {topic}"
-                ),
-                (GroupStatus::Stalled, _) => {
-                    format!(
-                    "Consumer group {group} has not committed on {topic} since {} while {behind}",
-                    view.committed_moved_at.as_deref().unwrap_or("it was first seen")
-                )
-                }
-                (_, Some(lag)) => {
-                    format!("Consumer group {group} is {lag} behind on {topic} ({behind})")
-                }
-                (_, None) => format!("Consumer group {group} is {behind} on {topic}"),
-            }
+        crate::alert::SystemAlert {
+            alertname: GROUPS_BLIND,
+            severity: Severity::Critical,
+            labels: vec![("group", label.to_owned())],
+            summary,
+            firing,
+            since_ms: failure.since_ms,
         }
-        LOSS_IMMINENT => {
-            let deadline = view
-                .expires_at_ms
-                .and_then(chrono::DateTime::from_timestamp_millis)
-                .map(|time| time.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_else(|| "soon".into());
-            let eta = view
-                .loss_eta_seconds
-                .map(|seconds| crate::clock::human_duration_ms((seconds * 1000.0) as i64))
-                .unwrap_or_default();
-            format!(
-                "unread records of {topic} start expiring at {deadline} (in {eta}) for consumer group {group}"
-            )
+    };
+    alerting.retain(|label, failure| {
+        if overdue.contains_key(label) {
+            return true;
         }
-        _ => {
-            let partitions: Vec<String> = view.partitions_lost.iter().map(i32::to_string).collect();
-            let span = match (&view.lost_from, &view.lost_to) {
-                (Some(from), Some(to)) => format!(" (event times {from} to {to})"),
-                _ => String::new(),
-            };
-            format!(
-                "{} records of {topic} expired unread on partition {} for consumer group {group}{span}",
-                view.records_lost,
-                partitions.join(", ")
-            )
+        alerts.push(blind_alert(label, failure, false));
+        false
+    });
+    for (label, failure) in overdue {
+        if !alerting.contains_key(label) {
+            alerts.push(blind_alert(label, failure, true));
+            alerting.insert(label.clone(), failure.clone());
         }
     }
+    alerts
 }

@@ -1,8 +1,11 @@
 //! The Kafka side of group watching, on a thread of its own: committed offsets (OffsetFetch,
-//! one request per group per round), watermarks (ListOffsets, batched), retention
-//! (DescribeConfigs, once per topic per metadata refresh), and the one record at each commit
+//! one request per group per round), watermarks (ListOffsets, batched), retention and cleanup
+//! policy (DescribeConfigs, every `kafka.retention_refresh`), and the one record at each commit
 //! that moved. It reads the watched groups' offsets through a client that carries their
 //! `group.id` but never subscribes: freshwatch never joins them nor commits for them.
+//!
+//! A group that cannot be read makes only itself unknown; Kafka not answering the metadata or
+//! watermark requests makes every group unknown under one cause ([`super::ALL_GROUPS`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,16 +14,26 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::{GroupsTable, Retention, RetentionSource, TopicState};
+use super::{GroupReads, GroupsTable, ReadFailure, Retention, RetentionSource, TopicState};
 use crate::clock::SharedClock;
 use crate::config::{Config, GroupConfig, GroupMatcher};
 
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After DescribeGroups fails, member counts are not asked for again this long: some brokers
+/// (Tansu 0.6) drop the connection on it, and the lag must still be read.
+const DESCRIBE_BACKOFF: Duration = Duration::from_secs(600);
+
+/// A topic's retention as last read, and when.
+struct RetentionRead {
+    retention: (Retention, RetentionSource),
+    read_at: Instant,
+}
 
 /// The group-watching thread.
 pub struct GroupWatcher {
@@ -28,22 +41,32 @@ pub struct GroupWatcher {
     base: ClientConfig,
     /// Fetches single records and watermarks; its own group id, never committed.
     fetcher: BaseConsumer,
+    /// Asks for member counts (DescribeGroups) on a connection of its own: a broker that drops
+    /// the connection on it takes nothing else down.
+    describer: BaseConsumer,
+    describe_broken_until: Option<Instant>,
     admin: AdminClient<DefaultClientContext>,
     /// One client per watched group id: only to read that group's committed offsets.
     readers: HashMap<String, BaseConsumer>,
     table: Arc<Mutex<GroupsTable>>,
+    reads: Arc<Mutex<GroupReads>>,
     clock: SharedClock,
     interval: Duration,
     metadata_refresh: Duration,
-    retention: HashMap<String, (Retention, RetentionSource)>,
+    retention_refresh: Duration,
+    retention: HashMap<String, RetentionRead>,
     metrics: crate::metrics::GroupMetrics,
 }
+
+/// What one round read of one watched group: (rules, group id, topic, partition → commit).
+type Commits = Vec<(usize, String, String, BTreeMap<i32, i64>)>;
 
 impl GroupWatcher {
     /// `None` when no `[[group]]` is configured.
     pub fn new(
         config: &Config,
         table: Arc<Mutex<GroupsTable>>,
+        reads: Arc<Mutex<GroupReads>>,
         clock: SharedClock,
         metrics: crate::metrics::GroupMetrics,
     ) -> KafkaResult<Option<GroupWatcher>> {
@@ -63,18 +86,29 @@ impl GroupWatcher {
             .clone()
             .set("group.id", format!("{}-groups", config.kafka.group_id))
             .set("auto.offset.reset", "earliest")
+            // The end of a partition tells a commit on transaction markers from one not yet read.
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .create()?;
+        let describer = base
+            .clone()
+            .set("group.id", format!("{}-groups", config.kafka.group_id))
             .create()?;
         let admin = base.create()?;
         Ok(Some(GroupWatcher {
             groups: config.groups.clone(),
             base,
             fetcher,
+            describer,
+            describe_broken_until: None,
             admin,
             readers: HashMap::new(),
             table,
+            reads,
             clock,
             interval: config.kafka.groups_interval,
             metadata_refresh: config.kafka.metadata_refresh,
+            retention_refresh: config.kafka.retention_refresh,
             retention: HashMap::new(),
             metrics,
         }))
@@ -85,19 +119,32 @@ impl GroupWatcher {
         let mut next_refresh = Instant::now();
         let mut group_ids: Vec<(usize, String)> = Vec::new();
         let mut topic_partitions: BTreeMap<String, i32> = BTreeMap::new();
+        // Until the first listing, there is nothing to read: its error is the round's.
+        let mut unlisted: Option<KafkaError> = Some(KafkaError::Canceled);
         while !shutdown.is_cancelled() {
             let started = Instant::now();
             if started >= next_refresh {
                 match self.refresh(&mut group_ids, &mut topic_partitions) {
-                    Ok(()) => next_refresh = Instant::now() + self.metadata_refresh,
+                    Ok(()) => {
+                        next_refresh = Instant::now() + self.metadata_refresh;
+                        unlisted = None;
+                    }
                     Err(error) => {
-                        tracing::warn!(%error, "cannot list groups or topics; will retry")
+                        tracing::warn!(%error, "cannot list groups or topics; will retry");
+                        if unlisted.is_some() {
+                            unlisted = Some(error);
+                        }
                     }
                 }
             }
-            match self.round(&group_ids, &topic_partitions) {
+            let outcome = match &unlisted {
+                Some(error) => Err(error.clone()),
+                None => self.round(&group_ids, &topic_partitions),
+            };
+            match outcome {
                 Ok(()) => {
                     self.metrics.rounds.inc();
+                    self.healed(super::ALL_GROUPS);
                 }
                 Err(error) => {
                     // What was read before no longer counts: unknown from the first failure,
@@ -110,6 +157,7 @@ impl GroupWatcher {
                     {
                         state.observed_at_ms = 0;
                     }
+                    self.failed(super::ALL_GROUPS, &error);
                     tracing::warn!(%error, "reading consumer groups failed; will retry");
                 }
             }
@@ -119,6 +167,28 @@ impl GroupWatcher {
             }
         }
         tracing::info!("group watcher stopped");
+    }
+
+    /// Records that `label` (or every group) could not be read; the first failure's moment
+    /// stands until it is read again.
+    fn failed(&self, label: &str, error: &KafkaError) {
+        let now_ms = self.clock.now_ms();
+        self.reads
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .entry(Arc::from(label))
+            .and_modify(|failure| failure.reason = error.to_string())
+            .or_insert_with(|| ReadFailure {
+                since_ms: now_ms,
+                reason: error.to_string(),
+            });
+    }
+
+    fn healed(&self, label: &str) {
+        self.reads
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(label);
     }
 
     /// Which group ids are watched (regexes against the broker's group list), which topics exist
@@ -161,16 +231,26 @@ impl GroupWatcher {
                 }
             }
         }
+        // Groups that left a regex: their clients go with them.
+        if listed.is_some() {
+            let watched: BTreeSet<&str> = group_ids.iter().map(|(_, id)| id.as_str()).collect();
+            self.readers.retain(|id, _| watched.contains(id.as_str()));
+        }
         self.read_retention(topic_partitions.keys().cloned().collect());
         Ok(())
     }
 
-    /// `retention.ms` per topic from DescribeConfigs; a broker that does not answer it leaves
-    /// the retention unknown (a `[[group]] retention` overrides it anyway).
+    /// `retention.ms` and `cleanup.policy` per topic from DescribeConfigs, read again every
+    /// `retention_refresh`. A broker that does not answer leaves the retention as last read
+    /// (unknown at first) and is asked again at the next refresh: a failure is never kept.
     fn read_retention(&mut self, topics: Vec<String>) {
         let wanted: Vec<String> = topics
             .into_iter()
-            .filter(|topic| !self.retention.contains_key(topic))
+            .filter(|topic| {
+                self.retention
+                    .get(topic)
+                    .is_none_or(|read| read.read_at.elapsed() >= self.retention_refresh)
+            })
             .collect();
         if wanted.is_empty() {
             return;
@@ -190,24 +270,31 @@ impl GroupWatcher {
         let results = match runtime.block_on(self.admin.describe_configs(&specifiers, &options)) {
             Ok(results) => results,
             Err(error) => {
-                tracing::debug!(%error, "describe configs failed; retention unknown");
+                tracing::debug!(%error, "describe configs failed; retention unknown until read");
                 return;
             }
         };
         for (topic, result) in wanted.iter().zip(results) {
-            let retention = match result {
-                Ok(resource) => match resource
-                    .get("retention.ms")
-                    .and_then(|entry| entry.value.as_deref())
-                    .and_then(|value| value.parse::<i64>().ok())
-                {
-                    Some(ms) if ms < 0 => (Retention::Forever, RetentionSource::Broker),
-                    Some(ms) => (Retention::Time(ms), RetentionSource::Broker),
-                    None => (Retention::Unknown, RetentionSource::Unknown),
-                },
-                Err(_) => (Retention::Unknown, RetentionSource::Unknown),
+            let Ok(resource) = result else {
+                continue;
             };
-            self.retention.insert(topic.clone(), retention);
+            let value = |name: &str| {
+                resource
+                    .get(name)
+                    .and_then(|entry| entry.value.as_deref())
+                    .map(str::to_owned)
+            };
+            let retention = retention_of(
+                value("cleanup.policy").as_deref(),
+                value("retention.ms").as_deref(),
+            );
+            self.retention.insert(
+                topic.clone(),
+                RetentionRead {
+                    retention,
+                    read_at: Instant::now(),
+                },
+            );
         }
     }
 
@@ -226,17 +313,46 @@ impl GroupWatcher {
         Ok(&self.readers[group_id])
     }
 
-    /// One pass: commits, watermarks, members, then the records at commits that moved.
-    fn round(
+    /// Member count of `group_id`, `None` when it cannot be told.
+    fn members(&mut self, group_id: &str) -> Option<usize> {
+        if self
+            .describe_broken_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return None;
+        }
+        self.count("describe_group", 1);
+        match self
+            .describer
+            .fetch_group_list(Some(group_id), REQUEST_TIMEOUT)
+        {
+            Ok(list) => list.groups().first().map(|group| group.members().len()),
+            Err(error) => {
+                tracing::warn!(%error, group_id, "cannot describe consumer groups; member counts unknown for a while, lag is still read");
+                self.describe_broken_until = Some(Instant::now() + DESCRIBE_BACKOFF);
+                None
+            }
+        }
+    }
+
+    /// Each watched group's commits; a group that cannot be read is left out and told, alone.
+    fn read_commits(
         &mut self,
         group_ids: &[(usize, String)],
         topic_partitions: &BTreeMap<String, i32>,
-    ) -> KafkaResult<()> {
-        // (rules, group id, topic) -> partition -> committed
-        let mut commits: Vec<(usize, String, String, BTreeMap<i32, i64>)> = Vec::new();
+    ) -> (Commits, HashMap<String, Option<usize>>) {
+        let mut commits: Commits = Vec::new();
         let mut members: HashMap<String, Option<usize>> = HashMap::new();
+        let known: BTreeSet<(Arc<str>, String)> = self
+            .table
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         for (rules, group_id) in group_ids {
             let configured = self.groups[*rules].topics.clone();
+            let label = self.groups[*rules].label(group_id);
             let topics: Vec<&String> = if configured.is_empty() {
                 topic_partitions.keys().collect()
             } else {
@@ -252,9 +368,19 @@ impl GroupWatcher {
                 continue;
             }
             self.count("offset_fetch", 1);
-            let committed = self
-                .reader(group_id)?
-                .committed_offsets(list, REQUEST_TIMEOUT)?;
+            let committed = match self
+                .reader(group_id)
+                .and_then(|reader| reader.committed_offsets(list, REQUEST_TIMEOUT))
+            {
+                Ok(committed) => committed,
+                Err(error) => {
+                    tracing::warn!(%error, group = %label, "cannot read the group's committed offsets; it is unknown until read");
+                    self.mark_unread(&label);
+                    self.failed(&label, &error);
+                    continue;
+                }
+            };
+            self.healed(&label);
             let mut by_topic: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
             for element in committed.elements() {
                 let offset = match element.offset() {
@@ -267,20 +393,42 @@ impl GroupWatcher {
                     .insert(element.partition(), offset);
             }
             for (topic, partitions) in by_topic {
-                // Without configured topics, only those the group has committed on.
-                if configured.is_empty() && partitions.values().all(|&offset| offset < 0) {
+                // Without configured topics, only those the group has committed on (or had:
+                // a commit that vanished is still watched).
+                if configured.is_empty()
+                    && partitions.values().all(|&offset| offset < 0)
+                    && !known.contains(&(label.clone(), topic.clone()))
+                {
                     continue;
                 }
                 commits.push((*rules, group_id.clone(), topic, partitions));
             }
-            self.count("describe_group", 1);
-            let count = self
-                .fetcher
-                .fetch_group_list(Some(group_id), REQUEST_TIMEOUT)
-                .ok()
-                .and_then(|list| list.groups().first().map(|group| group.members().len()));
+            let count = self.members(group_id);
             members.insert(group_id.clone(), count);
         }
+        (commits, members)
+    }
+
+    /// A group whose commits could not be read is unknown from now, not once its reading ages.
+    fn mark_unread(&self, label: &Arc<str>) {
+        let mut table = self
+            .table
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for ((state_label, _), state) in table.iter_mut() {
+            if state_label == label {
+                state.observed_at_ms = 0;
+            }
+        }
+    }
+
+    /// One pass: commits, watermarks, members, then the records at commits that moved.
+    fn round(
+        &mut self,
+        group_ids: &[(usize, String)],
+        topic_partitions: &BTreeMap<String, i32>,
+    ) -> KafkaResult<()> {
+        let (commits, members) = self.read_commits(group_ids, topic_partitions);
         let watched: BTreeSet<(String, i32)> = commits
             .iter()
             .flat_map(|(_, _, topic, partitions)| {
@@ -292,7 +440,7 @@ impl GroupWatcher {
         let lows = self.watermarks(&watched, Offset::Beginning)?;
         let highs = self.watermarks(&watched, Offset::End)?;
         let now_ms = self.clock.now_ms();
-        let mut to_read: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut to_read: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
         {
             let mut table = self
                 .table
@@ -307,13 +455,19 @@ impl GroupWatcher {
                         group_id: group_id.clone(),
                         ..TopicState::default()
                     });
+                if state.first_watched_ms == 0 {
+                    state.first_watched_ms = now_ms;
+                    state.dirty = true;
+                }
                 state.rules = rules;
                 state.group_id.clone_from(&group_id);
-                state.retention = self.retention.get(&topic).copied();
+                state.retention = self.retention.get(&topic).map(|read| read.retention);
                 state.members = members.get(&group_id).copied().flatten();
                 state.observed_at_ms = now_ms;
                 for (partition, committed) in partitions {
                     let key = (topic.clone(), partition);
+                    // A partition whose watermarks were not answered keeps its last reading,
+                    // and is unknown once that ages.
                     let (Some(&low), Some(&high)) = (lows.get(&key), highs.get(&key)) else {
                         continue;
                     };
@@ -321,12 +475,24 @@ impl GroupWatcher {
                     let before = part.clone();
                     part.observe(committed, low, high, now_ms);
                     if part.needs_first_unread() {
-                        to_read.insert(key, committed.max(low));
+                        to_read.insert(key, (part.read_from(), high));
                     }
-                    if *part != before {
+                    if part.committed != before.committed
+                        || part.vanished_at_ms != before.vanished_at_ms
+                        || part.lost_records != before.lost_records
+                        || part.committed_moved_at_ms != before.committed_moved_at_ms
+                    {
                         state.dirty = true;
                     }
                 }
+                let (committed_sum, high_sum) = state
+                    .partitions
+                    .values()
+                    .filter(|part| part.has_commit() && part.vanished_at_ms.is_none())
+                    .fold((0, 0), |(committed, high), part| {
+                        (committed + part.committed, high + part.high)
+                    });
+                state.trend.push(now_ms, committed_sum, high_sum);
             }
         }
         if !to_read.is_empty() {
@@ -364,26 +530,51 @@ impl GroupWatcher {
             .collect())
     }
 
-    /// Fetches the one record at each offset (or the oldest left, when it expired) and hands
-    /// its timestamp to every group state of that partition.
-    fn read_first_unread(&mut self, wanted: BTreeMap<(String, i32), i64>) -> KafkaResult<()> {
+    /// Fetches the first data record at or after each offset (transaction markers are skipped
+    /// as a consumer skips them) and hands its timestamp to every group state of that
+    /// partition. A partition read to its high watermark without a data record holds only
+    /// markers past the commit: the groups there are caught up.
+    fn read_first_unread(
+        &mut self,
+        wanted: BTreeMap<(String, i32), (i64, i64)>,
+    ) -> KafkaResult<()> {
         let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in &wanted {
+        for ((topic, partition), (offset, _)) in &wanted {
             list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         self.count("fetch", wanted.len() as u64);
         self.fetcher.assign(&list)?;
         let mut pending: BTreeSet<(String, i32)> = wanted.keys().cloned().collect();
         let mut found: Vec<((String, i32), i64, i64)> = Vec::new();
+        let mut markers_only: Vec<((String, i32), i64)> = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(2);
         while !pending.is_empty() && Instant::now() < deadline {
-            let Some(Ok(message)) = self.fetcher.poll(Duration::from_millis(100)) else {
-                continue;
-            };
-            let key = (message.topic().to_owned(), message.partition());
-            if pending.remove(&key) {
-                let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
-                found.push((key, message.offset(), timestamp_ms));
+            match self.fetcher.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    let key = (message.topic().to_owned(), message.partition());
+                    if pending.remove(&key) {
+                        let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
+                        found.push((key, message.offset(), timestamp_ms));
+                    }
+                }
+                // The event names no topic: the positions tell which partitions reached the end.
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    let positions = self.fetcher.position()?;
+                    for element in positions.elements() {
+                        let key = (element.topic().to_owned(), element.partition());
+                        if element.partition() != partition || !pending.contains(&key) {
+                            continue;
+                        }
+                        let high = wanted.get(&key).map_or(i64::MAX, |(_, high)| *high);
+                        if let Offset::Offset(position) = element.offset() {
+                            if position >= high {
+                                pending.remove(&key);
+                                markers_only.push((key, position));
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         self.fetcher.unassign()?;
@@ -391,19 +582,50 @@ impl GroupWatcher {
             .table
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        for ((topic, partition), offset, timestamp_ms) in found {
-            for ((_, state_topic), state) in table.iter_mut() {
-                if *state_topic != topic {
+        for ((_, state_topic), state) in table.iter_mut() {
+            for ((topic, partition), offset, timestamp_ms) in &found {
+                if state_topic != topic {
                     continue;
                 }
-                if let Some(part) = state.partitions.get_mut(&partition) {
-                    if part.needs_first_unread() && offset >= part.committed.max(part.low) {
-                        part.found_first_unread(offset, timestamp_ms);
+                if let Some(part) = state.partitions.get_mut(partition) {
+                    if part.needs_first_unread() && *offset >= part.read_from() {
+                        part.found_first_unread(*offset, timestamp_ms.to_owned());
                         state.dirty = true;
+                    }
+                }
+            }
+            for ((topic, partition), position) in &markers_only {
+                if state_topic != topic {
+                    continue;
+                }
+                if let Some(part) = state.partitions.get_mut(partition) {
+                    if part.needs_first_unread() {
+                        part.found_only_markers(*position);
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// A topic's retention from its `cleanup.policy` and `retention.ms`: a compacted topic without
+/// `delete` expires nothing by age.
+pub fn retention_of(
+    cleanup_policy: Option<&str>,
+    retention_ms: Option<&str>,
+) -> (Retention, RetentionSource) {
+    let policies: Vec<&str> = cleanup_policy
+        .unwrap_or("delete")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    if policies.contains(&"compact") && !policies.contains(&"delete") {
+        return (Retention::Compacted, RetentionSource::Compact);
+    }
+    match retention_ms.and_then(|value| value.parse::<i64>().ok()) {
+        Some(ms) if ms < 0 => (Retention::Forever, RetentionSource::Broker),
+        Some(ms) => (Retention::Time(ms), RetentionSource::Broker),
+        None => (Retention::Unknown, RetentionSource::Unknown),
     }
 }

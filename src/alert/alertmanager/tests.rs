@@ -269,3 +269,42 @@ async fn notices_over_the_channel_bound_are_coalesced_per_alert_and_end_in_the_r
         .expect("acme's warning goes out");
     assert!(acme_warning.get("endsAt").is_some(), "as a resolve");
 }
+
+#[tokio::test]
+async fn the_resolve_sent_because_an_alert_escalated_says_so() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut sink = plain_sink("http://127.0.0.1:9", &directory).await;
+    sink.apply(
+        Notice::Changed(transition(Status::Ok, Status::Warning, Some(0))),
+        0,
+    );
+    sink.apply(
+        Notice::Changed(transition(Status::Warning, Status::Critical, Some(0))),
+        1_000,
+    );
+    let resolved = sink
+        .pending
+        .iter()
+        .find(|(labels, _)| labels["severity"] == "warning")
+        .map(|(_, alert)| alert)
+        .expect("the warning is resolved");
+    let summary = resolved["annotations"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("escalated to critical: "),
+        "not 'fresh again': {summary}"
+    );
+    sink.apply(
+        Notice::Changed(transition(Status::Critical, Status::Ok, Some(0))),
+        2_000,
+    );
+    let resolved = sink
+        .pending
+        .iter()
+        .find(|(labels, _)| labels["severity"] == "critical")
+        .map(|(_, alert)| alert)
+        .expect("the critical is resolved");
+    assert!(!resolved["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("escalated"));
+}

@@ -63,8 +63,10 @@ impl Shown {
     /// A group's status on the feeds' scale: a stall pages as a warning, so it ranks as one.
     pub fn group(status: GroupStatus) -> Shown {
         let like = match status {
-            GroupStatus::Critical => Status::Critical,
-            GroupStatus::Warning | GroupStatus::Stalled => Status::Warning,
+            GroupStatus::Critical | GroupStatus::NoCommits => Status::Critical,
+            GroupStatus::Warning | GroupStatus::Stalled | GroupStatus::OffsetOutOfRange => {
+                Status::Warning
+            }
             GroupStatus::Unknown => Status::Unknown,
             GroupStatus::Ok => Status::Ok,
         };
