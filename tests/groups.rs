@@ -276,3 +276,265 @@ url = "{}/hook"
     drop(feeder);
     drop(cluster);
 }
+
+/// Commits `offset` on `topic` partition 0 as `group_id`, without joining (an `assign()`
+/// consumer, as Flink's).
+fn commit_as(brokers: &str, group_id: &str, topic: &str, offset: i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Offset(offset))
+        .unwrap();
+    consumer.commit(&list, CommitMode::Sync).unwrap();
+}
+
+async fn group_view(
+    freshwatch: &FreshwatchProcess,
+    group: &str,
+    topic: &str,
+) -> Option<serde_json::Value> {
+    let response = reqwest::get(format!("{}/api/v1/groups", freshwatch.base_url))
+        .await
+        .ok()?;
+    let views: Vec<serde_json::Value> = response.json().await.ok()?;
+    views
+        .into_iter()
+        .find(|view| view["group"] == group && view["topic"] == topic)
+}
+
+/// `(status, severity, summary)` of every page about `group`'s `alertname`.
+fn group_pages(
+    receiver: &WebhookReceiver,
+    alertname: &str,
+    group: &str,
+) -> Vec<(String, String, String)> {
+    receiver
+        .requests()
+        .iter()
+        .filter(|request| {
+            request.json["alertname"] == alertname
+                && request.json["dedup_key"]
+                    .as_str()
+                    .is_some_and(|key| key.contains(&format!("/{alertname}/{group}/")))
+        })
+        .map(|request| {
+            let text = |field: &str| request.json[field].as_str().unwrap_or_default().to_owned();
+            (text("status"), text("severity"), text("summary"))
+        })
+        .collect()
+}
+
+/// A misspelt `group_id` on a topic holding 400 records is `no_commits` and pages
+/// `ConsumerGroupMissing` once, never "ok, lag 0"; when the group commits, it resolves. A commit
+/// above the high watermark is `offset_out_of_range` and warns.
+#[test]
+fn a_misspelt_group_pages_missing_once_and_a_commit_above_the_watermark_warns() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("up.profiles", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let producer = producer(&brokers);
+    for _ in 0..400 {
+        produce_one(&producer, "up.profiles", "k", now_ms());
+    }
+    commit_as(&brokers, "ahead", "up.profiles", 900);
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+groups_interval = "300ms"
+[state]
+redis_url = "{}"
+flush_interval = "100ms"
+[evaluation]
+interval = "200ms"
+[[group]]
+group_id = "cdp-feedr"
+topics = ["up.profiles"]
+warn_after = "1s"
+critical_after = "3s"
+[[group]]
+group_id = "ahead"
+topics = ["up.profiles"]
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+            redis.url, receiver.url
+        );
+        let freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until(
+            "the misspelt group is no_commits",
+            Duration::from_secs(15),
+            || async {
+                group_view(&freshwatch, "cdp-feedr", "up.profiles")
+                    .await
+                    .is_some_and(|view| view["status"] == "no_commits")
+            },
+        )
+        .await;
+        let view = group_view(&freshwatch, "cdp-feedr", "up.profiles")
+            .await
+            .unwrap();
+        assert!(view["lag_seconds"].is_null(), "never 0: {view}");
+        assert_eq!(view["partitions_without_commits"], serde_json::json!([0]));
+        wait_until(
+            "ConsumerGroupMissing pages",
+            Duration::from_secs(15),
+            || async { !group_pages(&receiver, "ConsumerGroupMissing", "cdp-feedr").is_empty() },
+        )
+        .await;
+        let ahead = group_view(&freshwatch, "ahead", "up.profiles")
+            .await
+            .unwrap();
+        assert_eq!(ahead["status"], "offset_out_of_range", "{ahead}");
+        assert!(ahead["lag_seconds"].is_null());
+        wait_until(
+            "the commit above the watermark warns",
+            Duration::from_secs(10),
+            || async {
+                group_pages(&receiver, "ConsumerGroupMissing", "ahead")
+                    .iter()
+                    .any(|(status, severity, summary)| {
+                        status == "firing"
+                            && severity == "warning"
+                            && summary.contains("committed offset 900 above the high watermark 400")
+                    })
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let missing = group_pages(&receiver, "ConsumerGroupMissing", "cdp-feedr");
+        assert_eq!(missing.len(), 1, "once: {missing:?}");
+        assert_eq!(
+            (missing[0].0.as_str(), missing[0].1.as_str()),
+            ("firing", "critical")
+        );
+        assert!(
+            missing[0].2.contains("misspelt group_id"),
+            "{}",
+            missing[0].2
+        );
+
+        // The group commits after all: resolved, and caught up.
+        commit_as(&brokers, "cdp-feedr", "up.profiles", 400);
+        wait_until(
+            "resolved once it commits",
+            Duration::from_secs(15),
+            || async {
+                group_pages(&receiver, "ConsumerGroupMissing", "cdp-feedr")
+                    .last()
+                    .is_some_and(|(status, _, _)| status == "resolved")
+            },
+        )
+        .await;
+        let view = group_view(&freshwatch, "cdp-feedr", "up.profiles")
+            .await
+            .unwrap();
+        assert_eq!(view["status"], "ok", "{view}");
+        assert_eq!(view["lag_records"], 0);
+    });
+}
+
+/// The seed's day 7: the dead group's offsets expire. The last commit freshwatch saw is in Redis
+/// and survives `kill -9`; a broker that no longer reports the commit (here: a new cluster that
+/// never held it, as after `offsets.retention.minutes`) leaves the lag judged from it, and
+/// `ConsumerGroupMissing` pages at once naming it.
+#[test]
+fn commits_that_vanish_across_a_kill_9_are_judged_from_the_last_one_seen() {
+    let first = MockCluster::new(1).unwrap();
+    first.create_topic("upstream", 1, 1).unwrap();
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let old_ms = now_ms() - 2 * HOUR_MS;
+    {
+        let producer = producer(&first.bootstrap_servers());
+        for _ in 0..5 {
+            produce_one(&producer, "upstream", "k", old_ms);
+        }
+    }
+    commit_as(&first.bootstrap_servers(), "feeder", "upstream", 3);
+    let config = |brokers: &str, hook: &str| {
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+groups_interval = "300ms"
+[state]
+redis_url = "{}"
+flush_interval = "100ms"
+[evaluation]
+interval = "200ms"
+[[group]]
+group_id = "feeder"
+topics = ["upstream"]
+[[alerts.webhook]]
+url = "{hook}/hook"
+"#,
+            redis.url
+        )
+    };
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let hook = receiver.url.clone();
+        let mut freshwatch =
+            FreshwatchProcess::start(directory.path(), &config(&first.bootstrap_servers(), &hook));
+        freshwatch.wait_ready().await;
+        wait_until("the commit is seen", Duration::from_secs(15), || async {
+            group_view(&freshwatch, "feeder", "upstream")
+                .await
+                .is_some_and(|view| view["lag_records"] == 2 && view["status"] != "unknown")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        freshwatch.kill();
+
+        let second = MockCluster::new(1).unwrap();
+        second.create_topic("upstream", 1, 1).unwrap();
+        let producer = producer(&second.bootstrap_servers());
+        for _ in 0..6 {
+            produce_one(&producer, "upstream", "k", old_ms);
+        }
+        let text = std::fs::read_to_string(freshwatch.config_path())
+            .unwrap()
+            .replace(&first.bootstrap_servers(), &second.bootstrap_servers());
+        std::fs::write(freshwatch.config_path(), text).unwrap();
+        freshwatch.restart();
+        freshwatch.wait_ready().await;
+        wait_until(
+            "the vanished commit pages at once",
+            Duration::from_secs(20),
+            || async { !group_pages(&receiver, "ConsumerGroupMissing", "feeder").is_empty() },
+        )
+        .await;
+        let view = group_view(&freshwatch, "feeder", "upstream").await.unwrap();
+        assert_eq!(view["status"], "no_commits", "{view}");
+        assert_eq!(view["partitions_vanished"], serde_json::json!([0]));
+        assert_eq!(view["lag_records"], 3, "judged from offset 3: {view}");
+        let pages = group_pages(&receiver, "ConsumerGroupMissing", "feeder");
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        assert_eq!(pages[0].1, "critical");
+        assert!(
+            pages[0]
+                .2
+                .contains("committed offsets vanished (last seen: offset 3"),
+            "{}",
+            pages[0].2
+        );
+        assert!(
+            group_pages(&receiver, "ConsumerGroupLagging", "feeder")
+                .iter()
+                .all(|(status, _, _)| status == "firing"),
+            "no lag alert resolved by the vanishing"
+        );
+        drop(second);
+    });
+}

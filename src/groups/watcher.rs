@@ -336,11 +336,15 @@ impl GroupWatcher {
     }
 
     /// Each watched group's commits; a group that cannot be read is left out and told, alone.
+    /// When no group at all can be read, that is one cause for all (Kafka does not answer):
+    /// the round fails with it.
     fn read_commits(
         &mut self,
         group_ids: &[(usize, String)],
         topic_partitions: &BTreeMap<String, i32>,
-    ) -> (Commits, HashMap<String, Option<usize>>) {
+    ) -> KafkaResult<(Commits, HashMap<String, Option<usize>>)> {
+        let mut failures: Vec<(Arc<str>, KafkaError)> = Vec::new();
+        let mut answered = 0;
         let mut commits: Commits = Vec::new();
         let mut members: HashMap<String, Option<usize>> = HashMap::new();
         let known: BTreeSet<(Arc<str>, String)> = self
@@ -376,10 +380,11 @@ impl GroupWatcher {
                 Err(error) => {
                     tracing::warn!(%error, group = %label, "cannot read the group's committed offsets; it is unknown until read");
                     self.mark_unread(&label);
-                    self.failed(&label, &error);
+                    failures.push((label, error));
                     continue;
                 }
             };
+            answered += 1;
             self.healed(&label);
             let mut by_topic: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
             for element in committed.elements() {
@@ -406,7 +411,15 @@ impl GroupWatcher {
             let count = self.members(group_id);
             members.insert(group_id.clone(), count);
         }
-        (commits, members)
+        if answered == 0 {
+            if let Some((_, error)) = failures.first() {
+                return Err(error.clone());
+            }
+        }
+        for (label, error) in failures {
+            self.failed(&label, &error);
+        }
+        Ok((commits, members))
     }
 
     /// A group whose commits could not be read is unknown from now, not once its reading ages.
@@ -428,7 +441,7 @@ impl GroupWatcher {
         group_ids: &[(usize, String)],
         topic_partitions: &BTreeMap<String, i32>,
     ) -> KafkaResult<()> {
-        let (commits, members) = self.read_commits(group_ids, topic_partitions);
+        let (commits, members) = self.read_commits(group_ids, topic_partitions)?;
         let watched: BTreeSet<(String, i32)> = commits
             .iter()
             .flat_map(|(_, _, topic, partitions)| {
