@@ -50,6 +50,13 @@ fn the_example_config_is_valid_and_its_feeds_are_printed() {
         stdout.contains("orders: topic=orders.created split_by=partition"),
         "{stdout}"
     );
+    // The seed's feeder group is watched, not only topics.
+    assert!(
+        stdout.contains(
+            "cdp-feeder (group_id=cdp-external-profile-feeder) topics: upstream.profile-updates"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::groups::{commit_as, group_pages, group_view};
 use common::receiver::WebhookReceiver;
 use common::{now_ms, produce_one, producer, runtime, wait_until, FreshwatchProcess, RedisServer};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -277,56 +278,6 @@ url = "{}/hook"
     drop(cluster);
 }
 
-/// Commits `offset` on `topic` partition 0 as `group_id`, without joining (an `assign()`
-/// consumer, as Flink's).
-fn commit_as(brokers: &str, group_id: &str, topic: &str, offset: i64) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group_id)
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(topic, 0, Offset::Offset(offset))
-        .unwrap();
-    consumer.commit(&list, CommitMode::Sync).unwrap();
-}
-
-async fn group_view(
-    freshwatch: &FreshwatchProcess,
-    group: &str,
-    topic: &str,
-) -> Option<serde_json::Value> {
-    let response = reqwest::get(format!("{}/api/v1/groups", freshwatch.base_url))
-        .await
-        .ok()?;
-    let views: Vec<serde_json::Value> = response.json().await.ok()?;
-    views
-        .into_iter()
-        .find(|view| view["group"] == group && view["topic"] == topic)
-}
-
-/// `(status, severity, summary)` of every page about `group`'s `alertname`.
-fn group_pages(
-    receiver: &WebhookReceiver,
-    alertname: &str,
-    group: &str,
-) -> Vec<(String, String, String)> {
-    receiver
-        .requests()
-        .iter()
-        .filter(|request| {
-            request.json["alertname"] == alertname
-                && request.json["dedup_key"]
-                    .as_str()
-                    .is_some_and(|key| key.contains(&format!("/{alertname}/{group}/")))
-        })
-        .map(|request| {
-            let text = |field: &str| request.json[field].as_str().unwrap_or_default().to_owned();
-            (text("status"), text("severity"), text("summary"))
-        })
-        .collect()
-}
-
 /// A misspelt `group_id` on a topic holding 400 records is `no_commits` and pages
 /// `ConsumerGroupMissing` once, never "ok, lag 0"; when the group commits, it resolves. A commit
 /// above the high watermark is `offset_out_of_range` and warns.
@@ -488,11 +439,15 @@ url = "{hook}/hook"
         let mut freshwatch =
             FreshwatchProcess::start(directory.path(), &config(&first.bootstrap_servers(), &hook));
         freshwatch.wait_ready().await;
-        wait_until("the first commit is seen", Duration::from_secs(15), || async {
-            group_view(&freshwatch, "feeder", "upstream")
-                .await
-                .is_some_and(|view| view["lag_records"] == 3 && view["status"] != "unknown")
-        })
+        wait_until(
+            "the first commit is seen",
+            Duration::from_secs(15),
+            || async {
+                group_view(&freshwatch, "feeder", "upstream")
+                    .await
+                    .is_some_and(|view| view["lag_records"] == 3 && view["status"] != "unknown")
+            },
+        )
         .await;
         // The commit moves once more while freshwatch watches: that is the one to remember.
         commit_as(&first.bootstrap_servers(), "feeder", "upstream", 3);

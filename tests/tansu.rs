@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::groups::{commit_as, group_pages, group_view};
 use common::receiver::WebhookReceiver;
 use common::{
     now_ms, produce_one, producer, runtime, wait_until, FreshwatchProcess, RedisServer, TansuBroker,
@@ -385,4 +386,169 @@ fn a_rolling_restart_of_two_replicas_pages_nothing_for_a_feed_that_kept_flowing(
         assert!(!pages_for(&receiver, "died").is_empty());
     });
     scene.finish();
+}
+
+/// Group truth on a separate broker: a misspelt `group_id` pages `ConsumerGroupMissing` once and
+/// resolves when the group commits; a compacted topic has lag alerts and no countdown; with the
+/// broker down past `blind_after`, one `FreshwatchGroupsBlind` (for every group at once) pages,
+/// never one per group, and resolves when the broker is back.
+#[test]
+fn a_misspelt_group_a_compacted_topic_and_a_dead_broker_tell_the_truth_about_groups() {
+    let mut broker = TansuBroker::start();
+    broker.create_topic_with(
+        "up.profiles",
+        1,
+        &[("retention.ms", "604800000"), ("cleanup.policy", "delete")],
+    );
+    broker.create_topic_with("profiles-compacted", 1, &[("cleanup.policy", "compact")]);
+    let redis = RedisServer::start();
+    let runtime = runtime();
+    let producer = producer(&broker.brokers);
+    for index in 0..400 {
+        produce_one(
+            &producer,
+            "up.profiles",
+            &format!("tenant-{index}"),
+            now_ms(),
+        );
+    }
+    let two_hours_ago = now_ms() - 2 * 3_600_000;
+    for index in 0..3 {
+        produce_one(
+            &producer,
+            "profiles-compacted",
+            &format!("profile-{index}"),
+            two_hours_ago,
+        );
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    commit_as(&broker.brokers, "feeder", "profiles-compacted", 1);
+    let directory = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = config(
+            &broker.brokers,
+            &redis.url,
+            &format!(
+                r#"
+[[group]]
+group_id = "cdp-feedr"
+topics = ["up.profiles"]
+warn_after = "1s"
+critical_after = "3s"
+[[group]]
+group_id = "feeder"
+topics = ["profiles-compacted"]
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+                receiver.url
+            ),
+        )
+        .replace("[kafka]\n", "[kafka]\ngroups_interval = \"500ms\"\n")
+        .replace("[evaluation]\n", "[evaluation]\nblind_after = \"5s\"\n");
+        let freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until(
+            "ConsumerGroupMissing pages",
+            Duration::from_secs(30),
+            || async { !group_pages(&receiver, "ConsumerGroupMissing", "cdp-feedr").is_empty() },
+        )
+        .await;
+        let misspelt = group_view(&freshwatch, "cdp-feedr", "up.profiles")
+            .await
+            .unwrap();
+        assert_eq!(misspelt["status"], "no_commits", "{misspelt}");
+        assert!(misspelt["lag_seconds"].is_null());
+
+        wait_until(
+            "the compacted topic lags critical",
+            Duration::from_secs(30),
+            || async {
+                group_view(&freshwatch, "feeder", "profiles-compacted")
+                    .await
+                    .is_some_and(|view| view["status"] == "critical")
+            },
+        )
+        .await;
+        let compacted = group_view(&freshwatch, "feeder", "profiles-compacted")
+            .await
+            .unwrap();
+        assert_eq!(compacted["retention_source"], "compact", "{compacted}");
+        assert!(compacted["loss_eta_seconds"].is_null(), "{compacted}");
+        assert_eq!(compacted["lag_records"], 2);
+        wait_until("the lag pages", Duration::from_secs(10), || async {
+            !group_pages(&receiver, "ConsumerGroupLagging", "feeder").is_empty()
+        })
+        .await;
+        assert!(group_pages(&receiver, "DataLossImminent", "feeder").is_empty());
+
+        // The misspelt group's real consumer commits after all: resolved.
+        commit_as(&broker.brokers, "cdp-feedr", "up.profiles", 400);
+        wait_until(
+            "resolved once it commits",
+            Duration::from_secs(30),
+            || async {
+                group_pages(&receiver, "ConsumerGroupMissing", "cdp-feedr")
+                    .last()
+                    .is_some_and(|(status, _, _)| status == "resolved")
+            },
+        )
+        .await;
+        assert_eq!(
+            group_pages(&receiver, "ConsumerGroupMissing", "cdp-feedr").len(),
+            2,
+            "one page, one resolve"
+        );
+
+        broker.kill();
+        wait_until(
+            "FreshwatchGroupsBlind pages",
+            Duration::from_secs(90),
+            || async {
+                receiver
+                    .requests()
+                    .iter()
+                    .any(|request| request.json["alertname"] == "FreshwatchGroupsBlind")
+            },
+        )
+        .await;
+        let blind: Vec<String> = receiver
+            .requests()
+            .iter()
+            .filter(|request| request.json["alertname"] == "FreshwatchGroupsBlind")
+            .map(|request| {
+                request.json["dedup_key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            blind,
+            ["freshwatch/system/FreshwatchGroupsBlind/*"],
+            "one page for the cause, none per group"
+        );
+        let groups_status = group_view(&freshwatch, "feeder", "profiles-compacted")
+            .await
+            .unwrap();
+        assert_eq!(groups_status["status"], "unknown");
+        broker.restart();
+        wait_until(
+            "FreshwatchGroupsBlind resolves",
+            Duration::from_secs(90),
+            || async {
+                receiver.requests().iter().any(|request| {
+                    request.json["alertname"] == "FreshwatchGroupsBlind"
+                        && request.json["status"] == "resolved"
+                })
+            },
+        )
+        .await;
+        let lagging = group_pages(&receiver, "ConsumerGroupLagging", "feeder");
+        assert!(
+            lagging.iter().all(|(status, _, _)| status == "firing"),
+            "the outage resolved no lag alert: {lagging:?}"
+        );
+    });
 }

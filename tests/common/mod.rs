@@ -3,6 +3,7 @@
 //! A missing server binary fails the test with the command that installs it; nothing skips.
 #![allow(dead_code)]
 
+pub mod groups;
 pub mod markers;
 pub mod receiver;
 
