@@ -83,6 +83,12 @@ pub struct GroupMetrics {
     /// Requests the group watcher sent, by kind: what watching costs the brokers.
     pub requests: Family<KindLabels, Counter>,
     pub rounds: Counter,
+    /// Seconds the group watcher's rounds took, summed: with `rounds`, the mean round.
+    pub round_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// How long the last round took.
+    pub last_round_seconds: SecondsGauge,
+    /// Records at moved commits left for a later round: more commits moved than one round reads.
+    pub first_unread_deferred: Counter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -418,13 +424,28 @@ impl Metrics {
         );
         registry.register(
             "freshwatch_group_watch_requests",
-            "Requests the group watcher sent, by kind (offset_fetch, describe_group, list_offsets, fetch, describe_configs, metadata)",
+            "Requests the group watcher sent, by kind (offset_fetch, find_coordinator, list_groups, describe_group, list_offsets, describe_configs, metadata; fetch counts partitions re-read at a moved commit)",
             metrics.groups.requests.clone(),
         );
         registry.register(
             "freshwatch_group_watch_rounds",
             "Completed rounds of the group watcher",
             metrics.groups.rounds.clone(),
+        );
+        registry.register(
+            "freshwatch_group_watch_round_seconds",
+            "Seconds spent in group watcher rounds, completed or not",
+            metrics.groups.round_seconds.clone(),
+        );
+        registry.register(
+            "freshwatch_group_watch_last_round_seconds",
+            "How long the group watcher's last round took",
+            metrics.groups.last_round_seconds.clone(),
+        );
+        registry.register(
+            "freshwatch_group_first_unread_deferred",
+            "Records at moved commits left for a later round because more commits moved than one round reads",
+            metrics.groups.first_unread_deferred.clone(),
         );
         registry.register(
             "freshwatch_group_members",

@@ -14,6 +14,9 @@
 //! `no_commits`, a commit that vanished keeps being judged from where it was last seen, and a
 //! lag in time that is not known keeps its alerts where they were.
 
+// The one module with `unsafe`: librdkafka's admin calls for many groups at once.
+#[allow(unsafe_code)]
+pub mod admin;
 pub mod judge;
 pub mod watcher;
 

@@ -1,8 +1,9 @@
 //! The Kafka side of group watching, on a thread of its own: committed offsets (OffsetFetch,
-//! one request per group per round), watermarks (ListOffsets, batched), retention and cleanup
-//! policy (DescribeConfigs, every `kafka.retention_refresh`), and the one record at each commit
-//! that moved. It reads the watched groups' offsets through a client that carries their
-//! `group.id` but never subscribes: freshwatch never joins them nor commits for them.
+//! one per group, all through one admin client, many in flight: [`super::admin`]), member
+//! counts (ListGroups and one batched DescribeGroups per broker), watermarks (ListOffsets, one
+//! per partition leader), retention and cleanup policy (DescribeConfigs, every
+//! `kafka.retention_refresh`), and the one record at each commit that moved. It reads the
+//! watched groups' offsets as an admin: freshwatch never joins them nor commits for them.
 //!
 //! A group that cannot be read makes only itself unknown; Kafka not answering the metadata or
 //! watermark requests makes every group unknown under one cause ([`super::ALL_GROUPS`]).
@@ -29,6 +30,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// (Tansu 0.6) drop the connection on it, and the lag must still be read.
 const DESCRIBE_BACKOFF: Duration = Duration::from_secs(600);
 
+/// Records at moved commits read per round, at most: a round stays bounded when many commits
+/// move at once; the others are read in the next rounds.
+const FIRST_UNREAD_PER_ROUND: usize = 20_000;
+
+/// How long a round waits for those records.
+const FIRST_UNREAD_WAIT: Duration = Duration::from_secs(2);
+
 /// A topic's retention as last read, and when.
 struct RetentionRead {
     retention: (Retention, RetentionSource),
@@ -38,7 +46,6 @@ struct RetentionRead {
 /// The group-watching thread.
 pub struct GroupWatcher {
     groups: Vec<GroupConfig>,
-    base: ClientConfig,
     /// Fetches single records and watermarks; its own group id, never committed.
     fetcher: BaseConsumer,
     /// Asks for member counts (DescribeGroups) on a connection of its own: a broker that drops
@@ -46,8 +53,12 @@ pub struct GroupWatcher {
     describer: BaseConsumer,
     describe_broken_until: Option<Instant>,
     admin: AdminClient<DefaultClientContext>,
-    /// One client per watched group id: only to read that group's committed offsets.
-    readers: HashMap<String, BaseConsumer>,
+    /// Every watched group's committed offsets, through one admin client of its own.
+    offsets: super::admin::OffsetReader,
+    /// Brokers in the last metadata: ListGroups and DescribeGroups go to each.
+    brokers: u64,
+    /// Leader of each partition in the last metadata: ListOffsets goes to each leader once.
+    leaders: HashMap<String, Vec<i32>>,
     table: Arc<Mutex<GroupsTable>>,
     reads: Arc<Mutex<GroupReads>>,
     clock: SharedClock,
@@ -94,15 +105,17 @@ impl GroupWatcher {
             .clone()
             .set("group.id", format!("{}-groups", config.kafka.group_id))
             .create()?;
+        let offsets = super::admin::OffsetReader::new(&base)?;
         let admin = base.create()?;
         Ok(Some(GroupWatcher {
             groups: config.groups.clone(),
-            base,
             fetcher,
             describer,
             describe_broken_until: None,
             admin,
-            readers: HashMap::new(),
+            offsets,
+            brokers: 1,
+            leaders: HashMap::new(),
             table,
             reads,
             clock,
@@ -161,6 +174,9 @@ impl GroupWatcher {
                     tracing::warn!(%error, "reading consumer groups failed; will retry");
                 }
             }
+            let took = started.elapsed().as_secs_f64();
+            self.metrics.round_seconds.inc_by(took);
+            self.metrics.last_round_seconds.set(took);
             let deadline = started + self.interval;
             while !shutdown.is_cancelled() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -204,6 +220,24 @@ impl GroupWatcher {
             .into_iter()
             .filter(|(topic, _)| !topic.starts_with("__"))
             .collect();
+        self.brokers = (metadata.brokers().len() as u64).max(1);
+        self.leaders = metadata
+            .topics()
+            .iter()
+            .filter(|topic| topic_partitions.contains_key(topic.name()))
+            .map(|topic| {
+                let mut leaders = vec![-1; topic.partitions().len()];
+                for partition in topic.partitions() {
+                    if let Some(slot) = usize::try_from(partition.id())
+                        .ok()
+                        .and_then(|id| leaders.get_mut(id))
+                    {
+                        *slot = partition.leader();
+                    }
+                }
+                (topic.name().to_owned(), leaders)
+            })
+            .collect();
         let listed: Option<Vec<String>> = if self
             .groups
             .iter()
@@ -230,11 +264,6 @@ impl GroupWatcher {
                     }
                 }
             }
-        }
-        // Groups that left a regex: their clients go with them.
-        if listed.is_some() {
-            let watched: BTreeSet<&str> = group_ids.iter().map(|(_, id)| id.as_str()).collect();
-            self.readers.retain(|id, _| watched.contains(id.as_str()));
         }
         self.read_retention(topic_partitions.keys().cloned().collect());
         Ok(())
@@ -305,30 +334,27 @@ impl GroupWatcher {
             .inc_by(requests);
     }
 
-    fn reader(&mut self, group_id: &str) -> KafkaResult<&BaseConsumer> {
-        if !self.readers.contains_key(group_id) {
-            let reader: BaseConsumer = self.base.clone().set("group.id", group_id).create()?;
-            self.readers.insert(group_id.to_owned(), reader);
-        }
-        Ok(&self.readers[group_id])
-    }
-
-    /// Member count of `group_id`, `None` when it cannot be told.
-    fn members(&mut self, group_id: &str) -> Option<usize> {
+    /// Member count of every group the brokers coordinate: ListGroups to each broker, then
+    /// one DescribeGroups per broker naming all of its groups. `None` when it cannot be told
+    /// (after a failure, for [`DESCRIBE_BACKOFF`]).
+    fn members(&mut self) -> Option<HashMap<String, usize>> {
         if self
             .describe_broken_until
             .is_some_and(|until| Instant::now() < until)
         {
             return None;
         }
-        self.count("describe_group", 1);
-        match self
-            .describer
-            .fetch_group_list(Some(group_id), REQUEST_TIMEOUT)
-        {
-            Ok(list) => list.groups().first().map(|group| group.members().len()),
+        self.count("list_groups", self.brokers);
+        self.count("describe_group", self.brokers);
+        match self.describer.fetch_group_list(None, REQUEST_TIMEOUT) {
+            Ok(list) => Some(
+                list.groups()
+                    .iter()
+                    .map(|group| (group.name().to_owned(), group.members().len()))
+                    .collect(),
+            ),
             Err(error) => {
-                tracing::warn!(%error, group_id, "cannot describe consumer groups; member counts unknown for a while, lag is still read");
+                tracing::warn!(%error, "cannot describe consumer groups; member counts unknown for a while, lag is still read");
                 self.describe_broken_until = Some(Instant::now() + DESCRIBE_BACKOFF);
                 None
             }
@@ -346,7 +372,6 @@ impl GroupWatcher {
         let mut failures: Vec<(Arc<str>, KafkaError)> = Vec::new();
         let mut answered = 0;
         let mut commits: Commits = Vec::new();
-        let mut members: HashMap<String, Option<usize>> = HashMap::new();
         let known: BTreeSet<(Arc<str>, String)> = self
             .table
             .lock()
@@ -354,28 +379,45 @@ impl GroupWatcher {
             .keys()
             .cloned()
             .collect();
+        let mut asked: Vec<(usize, &str)> = Vec::with_capacity(group_ids.len());
+        let mut queries: Vec<super::admin::GroupQuery> = Vec::with_capacity(group_ids.len());
         for (rules, group_id) in group_ids {
-            let configured = self.groups[*rules].topics.clone();
-            let label = self.groups[*rules].label(group_id);
-            let topics: Vec<&String> = if configured.is_empty() {
-                topic_partitions.keys().collect()
-            } else {
-                configured.iter().collect()
-            };
-            let mut list = TopicPartitionList::new();
-            for topic in &topics {
-                for partition in 0..topic_partitions.get(*topic).copied().unwrap_or(0) {
-                    list.add_partition(topic, partition);
+            let configured = &self.groups[*rules].topics;
+            let mut partitions = TopicPartitionList::new();
+            let mut add_topic = |topic: &String| {
+                for partition in 0..topic_partitions.get(topic).copied().unwrap_or(0) {
+                    partitions.add_partition(topic, partition);
                 }
+            };
+            if configured.is_empty() {
+                topic_partitions.keys().for_each(&mut add_topic);
+            } else {
+                configured.iter().for_each(&mut add_topic);
             }
-            if list.count() == 0 {
+            if partitions.count() == 0 {
                 continue;
             }
-            self.count("offset_fetch", 1);
-            let committed = match self
-                .reader(group_id)
-                .and_then(|reader| reader.committed_offsets(list, REQUEST_TIMEOUT))
-            {
+            asked.push((*rules, group_id));
+            queries.push(super::admin::GroupQuery {
+                group_id: group_id.clone(),
+                partitions,
+            });
+        }
+        // One OffsetFetch per group, each after a FindCoordinator unless librdkafka's
+        // coordinator cache (eleven groups) still holds the group's coordinator.
+        let sent_before = self.offsets.sent();
+        let results = self.offsets.read(&queries, REQUEST_TIMEOUT);
+        let sent = self.offsets.sent() - sent_before;
+        self.count("offset_fetch", sent);
+        self.count(
+            "find_coordinator",
+            if queries.len() > 11 { sent } else { 0 },
+        );
+        drop(queries);
+        for ((rules, group_id), result) in asked.into_iter().zip(results) {
+            let configured = &self.groups[rules].topics;
+            let label = self.groups[rules].label(group_id);
+            let committed = match result {
                 Ok(committed) => committed,
                 Err(error) => {
                     tracing::warn!(%error, group = %label, "cannot read the group's committed offsets; it is unknown until read");
@@ -386,18 +428,7 @@ impl GroupWatcher {
             };
             answered += 1;
             self.healed(&label);
-            let mut by_topic: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
-            for element in committed.elements() {
-                let offset = match element.offset() {
-                    Offset::Offset(offset) => offset,
-                    _ => -1,
-                };
-                by_topic
-                    .entry(element.topic().to_owned())
-                    .or_default()
-                    .insert(element.partition(), offset);
-            }
-            for (topic, partitions) in by_topic {
+            for (topic, partitions) in committed {
                 // Without configured topics, only those the group has committed on (or had:
                 // a commit that vanished is still watched).
                 if configured.is_empty()
@@ -406,10 +437,8 @@ impl GroupWatcher {
                 {
                     continue;
                 }
-                commits.push((*rules, group_id.clone(), topic, partitions));
+                commits.push((rules, group_id.to_owned(), topic, partitions));
             }
-            let count = self.members(group_id);
-            members.insert(group_id.clone(), count);
         }
         if answered == 0 {
             if let Some((_, error)) = failures.first() {
@@ -419,6 +448,14 @@ impl GroupWatcher {
         for (label, error) in failures {
             self.failed(&label, &error);
         }
+        // A group the brokers do not list has no members: it is not unknown.
+        let members: HashMap<String, Option<usize>> = match self.members() {
+            Some(counts) => group_ids
+                .iter()
+                .map(|(_, id)| (id.clone(), Some(counts.get(id).copied().unwrap_or(0))))
+                .collect(),
+            None => HashMap::new(),
+        };
         Ok((commits, members))
     }
 
@@ -528,8 +565,15 @@ impl GroupWatcher {
         for (topic, partition) in partitions {
             list.add_partition_offset(topic, *partition, which)?;
         }
-        // One ListOffsets per partition leader; a single broker here counts as one.
-        self.count("list_offsets", 1);
+        // librdkafka sends one ListOffsets per partition leader, naming all its partitions.
+        let leaders: BTreeSet<i32> = partitions
+            .iter()
+            .filter_map(|(topic, partition)| {
+                let leaders = self.leaders.get(topic)?;
+                leaders.get(usize::try_from(*partition).ok()?).copied()
+            })
+            .collect();
+        self.count("list_offsets", (leaders.len() as u64).max(1));
         let answered = self.fetcher.offsets_for_times(list, REQUEST_TIMEOUT)?;
         Ok(answered
             .elements()
@@ -546,11 +590,22 @@ impl GroupWatcher {
     /// Fetches the first data record at or after each offset (transaction markers are skipped
     /// as a consumer skips them) and hands its timestamp to every group state of that
     /// partition. A partition read to its high watermark without a data record holds only
-    /// markers past the commit: the groups there are caught up.
+    /// markers past the commit: the groups there are caught up. At most
+    /// [`FIRST_UNREAD_PER_ROUND`] partitions and [`FIRST_UNREAD_WAIT`] per round: the rest
+    /// keep their lag in time unknown and are read in the next rounds.
     fn read_first_unread(
         &mut self,
-        wanted: BTreeMap<(String, i32), (i64, i64)>,
+        mut wanted: BTreeMap<(String, i32), (i64, i64)>,
     ) -> KafkaResult<()> {
+        if wanted.len() > FIRST_UNREAD_PER_ROUND {
+            let rest = wanted
+                .keys()
+                .nth(FIRST_UNREAD_PER_ROUND)
+                .cloned()
+                .expect("more than the cap");
+            let left = wanted.split_off(&rest);
+            self.metrics.first_unread_deferred.inc_by(left.len() as u64);
+        }
         let mut list = TopicPartitionList::new();
         for ((topic, partition), (offset, _)) in &wanted {
             list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
@@ -560,9 +615,14 @@ impl GroupWatcher {
         let mut pending: BTreeSet<(String, i32)> = wanted.keys().cloned().collect();
         let mut found: Vec<((String, i32), i64, i64)> = Vec::new();
         let mut markers_only: Vec<((String, i32), i64)> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(2);
+        // Partitions that reached their end since the positions were last asked for: the event
+        // names no topic, and asking for every position at each one would be O(partitions²).
+        let mut ended: BTreeSet<i32> = BTreeSet::new();
+        let deadline = Instant::now() + FIRST_UNREAD_WAIT;
         while !pending.is_empty() && Instant::now() < deadline {
-            match self.fetcher.poll(Duration::from_millis(100)) {
+            let polled = self.fetcher.poll(Duration::from_millis(100));
+            let idle = polled.is_none();
+            match polled {
                 Some(Ok(message)) => {
                     let key = (message.topic().to_owned(), message.partition());
                     if pending.remove(&key) {
@@ -570,47 +630,69 @@ impl GroupWatcher {
                         found.push((key, message.offset(), timestamp_ms));
                     }
                 }
-                // The event names no topic: the positions tell which partitions reached the end.
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    let positions = self.fetcher.position()?;
-                    for element in positions.elements() {
-                        let key = (element.topic().to_owned(), element.partition());
-                        if element.partition() != partition || !pending.contains(&key) {
-                            continue;
-                        }
-                        let high = wanted.get(&key).map_or(i64::MAX, |(_, high)| *high);
-                        if let Offset::Offset(position) = element.offset() {
-                            if position >= high {
-                                pending.remove(&key);
-                                markers_only.push((key, position));
-                            }
-                        }
-                    }
+                    ended.insert(partition);
                 }
                 _ => {}
             }
+            if ended.is_empty() || !(idle || ended.len() >= 64) {
+                continue;
+            }
+            // The positions tell which partitions reached the end.
+            let positions = self.fetcher.position()?;
+            for element in positions.elements() {
+                let key = (element.topic().to_owned(), element.partition());
+                if !ended.contains(&element.partition()) || !pending.contains(&key) {
+                    continue;
+                }
+                let high = wanted.get(&key).map_or(i64::MAX, |(_, high)| *high);
+                if let Offset::Offset(position) = element.offset() {
+                    if position >= high {
+                        pending.remove(&key);
+                        markers_only.push((key, position));
+                    }
+                }
+            }
+            ended.clear();
         }
         self.fetcher.unassign()?;
+        let mut found_by_topic: HashMap<&str, Vec<(i32, i64, i64)>> = HashMap::new();
+        for ((topic, partition), offset, timestamp_ms) in &found {
+            found_by_topic.entry(topic.as_str()).or_default().push((
+                *partition,
+                *offset,
+                *timestamp_ms,
+            ));
+        }
+        let mut markers_by_topic: HashMap<&str, Vec<(i32, i64)>> = HashMap::new();
+        for ((topic, partition), position) in &markers_only {
+            markers_by_topic
+                .entry(topic.as_str())
+                .or_default()
+                .push((*partition, *position));
+        }
         let mut table = self
             .table
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         for ((_, state_topic), state) in table.iter_mut() {
-            for ((topic, partition), offset, timestamp_ms) in &found {
-                if state_topic != topic {
-                    continue;
-                }
+            for (partition, offset, timestamp_ms) in found_by_topic
+                .get(state_topic.as_str())
+                .into_iter()
+                .flatten()
+            {
                 if let Some(part) = state.partitions.get_mut(partition) {
                     if part.needs_first_unread() && *offset >= part.read_from() {
-                        part.found_first_unread(*offset, timestamp_ms.to_owned());
+                        part.found_first_unread(*offset, *timestamp_ms);
                         state.dirty = true;
                     }
                 }
             }
-            for ((topic, partition), position) in &markers_only {
-                if state_topic != topic {
-                    continue;
-                }
+            for (partition, position) in markers_by_topic
+                .get(state_topic.as_str())
+                .into_iter()
+                .flatten()
+            {
                 if let Some(part) = state.partitions.get_mut(partition) {
                     if part.needs_first_unread() {
                         part.found_only_markers(*position);
