@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Consumer-group watching cost: 1,000 partitions across 50 groups at groups_interval = 5s.
-# Prints freshwatch's CPU per minute and per round, and its broker requests per round.
+# Consumer-group watching cost on the mock cluster. By default 50 groups over 1,000 partitions
+# at groups_interval = 5s; `bench/groups.sh 120 large` watches 10,000 groups over 100,000
+# partitions at groups_interval = 30s. A tenth of the groups' commits move every interval.
+# Prints freshwatch's CPU per minute and per round, RSS, round time and requests per round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --release --bin freshwatch --example groups_bench
+if [ "${2:-}" = large ]; then
+  export WATCHED_GROUPS=10000 TOPICS=25000 PARTITIONS_PER_TOPIC=4 INTERVAL_SECONDS=30
+fi
 ./target/release/examples/groups_bench "${1:-60}" target/release/freshwatch

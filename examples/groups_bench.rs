@@ -1,21 +1,39 @@
-//! What watching consumer groups costs: 1,000 partitions across 50 watched groups on the mock
-//! cluster, a release `freshwatch run` at `groups_interval = "5s"` in a process of its own, and
-//! a tenth of the commits moving every interval. Prints the watcher's CPU per minute and per
-//! round (from /proc, freshwatch's process only) and its requests per round.
+//! What watching consumer groups costs: WATCHED_GROUPS watched groups over TOPICS topics of
+//! PARTITIONS_PER_TOPIC partitions (topic t is watched by group t % WATCHED_GROUPS) on the mock
+//! cluster (in this process), a release `freshwatch run` in a process of its own at
+//! `groups_interval = INTERVAL_SECONDS`, and MOVING_PERCENT of the groups' commits moving every
+//! interval. Prints freshwatch's CPU per minute and per round (from /proc, freshwatch's process
+//! only), its RSS, its round time and its requests per round.
 //!
-//! `cargo run --release --example groups_bench -- [seconds] [path/to/freshwatch]`
+//! `cargo run --release --example groups_bench -- [seconds] [path/to/freshwatch]`, sized by
+//! `WATCHED_GROUPS` (default 50), `TOPICS` (as many as groups), `PARTITIONS_PER_TOPIC` (20),
+//! `INTERVAL_SECONDS` (5) and `MOVING_PERCENT` (10) in the environment.
+//!
+//! Up to 1,000 topics are created with the mock cluster's `create_topic`; beyond, that call
+//! hangs now and then (librdkafka 2.12.1), so topics are created the way the mock cluster
+//! creates them for a producer: on first use, with its default of 4 partitions
+//! (PARTITIONS_PER_TOPIC must then be 4).
+//!
+//! Commits are set with `freshwatch::groups::admin::commit_offsets` (AlterConsumerGroupOffsets
+//! through one client), not a consumer per group.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use freshwatch::groups::admin::{commit_offsets, GroupQuery};
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-const GROUPS: usize = 50;
-const PARTITIONS_PER_GROUP: i32 = 20;
+/// Records produced to each partition; the bench commits between 1 and this.
+const RECORDS: i64 = 3;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name).map_or(default, |text| text.parse().expect(name))
+}
 
 /// utime + stime of `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -28,6 +46,17 @@ fn cpu_seconds(pid: u32) -> f64 {
         .collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
+}
+
+/// VmRSS of `pid`, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("freshwatch runs");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn metric_sum(metrics: &str, prefix: &str) -> f64 {
@@ -49,14 +78,65 @@ fn scrape(port: u16) -> String {
     body
 }
 
-fn commit(consumer: &BaseConsumer, topic: &str, partition: i32, offset: i64) {
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(topic, partition, Offset::Offset(offset))
-        .unwrap();
-    consumer.commit(&list, CommitMode::Sync).unwrap();
+fn topic(index: u64) -> String {
+    format!("bench.topic-{index}")
+}
+
+/// The shape of the bench: which topics each group watches.
+struct Layout {
+    groups: u64,
+    topics: u64,
+    partitions: i32,
+}
+
+impl Layout {
+    fn topics_of(&self, group: u64) -> impl Iterator<Item = u64> {
+        (group..self.topics).step_by(usize::try_from(self.groups).unwrap())
+    }
+}
+
+/// Commits `offset` on every partition of each group in `groups`, through one client.
+fn commit(
+    admin: &AdminClient<DefaultClientContext>,
+    layout: &Layout,
+    groups: impl Iterator<Item = u64>,
+    offset: i64,
+) {
+    let queries: Vec<GroupQuery> = groups
+        .map(|group| {
+            let mut list = TopicPartitionList::new();
+            for index in layout.topics_of(group) {
+                for partition in 0..layout.partitions {
+                    list.add_partition_offset(&topic(index), partition, Offset::Offset(offset))
+                        .unwrap();
+                }
+            }
+            GroupQuery {
+                group_id: format!("bench-group-{group}"),
+                partitions: list,
+            }
+        })
+        .collect();
+    for result in commit_offsets(admin.inner(), &queries, Duration::from_secs(60)) {
+        result.expect("committed");
+    }
 }
 
 fn main() {
+    let groups = setting("WATCHED_GROUPS", 50);
+    let layout = Layout {
+        groups,
+        topics: setting("TOPICS", groups).max(groups),
+        partitions: i32::try_from(setting("PARTITIONS_PER_TOPIC", 20)).expect("partitions"),
+    };
+    let partitions = layout.partitions;
+    let created_on_first_use = layout.topics > 1_000;
+    assert!(
+        !created_on_first_use || partitions == 4,
+        "beyond 1,000 topics, PARTITIONS_PER_TOPIC must be the mock cluster's default, 4"
+    );
+    let interval = setting("INTERVAL_SECONDS", 5);
+    let moving = (groups * setting("MOVING_PERCENT", 10) / 100).max(1);
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args
         .next()
@@ -64,41 +144,49 @@ fn main() {
     let binary = args
         .next()
         .unwrap_or_else(|| "target/release/freshwatch".to_owned());
+    let setup = Instant::now();
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
+    if !created_on_first_use {
+        for index in 0..layout.topics {
+            cluster.create_topic(&topic(index), partitions, 1).unwrap();
+        }
+    }
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "50")
         .create()
         .unwrap();
-    let mut committers = Vec::new();
-    for group in 0..GROUPS {
-        let topic = format!("bench.topic-{group}");
-        cluster
-            .create_topic(&topic, PARTITIONS_PER_GROUP, 1)
-            .unwrap();
-        for partition in 0..PARTITIONS_PER_GROUP {
-            for _ in 0..3 {
-                producer
-                    .send(
-                        BaseRecord::to(&topic)
+    for index in 0..layout.topics {
+        for partition in 0..partitions {
+            for _ in 0..RECORDS {
+                loop {
+                    match producer.send(
+                        BaseRecord::to(&topic(index))
                             .partition(partition)
                             .key("k")
                             .payload("{}"),
-                    )
-                    .unwrap();
+                    ) {
+                        Ok(()) => break,
+                        Err(_) => producer.poll(Duration::from_millis(10)),
+                    };
+                }
             }
         }
-        let committer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", format!("bench-group-{group}"))
-            .create()
-            .unwrap();
-        for partition in 0..PARTITIONS_PER_GROUP {
-            commit(&committer, &topic, partition, 1);
-        }
-        committers.push((topic, committer));
+        producer.poll(Duration::ZERO);
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    producer.flush(Duration::from_secs(120)).unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    // Caught up at first: the rounds before the measure read no record; the moving commits do.
+    commit(&admin, &layout, 0..groups, RECORDS);
+    let total_partitions = layout.topics * partitions as u64;
+    eprintln!(
+        "set up {groups} groups over {total_partitions} partitions in {:.0} s",
+        setup.elapsed().as_secs_f64()
+    );
 
     let directory =
         std::env::temp_dir().join(format!("freshwatch-groups-bench-{}", std::process::id()));
@@ -109,12 +197,17 @@ fn main() {
         .unwrap()
         .port();
     let mut config = format!(
-        "[kafka]\nbrokers = \"{brokers}\"\ngroups_interval = \"5s\"\n[state]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[evaluation]\ninterval = \"5s\"\n",
+        "[kafka]\nbrokers = \"{brokers}\"\ngroups_interval = \"{interval}s\"\n[state]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[evaluation]\ninterval = \"5s\"\n",
         directory.join("state").display()
     );
-    for group in 0..GROUPS {
+    for group in 0..groups {
+        let topics: Vec<String> = layout
+            .topics_of(group)
+            .map(|index| format!("\"{}\"", topic(index)))
+            .collect();
         config.push_str(&format!(
-            "[[group]]\ngroup_id = \"bench-group-{group}\"\ntopics = [\"bench.topic-{group}\"]\n"
+            "[[group]]\ngroup_id = \"bench-group-{group}\"\ntopics = [{}]\n",
+            topics.join(", ")
         ));
     }
     let config_path = directory.join("freshwatch.toml");
@@ -127,56 +220,88 @@ fn main() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|error| panic!("{binary}: {error} (build it with cargo build --release)"));
-    // Warm up: the first rounds read every first unread record and every retention.
+    // Warm up: the first round looks every coordinator up and reads every retention.
     let warm = Instant::now();
     while metric_sum(&scrape(port), "freshwatch_group_watch_rounds_total") < 2.0 {
-        assert!(warm.elapsed() < Duration::from_secs(60), "no rounds");
-        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            warm.elapsed() < Duration::from_secs(20 * interval + 120),
+            "no rounds"
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
     let before = scrape(port);
     let cpu_before = cpu_seconds(child.id());
     let started = Instant::now();
-    let mut next_offset = 2;
+    let mut next_offset = 1;
+    let mut moved_batch = 0;
+    let mut rss_max: f64 = 0.0;
+    let mut round_max: f64 = 0.0;
     while started.elapsed() < Duration::from_secs(seconds) {
-        // A tenth of the commits move every interval: those records are fetched again.
-        for (topic, committer) in committers.iter().take(GROUPS / 10) {
-            for partition in 0..PARTITIONS_PER_GROUP {
-                commit(committer, topic, partition, next_offset.min(3));
-            }
+        let tick = Instant::now();
+        // A fraction of the groups' commits move every interval: those records are read again.
+        let first = (moved_batch * moving) % groups;
+        commit(
+            &admin,
+            &layout,
+            (first..first + moving).map(|group| group % groups),
+            next_offset,
+        );
+        next_offset = if next_offset >= RECORDS {
+            1
+        } else {
+            next_offset + 1
+        };
+        if next_offset == 1 {
+            moved_batch += 1;
         }
-        next_offset += 1;
-        if next_offset > 3 {
-            next_offset = 1;
-        }
-        std::thread::sleep(Duration::from_secs(5));
+        rss_max = rss_max.max(rss_mb(child.id()));
+        round_max = round_max.max(metric_sum(
+            &scrape(port),
+            "freshwatch_group_watch_last_round_seconds",
+        ));
+        std::thread::sleep(Duration::from_secs(interval).saturating_sub(tick.elapsed()));
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(child.id()) - cpu_before;
+    let rss_end = rss_mb(child.id());
     let after = scrape(port);
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&directory);
-    let rounds = metric_sum(&after, "freshwatch_group_watch_rounds_total")
-        - metric_sum(&before, "freshwatch_group_watch_rounds_total");
+    let delta = |prefix: &str| metric_sum(&after, prefix) - metric_sum(&before, prefix);
+    let rounds = delta("freshwatch_group_watch_rounds_total");
+    let round_seconds = delta("freshwatch_group_watch_round_seconds_total");
     println!(
-        "groups: {GROUPS} groups, {} partitions, groups_interval 5s, {elapsed:.0} s measured",
-        GROUPS as i32 * PARTITIONS_PER_GROUP
+        "groups: {groups} groups, {} topics, {total_partitions} partitions, groups_interval {interval}s, {moving} groups' commits moving each interval, {elapsed:.0} s measured",
+        layout.topics
     );
     println!(
         "cpu: {:.2} s per minute, {:.1} ms per round ({rounds} rounds)",
         cpu * 60.0 / elapsed,
         cpu * 1000.0 / rounds.max(1.0)
     );
+    println!("rss: {rss_end:.0} MB at the end, {rss_max:.0} MB at most (sampled each interval)");
+    println!(
+        "round: {:.2} s on average, {round_max:.2} s at most (sampled each interval)",
+        round_seconds / rounds.max(1.0)
+    );
+    println!(
+        "records at moved commits left for a later round: {}",
+        delta("freshwatch_group_first_unread_deferred_total")
+    );
     for kind in [
         "offset_fetch",
+        "find_coordinator",
+        "list_groups",
         "describe_group",
         "list_offsets",
         "fetch",
         "metadata",
         "describe_configs",
     ] {
-        let prefix = format!("freshwatch_group_watch_requests_total{{kind=\"{kind}\"}}");
-        let requests = metric_sum(&after, &prefix) - metric_sum(&before, &prefix);
+        let requests = delta(&format!(
+            "freshwatch_group_watch_requests_total{{kind=\"{kind}\"}}"
+        ));
         println!(
             "requests per round, {kind}: {:.1}",
             requests / rounds.max(1.0)
