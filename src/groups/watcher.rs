@@ -34,6 +34,10 @@ const DESCRIBE_BACKOFF: Duration = Duration::from_secs(600);
 /// move at once; the others are read in the next rounds.
 const FIRST_UNREAD_PER_ROUND: usize = 20_000;
 
+/// Partitions per ListOffsets call: librdkafka matches each answered partition against the
+/// request's list by a linear search, so one call for every partition is quadratic.
+const LIST_OFFSETS_CHUNK: usize = 1_000;
+
 /// How long a round waits for those records.
 const FIRST_UNREAD_WAIT: Duration = Duration::from_secs(2);
 
@@ -551,40 +555,38 @@ impl GroupWatcher {
         Ok(())
     }
 
-    /// Watermarks of `partitions` in one batched ListOffsets per broker: `Offset::Beginning`
-    /// for the log start, `Offset::End` for the high watermark.
+    /// Watermarks of `partitions`, batched ListOffsets per broker of at most
+    /// [`LIST_OFFSETS_CHUNK`] partitions: `Offset::Beginning` for the log start, `Offset::End`
+    /// for the high watermark.
     fn watermarks(
         &self,
         partitions: &BTreeSet<(String, i32)>,
         which: Offset,
     ) -> KafkaResult<HashMap<(String, i32), i64>> {
-        if partitions.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            list.add_partition_offset(topic, *partition, which)?;
-        }
-        // librdkafka sends one ListOffsets per partition leader, naming all its partitions.
-        let leaders: BTreeSet<i32> = partitions
-            .iter()
-            .filter_map(|(topic, partition)| {
-                let leaders = self.leaders.get(topic)?;
-                leaders.get(usize::try_from(*partition).ok()?).copied()
-            })
-            .collect();
-        self.count("list_offsets", (leaders.len() as u64).max(1));
-        let answered = self.fetcher.offsets_for_times(list, REQUEST_TIMEOUT)?;
-        Ok(answered
-            .elements()
-            .iter()
-            .filter_map(|element| match element.offset() {
-                Offset::Offset(offset) => {
-                    Some(((element.topic().to_owned(), element.partition()), offset))
+        let mut watermarks = HashMap::with_capacity(partitions.len());
+        let all: Vec<&(String, i32)> = partitions.iter().collect();
+        for chunk in all.chunks(LIST_OFFSETS_CHUNK) {
+            let mut list = TopicPartitionList::new();
+            for (topic, partition) in chunk {
+                list.add_partition_offset(topic, *partition, which)?;
+            }
+            // librdkafka sends one ListOffsets per partition leader, naming all its partitions.
+            let leaders: BTreeSet<i32> = chunk
+                .iter()
+                .filter_map(|(topic, partition)| {
+                    let leaders = self.leaders.get(topic)?;
+                    leaders.get(usize::try_from(*partition).ok()?).copied()
+                })
+                .collect();
+            self.count("list_offsets", (leaders.len() as u64).max(1));
+            let answered = self.fetcher.offsets_for_times(list, REQUEST_TIMEOUT)?;
+            for element in answered.elements() {
+                if let Offset::Offset(offset) = element.offset() {
+                    watermarks.insert((element.topic().to_owned(), element.partition()), offset);
                 }
-                _ => None,
-            })
-            .collect())
+            }
+        }
+        Ok(watermarks)
     }
 
     /// Fetches the first data record at or after each offset (transaction markers are skipped
