@@ -91,7 +91,7 @@ pub struct KindLabels {
 }
 
 /// A gauge that is absent while there is no value (the Prometheus way to say "none").
-fn set_or_remove(
+pub fn set_or_remove(
     family: &Family<GroupTopicLabels, SecondsGauge>,
     labels: &GroupTopicLabels,
     seconds: Option<f64>,
@@ -120,37 +120,6 @@ impl GroupMetrics {
         self.records_lost.remove(&labels);
         self.status.remove(&labels);
     }
-
-    /// Sets every gauge from one judgement.
-    pub fn show(&self, views: &[crate::groups::TopicView]) {
-        for view in views {
-            let labels = GroupTopicLabels {
-                group: view.group.clone(),
-                topic: view.topic.clone(),
-            };
-            set_or_remove(&self.lag_seconds, &labels, view.lag_seconds);
-            self.lag_records
-                .get_or_create(&labels)
-                .set(view.lag_records);
-            set_or_remove(&self.loss_eta_seconds, &labels, view.loss_eta_seconds);
-            set_or_remove(&self.catchup_eta_seconds, &labels, view.catchup_eta_seconds);
-            let lost = self.records_lost.get_or_create(&labels);
-            let counted = lost.get();
-            if view.records_lost > counted {
-                lost.inc_by(view.records_lost - counted);
-            }
-            self.status
-                .get_or_create(&labels)
-                .set(view.status.gauge_value());
-            if let Some(members) = view.members {
-                self.members
-                    .get_or_create(&GroupLabels {
-                        group: view.group.clone(),
-                    })
-                    .set(members as i64);
-            }
-        }
-    }
 }
 
 /// `feed`, and `key` for the keys of a feed judged by key (bounded by `volume_max_keys`).
@@ -164,32 +133,6 @@ pub struct VolumeMetrics {
     pub expected_rate: Family<VolumeLabels, SecondsGauge>,
     /// The threshold itself, so Prometheus rules and dashboards need not know `drop_ratio`.
     pub min_rate: Family<VolumeLabels, SecondsGauge>,
-}
-
-impl VolumeMetrics {
-    /// Sets every gauge from one judgement.
-    pub fn show(&self, views: &[crate::volume::VolumeView]) {
-        for view in views {
-            let mut labels: VolumeLabels = vec![("feed", view.feed.clone())];
-            if let Some(key) = &view.key {
-                labels.push(("key", key.clone()));
-            }
-            for (family, value) in [
-                (&self.rate, view.rate_per_second),
-                (&self.expected_rate, view.expected_rate_per_second),
-                (&self.min_rate, view.threshold_per_second),
-            ] {
-                match value {
-                    Some(value) => {
-                        family.get_or_create(&labels).set(value);
-                    }
-                    None => {
-                        family.remove(&labels);
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -42,6 +42,9 @@ pub use delivery::{Directory, SinkHandle, SinkTask};
 pub use notification::Notification;
 pub use retry::{classify_response, Backoff, Delivery, MAX_RETRY_AFTER};
 
+/// The words freshwatch's parts share live below them all, in [`crate::model`].
+pub use crate::model::SystemAlert;
+
 /// `alertname` of feed staleness alerts.
 pub const FEED_STALE: &str = "FeedStale";
 
@@ -64,32 +67,6 @@ pub enum Notice {
     RollUp(crate::rollup::RollUpNotice),
     /// A key's change that a roll-up pages for: for Alertmanager sinks only.
     Absorbed(Box<Notice>),
-}
-
-/// An alert about freshwatch's own condition rather than a feed's staleness.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SystemAlert {
-    pub alertname: &'static str,
-    pub severity: Severity,
-    /// Extra labels, e.g. `feed`.
-    pub labels: Vec<(&'static str, String)>,
-    pub summary: String,
-    /// `false` resolves it.
-    pub firing: bool,
-    /// When the condition began, unix ms.
-    pub since_ms: i64,
-}
-
-impl SystemAlert {
-    /// Stable across restarts, like a feed's.
-    pub fn dedup_key(&self) -> String {
-        let labels: Vec<&str> = self
-            .labels
-            .iter()
-            .map(|(_, value)| value.as_str())
-            .collect();
-        format!("freshwatch/system/{}/{}", self.alertname, labels.join("/"))
-    }
 }
 
 /// `alertname` of the always-firing dead-man's-switch alert.
@@ -378,8 +355,8 @@ impl Dispatcher {
                     .iter()
                     .find(|(name, _)| *name == "group")
                     .map(|(_, value)| value.as_str())?;
-                let data_loss = alert.alertname == crate::groups::LOST
-                    || (alert.alertname == crate::groups::LOSS_IMMINENT
+                let data_loss = alert.alertname == crate::model::alertname::LOST
+                    || (alert.alertname == crate::model::alertname::LOSS_IMMINENT
                         && alert.severity == Severity::Critical);
                 (
                     Subject::Group { group, data_loss },

@@ -520,8 +520,8 @@ async fn system_and_group_alerts_reach_a_sink_routed_by_feeds_unless_it_opts_out
     let (dispatcher, shutdown, mut tasks) = start_dispatcher(&config, &store);
     for (alertname, severity) in [
         (FEED_BLIND, Severity::Critical),
-        (crate::groups::LOSS_IMMINENT, Severity::Critical),
-        (crate::groups::LAGGING, Severity::Warning),
+        (crate::model::alertname::LOSS_IMMINENT, Severity::Critical),
+        (crate::model::alertname::LAGGING, Severity::Warning),
     ] {
         dispatcher
             .dispatch(Notice::System(SystemAlert {

@@ -75,7 +75,7 @@ impl Pipeline {
         let alerts = watch.tick(&summed, self.leadership.is_leader(), now_ms);
         let views = watch.views();
         drop(watch);
-        self.metrics.volume.show(&views);
+        crate::volume::export_metrics(&self.metrics.volume, &views);
         *volume
             .views
             .lock()

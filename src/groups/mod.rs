@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{GroupConfig, GroupMatcher};
-use crate::model::Severity;
+use crate::model::{Severity, SystemAlert};
 
 pub use judge::{judge, summary, GroupStatus, PartitionView, TopicView};
 
@@ -411,16 +411,7 @@ pub fn rules_for(rules: &[GroupRules], label: &str, group_id: &str, topic: &str)
 #[cfg(test)]
 mod tests;
 
-/// `alertname` of a group behind in time or stalled.
-pub const LAGGING: &str = "ConsumerGroupLagging";
-/// `alertname` of a group without committed offsets on a topic that holds records.
-pub const MISSING: &str = "ConsumerGroupMissing";
-/// `alertname` of unread records about to expire.
-pub const LOSS_IMMINENT: &str = "DataLossImminent";
-/// `alertname` of unread records that expired.
-pub const LOST: &str = "DataLost";
-/// `alertname` of groups freshwatch cannot read past `blind_after`.
-pub const GROUPS_BLIND: &str = "FreshwatchGroupsBlind";
+pub use crate::model::alertname::{GROUPS_BLIND, LAGGING, LOSS_IMMINENT, LOST, MISSING};
 
 /// Judges every watched (group, topic) at `now_ms`. Returns the views, and for `leader` the
 /// alert changes (a new severity first resolves the old one, as feed alerts do), updating
@@ -433,11 +424,7 @@ pub fn evaluate(
     now_ms: i64,
     known_since_ms: i64,
     leader: bool,
-) -> (
-    Vec<TopicView>,
-    Vec<crate::alert::SystemAlert>,
-    Vec<GroupTopic>,
-) {
+) -> (Vec<TopicView>, Vec<SystemAlert>, Vec<GroupTopic>) {
     let mut views = Vec::with_capacity(table.len());
     let mut alerts = Vec::new();
     let mut removed = Vec::new();
@@ -484,7 +471,7 @@ pub fn evaluate(
 
 /// The alerts still firing in `table`, to hand to Alertmanager again after a restart or a
 /// change of leader (notification sinks are not paged again).
-pub fn firing(table: &GroupsTable, now_ms: i64) -> Vec<crate::alert::SystemAlert> {
+pub fn firing(table: &GroupsTable, now_ms: i64) -> Vec<SystemAlert> {
     let mut alerts = Vec::new();
     for ((label, topic), state) in table {
         let mut view = judge::unwatched(label, topic, state);
@@ -494,7 +481,7 @@ pub fn firing(table: &GroupsTable, now_ms: i64) -> Vec<crate::alert::SystemAlert
     alerts
 }
 
-fn changes(view: &TopicView, old: &Firing, now_ms: i64) -> Vec<crate::alert::SystemAlert> {
+fn changes(view: &TopicView, old: &Firing, now_ms: i64) -> Vec<SystemAlert> {
     let mut alerts = Vec::new();
     let mut change = |alertname: &'static str, old: Option<Severity>, new: Option<Severity>| {
         if old == new {
@@ -534,8 +521,8 @@ fn alert(
     severity: Severity,
     firing: bool,
     now_ms: i64,
-) -> crate::alert::SystemAlert {
-    crate::alert::SystemAlert {
+) -> SystemAlert {
+    SystemAlert {
         alertname,
         severity,
         labels: vec![("group", view.group.clone()), ("topic", view.topic.clone())],
@@ -554,7 +541,7 @@ pub fn blindness(
     blind_after_ms: i64,
     held: bool,
     now_ms: i64,
-) -> Vec<crate::alert::SystemAlert> {
+) -> Vec<SystemAlert> {
     let mut alerts = Vec::new();
     let overdue: BTreeMap<&Arc<str>, &ReadFailure> = reads
         .iter()
@@ -580,7 +567,7 @@ pub fn blindness(
             (false, true) => "Watched consumer groups can be read again".to_owned(),
             (false, false) => format!("Consumer group {label} can be read again"),
         };
-        crate::alert::SystemAlert {
+        SystemAlert {
             alertname: GROUPS_BLIND,
             severity: Severity::Critical,
             labels: vec![("group", label.to_owned())],
@@ -603,4 +590,43 @@ pub fn blindness(
         }
     }
     alerts
+}
+
+/// Sets every group gauge from one judgement: the verdicts flow into the metrics, never back.
+pub fn export_metrics(metrics: &crate::metrics::GroupMetrics, views: &[TopicView]) {
+    use crate::metrics::{set_or_remove, GroupLabels, GroupTopicLabels};
+    for view in views {
+        let labels = GroupTopicLabels {
+            group: view.group.clone(),
+            topic: view.topic.clone(),
+        };
+        set_or_remove(&metrics.lag_seconds, &labels, view.lag_seconds);
+        metrics
+            .lag_records
+            .get_or_create(&labels)
+            .set(view.lag_records);
+        set_or_remove(&metrics.loss_eta_seconds, &labels, view.loss_eta_seconds);
+        set_or_remove(
+            &metrics.catchup_eta_seconds,
+            &labels,
+            view.catchup_eta_seconds,
+        );
+        let lost = metrics.records_lost.get_or_create(&labels);
+        let counted = lost.get();
+        if view.records_lost > counted {
+            lost.inc_by(view.records_lost - counted);
+        }
+        metrics
+            .status
+            .get_or_create(&labels)
+            .set(view.status.gauge_value());
+        if let Some(members) = view.members {
+            metrics
+                .members
+                .get_or_create(&GroupLabels {
+                    group: view.group.clone(),
+                })
+                .set(members as i64);
+        }
+    }
 }
