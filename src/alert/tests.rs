@@ -218,8 +218,8 @@ fn backoff_caps_at_sixty_seconds_plus_jitter() {
 fn backoff_honours_a_longer_retry_after_but_not_a_shorter_one() {
     let mut backoff = Backoff::new();
     assert_eq!(
-        backoff.next_delay(Some(Duration::from_secs(300))),
-        Duration::from_secs(300)
+        backoff.next_delay(Some(Duration::from_secs(45))),
+        Duration::from_secs(45)
     );
     let delay = backoff.next_delay(Some(Duration::from_millis(1)));
     assert!(
@@ -227,11 +227,27 @@ fn backoff_honours_a_longer_retry_after_but_not_a_shorter_one() {
         "a shorter Retry-After does not shorten the backoff: {delay:?}"
     );
     let huge = backoff.next_delay(Some(Duration::from_secs(u64::MAX)));
-    assert_eq!(huge, MAX_RETRY_AFTER, "capped at an hour");
+    assert_eq!(huge, MAX_RETRY_AFTER, "capped");
     assert!(
         std::time::Instant::now().checked_add(huge).is_some(),
         "a deadline can be computed from it"
     );
+}
+
+#[test]
+fn an_absurd_retry_after_is_honoured_only_up_to_the_longest_backoff() {
+    let mut backoff = Backoff::new();
+    for asked in [
+        Duration::from_secs(99_999_999_999),
+        Duration::from_secs(3600),
+        Duration::from_secs(61),
+    ] {
+        let delay = backoff.next_delay(Some(asked));
+        assert!(
+            delay <= Duration::from_secs(60),
+            "Retry-After {asked:?} held the sink {delay:?}: never past the 60 s backoff"
+        );
+    }
 }
 
 #[test]

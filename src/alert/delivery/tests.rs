@@ -548,3 +548,48 @@ async fn a_full_sink_channel_never_blocks_and_loses_nothing_the_outbox_takes_ove
     );
     assert!(store.outbox_list("hook").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_503_with_an_absurd_retry_after_holds_the_sink_no_longer_than_the_longest_backoff() {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "99999999999")],
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let directory = tempfile::tempdir().unwrap();
+    let store = embedded_store(&directory).await;
+    let url = reqwest::Url::parse(&format!("http://{address}/hook")).unwrap();
+    let (mut task, handle, mut inbox) = SinkTask::new(
+        webhook_sink(url),
+        &context(store.clone(), Metrics::default(), Directory::default()),
+    );
+    handle
+        .enqueue(&store, notification("acme", "critical", true))
+        .await;
+    handle
+        .enqueue(&store, notification("globex", "critical", true))
+        .await;
+    while let Ok(envelope) = inbox.try_recv() {
+        task.push(envelope).await;
+    }
+    let mut backoff = Backoff::new();
+    for attempt in 0..3 {
+        let wait = task.deliver_next(&mut backoff).await;
+        assert!(
+            wait <= Duration::from_secs(60),
+            "attempt {attempt}: every key waits {wait:?} behind the 503; 60 s at most"
+        );
+    }
+    assert_eq!(
+        task.queue.len(),
+        2,
+        "nothing dropped: still queued, retried"
+    );
+}
