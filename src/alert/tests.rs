@@ -605,3 +605,102 @@ async fn a_failed_delivery_never_carries_its_url_into_the_log() {
     assert!(!error.contains("SECRET"), "{error}");
     assert!(!error.contains("/services/"), "{error}");
 }
+
+/// A silence of `matchers` from an hour ago for two hours.
+fn silence_from_an_hour_ago(
+    id: &str,
+    matchers: crate::silence::Matchers,
+    now_ms: i64,
+) -> crate::silence::Silence {
+    crate::silence::Silence {
+        id: id.into(),
+        matchers,
+        starts_at_ms: now_ms - HOUR_MS,
+        ends_at_ms: now_ms + HOUR_MS,
+        comment: "migration".into(),
+        created_by: String::new(),
+        allow_data_loss: false,
+        end_handled: false,
+    }
+}
+
+#[tokio::test]
+async fn a_feeds_silence_holds_its_volume_drop_and_a_groups_holds_only_resolves_that_began_inside()
+{
+    let directory = tempfile::tempdir().unwrap();
+    let store = delivery::tests::embedded_store(&directory).await;
+    let mut pager = delivery::tests::sink(100);
+    pager.name = "pager".into();
+    let config = AlertsConfig {
+        alertmanager: vec![],
+        sinks: vec![pager],
+        watchdog: false,
+    };
+    let (dispatcher, shutdown, mut tasks) = start_dispatcher(&config, &store);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    dispatcher.silences.insert(silence_from_an_hour_ago(
+        "feed",
+        crate::silence::Matchers {
+            feed: Some("profiles".into()),
+            ..Default::default()
+        },
+        now_ms,
+    ));
+    dispatcher.silences.insert(silence_from_an_hour_ago(
+        "group",
+        crate::silence::Matchers {
+            group: Some("cdp".into()),
+            ..Default::default()
+        },
+        now_ms,
+    ));
+    let volume_drop = |feed: &str| {
+        Notice::System(SystemAlert {
+            alertname: FEED_VOLUME_DROP,
+            severity: Severity::Warning,
+            labels: vec![("feed", feed.into())],
+            summary: String::new(),
+            firing: true,
+            since_ms: now_ms - 10 * 60_000,
+        })
+    };
+    let lagging_resolved = |topic: &str, began_ms: i64| {
+        Notice::System(SystemAlert {
+            alertname: crate::groups::LAGGING,
+            severity: Severity::Warning,
+            labels: vec![("group", "cdp".into()), ("topic", topic.into())],
+            summary: String::new(),
+            firing: false,
+            since_ms: began_ms,
+        })
+    };
+    for notice in [
+        volume_drop("profiles"),
+        volume_drop("billing"),
+        lagging_resolved("paged-before", now_ms - 2 * HOUR_MS),
+        lagging_resolved("began-inside", now_ms - 30 * 60_000),
+    ] {
+        dispatcher.dispatch(notice).await;
+    }
+    let delivered: Vec<String> = store
+        .outbox_list("pager")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, json)| {
+            let notification: Notification = serde_json::from_str(&json).unwrap();
+            notification.dedup_key
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        [
+            "freshwatch/system/FeedVolumeDrop/billing",
+            "freshwatch/system/ConsumerGroupLagging/cdp/paged-before",
+        ],
+        "profiles' drop is held by its feed's silence; the resolve of a group alert paged before \
+         the silence goes out, that of one which began inside is held"
+    );
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+}

@@ -132,6 +132,11 @@ pub struct TopicState {
     pub group_id: String,
     pub partitions: BTreeMap<i32, PartitionState>,
     pub firing: Firing,
+    /// When each firing alert began, by alertname, unix ms: its resolve carries it, so a silence
+    /// holds the resolve only of an alert that began inside it (one paged before the silence
+    /// must be told it ended). Persisted with `firing`; absent in state from older versions.
+    #[serde(default)]
+    pub began_ms: BTreeMap<String, i64>,
     #[serde(skip)]
     pub retention: Option<(Retention, RetentionSource)>,
     #[serde(skip)]
@@ -149,6 +154,7 @@ impl TopicState {
     /// stand where it saw them, the earlier moment they last moved.
     pub fn adopt(&mut self, stored: TopicState) {
         self.firing = stored.firing;
+        self.began_ms = stored.began_ms;
         for (partition, theirs) in stored.partitions {
             match self.partitions.get_mut(&partition) {
                 Some(own) if own.committed == theirs.committed => {
@@ -446,7 +452,7 @@ pub fn evaluate(
         let known = state.observed_at_ms >= known_since_ms;
         let view = judge(label, topic, state, group_rules, now_ms, known);
         if leader && view.wants != state.firing {
-            alerts.extend(changes(&view, &state.firing, now_ms));
+            alerts.extend(changes(&view, &state.firing, now_ms, &mut state.began_ms));
             state.firing = view.wants.clone();
             state.dirty = true;
         }
@@ -496,22 +502,34 @@ pub fn firing(table: &GroupsTable, now_ms: i64) -> Vec<crate::alert::SystemAlert
             partitions: Vec::new(),
             wants: state.firing.clone(),
         };
-        alerts.extend(changes(&view, &quiet, now_ms));
+        // Each as it began (`now` only for state from before the start was recorded).
+        let mut began_ms = state.began_ms.clone();
+        alerts.extend(changes(&view, &quiet, now_ms, &mut began_ms));
     }
     alerts
 }
 
-fn changes(view: &TopicView, old: &Firing, now_ms: i64) -> Vec<crate::alert::SystemAlert> {
+/// The alerts that resolve and start going from `old` to what `view` wants. A start records in
+/// `began_ms` when it began (`now_ms`, unless already recorded); a resolve carries that moment
+/// and forgets it (`now_ms` when it was never recorded).
+fn changes(
+    view: &TopicView,
+    old: &Firing,
+    now_ms: i64,
+    began_ms: &mut BTreeMap<String, i64>,
+) -> Vec<crate::alert::SystemAlert> {
     let mut alerts = Vec::new();
     let mut change = |alertname: &'static str, old: Option<Severity>, new: Option<Severity>| {
         if old == new {
             return;
         }
         if let Some(severity) = old {
-            alerts.push(alert(view, alertname, severity, false, now_ms));
+            let began = began_ms.remove(alertname).unwrap_or(now_ms);
+            alerts.push(alert(view, alertname, severity, false, began));
         }
         if let Some(severity) = new {
-            alerts.push(alert(view, alertname, severity, true, now_ms));
+            let began = *began_ms.entry(alertname.to_owned()).or_insert(now_ms);
+            alerts.push(alert(view, alertname, severity, true, began));
         }
     };
     change(LAGGING, old.lagging, view.wants.lagging);
@@ -529,7 +547,7 @@ fn alert(
     alertname: &'static str,
     severity: Severity,
     firing: bool,
-    now_ms: i64,
+    began_ms: i64,
 ) -> crate::alert::SystemAlert {
     crate::alert::SystemAlert {
         alertname,
@@ -537,7 +555,7 @@ fn alert(
         labels: vec![("group", view.group.clone()), ("topic", view.topic.clone())],
         summary: summary(view, alertname, firing),
         firing,
-        since_ms: now_ms,
+        since_ms: began_ms,
     }
 }
 
