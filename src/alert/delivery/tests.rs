@@ -754,3 +754,38 @@ async fn a_sink_that_comes_back_after_its_queue_was_coalesced_sends_every_keys_l
     );
     assert!(store.outbox_list("hook").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn an_entry_coalesced_away_that_still_comes_through_the_channel_is_not_queued_again() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = embedded_store(&directory).await;
+    let config = SinkConfig {
+        max_queued: 1,
+        ..sink(100)
+    };
+    let (mut task, handle, mut inbox) = SinkTask::new(
+        config,
+        &context(store.clone(), Metrics::default(), Directory::default()),
+    );
+    handle
+        .enqueue(&store, notification("acme", "critical", true))
+        .await;
+    handle
+        .enqueue(&store, notification("acme", "ok", false))
+        .await;
+    // The task reads the outbox (after an overflow, say) before the channel: the trigger is
+    // coalesced away behind its resolve...
+    assert!(task.take_up_outbox().await);
+    assert_eq!(task.queue.len(), 1);
+    // ...and then comes through the channel, late: it must not become the key's newest state.
+    while let Ok(envelope) = inbox.try_recv() {
+        task.receive(envelope).await;
+    }
+    let kept: Vec<&str> = task
+        .queue
+        .iter()
+        .map(|queued| queued.envelope.notification.status.as_str())
+        .collect();
+    assert_eq!(kept, ["ok"], "the resolve stays the last state of acme");
+    assert_eq!(store.outbox_list("hook").await.unwrap().len(), 1);
+}
