@@ -171,6 +171,9 @@ pub struct Metrics {
     pub sink_task_restarts: Family<SinkLabels, Counter>,
     /// Notices that found a sink's bounded queue full.
     pub sink_queue_overflows: Family<SinkLabels, Counter>,
+    /// Notifications a sink past its `max_queued` dropped because a newer one of the same dedup
+    /// key was queued behind them.
+    pub sink_queue_coalesced: Family<SinkLabels, Counter>,
     /// Tail rounds that found no data record within the read-back bound below a moved high
     /// watermark (only transaction markers or aborted records there).
     pub tail_readback_exhausted: Family<FeedLabels, Counter>,
@@ -203,6 +206,7 @@ impl Default for Metrics {
             notifications_suppressed: Family::default(),
             sink_task_restarts: Family::default(),
             sink_queue_overflows: Family::default(),
+            sink_queue_coalesced: Family::default(),
             tail_readback_exhausted: Family::default(),
             notifications_silenced: Counter::default(),
             silences_active: Gauge::default(),
@@ -298,6 +302,11 @@ impl Metrics {
             "freshwatch_sink_queue_overflows",
             "Notices that found a sink's bounded queue full: notification sinks take them up from their outbox, Alertmanager sinks coalesce them per alert",
             metrics.sink_queue_overflows.clone(),
+        );
+        registry.register(
+            "freshwatch_sink_queue_coalesced",
+            "Notifications a sink holding more than its max_queued dropped because a newer one of the same dedup key was queued behind them (the newest state of every key is kept)",
+            metrics.sink_queue_coalesced.clone(),
         );
         registry.register(
             "freshwatch_tail_readback_exhausted",
@@ -414,6 +423,7 @@ impl Metrics {
         drop(self.outbox_pending.get_or_create(&labels));
         drop(self.sink_task_restarts.get_or_create(&labels));
         drop(self.sink_queue_overflows.get_or_create(&labels));
+        drop(self.sink_queue_coalesced.get_or_create(&labels));
         for outcome in [OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED] {
             drop(self.alerts_sent.get_or_create(&SinkOutcomeLabels {
                 sink: sink.to_owned(),

@@ -5,10 +5,12 @@
 //! - the series keeps its status in the API and metrics, marked silenced;
 //! - notification sinks are not told that it started firing or got worse. When the silence ends
 //!   while it still fires, they are told then (the leader marks each silence's end as handled in
-//!   the state store, so a restart in between still tells them);
+//!   the state store, so a restart in between still tells them; with the store down the mark is
+//!   kept in memory, so the end is handled once, and written when the store answers);
 //! - a resolve is held only when the alert began inside the silence (the sink never heard of it);
 //!   the resolve of an alert paged before the silence always goes out, or its incident would stay
-//!   open;
+//!   open. Every alert carries when it began for this (group alerts keep it with their state);
+//! - a feed's silence holds the feed's `FeedVolumeDrop` as it holds its staleness;
 //! - Alertmanager sinks still get every alert, annotated with the silence: use Alertmanager's own
 //!   silences for its routing;
 //! - the loss guard: a critical `DataLossImminent` or a `DataLost` goes through any silence
@@ -366,12 +368,14 @@ impl SilenceBook {
         Ok(silence)
     }
 
-    /// The leader told the sinks what the silence held and still fires.
+    /// The leader told the sinks what the silence held and still fires. Marked in memory first:
+    /// with the state store down the end must not be handled (and its pages sent) again on every
+    /// tick; [`SilenceBook::reload`] writes the mark once the store answers.
     pub async fn mark_end_handled(&self, mut silence: Silence) -> Result<(), BookError> {
         let _gate = self.gate.lock().await;
         silence.end_handled = true;
+        self.silences.insert(silence.clone());
         self.save(&silence).await?;
-        self.silences.insert(silence);
         Ok(())
     }
 
@@ -384,13 +388,25 @@ impl SilenceBook {
             .documents_load(crate::state::Documents::Silences)
             .await?;
         let mut silences = Vec::with_capacity(stored.len());
+        let mut unsaved_ends = Vec::new();
         for (id, json) in stored {
             match serde_json::from_str::<Silence>(&json) {
-                Ok(silence) => silences.push(silence),
+                Ok(mut silence) => {
+                    // An end handled while the store was down: handled it stays, and is written.
+                    let handled_here = self.silences.get(&id).is_some_and(|own| own.end_handled);
+                    if handled_here && !silence.end_handled {
+                        silence.end_handled = true;
+                        unsaved_ends.push(silence.clone());
+                    }
+                    silences.push(silence);
+                }
                 Err(error) => tracing::warn!(%id, %error, "unreadable silence ignored"),
             }
         }
         self.silences.replace(silences);
+        for silence in &unsaved_ends {
+            self.save(silence).await?;
+        }
         let forgotten = self.silences.forgotten(self.clock.now_ms());
         if !forgotten.is_empty() {
             self.store

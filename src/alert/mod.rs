@@ -69,6 +69,10 @@ pub enum Notice {
     Absorbed(Box<Notice>),
 }
 
+/// `alertname` of a feed's record rate fallen below its `min_rate` ([`crate::volume`]): about the
+/// feed's data like `FeedStale`, so a feed's silence holds it too.
+pub use crate::model::alertname::FEED_VOLUME_DROP;
+
 /// `alertname` of the always-firing dead-man's-switch alert.
 pub const WATCHDOG: &str = "FreshwatchWatchdog";
 
@@ -349,6 +353,24 @@ impl Dispatcher {
                 rollup.severity > rollup.previous,
                 rollup.opened_at_ms,
             ),
+            // A feed's silence holds its volume drops as it holds its staleness.
+            Notice::System(alert) if alert.alertname == FEED_VOLUME_DROP => {
+                let label = |wanted: &str| {
+                    alert
+                        .labels
+                        .iter()
+                        .find(|(name, _)| *name == wanted)
+                        .map(|(_, value)| value.as_str())
+                };
+                (
+                    Subject::Series {
+                        feed: label("feed")?,
+                        key: label("key").unwrap_or(""),
+                    },
+                    alert.firing,
+                    alert.since_ms,
+                )
+            }
             Notice::System(alert) => {
                 let group = alert
                     .labels
@@ -358,6 +380,7 @@ impl Dispatcher {
                 let data_loss = alert.alertname == crate::model::alertname::LOST
                     || (alert.alertname == crate::model::alertname::LOSS_IMMINENT
                         && alert.severity == Severity::Critical);
+                // `since_ms` is when the alert began, on its resolve too.
                 (
                     Subject::Group { group, data_loss },
                     alert.firing,

@@ -561,6 +561,7 @@ pub struct RawRouting {
     pub rate_limit_period: Duration,
     pub timeout: Duration,
     pub system: bool,
+    pub max_queued: usize,
 }
 
 /// Declares a sink table with its own fields plus the routing fields (serde's `flatten` cannot
@@ -602,6 +603,12 @@ macro_rules! sink_table {
             /// whatever `feeds` says (when `min_severity` admits them); `false` opts out.
             #[serde(default = "default_true")]
             pub system: bool,
+            /// Notifications this sink holds while it cannot deliver (in memory and in its
+            /// outbox). Past it, only the newest state of each dedup key is kept (counted in
+            /// `freshwatch_sink_queue_coalesced_total`), so a sink that is down for a day stays
+            /// bounded and still sends the latest state of every alert.
+            #[serde(default = "default_max_queued")]
+            pub max_queued: usize,
         }
 
         impl $name {
@@ -617,6 +624,7 @@ macro_rules! sink_table {
                     rate_limit_period: self.rate_limit_period,
                     timeout: self.timeout,
                     system: self.system,
+                    max_queued: self.max_queued,
                 }
             }
         }
@@ -780,6 +788,12 @@ fn default_repeat_interval() -> Duration {
 fn default_rate_limit() -> u32 {
     12
 }
+/// A sink down for hours during an incident storm still fits in memory: 10,000 notifications
+/// are a few MB.
+fn default_max_queued() -> usize {
+    10_000
+}
+
 fn default_rate_limit_period() -> Duration {
     Duration::from_secs(3600)
 }

@@ -281,6 +281,11 @@ pub struct TopicState {
     pub first_watched_ms: i64,
     pub partitions: BTreeMap<i32, PartitionState>,
     pub firing: Firing,
+    /// When each firing alert began, by alertname, unix ms: its resolve carries it, so a silence
+    /// holds the resolve only of an alert that began inside it (one paged before the silence
+    /// must be told it ended). Persisted with `firing`; absent in state from older versions.
+    #[serde(default)]
+    pub began_ms: BTreeMap<String, i64>,
     #[serde(skip)]
     pub retention: Option<(Retention, RetentionSource)>,
     #[serde(skip)]
@@ -308,6 +313,7 @@ impl TopicState {
                 stored.first_watched_ms
             };
         }
+        self.began_ms = stored.began_ms;
         for (partition, theirs) in stored.partitions {
             match self.partitions.get_mut(&partition) {
                 Some(own) if own.committed == theirs.committed => {
@@ -436,17 +442,17 @@ pub fn evaluate(
         state.rules = index;
         let view = judge(label, topic, state, &rules[index], now_ms, known_since_ms);
         if leader && view.wants != state.firing {
-            alerts.extend(changes(&view, &state.firing, now_ms));
+            alerts.extend(changes(&view, &state.firing, now_ms, &mut state.began_ms));
             state.firing = view.wants.clone();
             state.dirty = true;
         }
         views.push(view);
     }
     for key in &removed {
-        if let Some(state) = table.remove(key) {
+        if let Some(mut state) = table.remove(key) {
             if leader {
                 let view = judge::unwatched(&key.0, &key.1, &state);
-                for mut alert in changes(&view, &state.firing, now_ms) {
+                for mut alert in changes(&view, &state.firing, now_ms, &mut state.began_ms) {
                     alert.summary = format!(
                         "Consumer group {} is no longer watched on {} (its [[group]] was removed or changed)",
                         key.0, key.1
@@ -476,19 +482,30 @@ pub fn firing(table: &GroupsTable, now_ms: i64) -> Vec<SystemAlert> {
     for ((label, topic), state) in table {
         let mut view = judge::unwatched(label, topic, state);
         view.wants = state.firing.clone();
-        alerts.extend(changes(&view, &Firing::default(), now_ms));
+        // Each as it began (`now` only for state from before the start was recorded).
+        let mut began_ms = state.began_ms.clone();
+        alerts.extend(changes(&view, &Firing::default(), now_ms, &mut began_ms));
     }
     alerts
 }
 
-fn changes(view: &TopicView, old: &Firing, now_ms: i64) -> Vec<SystemAlert> {
+/// The alerts that resolve and start going from `old` to what `view` wants. A start records in
+/// `began_ms` when it began (`now_ms`, unless already recorded); a resolve carries that moment
+/// and forgets it (`now_ms` when it was never recorded).
+fn changes(
+    view: &TopicView,
+    old: &Firing,
+    now_ms: i64,
+    began_ms: &mut BTreeMap<String, i64>,
+) -> Vec<SystemAlert> {
     let mut alerts = Vec::new();
     let mut change = |alertname: &'static str, old: Option<Severity>, new: Option<Severity>| {
         if old == new {
             return;
         }
         if let Some(severity) = old {
-            let mut resolve = alert(view, alertname, severity, false, now_ms);
+            let began = began_ms.remove(alertname).unwrap_or(now_ms);
+            let mut resolve = alert(view, alertname, severity, false, began);
             if let Some(new) = new {
                 // Not over: it changed severity. Say so, not "keeping up again".
                 let moved = if new > severity {
@@ -501,7 +518,8 @@ fn changes(view: &TopicView, old: &Firing, now_ms: i64) -> Vec<SystemAlert> {
             alerts.push(resolve);
         }
         if let Some(severity) = new {
-            alerts.push(alert(view, alertname, severity, true, now_ms));
+            let began = *began_ms.entry(alertname.to_owned()).or_insert(now_ms);
+            alerts.push(alert(view, alertname, severity, true, began));
         }
     };
     change(LAGGING, old.lagging, view.wants.lagging);
@@ -520,7 +538,7 @@ fn alert(
     alertname: &'static str,
     severity: Severity,
     firing: bool,
-    now_ms: i64,
+    began_ms: i64,
 ) -> SystemAlert {
     SystemAlert {
         alertname,
@@ -528,7 +546,7 @@ fn alert(
         labels: vec![("group", view.group.clone()), ("topic", view.topic.clone())],
         summary: summary(view, alertname, firing),
         firing,
-        since_ms: now_ms,
+        since_ms: began_ms,
     }
 }
 
