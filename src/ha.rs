@@ -128,7 +128,11 @@ pub async fn retake_after_wipe(store: &RedisStore, leadership: &Leadership, leas
     let old_token = leadership.token();
     match try_lease(store, leadership, lease_ms).await {
         Ok(Some(token)) => {
-            tracing::warn!(old_token, token, "the state store lost the leader lease; taken again with a new fencing token");
+            tracing::warn!(
+                old_token,
+                token,
+                "the state store lost the leader lease; taken again with a new fencing token"
+            );
             leadership.set(true, token);
         }
         Ok(None) => {
@@ -136,7 +140,9 @@ pub async fn retake_after_wipe(store: &RedisStore, leadership: &Leadership, leas
             leadership.set(false, 0);
         }
         // The write that follows fails too and is retried; the lease loop takes over.
-        Err(error) => tracing::warn!(%error, "cannot take the leader lease again after the state store lost it"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot take the leader lease again after the state store lost it")
+        }
     }
 }
 

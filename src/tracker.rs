@@ -815,7 +815,11 @@ mod tests {
         let mut tracker = Tracker::new(&feeds, 0);
         tracker.restore(0, b"", None, Some((Status::NeverSeen, 7)));
         let placeholder = tracker.series(SeriesId { feed: 0, index: 0 });
-        assert_eq!(placeholder.status, Status::NeverSeen, "its page is not sent again");
+        assert_eq!(
+            placeholder.status,
+            Status::NeverSeen,
+            "its page is not sent again"
+        );
         assert_eq!(placeholder.status_since_ms, 7);
         assert_eq!(tracker.feed(0).series().len(), 1, "no second empty key");
         tracker.restore(1, b"", None, Some((Status::NeverSeen, 7)));

@@ -207,13 +207,18 @@ fn fencing_survives_a_wiped_store() {
         )
         .await;
         assert_eq!(
-            freshwatch.metric("freshwatch_state_writes_fenced_total").await,
+            freshwatch
+                .metric("freshwatch_state_writes_fenced_total")
+                .await,
             Some(0.0),
             "no status write refused; log:\n{}",
             freshwatch.log()
         );
         let fence = stored_fence(&redis, "orders").unwrap();
-        assert!(fence > 57, "the new term's token beats the old one: {fence}");
+        assert!(
+            fence > 57,
+            "the new term's token beats the old one: {fence}"
+        );
         let _ = monitor.kill();
         let _ = monitor.wait();
         let monitored = std::fs::read_to_string(&monitor_path).unwrap();
@@ -287,7 +292,9 @@ fn a_refused_fenced_write_is_counted_and_the_replica_steps_down() {
         )
         .await;
         assert!(
-            freshwatch.log().contains("status write refused by the fence"),
+            freshwatch
+                .log()
+                .contains("status write refused by the fence"),
             "{}",
             freshwatch.log()
         );
@@ -375,9 +382,11 @@ url = "{}/hook"
         .unwrap();
         freshwatch.signal("HUP");
         reloaded(&freshwatch, 1).await;
-        wait_until("the key limit resolves", Duration::from_secs(15), || async {
-            told(&receiver, "FreshwatchKeyLimit", "tenants").len() >= 2
-        })
+        wait_until(
+            "the key limit resolves",
+            Duration::from_secs(15),
+            || async { told(&receiver, "FreshwatchKeyLimit", "tenants").len() >= 2 },
+        )
         .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(

@@ -598,7 +598,10 @@ impl RedisStore {
             fence_replies.extend(send_loading_scripts(&mut connection, &pipeline).await?);
         }
         Ok(WriteOutcome {
-            fenced_by: fence_replies.into_iter().filter(|&newest| newest != 0).max(),
+            fenced_by: fence_replies
+                .into_iter()
+                .filter(|&newest| newest != 0)
+                .max(),
         })
     }
 
