@@ -48,6 +48,11 @@ use store::open_state_store;
 use volume::{restore_volume, Volume};
 use watch::Watch;
 
+/// How long a stopping pipeline may take once shutdown (SIGTERM) fires before the process
+/// exits without it: the whole process ends within 10 s in every state, even when the state
+/// store does not answer the last flush.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
+
 /// Why freshwatch could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -60,6 +65,9 @@ pub enum StartError {
         address: SocketAddr,
         error: std::io::Error,
     },
+    /// Shutdown fired before the start was done (while waiting for the state store).
+    #[error("shut down while starting")]
+    ShutDown,
 }
 
 /// Why a started instance stopped on its own.

@@ -222,9 +222,15 @@ pub(super) async fn open_state_store(
             let snapshot = store.load(feed_names).await?;
             Ok::<_, StateError>((store, watch_started, snapshot, !held))
         };
-        let error = match attempt.await {
-            Ok(opened) => return Ok(opened),
-            Err(error) => error,
+        // An attempt on a Redis that accepts connections but does not answer (SIGSTOP, a
+        // partition) waits out its timeouts: shutdown must not wait with it.
+        let error = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(StartError::ShutDown),
+            attempted = attempt => match attempted {
+                Ok(opened) => return Ok(opened),
+                Err(error) => error,
+            },
         };
         if matches!(config.state.backend, StateBackend::Embedded { .. }) {
             return Err(StartError::State(error));
