@@ -359,6 +359,14 @@ url = "{}/hook"
             !told(&receiver, "FreshwatchKeyLimit", "tenants").is_empty()
         })
         .await;
+        // Delivered and out of the outbox (an entry left there would rightly go out again).
+        wait_until("the outbox is empty", Duration::from_secs(15), || async {
+            freshwatch
+                .metric("freshwatch_outbox_pending{sink=\"webhook-0\"}")
+                .await
+                == Some(0.0)
+        })
+        .await;
         // Still full after a kill -9 (and refusing again): no second page.
         freshwatch.kill_and_restart();
         freshwatch.wait_ready().await;
