@@ -159,6 +159,8 @@ pub struct Metrics {
     pub state_store_up: Gauge,
     /// Times the state store was found to have lost freshwatch's data while running.
     pub state_store_resets: Counter,
+    /// Status writes refused by the fence: a newer leader wrote the feed (this one steps down).
+    pub state_writes_fenced: Counter,
     /// 1 when Redis's `maxmemory-policy` may evict freshwatch's keys.
     pub state_store_evictable: Gauge,
     pub source_up: Gauge,
@@ -197,6 +199,7 @@ impl Default for Metrics {
             state_flushes: Family::default(),
             state_store_up: Gauge::default(),
             state_store_resets: Counter::default(),
+            state_writes_fenced: Counter::default(),
             state_store_evictable: Gauge::default(),
             source_up: Gauge::default(),
             assigned_partitions: Gauge::default(),
@@ -257,6 +260,11 @@ impl Metrics {
             "freshwatch_state_store_resets",
             "Times the state store was found empty of freshwatch's data while running (all of it was written back)",
             metrics.state_store_resets.clone(),
+        );
+        registry.register(
+            "freshwatch_state_writes_fenced",
+            "Status writes the state store refused because a newer leader's fencing token wrote the feed; the replica stepped down",
+            metrics.state_writes_fenced.clone(),
         );
         registry.register(
             "freshwatch_state_store_evictable",

@@ -73,6 +73,7 @@ pub async fn start_with(
         Some(restore_groups(&config, &store).await)
     };
     let volume = restore_volume(&config, &store, &feed_names, start_ms).await;
+    let key_limits = KeyLimits::load(&store).await;
     let evaluator = Evaluator::new(&config.feeds);
     let rules: Arc<[_]> = evaluator.rules().to_vec().into();
     let mut registry = Registry::default();
@@ -201,6 +202,7 @@ pub async fn start_with(
         readiness: readiness.clone(),
         write_gate: tokio::sync::Mutex::new(()),
         leadership: leadership.clone(),
+        lease: config.ha.lease,
         feed_names: feed_names.clone(),
         reload_cursors: tokio::sync::Mutex::new(vec![Default::default(); feed_names.len()]),
         silences: silences.clone(),
@@ -209,6 +211,7 @@ pub async fn start_with(
         knowledge,
         groups,
         volume,
+        key_limits,
         watch: watch_for(&config, store_was_empty, start_ms),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),

@@ -2,6 +2,7 @@
 //! store lost it, and opening the store at start (waiting for Redis rather than exiting).
 
 use super::*;
+use crate::model::SeriesId;
 
 impl Pipeline {
     /// The store answers but lost freshwatch's data (restarted empty, failed over, evicted):
@@ -74,8 +75,21 @@ impl Pipeline {
     }
 
     pub(super) async fn flush_holding(&self, gate: tokio::sync::MutexGuard<'_, ()>) {
-        if let Ok(false) = self.store.epoch_ensure(self.clock.now_ms()).await {
+        let checked = self.store.epoch_ensure(self.clock.now_ms()).await;
+        if let Ok(false) = checked {
             self.restore_lost_state().await;
+            // The lease and the token counter went with the data: no status is written under
+            // the old term's token (its fences would refuse every later leader's writes).
+            if let Some(redis) = self.store.redis() {
+                crate::ha::retake_after_wipe(redis, &self.leadership, self.lease).await;
+            }
+        }
+        // A store that could not say whether it still holds freshwatch's data is not written
+        // (it may have come back empty a moment ago): this flush fails and keeps everything.
+        if let Err(error) = checked {
+            drop(gate);
+            self.flush_failed(error, Vec::new(), false).await;
+            return;
         }
         self.flush_groups().await;
         self.flush_volume().await;
@@ -106,12 +120,15 @@ impl Pipeline {
             (ids, records, tracker.take_positions())
         };
         let result = if records.is_empty() {
-            self.store.ping().await
+            self.store.ping().await.map(|()| Default::default())
         } else {
             self.store.write(records, fence).await
         };
         match result {
-            Ok(()) => {
+            Ok(outcome) => {
+                if let (Some(newest), Some(token)) = (outcome.fenced_by, fence) {
+                    self.fenced_off(token, newest);
+                }
                 if !ids.is_empty() {
                     self.metrics
                         .state_flushes
@@ -129,31 +146,52 @@ impl Pipeline {
                 self.state_down_alert(false, self.clock.now_ms()).await;
             }
             Err(error) => {
-                self.metrics
-                    .state_flushes
-                    .get_or_create(&OutcomeLabels { outcome: "failed" })
-                    .inc();
-                self.metrics.state_store_up.set(0);
-                self.readiness
-                    .state_store_up
-                    .store(false, Ordering::Relaxed);
-                tracing::warn!(store = self.store.kind(), %error, pending = ids.len(), "state flush failed; keeping changes in memory");
-                {
-                    let mut tracker = self
-                        .tracker
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner());
-                    for id in ids {
-                        tracker.mark_dirty(id);
-                    }
-                    if positions.is_some() {
-                        tracker.requeue_positions();
-                    }
-                }
                 drop(gate);
-                self.state_down_alert(true, self.clock.now_ms()).await;
+                self.flush_failed(error, ids, positions.is_some()).await;
             }
         }
+    }
+
+    /// A flush did not reach the store: the series it took (`ids`) and the positions (when it
+    /// took them) are offered again at the next one.
+    async fn flush_failed(&self, error: StateError, ids: Vec<SeriesId>, had_positions: bool) {
+        self.metrics
+            .state_flushes
+            .get_or_create(&OutcomeLabels { outcome: "failed" })
+            .inc();
+        self.metrics.state_store_up.set(0);
+        self.readiness
+            .state_store_up
+            .store(false, Ordering::Relaxed);
+        tracing::warn!(store = self.store.kind(), %error, pending = ids.len(), "state flush failed; keeping changes in memory");
+        {
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for id in ids {
+                tracker.mark_dirty(id);
+            }
+            if had_positions {
+                tracker.requeue_positions();
+            }
+        }
+        self.state_down_alert(true, self.clock.now_ms()).await;
+    }
+}
+
+impl Pipeline {
+    /// The store refused this leader's statuses: a leader with token `newest` wrote the feeds
+    /// since. Logged and counted together; the replica stands by (see
+    /// [`crate::ha::Leadership::fenced_off`]) instead of judging on beside the new leader.
+    fn fenced_off(&self, token: u64, newest: u64) {
+        self.metrics.state_writes_fenced.inc();
+        tracing::error!(
+            token,
+            newest,
+            "status write refused by the fence: a newer leader wrote these feeds; standing by"
+        );
+        self.leadership.fenced_off(newest);
     }
 }
 
@@ -184,9 +222,15 @@ pub(super) async fn open_state_store(
             let snapshot = store.load(feed_names).await?;
             Ok::<_, StateError>((store, watch_started, snapshot, !held))
         };
-        let error = match attempt.await {
-            Ok(opened) => return Ok(opened),
-            Err(error) => error,
+        // An attempt on a Redis that accepts connections but does not answer (SIGSTOP, a
+        // partition) waits out its timeouts: shutdown must not wait with it.
+        let error = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(StartError::ShutDown),
+            attempted = attempt => match attempted {
+                Ok(opened) => return Ok(opened),
+                Err(error) => error,
+            },
         };
         if matches!(config.state.backend, StateBackend::Embedded { .. }) {
             return Err(StartError::State(error));

@@ -137,6 +137,11 @@ pub struct RawState {
     /// The state store failing this long raises `FreshwatchStateStoreDown`.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub down_grace: Duration,
+    /// How long a reload waits for the state store to answer before it is refused: the running
+    /// pipeline is stopped only once the new one's store answers, so a reload during a Redis
+    /// blip never leaves freshwatch without a pipeline.
+    #[serde(default = "default_open_timeout", with = "humantime_serde")]
+    pub open_timeout: Duration,
 }
 
 impl Default for RawState {
@@ -148,6 +153,7 @@ impl Default for RawState {
             flush_interval: default_flush_interval(),
             key_prefix: default_key_prefix(),
             down_grace: default_grace(),
+            open_timeout: default_open_timeout(),
         }
     }
 }
@@ -751,6 +757,9 @@ fn default_state_path() -> PathBuf {
 }
 fn default_flush_interval() -> Duration {
     Duration::from_secs(1)
+}
+fn default_open_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_key_prefix() -> String {
     "freshwatch".to_owned()

@@ -72,6 +72,14 @@ impl SeriesRecord {
     }
 }
 
+/// What a write could not do, though the store answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The statuses were refused: a leader with this newer fencing token wrote the feed. The
+    /// last-seen times were merged all the same.
+    pub fenced_by: Option<u64>,
+}
+
 /// Everything loaded at start.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -98,6 +106,8 @@ pub enum Documents {
     VolumeCounts,
     /// Per feed that learns by hour: its hours, see [`crate::cadence::Weekly`].
     Hours,
+    /// Per feed whose `FreshwatchKeyLimit` fires: since when, see `app::key_limit`.
+    KeyLimits,
 }
 
 impl Documents {
@@ -110,6 +120,7 @@ impl Documents {
             Documents::Volume => "volume",
             Documents::VolumeCounts => "volume_counts",
             Documents::Hours => "cadence_hours",
+            Documents::KeyLimits => "key_limits",
         }
     }
 }
@@ -197,18 +208,22 @@ impl StateStore {
     }
 
     /// Merges `records` into the store: last-seen by max, status by overwrite. With `fence`
-    /// (the leader's fencing token), statuses are refused once a newer leader wrote them.
+    /// (the leader's fencing token), statuses are refused once a newer leader wrote them, and
+    /// the answer says so.
     pub async fn write(
         &self,
         records: Vec<SeriesRecord>,
         fence: Option<u64>,
-    ) -> Result<(), StateError> {
+    ) -> Result<WriteOutcome, StateError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(WriteOutcome::default());
         }
         match self {
             StateStore::Redis(store) => store.write(&records, fence).await,
-            StateStore::Embedded(store) => store.write(records).await,
+            StateStore::Embedded(store) => {
+                store.write(records).await?;
+                Ok(WriteOutcome::default())
+            }
         }
     }
 
