@@ -16,7 +16,7 @@
 //! slow consumers and other replicas' backlogs are all facts fed to this same rule.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::{FeedMode, TopicMatcher};
 
@@ -452,6 +452,9 @@ fn consumed_read(
         }
     }
     match (owned, best) {
+        // Kafka does not answer this replica: an assignment lost meanwhile (the session timed
+        // out) is the outage's doing, told by `FreshwatchSourceDown`, not unread partitions.
+        (false, _) if source_blind => Err(Blindness::SourceDown),
         (false, _) => Err(Blindness::Unowned),
         (true, Some(through_ms)) => Ok(through_ms),
         (true, None) => Err(blindness),
@@ -511,3 +514,23 @@ pub fn decode_reads(text: &str) -> Option<Vec<(PartitionKey, ReadThrough)>> {
 
 #[cfg(test)]
 mod tests;
+
+/// Per feed (by index), the alert that pages for its blindness now, if another alert does: read
+/// by the API and the status page as `held_by`.
+#[derive(Debug, Clone, Default)]
+pub struct HeldBy(Arc<std::sync::Mutex<Vec<Option<&'static str>>>>);
+
+impl HeldBy {
+    pub fn new(feeds: usize) -> HeldBy {
+        HeldBy(Arc::new(std::sync::Mutex::new(vec![None; feeds])))
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<&'static str>>> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The cause holding feed `index`, if any.
+    pub fn get(&self, index: usize) -> Option<&'static str> {
+        self.lock().get(index).copied().flatten()
+    }
+}

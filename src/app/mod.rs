@@ -180,7 +180,12 @@ impl Pipeline {
             (transitions, full_feeds)
         };
         self.silence_ends(now_ms).await;
-        self.source_down_alert(source_down, now_ms).await;
+        self.source_down_alert(
+            source_down,
+            watch::held_by_count(&assessment, crate::knowledge::Blindness::SourceDown),
+            now_ms,
+        )
+        .await;
         self.sight_alerts(&assessment, now_ms).await;
         self.state_lost_alert(now_ms).await;
         self.key_limit_alerts(full_feeds, now_ms).await;

@@ -247,6 +247,7 @@ pub async fn start_with(
     let loops = spawn_loops(&pipeline, &config, &phases.loops);
 
     let http_state = HttpState {
+        held_by: pipeline.watch.held_by.clone(),
         reloads: options.reloads,
         silences: silences.clone(),
         access: Arc::new(crate::http::Access {
@@ -379,6 +380,8 @@ fn watch_for(config: &Config, store_was_empty: bool, start_ms: i64) -> Watch {
         state_down_since_ms: AtomicI64::new(0),
         unread_alerting: AtomicBool::new(false),
         blind_alerting: Mutex::new(vec![false; config.feeds.len()]),
+        blind_own_since: Mutex::new(vec![None; config.feeds.len()]),
+        held_by: crate::knowledge::HeldBy::new(config.feeds.len()),
         blind: Arc::new(AtomicBool::new(false)),
         store_was_empty,
         state_lost_alerting: AtomicBool::new(false),
