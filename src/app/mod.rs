@@ -130,6 +130,8 @@ struct Pipeline {
     /// Some feed learns by hour, and when its hours were last shared (unix ms).
     learns_by_hour: bool,
     hours_shared_ms: AtomicI64,
+    /// The state store's `freshwatch:epoch` marker as this replica last saw it.
+    epoch_marker: AtomicI64,
 }
 
 impl Pipeline {
