@@ -382,7 +382,8 @@ impl Pipeline {
         };
         let now_ms = self.clock.now_ms();
         let instance = self.leadership.instance();
-        let own = crate::knowledge::encode_reads(&self.knowledge.own_reads(now_ms));
+        // Read-throughs only as far as flushed: the leader finds those records in the store.
+        let own = crate::knowledge::encode_reads(&self.knowledge.shared_reads(now_ms));
         redis.knowledge_publish(instance, now_ms, &own).await?;
         for (peer, at_ms, reads) in redis.knowledge_read().await? {
             if peer == instance {

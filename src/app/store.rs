@@ -119,6 +119,8 @@ impl Pipeline {
         self.share_hours(false).await;
         let leader = self.leadership.is_leader();
         let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
+        // Everything read before this moment is in the changes taken now.
+        let taken_at_ms = self.clock.now_ms();
         let (ids, records, positions) = {
             let mut tracker = self
                 .tracker
@@ -149,6 +151,7 @@ impl Pipeline {
         };
         match result {
             Ok(()) => {
+                self.knowledge.observe_flushed(taken_at_ms);
                 if !ids.is_empty() {
                     self.metrics
                         .state_flushes
