@@ -104,6 +104,14 @@ pub enum Sight {
     Blind(Blindness),
 }
 
+impl Sight {
+    /// Whether blindness past its bound pages `FreshwatchFeedBlind`: not when the cause pages
+    /// on its own (the state store down is `FreshwatchStateStoreDown`), so one cause pages once.
+    pub fn pages_when_blind(self) -> bool {
+        self != Sight::Blind(Blindness::StoreDown)
+    }
+}
+
 /// A feed's sight and, while blind, since when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedSight {

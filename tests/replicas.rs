@@ -877,7 +877,7 @@ url = "{url}/hook"
         )
         .replace(
             "blind_after = \"1h\"",
-            "blind_after = \"1h\"\nsource_grace = \"3s\"",
+            "blind_after = \"5s\"\nsource_grace = \"3s\"",
         )
         .replace(
             "flush_interval = \"100ms\"",
@@ -981,6 +981,11 @@ url = "{url}/hook"
         assert!(
             named("FeedVolumeDrop").is_empty(),
             "no volume judgement from the leader's own share of the rate\n{}",
+            logs()
+        );
+        assert!(
+            !named("FreshwatchFeedBlind").contains(&"firing".to_owned()),
+            "the feed is blind past blind_after, but its cause has paged already\n{}",
             logs()
         );
 

@@ -100,9 +100,10 @@ impl Pipeline {
                 .unwrap_or_else(|poison| poison.into_inner());
             for (index, feed) in assessment.feeds.iter().enumerate() {
                 let (name, bound_ms) = &self.watch.feeds[index];
-                let overdue = feed
-                    .blind_since_ms
-                    .is_some_and(|since_ms| now_ms - since_ms >= *bound_ms);
+                let overdue = feed.sight.pages_when_blind()
+                    && feed
+                        .blind_since_ms
+                        .is_some_and(|since_ms| now_ms - since_ms >= *bound_ms);
                 if alerting[index] != overdue {
                     alerting[index] = overdue;
                     changes.push((name.clone(), feed.sight, feed.blind_since_ms, overdue));

@@ -249,6 +249,10 @@ fn with_the_store_down_a_peers_partitions_are_unknown_not_unread() {
         "no partition is called unread"
     );
     assert!(
+        !assessment.feeds[FEED].sight.pages_when_blind(),
+        "FreshwatchStateStoreDown is the one page of this cause"
+    );
+    assert!(
         knowledge.forget_dead_peers(11_001).is_empty(),
         "a report that aged while nobody could publish says nothing of its replica"
     );
