@@ -422,8 +422,8 @@ url = "{}/hook"
     drop(cluster);
 }
 
-/// Issue #18: state loss is repaired whole. A 30-minute silence, an open roll-up and the
-/// transition history are in Redis; Redis is flushed while freshwatch runs: each is written back,
+/// Issue #18: state loss is repaired whole. A 30-minute silence, an open roll-up, the
+/// transition history and a volume baseline are in Redis; Redis is flushed while freshwatch runs: each is written back,
 /// the silence never leaves `GET /api/v1/silences` meanwhile, and after a `kill -9` it is known
 /// from Redis alone.
 #[test]
@@ -431,6 +431,7 @@ fn a_silence_a_roll_up_and_the_history_are_written_back_when_redis_comes_back_em
     const ADMIN_TOKEN: &str = "admin-token-0123456789";
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("profiles", 1, 1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let redis = RedisServer::start();
     let directory = tempfile::tempdir().unwrap();
@@ -456,6 +457,14 @@ split_by = "key"
 warn_after = "1h"
 critical_after = "2d"
 rollup_after = 2
+[[feed]]
+name = "orders"
+topic = "orders"
+warn_after = "1h"
+critical_after = "2d"
+min_rate = "60/min"
+volume_window = "10s"
+volume_for = "1h"
 [[alerts.webhook]]
 url = "{}/hook"
 "#,
@@ -515,15 +524,17 @@ url = "{}/hook"
                 "the silence left the API after FLUSHALL:\n{}",
                 freshwatch.log()
             );
+            let volume = stored("volume", r#"["orders",null]"#);
             if stored("silences", &id)
                 && stored("rollups", "profiles")
                 && stored("history", "profiles")
+                && volume
             {
                 break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "not written back: silence {}, roll-up {}, history {}\n{}",
+                "not written back: silence {}, roll-up {}, history {}, volume {volume}\n{}",
                 stored("silences", &id),
                 stored("rollups", "profiles"),
                 stored("history", "profiles"),
