@@ -379,16 +379,48 @@ impl SilenceBook {
         Ok(())
     }
 
+    /// The store lost its data: every silence held in memory is written again.
+    pub async fn write_back(&self) {
+        let _gate = self.gate.lock().await;
+        let entries: Vec<(String, String)> = self
+            .silences
+            .list(self.clock.now_ms())
+            .iter()
+            .filter_map(|silence| Some((silence.id.clone(), serde_json::to_string(silence).ok()?)))
+            .collect();
+        let count = entries.len();
+        match self
+            .store
+            .documents_write(crate::state::Documents::Silences, entries)
+            .await
+        {
+            Ok(()) => tracing::info!(silences = count, "silences written back"),
+            Err(error) => tracing::warn!(%error, "silences not written back yet"),
+        }
+    }
+
     /// Takes up what the state store holds (other replicas' changes), and removes silences
-    /// expired for longer than [`KEEP_EXPIRED_MS`].
+    /// expired for longer than [`KEEP_EXPIRED_MS`]. A silence held here that the store lacks is
+    /// kept until it is forgotten: nothing but forgetting removes a silence from the store, so
+    /// its absence means the store lost it (restarted empty), and the repair writes it back.
     pub async fn reload(&self) -> Result<(), BookError> {
         let _gate = self.gate.lock().await;
         let stored = self
             .store
             .documents_load(crate::state::Documents::Silences)
             .await?;
+        let now_ms = self.clock.now_ms();
         let mut silences = Vec::with_capacity(stored.len());
         let mut unsaved_ends = Vec::new();
+        let stored_ids: std::collections::HashSet<String> =
+            stored.iter().map(|(id, _)| id.clone()).collect();
+        let forgotten_here = self.silences.forgotten(now_ms);
+        silences.extend(
+            self.silences
+                .list(now_ms)
+                .into_iter()
+                .filter(|own| !stored_ids.contains(&own.id) && !forgotten_here.contains(&own.id)),
+        );
         for (id, json) in stored {
             match serde_json::from_str::<Silence>(&json) {
                 Ok(mut silence) => {
@@ -407,7 +439,7 @@ impl SilenceBook {
         for silence in &unsaved_ends {
             self.save(silence).await?;
         }
-        let forgotten = self.silences.forgotten(self.clock.now_ms());
+        let forgotten = self.silences.forgotten(now_ms);
         if !forgotten.is_empty() {
             self.store
                 .documents_remove(crate::state::Documents::Silences, forgotten)

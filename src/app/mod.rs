@@ -144,6 +144,8 @@ struct Pipeline {
     /// Some feed learns by hour, and when its hours were last shared (unix ms).
     learns_by_hour: bool,
     hours_shared_ms: AtomicI64,
+    /// The state store's `freshwatch:epoch` marker as this replica last saw it.
+    epoch_marker: AtomicI64,
 }
 
 impl Pipeline {
@@ -379,7 +381,8 @@ impl Pipeline {
         };
         let now_ms = self.clock.now_ms();
         let instance = self.leadership.instance();
-        let own = crate::knowledge::encode_reads(&self.knowledge.own_reads(now_ms));
+        // Read-throughs only as far as flushed: the leader finds those records in the store.
+        let own = crate::knowledge::encode_reads(&self.knowledge.shared_reads(now_ms));
         redis.knowledge_publish(instance, now_ms, &own).await?;
         for (peer, at_ms, reads) in redis.knowledge_read().await? {
             if peer == instance {

@@ -63,8 +63,9 @@ pub async fn start_with(
 ) -> Result<Running, StartError> {
     let start_ms = clock.now_ms();
     let feed_names: Vec<Arc<str>> = config.feeds.iter().map(|feed| feed.name.clone()).collect();
-    let (store, watch_started, snapshot, store_was_empty) =
+    let (store, watch_started, snapshot, epoch) =
         open_state_store(&config, &feed_names, start_ms, &shutdown, options.store).await?;
+    let store_was_empty = !epoch.was_there;
     let tracker = restore_tracker(&config, &store, watch_started, snapshot, start_ms).await;
     let tracker = Arc::new(Mutex::new(tracker));
     let groups = if config.groups.is_empty() {
@@ -217,6 +218,7 @@ pub async fn start_with(
         history: history.clone(),
         learns_by_hour: learns_by_hour(&config),
         hours_shared_ms: std::sync::atomic::AtomicI64::new(start_ms),
+        epoch_marker: AtomicI64::new(epoch.marker),
     });
     if leadership.is_leader() {
         metrics.leader.set(1);

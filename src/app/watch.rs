@@ -133,8 +133,9 @@ impl Pipeline {
                     _ => None,
                 };
                 let blind = matches!(feed.sight, Sight::Blind(_));
-                let overdue = (alerting[index] && blind)
-                    || own_since[index].is_some_and(|since_ms| now_ms - since_ms >= *bound_ms);
+                let overdue = feed.sight.pages_when_blind()
+                    && ((alerting[index] && blind)
+                        || own_since[index].is_some_and(|since_ms| now_ms - since_ms >= *bound_ms));
                 if alerting[index] != overdue {
                     alerting[index] = overdue;
                     changes.push((name.clone(), feed.sight, feed.blind_since_ms, overdue));
@@ -239,6 +240,7 @@ fn held_cause(sight: Sight) -> Option<&'static str> {
     match sight {
         Sight::Blind(Blindness::SourceDown) => Some(SOURCE_DOWN),
         Sight::Blind(Blindness::Unowned) => Some(PARTITIONS_UNREAD),
+        Sight::Blind(Blindness::StoreDown) => Some(STATE_STORE_DOWN),
         _ => None,
     }
 }

@@ -88,6 +88,16 @@ pub struct Snapshot {
     pub watch_started_ms: HashMap<String, i64>,
 }
 
+/// The marker that says the store holds freshwatch's state (`freshwatch:epoch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    /// When it was set, unix ms: a value other than the one a replica saw before means the
+    /// store lost everything since (and someone set the marker again).
+    pub marker: i64,
+    /// It was there: `false` when this call set it.
+    pub was_there: bool,
+}
+
 /// Small JSON documents kept by name (a Redis hash, a redb table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Documents {
@@ -251,13 +261,16 @@ impl StateStore {
         }
     }
 
-    /// Whether the store still holds freshwatch's state: sets the marker when it is missing and
-    /// answers `false` then (a new store, or one that lost everything). The embedded store
-    /// cannot lose its file behind freshwatch's back without failing, so it always holds.
-    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<bool, StateError> {
+    /// Whether the store still holds freshwatch's state: sets the marker when it is missing
+    /// (a new store, or one that lost everything). The embedded store cannot lose its file
+    /// behind freshwatch's back without failing, so it always holds, with one marker.
+    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<Epoch, StateError> {
         match self {
             StateStore::Redis(store) => store.epoch_ensure(now_ms).await,
-            StateStore::Embedded(_) => Ok(true),
+            StateStore::Embedded(_) => Ok(Epoch {
+                marker: 0,
+                was_there: true,
+            }),
         }
     }
 

@@ -21,8 +21,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{
-    decode_cadence, decode_status, encode_status, record_of, Documents, SeriesRecord, Snapshot,
-    StateError, WriteOutcome,
+    decode_cadence, decode_status, encode_status, record_of, Documents, Epoch, SeriesRecord,
+    Snapshot, StateError, WriteOutcome,
 };
 use crate::model::Status;
 
@@ -823,18 +823,23 @@ impl RedisStore {
     }
 
     /// Sets the marker that says this Redis holds freshwatch's state, unless it is there;
-    /// returns whether it was there. Missing means the store is new, or lost everything
-    /// (restarted without persistence, failed over to an empty replica, evicted).
-    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<bool, StateError> {
+    /// returns its value and whether it was there. Missing means the store is new, or lost
+    /// everything (restarted without persistence, failed over to an empty replica, evicted).
+    /// The value is when it was set: a replica that finds another value than it saw before knows
+    /// the store lost its data since, even when another replica set the marker again first.
+    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<Epoch, StateError> {
         let mut connection = self.connection.clone();
         // A read first: the common case must not need Redis to take writes (a flush that
         // cannot write must fail at the write itself, before any offset is committed).
-        let present: bool = redis::cmd("EXISTS")
+        let present: Option<String> = redis::cmd("GET")
             .arg(self.epoch_key())
             .query_async(&mut connection)
             .await?;
-        if present {
-            return Ok(true);
+        if let Some(marker) = present {
+            return Ok(Epoch {
+                marker: self.decode_epoch(&marker)?,
+                was_there: true,
+            });
         }
         let set: Option<String> = redis::cmd("SET")
             .arg(self.epoch_key())
@@ -842,7 +847,28 @@ impl RedisStore {
             .arg("NX")
             .query_async(&mut connection)
             .await?;
-        Ok(set.is_none())
+        if set.is_some() {
+            return Ok(Epoch {
+                marker: now_ms,
+                was_there: false,
+            });
+        }
+        // Another replica set it in between.
+        let marker: String = redis::cmd("GET")
+            .arg(self.epoch_key())
+            .query_async(&mut connection)
+            .await?;
+        Ok(Epoch {
+            marker: self.decode_epoch(&marker)?,
+            was_there: true,
+        })
+    }
+
+    fn decode_epoch(&self, marker: &str) -> Result<i64, StateError> {
+        marker.parse().map_err(|_| StateError::Corrupt {
+            what: self.epoch_key(),
+            value: marker.to_owned(),
+        })
     }
 
     /// Whether Redis may evict freshwatch's keys under memory pressure: `Some(policy)` when
