@@ -85,6 +85,20 @@ impl History {
         }
     }
 
+    /// The store lost its data: every feed's history is written again.
+    pub async fn write_back(&self, store: &StateStore) {
+        let documents: Vec<(String, String)> = self
+            .lock()
+            .iter()
+            .filter_map(|(feed, history)| {
+                Some((feed.to_string(), serde_json::to_string(history).ok()?))
+            })
+            .collect();
+        if let Err(error) = store.documents_write(Documents::History, documents).await {
+            tracing::warn!(%error, "transition history not written back yet");
+        }
+    }
+
     /// Replaces the memory with what the store holds for the configured `feeds` (at start and on
     /// becoming leader, whose predecessor wrote since).
     pub async fn load(&self, store: &StateStore, feeds: &[Arc<str>]) {

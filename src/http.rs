@@ -95,6 +95,8 @@ pub struct HttpState {
     pub access: Arc<Access>,
     /// Where `POST /-/reload` asks for a reload (`None`: not reloadable, e.g. the demo).
     pub reloads: Option<crate::app::reload::ReloadSender>,
+    /// Per feed, the alert that pages for its blindness (`held_by` on its rows).
+    pub held_by: crate::knowledge::HeldBy,
 }
 
 /// One row of `/api/v1/feeds`.
@@ -118,6 +120,10 @@ pub struct FeedRow {
     /// The id of the active silence holding this series' notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silenced_by: Option<String>,
+    /// While the feed is `unknown` because of a cause that pages for it (`FreshwatchSourceDown`,
+    /// `FreshwatchPartitionsUnread`), that alert: the feed raises no `FreshwatchFeedBlind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -314,10 +320,11 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
     let now_ms = state.clock.now_ms();
     let view = state.snapshots.read();
     let mut rows: Vec<(u8, i64, FeedRow)> = Vec::new();
-    for (feed_view, rules) in view.feeds.iter().zip(state.rules.iter()) {
+    for (feed_index, (feed_view, rules)) in view.feeds.iter().zip(state.rules.iter()).enumerate() {
         if only_feed.is_some_and(|name| name != &*feed_view.name) {
             continue;
         }
+        let held_by = state.held_by.get(feed_index);
         for (position, series) in feed_view.series().iter().enumerate() {
             // Windows change thresholds with the time of day, learning per series: show now's.
             let (in_force, source) = rules.effective(&feed_view.learned(position), now_ms);
@@ -349,6 +356,9 @@ pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
                             now_ms,
                         )
                         .map(|silence| silence.id),
+                    held_by: held_by
+                        .filter(|_| series.status == crate::model::Status::Unknown)
+                        .map(str::to_owned),
                 },
             ));
         }

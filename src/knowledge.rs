@@ -7,7 +7,12 @@
 //! - the consumer thread: metadata (which partitions exist), its assignment, and per partition
 //!   from librdkafka's statistics whether it is read to the high watermark, and when;
 //! - the tail thread: per partition, when it last read the newest record;
-//! - the other replicas, through the state store: their partitions and what they know of them;
+//! - the other replicas, through the state store: their partitions and what they know of them
+//!   (a replica says it read a partition through T only once what it read up to T is flushed to
+//!   the store, where the leader reads it);
+//! - whether the state store answers: while it does not (and until every peer had the time to
+//!   report again), a partition no live report covers is unknown because the store is down, not
+//!   unread by every replica;
 //! - any failed fetch or metadata request, which voids this instance's knowledge at once.
 //!
 //! [`Knowledge::assess`] turns the facts into a [`Sight`] per feed. The evaluator judges a
@@ -16,7 +21,7 @@
 //! slow consumers and other replicas' backlogs are all facts fed to this same rule.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::{FeedMode, TopicMatcher};
 
@@ -41,6 +46,8 @@ pub enum Blindness {
     Behind,
     /// What is known is too old to trust (statistics or peer reports stopped arriving).
     Stale,
+    /// The state store does not answer: what the other replicas read is not known.
+    StoreDown,
 }
 
 impl Blindness {
@@ -51,6 +58,7 @@ impl Blindness {
             Blindness::Unowned => "partitions_unowned",
             Blindness::Behind => "backlog",
             Blindness::Stale => "stale_knowledge",
+            Blindness::StoreDown => "state_store_down",
         }
     }
 
@@ -66,6 +74,9 @@ impl Blindness {
             Blindness::Unowned => "no freshwatch replica is reading some of its partitions",
             Blindness::Behind => "freshwatch has not read its partitions to the end yet",
             Blindness::Stale => "freshwatch's knowledge of its partitions stopped being updated",
+            Blindness::StoreDown => {
+                "the state store does not answer, so what the other freshwatch replicas read is not known"
+            }
         }
     }
 
@@ -74,9 +85,10 @@ impl Blindness {
         match self {
             Blindness::Behind => 0,
             Blindness::Stale => 1,
-            Blindness::Starting => 2,
-            Blindness::SourceDown => 3,
-            Blindness::Unowned => 4,
+            Blindness::StoreDown => 2,
+            Blindness::Starting => 3,
+            Blindness::SourceDown => 4,
+            Blindness::Unowned => 5,
         }
     }
 }
@@ -90,6 +102,14 @@ pub enum Sight {
         through_ms: i64,
     },
     Blind(Blindness),
+}
+
+impl Sight {
+    /// Whether blindness past its bound pages `FreshwatchFeedBlind`: not when the cause pages
+    /// on its own (the state store down is `FreshwatchStateStoreDown`), so one cause pages once.
+    pub fn pages_when_blind(self) -> bool {
+        self != Sight::Blind(Blindness::StoreDown)
+    }
 }
 
 /// A feed's sight and, while blind, since when.
@@ -137,6 +157,13 @@ struct Facts {
     tail_failed_since_ms: Option<i64>,
     tail_recovered_at_ms: Option<i64>,
     peers: HashMap<String, PeerReport>,
+    /// Since when the state store, through which the replicas share, has failed.
+    store_failed_since_ms: Option<i64>,
+    /// When it last answered again after failing.
+    store_recovered_at_ms: Option<i64>,
+    /// When the last successful flush took the changes it wrote: everything read before it is
+    /// in the store.
+    flushed_at_ms: Option<i64>,
     unowned_since_ms: HashMap<PartitionKey, i64>,
     blind_since_ms: Vec<Option<i64>>,
 }
@@ -277,7 +304,60 @@ impl Knowledge {
         reads
     }
 
-    /// Another replica's report (its own `own_reads`, published at `at_ms`).
+    /// What this instance may tell the other replicas at `now_ms`: [`Knowledge::own_reads`],
+    /// each read-through capped at the last flush, so a leader that judges a crossing from this
+    /// report finds every record this replica read before it in the store. Nothing is "read
+    /// through" before a first flush.
+    pub fn shared_reads(&self, now_ms: i64) -> Vec<(PartitionKey, ReadThrough)> {
+        let flushed_at_ms = self.facts().flushed_at_ms;
+        self.own_reads(now_ms)
+            .into_iter()
+            .map(|(key, through)| {
+                let flushed = through
+                    .zip(flushed_at_ms)
+                    .map(|(read, flushed)| read.min(flushed));
+                (key, flushed)
+            })
+            .collect()
+    }
+
+    /// A flush succeeded: what was read before `taken_at_ms` (when it took the changes) is in
+    /// the store.
+    pub fn observe_flushed(&self, taken_at_ms: i64) {
+        let mut facts = self.facts();
+        facts.flushed_at_ms = facts.flushed_at_ms.max(Some(taken_at_ms));
+    }
+
+    /// Sharing through the state store failed: the other replicas' reports stop arriving.
+    pub fn observe_store_failure(&self, at_ms: i64) {
+        self.facts().store_failed_since_ms.get_or_insert(at_ms);
+    }
+
+    /// Sharing through the state store works (again).
+    pub fn observe_store_success(&self, at_ms: i64) {
+        let mut facts = self.facts();
+        if facts.store_failed_since_ms.take().is_some() {
+            facts.store_recovered_at_ms = Some(at_ms);
+        }
+    }
+
+    /// Whether the store is down, or back for less than a peer TTL (the peers report again).
+    fn store_blind(&self, facts: &Facts, now_ms: i64) -> bool {
+        facts.store_failed_since_ms.is_some()
+            || facts
+                .store_recovered_at_ms
+                .is_some_and(|at_ms| now_ms < at_ms.saturating_add(self.peer_ttl_ms))
+    }
+
+    /// Whether what other replicas read is unknown at `now_ms`: there are peers, and the store
+    /// they report through does not answer (or just came back). A sum over replicas (record
+    /// rates) is then this replica's share only, and must not be judged.
+    pub fn peers_unknown(&self, now_ms: i64) -> bool {
+        let facts = self.facts();
+        !facts.peers.is_empty() && self.store_blind(&facts, now_ms)
+    }
+
+    /// Another replica's report (its own `shared_reads`, published at `at_ms`).
     pub fn observe_peer(
         &self,
         instance: &str,
@@ -294,9 +374,14 @@ impl Knowledge {
     }
 
     /// Replicas whose report is older than the peer TTL at `now_ms`: they stopped (`kill -9`).
+    /// None while the store is down or just back: a report that aged while nobody could publish
+    /// says nothing of its replica.
     pub fn forget_dead_peers(&self, now_ms: i64) -> Vec<String> {
         let live_since_ms = now_ms.saturating_sub(self.peer_ttl_ms);
         let mut facts = self.facts();
+        if self.store_blind(&facts, now_ms) {
+            return Vec::new();
+        }
         let dead: Vec<String> = facts
             .peers
             .iter()
@@ -348,6 +433,7 @@ impl Knowledge {
         let oldest_trusted_ms = now_ms.saturating_sub(self.max_age_ms);
         let source_blind = self.source_blind(facts, now_ms);
         let tail_blind = self.tail_blind(facts, now_ms);
+        let store_blind = self.store_blind(facts, now_ms);
         let mut unowned_now: Vec<PartitionKey> = Vec::new();
         let mut sights = Vec::with_capacity(self.feeds.len());
         for (index, (_, mode)) in self.feeds.iter().enumerate() {
@@ -360,7 +446,7 @@ impl Knowledge {
                         let count = *count;
                         for partition in 0..count {
                             let key = (topic.clone(), partition);
-                            let read = match mode {
+                            let consumed = match mode {
                                 FeedMode::Consume if !facts.joined => {
                                     consumed_read(facts, &key, live_since_ms, source_blind)
                                         .map_err(|_| Blindness::Starting)
@@ -369,6 +455,12 @@ impl Knowledge {
                                     consumed_read(facts, &key, live_since_ms, source_blind)
                                 }
                                 FeedMode::Tail => tailed_read(facts, &key, tail_blind),
+                            };
+                            // Read by no live report while reports cannot arrive: unknown,
+                            // not unread.
+                            let read = match consumed {
+                                Err(Blindness::Unowned) if store_blind => Err(Blindness::StoreDown),
+                                other => other,
                             };
                             if read == Err(Blindness::Unowned) {
                                 unowned_now.push(key);
@@ -452,6 +544,9 @@ fn consumed_read(
         }
     }
     match (owned, best) {
+        // Kafka does not answer this replica: an assignment lost meanwhile (the session timed
+        // out) is the outage's doing, told by `FreshwatchSourceDown`, not unread partitions.
+        (false, _) if source_blind => Err(Blindness::SourceDown),
         (false, _) => Err(Blindness::Unowned),
         (true, Some(through_ms)) => Ok(through_ms),
         (true, None) => Err(blindness),
@@ -511,3 +606,23 @@ pub fn decode_reads(text: &str) -> Option<Vec<(PartitionKey, ReadThrough)>> {
 
 #[cfg(test)]
 mod tests;
+
+/// Per feed (by index), the alert that pages for its blindness now, if another alert does: read
+/// by the API and the status page as `held_by`.
+#[derive(Debug, Clone, Default)]
+pub struct HeldBy(Arc<std::sync::Mutex<Vec<Option<&'static str>>>>);
+
+impl HeldBy {
+    pub fn new(feeds: usize) -> HeldBy {
+        HeldBy(Arc::new(std::sync::Mutex::new(vec![None; feeds])))
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<&'static str>>> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The cause holding feed `index`, if any.
+    pub fn get(&self, index: usize) -> Option<&'static str> {
+        self.lock().get(index).copied().flatten()
+    }
+}

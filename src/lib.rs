@@ -38,7 +38,10 @@
 //! - [`app`]: wires it all and shuts down in order; [`demo`] and [`status`] back the CLI.
 //! - [`backtest`]: replays what Kafka still holds through `extract`, `tracker` and `evaluate` on
 //!   a simulated clock, and reports the alerts that would have fired; sends and writes nothing.
-//! - [`clock`] and [`model`]: time and the shared domain types.
+//! - [`clock`] and [`model`]: time and the shared domain types. `model` is the lower home of
+//!   the words several parts speak (statuses, severities, `SystemAlert`, shared alert names):
+//!   `groups` and `volume` raise alerts and fill their gauges through `model` and `metrics`,
+//!   `alert` sends them, and none of them imports another's internals, so imports point down.
 // `deny`, not `forbid`: `groups::admin` alone wraps librdkafka calls rdkafka does not (batched
 // committed offsets for thousands of groups through one client), each block with its SAFETY.
 #![deny(unsafe_code)]

@@ -256,6 +256,9 @@ where
         });
         body(shutdown).await
     });
+    // Threads that did not stop within the shutdown grace (a source stuck in librdkafka, a
+    // blocking join) must not hold the exit: SIGTERM ends the process within 10 s.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error),

@@ -97,7 +97,7 @@ pub struct KindLabels {
 }
 
 /// A gauge that is absent while there is no value (the Prometheus way to say "none").
-fn set_or_remove(
+pub fn set_or_remove(
     family: &Family<GroupTopicLabels, SecondsGauge>,
     labels: &GroupTopicLabels,
     seconds: Option<f64>,
@@ -126,37 +126,6 @@ impl GroupMetrics {
         self.records_lost.remove(&labels);
         self.status.remove(&labels);
     }
-
-    /// Sets every gauge from one judgement.
-    pub fn show(&self, views: &[crate::groups::TopicView]) {
-        for view in views {
-            let labels = GroupTopicLabels {
-                group: view.group.clone(),
-                topic: view.topic.clone(),
-            };
-            set_or_remove(&self.lag_seconds, &labels, view.lag_seconds);
-            self.lag_records
-                .get_or_create(&labels)
-                .set(view.lag_records);
-            set_or_remove(&self.loss_eta_seconds, &labels, view.loss_eta_seconds);
-            set_or_remove(&self.catchup_eta_seconds, &labels, view.catchup_eta_seconds);
-            let lost = self.records_lost.get_or_create(&labels);
-            let counted = lost.get();
-            if view.records_lost > counted {
-                lost.inc_by(view.records_lost - counted);
-            }
-            self.status
-                .get_or_create(&labels)
-                .set(view.status.gauge_value());
-            if let Some(members) = view.members {
-                self.members
-                    .get_or_create(&GroupLabels {
-                        group: view.group.clone(),
-                    })
-                    .set(members as i64);
-            }
-        }
-    }
 }
 
 /// `feed`, and `key` for the keys of a feed judged by key (bounded by `volume_max_keys`).
@@ -170,32 +139,6 @@ pub struct VolumeMetrics {
     pub expected_rate: Family<VolumeLabels, SecondsGauge>,
     /// The threshold itself, so Prometheus rules and dashboards need not know `drop_ratio`.
     pub min_rate: Family<VolumeLabels, SecondsGauge>,
-}
-
-impl VolumeMetrics {
-    /// Sets every gauge from one judgement.
-    pub fn show(&self, views: &[crate::volume::VolumeView]) {
-        for view in views {
-            let mut labels: VolumeLabels = vec![("feed", view.feed.clone())];
-            if let Some(key) = &view.key {
-                labels.push(("key", key.clone()));
-            }
-            for (family, value) in [
-                (&self.rate, view.rate_per_second),
-                (&self.expected_rate, view.expected_rate_per_second),
-                (&self.min_rate, view.threshold_per_second),
-            ] {
-                match value {
-                    Some(value) => {
-                        family.get_or_create(&labels).set(value);
-                    }
-                    None => {
-                        family.remove(&labels);
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -222,6 +165,8 @@ pub struct Metrics {
     pub state_store_up: Gauge,
     /// Times the state store was found to have lost freshwatch's data while running.
     pub state_store_resets: Counter,
+    /// Status writes refused by the fence: a newer leader wrote the feed (this one steps down).
+    pub state_writes_fenced: Counter,
     /// 1 when Redis's `maxmemory-policy` may evict freshwatch's keys.
     pub state_store_evictable: Gauge,
     pub source_up: Gauge,
@@ -234,6 +179,9 @@ pub struct Metrics {
     pub sink_task_restarts: Family<SinkLabels, Counter>,
     /// Notices that found a sink's bounded queue full.
     pub sink_queue_overflows: Family<SinkLabels, Counter>,
+    /// Notifications a sink past its `max_queued` dropped because a newer one of the same dedup
+    /// key was queued behind them.
+    pub sink_queue_coalesced: Family<SinkLabels, Counter>,
     /// Tail rounds that found no data record within the read-back bound below a moved high
     /// watermark (only transaction markers or aborted records there).
     pub tail_readback_exhausted: Family<FeedLabels, Counter>,
@@ -257,6 +205,7 @@ impl Default for Metrics {
             state_flushes: Family::default(),
             state_store_up: Gauge::default(),
             state_store_resets: Counter::default(),
+            state_writes_fenced: Counter::default(),
             state_store_evictable: Gauge::default(),
             source_up: Gauge::default(),
             assigned_partitions: Gauge::default(),
@@ -266,6 +215,7 @@ impl Default for Metrics {
             notifications_suppressed: Family::default(),
             sink_task_restarts: Family::default(),
             sink_queue_overflows: Family::default(),
+            sink_queue_coalesced: Family::default(),
             tail_readback_exhausted: Family::default(),
             notifications_silenced: Counter::default(),
             silences_active: Gauge::default(),
@@ -318,6 +268,11 @@ impl Metrics {
             metrics.state_store_resets.clone(),
         );
         registry.register(
+            "freshwatch_state_writes_fenced",
+            "Status writes the state store refused because a newer leader's fencing token wrote the feed; the replica stepped down",
+            metrics.state_writes_fenced.clone(),
+        );
+        registry.register(
             "freshwatch_state_store_evictable",
             "1 when Redis's maxmemory-policy may evict freshwatch's keys",
             metrics.state_store_evictable.clone(),
@@ -361,6 +316,11 @@ impl Metrics {
             "freshwatch_sink_queue_overflows",
             "Notices that found a sink's bounded queue full: notification sinks take them up from their outbox, Alertmanager sinks coalesce them per alert",
             metrics.sink_queue_overflows.clone(),
+        );
+        registry.register(
+            "freshwatch_sink_queue_coalesced",
+            "Notifications a sink holding more than its max_queued dropped because a newer one of the same dedup key was queued behind them (the newest state of every key is kept)",
+            metrics.sink_queue_coalesced.clone(),
         );
         registry.register(
             "freshwatch_tail_readback_exhausted",
@@ -492,6 +452,7 @@ impl Metrics {
         drop(self.outbox_pending.get_or_create(&labels));
         drop(self.sink_task_restarts.get_or_create(&labels));
         drop(self.sink_queue_overflows.get_or_create(&labels));
+        drop(self.sink_queue_coalesced.get_or_create(&labels));
         for outcome in [OUTCOME_ACCEPTED, OUTCOME_FAILED, OUTCOME_REJECTED] {
             drop(self.alerts_sent.get_or_create(&SinkOutcomeLabels {
                 sink: sink.to_owned(),

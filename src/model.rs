@@ -106,3 +106,46 @@ impl fmt::Display for Severity {
         formatter.write_str(self.as_str())
     }
 }
+
+/// An alert about freshwatch's own condition rather than a feed's staleness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemAlert {
+    pub alertname: &'static str,
+    pub severity: Severity,
+    /// Extra labels, e.g. `feed`.
+    pub labels: Vec<(&'static str, String)>,
+    pub summary: String,
+    /// `false` resolves it.
+    pub firing: bool,
+    /// When the condition began, unix ms.
+    pub since_ms: i64,
+}
+
+impl SystemAlert {
+    /// Stable across restarts, like a feed's.
+    pub fn dedup_key(&self) -> String {
+        let labels: Vec<&str> = self
+            .labels
+            .iter()
+            .map(|(_, value)| value.as_str())
+            .collect();
+        format!("freshwatch/system/{}/{}", self.alertname, labels.join("/"))
+    }
+}
+
+/// The `alertname`s that more than one part of freshwatch speaks of: the parts that raise them
+/// and the sinks that treat some specially (a data-loss alert goes through silences).
+pub mod alertname {
+    /// A group behind in time or stalled.
+    pub const LAGGING: &str = "ConsumerGroupLagging";
+    /// A group without committed offsets on a topic that holds records.
+    pub const MISSING: &str = "ConsumerGroupMissing";
+    /// Unread records about to expire.
+    pub const LOSS_IMMINENT: &str = "DataLossImminent";
+    /// Unread records that expired.
+    pub const LOST: &str = "DataLost";
+    /// Groups freshwatch cannot read past `blind_after`.
+    pub const GROUPS_BLIND: &str = "FreshwatchGroupsBlind";
+    /// A feed's volume below its `min_rate`.
+    pub const FEED_VOLUME_DROP: &str = "FeedVolumeDrop";
+}

@@ -5,10 +5,12 @@
 //! - the series keeps its status in the API and metrics, marked silenced;
 //! - notification sinks are not told that it started firing or got worse. When the silence ends
 //!   while it still fires, they are told then (the leader marks each silence's end as handled in
-//!   the state store, so a restart in between still tells them);
+//!   the state store, so a restart in between still tells them; with the store down the mark is
+//!   kept in memory, so the end is handled once, and written when the store answers);
 //! - a resolve is held only when the alert began inside the silence (the sink never heard of it);
 //!   the resolve of an alert paged before the silence always goes out, or its incident would stay
-//!   open;
+//!   open. Every alert carries when it began for this (group alerts keep it with their state);
+//! - a feed's silence holds the feed's `FeedVolumeDrop` as it holds its staleness;
 //! - Alertmanager sinks still get every alert, annotated with the silence: use Alertmanager's own
 //!   silences for its routing;
 //! - the loss guard: a critical `DataLossImminent` or a `DataLost` goes through any silence
@@ -366,32 +368,78 @@ impl SilenceBook {
         Ok(silence)
     }
 
-    /// The leader told the sinks what the silence held and still fires.
+    /// The leader told the sinks what the silence held and still fires. Marked in memory first:
+    /// with the state store down the end must not be handled (and its pages sent) again on every
+    /// tick; [`SilenceBook::reload`] writes the mark once the store answers.
     pub async fn mark_end_handled(&self, mut silence: Silence) -> Result<(), BookError> {
         let _gate = self.gate.lock().await;
         silence.end_handled = true;
+        self.silences.insert(silence.clone());
         self.save(&silence).await?;
-        self.silences.insert(silence);
         Ok(())
     }
 
+    /// The store lost its data: every silence held in memory is written again.
+    pub async fn write_back(&self) {
+        let _gate = self.gate.lock().await;
+        let entries: Vec<(String, String)> = self
+            .silences
+            .list(self.clock.now_ms())
+            .iter()
+            .filter_map(|silence| Some((silence.id.clone(), serde_json::to_string(silence).ok()?)))
+            .collect();
+        let count = entries.len();
+        match self
+            .store
+            .documents_write(crate::state::Documents::Silences, entries)
+            .await
+        {
+            Ok(()) => tracing::info!(silences = count, "silences written back"),
+            Err(error) => tracing::warn!(%error, "silences not written back yet"),
+        }
+    }
+
     /// Takes up what the state store holds (other replicas' changes), and removes silences
-    /// expired for longer than [`KEEP_EXPIRED_MS`].
+    /// expired for longer than [`KEEP_EXPIRED_MS`]. A silence held here that the store lacks is
+    /// kept until it is forgotten: nothing but forgetting removes a silence from the store, so
+    /// its absence means the store lost it (restarted empty), and the repair writes it back.
     pub async fn reload(&self) -> Result<(), BookError> {
         let _gate = self.gate.lock().await;
         let stored = self
             .store
             .documents_load(crate::state::Documents::Silences)
             .await?;
+        let now_ms = self.clock.now_ms();
         let mut silences = Vec::with_capacity(stored.len());
+        let mut unsaved_ends = Vec::new();
+        let stored_ids: std::collections::HashSet<String> =
+            stored.iter().map(|(id, _)| id.clone()).collect();
+        let forgotten_here = self.silences.forgotten(now_ms);
+        silences.extend(
+            self.silences
+                .list(now_ms)
+                .into_iter()
+                .filter(|own| !stored_ids.contains(&own.id) && !forgotten_here.contains(&own.id)),
+        );
         for (id, json) in stored {
             match serde_json::from_str::<Silence>(&json) {
-                Ok(silence) => silences.push(silence),
+                Ok(mut silence) => {
+                    // An end handled while the store was down: handled it stays, and is written.
+                    let handled_here = self.silences.get(&id).is_some_and(|own| own.end_handled);
+                    if handled_here && !silence.end_handled {
+                        silence.end_handled = true;
+                        unsaved_ends.push(silence.clone());
+                    }
+                    silences.push(silence);
+                }
                 Err(error) => tracing::warn!(%id, %error, "unreadable silence ignored"),
             }
         }
         self.silences.replace(silences);
-        let forgotten = self.silences.forgotten(self.clock.now_ms());
+        for silence in &unsaved_ends {
+            self.save(silence).await?;
+        }
+        let forgotten = self.silences.forgotten(now_ms);
         if !forgotten.is_empty() {
             self.store
                 .documents_remove(crate::state::Documents::Silences, forgotten)

@@ -151,6 +151,7 @@ mod tests {
             topic: "t".into(),
             status_since: None,
             silenced_by: None,
+            held_by: None,
         }
     }
 

@@ -171,6 +171,18 @@ impl FeedTrack {
         self.weekly.as_ref()
     }
 
+    /// Whether a stored series of this feed has a place in the table: an unsplit feed has only
+    /// the empty key; a split feed has its split values, and the empty key only while it has a
+    /// placeholder. The placeholder's verdict is kept like any series', so a misspelt topic's
+    /// `never_seen` is restored at a reload or restart instead of paging again.
+    fn holds_key(&self, key: &[u8]) -> bool {
+        if key.is_empty() {
+            !self.split || self.placeholder
+        } else {
+            self.split
+        }
+    }
+
     /// Split values seen (or expected), not counting the placeholder.
     pub fn keys(&self) -> usize {
         self.series.len() - usize::from(self.placeholder)
@@ -377,8 +389,7 @@ impl Tracker {
         status: Option<(Status, i64)>,
         bounded: bool,
     ) {
-        // An unsplit feed has only the empty key; a split feed never has it.
-        if self.feeds[feed as usize].split == key.is_empty() {
+        if !self.feeds[feed as usize].holds_key(key) {
             return;
         }
         let Some(id) = self.series_for(feed, key, bounded) else {
@@ -404,7 +415,7 @@ impl Tracker {
     /// by a bucket-wise max; a series that does not exist (refused by `max_keys`) is skipped.
     pub fn merge_cadence(&mut self, feed: FeedIndex, key: &[u8], cadence: &Cadence) {
         let track = &mut self.feeds[feed as usize];
-        if track.learn_min_gaps == 0 || track.split == key.is_empty() {
+        if track.learn_min_gaps == 0 || !track.holds_key(key) {
             return;
         }
         let hash = self.hasher.hash_one(key);
@@ -795,6 +806,28 @@ mod tests {
         assert_eq!(acme.last_seen(), Some(50));
         assert_eq!(acme.status, Status::Critical);
         assert_eq!(tracker.feed(0).keys(), 2);
+    }
+
+    #[test]
+    fn a_split_feeds_placeholder_is_restored_like_any_series() {
+        let mut feeds = [feed("typo", true, &[]), feed("billing", true, &["eu"])];
+        feeds[0].max_keys = 1;
+        let mut tracker = Tracker::new(&feeds, 0);
+        tracker.restore(0, b"", None, Some((Status::NeverSeen, 7)));
+        let placeholder = tracker.series(SeriesId { feed: 0, index: 0 });
+        assert_eq!(
+            placeholder.status,
+            Status::NeverSeen,
+            "its page is not sent again"
+        );
+        assert_eq!(placeholder.status_since_ms, 7);
+        assert_eq!(tracker.feed(0).series().len(), 1, "no second empty key");
+        tracker.restore(1, b"", None, Some((Status::NeverSeen, 7)));
+        assert_eq!(
+            tracker.feed(1).series().len(),
+            1,
+            "a feed with expected values has no placeholder to restore"
+        );
     }
 
     #[test]

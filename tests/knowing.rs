@@ -53,7 +53,8 @@ interval = "200ms"
 }
 
 #[test]
-fn a_broker_outage_pages_nothing_from_its_first_moment_and_a_long_one_says_the_feed_is_blind() {
+fn a_broker_outage_pages_nothing_from_its_first_moment_and_a_long_one_pages_source_down_once_not_per_feed(
+) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("live", 1, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
@@ -61,13 +62,15 @@ fn a_broker_outage_pages_nothing_from_its_first_moment_and_a_long_one_says_the_f
     let alertmanager = Alertmanager::start();
     let directory = tempfile::tempdir().unwrap();
     let runtime = runtime();
-    // The grace is long: judging must stop at the first failed request, not when it ends.
+    // The grace is longer than warn_after: judging must stop at the first failed request, not
+    // when it ends. blind_after is shorter still: the outage is one cause, paged once by
+    // FreshwatchSourceDown, never by a FreshwatchFeedBlind per feed.
     let text = config(
         &brokers,
         "knowing-outage",
         "earliest",
         &redis.url,
-        "source_grace = \"60s\"\nblind_after = \"5s\"\nrecovery_grace = \"2s\"",
+        "source_grace = \"10s\"\nblind_after = \"5s\"\nrecovery_grace = \"2s\"",
         &format!(
             r#"
 [[feed]]
@@ -101,28 +104,52 @@ resend_interval = "1s"
             freshwatch.status("live", "").await.as_deref() == Some("unknown")
         })
         .await;
-        wait_until(
-            "FreshwatchFeedBlind after blind_after",
-            Duration::from_secs(15),
-            || async {
-                alertmanager
-                    .alerts_named("FreshwatchFeedBlind")
-                    .await
-                    .iter()
-                    .any(|alert| alert["labels"]["feed"] == "live")
-            },
-        )
-        .await;
-        assert!(
-            alertmanager.alerts_named("FeedStale").await.is_empty(),
-            "no page while blind"
-        );
         assert!(
             alertmanager
                 .alerts_named("FreshwatchSourceDown")
                 .await
                 .is_empty(),
             "the source-down page waits for source_grace"
+        );
+        wait_until(
+            "FreshwatchSourceDown after source_grace",
+            Duration::from_secs(30),
+            || async {
+                !alertmanager
+                    .alerts_named("FreshwatchSourceDown")
+                    .await
+                    .is_empty()
+            },
+        )
+        .await;
+        let down = alertmanager.alerts_named("FreshwatchSourceDown").await;
+        let summary = down[0]["annotations"]["summary"]
+            .as_str()
+            .unwrap_or_default();
+        let source = reqwest::get(format!("{}/api/v1/source", freshwatch.base_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            summary.contains("(1 feed(s) held"),
+            "{summary}\n{source}\n{:?}\n{}",
+            freshwatch.rows().await,
+            freshwatch.log()
+        );
+        let held = freshwatch.feed_field("live", "", "held_by").await;
+        assert_eq!(held, Some(serde_json::json!("FreshwatchSourceDown")));
+        assert!(
+            alertmanager
+                .alerts_named("FreshwatchFeedBlind")
+                .await
+                .is_empty(),
+            "one cause, one page: the feed is held by FreshwatchSourceDown"
+        );
+        assert!(
+            alertmanager.alerts_named("FeedStale").await.is_empty(),
+            "no page while blind"
         );
     });
 
@@ -418,6 +445,145 @@ url = "{}/hook"
             || async { lost(&receiver) },
         )
         .await;
+    });
+    drop(cluster);
+}
+
+/// Issue #18: state loss is repaired whole. A 30-minute silence, an open roll-up, the
+/// transition history and a volume baseline are in Redis; Redis is flushed while freshwatch runs: each is written back,
+/// the silence never leaves `GET /api/v1/silences` meanwhile, and after a `kill -9` it is known
+/// from Redis alone.
+#[test]
+fn a_silence_a_roll_up_and_the_history_are_written_back_when_redis_comes_back_empty() {
+    const ADMIN_TOKEN: &str = "admin-token-0123456789";
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("profiles", 1, 1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    let producer = producer(&brokers);
+    for tenant in ["acme", "globex", "initech"] {
+        produce_one(&producer, "profiles", tenant, now_ms() - DAY_MS);
+    }
+    runtime.block_on(async {
+        let receiver = common::receiver::WebhookReceiver::start().await;
+        let text = config(
+            &brokers,
+            "knowing-repair",
+            "earliest",
+            &redis.url,
+            "",
+            &format!(
+                r#"
+[[feed]]
+name = "profiles"
+topic = "profiles"
+split_by = "key"
+warn_after = "1h"
+critical_after = "2d"
+rollup_after = 2
+[[feed]]
+name = "orders"
+topic = "orders"
+warn_after = "1h"
+critical_after = "2d"
+min_rate = "60/min"
+volume_window = "10s"
+volume_for = "1h"
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+                receiver.url
+            ),
+        );
+        let mut freshwatch = FreshwatchProcess::start_with_http(
+            directory.path(),
+            &text,
+            &format!("admin_token = \"{ADMIN_TOKEN}\""),
+        );
+        freshwatch.wait_ready().await;
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/silences", freshwatch.base_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({
+                "matchers": {"feed": "billing"},
+                "duration": "30m",
+                "comment": "billing migration"
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let created: serde_json::Value = response.json().await.unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        let stored = |hash: &str, field: &str| {
+            redis.command(&["HEXISTS", &format!("freshwatch:{hash}"), field])
+                == redis::Value::Int(1)
+        };
+        wait_until(
+            "the roll-up and the history are stored",
+            Duration::from_secs(30),
+            || async { stored("rollups", "profiles") && stored("history", "profiles") },
+        )
+        .await;
+        assert!(stored("silences", &id));
+        let listed = |freshwatch: &FreshwatchProcess| {
+            let url = format!("{}/api/v1/silences", freshwatch.base_url);
+            let id = id.clone();
+            async move {
+                let silences: Vec<serde_json::Value> = reqwest::get(url)
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap_or_default();
+                silences.iter().any(|silence| silence["id"] == *id)
+            }
+        };
+
+        redis.command(&["FLUSHALL"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(
+                listed(&freshwatch).await,
+                "the silence left the API after FLUSHALL:\n{}",
+                freshwatch.log()
+            );
+            let volume = stored("volume", r#"["orders",null]"#);
+            if stored("silences", &id)
+                && stored("rollups", "profiles")
+                && stored("history", "profiles")
+                && volume
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not written back: silence {}, roll-up {}, history {}, volume {volume}\n{}",
+                stored("silences", &id),
+                stored("rollups", "profiles"),
+                stored("history", "profiles"),
+                freshwatch.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Several replica reloads (ha.reload_interval, 2s): none drops it.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(listed(&freshwatch).await, "a reload dropped the silence");
+
+        freshwatch.kill_and_restart();
+        freshwatch.wait_ready().await;
+        assert!(
+            listed(&freshwatch).await,
+            "after kill -9 the silence is known from Redis alone"
+        );
+        let history: String =
+            redis::from_redis_value(redis.command(&["HGET", "freshwatch:history", "profiles"]))
+                .unwrap();
+        let history: Vec<serde_json::Value> = serde_json::from_str(&history).unwrap();
+        assert_eq!(history.len(), 3, "each key's warning: {history:?}");
     });
     drop(cluster);
 }

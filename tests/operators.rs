@@ -260,6 +260,86 @@ critical_after = "4s""#,
     drop(cluster);
 }
 
+/// A silence ends while Redis is down: what it held goes out then, once, not on every tick; once
+/// Redis answers the end is written, so a `kill -9` afterwards does not send it again either.
+#[test]
+fn a_silence_that_ends_while_redis_is_down_sends_what_it_held_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("profiles", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = config(
+            &brokers,
+            &redis.url,
+            r#"[[feed]]
+name = "profiles"
+topic = "profiles"
+split_by = "key"
+warn_after = "2s"
+critical_after = "4s""#,
+            &format!("[[alerts.webhook]]\nurl = \"{}/hook\"\n", receiver.url),
+        );
+        let mut freshwatch = FreshwatchProcess::start_with_http(
+            directory.path(),
+            &text,
+            &format!("admin_token = \"{ADMIN_TOKEN}\""),
+        );
+        freshwatch.wait_ready().await;
+        let url = freshwatch.base_url.clone();
+        let response = reqwest::Client::new()
+            .post(format!("{url}/api/v1/silences"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({
+                "matchers": {"feed": "profiles", "key": "acme"},
+                "duration": "12s",
+                "comment": "migration"
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        produce(&brokers, "profiles", &["acme"], now_ms());
+        wait_until("acme is critical", Duration::from_secs(20), || async {
+            freshwatch.status("profiles", "acme").await.as_deref() == Some("critical")
+        })
+        .await;
+        assert!(told(&receiver, "acme").is_empty(), "held by the silence");
+
+        redis.kill();
+        wait_until(
+            "acme pages when the silence ends",
+            Duration::from_secs(30),
+            || async { !told(&receiver, "acme").is_empty() },
+        )
+        .await;
+        // Ticks every 200 ms: a re-send on every tick would show within seconds.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(
+            told(&receiver, "acme"),
+            [("firing".to_owned(), "critical".to_owned())],
+            "sent once although the end could not be written\n{}",
+            freshwatch.log()
+        );
+
+        redis.restart();
+        // The silences reload every `ha.reload_interval` (2 s) and write the end then.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        freshwatch.kill_and_restart();
+        freshwatch.wait_ready().await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            told(&receiver, "acme"),
+            [("firing".to_owned(), "critical".to_owned())],
+            "not sent again after a restart: the end was written once Redis answered\n{}",
+            freshwatch.log()
+        );
+    });
+    drop(cluster);
+}
+
 /// A bad file and a brokers change are refused with check-config's message and the running
 /// config stays; SIGHUP with a good file adds a feed and changes thresholds, and the alert that
 /// was firing and the notifications waiting in the outbox come through it, once each.

@@ -841,3 +841,162 @@ critical_after = "1h"
     member.join().unwrap();
     drop(cluster);
 }
+
+/// Issue #18: with Redis down, what the other replica reads is unknown because the store is
+/// down, not unread: the leader pages no `FreshwatchPartitionsUnread` and no `FeedVolumeDrop`
+/// from its own share of the rate, and exactly one `FreshwatchStateStoreDown`.
+#[test]
+fn with_redis_down_two_replicas_page_only_that_the_state_store_is_down() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("profiles", 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut redis = RedisServer::start();
+    let stop = Arc::new(AtomicBool::new(false));
+    common::runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let config = replica_config(
+            &brokers,
+            &redis.url,
+            "freshwatch-replicas-redis-down",
+            &format!(
+                r#"
+[[feed]]
+name = "profiles"
+topic = "profiles"
+warn_after = "1h"
+critical_after = "2h"
+min_rate = "15/s"
+volume_window = "10s"
+volume_for = "3s"
+
+[[alerts.webhook]]
+url = "{url}/hook"
+"#,
+                url = receiver.url,
+            ),
+        )
+        .replace(
+            "blind_after = \"1h\"",
+            "blind_after = \"5s\"\nsource_grace = \"3s\"",
+        )
+        .replace(
+            "flush_interval = \"100ms\"",
+            "flush_interval = \"100ms\"\ndown_grace = \"2s\"",
+        );
+        let first_dir = tempfile::tempdir().unwrap();
+        let second_dir = tempfile::tempdir().unwrap();
+        let first = FreshwatchProcess::start(first_dir.path(), &config);
+        first.wait_ready().await;
+        let second = FreshwatchProcess::start(second_dir.path(), &config);
+        second.wait_ready().await;
+        wait_until(
+            "each replica reads one partition",
+            Duration::from_secs(30),
+            || async {
+                first.metric("freshwatch_assigned_partitions").await == Some(1.0)
+                    && second.metric("freshwatch_assigned_partitions").await == Some(1.0)
+            },
+        )
+        .await;
+        let producing = {
+            let brokers = brokers.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let producer = producer(&brokers);
+                // Paced: 10 records a second into each partition, 20 in all.
+                let started = std::time::Instant::now();
+                let mut sent: u32 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for partition in [0, 1] {
+                        producer
+                            .send(
+                                BaseRecord::<(), _>::to("profiles")
+                                    .partition(partition)
+                                    .payload("{}")
+                                    .timestamp(now_ms()),
+                            )
+                            .map_err(|(error, _)| error)
+                            .unwrap();
+                    }
+                    producer.poll(Duration::ZERO);
+                    sent += 1;
+                    let next = started + Duration::from_millis(100) * sent;
+                    std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+                }
+                producer.flush(Duration::from_secs(5)).unwrap();
+            })
+        };
+        let leader = if first.metric("freshwatch_leader").await == Some(1.0) {
+            &first
+        } else {
+            &second
+        };
+        wait_until(
+            "the leader judges the summed rate above min_rate",
+            Duration::from_secs(40),
+            || async {
+                let Ok(response) = reqwest::get(format!("{}/api/v1/volume", leader.base_url)).await
+                else {
+                    return false;
+                };
+                let rows: Vec<serde_json::Value> = response.json().await.unwrap_or_default();
+                rows.iter()
+                    .any(|row| row["feed"] == "profiles" && row["status"] == "ok")
+            },
+        )
+        .await;
+        // The start (a rebalance, the rate measured from nothing) is not the subject: only
+        // what is paged from the moment Redis goes away counts.
+        let settled = receiver.requests().len();
+        let named = |alertname: &str| -> Vec<String> {
+            receiver
+                .requests()
+                .iter()
+                .skip(settled)
+                .filter(|request| request.json["alertname"] == alertname)
+                .map(|request| {
+                    request.json["status"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect()
+        };
+
+        redis.kill();
+        // Past the peer TTL, source_grace, down_grace, the volume window and volume_for.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let logs = || format!("{}\n---\n{}", first.log(), second.log());
+        assert_eq!(
+            named("FreshwatchStateStoreDown"),
+            ["firing"],
+            "one page says the store is down\n{}",
+            logs()
+        );
+        assert!(
+            named("FreshwatchPartitionsUnread").is_empty(),
+            "the peer's partition is unknown, not unread\n{}",
+            logs()
+        );
+        assert!(
+            named("FeedVolumeDrop").is_empty(),
+            "no volume judgement from the leader's own share of the rate\n{}",
+            logs()
+        );
+        assert!(
+            !named("FreshwatchFeedBlind").contains(&"firing".to_owned()),
+            "the feed is blind past blind_after, but its cause has paged already\n{}",
+            logs()
+        );
+
+        // Back: the peers report again within their TTL, so nothing is called unread then
+        // either, and the rate is the whole feed's again.
+        redis.restart();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(named("FreshwatchPartitionsUnread").is_empty(), "{}", logs());
+        assert!(named("FeedVolumeDrop").is_empty(), "{}", logs());
+        stop.store(true, Ordering::Relaxed);
+        producing.join().unwrap();
+    });
+    drop(cluster);
+}

@@ -306,3 +306,121 @@ url = "{url}/hook"
     });
     drop(cluster);
 }
+
+/// A feed's silence holds its `FeedVolumeDrop` as it holds its staleness: the drop that starts
+/// inside the silence pages nobody then, and pages once when the silence ends while it still
+/// fires.
+#[test]
+fn a_feeds_silence_holds_its_volume_drop_until_it_ends() {
+    const ADMIN_TOKEN: &str = "admin-token-0123456789";
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("profiles", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let directory = tempfile::tempdir().unwrap();
+    let interval_ms = Arc::new(AtomicU64::new(100));
+    let stop = Arc::new(AtomicBool::new(false));
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let config = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-volume-silence"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+
+[state]
+path = "{state}"
+flush_interval = "100ms"
+
+[evaluation]
+interval = "200ms"
+blind_after = "1h"
+
+[[feed]]
+name = "profiles"
+topic = "profiles"
+warn_after = "1h"
+critical_after = "2h"
+min_rate = "60/min"
+volume_window = "10s"
+volume_for = "5s"
+
+[[alerts.webhook]]
+url = "{url}/hook"
+"#,
+            state = directory.path().join("state").display(),
+            url = receiver.url,
+        );
+        let mut freshwatch = FreshwatchProcess::start_with_http(
+            directory.path(),
+            &config,
+            &format!("admin_token = \"{ADMIN_TOKEN}\""),
+        );
+        freshwatch.wait_ready().await;
+        let producing = start_producer(brokers.clone(), interval_ms.clone(), stop.clone());
+        wait_until(
+            "the rate is judged and above min_rate",
+            Duration::from_secs(40),
+            || async {
+                volume_row(&freshwatch)
+                    .await
+                    .is_some_and(|row| row["status"] == "ok")
+            },
+        )
+        .await;
+
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/silences", freshwatch.base_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({
+                "matchers": {"feed": "profiles"},
+                "duration": "25s",
+                "comment": "producer migration"
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let silenced_at = std::time::Instant::now();
+        interval_ms.store(4_000, Ordering::Relaxed);
+        wait_until(
+            "FeedVolumeDrop fires inside the silence",
+            Duration::from_secs(22),
+            || async {
+                volume_row(&freshwatch)
+                    .await
+                    .is_some_and(|row| row["status"] == "firing")
+            },
+        )
+        .await;
+        assert!(
+            silenced_at.elapsed() < Duration::from_secs(24),
+            "the drop must start inside the silence for this test to mean anything"
+        );
+        assert!(
+            volume_pages(&receiver).is_empty(),
+            "held by the feed's silence: {:?}",
+            volume_pages(&receiver)
+        );
+        wait_until(
+            "the held drop pages when the silence ends",
+            Duration::from_secs(30),
+            || async { !volume_pages(&receiver).is_empty() },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let statuses: Vec<String> = volume_pages(&receiver)
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect();
+        assert_eq!(statuses, ["firing"], "once, after the silence");
+        assert!(silenced_at.elapsed() >= Duration::from_secs(25));
+        stop.store(true, Ordering::Relaxed);
+        producing.join().unwrap();
+        freshwatch.stop();
+    });
+    drop(cluster);
+}

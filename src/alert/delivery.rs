@@ -10,6 +10,9 @@
 //! The task's channel is bounded ([`inbox::CAPACITY`]). An entry that finds it full is already
 //! in the outbox, so the task takes it up from there ([`OutboxOverflow`]); only an entry the state
 //! store could not take is held in memory until the task catches up.
+//!
+//! What the task holds while it cannot deliver is bounded too: past the sink's `max_queued`
+//! only the newest state of each dedup key is kept, in memory and in the outbox ([`bound`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -101,6 +104,11 @@ impl SinkHandle {
     }
 }
 
+/// An entry is in the outbox before it is sent to the channel, microseconds apart: one taken up
+/// from the outbox longer ago than this, and not come through the channel by a housekeeping
+/// round (which runs only when the channel is empty), overflowed and never comes.
+const TAKEN_ARRIVES_WITHIN: Duration = Duration::from_secs(5);
+
 /// Every sink's handle by name, filled once all are started (for fallbacks).
 pub type Directory = Arc<OnceLock<HashMap<String, SinkHandle>>>;
 
@@ -134,8 +142,10 @@ pub struct SinkTask {
     store_resets: Arc<std::sync::atomic::AtomicU64>,
     store_resets_seen: u64,
     /// Ids taken up from the outbox that may still arrive through the channel: then they are
-    /// already queued (or delivered) and are skipped.
-    taken_from_outbox: HashSet<String>,
+    /// already queued (or delivered, or superseded) and are skipped. Each with when it was
+    /// taken: housekeeping runs only once the channel is empty, so one taken long before cannot
+    /// arrive any more and is forgotten ([`TAKEN_ARRIVES_WITHIN`]).
+    taken_from_outbox: HashMap<String, Instant>,
     /// Entries overflowed into the outbox, but it could not be read: housekeeping tries again.
     outbox_unread: bool,
     /// Test hook: the next delivery attempt panics.
@@ -172,7 +182,7 @@ impl SinkTask {
             fallbacks,
             store_resets: Default::default(),
             store_resets_seen: 0,
-            taken_from_outbox: HashSet::new(),
+            taken_from_outbox: HashMap::new(),
             outbox_unread: false,
             #[cfg(test)]
             panic_before_delivery: Default::default(),
@@ -200,6 +210,56 @@ impl SinkTask {
 
     fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Past `max_queued`, drops every entry a newer one of its dedup key supersedes, from the
+    /// queue and the outbox. The survivor keeps the oldest wait of its key, so a coalesced
+    /// resolve falls back when its trigger would have. A dropped entry taken up from the outbox
+    /// stays marked taken: should it still come through the channel, it must not be queued
+    /// again behind the state that superseded it.
+    async fn bound_queue(&mut self) {
+        let dropped = bound::superseded_past_bound(&self.queue, self.config.max_queued, |queued| {
+            queued.envelope.notification.dedup_key.as_str()
+        });
+        if dropped.is_empty() {
+            return;
+        }
+        let mut is_dropped = vec![false; self.queue.len()];
+        for index in &dropped {
+            is_dropped[*index] = true;
+        }
+        let mut waiting_since: HashMap<String, Instant> = HashMap::new();
+        let mut superseded_ids = Vec::with_capacity(dropped.len());
+        let before = std::mem::take(&mut self.queue);
+        for (queued, dropped) in before.into_iter().zip(is_dropped) {
+            if !dropped {
+                self.queue.push_back(queued);
+                continue;
+            }
+            let since = waiting_since
+                .entry(queued.envelope.notification.dedup_key)
+                .or_insert(queued.enqueued_at);
+            *since = (*since).min(queued.enqueued_at);
+            superseded_ids.extend(queued.envelope.outbox_id);
+        }
+        for queued in &mut self.queue {
+            if let Some(since) = waiting_since.get(&queued.envelope.notification.dedup_key) {
+                queued.enqueued_at = queued.enqueued_at.min(*since);
+            }
+        }
+        for id in &superseded_ids {
+            if let Err(error) = self.store.outbox_remove(&self.config.name, id).await {
+                tracing::warn!(sink = %self.name(), %error, "cannot remove a superseded entry from the outbox; the next start coalesces it again");
+            }
+        }
+        self.metrics
+            .sink_queue_coalesced
+            .get_or_create(&crate::metrics::SinkLabels {
+                sink: self.config.name.clone(),
+            })
+            .inc_by(dropped.len() as u64);
+        tracing::warn!(sink = %self.name(), max_queued = self.config.max_queued, coalesced = dropped.len(), queued = self.queue.len(), "sink holds more than max_queued: only the newest notification of each dedup key is kept");
+        self.publish_pending();
     }
 
     /// Queues an entry. One for a key that fell back goes to the fallbacks at once as well.
@@ -253,7 +313,7 @@ impl SinkTask {
             match serde_json::from_str::<Notification>(&json) {
                 Ok(notification) => {
                     taken += 1;
-                    self.taken_from_outbox.insert(id.clone());
+                    self.taken_from_outbox.insert(id.clone(), Instant::now());
                     let envelope = Envelope {
                         still_firing: false,
                         outbox_id: Some(id),
@@ -270,6 +330,7 @@ impl SinkTask {
         if taken > 0 {
             tracing::info!(sink = %self.name(), pending = taken, "undelivered notifications recovered from the outbox");
         }
+        self.bound_queue().await;
         true
     }
 
@@ -535,7 +596,7 @@ impl SinkTask {
         let already_taken = envelope
             .outbox_id
             .as_ref()
-            .is_some_and(|id| self.taken_from_outbox.remove(id));
+            .is_some_and(|id| self.taken_from_outbox.remove(id).is_some());
         if already_taken {
             return;
         }
@@ -543,6 +604,7 @@ impl SinkTask {
             self.remember_firing(envelope.notification);
         } else {
             self.push(envelope).await;
+            self.bound_queue().await;
         }
     }
 
@@ -570,7 +632,7 @@ impl SinkTask {
                 .iter()
                 .filter_map(|queued| queued.envelope.outbox_id.as_ref())
                 .collect();
-            self.taken_from_outbox.retain(|id| queued.contains(id));
+            self.taken_from_outbox.retain(|id, _| queued.contains(id));
             self.outbox_unread = false;
         } else {
             // Unread: keep what was queued rather than nothing.
@@ -578,6 +640,7 @@ impl SinkTask {
             self.outbox_unread = true;
         }
         self.queue.extend(unstored);
+        self.bound_queue().await;
         self.publish_pending();
     }
 
@@ -589,6 +652,8 @@ impl SinkTask {
         self.fall_back().await;
         self.repeat_firing().await;
         self.prune_sent(Instant::now());
+        self.taken_from_outbox
+            .retain(|_, taken_at| taken_at.elapsed() < TAKEN_ARRIVES_WITHIN);
         self.forget_lost_outbox();
         self.store_unstored().await;
     }
@@ -697,5 +762,6 @@ impl SinkLoop for SinkTask {
     }
 }
 
+mod bound;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -42,6 +42,9 @@ pub use delivery::{Directory, SinkHandle, SinkTask};
 pub use notification::Notification;
 pub use retry::{classify_response, Backoff, Delivery, MAX_RETRY_AFTER};
 
+/// The words freshwatch's parts share live below them all, in [`crate::model`].
+pub use crate::model::SystemAlert;
+
 /// `alertname` of feed staleness alerts.
 pub const FEED_STALE: &str = "FeedStale";
 
@@ -66,31 +69,9 @@ pub enum Notice {
     Absorbed(Box<Notice>),
 }
 
-/// An alert about freshwatch's own condition rather than a feed's staleness.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SystemAlert {
-    pub alertname: &'static str,
-    pub severity: Severity,
-    /// Extra labels, e.g. `feed`.
-    pub labels: Vec<(&'static str, String)>,
-    pub summary: String,
-    /// `false` resolves it.
-    pub firing: bool,
-    /// When the condition began, unix ms.
-    pub since_ms: i64,
-}
-
-impl SystemAlert {
-    /// Stable across restarts, like a feed's.
-    pub fn dedup_key(&self) -> String {
-        let labels: Vec<&str> = self
-            .labels
-            .iter()
-            .map(|(_, value)| value.as_str())
-            .collect();
-        format!("freshwatch/system/{}/{}", self.alertname, labels.join("/"))
-    }
-}
+/// `alertname` of a feed's record rate fallen below its `min_rate` ([`crate::volume`]): about the
+/// feed's data like `FeedStale`, so a feed's silence holds it too.
+pub use crate::model::alertname::FEED_VOLUME_DROP;
 
 /// `alertname` of the always-firing dead-man's-switch alert.
 pub const WATCHDOG: &str = "FreshwatchWatchdog";
@@ -372,15 +353,34 @@ impl Dispatcher {
                 rollup.severity > rollup.previous,
                 rollup.opened_at_ms,
             ),
+            // A feed's silence holds its volume drops as it holds its staleness.
+            Notice::System(alert) if alert.alertname == FEED_VOLUME_DROP => {
+                let label = |wanted: &str| {
+                    alert
+                        .labels
+                        .iter()
+                        .find(|(name, _)| *name == wanted)
+                        .map(|(_, value)| value.as_str())
+                };
+                (
+                    Subject::Series {
+                        feed: label("feed")?,
+                        key: label("key").unwrap_or(""),
+                    },
+                    alert.firing,
+                    alert.since_ms,
+                )
+            }
             Notice::System(alert) => {
                 let group = alert
                     .labels
                     .iter()
                     .find(|(name, _)| *name == "group")
                     .map(|(_, value)| value.as_str())?;
-                let data_loss = alert.alertname == crate::groups::LOST
-                    || (alert.alertname == crate::groups::LOSS_IMMINENT
+                let data_loss = alert.alertname == crate::model::alertname::LOST
+                    || (alert.alertname == crate::model::alertname::LOSS_IMMINENT
                         && alert.severity == Severity::Critical);
+                // `since_ms` is when the alert began, on its resolve too.
                 (
                     Subject::Group { group, data_loss },
                     alert.firing,

@@ -3,10 +3,15 @@
 
 use std::time::Duration;
 
-/// The longest `Retry-After` honoured.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// The longest backoff between two attempts, before jitter.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Retry pacing for transient failures: 1s doubling to 60s, with ±20% jitter.
+/// The longest `Retry-After` honoured: no longer than our own longest backoff. One sink queue
+/// carries every key, so a receiver that asks for a day (or answers `Retry-After: 99999999999`)
+/// would otherwise hold every page behind it for that long; past a minute we try again anyway.
+pub const MAX_RETRY_AFTER: Duration = MAX_BACKOFF;
+
+/// Retry pacing for transient failures: 1s doubling to [`MAX_BACKOFF`], with ±20% jitter.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     attempt: u32,
@@ -21,12 +26,15 @@ impl Backoff {
         self.attempt = 0;
     }
 
-    /// The delay before the next attempt; `retry_after` (a 429's header) wins when longer, up
-    /// to [`MAX_RETRY_AFTER`]: a sink cannot silence freshwatch for longer, and the deadline
-    /// arithmetic cannot overflow.
+    /// The delay before the next attempt; `retry_after` (a 429's or 503's header) wins when
+    /// longer, up to [`MAX_RETRY_AFTER`]: a sink cannot hold its queue for longer than our own
+    /// backoff would, and the deadline arithmetic cannot overflow.
     pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
         let retry_after = retry_after.map(|wait| wait.min(MAX_RETRY_AFTER));
-        let base_ms = 1000u64.saturating_mul(1 << self.attempt.min(6)).min(60_000);
+        let longest_ms = MAX_BACKOFF.as_millis() as u64;
+        let base_ms = 1000u64
+            .saturating_mul(1 << self.attempt.min(6))
+            .min(longest_ms);
         self.attempt = self.attempt.saturating_add(1);
         let jitter = jitter_fraction();
         let delay = Duration::from_millis((base_ms as f64 * (0.8 + 0.4 * jitter)) as u64);

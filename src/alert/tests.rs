@@ -218,8 +218,8 @@ fn backoff_caps_at_sixty_seconds_plus_jitter() {
 fn backoff_honours_a_longer_retry_after_but_not_a_shorter_one() {
     let mut backoff = Backoff::new();
     assert_eq!(
-        backoff.next_delay(Some(Duration::from_secs(300))),
-        Duration::from_secs(300)
+        backoff.next_delay(Some(Duration::from_secs(45))),
+        Duration::from_secs(45)
     );
     let delay = backoff.next_delay(Some(Duration::from_millis(1)));
     assert!(
@@ -227,11 +227,27 @@ fn backoff_honours_a_longer_retry_after_but_not_a_shorter_one() {
         "a shorter Retry-After does not shorten the backoff: {delay:?}"
     );
     let huge = backoff.next_delay(Some(Duration::from_secs(u64::MAX)));
-    assert_eq!(huge, MAX_RETRY_AFTER, "capped at an hour");
+    assert_eq!(huge, MAX_RETRY_AFTER, "capped");
     assert!(
         std::time::Instant::now().checked_add(huge).is_some(),
         "a deadline can be computed from it"
     );
+}
+
+#[test]
+fn an_absurd_retry_after_is_honoured_only_up_to_the_longest_backoff() {
+    let mut backoff = Backoff::new();
+    for asked in [
+        Duration::from_secs(99_999_999_999),
+        Duration::from_secs(3600),
+        Duration::from_secs(61),
+    ] {
+        let delay = backoff.next_delay(Some(asked));
+        assert!(
+            delay <= Duration::from_secs(60),
+            "Retry-After {asked:?} held the sink {delay:?}: never past the 60 s backoff"
+        );
+    }
 }
 
 #[test]
@@ -520,8 +536,8 @@ async fn system_and_group_alerts_reach_a_sink_routed_by_feeds_unless_it_opts_out
     let (dispatcher, shutdown, mut tasks) = start_dispatcher(&config, &store);
     for (alertname, severity) in [
         (FEED_BLIND, Severity::Critical),
-        (crate::groups::LOSS_IMMINENT, Severity::Critical),
-        (crate::groups::LAGGING, Severity::Warning),
+        (crate::model::alertname::LOSS_IMMINENT, Severity::Critical),
+        (crate::model::alertname::LAGGING, Severity::Warning),
     ] {
         dispatcher
             .dispatch(Notice::System(SystemAlert {
@@ -588,4 +604,103 @@ async fn a_failed_delivery_never_carries_its_url_into_the_log() {
     };
     assert!(!error.contains("SECRET"), "{error}");
     assert!(!error.contains("/services/"), "{error}");
+}
+
+/// A silence of `matchers` from an hour ago for two hours.
+fn silence_from_an_hour_ago(
+    id: &str,
+    matchers: crate::silence::Matchers,
+    now_ms: i64,
+) -> crate::silence::Silence {
+    crate::silence::Silence {
+        id: id.into(),
+        matchers,
+        starts_at_ms: now_ms - HOUR_MS,
+        ends_at_ms: now_ms + HOUR_MS,
+        comment: "migration".into(),
+        created_by: String::new(),
+        allow_data_loss: false,
+        end_handled: false,
+    }
+}
+
+#[tokio::test]
+async fn a_feeds_silence_holds_its_volume_drop_and_a_groups_holds_only_resolves_that_began_inside()
+{
+    let directory = tempfile::tempdir().unwrap();
+    let store = delivery::tests::embedded_store(&directory).await;
+    let mut pager = delivery::tests::sink(100);
+    pager.name = "pager".into();
+    let config = AlertsConfig {
+        alertmanager: vec![],
+        sinks: vec![pager],
+        watchdog: false,
+    };
+    let (dispatcher, shutdown, mut tasks) = start_dispatcher(&config, &store);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    dispatcher.silences.insert(silence_from_an_hour_ago(
+        "feed",
+        crate::silence::Matchers {
+            feed: Some("profiles".into()),
+            ..Default::default()
+        },
+        now_ms,
+    ));
+    dispatcher.silences.insert(silence_from_an_hour_ago(
+        "group",
+        crate::silence::Matchers {
+            group: Some("cdp".into()),
+            ..Default::default()
+        },
+        now_ms,
+    ));
+    let volume_drop = |feed: &str| {
+        Notice::System(SystemAlert {
+            alertname: FEED_VOLUME_DROP,
+            severity: Severity::Warning,
+            labels: vec![("feed", feed.into())],
+            summary: String::new(),
+            firing: true,
+            since_ms: now_ms - 10 * 60_000,
+        })
+    };
+    let lagging_resolved = |topic: &str, began_ms: i64| {
+        Notice::System(SystemAlert {
+            alertname: crate::groups::LAGGING,
+            severity: Severity::Warning,
+            labels: vec![("group", "cdp".into()), ("topic", topic.into())],
+            summary: String::new(),
+            firing: false,
+            since_ms: began_ms,
+        })
+    };
+    for notice in [
+        volume_drop("profiles"),
+        volume_drop("billing"),
+        lagging_resolved("paged-before", now_ms - 2 * HOUR_MS),
+        lagging_resolved("began-inside", now_ms - 30 * 60_000),
+    ] {
+        dispatcher.dispatch(notice).await;
+    }
+    let delivered: Vec<String> = store
+        .outbox_list("pager")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, json)| {
+            let notification: Notification = serde_json::from_str(&json).unwrap();
+            notification.dedup_key
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        [
+            "freshwatch/system/FeedVolumeDrop/billing",
+            "freshwatch/system/ConsumerGroupLagging/cdp/paged-before",
+        ],
+        "profiles' drop is held by its feed's silence; the resolve of a group alert paged before \
+         the silence goes out, that of one which began inside is held"
+    );
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
 }

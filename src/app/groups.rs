@@ -77,7 +77,7 @@ impl Pipeline {
                 alerting.clear();
             }
         }
-        self.metrics.groups.show(&views);
+        crate::groups::export_metrics(&self.metrics.groups, &views);
         *groups
             .views
             .lock()

@@ -76,8 +76,14 @@ pub(super) async fn replica_loop(
                 if let Err(error) = pipeline.reload(take_statuses).await {
                     tracing::debug!(%error, "shared state reload failed");
                 }
-                if let Err(error) = pipeline.share_knowledge().await {
-                    tracing::debug!(%error, "knowledge not shared");
+                // Whether the peers' reports can arrive is a fact for the knowledge rule.
+                let now_ms = pipeline.clock.now_ms();
+                match pipeline.share_knowledge().await {
+                    Ok(()) => pipeline.knowledge.observe_store_success(now_ms),
+                    Err(error) => {
+                        pipeline.knowledge.observe_store_failure(now_ms);
+                        tracing::debug!(%error, "knowledge not shared");
+                    }
                 }
                 if let Err(error) = pipeline.silences.reload().await {
                     tracing::debug!(%error, "silences not reloaded");

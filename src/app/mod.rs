@@ -31,6 +31,7 @@ use crate::tracker::Tracker;
 
 mod groups;
 mod hours;
+mod key_limit;
 mod loops;
 pub mod reload;
 mod silences;
@@ -40,11 +41,17 @@ mod volume;
 mod watch;
 
 use groups::{restore_groups, Groups};
+use key_limit::KeyLimits;
 use loops::{evaluation_loop, every, replica_loop, supervised};
 pub use start::{start, start_with, StartOptions};
 use store::open_state_store;
 use volume::{restore_volume, Volume};
 use watch::Watch;
+
+/// How long a stopping pipeline may take once shutdown (SIGTERM) fires before the process
+/// exits without it: the whole process ends within 10 s in every state, even when the state
+/// store does not answer the last flush.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
 
 /// Why freshwatch could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +65,9 @@ pub enum StartError {
         address: SocketAddr,
         error: std::io::Error,
     },
+    /// Shutdown fired before the start was done (while waiting for the state store).
+    #[error("shut down while starting")]
+    ShutDown,
 }
 
 /// Why a started instance stopped on its own.
@@ -108,6 +118,8 @@ struct Pipeline {
     write_gate: tokio::sync::Mutex<()>,
     /// Only the leader evaluates, writes statuses and sends alerts.
     leadership: Arc<Leadership>,
+    /// `ha.lease`: how long a lease taken again after a wipe is held before renewal.
+    lease: Duration,
     /// What freshwatch knows of every partition: whether a feed can be judged now.
     knowledge: Arc<Knowledge>,
     /// The alerts about blindness and state loss.
@@ -115,6 +127,8 @@ struct Pipeline {
     groups: Option<Groups>,
     /// The feeds with `min_rate`: volume drops.
     volume: Option<Volume>,
+    /// The feeds whose `FreshwatchKeyLimit` fires.
+    key_limits: KeyLimits,
     feed_names: Vec<Arc<str>>,
     /// Silences, shared with the API and the sinks.
     silences: crate::silence::SilenceBook,
@@ -130,6 +144,8 @@ struct Pipeline {
     /// Some feed learns by hour, and when its hours were last shared (unix ms).
     learns_by_hour: bool,
     hours_shared_ms: AtomicI64,
+    /// The state store's `freshwatch:epoch` marker as this replica last saw it.
+    epoch_marker: AtomicI64,
 }
 
 impl Pipeline {
@@ -157,14 +173,7 @@ impl Pipeline {
         let held;
         let (transitions, full_feeds) = {
             let (mut tracker, mut evaluator) = self.table();
-            let full_feeds: Vec<(Arc<str>, usize)> = tracker
-                .take_newly_full()
-                .into_iter()
-                .map(|feed| {
-                    let track = tracker.feed(feed);
-                    (track.name.clone(), track.max_keys)
-                })
-                .collect();
+            let full_feeds = tracker.take_newly_full();
             for (index, feed) in assessment.feeds.iter().enumerate() {
                 evaluator.set_sight(index as FeedIndex, feed.sight);
             }
@@ -173,23 +182,15 @@ impl Pipeline {
             (transitions, full_feeds)
         };
         self.silence_ends(now_ms).await;
-        self.source_down_alert(source_down, now_ms).await;
+        self.source_down_alert(
+            source_down,
+            watch::held_by_count(&assessment, crate::knowledge::Blindness::SourceDown),
+            now_ms,
+        )
+        .await;
         self.sight_alerts(&assessment, now_ms).await;
         self.state_lost_alert(now_ms).await;
-        for (feed, max_keys) in full_feeds {
-            tracing::error!(feed = %feed, max_keys, "feed reached max_keys; records with new split values are refused");
-            self.dispatcher.dispatch(Notice::System(SystemAlert {
-                alertname: KEY_LIMIT,
-                severity: Severity::Warning,
-                labels: vec![("feed", feed.to_string())],
-                summary: format!(
-                    "Feed {feed} reached max_keys ({max_keys}); records with new split values are not tracked"
-                ),
-                firing: true,
-                since_ms: now_ms,
-            }))
-            .await;
-        }
+        self.key_limit_alerts(full_feeds, now_ms).await;
         let mut notified = !group_alerts.is_empty() || !volume_alerts.is_empty();
         for alert in volume_alerts {
             tracing::warn!(alertname = alert.alertname, firing = alert.firing, summary = %alert.summary, "feed volume alert");
@@ -380,7 +381,8 @@ impl Pipeline {
         };
         let now_ms = self.clock.now_ms();
         let instance = self.leadership.instance();
-        let own = crate::knowledge::encode_reads(&self.knowledge.own_reads(now_ms));
+        // Read-throughs only as far as flushed: the leader finds those records in the store.
+        let own = crate::knowledge::encode_reads(&self.knowledge.shared_reads(now_ms));
         redis.knowledge_publish(instance, now_ms, &own).await?;
         for (peer, at_ms, reads) in redis.knowledge_read().await? {
             if peer == instance {
@@ -407,6 +409,7 @@ impl Pipeline {
         }
         self.adopt_groups().await;
         self.adopt_volume().await;
+        self.adopt_key_limits().await;
         self.restore_rollups().await;
         self.history.load(&self.store, &self.feed_names).await;
         {
@@ -487,7 +490,13 @@ async fn announce_restored_alerts(pipeline: &Pipeline) {
         crate::groups::firing(&table, now_ms)
     });
     let volume_alerts = pipeline.firing_volume();
-    for alert in group_alerts.into_iter().flatten().chain(volume_alerts) {
+    let key_limit_alerts = pipeline.firing_key_limits();
+    for alert in group_alerts
+        .into_iter()
+        .flatten()
+        .chain(volume_alerts)
+        .chain(key_limit_alerts)
+    {
         pipeline
             .dispatcher
             .dispatch(Notice::RestoredSystem(alert))

@@ -10,6 +10,12 @@
 //! reload answered 400 with the message `check-config` gives. What the running process holds
 //! open cannot change at a reload: `kafka.brokers`, `kafka.group_id`, the state store and
 //! `http.listen` are refused there, and need a restart.
+//!
+//! Reload never stops what works: the running pipeline is stopped only once the state store
+//! the new one restores from answers. A store that does not answer within `state.open_timeout`
+//! refuses the reload (400, or a logged refusal for SIGHUP) and the running pipeline goes on
+//! judging and paging from memory. Shutdown (SIGTERM) is heard in every phase, waiting for
+//! the store at first start included, and ends the process within [`super::SHUTDOWN_GRACE`].
 
 use std::path::{Path, PathBuf};
 
@@ -106,6 +112,44 @@ pub enum ServeError {
     },
 }
 
+/// Waits until `store` answers, for at most `timeout`: a reload stops the running pipeline
+/// only after this. The error is the refusal's message.
+async fn store_answers(store: &StateStore, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = String::from("no answer");
+    loop {
+        match tokio::time::timeout_at(deadline, store.ping()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => last_error = error.to_string(),
+            Err(_) => break,
+        }
+        let retry_at = tokio::time::Instant::now() + Duration::from_millis(200);
+        if retry_at >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(retry_at).await;
+    }
+    Err(format!(
+        "the {} state store did not answer within state.open_timeout ({}; {last_error}): the running pipeline goes on; reload again once it answers",
+        store.kind(),
+        humantime::format_duration(timeout)
+    ))
+}
+
+/// Waits for a stopping pipeline, at most [`super::SHUTDOWN_GRACE`]: what it did not finish
+/// by then (a flush to a store that does not answer) is given up so the process can exit.
+async fn stopped_within_grace(
+    stopped: impl std::future::Future<Output = Result<(), RunError>>,
+) -> Result<(), RunError> {
+    match tokio::time::timeout(super::SHUTDOWN_GRACE, stopped).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!(grace = ?super::SHUTDOWN_GRACE, "the pipeline did not stop within the shutdown grace; exiting without it");
+            Ok(())
+        }
+    }
+}
+
 /// `freshwatch run`: the pipeline from `config` (read from `path`) until `shutdown`, started
 /// again on every accepted reload.
 pub async fn serve(
@@ -124,17 +168,23 @@ pub async fn serve(
     let mut store = None;
     let mut last_good: Option<Config> = None;
     loop {
-        let instance = CancellationToken::new();
+        // A child of `shutdown`: SIGTERM reaches a pipeline still waiting for its store.
+        let instance = shutdown.child_token();
         let options = StartOptions {
             listener: Some(listener.try_clone().map_err(bind_error)?),
             store: store.clone(),
             reloads: Some(sender.clone()),
             reload_status: Some(status.clone()),
         };
-        let running = match start_with(config.clone(), clock.clone(), instance.clone(), options)
-            .await
-        {
+        let started = tokio::select! {
+            biased;
+            // Shutdown while starting (waiting for Redis): nothing runs yet, nothing to stop.
+            _ = shutdown.cancelled() => return Ok(()),
+            started = start_with(config.clone(), clock.clone(), instance.clone(), options) => started,
+        };
+        let running = match started {
             Ok(running) => running,
+            Err(_) if shutdown.is_cancelled() => return Ok(()),
             // The new config passed validation but did not start (a Kafka property librdkafka
             // refuses): back to the one that ran.
             Err(error) if last_good.is_some() => {
@@ -149,19 +199,36 @@ pub async fn serve(
             status.succeeded(clock.now_ms());
             tracing::info!(feeds = config.feeds.len(), "config reloaded");
         }
-        store = Some(running.store.clone());
+        let running_store = running.store.clone();
+        store = Some(running_store.clone());
         let mut stopped = std::pin::pin!(running.wait());
         let next = loop {
             let reply = tokio::select! {
                 _ = shutdown.cancelled() => {
                     instance.cancel();
-                    return Ok(stopped.await?);
+                    return Ok(stopped_within_grace(&mut stopped).await?);
                 }
                 result = &mut stopped => return Ok(result?),
                 Some(reply) = requests.recv() => Some(reply),
                 Some(()) = hangups.recv() => None,
             };
-            match prepare(&path, &config) {
+            // The file first, then whether the store the new pipeline restores from answers;
+            // the running pipeline goes on meanwhile, and stops only when both hold.
+            let checked = match prepare(&path, &config) {
+                Ok(next) => {
+                    let timeout = next.state.open_timeout;
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => {
+                            instance.cancel();
+                            return Ok(stopped_within_grace(&mut stopped).await?);
+                        }
+                        answered = store_answers(&running_store, timeout) => answered.map(|()| next),
+                    }
+                }
+                Err(message) => Err(message),
+            };
+            match checked {
                 Ok(next) => {
                     if let Some(reply) = reply {
                         let _ = reply.send(Ok(()));
@@ -179,7 +246,11 @@ pub async fn serve(
         };
         tracing::info!("reloading: stopping the pipeline to start it with the new config");
         instance.cancel();
-        stopped.await?;
+        // Stopped in full (its sinks drained) before the next starts; SIGTERM meanwhile bounds it.
+        tokio::select! {
+            result = &mut stopped => result?,
+            _ = shutdown.cancelled() => return Ok(stopped_within_grace(&mut stopped).await?),
+        }
         last_good = Some(std::mem::replace(&mut config, next));
     }
 }

@@ -56,6 +56,22 @@ impl Pipeline {
                 notices.extend(rollups.announce(&feed, &facts, now_ms).map(Notice::RollUp));
             }
         }
+        notices.extend(
+            self.firing_volume()
+                .into_iter()
+                .filter(|alert| {
+                    let label = |wanted: &str| {
+                        alert
+                            .labels
+                            .iter()
+                            .find(|(name, _)| *name == wanted)
+                            .map_or("", |(_, value)| value.as_str())
+                    };
+                    alert.since_ms >= silence.starts_at_ms
+                        && silence.matches_series(label("feed"), label("key"))
+                })
+                .map(Notice::System),
+        );
         if let Some(groups) = &self.groups {
             let table = groups
                 .table

@@ -63,8 +63,9 @@ pub async fn start_with(
 ) -> Result<Running, StartError> {
     let start_ms = clock.now_ms();
     let feed_names: Vec<Arc<str>> = config.feeds.iter().map(|feed| feed.name.clone()).collect();
-    let (store, watch_started, snapshot, store_was_empty) =
+    let (store, watch_started, snapshot, epoch) =
         open_state_store(&config, &feed_names, start_ms, &shutdown, options.store).await?;
+    let store_was_empty = !epoch.was_there;
     let tracker = restore_tracker(&config, &store, watch_started, snapshot, start_ms).await;
     let tracker = Arc::new(Mutex::new(tracker));
     let groups = if config.groups.is_empty() {
@@ -73,6 +74,7 @@ pub async fn start_with(
         Some(restore_groups(&config, &store).await)
     };
     let volume = restore_volume(&config, &store, &feed_names, start_ms).await;
+    let key_limits = KeyLimits::load(&store).await;
     let evaluator = Evaluator::new(&config.feeds);
     let rules: Arc<[_]> = evaluator.rules().to_vec().into();
     let mut registry = Registry::default();
@@ -201,6 +203,7 @@ pub async fn start_with(
         readiness: readiness.clone(),
         write_gate: tokio::sync::Mutex::new(()),
         leadership: leadership.clone(),
+        lease: config.ha.lease,
         feed_names: feed_names.clone(),
         reload_cursors: tokio::sync::Mutex::new(vec![Default::default(); feed_names.len()]),
         silences: silences.clone(),
@@ -209,11 +212,13 @@ pub async fn start_with(
         knowledge,
         groups,
         volume,
+        key_limits,
         watch: watch_for(&config, store_was_empty, start_ms),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),
         learns_by_hour: learns_by_hour(&config),
         hours_shared_ms: std::sync::atomic::AtomicI64::new(start_ms),
+        epoch_marker: AtomicI64::new(epoch.marker),
     });
     if leadership.is_leader() {
         metrics.leader.set(1);
@@ -244,6 +249,7 @@ pub async fn start_with(
     let loops = spawn_loops(&pipeline, &config, &phases.loops);
 
     let http_state = HttpState {
+        held_by: pipeline.watch.held_by.clone(),
         reloads: options.reloads,
         silences: silences.clone(),
         access: Arc::new(crate::http::Access {
@@ -376,6 +382,8 @@ fn watch_for(config: &Config, store_was_empty: bool, start_ms: i64) -> Watch {
         state_down_since_ms: AtomicI64::new(0),
         unread_alerting: AtomicBool::new(false),
         blind_alerting: Mutex::new(vec![false; config.feeds.len()]),
+        blind_own_since: Mutex::new(vec![None; config.feeds.len()]),
+        held_by: crate::knowledge::HeldBy::new(config.feeds.len()),
         blind: Arc::new(AtomicBool::new(false)),
         store_was_empty,
         state_lost_alerting: AtomicBool::new(false),

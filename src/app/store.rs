@@ -2,11 +2,16 @@
 //! store lost it, and opening the store at start (waiting for Redis rather than exiting).
 
 use super::*;
+use crate::model::SeriesId;
 
 impl Pipeline {
     /// The store answers but lost freshwatch's data (restarted empty, failed over, evicted):
-    /// everything in memory is written back, statuses, outbox and `watch_started` included, so
-    /// a later restart still knows every quiet feed.
+    /// everything in memory is written back, so a later restart still knows every quiet feed
+    /// and every promise made: series (last-seen, status, cadence), `watch_started`, the
+    /// outboxes, silences and learned hours on every replica; group and volume state, open
+    /// roll-ups and the history by the leader (a follower's copy of those may be stale; each
+    /// replica compares the marker with the one it saw, so the leader repairs even when a
+    /// follower noticed first).
     pub(super) async fn restore_lost_state(&self) {
         self.metrics.state_store_resets.inc();
         let expected_started: Vec<(Arc<str>, String, i64)> = {
@@ -65,6 +70,34 @@ impl Pipeline {
             }
         }
         self.dispatcher.outbox_lost();
+        self.silences.write_back().await;
+        self.share_hours(true).await;
+        if self.leadership.is_leader() {
+            self.write_back_rollups().await;
+            self.history.write_back(&self.store).await;
+        }
+    }
+
+    /// Writes every open roll-up again (the leader's: a follower's may be stale).
+    async fn write_back_rollups(&self) {
+        let entries: Vec<(String, String)> = {
+            let rollups = self.rollups.lock().await;
+            rollups
+                .feeds()
+                .into_iter()
+                .filter_map(|feed| {
+                    let rollup = rollups.get(&feed)?;
+                    Some((feed.to_string(), serde_json::to_string(rollup).ok()?))
+                })
+                .collect()
+        };
+        if let Err(error) = self
+            .store
+            .documents_write(crate::state::Documents::RollUps, entries)
+            .await
+        {
+            tracing::warn!(%error, "roll-ups not written back yet");
+        }
     }
 
     /// Writes changed series, then commits the offsets they cover.
@@ -74,14 +107,35 @@ impl Pipeline {
     }
 
     pub(super) async fn flush_holding(&self, gate: tokio::sync::MutexGuard<'_, ()>) {
-        if let Ok(false) = self.store.epoch_ensure(self.clock.now_ms()).await {
-            self.restore_lost_state().await;
+        let checked = self.store.epoch_ensure(self.clock.now_ms()).await;
+        if let Ok(epoch) = &checked {
+            // Another marker than the one this replica saw: the store lost everything since,
+            // even when another replica noticed first and set it again.
+            let seen = self.epoch_marker.swap(epoch.marker, Ordering::Relaxed);
+            if seen != epoch.marker {
+                self.restore_lost_state().await;
+                // The lease and the token counter went with the data: no status is written
+                // under the old term's token (its fences would refuse every later leader's
+                // writes).
+                if let Some(redis) = self.store.redis() {
+                    crate::ha::retake_after_wipe(redis, &self.leadership, self.lease).await;
+                }
+            }
+        }
+        // A store that could not say whether it still holds freshwatch's data is not written
+        // (it may have come back empty a moment ago): this flush fails and keeps everything.
+        if let Err(error) = checked {
+            drop(gate);
+            self.flush_failed(error, Vec::new(), false).await;
+            return;
         }
         self.flush_groups().await;
         self.flush_volume().await;
         self.share_hours(false).await;
         let leader = self.leadership.is_leader();
         let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
+        // Everything read before this moment is in the changes taken now.
+        let taken_at_ms = self.clock.now_ms();
         let (ids, records, positions) = {
             let mut tracker = self
                 .tracker
@@ -106,12 +160,16 @@ impl Pipeline {
             (ids, records, tracker.take_positions())
         };
         let result = if records.is_empty() {
-            self.store.ping().await
+            self.store.ping().await.map(|()| Default::default())
         } else {
             self.store.write(records, fence).await
         };
         match result {
-            Ok(()) => {
+            Ok(outcome) => {
+                if let (Some(newest), Some(token)) = (outcome.fenced_by, fence) {
+                    self.fenced_off(token, newest);
+                }
+                self.knowledge.observe_flushed(taken_at_ms);
                 if !ids.is_empty() {
                     self.metrics
                         .state_flushes
@@ -129,31 +187,52 @@ impl Pipeline {
                 self.state_down_alert(false, self.clock.now_ms()).await;
             }
             Err(error) => {
-                self.metrics
-                    .state_flushes
-                    .get_or_create(&OutcomeLabels { outcome: "failed" })
-                    .inc();
-                self.metrics.state_store_up.set(0);
-                self.readiness
-                    .state_store_up
-                    .store(false, Ordering::Relaxed);
-                tracing::warn!(store = self.store.kind(), %error, pending = ids.len(), "state flush failed; keeping changes in memory");
-                {
-                    let mut tracker = self
-                        .tracker
-                        .lock()
-                        .unwrap_or_else(|poison| poison.into_inner());
-                    for id in ids {
-                        tracker.mark_dirty(id);
-                    }
-                    if positions.is_some() {
-                        tracker.requeue_positions();
-                    }
-                }
                 drop(gate);
-                self.state_down_alert(true, self.clock.now_ms()).await;
+                self.flush_failed(error, ids, positions.is_some()).await;
             }
         }
+    }
+
+    /// A flush did not reach the store: the series it took (`ids`) and the positions (when it
+    /// took them) are offered again at the next one.
+    async fn flush_failed(&self, error: StateError, ids: Vec<SeriesId>, had_positions: bool) {
+        self.metrics
+            .state_flushes
+            .get_or_create(&OutcomeLabels { outcome: "failed" })
+            .inc();
+        self.metrics.state_store_up.set(0);
+        self.readiness
+            .state_store_up
+            .store(false, Ordering::Relaxed);
+        tracing::warn!(store = self.store.kind(), %error, pending = ids.len(), "state flush failed; keeping changes in memory");
+        {
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for id in ids {
+                tracker.mark_dirty(id);
+            }
+            if had_positions {
+                tracker.requeue_positions();
+            }
+        }
+        self.state_down_alert(true, self.clock.now_ms()).await;
+    }
+}
+
+impl Pipeline {
+    /// The store refused this leader's statuses: a leader with token `newest` wrote the feeds
+    /// since. Logged and counted together; the replica stands by (see
+    /// [`crate::ha::Leadership::fenced_off`]) instead of judging on beside the new leader.
+    fn fenced_off(&self, token: u64, newest: u64) {
+        self.metrics.state_writes_fenced.inc();
+        tracing::error!(
+            token,
+            newest,
+            "status write refused by the fence: a newer leader wrote these feeds; standing by"
+        );
+        self.leadership.fenced_off(newest);
     }
 }
 
@@ -168,7 +247,15 @@ pub(super) async fn open_state_store(
     start_ms: i64,
     shutdown: &CancellationToken,
     reuse: Option<StateStore>,
-) -> Result<(StateStore, Vec<i64>, crate::state::Snapshot, bool), StartError> {
+) -> Result<
+    (
+        StateStore,
+        Vec<i64>,
+        crate::state::Snapshot,
+        crate::state::Epoch,
+    ),
+    StartError,
+> {
     let mut delay = Duration::from_secs(1);
     loop {
         let attempt = async {
@@ -176,17 +263,23 @@ pub(super) async fn open_state_store(
                 Some(store) => store.clone(),
                 None => StateStore::open(&config.state).await?,
             };
-            let held = store.epoch_ensure(start_ms).await?;
+            let epoch = store.epoch_ensure(start_ms).await?;
             let mut watch_started = Vec::with_capacity(feed_names.len());
             for name in feed_names {
                 watch_started.push(store.watch_started(name, start_ms).await?);
             }
             let snapshot = store.load(feed_names).await?;
-            Ok::<_, StateError>((store, watch_started, snapshot, !held))
+            Ok::<_, StateError>((store, watch_started, snapshot, epoch))
         };
-        let error = match attempt.await {
-            Ok(opened) => return Ok(opened),
-            Err(error) => error,
+        // An attempt on a Redis that accepts connections but does not answer (SIGSTOP, a
+        // partition) waits out its timeouts: shutdown must not wait with it.
+        let error = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(StartError::ShutDown),
+            attempted = attempt => match attempted {
+                Ok(opened) => return Ok(opened),
+                Err(error) => error,
+            },
         };
         if matches!(config.state.backend, StateBackend::Embedded { .. }) {
             return Err(StartError::State(error));

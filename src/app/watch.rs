@@ -3,6 +3,7 @@
 //! from [`crate::knowledge`] and the store; this only turns their changes into pages.
 
 use super::*;
+use crate::knowledge::Blindness;
 
 /// The alerts about freshwatch's own sight and memory, and what they remember between ticks.
 pub(super) struct Watch {
@@ -15,6 +16,12 @@ pub(super) struct Watch {
     pub(super) state_down_since_ms: AtomicI64,
     pub(super) unread_alerting: AtomicBool,
     pub(super) blind_alerting: Mutex<Vec<bool>>,
+    /// Per feed: since when it has been blind for a reason of its own (not held by a cause that
+    /// pages for it); `None` while known or held.
+    pub(super) blind_own_since: Mutex<Vec<Option<i64>>>,
+    /// Per feed: the alert that pages for its blindness (`FreshwatchSourceDown`,
+    /// `FreshwatchPartitionsUnread`), shown as `held_by` in the API and on the status page.
+    pub(super) held_by: crate::knowledge::HeldBy,
     /// Whether any feed or partition is past its bound unseen: the heartbeat stops.
     pub(super) blind: Arc<AtomicBool>,
     /// The state store was empty at start: `FreshwatchStateLost` once the group shows it had
@@ -28,7 +35,7 @@ pub(super) struct Watch {
 impl Pipeline {
     /// Raises `FreshwatchSourceDown` once the source has been down past its grace; resolves it
     /// when Kafka answers again.
-    pub(super) async fn source_down_alert(&self, source_down: bool, now_ms: i64) {
+    pub(super) async fn source_down_alert(&self, source_down: bool, held: usize, now_ms: i64) {
         if self
             .watch
             .source_alerting
@@ -49,7 +56,11 @@ impl Pipeline {
                 alertname: SOURCE_DOWN,
                 severity: Severity::Critical,
                 labels: vec![],
-                summary: "freshwatch cannot reach Kafka: feed staleness is not being judged".into(),
+                summary: if source_down {
+                    format!("freshwatch cannot reach Kafka: feed staleness is not being judged ({held} feed(s) held: they page no FreshwatchFeedBlind of their own)")
+                } else {
+                    "freshwatch reaches Kafka again: feeds are judged once caught up".into()
+                },
                 firing: source_down,
                 since_ms: now_ms,
             }))
@@ -81,10 +92,11 @@ impl Pipeline {
                     severity: Severity::Critical,
                     labels: vec![],
                     summary: format!(
-                        "No freshwatch replica is reading {} partition(s) ({}{}): feeds on them cannot be judged, so a silence there would not page",
+                        "No freshwatch replica is reading {} partition(s) ({}{}): feeds on them cannot be judged, so a silence there would not page ({} feed(s) held)",
                         overdue.len(),
                         listed.join(", "),
-                        if overdue.len() > listed.len() { ", ..." } else { "" }
+                        if overdue.len() > listed.len() { ", ..." } else { "" },
+                        held_by_count(assessment, Blindness::Unowned)
                     ),
                     firing: unread,
                     since_ms,
@@ -98,11 +110,32 @@ impl Pipeline {
                 .blind_alerting
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
+            let mut own_since = self
+                .watch
+                .blind_own_since
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let mut held_by = self.watch.held_by.lock();
             for (index, feed) in assessment.feeds.iter().enumerate() {
                 let (name, bound_ms) = &self.watch.feeds[index];
-                let overdue = feed
-                    .blind_since_ms
-                    .is_some_and(|since_ms| now_ms - since_ms >= *bound_ms);
+                let cause = held_cause(feed.sight);
+                let was_held = held_by[index].is_some();
+                held_by[index] = cause;
+                // One cause, one page: a feed blind because Kafka or its partitions' readers
+                // are gone is told by that cause's alert. Its own clock starts when it is blind
+                // for a reason of its own, or when the cause is over.
+                own_since[index] = match (feed.sight, cause) {
+                    (Sight::Blind(_), None) => Some(own_since[index].unwrap_or(if was_held {
+                        now_ms
+                    } else {
+                        feed.blind_since_ms.unwrap_or(now_ms)
+                    })),
+                    _ => None,
+                };
+                let blind = matches!(feed.sight, Sight::Blind(_));
+                let overdue = feed.sight.pages_when_blind()
+                    && ((alerting[index] && blind)
+                        || own_since[index].is_some_and(|since_ms| now_ms - since_ms >= *bound_ms));
                 if alerting[index] != overdue {
                     alerting[index] = overdue;
                     changes.push((name.clone(), feed.sight, feed.blind_since_ms, overdue));
@@ -200,4 +233,23 @@ impl Pipeline {
             }))
             .await;
     }
+}
+
+/// The alert that pages for a feed blind for this reason, if one does.
+fn held_cause(sight: Sight) -> Option<&'static str> {
+    match sight {
+        Sight::Blind(Blindness::SourceDown) => Some(SOURCE_DOWN),
+        Sight::Blind(Blindness::Unowned) => Some(PARTITIONS_UNREAD),
+        Sight::Blind(Blindness::StoreDown) => Some(STATE_STORE_DOWN),
+        _ => None,
+    }
+}
+
+/// How many feeds `cause` holds in `assessment`.
+pub(super) fn held_by_count(assessment: &Assessment, cause: Blindness) -> usize {
+    assessment
+        .feeds
+        .iter()
+        .filter(|feed| matches!(feed.sight, Sight::Blind(blindness) if blindness == cause))
+        .count()
 }

@@ -20,8 +20,16 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::config::{Config, FeedConfig};
 
-pub use replay::{replay, KeyTable, Observation, Window};
+pub use replay::{replay, KeyTable, Observation};
 pub use report::{Alert, Report};
+
+/// The simulated time line, unix ms: from `now - since` to now. Both the replay and the report
+/// speak of it, so it lives here, below them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
 
 /// What the command line asks for.
 #[derive(Debug, Clone)]

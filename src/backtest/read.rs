@@ -21,9 +21,10 @@ use crate::extract::Extractor;
 use crate::model::FeedIndex;
 use crate::source::KafkaRecord;
 
-use super::replay::{KeyTable, Observation, Window};
+use super::replay::{KeyTable, Observation};
 use super::report::ReadSummary;
 use super::BacktestError;
+use super::Window;
 
 /// How long the brokers get to answer a request before the backtest gives up.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

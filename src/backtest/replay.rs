@@ -19,13 +19,7 @@ use crate::model::FeedIndex;
 use crate::tracker::Tracker;
 
 use super::report::Alert;
-
-/// The simulated time line, unix ms: from `now - since` to now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub start_ms: i64,
-    pub end_ms: i64,
-}
+use super::Window;
 
 /// One record, as little as the replay needs: 16 bytes, the split value interned in a
 /// [`KeyTable`]. A window of 10M records costs ~160 MB; records of one partition with the same

@@ -29,7 +29,7 @@ use crate::clock::{human_duration_ms, rfc3339};
 use crate::config::FeedConfig;
 use crate::model::{Severity, Status};
 
-use super::replay::Window;
+use super::Window;
 
 /// One alert that would have fired.
 #[derive(Debug, Clone, PartialEq, Eq)]

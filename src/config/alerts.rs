@@ -62,6 +62,8 @@ pub struct SinkConfig {
     pub timeout: Duration,
     /// Takes system and consumer-group alerts whatever `feeds` says.
     pub system: bool,
+    /// Notifications held while undelivered before only the newest per dedup key is kept.
+    pub max_queued: usize,
 }
 
 impl SinkConfig {
@@ -402,6 +404,12 @@ fn route_sinks(
                 "must be at least 1",
             ));
         }
+        if routing.max_queued == 0 {
+            return Err(ConfigError::invalid(
+                format!("{key}.max_queued"),
+                "must be at least 1",
+            ));
+        }
         sinks.push(SinkConfig {
             name,
             kind,
@@ -414,6 +422,7 @@ fn route_sinks(
             rate_limit_period: routing.rate_limit_period,
             timeout: routing.timeout,
             system: routing.system,
+            max_queued: routing.max_queued,
         });
     }
     Ok(sinks)

@@ -137,6 +137,11 @@ pub struct RawState {
     /// The state store failing this long raises `FreshwatchStateStoreDown`.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub down_grace: Duration,
+    /// How long a reload waits for the state store to answer before it is refused: the running
+    /// pipeline is stopped only once the new one's store answers, so a reload during a Redis
+    /// blip never leaves freshwatch without a pipeline.
+    #[serde(default = "default_open_timeout", with = "humantime_serde")]
+    pub open_timeout: Duration,
 }
 
 impl Default for RawState {
@@ -148,6 +153,7 @@ impl Default for RawState {
             flush_interval: default_flush_interval(),
             key_prefix: default_key_prefix(),
             down_grace: default_grace(),
+            open_timeout: default_open_timeout(),
         }
     }
 }
@@ -561,6 +567,7 @@ pub struct RawRouting {
     pub rate_limit_period: Duration,
     pub timeout: Duration,
     pub system: bool,
+    pub max_queued: usize,
 }
 
 /// Declares a sink table with its own fields plus the routing fields (serde's `flatten` cannot
@@ -602,6 +609,12 @@ macro_rules! sink_table {
             /// whatever `feeds` says (when `min_severity` admits them); `false` opts out.
             #[serde(default = "default_true")]
             pub system: bool,
+            /// Notifications this sink holds while it cannot deliver (in memory and in its
+            /// outbox). Past it, only the newest state of each dedup key is kept (counted in
+            /// `freshwatch_sink_queue_coalesced_total`), so a sink that is down for a day stays
+            /// bounded and still sends the latest state of every alert.
+            #[serde(default = "default_max_queued")]
+            pub max_queued: usize,
         }
 
         impl $name {
@@ -617,6 +630,7 @@ macro_rules! sink_table {
                     rate_limit_period: self.rate_limit_period,
                     timeout: self.timeout,
                     system: self.system,
+                    max_queued: self.max_queued,
                 }
             }
         }
@@ -744,6 +758,9 @@ fn default_state_path() -> PathBuf {
 fn default_flush_interval() -> Duration {
     Duration::from_secs(1)
 }
+fn default_open_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_key_prefix() -> String {
     "freshwatch".to_owned()
 }
@@ -780,6 +797,12 @@ fn default_repeat_interval() -> Duration {
 fn default_rate_limit() -> u32 {
     12
 }
+/// A sink down for hours during an incident storm still fits in memory: 10,000 notifications
+/// are a few MB.
+fn default_max_queued() -> usize {
+    10_000
+}
+
 fn default_rate_limit_period() -> Duration {
     Duration::from_secs(3600)
 }

@@ -20,6 +20,8 @@ pub struct StateConfig {
     pub flush_interval: Duration,
     pub key_prefix: String,
     pub down_grace: Duration,
+    /// How long a reload waits for the state store before it is refused.
+    pub open_timeout: Duration,
 }
 
 /// `[ha]`, validated. Used only with Redis state.
@@ -44,6 +46,12 @@ pub(super) fn validate_state(raw: raw::RawState) -> Result<StateConfig, ConfigEr
             "must be at least 10ms",
         ));
     }
+    if raw.open_timeout < Duration::from_millis(100) {
+        return Err(ConfigError::invalid(
+            "state.open_timeout",
+            "must be at least 100ms",
+        ));
+    }
     if raw.key_prefix.is_empty() || raw.key_prefix.contains(['{', '}']) {
         return Err(ConfigError::invalid(
             "state.key_prefix",
@@ -55,6 +63,7 @@ pub(super) fn validate_state(raw: raw::RawState) -> Result<StateConfig, ConfigEr
         flush_interval: raw.flush_interval,
         key_prefix: raw.key_prefix,
         down_grace: raw.down_grace,
+        open_timeout: raw.open_timeout,
     })
 }
 

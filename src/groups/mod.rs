@@ -26,7 +26,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{GroupConfig, GroupMatcher};
-use crate::model::Severity;
+use crate::model::{Severity, SystemAlert};
 
 pub use judge::{judge, summary, GroupStatus, PartitionView, TopicView};
 
@@ -284,6 +284,11 @@ pub struct TopicState {
     pub first_watched_ms: i64,
     pub partitions: BTreeMap<i32, PartitionState>,
     pub firing: Firing,
+    /// When each firing alert began, by alertname, unix ms: its resolve carries it, so a silence
+    /// holds the resolve only of an alert that began inside it (one paged before the silence
+    /// must be told it ended). Persisted with `firing`; absent in state from older versions.
+    #[serde(default)]
+    pub began_ms: BTreeMap<String, i64>,
     #[serde(skip)]
     pub retention: Option<(Retention, RetentionSource)>,
     #[serde(skip)]
@@ -311,6 +316,7 @@ impl TopicState {
                 stored.first_watched_ms
             };
         }
+        self.began_ms = stored.began_ms;
         for (partition, theirs) in stored.partitions {
             match self.partitions.get_mut(&partition) {
                 Some(own) if own.committed == theirs.committed => {
@@ -414,16 +420,7 @@ pub fn rules_for(rules: &[GroupRules], label: &str, group_id: &str, topic: &str)
 #[cfg(test)]
 mod tests;
 
-/// `alertname` of a group behind in time or stalled.
-pub const LAGGING: &str = "ConsumerGroupLagging";
-/// `alertname` of a group without committed offsets on a topic that holds records.
-pub const MISSING: &str = "ConsumerGroupMissing";
-/// `alertname` of unread records about to expire.
-pub const LOSS_IMMINENT: &str = "DataLossImminent";
-/// `alertname` of unread records that expired.
-pub const LOST: &str = "DataLost";
-/// `alertname` of groups freshwatch cannot read past `blind_after`.
-pub const GROUPS_BLIND: &str = "FreshwatchGroupsBlind";
+pub use crate::model::alertname::{GROUPS_BLIND, LAGGING, LOSS_IMMINENT, LOST, MISSING};
 
 /// Judges every watched (group, topic) at `now_ms`. Returns the views, and for `leader` the
 /// alert changes (a new severity first resolves the old one, as feed alerts do), updating
@@ -436,11 +433,7 @@ pub fn evaluate(
     now_ms: i64,
     known_since_ms: i64,
     leader: bool,
-) -> (
-    Vec<TopicView>,
-    Vec<crate::alert::SystemAlert>,
-    Vec<GroupTopic>,
-) {
+) -> (Vec<TopicView>, Vec<SystemAlert>, Vec<GroupTopic>) {
     let mut views = Vec::with_capacity(table.len());
     let mut alerts = Vec::new();
     let mut removed = Vec::new();
@@ -452,17 +445,17 @@ pub fn evaluate(
         state.rules = index;
         let view = judge(label, topic, state, &rules[index], now_ms, known_since_ms);
         if leader && view.wants != state.firing {
-            alerts.extend(changes(&view, &state.firing, now_ms));
+            alerts.extend(changes(&view, &state.firing, now_ms, &mut state.began_ms));
             state.firing = view.wants.clone();
             state.dirty = true;
         }
         views.push(view);
     }
     for key in &removed {
-        if let Some(state) = table.remove(key) {
+        if let Some(mut state) = table.remove(key) {
             if leader {
                 let view = judge::unwatched(&key.0, &key.1, &state);
-                for mut alert in changes(&view, &state.firing, now_ms) {
+                for mut alert in changes(&view, &state.firing, now_ms, &mut state.began_ms) {
                     alert.summary = format!(
                         "Consumer group {} is no longer watched on {} (its [[group]] was removed or changed)",
                         key.0, key.1
@@ -487,24 +480,35 @@ pub fn evaluate(
 
 /// The alerts still firing in `table`, to hand to Alertmanager again after a restart or a
 /// change of leader (notification sinks are not paged again).
-pub fn firing(table: &GroupsTable, now_ms: i64) -> Vec<crate::alert::SystemAlert> {
+pub fn firing(table: &GroupsTable, now_ms: i64) -> Vec<SystemAlert> {
     let mut alerts = Vec::new();
     for ((label, topic), state) in table {
         let mut view = judge::unwatched(label, topic, state);
         view.wants = state.firing.clone();
-        alerts.extend(changes(&view, &Firing::default(), now_ms));
+        // Each as it began (`now` only for state from before the start was recorded).
+        let mut began_ms = state.began_ms.clone();
+        alerts.extend(changes(&view, &Firing::default(), now_ms, &mut began_ms));
     }
     alerts
 }
 
-fn changes(view: &TopicView, old: &Firing, now_ms: i64) -> Vec<crate::alert::SystemAlert> {
+/// The alerts that resolve and start going from `old` to what `view` wants. A start records in
+/// `began_ms` when it began (`now_ms`, unless already recorded); a resolve carries that moment
+/// and forgets it (`now_ms` when it was never recorded).
+fn changes(
+    view: &TopicView,
+    old: &Firing,
+    now_ms: i64,
+    began_ms: &mut BTreeMap<String, i64>,
+) -> Vec<SystemAlert> {
     let mut alerts = Vec::new();
     let mut change = |alertname: &'static str, old: Option<Severity>, new: Option<Severity>| {
         if old == new {
             return;
         }
         if let Some(severity) = old {
-            let mut resolve = alert(view, alertname, severity, false, now_ms);
+            let began = began_ms.remove(alertname).unwrap_or(now_ms);
+            let mut resolve = alert(view, alertname, severity, false, began);
             if let Some(new) = new {
                 // Not over: it changed severity. Say so, not "keeping up again".
                 let moved = if new > severity {
@@ -517,7 +521,8 @@ fn changes(view: &TopicView, old: &Firing, now_ms: i64) -> Vec<crate::alert::Sys
             alerts.push(resolve);
         }
         if let Some(severity) = new {
-            alerts.push(alert(view, alertname, severity, true, now_ms));
+            let began = *began_ms.entry(alertname.to_owned()).or_insert(now_ms);
+            alerts.push(alert(view, alertname, severity, true, began));
         }
     };
     change(LAGGING, old.lagging, view.wants.lagging);
@@ -536,15 +541,15 @@ fn alert(
     alertname: &'static str,
     severity: Severity,
     firing: bool,
-    now_ms: i64,
-) -> crate::alert::SystemAlert {
-    crate::alert::SystemAlert {
+    began_ms: i64,
+) -> SystemAlert {
+    SystemAlert {
         alertname,
         severity,
         labels: vec![("group", view.group.clone()), ("topic", view.topic.clone())],
         summary: summary(view, alertname, firing),
         firing,
-        since_ms: now_ms,
+        since_ms: began_ms,
     }
 }
 
@@ -557,7 +562,7 @@ pub fn blindness(
     blind_after_ms: i64,
     held: bool,
     now_ms: i64,
-) -> Vec<crate::alert::SystemAlert> {
+) -> Vec<SystemAlert> {
     let mut alerts = Vec::new();
     let overdue: BTreeMap<&Arc<str>, &ReadFailure> = reads
         .iter()
@@ -583,7 +588,7 @@ pub fn blindness(
             (false, true) => "Watched consumer groups can be read again".to_owned(),
             (false, false) => format!("Consumer group {label} can be read again"),
         };
-        crate::alert::SystemAlert {
+        SystemAlert {
             alertname: GROUPS_BLIND,
             severity: Severity::Critical,
             labels: vec![("group", label.to_owned())],
@@ -606,4 +611,43 @@ pub fn blindness(
         }
     }
     alerts
+}
+
+/// Sets every group gauge from one judgement: the verdicts flow into the metrics, never back.
+pub fn export_metrics(metrics: &crate::metrics::GroupMetrics, views: &[TopicView]) {
+    use crate::metrics::{set_or_remove, GroupLabels, GroupTopicLabels};
+    for view in views {
+        let labels = GroupTopicLabels {
+            group: view.group.clone(),
+            topic: view.topic.clone(),
+        };
+        set_or_remove(&metrics.lag_seconds, &labels, view.lag_seconds);
+        metrics
+            .lag_records
+            .get_or_create(&labels)
+            .set(view.lag_records);
+        set_or_remove(&metrics.loss_eta_seconds, &labels, view.loss_eta_seconds);
+        set_or_remove(
+            &metrics.catchup_eta_seconds,
+            &labels,
+            view.catchup_eta_seconds,
+        );
+        let lost = metrics.records_lost.get_or_create(&labels);
+        let counted = lost.get();
+        if view.records_lost > counted {
+            lost.inc_by(view.records_lost - counted);
+        }
+        metrics
+            .status
+            .get_or_create(&labels)
+            .set(view.status.gauge_value());
+        if let Some(members) = view.members {
+            metrics
+                .members
+                .get_or_create(&GroupLabels {
+                    group: view.group.clone(),
+                })
+                .set(members as i64);
+        }
+    }
 }

@@ -676,3 +676,44 @@ fn a_group_that_cannot_be_read_past_blind_after_pages_once_and_resolves() {
     assert_eq!(resolved.len(), 2);
     assert!(resolved.iter().all(|alert| !alert.firing));
 }
+
+#[test]
+fn a_group_alert_and_its_resolve_carry_when_it_began_across_a_restart() {
+    let began_ms = NOV_24_MS + 10 * MINUTE_MS;
+    let mut part = PartitionState::default();
+    part.observe(100, 0, 150, NOV_24_MS);
+    part.found_first_unread(100, NOV_24_MS);
+    let key = (Arc::from("cdp"), "upstream".to_owned());
+    let mut table = GroupsTable::new();
+    table.insert(key.clone(), one_partition(part.clone()));
+    table.get_mut(&key).unwrap().observed_at_ms = began_ms;
+    let (_, fired, _) = evaluate(&mut table, &[rules()], began_ms, 0, true);
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert!(fired[0].firing);
+    assert_eq!(fired[0].since_ms, began_ms);
+
+    // Restarted an hour later: the stored state says when it began.
+    let stored: TopicState =
+        serde_json::from_str(&serde_json::to_string(&table[&key]).unwrap()).unwrap();
+    let mut table = GroupsTable::new();
+    table.insert(key.clone(), one_partition(part.clone()));
+    table.get_mut(&key).unwrap().adopt(stored);
+    let restarted_ms = began_ms + HOUR_MS;
+    let still = firing(&table, restarted_ms);
+    assert_eq!(still.len(), 1);
+    assert_eq!(still[0].since_ms, began_ms, "still firing since it began");
+
+    let resolved_ms = restarted_ms + MINUTE_MS;
+    part.observe(150, 0, 150, resolved_ms);
+    let state = table.get_mut(&key).unwrap();
+    state.partitions.insert(3, part);
+    state.observed_at_ms = resolved_ms;
+    let (_, resolved, _) = evaluate(&mut table, &[rules()], resolved_ms, 0, true);
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert!(!resolved[0].firing);
+    assert_eq!(
+        resolved[0].since_ms, began_ms,
+        "the resolve says when the alert began, not when it ended: a silence since then holds \
+         it only if the alert began inside"
+    );
+}

@@ -224,3 +224,83 @@ fn reads_survive_the_trip_through_the_state_store() {
     assert_eq!(decode_reads("orders:x=1"), None);
     assert_eq!(decode_reads("1700000000000:orders"), None);
 }
+
+#[test]
+fn with_the_store_down_a_peers_partitions_are_unknown_not_unread() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 2)]));
+    knowledge.observe_assignment(0, &partitions("orders", 2)[..1]);
+    knowledge.observe_reads([(("orders".into(), 0), Some(5_000))]);
+    knowledge.observe_peer("peer", 4_500, vec![(("orders".into(), 1), Some(4_400))]);
+    assert!(!knowledge.peers_unknown(5_000));
+    // Redis goes away: the peer's report can no longer be refreshed, and ages past the TTL.
+    knowledge.observe_store_failure(5_100);
+    assert!(
+        knowledge.peers_unknown(5_100),
+        "a sum over replicas is partial"
+    );
+    let assessment = knowledge.assess(11_001);
+    assert_eq!(
+        assessment.feeds[FEED].sight,
+        Sight::Blind(Blindness::StoreDown)
+    );
+    assert!(
+        assessment.unowned.is_empty(),
+        "no partition is called unread"
+    );
+    assert!(
+        !assessment.feeds[FEED].sight.pages_when_blind(),
+        "FreshwatchStateStoreDown is the one page of this cause"
+    );
+    assert!(
+        knowledge.forget_dead_peers(11_001).is_empty(),
+        "a report that aged while nobody could publish says nothing of its replica"
+    );
+    // Back: the peer has a TTL to report again, and is unknown meanwhile.
+    knowledge.observe_store_success(12_000);
+    assert!(knowledge.peers_unknown(12_000));
+    assert!(knowledge.assess(12_000).unowned.is_empty());
+    knowledge.observe_reads([(("orders".into(), 0), Some(12_500))]);
+    knowledge.observe_peer("peer", 12_500, vec![(("orders".into(), 1), Some(12_400))]);
+    assert_eq!(
+        sight(&knowledge, 12_500),
+        Sight::Known { through_ms: 12_400 }
+    );
+    // Past the TTL after it came back, a peer that never reported again is gone: unread.
+    assert!(!knowledge.peers_unknown(18_001));
+    assert_eq!(knowledge.forget_dead_peers(19_000), vec!["peer".to_owned()]);
+    let assessment = knowledge.assess(19_000);
+    assert_eq!(
+        assessment.feeds[FEED].sight,
+        Sight::Blind(Blindness::Unowned)
+    );
+    assert_eq!(assessment.unowned.len(), 1);
+}
+
+#[test]
+fn a_replica_says_it_read_through_a_moment_only_once_it_flushed_what_it_read_before() {
+    let knowledge = orders_knowledge(FeedMode::Consume);
+    knowledge.observe_metadata(1_000, metadata(1_000, &[("orders", 1)]));
+    knowledge.observe_assignment(0, &partitions("orders", 1));
+    knowledge.observe_reads([(("orders".into(), 0), Some(2_000))]);
+    assert_eq!(
+        knowledge.shared_reads(2_000),
+        vec![(("orders".into(), 0), None)],
+        "nothing flushed yet: nothing read through"
+    );
+    knowledge.observe_flushed(1_900);
+    assert_eq!(
+        knowledge.shared_reads(2_000),
+        vec![(("orders".into(), 0), Some(1_900))]
+    );
+    knowledge.observe_flushed(2_100);
+    assert_eq!(
+        knowledge.shared_reads(2_100),
+        vec![(("orders".into(), 0), Some(2_000))]
+    );
+    assert_eq!(
+        sight(&knowledge, 2_100),
+        Sight::Known { through_ms: 2_000 },
+        "its own judgement reads its memory"
+    );
+}

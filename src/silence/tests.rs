@@ -130,3 +130,53 @@ fn ended_silences_are_handed_over_once_and_forgotten_after_a_day() {
     );
     assert_ne!(new_id(), new_id());
 }
+
+/// A store that lost its silences (Redis restarted empty) must not make a reload drop the ones
+/// held in memory before the repair writes them back; one forgotten by the store is dropped.
+#[tokio::test]
+async fn a_reload_from_a_store_that_lost_a_silence_keeps_it_until_it_is_written_back() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = crate::state::StateStore::Embedded(
+        crate::state::EmbeddedStore::open(directory.path().to_path_buf())
+            .await
+            .unwrap(),
+    );
+    let clock = Arc::new(crate::clock::ManualClock::new(NOW_MS));
+    let book = SilenceBook::new(Silences::new(), store.clone(), clock.clone());
+    let held = book
+        .create(request(
+            r#"{"matchers": {"feed": "billing"}, "duration": "30m", "comment": "migration"}"#,
+        ))
+        .await
+        .unwrap();
+    let mut old = silence(r#"{"matchers": {"feed": "a"}, "duration": "1h", "comment": "c"}"#);
+    old.id = "old".into();
+    old.end_handled = true;
+    book.silences.insert(old);
+    // The store loses every silence.
+    store
+        .documents_remove(
+            crate::state::Documents::Silences,
+            vec![held.id.clone(), "old".into()],
+        )
+        .await
+        .unwrap();
+    book.reload().await.unwrap();
+    assert_eq!(book.silences.get(&held.id), Some(held.clone()));
+
+    book.write_back().await;
+    let stored = store
+        .documents_load(crate::state::Documents::Silences)
+        .await
+        .unwrap();
+    assert!(stored.iter().any(|(id, _)| *id == held.id));
+
+    // A day after its end, a silence the store no longer holds is gone for good.
+    clock.set(NOW_MS + 2 * HOUR_MS + KEEP_EXPIRED_MS);
+    store
+        .documents_remove(crate::state::Documents::Silences, vec!["old".into()])
+        .await
+        .unwrap();
+    book.reload().await.unwrap();
+    assert_eq!(book.silences.get("old"), None);
+}

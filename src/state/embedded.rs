@@ -26,6 +26,7 @@ const HISTORY: TableDefinition<&str, &str> = TableDefinition::new("history");
 const VOLUME: TableDefinition<&str, &str> = TableDefinition::new("volume");
 const VOLUME_COUNTS: TableDefinition<&str, &str> = TableDefinition::new("volume_counts");
 const HOURS: TableDefinition<&str, &str> = TableDefinition::new("cadence_hours");
+const KEY_LIMITS: TableDefinition<&str, &str> = TableDefinition::new("key_limits");
 
 fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
     match table {
@@ -36,6 +37,7 @@ fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'stati
         Documents::Volume => VOLUME,
         Documents::VolumeCounts => VOLUME_COUNTS,
         Documents::Hours => HOURS,
+        Documents::KeyLimits => KEY_LIMITS,
     }
 }
 
@@ -79,6 +81,7 @@ impl EmbeddedStore {
                 VOLUME,
                 VOLUME_COUNTS,
                 HOURS,
+                KEY_LIMITS,
             ] {
                 transaction
                     .open_table(table)

@@ -72,12 +72,30 @@ impl SeriesRecord {
     }
 }
 
+/// What a write could not do, though the store answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The statuses were refused: a leader with this newer fencing token wrote the feed. The
+    /// last-seen times were merged all the same.
+    pub fenced_by: Option<u64>,
+}
+
 /// Everything loaded at start.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub series: Vec<SeriesRecord>,
     /// Per feed: when freshwatch first watched it.
     pub watch_started_ms: HashMap<String, i64>,
+}
+
+/// The marker that says the store holds freshwatch's state (`freshwatch:epoch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    /// When it was set, unix ms: a value other than the one a replica saw before means the
+    /// store lost everything since (and someone set the marker again).
+    pub marker: i64,
+    /// It was there: `false` when this call set it.
+    pub was_there: bool,
 }
 
 /// Small JSON documents kept by name (a Redis hash, a redb table).
@@ -98,6 +116,8 @@ pub enum Documents {
     VolumeCounts,
     /// Per feed that learns by hour: its hours, see [`crate::cadence::Weekly`].
     Hours,
+    /// Per feed whose `FreshwatchKeyLimit` fires: since when, see `app::key_limit`.
+    KeyLimits,
 }
 
 impl Documents {
@@ -110,6 +130,7 @@ impl Documents {
             Documents::Volume => "volume",
             Documents::VolumeCounts => "volume_counts",
             Documents::Hours => "cadence_hours",
+            Documents::KeyLimits => "key_limits",
         }
     }
 }
@@ -197,18 +218,22 @@ impl StateStore {
     }
 
     /// Merges `records` into the store: last-seen by max, status by overwrite. With `fence`
-    /// (the leader's fencing token), statuses are refused once a newer leader wrote them.
+    /// (the leader's fencing token), statuses are refused once a newer leader wrote them, and
+    /// the answer says so.
     pub async fn write(
         &self,
         records: Vec<SeriesRecord>,
         fence: Option<u64>,
-    ) -> Result<(), StateError> {
+    ) -> Result<WriteOutcome, StateError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(WriteOutcome::default());
         }
         match self {
             StateStore::Redis(store) => store.write(&records, fence).await,
-            StateStore::Embedded(store) => store.write(records).await,
+            StateStore::Embedded(store) => {
+                store.write(records).await?;
+                Ok(WriteOutcome::default())
+            }
         }
     }
 
@@ -236,13 +261,16 @@ impl StateStore {
         }
     }
 
-    /// Whether the store still holds freshwatch's state: sets the marker when it is missing and
-    /// answers `false` then (a new store, or one that lost everything). The embedded store
-    /// cannot lose its file behind freshwatch's back without failing, so it always holds.
-    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<bool, StateError> {
+    /// Whether the store still holds freshwatch's state: sets the marker when it is missing
+    /// (a new store, or one that lost everything). The embedded store cannot lose its file
+    /// behind freshwatch's back without failing, so it always holds, with one marker.
+    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<Epoch, StateError> {
         match self {
             StateStore::Redis(store) => store.epoch_ensure(now_ms).await,
-            StateStore::Embedded(_) => Ok(true),
+            StateStore::Embedded(_) => Ok(Epoch {
+                marker: 0,
+                was_there: true,
+            }),
         }
     }
 

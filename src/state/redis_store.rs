@@ -10,8 +10,8 @@
 //! - `{prefix}:{<feed>}:changes`: stream, one entry per write of the feed naming the split values
 //!   it wrote, trimmed to the last [`CHANGE_LOG_WINDOW_MS`]: replicas reload only what changed;
 //! - `{prefix}:outbox:{<sink>}`: stream of undelivered notifications, oldest first;
-//! - `{prefix}:groups`, `{prefix}:rollups`, `{prefix}:silences`, `{prefix}:history`: hashes of
-//!   JSON documents ([`Documents`]).
+//! - `{prefix}:groups`, `{prefix}:rollups`, `{prefix}:silences`, `{prefix}:history`,
+//!   `{prefix}:key_limits`, ...: hashes of JSON documents ([`Documents`]).
 //!
 //! The unsplit feed's split value is the empty string.
 
@@ -21,8 +21,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{
-    decode_cadence, decode_status, encode_status, record_of, Documents, SeriesRecord, Snapshot,
-    StateError,
+    decode_cadence, decode_status, encode_status, record_of, Documents, Epoch, SeriesRecord,
+    Snapshot, StateError, WriteOutcome,
 };
 use crate::model::Status;
 
@@ -38,16 +38,32 @@ return 0
 ";
 
 /// HSET of status fields unless a newer leader already wrote this feed: KEYS[2] (in the feed's
-/// hash slot) keeps the highest fencing token that wrote, ARGV[1] is the writer's token.
+/// hash slot) keeps the highest fencing token that wrote, ARGV[1] is the writer's token. Returns
+/// 0 when written, else the newer token that refused the write (always above 0), so the writer
+/// learns it was deposed and which token its next term must beat.
 const FENCED_HSET: &str = r"
 local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
 local token = tonumber(ARGV[1])
-if token < newest then return 0 end
+if token < newest then return newest end
 redis.call('SET', KEYS[2], ARGV[1])
 for i = 2, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-return 1
+return 0
+";
+
+/// INCR of the fencing token (KEYS[1]), lifted above ARGV[1] (the highest token the caller has
+/// seen) when it is not: after Redis lost its data the counter starts again at 1, below the
+/// fences an earlier leader may have written since, and a term with a token below them would
+/// have every status write refused.
+const NEXT_TOKEN: &str = r"
+local token = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+if token <= floor then
+  token = floor + 1
+  redis.call('SET', KEYS[1], token)
+end
+return token
 ";
 
 /// Merges cadence summaries into KEYS[1] (ARGV: field, summary, ...) by
@@ -175,16 +191,16 @@ return 0
 async fn send_loading_scripts(
     connection: &mut Connection,
     pipeline: &redis::Pipeline,
-) -> Result<(), StateError> {
-    let Err(error) = pipeline.query_async::<()>(connection).await else {
-        return Ok(());
+) -> Result<Vec<u64>, StateError> {
+    let error = match pipeline.query_async::<Vec<u64>>(connection).await {
+        Ok(replies) => return Ok(replies),
+        Err(error) => error,
     };
     if error.kind() != redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
         return Err(error.into());
     }
     CADENCE_MERGE.load_async(connection).await?;
-    let () = pipeline.query_async(connection).await?;
-    Ok(())
+    Ok(pipeline.query_async(connection).await?)
 }
 
 /// Where a replica's reload of one feed stands: the last change-log entry it has read.
@@ -481,15 +497,18 @@ impl RedisStore {
         Ok(started)
     }
 
+    /// Merges `records`; see [`crate::state::StateStore::write`] for what it answers.
     pub async fn write(
         &self,
         records: &[SeriesRecord],
         fence: Option<u64>,
-    ) -> Result<(), StateError> {
+    ) -> Result<WriteOutcome, StateError> {
         let mut connection = self.connection.clone();
         let mut pipeline = redis::pipe();
         let mut by_feed: std::collections::BTreeMap<&str, Vec<&SeriesRecord>> =
             std::collections::BTreeMap::new();
+        // One reply per fenced status script: 0, or the newer token that refused it.
+        let mut fence_replies: Vec<u64> = Vec::new();
         for record in records {
             by_feed.entry(&record.feed).or_default().push(record);
         }
@@ -532,15 +551,16 @@ impl RedisStore {
                         for (key, text) in chunk {
                             command.arg(*key).arg(text);
                         }
+                        // Not ignored: its reply says whether a newer leader refused it.
                     }
                     None => {
                         let command = pipeline.cmd("HSET").arg(&status_key);
                         for (key, text) in chunk {
                             command.arg(*key).arg(text);
                         }
+                        pipeline.ignore();
                     }
                 }
-                pipeline.ignore();
             }
             let with_cadence: Vec<(&[u8], String)> = feed_records
                 .iter()
@@ -570,14 +590,19 @@ impl RedisStore {
             }
             // A cluster pipeline must stay in one slot: one per feed (its hash tag).
             if self.cluster {
-                send_loading_scripts(&mut connection, &pipeline).await?;
+                fence_replies.extend(send_loading_scripts(&mut connection, &pipeline).await?);
                 pipeline = redis::pipe();
             }
         }
         if !self.cluster {
-            send_loading_scripts(&mut connection, &pipeline).await?;
+            fence_replies.extend(send_loading_scripts(&mut connection, &pipeline).await?);
         }
-        Ok(())
+        Ok(WriteOutcome {
+            fenced_by: fence_replies
+                .into_iter()
+                .filter(|&newest| newest != 0)
+                .max(),
+        })
     }
 
     fn outbox_key(&self, sink: &str) -> String {
@@ -633,6 +658,18 @@ impl RedisStore {
         instance: &str,
         ttl_ms: i64,
     ) -> Result<Option<u64>, StateError> {
+        self.lease_acquire_above(instance, ttl_ms, 0).await
+    }
+
+    /// [`RedisStore::lease_acquire`] with a token above `floor`, the highest this replica has
+    /// seen (its own last term, or the one that fenced it off): the token counter is lifted
+    /// past it when Redis lost its data and counts from 1 again.
+    pub async fn lease_acquire_above(
+        &self,
+        instance: &str,
+        ttl_ms: i64,
+        floor: u64,
+    ) -> Result<Option<u64>, StateError> {
         let mut connection = self.connection.clone();
         let holder: Option<String> = redis::cmd("GET")
             .arg(self.leader_key())
@@ -641,8 +678,11 @@ impl RedisStore {
         if holder.is_some() {
             return Ok(None);
         }
-        let token: u64 = redis::cmd("INCR")
+        let token: u64 = redis::cmd("EVAL")
+            .arg(NEXT_TOKEN)
+            .arg(1)
             .arg(format!("{}:leader_token", self.prefix))
+            .arg(floor)
             .query_async(&mut connection)
             .await?;
         let taken: Option<String> = redis::cmd("SET")
@@ -783,18 +823,23 @@ impl RedisStore {
     }
 
     /// Sets the marker that says this Redis holds freshwatch's state, unless it is there;
-    /// returns whether it was there. Missing means the store is new, or lost everything
-    /// (restarted without persistence, failed over to an empty replica, evicted).
-    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<bool, StateError> {
+    /// returns its value and whether it was there. Missing means the store is new, or lost
+    /// everything (restarted without persistence, failed over to an empty replica, evicted).
+    /// The value is when it was set: a replica that finds another value than it saw before knows
+    /// the store lost its data since, even when another replica set the marker again first.
+    pub async fn epoch_ensure(&self, now_ms: i64) -> Result<Epoch, StateError> {
         let mut connection = self.connection.clone();
         // A read first: the common case must not need Redis to take writes (a flush that
         // cannot write must fail at the write itself, before any offset is committed).
-        let present: bool = redis::cmd("EXISTS")
+        let present: Option<String> = redis::cmd("GET")
             .arg(self.epoch_key())
             .query_async(&mut connection)
             .await?;
-        if present {
-            return Ok(true);
+        if let Some(marker) = present {
+            return Ok(Epoch {
+                marker: self.decode_epoch(&marker)?,
+                was_there: true,
+            });
         }
         let set: Option<String> = redis::cmd("SET")
             .arg(self.epoch_key())
@@ -802,7 +847,28 @@ impl RedisStore {
             .arg("NX")
             .query_async(&mut connection)
             .await?;
-        Ok(set.is_none())
+        if set.is_some() {
+            return Ok(Epoch {
+                marker: now_ms,
+                was_there: false,
+            });
+        }
+        // Another replica set it in between.
+        let marker: String = redis::cmd("GET")
+            .arg(self.epoch_key())
+            .query_async(&mut connection)
+            .await?;
+        Ok(Epoch {
+            marker: self.decode_epoch(&marker)?,
+            was_there: true,
+        })
+    }
+
+    fn decode_epoch(&self, marker: &str) -> Result<i64, StateError> {
+        marker.parse().map_err(|_| StateError::Corrupt {
+            what: self.epoch_key(),
+            value: marker.to_owned(),
+        })
     }
 
     /// Whether Redis may evict freshwatch's keys under memory pressure: `Some(policy)` when

@@ -27,17 +27,16 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::SystemAlert;
 use crate::config::{MinRate, VolumeConfig};
 use crate::model::Severity;
+use crate::model::SystemAlert;
 use crate::schedule::WeekClock;
 
 pub mod replicas;
 #[cfg(test)]
 mod tests;
 
-/// The alert's name.
-pub const FEED_VOLUME_DROP: &str = "FeedVolumeDrop";
+pub use crate::model::alertname::FEED_VOLUME_DROP;
 /// Buckets per sliding window.
 pub const BUCKETS: usize = 10;
 /// Hours in a week: one baseline slot each.
@@ -626,5 +625,29 @@ fn status(series: &SeriesVolume) -> &'static str {
         (Some(rate), Some(threshold)) if rate < threshold => "below",
         (Some(_), Some(_)) => "ok",
         _ => "unjudged",
+    }
+}
+
+/// Sets every volume gauge from one judgement: the verdicts flow into the metrics, never back.
+pub fn export_metrics(metrics: &crate::metrics::VolumeMetrics, views: &[VolumeView]) {
+    for view in views {
+        let mut labels: crate::metrics::VolumeLabels = vec![("feed", view.feed.clone())];
+        if let Some(key) = &view.key {
+            labels.push(("key", key.clone()));
+        }
+        for (family, value) in [
+            (&metrics.rate, view.rate_per_second),
+            (&metrics.expected_rate, view.expected_rate_per_second),
+            (&metrics.min_rate, view.threshold_per_second),
+        ] {
+            match value {
+                Some(value) => {
+                    family.get_or_create(&labels).set(value);
+                }
+                None => {
+                    family.remove(&labels);
+                }
+            }
+        }
     }
 }

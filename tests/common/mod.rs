@@ -176,6 +176,26 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// SIGSTOP: the server still accepts connections (the kernel does) but answers nothing, as
+    /// in a long pause or a network blip. [`RedisServer::thaw`] ends it.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::freeze`].
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("redis-server running");
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// Runs one command, e.g. `["CLIENT", "PAUSE", "30000", "WRITE"]`.
     pub fn command(&self, args: &[&str]) -> redis::Value {
         let client = redis::Client::open(self.url.as_str()).unwrap();
@@ -696,6 +716,21 @@ impl FreshwatchProcess {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// SIGTERM, then how long the process took to exit (`None`: still running after `limit`).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<Duration> {
+        self.signal("TERM");
+        let asked = Instant::now();
+        let child = self.child.as_mut().expect("running");
+        while asked.elapsed() < limit {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                self.child = None;
+                return Some(asked.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Whether the process is still alive (it has not exited on its own).

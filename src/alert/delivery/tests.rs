@@ -34,6 +34,7 @@ pub(crate) fn sink(rate_limit: u32) -> SinkConfig {
         rate_limit_period: Duration::from_secs(3600),
         timeout: Duration::from_secs(1),
         system: true,
+        max_queued: 10_000,
     }
 }
 
@@ -547,4 +548,244 @@ async fn a_full_sink_channel_never_blocks_and_loses_nothing_the_outbox_takes_ove
         "each once, in order"
     );
     assert!(store.outbox_list("hook").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_503_with_an_absurd_retry_after_holds_the_sink_no_longer_than_the_longest_backoff() {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "99999999999")],
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let directory = tempfile::tempdir().unwrap();
+    let store = embedded_store(&directory).await;
+    let url = reqwest::Url::parse(&format!("http://{address}/hook")).unwrap();
+    let (mut task, handle, mut inbox) = SinkTask::new(
+        webhook_sink(url),
+        &context(store.clone(), Metrics::default(), Directory::default()),
+    );
+    handle
+        .enqueue(&store, notification("acme", "critical", true))
+        .await;
+    handle
+        .enqueue(&store, notification("globex", "critical", true))
+        .await;
+    while let Ok(envelope) = inbox.try_recv() {
+        task.push(envelope).await;
+    }
+    let mut backoff = Backoff::new();
+    for attempt in 0..3 {
+        let wait = task.deliver_next(&mut backoff).await;
+        assert!(
+            wait <= Duration::from_secs(60),
+            "attempt {attempt}: every key waits {wait:?} behind the 503; 60 s at most"
+        );
+    }
+    assert_eq!(
+        task.queue.len(),
+        2,
+        "nothing dropped: still queued, retried"
+    );
+}
+
+/// A webhook receiver that answers 503 until `up` is set, then takes notifications: their
+/// `key:status`, in order.
+async fn flaky_webhook_receiver() -> (
+    reqwest::Url,
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let received: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let (is_up, kept) = (up.clone(), received.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let (is_up, kept) = (is_up.clone(), kept.clone());
+            async move {
+                if !is_up.load(std::sync::atomic::Ordering::SeqCst) {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let key = body["key"].as_str().unwrap_or_default();
+                let status = body["feed_status"].as_str().unwrap_or_default();
+                kept.lock().unwrap().push(format!("{key}:{status}"));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = reqwest::Url::parse(&format!("http://{address}/hook")).unwrap();
+    (url, up, received)
+}
+
+#[tokio::test]
+async fn a_sink_past_max_queued_keeps_only_the_newest_state_of_each_key_in_memory_and_outbox() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = embedded_store(&directory).await;
+    let metrics = Metrics::default();
+    let config = SinkConfig {
+        max_queued: 4,
+        ..sink(100)
+    };
+    let (mut task, handle, mut inbox) = SinkTask::new(
+        config,
+        &context(store.clone(), metrics.clone(), Directory::default()),
+    );
+    // The sink is down: 3 keys flap 40 times each, while nothing is delivered.
+    for round in 0..40 {
+        for key in ["acme", "globex", "initech"] {
+            let (status, firing) = if round % 2 == 0 {
+                ("critical", true)
+            } else {
+                ("ok", false)
+            };
+            handle
+                .enqueue(&store, notification(key, status, firing))
+                .await;
+            while let Ok(envelope) = inbox.try_recv() {
+                task.receive(envelope).await;
+            }
+            assert!(
+                task.queue.len() <= 4,
+                "memory bounded: {}",
+                task.queue.len()
+            );
+            assert!(
+                store.outbox_list("hook").await.unwrap().len() <= 4,
+                "outbox bounded"
+            );
+        }
+    }
+    // globex resolves last and acme fires again last: the newest state of each key is kept.
+    handle
+        .enqueue(&store, notification("acme", "critical", true))
+        .await;
+    while let Ok(envelope) = inbox.try_recv() {
+        task.receive(envelope).await;
+    }
+    let kept: Vec<String> = task
+        .queue
+        .iter()
+        .map(|queued| {
+            let notification = &queued.envelope.notification;
+            format!("{}:{}", notification.key, notification.status.as_str())
+        })
+        .collect();
+    assert_eq!(kept, ["globex:ok", "initech:ok", "acme:critical"]);
+    let stored = store.outbox_list("hook").await.unwrap();
+    assert_eq!(stored.len(), 3, "the outbox holds what memory holds");
+    let coalesced = super::super::sink_counter(&metrics.sink_queue_coalesced, "hook");
+    assert_eq!(coalesced.get(), 121 - 3, "every superseded entry counted");
+}
+
+#[tokio::test]
+async fn a_sink_that_comes_back_after_its_queue_was_coalesced_sends_every_keys_last_state_in_order()
+{
+    let directory = tempfile::tempdir().unwrap();
+    let store = embedded_store(&directory).await;
+    let metrics = Metrics::default();
+    let (url, up, received) = flaky_webhook_receiver().await;
+    let config = SinkConfig {
+        max_queued: 10,
+        ..webhook_sink(url)
+    };
+    let sink_context = context(store.clone(), metrics.clone(), Directory::default());
+    let (mut task, handle, mut inbox) = SinkTask::new(config, &sink_context);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let running = tokio::spawn(async move { task.run(&mut inbox, &stop).await });
+
+    // Down: 25 keys fire and resolve 12 times, then 5 of them fire again: 605 notifications.
+    let keys: Vec<String> = (0..25).map(|index| format!("k{index:02}")).collect();
+    for _ in 0..12 {
+        for key in &keys {
+            handle
+                .enqueue(&store, notification(key, "critical", true))
+                .await;
+            handle.enqueue(&store, notification(key, "ok", false)).await;
+        }
+    }
+    for key in &keys[20..] {
+        handle
+            .enqueue(&store, notification(key, "critical", true))
+            .await;
+    }
+    let pending = metrics
+        .outbox_pending
+        .get_or_create(&crate::metrics::SinkLabels {
+            sink: "hook".into(),
+        })
+        .clone();
+    eventually("the queue holds one entry per key", || pending.get() == 25).await;
+    assert_eq!(
+        store.outbox_list("hook").await.unwrap().len(),
+        25,
+        "the outbox is bounded like memory"
+    );
+    let coalesced = super::super::sink_counter(&metrics.sink_queue_coalesced, "hook");
+    assert_eq!(coalesced.get(), 605 - 25);
+
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while received.lock().unwrap().len() < 25 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the sink to deliver"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    let mut expected: Vec<String> = keys[..20].iter().map(|key| format!("{key}:ok")).collect();
+    expected.extend(keys[20..].iter().map(|key| format!("{key}:critical")));
+    assert_eq!(
+        *received.lock().unwrap(),
+        expected,
+        "the last state of every key, once each, in queue order"
+    );
+    assert!(store.outbox_list("hook").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_entry_coalesced_away_that_still_comes_through_the_channel_is_not_queued_again() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = embedded_store(&directory).await;
+    let config = SinkConfig {
+        max_queued: 1,
+        ..sink(100)
+    };
+    let (mut task, handle, mut inbox) = SinkTask::new(
+        config,
+        &context(store.clone(), Metrics::default(), Directory::default()),
+    );
+    handle
+        .enqueue(&store, notification("acme", "critical", true))
+        .await;
+    handle
+        .enqueue(&store, notification("acme", "ok", false))
+        .await;
+    // The task reads the outbox (after an overflow, say) before the channel: the trigger is
+    // coalesced away behind its resolve...
+    assert!(task.take_up_outbox().await);
+    assert_eq!(task.queue.len(), 1);
+    // ...and then comes through the channel, late: it must not become the key's newest state.
+    while let Ok(envelope) = inbox.try_recv() {
+        task.receive(envelope).await;
+    }
+    let kept: Vec<&str> = task
+        .queue
+        .iter()
+        .map(|queued| queued.envelope.notification.status.as_str())
+        .collect();
+    assert_eq!(kept, ["ok"], "the resolve stays the last state of acme");
+    assert_eq!(store.outbox_list("hook").await.unwrap().len(), 1);
 }

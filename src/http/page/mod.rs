@@ -246,7 +246,7 @@ fn front(state: &HttpState, filters: &Filters) -> Front {
     let now_ms = state.clock.now_ms();
     let view = state.snapshots.read();
     let mut all = Vec::with_capacity(view.feeds.len());
-    for feed in &view.feeds {
+    for (feed_index, feed) in view.feeds.iter().enumerate() {
         let series = feed.series();
         let mut counts = [0usize; Status::ALL.len()];
         let mut worst: Option<SeriesOrder> = None;
@@ -272,6 +272,9 @@ fn front(state: &HttpState, filters: &Filters) -> Front {
         }
         if let Some(stalest) = worst.filter(|_| series.len() > 1) {
             detail = format!("{detail}; stalest key {}", shown_key(&stalest.key));
+        }
+        if let Some(cause) = state.held_by.get(feed_index) {
+            detail = format!("{detail}; held by {cause}");
         }
         all.push(FrontRow {
             kind: Kind::Feed,
