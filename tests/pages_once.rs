@@ -10,33 +10,13 @@ use common::receiver::WebhookReceiver;
 use common::{runtime, wait_until, FreshwatchProcess, RedisServer};
 use rdkafka::mocking::MockCluster;
 
+/// One replica's config (`common::replica_config`) under this suite's own group.
 fn config(brokers: &str, redis_url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "freshwatch-pages-once"
-[kafka.properties]
-"fetch.wait.max.ms" = "50"
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-"statistics.interval.ms" = "200"
-
-[state]
-redis_url = "{redis_url}"
-flush_interval = "100ms"
-
-[evaluation]
-interval = "200ms"
-# Seconds-long thresholds: FreshwatchFeedBlind is tests/knowing.rs' subject, not these.
-blind_after = "1h"
-
-[ha]
-lease = "3s"
-reload_interval = "300ms"
-
-{extra}
-"#
+    common::replica_config(
+        brokers,
+        redis_url,
+        "freshwatch-pages-once",
+        &format!("\n{extra}\n"),
     )
 }
 
