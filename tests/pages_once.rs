@@ -385,3 +385,123 @@ url = "{}/hook"
     });
     drop(cluster);
 }
+
+/// Issue #18: `FreshwatchSourceDown` lives in the state store. Kafka goes down and it pages;
+/// a `kill -9` and a restart while Kafka is still down page nothing more (the new process
+/// takes it up as firing and does not resolve it before Kafka answers); Kafka comes back while
+/// freshwatch is down, and the next start resolves it: one trigger, one resolve.
+#[test]
+fn a_source_down_pages_once_across_kill_9_and_is_resolved_by_the_start_after_kafka_came_back() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("live", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let producer = common::producer(&brokers);
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-source-down-once"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"reconnect.backoff.max.ms" = "500"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "200"
+
+[state]
+redis_url = "{}"
+flush_interval = "100ms"
+
+[evaluation]
+interval = "200ms"
+source_grace = "2s"
+blind_after = "1h"
+
+[ha]
+lease = "3s"
+
+[[feed]]
+name = "live"
+topic = "live"
+warn_after = "1h"
+critical_after = "2h"
+
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+            redis.url, receiver.url
+        );
+        let source_down = || {
+            receiver
+                .requests()
+                .iter()
+                .filter(|request| request.json["alertname"] == "FreshwatchSourceDown")
+                .map(|request| request.json["status"].as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        };
+        common::produce_one(&producer, "live", "k", common::now_ms());
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until("live ok", Duration::from_secs(15), || async {
+            freshwatch.status("live", "").await.as_deref() == Some("ok")
+        })
+        .await;
+
+        cluster.broker_down(1).unwrap();
+        wait_until(
+            "FreshwatchSourceDown pages",
+            Duration::from_secs(30),
+            || async { !source_down().is_empty() },
+        )
+        .await;
+        wait_until("the outbox is empty", Duration::from_secs(15), || async {
+            freshwatch
+                .metric("freshwatch_outbox_pending{sink=\"webhook-0\"}")
+                .await
+                == Some(0.0)
+        })
+        .await;
+
+        // Restarted while Kafka is still down: well past source_grace, nothing more.
+        freshwatch.kill_and_restart();
+        wait_until(
+            "the restarted process answers",
+            Duration::from_secs(15),
+            || async { freshwatch.status("live", "").await.is_some() },
+        )
+        .await;
+        wait_until(
+            "the restarted process leads",
+            Duration::from_secs(30),
+            || async { freshwatch.log().matches("became leader").count() >= 2 },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert_eq!(source_down(), ["firing"], "log:\n{}", freshwatch.log());
+
+        // Kafka answers again while freshwatch is down: the next start resolves it.
+        freshwatch.kill();
+        cluster.broker_up(1).unwrap();
+        freshwatch.restart();
+        freshwatch.wait_ready().await;
+        wait_until(
+            "FreshwatchSourceDown resolves",
+            Duration::from_secs(30),
+            || async { source_down().len() >= 2 },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            source_down(),
+            ["firing", "resolved"],
+            "log:\n{}",
+            freshwatch.log()
+        );
+        drop(freshwatch);
+    });
+    drop(cluster);
+}

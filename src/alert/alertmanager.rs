@@ -189,7 +189,7 @@ impl AlertmanagerSink {
                 Notice::System(alert) => Some(Notification::from_system(alert)),
                 Notice::Restored(_) | Notice::RestoredSystem(_) => None,
                 // Never sent here (see `for_alertmanager`).
-                Notice::RollUp(_) | Notice::Absorbed(_) => None,
+                Notice::RollUp(_) | Notice::Absorbed(_) | Notice::SystemRollUp(_) => None,
             };
             if let Some(notification) = notification {
                 self.unaccepted.push((Instant::now(), notification, false));
@@ -202,7 +202,7 @@ impl AlertmanagerSink {
                 return self.apply_system(alert, now_ms)
             }
             Notice::Absorbed(inner) => return self.apply(*inner, now_ms),
-            Notice::RollUp(_) => return,
+            Notice::RollUp(_) | Notice::SystemRollUp(_) => return,
         };
         let old = transition.from.severity();
         let new = transition.to.severity();
@@ -566,7 +566,7 @@ impl Overflow<Notice> for Coalesced {
             Notice::Changed(transition) | Notice::Restored(transition) => {
                 dedup_key(&transition.feed, &transition.key)
             }
-            Notice::System(alert) | Notice::RestoredSystem(alert) => {
+            Notice::System(alert) | Notice::RestoredSystem(alert) | Notice::SystemRollUp(alert) => {
                 format!("{}#{}", alert.dedup_key(), alert.severity)
             }
             Notice::RollUp(rollup) => rollup.dedup_key(),

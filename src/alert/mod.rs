@@ -67,6 +67,9 @@ pub enum Notice {
     RollUp(crate::rollup::RollUpNotice),
     /// A key's change that a roll-up pages for: for Alertmanager sinks only.
     Absorbed(Box<Notice>),
+    /// One alert about freshwatch for many feeds at once (their `FreshwatchFeedBlind`s, which
+    /// reach Alertmanager as [`Notice::Absorbed`]): for notification sinks only.
+    SystemRollUp(SystemAlert),
 }
 
 /// `alertname` of a feed's record rate fallen below its `min_rate` ([`crate::volume`]): about the
@@ -295,7 +298,9 @@ impl Dispatcher {
                 Notice::Changed(transition) => {
                     (Notification::for_sink(transition, min_severity), false)
                 }
-                Notice::System(alert) => (Some(Notification::from_system(alert)), false),
+                Notice::System(alert) | Notice::SystemRollUp(alert) => {
+                    (Some(Notification::from_system(alert)), false)
+                }
                 Notice::RestoredSystem(alert) => (Some(Notification::from_system(alert)), true),
                 // Paged before the restart: not sent again, only reminded of.
                 Notice::Restored(transition) => {
@@ -310,7 +315,7 @@ impl Dispatcher {
                 continue;
             };
             let wanted = match &notice {
-                Notice::System(_) | Notice::RestoredSystem(_) => {
+                Notice::System(_) | Notice::RestoredSystem(_) | Notice::SystemRollUp(_) => {
                     sink.config.accepts_system(notification.severity)
                 }
                 Notice::Changed(_) | Notice::Restored(_) | Notice::RollUp(_) => sink
@@ -391,6 +396,7 @@ impl Dispatcher {
             Notice::Restored(_)
             | Notice::RestoredSystem(_)
             | Notice::RollUp(_)
+            | Notice::SystemRollUp(_)
             | Notice::Absorbed(_) => return None,
         };
         let silence = self.silences.holding(subject, now_ms)?;
@@ -404,7 +410,9 @@ fn notice_subject(notice: &Notice) -> String {
         Notice::Changed(transition) | Notice::Restored(transition) => {
             series_name(&transition.feed, &transition.key, transition.split)
         }
-        Notice::System(alert) | Notice::RestoredSystem(alert) => alert.dedup_key(),
+        Notice::System(alert) | Notice::RestoredSystem(alert) | Notice::SystemRollUp(alert) => {
+            alert.dedup_key()
+        }
         Notice::RollUp(rollup) => rollup.dedup_key(),
         Notice::Absorbed(inner) => notice_subject(inner),
     }
@@ -451,7 +459,7 @@ fn for_alertmanager(notice: &Notice, config: &AlertmanagerConfig) -> Option<Noti
     };
     match notice {
         // Alertmanager groups many keys itself: it gets each key, and no roll-up.
-        Notice::RollUp(_) => None,
+        Notice::RollUp(_) | Notice::SystemRollUp(_) => None,
         Notice::Absorbed(inner) => for_alertmanager(inner, config),
         // Blindness, state loss and consumer groups reach every sink that takes system alerts.
         Notice::System(alert) | Notice::RestoredSystem(alert) => {

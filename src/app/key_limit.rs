@@ -157,6 +157,26 @@ impl Pipeline {
             .collect()
     }
 
+    /// Writes every firing key-limit alert again into a store that lost it.
+    pub(super) async fn write_back_key_limits(&self) {
+        let entries: Vec<(String, String)> = self
+            .key_limits
+            .firing()
+            .iter()
+            .map(|(feed, &since_ms)| {
+                let json = serde_json::to_string(&StoredKeyLimit { since_ms }).unwrap_or_default();
+                (feed.clone(), json)
+            })
+            .collect();
+        if let Err(error) = self
+            .store
+            .documents_write(Documents::KeyLimits, entries)
+            .await
+        {
+            tracing::warn!(%error, "key-limit alerts not written back yet");
+        }
+    }
+
     /// On becoming leader: the key-limit alerts as the last leader left them.
     pub(super) async fn adopt_key_limits(&self) {
         let adopted = KeyLimits::load(&self.store).await;

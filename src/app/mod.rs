@@ -168,8 +168,16 @@ impl Pipeline {
             .status
             .unreachable_since_ms
             .load(Ordering::Relaxed);
-        let source_down = unreachable_since_ms != 0
-            && now_ms - unreachable_since_ms >= self.watch.source_grace_ms;
+        // Down past its grace, answering, or not known yet (starting, or within the grace).
+        let source_down = if self.source.status.reachable.load(Ordering::Relaxed) {
+            Some(false)
+        } else if unreachable_since_ms != 0
+            && now_ms - unreachable_since_ms >= self.watch.source_grace_ms
+        {
+            Some(true)
+        } else {
+            None
+        };
         let held;
         let (transitions, full_feeds) = {
             let (mut tracker, mut evaluator) = self.table();
@@ -410,6 +418,7 @@ impl Pipeline {
         self.adopt_groups().await;
         self.adopt_volume().await;
         self.adopt_key_limits().await;
+        self.adopt_self_alerts().await;
         self.restore_rollups().await;
         self.history.load(&self.store, &self.feed_names).await;
         {
@@ -501,6 +510,9 @@ async fn announce_restored_alerts(pipeline: &Pipeline) {
             .dispatcher
             .dispatch(Notice::RestoredSystem(alert))
             .await;
+    }
+    for notice in pipeline.watch.firing.restored() {
+        pipeline.dispatcher.dispatch(notice).await;
     }
 }
 

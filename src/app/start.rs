@@ -75,6 +75,7 @@ pub async fn start_with(
     };
     let volume = restore_volume(&config, &store, &feed_names, start_ms).await;
     let key_limits = KeyLimits::load(&store).await;
+    let self_alerts = watch::SelfAlerts::load(&store).await;
     let evaluator = Evaluator::new(&config.feeds);
     let rules: Arc<[_]> = evaluator.rules().to_vec().into();
     let mut registry = Registry::default();
@@ -213,7 +214,7 @@ pub async fn start_with(
         groups,
         volume,
         key_limits,
-        watch: watch_for(&config, store_was_empty, start_ms),
+        watch: watch_for(&config, store_was_empty, start_ms, self_alerts),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),
         learns_by_hour: learns_by_hour(&config),
@@ -364,9 +365,14 @@ fn learns_by_hour(config: &Config) -> bool {
     config.feeds.iter().any(|feed| feed.week_clock().is_some())
 }
 
-/// The alerts about freshwatch's own sight, all quiet at start.
-fn watch_for(config: &Config, store_was_empty: bool, start_ms: i64) -> Watch {
-    Watch {
+/// The alerts about freshwatch's own sight, as the state store has them firing.
+fn watch_for(
+    config: &Config,
+    store_was_empty: bool,
+    start_ms: i64,
+    firing: watch::SelfAlerts,
+) -> Watch {
+    let watch = Watch {
         feeds: config
             .feeds
             .iter()
@@ -377,12 +383,12 @@ fn watch_for(config: &Config, store_was_empty: bool, start_ms: i64) -> Watch {
             .collect(),
         source_grace_ms: duration_ms(config.evaluation.source_grace),
         state_grace_ms: duration_ms(config.state.down_grace),
+        blind_rollup_after: config.evaluation.blind_rollup_after,
         source_alerting: AtomicBool::new(false),
         state_alerting: AtomicBool::new(false),
         state_down_since_ms: AtomicI64::new(0),
         unread_alerting: AtomicBool::new(false),
-        blind_alerting: Mutex::new(vec![false; config.feeds.len()]),
-        blind_own_since: Mutex::new(vec![None; config.feeds.len()]),
+        blind_feeds: Mutex::new(watch::BlindFeeds::new(config.feeds.len())),
         held_by: crate::knowledge::HeldBy::new(config.feeds.len()),
         blind: Arc::new(AtomicBool::new(false)),
         store_was_empty,
@@ -394,7 +400,10 @@ fn watch_for(config: &Config, store_was_empty: bool, start_ms: i64) -> Watch {
             .max()
             .unwrap_or(0),
         started_ms: start_ms,
-    }
+        firing: Default::default(),
+    };
+    watch.take_up(firing);
+    watch
 }
 
 /// The evaluation, flush, replica and heartbeat loops.

@@ -75,6 +75,8 @@ impl Pipeline {
         if self.leadership.is_leader() {
             self.write_back_rollups().await;
             self.history.write_back(&self.store).await;
+            self.write_back_self_alerts().await;
+            self.write_back_key_limits().await;
         }
     }
 

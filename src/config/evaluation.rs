@@ -15,6 +15,8 @@ pub struct EvaluationConfig {
     /// `None`: each feed's `critical_after`.
     pub blind_after: Option<Duration>,
     pub recovery_grace: Duration,
+    /// More feeds than this blind for reasons of their own at once page one roll-up.
+    pub blind_rollup_after: usize,
 }
 
 pub(super) fn validate_evaluation(
@@ -26,6 +28,12 @@ pub(super) fn validate_evaluation(
             "must be at least 10ms",
         ));
     }
+    if raw.blind_rollup_after == 0 {
+        return Err(ConfigError::invalid(
+            "evaluation.blind_rollup_after",
+            "must be at least 1 (one blind feed pages on its own)",
+        ));
+    }
     Ok(EvaluationConfig {
         interval: raw.interval,
         max_future_skew: raw.max_future_skew,
@@ -33,5 +41,6 @@ pub(super) fn validate_evaluation(
         catchup_tolerance: raw.catchup_tolerance,
         blind_after: raw.blind_after,
         recovery_grace: raw.recovery_grace,
+        blind_rollup_after: raw.blind_rollup_after,
     })
 }

@@ -213,6 +213,14 @@ pub struct RawEvaluation {
     /// same outage and deliver what they queued, so the silence was not theirs.
     #[serde(default = "default_recovery_grace", with = "humantime_serde")]
     pub recovery_grace: Duration,
+    /// When more feeds than this are blind at once for reasons of their own (a backlog, stopped
+    /// statistics), their `FreshwatchFeedBlind`s roll up into one notification, as keys do.
+    #[serde(default = "default_blind_rollup_after")]
+    pub blind_rollup_after: usize,
+}
+
+fn default_blind_rollup_after() -> usize {
+    3
 }
 
 fn default_groups_interval() -> Duration {
@@ -232,6 +240,7 @@ impl Default for RawEvaluation {
             catchup_tolerance: default_catchup_tolerance(),
             blind_after: None,
             recovery_grace: default_recovery_grace(),
+            blind_rollup_after: default_blind_rollup_after(),
         }
     }
 }

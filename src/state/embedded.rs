@@ -27,6 +27,7 @@ const VOLUME: TableDefinition<&str, &str> = TableDefinition::new("volume");
 const VOLUME_COUNTS: TableDefinition<&str, &str> = TableDefinition::new("volume_counts");
 const HOURS: TableDefinition<&str, &str> = TableDefinition::new("cadence_hours");
 const KEY_LIMITS: TableDefinition<&str, &str> = TableDefinition::new("key_limits");
+const SELF_ALERTS: TableDefinition<&str, &str> = TableDefinition::new("self_alerts");
 
 fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
     match table {
@@ -38,6 +39,7 @@ fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'stati
         Documents::VolumeCounts => VOLUME_COUNTS,
         Documents::Hours => HOURS,
         Documents::KeyLimits => KEY_LIMITS,
+        Documents::SelfAlerts => SELF_ALERTS,
     }
 }
 
@@ -82,6 +84,7 @@ impl EmbeddedStore {
                 VOLUME_COUNTS,
                 HOURS,
                 KEY_LIMITS,
+                SELF_ALERTS,
             ] {
                 transaction
                     .open_table(table)

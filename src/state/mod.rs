@@ -118,6 +118,9 @@ pub enum Documents {
     Hours,
     /// Per feed whose `FreshwatchKeyLimit` fires: since when, see `app::key_limit`.
     KeyLimits,
+    /// Per alert about freshwatch itself that fires (`FreshwatchSourceDown`, `FeedBlind`, ...):
+    /// since when and what it said, see `app::watch`.
+    SelfAlerts,
 }
 
 impl Documents {
@@ -131,6 +134,7 @@ impl Documents {
             Documents::VolumeCounts => "volume_counts",
             Documents::Hours => "cadence_hours",
             Documents::KeyLimits => "key_limits",
+            Documents::SelfAlerts => "self_alerts",
         }
     }
 }
