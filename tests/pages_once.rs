@@ -386,6 +386,50 @@ url = "{}/hook"
     drop(cluster);
 }
 
+/// One feed on the mock cluster, a 2 s `source_grace`, a 3 s lease and a webhook.
+fn source_down_config(brokers: &str, redis_url: &str, receiver_url: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "freshwatch-source-down-once"
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"reconnect.backoff.max.ms" = "500"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "200"
+
+[state]
+redis_url = "{redis_url}"
+flush_interval = "100ms"
+
+[evaluation]
+interval = "200ms"
+source_grace = "2s"
+blind_after = "1h"
+
+[ha]
+lease = "3s"
+reload_interval = "300ms"
+
+[[feed]]
+name = "live"
+topic = "live"
+warn_after = "1h"
+critical_after = "2h"
+
+[[alerts.webhook]]
+url = "{receiver_url}/hook"
+"#
+    )
+}
+
+/// The webhook's `status` of every `FreshwatchSourceDown` notification, in order.
+fn source_down_told(receiver: &WebhookReceiver) -> Vec<String> {
+    told(receiver, "FreshwatchSourceDown", "")
+}
+
 /// Issue #18: `FreshwatchSourceDown` lives in the state store. Kafka goes down and it pages;
 /// a `kill -9` and a restart while Kafka is still down page nothing more (the new process
 /// takes it up as firing and does not resolve it before Kafka answers); Kafka comes back while
@@ -400,49 +444,8 @@ fn a_source_down_pages_once_across_kill_9_and_is_resolved_by_the_start_after_kaf
     let producer = common::producer(&brokers);
     runtime().block_on(async {
         let receiver = WebhookReceiver::start().await;
-        let text = format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "freshwatch-source-down-once"
-[kafka.properties]
-"fetch.wait.max.ms" = "50"
-"reconnect.backoff.max.ms" = "500"
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-"statistics.interval.ms" = "200"
-
-[state]
-redis_url = "{}"
-flush_interval = "100ms"
-
-[evaluation]
-interval = "200ms"
-source_grace = "2s"
-blind_after = "1h"
-
-[ha]
-lease = "3s"
-
-[[feed]]
-name = "live"
-topic = "live"
-warn_after = "1h"
-critical_after = "2h"
-
-[[alerts.webhook]]
-url = "{}/hook"
-"#,
-            redis.url, receiver.url
-        );
-        let source_down = || {
-            receiver
-                .requests()
-                .iter()
-                .filter(|request| request.json["alertname"] == "FreshwatchSourceDown")
-                .map(|request| request.json["status"].as_str().unwrap_or("").to_owned())
-                .collect::<Vec<_>>()
-        };
+        let text = source_down_config(&brokers, &redis.url, &receiver.url);
+        let source_down = || source_down_told(&receiver);
         common::produce_one(&producer, "live", "k", common::now_ms());
         let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
         freshwatch.wait_ready().await;
@@ -502,6 +505,73 @@ url = "{}/hook"
             freshwatch.log()
         );
         drop(freshwatch);
+    });
+    drop(cluster);
+}
+
+/// Issue #18: a new leader takes up the self-alerts the old one paged. Two replicas; Kafka
+/// goes down and the leader pages `FreshwatchSourceDown`; the leader is killed and the other
+/// replica takes over without paging it again, then resolves it when Kafka answers.
+#[test]
+fn a_new_leader_takes_up_source_down_without_paging_it_again_and_resolves_it() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("live", 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let first_directory = tempfile::tempdir().unwrap();
+    let second_directory = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = source_down_config(&brokers, &redis.url, &receiver.url);
+        let mut first = FreshwatchProcess::start(first_directory.path(), &text);
+        first.wait_ready().await;
+        wait_until(
+            "the first replica leads",
+            Duration::from_secs(15),
+            || async { first.log().contains("became leader") },
+        )
+        .await;
+        let second = FreshwatchProcess::start(second_directory.path(), &text);
+        second.wait_ready().await;
+
+        cluster.broker_down(1).unwrap();
+        wait_until(
+            "FreshwatchSourceDown pages",
+            Duration::from_secs(30),
+            || async { !source_down_told(&receiver).is_empty() },
+        )
+        .await;
+        wait_until("the outbox is empty", Duration::from_secs(15), || async {
+            first
+                .metric("freshwatch_outbox_pending{sink=\"webhook-0\"}")
+                .await
+                == Some(0.0)
+        })
+        .await;
+        first.kill();
+        wait_until(
+            "the second replica leads",
+            Duration::from_secs(30),
+            || async { second.log().contains("became leader") },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(
+            source_down_told(&receiver),
+            ["firing"],
+            "log:\n{}",
+            second.log()
+        );
+        cluster.broker_up(1).unwrap();
+        wait_until(
+            "FreshwatchSourceDown resolves",
+            Duration::from_secs(30),
+            || async { source_down_told(&receiver).len() >= 2 },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(source_down_told(&receiver), ["firing", "resolved"]);
+        drop(second);
     });
     drop(cluster);
 }
