@@ -99,9 +99,7 @@ impl Leadership {
 
 /// A name for this process: host and pid.
 pub fn instance_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_else(|_| "host".to_owned());
+    let host = crate::config::host_name().unwrap_or_else(|| "host".to_owned());
     format!("{host}-{}", std::process::id())
 }
 

@@ -552,3 +552,57 @@ url = "{}/hook"
         );
     });
 }
+
+/// Issue #18 item 10: static membership. A replica killed with `kill -9` and started again
+/// under the same name (`kafka.instance_id`, default the host name) takes its partitions back
+/// at once; under dynamic membership the dead member's session holds them first (~30 s on
+/// Tansu with default client timeouts, 45 s on Kafka).
+#[test]
+fn a_restarted_replica_takes_its_partitions_back_without_waiting_out_its_dead_session() {
+    let broker = TansuBroker::start();
+    broker.create_topic("held", 2);
+    let redis = RedisServer::start();
+    let runtime = runtime();
+    let directory = tempfile::tempdir().unwrap();
+    let text = config(
+        &broker.brokers,
+        &redis.url,
+        r#"
+[[feed]]
+name = "held"
+topic = "held"
+warn_after = "1h"
+critical_after = "2h"
+"#,
+    );
+    runtime.block_on(async {
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        let assigned = |freshwatch: &FreshwatchProcess| {
+            freshwatch
+                .log()
+                .matches("partitions assigned partitions=2")
+                .count()
+        };
+        wait_until("partitions assigned", Duration::from_secs(60), || async {
+            assigned(&freshwatch) >= 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        freshwatch.kill_and_restart();
+        let restarted = std::time::Instant::now();
+        wait_until(
+            "partitions assigned after the restart",
+            Duration::from_secs(90),
+            || async { assigned(&freshwatch) >= 2 },
+        )
+        .await;
+        let took = restarted.elapsed();
+        eprintln!("partitions back {took:?} after the restart");
+        assert!(
+            took < Duration::from_secs(20),
+            "the restarted replica waited {took:?} for its own partitions\n{}",
+            freshwatch.log()
+        );
+    });
+    drop(broker);
+}

@@ -11,10 +11,11 @@ use super::ConfigError;
 pub const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
 
 /// librdkafka settings freshwatch sets itself: it commits offsets only after state is safe.
-const OWNED_PROPERTIES: [&str; 6] = [
+const OWNED_PROPERTIES: [&str; 7] = [
     "bootstrap.servers",
     "metadata.broker.list",
     "group.id",
+    "group.instance.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
     "auto.offset.reset",
@@ -58,6 +59,8 @@ pub struct KafkaConfig {
     pub tail_interval: Duration,
     pub groups_interval: Duration,
     pub retention_refresh: Duration,
+    /// `group.instance.id`; `None`: dynamic membership.
+    pub instance_id: Option<String>,
     pub properties: BTreeMap<String, String>,
 }
 
@@ -86,6 +89,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("tail_interval", &self.tail_interval)
             .field("groups_interval", &self.groups_interval)
             .field("retention_refresh", &self.retention_refresh)
+            .field("instance_id", &self.instance_id)
             .field("properties", &self.properties.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -111,6 +115,17 @@ pub(super) fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigEr
             "must be at least 1s",
         ));
     }
+    let instance_id = match raw.instance_id {
+        None => host_name(),
+        Some(name) if name.trim().is_empty() => None,
+        Some(name) if name.len() > 249 => {
+            return Err(ConfigError::invalid(
+                "kafka.instance_id",
+                "must be at most 249 characters (Kafka's limit for group.instance.id)",
+            ))
+        }
+        Some(name) => Some(name),
+    };
     Ok(KafkaConfig {
         brokers: raw.brokers,
         group_id: raw.group_id,
@@ -119,8 +134,24 @@ pub(super) fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigEr
         tail_interval: raw.tail_interval,
         groups_interval: raw.groups_interval,
         retention_refresh: raw.retention_refresh,
+        instance_id,
         properties: raw.properties,
     })
+}
+
+/// This machine's host name (a pod's name on Kubernetes), if it has one: `HOSTNAME` as the
+/// environment gives it, else the kernel's.
+pub fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .or_else(|| {
+            ["/proc/sys/kernel/hostname", "/etc/hostname"]
+                .into_iter()
+                .find_map(|path| std::fs::read_to_string(path).ok())
+        })
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
 }
 
 /// `kafka.properties`: passed through, except what freshwatch owns and statistics turned off.
@@ -129,7 +160,7 @@ fn validate_properties(properties: &BTreeMap<String, String>) -> Result<(), Conf
         if properties.contains_key(owned) {
             return Err(ConfigError::invalid(
                 format!("kafka.properties.\"{owned}\""),
-                "is set by freshwatch itself; use kafka.brokers, kafka.group_id or kafka.start",
+                "is set by freshwatch itself; use kafka.brokers, kafka.group_id, kafka.instance_id or kafka.start",
             ));
         }
     }

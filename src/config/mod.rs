@@ -45,7 +45,7 @@ pub use feed::{FeedConfig, FeedMode, TopicMatcher};
 pub use groups::{GroupConfig, GroupMatcher};
 pub use heartbeat::HeartbeatConfig;
 pub use http::HttpConfig;
-pub use kafka::{KafkaConfig, StartPosition, STATISTICS_INTERVAL};
+pub use kafka::{host_name, KafkaConfig, StartPosition, STATISTICS_INTERVAL};
 pub use raw::RawConfig;
 pub use secret::{redacted_url, Secret};
 pub use state::{HaConfig, StateBackend, StateConfig};

@@ -99,6 +99,10 @@ pub struct RawKafka {
     /// read is retried at the next metadata refresh, never kept.
     #[serde(default = "default_retention_refresh", with = "humantime_serde")]
     pub retention_refresh: Duration,
+    /// This replica's stable name in the consumer group (librdkafka's `group.instance.id`,
+    /// static membership): a restarted replica takes its partitions back at once instead of
+    /// waiting out its dead self's session. Default: the host name; `""` turns it off.
+    pub instance_id: Option<String>,
     /// Passed to librdkafka as-is (SASL, TLS, fetch sizes, ...).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,

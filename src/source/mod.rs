@@ -181,6 +181,12 @@ impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(
             error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::FencedInstanceId)
+        ) {
+            tracing::error!(%error, reason, "another consumer of this group uses the same group.instance.id: give each replica its own kafka.instance_id (default: the host name)");
+        }
+        if matches!(
+            error.rdkafka_error_code(),
             Some(RDKafkaErrorCode::AllBrokersDown)
         ) {
             mark_unreachable(
@@ -345,6 +351,10 @@ fn create_consumer(
         .set("auto.offset.reset", config.kafka.start.as_str());
     if !config.kafka.properties.contains_key("client.id") {
         client_config.set("client.id", "freshwatch");
+    }
+    // Static membership: a restarted replica takes its partitions back at once.
+    if let Some(instance_id) = &config.kafka.instance_id {
+        client_config.set("group.instance.id", instance_id);
     }
     // Statistics carry each partition's high watermark: how catch-up is judged.
     for (key, value) in DEFAULT_PROPERTIES {

@@ -657,6 +657,15 @@ impl FreshwatchProcess {
         process
     }
 
+    /// This replica's host name: its directory's, kept across restarts.
+    fn replica_name(&self) -> String {
+        let directory = self.config.parent().and_then(|path| path.file_name());
+        format!(
+            "fw-{}",
+            directory.map_or("replica".into(), |name| name.to_string_lossy())
+        )
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -667,6 +676,9 @@ impl FreshwatchProcess {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,librdkafka=warn")
+            // One replica, one stable name (its static group membership, `kafka.instance_id`'s
+            // default), as separate hosts would have: several replicas run on this machine.
+            .env("HOSTNAME", self.replica_name())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
