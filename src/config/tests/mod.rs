@@ -231,6 +231,7 @@ fn kafka_properties_freshwatch_owns_are_refused() {
     for owned in [
         "bootstrap.servers",
         "group.id",
+        "group.instance.id",
         "enable.auto.commit",
         "enable.auto.offset.store",
         "auto.offset.reset",
@@ -240,9 +241,29 @@ fn kafka_properties_freshwatch_owns_are_refused() {
         ));
         assert_eq!(
             error,
-            format!("kafka.properties.\"{owned}\": is set by freshwatch itself; use kafka.brokers, kafka.group_id or kafka.start")
+            format!("kafka.properties.\"{owned}\": is set by freshwatch itself; use kafka.brokers, kafka.group_id, kafka.instance_id or kafka.start")
         );
     }
+}
+
+#[test]
+fn kafka_instance_id_defaults_to_the_host_name_and_an_empty_one_turns_static_membership_off() {
+    let feed = "[[feed]]\nname = \"a\"\ntopic = \"a\"\n";
+    let named = parse_with(&format!("{KAFKA}instance_id = \"replica-0\"\n{feed}"), &[]).unwrap();
+    assert_eq!(named.kafka.instance_id.as_deref(), Some("replica-0"));
+    let off = parse_with(&format!("{KAFKA}instance_id = \"\"\n{feed}"), &[]).unwrap();
+    assert_eq!(off.kafka.instance_id, None);
+    let default = parse_with(&format!("{KAFKA}{feed}"), &[]).unwrap();
+    assert_eq!(default.kafka.instance_id, crate::config::host_name());
+    assert!(
+        default.kafka.instance_id.is_some(),
+        "this machine has a host name"
+    );
+    let error = error_of(&format!(
+        "{KAFKA}instance_id = \"{}\"\n{feed}",
+        "x".repeat(250)
+    ));
+    assert!(error.starts_with("kafka.instance_id: "), "{error}");
 }
 
 /// librdkafka's canonical name for the broker list is `metadata.broker.list`; `bootstrap.servers`
