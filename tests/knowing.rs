@@ -459,6 +459,7 @@ fn a_silence_a_roll_up_and_the_history_are_written_back_when_redis_comes_back_em
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("profiles", 1, 1).unwrap();
     cluster.create_topic("orders", 1, 1).unwrap();
+    cluster.create_topic("capped", 1, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let redis = RedisServer::start();
     let directory = tempfile::tempdir().unwrap();
@@ -467,6 +468,9 @@ fn a_silence_a_roll_up_and_the_history_are_written_back_when_redis_comes_back_em
     for tenant in ["acme", "globex", "initech"] {
         produce_one(&producer, "profiles", tenant, now_ms() - DAY_MS);
     }
+    for tenant in ["one", "two"] {
+        produce_one(&producer, "capped", tenant, now_ms());
+    }
     runtime.block_on(async {
         let receiver = common::receiver::WebhookReceiver::start().await;
         let text = config(
@@ -474,7 +478,7 @@ fn a_silence_a_roll_up_and_the_history_are_written_back_when_redis_comes_back_em
             "knowing-repair",
             "earliest",
             &redis.url,
-            "",
+            "source_grace = \"2s\"",
             &format!(
                 r#"
 [[feed]]
@@ -492,6 +496,13 @@ critical_after = "2d"
 min_rate = "60/min"
 volume_window = "10s"
 volume_for = "1h"
+[[feed]]
+name = "capped"
+topic = "capped"
+split_by = "key"
+warn_after = "1h"
+critical_after = "2d"
+max_keys = 1
 [[alerts.webhook]]
 url = "{}/hook"
 "#,
@@ -525,10 +536,21 @@ url = "{}/hook"
         wait_until(
             "the roll-up and the history are stored",
             Duration::from_secs(30),
-            || async { stored("rollups", "profiles") && stored("history", "profiles") },
+            || async {
+                stored("rollups", "profiles")
+                    && stored("history", "profiles")
+                    && stored("key_limits", "capped")
+            },
         )
         .await;
         assert!(stored("silences", &id));
+        // An alert about freshwatch itself fires (Kafka down past its grace) when Redis empties.
+        let source_down = "freshwatch/system/FreshwatchSourceDown/";
+        cluster.broker_down(1).unwrap();
+        wait_until("FreshwatchSourceDown is stored", Duration::from_secs(30), || async {
+            stored("self_alerts", source_down)
+        })
+        .await;
         let listed = |freshwatch: &FreshwatchProcess| {
             let url = format!("{}/api/v1/silences", freshwatch.base_url);
             let id = id.clone();
@@ -552,19 +574,23 @@ url = "{}/hook"
                 freshwatch.log()
             );
             let volume = stored("volume", r#"["orders",null]"#);
+            let alerts = stored("key_limits", "capped") && stored("self_alerts", source_down);
             if stored("silences", &id)
                 && stored("rollups", "profiles")
                 && stored("history", "profiles")
                 && volume
+                && alerts
             {
                 break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "not written back: silence {}, roll-up {}, history {}, volume {volume}\n{}",
+                "not written back: silence {}, roll-up {}, history {}, volume {volume}, key limit {}, source down {}\n{}",
                 stored("silences", &id),
                 stored("rollups", "profiles"),
                 stored("history", "profiles"),
+                stored("key_limits", "capped"),
+                stored("self_alerts", source_down),
                 freshwatch.log()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -572,6 +598,11 @@ url = "{}/hook"
         // Several replica reloads (ha.reload_interval, 2s): none drops it.
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(listed(&freshwatch).await, "a reload dropped the silence");
+        cluster.broker_up(1).unwrap();
+        wait_until("FreshwatchSourceDown resolves", Duration::from_secs(30), || async {
+            !stored("self_alerts", source_down)
+        })
+        .await;
 
         freshwatch.kill_and_restart();
         freshwatch.wait_ready().await;
