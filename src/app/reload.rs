@@ -14,7 +14,9 @@
 //! Reload never stops what works: the running pipeline is stopped only once the state store
 //! the new one restores from answers. A store that does not answer within `state.open_timeout`
 //! refuses the reload (400, or a logged refusal for SIGHUP) and the running pipeline goes on
-//! judging and paging from memory. Shutdown (SIGTERM) is heard in every phase, waiting for
+//! judging and paging from memory. The new consumer is made only after the old one closed:
+//! under static membership (`kafka.instance_id`) two consumers with one name would fence each
+//! other, and the one replaced rejoins under its name without a rebalance. Shutdown (SIGTERM) is heard in every phase, waiting for
 //! the store at first start included, and ends the process within [`super::SHUTDOWN_GRACE`].
 
 use std::path::{Path, PathBuf};
