@@ -606,3 +606,97 @@ critical_after = "2h"
     });
     drop(broker);
 }
+
+/// Issue #18: `FreshwatchSourceDown` cleared while freshwatch was down is resolved by its next
+/// start, once, on a separate broker with default client timeouts: Tansu is killed and the
+/// page goes out; freshwatch is killed (`kill -9`) and started again while Tansu is still down
+/// (no second page); then freshwatch is killed again, Tansu comes back, and the next start
+/// resolves it.
+#[test]
+fn a_source_down_that_cleared_while_freshwatch_was_down_is_resolved_after_its_restart() {
+    let mut broker = TansuBroker::start();
+    broker.create_topic("live", 1);
+    let redis = RedisServer::start();
+    let runtime = runtime();
+    let directory = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = config(
+            &broker.brokers,
+            &redis.url,
+            &format!(
+                r#"
+[ha]
+lease = "3s"
+
+[[feed]]
+name = "live"
+topic = "live"
+warn_after = "1h"
+critical_after = "2h"
+
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+                receiver.url
+            ),
+        )
+        .replace("source_grace = \"20s\"", "source_grace = \"3s\"");
+        let source_down = || {
+            receiver
+                .requests()
+                .iter()
+                .filter(|request| request.json["alertname"] == "FreshwatchSourceDown")
+                .map(|request| request.json["status"].as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        };
+        produce_one(&producer(&broker.brokers), "live", "k", now_ms());
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        wait_until("live ok", Duration::from_secs(60), || async {
+            freshwatch.status("live", "").await.as_deref() == Some("ok")
+        })
+        .await;
+
+        broker.kill();
+        wait_until(
+            "FreshwatchSourceDown pages",
+            Duration::from_secs(60),
+            || async { !source_down().is_empty() },
+        )
+        .await;
+        wait_until("the outbox is empty", Duration::from_secs(15), || async {
+            freshwatch
+                .metric("freshwatch_outbox_pending{sink=\"webhook-0\"}")
+                .await
+                == Some(0.0)
+        })
+        .await;
+        freshwatch.kill_and_restart();
+        wait_until(
+            "the restarted process leads",
+            Duration::from_secs(30),
+            || async { freshwatch.log().matches("became leader").count() >= 2 },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(source_down(), ["firing"], "{}", freshwatch.log());
+
+        freshwatch.kill();
+        broker.restart();
+        freshwatch.restart();
+        wait_until(
+            "FreshwatchSourceDown resolves",
+            Duration::from_secs(60),
+            || async { source_down().len() >= 2 },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            source_down(),
+            ["firing", "resolved"],
+            "{}",
+            freshwatch.log()
+        );
+    });
+    drop(broker);
+}
