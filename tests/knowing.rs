@@ -503,6 +503,10 @@ split_by = "key"
 warn_after = "1h"
 critical_after = "2d"
 max_keys = 1
+[[group]]
+name = "feeder"
+group_id = "knowing-repair"
+topics = ["orders"]
 [[alerts.webhook]]
 url = "{}/hook"
 "#,
@@ -540,6 +544,7 @@ url = "{}/hook"
                 stored("rollups", "profiles")
                     && stored("history", "profiles")
                     && stored("key_limits", "capped")
+                    && stored("groups", r#"["feeder","orders"]"#)
             },
         )
         .await;
@@ -575,17 +580,19 @@ url = "{}/hook"
             );
             let volume = stored("volume", r#"["orders",null]"#);
             let alerts = stored("key_limits", "capped") && stored("self_alerts", source_down);
+            let group = stored("groups", r#"["feeder","orders"]"#);
             if stored("silences", &id)
                 && stored("rollups", "profiles")
                 && stored("history", "profiles")
                 && volume
                 && alerts
+                && group
             {
                 break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "not written back: silence {}, roll-up {}, history {}, volume {volume}, key limit {}, source down {}\n{}",
+                "not written back: silence {}, roll-up {}, history {}, volume {volume}, key limit {}, source down {}, group {group}\n{}",
                 stored("silences", &id),
                 stored("rollups", "profiles"),
                 stored("history", "profiles"),
