@@ -340,13 +340,7 @@ url = "{}/hook"
         })
         .await;
         // Delivered and out of the outbox (an entry left there would rightly go out again).
-        wait_until("the outbox is empty", Duration::from_secs(15), || async {
-            freshwatch
-                .metric("freshwatch_outbox_pending{sink=\"webhook-0\"}")
-                .await
-                == Some(0.0)
-        })
-        .await;
+        freshwatch.wait_outbox_empty("webhook-0").await;
         // Still full after a kill -9 (and refusing again): no second page.
         freshwatch.kill_and_restart();
         freshwatch.wait_ready().await;
@@ -425,11 +419,6 @@ url = "{receiver_url}/hook"
     )
 }
 
-/// The webhook's `status` of every `FreshwatchSourceDown` notification, in order.
-fn source_down_told(receiver: &WebhookReceiver) -> Vec<String> {
-    told(receiver, "FreshwatchSourceDown", "")
-}
-
 /// Issue #18: `FreshwatchSourceDown` lives in the state store. Kafka goes down and it pages;
 /// a `kill -9` and a restart while Kafka is still down page nothing more (the new process
 /// takes it up as firing and does not resolve it before Kafka answers); Kafka comes back while
@@ -445,7 +434,7 @@ fn a_source_down_pages_once_across_kill_9_and_is_resolved_by_the_start_after_kaf
     runtime().block_on(async {
         let receiver = WebhookReceiver::start().await;
         let text = source_down_config(&brokers, &redis.url, &receiver.url);
-        let source_down = || source_down_told(&receiver);
+        let source_down = || receiver.statuses("FreshwatchSourceDown");
         common::produce_one(&producer, "live", "k", common::now_ms());
         let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
         freshwatch.wait_ready().await;
@@ -461,13 +450,7 @@ fn a_source_down_pages_once_across_kill_9_and_is_resolved_by_the_start_after_kaf
             || async { !source_down().is_empty() },
         )
         .await;
-        wait_until("the outbox is empty", Duration::from_secs(15), || async {
-            freshwatch
-                .metric("freshwatch_outbox_pending{sink=\"webhook-0\"}")
-                .await
-                == Some(0.0)
-        })
-        .await;
+        freshwatch.wait_outbox_empty("webhook-0").await;
 
         // Restarted while Kafka is still down: well past source_grace, nothing more.
         freshwatch.kill_and_restart();
@@ -538,16 +521,10 @@ fn a_new_leader_takes_up_source_down_without_paging_it_again_and_resolves_it() {
         wait_until(
             "FreshwatchSourceDown pages",
             Duration::from_secs(30),
-            || async { !source_down_told(&receiver).is_empty() },
+            || async { !receiver.statuses("FreshwatchSourceDown").is_empty() },
         )
         .await;
-        wait_until("the outbox is empty", Duration::from_secs(15), || async {
-            first
-                .metric("freshwatch_outbox_pending{sink=\"webhook-0\"}")
-                .await
-                == Some(0.0)
-        })
-        .await;
+        first.wait_outbox_empty("webhook-0").await;
         first.kill();
         wait_until(
             "the second replica leads",
@@ -557,7 +534,7 @@ fn a_new_leader_takes_up_source_down_without_paging_it_again_and_resolves_it() {
         .await;
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(
-            source_down_told(&receiver),
+            receiver.statuses("FreshwatchSourceDown"),
             ["firing"],
             "log:\n{}",
             second.log()
@@ -566,11 +543,14 @@ fn a_new_leader_takes_up_source_down_without_paging_it_again_and_resolves_it() {
         wait_until(
             "FreshwatchSourceDown resolves",
             Duration::from_secs(30),
-            || async { source_down_told(&receiver).len() >= 2 },
+            || async { receiver.statuses("FreshwatchSourceDown").len() >= 2 },
         )
         .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(source_down_told(&receiver), ["firing", "resolved"]);
+        assert_eq!(
+            receiver.statuses("FreshwatchSourceDown"),
+            ["firing", "resolved"]
+        );
         drop(second);
     });
     drop(cluster);

@@ -642,14 +642,7 @@ url = "{}/hook"
             ),
         )
         .replace("source_grace = \"20s\"", "source_grace = \"3s\"");
-        let source_down = || {
-            receiver
-                .requests()
-                .iter()
-                .filter(|request| request.json["alertname"] == "FreshwatchSourceDown")
-                .map(|request| request.json["status"].as_str().unwrap_or("").to_owned())
-                .collect::<Vec<_>>()
-        };
+        let source_down = || receiver.statuses("FreshwatchSourceDown");
         produce_one(&producer(&broker.brokers), "live", "k", now_ms());
         let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
         wait_until("live ok", Duration::from_secs(60), || async {
@@ -664,13 +657,7 @@ url = "{}/hook"
             || async { !source_down().is_empty() },
         )
         .await;
-        wait_until("the outbox is empty", Duration::from_secs(15), || async {
-            freshwatch
-                .metric("freshwatch_outbox_pending{sink=\"webhook-0\"}")
-                .await
-                == Some(0.0)
-        })
-        .await;
+        freshwatch.wait_outbox_empty("webhook-0").await;
         freshwatch.kill_and_restart();
         wait_until(
             "the restarted process leads",

@@ -119,10 +119,11 @@ impl SelfAlerts {
         self.0.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn since(&self, alertname: &str) -> Option<i64> {
+    /// Since when `alertname` (about `feed`, if given) fires, as stored.
+    fn since(&self, alertname: &str, feed: Option<&str>) -> Option<i64> {
         self.lock()
             .values()
-            .find(|alert| alert.alertname == alertname && alert.feed().is_none())
+            .find(|alert| alert.alertname == alertname && alert.feed() == feed)
             .map(|alert| alert.since_ms)
     }
 
@@ -430,7 +431,7 @@ impl Pipeline {
         let since_ms = if source_down {
             now_ms
         } else {
-            self.watch.firing.since(SOURCE_DOWN).unwrap_or(now_ms)
+            self.watch.firing.since(SOURCE_DOWN, None).unwrap_or(now_ms)
         };
         self.tell(
             SystemAlert {
@@ -504,13 +505,7 @@ impl Pipeline {
             let since_ms = if firing {
                 since_ms.unwrap_or(now_ms)
             } else {
-                let key = format!("freshwatch/system/{FEED_BLIND}/{feed}");
-                let stored = self
-                    .watch
-                    .firing
-                    .lock()
-                    .get(&key)
-                    .map(|alert| alert.since_ms);
+                let stored = self.watch.firing.since(FEED_BLIND, Some(&feed));
                 stored.or(since_ms).unwrap_or(now_ms)
             };
             self.tell(
@@ -592,7 +587,11 @@ impl Pipeline {
             .collect();
         let since_ms = match overdue.first() {
             Some((_, since_ms)) => *since_ms,
-            None => self.watch.firing.since(PARTITIONS_UNREAD).unwrap_or(now_ms),
+            None => self
+                .watch
+                .firing
+                .since(PARTITIONS_UNREAD, None)
+                .unwrap_or(now_ms),
         };
         if unread {
             tracing::error!(partitions = overdue.len(), first = ?listed, "no freshwatch replica is reading some partitions");
@@ -697,13 +696,7 @@ impl Pipeline {
         let since_ms = if firing {
             now_ms
         } else {
-            let key = format!("freshwatch/system/{FEED_BLIND}/{ROLLED_UP}");
-            let stored = self
-                .watch
-                .firing
-                .lock()
-                .get(&key)
-                .map(|alert| alert.since_ms);
+            let stored = self.watch.firing.since(FEED_BLIND, Some(ROLLED_UP));
             stored.unwrap_or(now_ms)
         };
         SystemAlert {
@@ -722,7 +715,7 @@ impl Pipeline {
     /// `critical_after`. Resolved once that much time has passed since the start that found the
     /// store empty (also by a later run, which finds it firing in the store).
     pub(super) async fn state_lost_alert(&self, now_ms: i64) {
-        let restored_since = self.watch.firing.since(STATE_LOST);
+        let restored_since = self.watch.firing.since(STATE_LOST, None);
         if !self.watch.store_was_empty && restored_since.is_none() {
             return;
         }
@@ -764,7 +757,10 @@ impl Pipeline {
         } else {
             let since_ms = self.watch.state_down_since_ms.swap(0, Ordering::Relaxed);
             if since_ms == 0 {
-                self.watch.firing.since(STATE_STORE_DOWN).unwrap_or(now_ms)
+                self.watch
+                    .firing
+                    .since(STATE_STORE_DOWN, None)
+                    .unwrap_or(now_ms)
             } else {
                 since_ms
             }

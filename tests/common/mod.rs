@@ -701,6 +701,16 @@ impl FreshwatchProcess {
         assert!(status.success(), "kill -{name}");
     }
 
+    /// Waits until `sink` delivered everything (an entry left in its outbox would rightly go
+    /// out again after a restart).
+    pub async fn wait_outbox_empty(&self, sink: &str) {
+        let series = format!("freshwatch_outbox_pending{{sink=\"{sink}\"}}");
+        wait_until("the outbox is empty", Duration::from_secs(15), || async {
+            self.metric(&series).await == Some(0.0)
+        })
+        .await;
+    }
+
     /// SIGKILL, then start again with the same config.
     pub fn kill_and_restart(&mut self) {
         self.kill();

@@ -59,6 +59,15 @@ impl WebhookReceiver {
         self.shared.lock().unwrap().requests.clone()
     }
 
+    /// The `status` of every notification named `alertname`, in order.
+    pub fn statuses(&self, alertname: &str) -> Vec<String> {
+        self.requests()
+            .iter()
+            .filter(|request| request.json["alertname"] == alertname)
+            .map(|request| request.json["status"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+
     pub fn answer(&self, answer: Answer) {
         self.shared.lock().unwrap().answer = Some(answer);
     }
