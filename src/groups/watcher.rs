@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +53,7 @@ struct RetentionRead {
 pub struct GroupWatcher {
     groups: Vec<GroupConfig>,
     /// Fetches single records and watermarks; its own group id, never committed.
-    fetcher: BaseConsumer,
+    fetcher: BaseConsumer<FetcherContext>,
     /// Asks for member counts (DescribeGroups) on a connection of its own: a broker that drops
     /// the connection on it takes nothing else down.
     describer: BaseConsumer,
@@ -104,7 +106,7 @@ impl GroupWatcher {
             // The end of a partition tells a commit on transaction markers from one not yet read.
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
-            .create()?;
+            .create_with_context(FetcherContext)?;
         let describer = base
             .clone()
             .set("group.id", format!("{}-groups", config.kafka.group_id))
@@ -726,3 +728,17 @@ pub fn retention_of(
         None => (Retention::Unknown, RetentionSource::Unknown),
     }
 }
+
+/// The first-unread fetcher's context: the end of a partition is what it asks for (a commit on
+/// transaction markers), not an error worth a log line.
+pub struct FetcherContext;
+
+impl ClientContext for FetcherContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "group watcher's fetcher error");
+        }
+    }
+}
+
+impl ConsumerContext for FetcherContext {}
