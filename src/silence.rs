@@ -351,6 +351,14 @@ impl SilenceBook {
         Ok(silence)
     }
 
+    /// Stores `silence` as it is (freshwatch's own: a pipeline's held hop), new or changed.
+    pub async fn put(&self, silence: Silence) -> Result<(), BookError> {
+        let _gate = self.gate.lock().await;
+        self.save(&silence).await?;
+        self.silences.insert(silence);
+        Ok(())
+    }
+
     /// Ends a silence now; what it held and still fires is sent at the leader's next tick.
     pub async fn expire(&self, id: &str) -> Result<Silence, BookError> {
         let _gate = self.gate.lock().await;

@@ -33,6 +33,7 @@ mod groups;
 mod hours;
 mod key_limit;
 mod loops;
+mod pipelines;
 pub mod reload;
 mod silences;
 mod start;
@@ -129,6 +130,8 @@ struct Pipeline {
     volume: Option<Volume>,
     /// The feeds whose `FreshwatchKeyLimit` fires.
     key_limits: KeyLimits,
+    /// `[[pipeline]]`s: hops behind a broken one are held.
+    pipelines: Vec<crate::config::PipelineConfig>,
     feed_names: Vec<Arc<str>>,
     /// Silences, shared with the API and the sinks.
     silences: crate::silence::SilenceBook,
@@ -189,6 +192,7 @@ impl Pipeline {
             held = evaluator.held() > 0;
             (transitions, full_feeds)
         };
+        self.pipeline_holds(now_ms).await;
         self.silence_ends(now_ms).await;
         self.source_down_alert(
             source_down,

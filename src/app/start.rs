@@ -214,6 +214,7 @@ pub async fn start_with(
         groups,
         volume,
         key_limits,
+        pipelines: config.pipelines.clone(),
         watch: watch_for(&config, store_was_empty, start_ms, self_alerts),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),

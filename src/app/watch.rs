@@ -188,6 +188,11 @@ struct Judged {
 }
 
 impl BlindFeeds {
+    /// Whether feed `index`'s `FreshwatchFeedBlind` fires.
+    pub(super) fn is_alerting(&self, index: usize) -> bool {
+        self.alerting.get(index).copied().unwrap_or(false)
+    }
+
     pub(super) fn new(feeds: usize) -> BlindFeeds {
         BlindFeeds {
             alerting: vec![false; feeds],

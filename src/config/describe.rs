@@ -42,6 +42,7 @@ pub fn describe_at(config: &Config, now_ms: i64) -> String {
         let _ = writeln!(text, "heartbeat: every {}", human(heartbeat.interval));
     }
     text.push_str(&super::groups::describe(&config.groups));
+    text.push_str(&super::pipeline::describe(&config.pipelines));
     text
 }
 

@@ -27,6 +27,7 @@ pub mod groups;
 mod heartbeat;
 mod http;
 mod kafka;
+mod pipeline;
 pub mod raw;
 mod secret;
 mod state;
@@ -46,6 +47,7 @@ pub use groups::{GroupConfig, GroupMatcher};
 pub use heartbeat::HeartbeatConfig;
 pub use http::HttpConfig;
 pub use kafka::{host_name, KafkaConfig, StartPosition, STATISTICS_INTERVAL};
+pub use pipeline::{Hop, PipelineConfig};
 pub use raw::RawConfig;
 pub use secret::{redacted_url, Secret};
 pub use state::{HaConfig, StateBackend, StateConfig};
@@ -97,6 +99,8 @@ pub struct Config {
     pub heartbeat: Option<HeartbeatConfig>,
     pub ha: HaConfig,
     pub groups: Vec<GroupConfig>,
+    /// `[[pipeline]]`s: a hop behind a broken one is held.
+    pub pipelines: Vec<PipelineConfig>,
     /// The volume rules of the feeds that set `min_rate`.
     pub volume: Vec<VolumeConfig>,
 }
@@ -173,6 +177,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .map(heartbeat::validate_heartbeat)
         .transpose()?;
     let ha = state::validate_ha(raw.ha)?;
+    let pipelines = pipeline::validate_pipelines(raw.pipeline, &feeds, &groups)?;
     Ok(Config {
         kafka,
         state,
@@ -183,6 +188,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         heartbeat,
         ha,
         groups,
+        pipelines,
         volume,
     })
 }

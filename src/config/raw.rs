@@ -41,6 +41,9 @@ pub struct RawConfig {
     /// Consumer groups to watch; `[[group]]` tables.
     #[serde(default)]
     pub group: Vec<super::groups::RawGroup>,
+    /// Feeds and groups in data-flow order; `[[pipeline]]` tables.
+    #[serde(default)]
+    pub pipeline: Vec<super::pipeline::RawPipeline>,
 }
 
 /// `[ha]`: several replicas with the same config and Redis; one leads.

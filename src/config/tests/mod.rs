@@ -357,3 +357,67 @@ fn admin_and_read_tokens_come_from_the_environment_and_must_be_long() {
     assert_eq!(format!("{token:?}"), "***", "never printed");
     assert!(config.http.read_token.is_none());
 }
+
+/// `[[feed]]`s `a`, `b` and `c`, a `[[group]]` `relay`, and `pipelines` after them.
+fn with_pipelines(pipelines: &str) -> String {
+    let feeds: String = ["a", "b", "c"]
+        .iter()
+        .map(|name| format!("[[feed]]\nname = \"{name}\"\ntopic = \"{name}\"\n"))
+        .collect();
+    format!("{KAFKA}{feeds}[[group]]\ngroup_id = \"relay\"\n{pipelines}")
+}
+
+#[test]
+fn a_pipeline_names_feeds_and_groups_in_order_and_check_config_prints_it() {
+    let config = parse_with(
+        &with_pipelines("[[pipeline]]\nname = \"p\"\nhops = [\"a\", \"group:relay\", \"b\"]\n"),
+        &[],
+    )
+    .unwrap();
+    let pipeline = &config.pipelines[0];
+    assert_eq!(
+        pipeline.hops,
+        [
+            Hop::Feed("a".into()),
+            Hop::Group("relay".into()),
+            Hop::Feed("b".into())
+        ]
+    );
+    assert_eq!(pipeline.catchup_grace, Duration::from_secs(600));
+    assert!(
+        describe(&config).contains("pipeline p: a -> group:relay -> b (catchup_grace 10m)\n"),
+        "{}",
+        describe(&config)
+    );
+}
+
+#[test]
+fn unknown_hops_short_pipelines_and_cycles_are_refused_with_the_hop_named() {
+    let error = error_of(&with_pipelines(
+        "[[pipeline]]\nname = \"p\"\nhops = [\"a\", \"nope\"]\n",
+    ));
+    assert!(
+        error.starts_with("pipeline[0].hops[1]: \"nope\": no [[feed]] named so"),
+        "{error}"
+    );
+    let error = error_of(&with_pipelines(
+        "[[pipeline]]\nname = \"p\"\nhops = [\"a\", \"group:feeder\"]\n",
+    ));
+    assert!(
+        error.starts_with("pipeline[0].hops[1]: \"group:feeder\": no [[group]]"),
+        "{error}"
+    );
+    let error = error_of(&with_pipelines(
+        "[[pipeline]]\nname = \"p\"\nhops = [\"a\"]\n",
+    ));
+    assert!(error.starts_with("pipeline[0].hops: "), "{error}");
+    let error = error_of(&with_pipelines(
+        "[[pipeline]]\nname = \"p\"\nhops = [\"a\", \"b\"]\n[[pipeline]]\nname = \"q\"\nhops = [\"b\", \"c\", \"a\"]\n",
+    ));
+    assert!(error.contains("is upstream of itself"), "{error}");
+    assert!(error.starts_with("pipeline[0].hops: hop "), "{error}");
+    let error = error_of(&with_pipelines(
+        "[[pipeline]]\nname = \"p\"\nhops = [\"a\", \"b\"]\n[[pipeline]]\nname = \"p\"\nhops = [\"b\", \"c\"]\n",
+    ));
+    assert!(error.starts_with("pipeline[1].name: "), "{error}");
+}
