@@ -60,6 +60,11 @@ impl Pipeline {
     /// The hops alerting now: a feed with a key warning, critical or never seen, or blind past
     /// its bound; a group with any alert firing, or blind past its bound.
     fn alerting_hops(&self) -> BTreeSet<Hop> {
+        let hops: BTreeSet<&Hop> = self
+            .pipelines
+            .iter()
+            .flat_map(|pipeline| &pipeline.hops)
+            .collect();
         let mut alerting = BTreeSet::new();
         {
             let tracker = self
@@ -72,12 +77,16 @@ impl Pipeline {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             for (index, feed) in tracker.feeds().iter().enumerate() {
+                let hop = Hop::Feed(feed.name.clone());
+                if !hops.contains(&hop) {
+                    continue;
+                }
                 let stale = feed
                     .series()
                     .iter()
                     .any(|series| series.status.severity().is_some());
                 if stale || blind.is_alerting(index) {
-                    alerting.insert(Hop::Feed(feed.name.clone()));
+                    alerting.insert(hop);
                 }
             }
         }
