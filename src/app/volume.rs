@@ -265,7 +265,7 @@ mod tests {
         .unwrap();
         let mut tracker = Tracker::new(&config.feeds, 0);
         for (key, records) in [("acme", 3), ("globex", 5), ("initech", 7)] {
-            tracker.observe_many(0, key.as_bytes(), 1_000, records);
+            tracker.observe_many(0, key.as_bytes(), 1_000, 1_000, records);
         }
         let summed: u64 = tracker.feed(0).series().iter().map(|s| s.records).sum();
         let counts = feed_counts(&tracker, 0, Some(2));
