@@ -159,7 +159,7 @@ impl Pipeline {
         // Every replica keeps assessing, so a new leader knows since when feeds are blind.
         let assessment = self.knowledge.assess(now_ms);
         let group_alerts = self.evaluate_groups(now_ms);
-        let volume_alerts = self.evaluate_volume(now_ms);
+        let volume_alerts = self.evaluate_volume(now_ms, &assessment);
         if !self.leadership.is_leader() {
             return false;
         }

@@ -44,11 +44,21 @@ impl Volume {
 impl Pipeline {
     /// Counts and judges the feeds with `min_rate` (every replica: the API and metrics), and
     /// returns the alert changes when leading.
-    pub(super) fn evaluate_volume(&self, now_ms: i64) -> Vec<SystemAlert> {
+    pub(super) fn evaluate_volume(
+        &self,
+        now_ms: i64,
+        assessment: &crate::knowledge::Assessment,
+    ) -> Vec<SystemAlert> {
         let Some(volume) = &self.volume else {
             return Vec::new();
         };
         let mut watch = volume.watch();
+        for (feed, sight) in assessment.feeds.iter().enumerate() {
+            watch.set_known(
+                feed,
+                matches!(sight.sight, crate::knowledge::Sight::Known { .. }),
+            );
+        }
         let judged: Vec<(usize, Option<usize>)> = watch.judged_feeds().collect();
         let counts: HashMap<usize, FeedCounts> = {
             let tracker = self
