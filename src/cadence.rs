@@ -97,15 +97,45 @@ impl ThresholdSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Learning {
     pub min_gaps: u16,
+    /// `learn_min_span`: learned time needed beside `min_gaps` ([`WARM_UP_SPAN_MS`] default).
+    pub min_span_ms: i64,
     pub warn_floor_ms: i64,
     pub critical_floor_ms: i64,
     /// `learn_by_hour = true`: the feed's hours, on the `learn_timezone` clocks.
     pub by_hour: Option<WeekClock>,
 }
 
-/// Learned time a series needs, beside `learn_min_gaps` samples, before its own thresholds
-/// apply: a first burst of records a second apart is not yet a cadence.
+/// Learned time a series needs by default (`learn_min_span`), beside `learn_min_gaps` samples,
+/// before its own thresholds apply: a first burst of records a second apart is not yet a
+/// cadence.
 pub const WARM_UP_SPAN_MS: i64 = 30 * 60_000;
+
+/// When a summary (a series', or an hour's) has learned enough to be used: `gaps` samples and
+/// `span_ms` of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmUp {
+    pub gaps: u16,
+    pub span_ms: i64,
+}
+
+impl WarmUp {
+    /// `gaps` samples and the default span.
+    pub fn gaps(gaps: u16) -> WarmUp {
+        WarmUp {
+            gaps,
+            span_ms: WARM_UP_SPAN_MS,
+        }
+    }
+}
+
+impl Learning {
+    pub fn warm_up(&self) -> WarmUp {
+        WarmUp {
+            gaps: self.min_gaps,
+            span_ms: self.min_span_ms,
+        }
+    }
+}
 
 /// Halvings after which the unit of time stops growing (2^11 s = 2,048 s) and each further
 /// halving forgets half of the past instead.
@@ -141,7 +171,7 @@ impl Cadence {
     /// that staleness weighing that time. See [`Cadence::learn_sample`].
     pub fn learn(&mut self, gap_ms: i64, min_gaps: u16) -> bool {
         let salt = gap_ms.wrapping_add(i64::from(self.gaps) << 32);
-        self.learn_sample(gap_ms, gap_ms, salt, min_gaps)
+        self.learn_sample(gap_ms, gap_ms, salt, WarmUp::gaps(min_gaps))
     }
 
     /// Learns one sample: the staleness `value_ms` the series reached, weighing `weight_ms` of
@@ -153,13 +183,13 @@ impl Cadence {
         value_ms: i64,
         weight_ms: i64,
         salt: i64,
-        min_gaps: u16,
+        warm_up: WarmUp,
     ) -> bool {
         debug_assert!(
             weight_ms > 0,
             "gaps of 0 and out-of-order records are not learned"
         );
-        let was_warm = self.is_warm(min_gaps);
+        let was_warm = self.is_warm(warm_up);
         let bucket = bucket_of(value_ms);
         loop {
             let unit_ms = self.unit_ms();
@@ -184,7 +214,7 @@ impl Cadence {
             }
         }
         self.gaps = self.gaps.saturating_add(1);
-        !was_warm && self.is_warm(min_gaps)
+        !was_warm && self.is_warm(warm_up)
     }
 
     fn halve(&mut self) {
@@ -205,9 +235,9 @@ impl Cadence {
         units * self.unit_ms()
     }
 
-    /// Whether its warm-up is over: `min_gaps` samples and [`WARM_UP_SPAN_MS`] learned.
-    pub fn is_warm(&self, min_gaps: u16) -> bool {
-        self.gaps >= min_gaps && self.learned_ms() >= WARM_UP_SPAN_MS
+    /// Whether its warm-up is over: `warm_up.gaps` samples and `warm_up.span_ms` learned.
+    pub fn is_warm(&self, warm_up: WarmUp) -> bool {
+        self.gaps >= warm_up.gaps && self.learned_ms() >= warm_up.span_ms
     }
 
     /// Gaps learned (saturating at 65,535).
@@ -353,10 +383,10 @@ impl Weekly {
         end_ms: i64,
         weight_ms: i64,
         salt: i64,
-        min_gaps: u16,
+        warm_up: WarmUp,
     ) -> bool {
         self.all
-            .learn_sample(end_ms - start_ms, weight_ms, salt, min_gaps);
+            .learn_sample(end_ms - start_ms, weight_ms, salt, warm_up);
         let weighed_from_ms = end_ms - weight_ms;
         let mut warmed = false;
         let mut from_ms = start_ms;
@@ -367,7 +397,7 @@ impl Weekly {
             if hour_weight_ms > 0 {
                 self.news |= self.hours[hour].buckets[bucket_of(reached_ms)] == 0;
                 warmed |=
-                    self.hours[hour].learn_sample(reached_ms, hour_weight_ms, salt, min_gaps);
+                    self.hours[hour].learn_sample(reached_ms, hour_weight_ms, salt, warm_up);
             }
             if end_ms < until_ms {
                 break;
@@ -399,7 +429,7 @@ impl Weekly {
     /// How many powers of two a gap that began at `since_ms` (`None`: no record yet) scales a
     /// series' p99 by at `at_ms`: the most of the hours it has spanned ([`Weekly::hour_shift`]).
     /// `None` while any of them warms up.
-    pub fn shift(&self, since_ms: Option<i64>, at_ms: i64, min_gaps: u16) -> Option<i32> {
+    pub fn shift(&self, since_ms: Option<i64>, at_ms: i64, warm_up: WarmUp) -> Option<i32> {
         let last = self.clock.local_hours(at_ms);
         // A last-seen ahead of now (a producer clock ahead) is now's hour: no empty range.
         let first = since_ms
@@ -409,19 +439,19 @@ impl Weekly {
         let mut most = i32::MIN;
         for local_hours in first.max(last - WEEK_HOURS as i64 + 1)..=last {
             let hour = WeekClock::hour_of_week(local_hours);
-            most = most.max(self.scale_against(hour, min_gaps, all)?);
+            most = most.max(self.scale_against(hour, warm_up, all)?);
         }
         Some(most)
     }
 
     /// Hour `hour`'s p99 bucket less the feed's; `None` while it has fewer than `min_gaps` gaps.
-    pub fn hour_shift(&self, hour: usize, min_gaps: u16) -> Option<i32> {
-        self.scale_against(hour, min_gaps, self.all.p99_bucket()?)
+    pub fn hour_shift(&self, hour: usize, warm_up: WarmUp) -> Option<i32> {
+        self.scale_against(hour, warm_up, self.all.p99_bucket()?)
     }
 
-    fn scale_against(&self, hour: usize, min_gaps: u16, all_bucket: usize) -> Option<i32> {
+    fn scale_against(&self, hour: usize, warm_up: WarmUp, all_bucket: usize) -> Option<i32> {
         let summary = &self.hours[hour];
-        if !summary.is_warm(min_gaps) {
+        if !summary.is_warm(warm_up) {
             return None;
         }
         Some(summary.p99_bucket()? as i32 - all_bucket as i32)
@@ -496,7 +526,7 @@ pub fn effective(
         return (ceilings, ThresholdSource::Fixed);
     };
     let cadence = &learned.cadence;
-    if !cadence.is_warm(learning.min_gaps) {
+    if !cadence.is_warm(learning.warm_up()) {
         return (ceilings, ThresholdSource::WarmUp);
     }
     let Some(p99_ms) = cadence.p99_ms() else {
@@ -504,7 +534,7 @@ pub fn effective(
     };
     let shift = learned
         .hours
-        .map(|hours| hours.shift(learned.since_ms, at_ms, learning.min_gaps));
+        .map(|hours| hours.shift(learned.since_ms, at_ms, learning.warm_up()));
     let p99_ms = match shift {
         None => p99_ms,
         Some(None) => return (ceilings, ThresholdSource::WarmUp),
@@ -556,6 +586,7 @@ mod tests {
 
     const LEARNING: Learning = Learning {
         min_gaps: 20,
+        min_span_ms: WARM_UP_SPAN_MS,
         warn_floor_ms: MINUTE_MS,
         critical_floor_ms: 5 * MINUTE_MS,
         by_hour: None,
@@ -594,14 +625,14 @@ mod tests {
         static SALT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
         for _ in 0..times {
             let salt = SALT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            cadence.learn_sample(gap_ms, gap_ms, salt, LEARNING.min_gaps);
+            cadence.learn_sample(gap_ms, gap_ms, salt, LEARNING.warm_up());
         }
     }
 
     #[test]
     fn gaps_fall_into_log2_buckets_and_p99_is_the_upper_edge() {
         let mut tiny = Cadence::default();
-        tiny.learn_sample(1, SECOND_MS, 0, 20);
+        tiny.learn_sample(1, SECOND_MS, 0, WarmUp::gaps(20));
         assert_eq!(tiny.p99_ms(), Some(SECOND_MS));
         assert_eq!(learned(SECOND_MS, 1).p99_ms(), Some(2 * SECOND_MS));
         assert_eq!(learned(90 * SECOND_MS, 1).p99_ms(), Some(128 * SECOND_MS));
@@ -656,7 +687,7 @@ mod tests {
         assert_eq!(ended.iter().filter(|&&ended| ended).count(), 1);
         assert!(ended[28], "29 × 64 s is the first past 30 minutes");
         let mut burst = learned(SECOND_MS, 300);
-        assert!(!burst.is_warm(20), "300 gaps, 5 minutes: still warming up");
+        assert!(!burst.is_warm(WarmUp::gaps(20)), "300 gaps, 5 minutes: still warming up");
         assert!(burst.learn(55 * MINUTE_MS, 20), "the hour's pause ends it");
     }
 
@@ -791,7 +822,13 @@ mod tests {
     impl Weekly {
         /// A gap closed by a record that arrived at its event time.
         fn learn_gap(&mut self, start_ms: i64, end_ms: i64, min_gaps: u16) -> bool {
-            self.learn(start_ms, end_ms, end_ms - start_ms, end_ms, min_gaps)
+            self.learn(
+                start_ms,
+                end_ms,
+                end_ms - start_ms,
+                end_ms,
+                WarmUp::gaps(min_gaps),
+            )
         }
     }
 
@@ -844,14 +881,14 @@ mod tests {
             weekly.learn_gap(at_ms, at_ms + 2 * MINUTE_MS, 20);
             at_ms += 2 * MINUTE_MS;
         }
-        assert_eq!(weekly.shift(None, ten_am, 20), None, "19 gaps: warming up");
+        assert_eq!(weekly.shift(None, ten_am, WarmUp::gaps(20)), None, "19 gaps: warming up");
         assert!(
             weekly.learn_gap(at_ms, at_ms + 2 * MINUTE_MS, 20),
             "the 20th ends it (40 minutes learned)"
         );
-        assert_eq!(weekly.shift(None, ten_am, 20), Some(0));
+        assert_eq!(weekly.shift(None, ten_am, WarmUp::gaps(20)), Some(0));
         assert_eq!(
-            weekly.shift(None, ten_am + HOUR_MS, 20),
+            weekly.shift(None, ten_am + HOUR_MS, WarmUp::gaps(20)),
             None,
             "11:00 has none"
         );
@@ -863,23 +900,23 @@ mod tests {
         }
         assert_eq!(weekly.all.p99_ms(), Some(2_048 * SECOND_MS));
         assert_eq!(
-            weekly.shift(Some(ten_am), ten_am, 20),
+            weekly.shift(Some(ten_am), ten_am, WarmUp::gaps(20)),
             Some(-4),
             "128 s against 2,048 s"
         );
-        assert_eq!(weekly.shift(None, night_ms, 20), Some(0));
+        assert_eq!(weekly.shift(None, night_ms, WarmUp::gaps(20)), Some(0));
         assert_eq!(
-            weekly.shift(Some(night_ms), ten_am, 20),
+            weekly.shift(Some(night_ms), ten_am, WarmUp::gaps(20)),
             None,
             "a gap from 02:00 spans hours still warming up"
         );
         assert_eq!(
-            weekly.shift(Some(ten_am + 30 * SECOND_MS), ten_am, 20),
+            weekly.shift(Some(ten_am + 30 * SECOND_MS), ten_am, WarmUp::gaps(20)),
             Some(-4),
             "a last-seen ahead of now (a producer clock ahead) is now's hour"
         );
         assert_eq!(
-            weekly.shift(Some(ten_am + HOUR_MS + 1), ten_am + HOUR_MS - 1, 20),
+            weekly.shift(Some(ten_am + HOUR_MS + 1), ten_am + HOUR_MS - 1, WarmUp::gaps(20)),
             Some(-4),
             "even when it is in the next hour: no empty range"
         );
@@ -888,13 +925,13 @@ mod tests {
             let start_ms = ten_am + HOUR_MS + gap * SECOND_MS;
             weekly.learn_gap(start_ms, start_ms + 20 * MINUTE_MS, 20);
         }
-        assert_eq!(weekly.shift(Some(ten_am), ten_am + HOUR_MS, 20), Some(0));
+        assert_eq!(weekly.shift(Some(ten_am), ten_am + HOUR_MS, WarmUp::gaps(20)), Some(0));
         assert_eq!(
-            weekly.shift(Some(ten_am + HOUR_MS), ten_am + HOUR_MS, 20),
+            weekly.shift(Some(ten_am + HOUR_MS), ten_am + HOUR_MS, WarmUp::gaps(20)),
             Some(0)
         );
         assert_eq!(
-            weekly.shift(Some(ten_am), ten_am + HOUR_MS - 1, 20),
+            weekly.shift(Some(ten_am), ten_am + HOUR_MS - 1, WarmUp::gaps(20)),
             Some(-4)
         );
 

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::cadence::{Cadence, Learned, Weekly};
+use crate::cadence::{Cadence, Learned, WarmUp, Weekly};
 use crate::config::FeedConfig;
 use crate::model::{FeedIndex, SeriesId, Status};
 
@@ -152,6 +152,8 @@ pub struct FeedTrack {
     pub records: u64,
     /// `learn_min_gaps` of a learned feed; 0 for a fixed one (its series learn nothing).
     pub learn_min_gaps: u16,
+    /// `learn_min_span` of a learned feed, ms.
+    learn_min_span_ms: i64,
     /// When each expected value was first watched (persisted): a value added to `expected`
     /// later is `never_seen` only `critical_after` after it was added, not at once.
     pub expected_started_ms: hashbrown::HashMap<Box<[u8]>, i64>,
@@ -183,6 +185,14 @@ impl FeedTrack {
     /// The placeholder stopped standing for the feed: it has real keys now.
     pub fn placeholder_retired(&self) -> bool {
         self.placeholder && self.series.len() > 1
+    }
+
+    /// When a learned feed's summaries are used.
+    fn warm_up(&self) -> WarmUp {
+        WarmUp {
+            gaps: self.learn_min_gaps,
+            span_ms: self.learn_min_span_ms,
+        }
     }
 
     /// The learned cadence of series `index` (empty for a fixed feed's series).
@@ -262,6 +272,9 @@ impl Tracker {
                     refused: 0,
                     records: 0,
                     learn_min_gaps: feed.learning.map_or(0, |learning| learning.min_gaps),
+                    learn_min_span_ms: feed
+                        .learning
+                        .map_or(0, |learning| learning.min_span_ms),
                     expected_started_ms: hashbrown::HashMap::new(),
                     placeholder: feed.split.is_some() && feed.expected.is_empty(),
                     index: HashTable::new(),
@@ -371,6 +384,7 @@ impl Tracker {
         let id = self.series_for(feed, key, true)?;
         let track = &mut self.feeds[feed as usize];
         let learn_min_gaps = track.learn_min_gaps;
+        let warm_up = track.warm_up();
         let series = &mut track.series[id.index as usize];
         series.records += count;
         track.records += count;
@@ -386,7 +400,7 @@ impl Tracker {
                         series.last_seen_ms + reached_ms,
                         weight_ms,
                         event_ms,
-                        learn_min_gaps,
+                        warm_up,
                     ) && !self.hours_warmed.contains(&feed)
                     {
                         self.hours_warmed.push(feed);
@@ -396,7 +410,7 @@ impl Tracker {
                     reached_ms,
                     weight_ms,
                     event_ms,
-                    learn_min_gaps,
+                    warm_up,
                 ) && !series.refresh_queued
                 {
                     // Warm-up just ended: judged by its own thresholds now, not at the old
@@ -489,10 +503,14 @@ impl Tracker {
         };
         let series = &mut track.series[index as usize];
         let learned = &mut track.cadences[index as usize];
-        let was_warming_up = learned.gaps() < track.learn_min_gaps;
+        let warm_up = WarmUp {
+            gaps: track.learn_min_gaps,
+            span_ms: track.learn_min_span_ms,
+        };
+        let was_warming_up = !learned.is_warm(warm_up);
         learned.merge(cadence);
         let id = SeriesId { feed, index };
-        if was_warming_up && learned.gaps() >= track.learn_min_gaps && !series.refresh_queued {
+        if was_warming_up && learned.is_warm(warm_up) && !series.refresh_queued {
             series.refresh_queued = true;
             self.refreshed.push(id);
         }
@@ -504,11 +522,11 @@ impl Tracker {
     /// no pass over a large feed).
     pub fn merge_weekly(&mut self, feed: FeedIndex, other: &Weekly) {
         let track = &mut self.feeds[feed as usize];
-        let min_gaps = track.learn_min_gaps;
+        let warm_up = track.warm_up();
         if let Some(weekly) = &mut track.weekly {
             let scales = |weekly: &Weekly| -> Vec<Option<i32>> {
                 (0..crate::schedule::WEEK_HOURS)
-                    .map(|hour| weekly.hour_shift(hour, min_gaps))
+                    .map(|hour| weekly.hour_shift(hour, warm_up))
                     .collect()
             };
             let before = scales(weekly);

@@ -114,7 +114,14 @@ fn describe_feed(feed: &FeedConfig) -> String {
                 Some(clock) => format!(" learn_by_hour={}", clock.timezone.name()),
                 None => String::new(),
             },
-        ),
+        ) + &if learning.min_span_ms == crate::cadence::WARM_UP_SPAN_MS {
+            String::new()
+        } else {
+            format!(
+                " learn_min_span={}",
+                human(std::time::Duration::from_millis(learning.min_span_ms as u64))
+            )
+        },
     };
     let expected = if feed.expected.is_empty() {
         String::new()

@@ -33,6 +33,7 @@ fn feed(learned: bool, warn_after_ms: i64, critical_after_ms: i64) -> FeedConfig
         windows: Vec::new(),
         learning: learned.then_some(Learning {
             min_gaps: 20,
+            min_span_ms: crate::cadence::WARM_UP_SPAN_MS,
             warn_floor_ms: MINUTE_MS,
             critical_floor_ms: 5 * MINUTE_MS,
             by_hour: None,

@@ -213,6 +213,7 @@ fn a_steady_delivery_lag_is_learned_as_normal_in_the_replay() {
     learned.critical_after = Duration::from_secs(24 * 3_600);
     learned.learning = Some(crate::cadence::Learning {
         min_gaps: 20,
+        min_span_ms: crate::cadence::WARM_UP_SPAN_MS,
         warn_floor_ms: MINUTE,
         critical_floor_ms: 5 * MINUTE,
         by_hour: None,
