@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::cadence::{self, Learned, Learning, ThresholdSource};
 use crate::config::FeedConfig;
 use crate::knowledge::Sight;
-use crate::model::{FeedIndex, SeriesId, Status};
+use crate::model::{SeriesId, Status};
 use crate::schedule::{Schedule, Thresholds};
 use crate::tracker::{Series, Tracker};
 
@@ -264,10 +264,6 @@ impl Evaluator {
     pub fn tick(&mut self, tracker: &mut Tracker, now_ms: i64) -> Vec<Transition> {
         let mut transitions = Vec::new();
         self.held = 0;
-        // Only what is known is learned: the tracker learns nothing of a blind feed.
-        for (feed, sight) in self.sights.iter().enumerate() {
-            tracker.set_known(feed as FeedIndex, matches!(sight, Sight::Known { .. }));
-        }
         if self.deadlines.is_empty() {
             self.bulk_load = Some(Vec::new());
         }

@@ -366,10 +366,24 @@ impl Tracker {
         self.observe_many(feed, key, event_ms, arrival_ms, 1)
     }
 
-    /// What the feed is known to be now, from [`crate::knowledge`]'s verdict: while it is not
-    /// (Kafka down, a backlog being read), records move last-seen but teach nothing.
+    /// Whether records of `feed` read from now on may teach it: [`crate::knowledge`]'s verdict
+    /// ([`crate::knowledge::FeedSight::learns`]). While not (Kafka down, a backlog being read)
+    /// records move last-seen but teach nothing.
     pub fn set_known(&mut self, feed: FeedIndex, known: bool) {
         self.feeds[feed as usize].known = known;
+    }
+
+    /// Whether records of `feed` teach it now (see [`Tracker::set_known`]).
+    pub fn known(&self, feed: FeedIndex) -> bool {
+        self.feeds[feed as usize].known
+    }
+
+    /// Feeds the knowledge rule from one assessment ([`crate::knowledge::FeedSight::learns`]).
+    pub fn set_sights(&mut self, sights: &[crate::knowledge::FeedSight], now_ms: i64) {
+        for (feed, sight) in sights.iter().enumerate() {
+            let track = &mut self.feeds[feed];
+            track.known = sight.learns(track.known, now_ms);
+        }
     }
 
     /// Like [`Tracker::observe_at`] for `count` records whose newest event time is `event_ms`.

@@ -552,19 +552,31 @@ fn a_gap_that_ends_while_the_feed_is_unknown_teaches_nothing() {
     simulation.send_every("acme", SECOND_MS, down_ms);
     let before = simulation.cadence("acme");
     // Kafka is down for 20 minutes; the first record after it is read while still blind.
-    simulation
-        .evaluator
-        .set_sight(0, Sight::Blind(crate::knowledge::Blindness::SourceDown));
+    let sight = |sight: Sight, blind_since_ms: Option<i64>| crate::knowledge::FeedSight {
+        sight,
+        blind_since_ms,
+    };
+    let back_ms = down_ms + 20 * MINUTE_MS;
+    simulation.tracker.set_sights(
+        &[sight(
+            Sight::Blind(crate::knowledge::Blindness::SourceDown),
+            Some(down_ms),
+        )],
+        back_ms,
+    );
     simulation.tick(down_ms + 20 * MINUTE_MS);
     simulation
         .tracker
         .observe(0, b"acme", down_ms + 20 * MINUTE_MS);
     assert_eq!(simulation.cadence("acme"), before, "the outage taught nothing");
-    simulation.evaluator.set_sight(
-        0,
-        Sight::Known {
-            through_ms: i64::MAX,
-        },
+    simulation.tracker.set_sights(
+        &[sight(
+            Sight::Known {
+                through_ms: i64::MAX,
+            },
+            None,
+        )],
+        back_ms,
     );
     simulation.tick(down_ms + 20 * MINUTE_MS);
     simulation
