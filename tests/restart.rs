@@ -269,7 +269,10 @@ fn restart_keeps_every_staleness_clock(state: &str) {
     assert_eq!(ticker["records"], 0, "nothing was re-read from Kafka");
     // The hours as the API shows them: the one hour the nine gaps fell in, at the feed's scale.
     assert_eq!(hours["timezone"], "Europe/Berlin");
-    assert_eq!(hours["gaps"], 9);
+    // Stored at once when the hour's warm-up ended (5 s learned: the fifth or sixth of nine
+    // samples), then at most once a minute: kill -9 loses what came after.
+    let gaps = hours["gaps"].as_u64().unwrap();
+    assert!((5..=9).contains(&gaps), "{hours:#}");
     let learned: Vec<&Value> = hours["hours"]
         .as_array()
         .unwrap()
@@ -277,7 +280,7 @@ fn restart_keeps_every_staleness_clock(state: &str) {
         .filter(|hour| hour["gaps"] != 0)
         .collect();
     assert_eq!(learned.len(), 1, "{hours:#}");
-    assert_eq!(learned[0]["gaps"], 9);
+    assert_eq!(learned[0]["gaps"], gaps);
     assert_eq!(learned[0]["p99_seconds"], 2.0);
     assert_eq!(learned[0]["scale"], 1.0);
     assert_eq!(hours["hours"].as_array().unwrap().len(), 168);
