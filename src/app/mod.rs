@@ -164,7 +164,7 @@ impl Pipeline {
             .unwrap_or_else(|poison| poison.into_inner())
             .set_sights(&assessment.feeds, now_ms);
         let group_alerts = self.evaluate_groups(now_ms);
-        let volume_alerts = self.evaluate_volume(now_ms, &assessment);
+        let volume_alerts = self.evaluate_volume(now_ms);
         if !self.leadership.is_leader() {
             return false;
         }

@@ -47,24 +47,22 @@ impl Pipeline {
     pub(super) fn evaluate_volume(
         &self,
         now_ms: i64,
-        assessment: &crate::knowledge::Assessment,
     ) -> Vec<SystemAlert> {
         let Some(volume) = &self.volume else {
             return Vec::new();
         };
         let mut watch = volume.watch();
-        for (feed, sight) in assessment.feeds.iter().enumerate() {
-            watch.set_known(
-                feed,
-                matches!(sight.sight, crate::knowledge::Sight::Known { .. }),
-            );
-        }
         let judged: Vec<(usize, Option<usize>)> = watch.judged_feeds().collect();
         let counts: HashMap<usize, FeedCounts> = {
             let tracker = self
                 .tracker
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
+            // The same rule as learned thresholds (the tick fed this assessment to the
+            // tracker): counted only while known, or behind for a moment after being known.
+            for &(feed, _) in &judged {
+                watch.set_known(feed, tracker.known(feed as FeedIndex));
+            }
             judged
                 .into_iter()
                 .map(|(feed, max_keys)| (feed, feed_counts(&tracker, feed, max_keys)))
