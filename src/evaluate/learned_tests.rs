@@ -551,12 +551,13 @@ fn a_gap_that_ends_while_the_feed_is_unknown_teaches_nothing() {
     let down_ms = START_MS + HOUR_MS;
     simulation.send_every("acme", SECOND_MS, down_ms);
     let before = simulation.cadence("acme");
-    // Kafka is down for 20 minutes; the first record after it is read while still blind.
+    // Kafka is down for 50 s (under the 1m floor: no alert); the first record after it is
+    // read while still blind.
     let sight = |sight: Sight, blind_since_ms: Option<i64>| crate::knowledge::FeedSight {
         sight,
         blind_since_ms,
     };
-    let back_ms = down_ms + 20 * MINUTE_MS;
+    let back_ms = down_ms + 50 * SECOND_MS;
     simulation.tracker.set_sights(
         &[sight(
             Sight::Blind(crate::knowledge::Blindness::SourceDown),
@@ -564,10 +565,10 @@ fn a_gap_that_ends_while_the_feed_is_unknown_teaches_nothing() {
         )],
         back_ms,
     );
-    simulation.tick(down_ms + 20 * MINUTE_MS);
+    simulation.tick(down_ms + 50 * SECOND_MS);
     simulation
         .tracker
-        .observe(0, b"acme", down_ms + 20 * MINUTE_MS);
+        .observe(0, b"acme", down_ms + 50 * SECOND_MS);
     assert_eq!(simulation.cadence("acme"), before, "the outage taught nothing");
     simulation.tracker.set_sights(
         &[sight(
@@ -578,10 +579,10 @@ fn a_gap_that_ends_while_the_feed_is_unknown_teaches_nothing() {
         )],
         back_ms,
     );
-    simulation.tick(down_ms + 20 * MINUTE_MS);
+    simulation.tick(down_ms + 50 * SECOND_MS);
     simulation
         .tracker
-        .observe(0, b"acme", down_ms + 20 * MINUTE_MS + SECOND_MS);
+        .observe(0, b"acme", down_ms + 50 * SECOND_MS + SECOND_MS);
     assert_eq!(
         simulation.cadence("acme").gaps(),
         before.gaps() + 1,
