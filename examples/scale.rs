@@ -132,8 +132,7 @@ fn main() {
     let before_snapshot = rss_bytes();
     let snapshots = freshwatch::snapshot::Snapshots::new(tracker.clone());
     let view = snapshots.read();
-    let snapshot_per_series =
-        rss_bytes().saturating_sub(before_snapshot) as f64 / keys as f64;
+    let snapshot_per_series = rss_bytes().saturating_sub(before_snapshot) as f64 / keys as f64;
     println!("snapshot_bytes_per_series {snapshot_per_series:.1}");
     println!(
         "bytes_per_series_beyond_key_with_snapshot {:.1}",

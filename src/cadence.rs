@@ -307,19 +307,18 @@ impl Cadence {
     /// `c1:` forms earlier versions wrote counted records, not time: they read as an empty
     /// summary (the series warms up again) rather than as weights they are not.
     pub fn decode(text: &str) -> Option<Cadence> {
-        let (gaps, halvings, hex, counted_records) =
-            if let Some(rest) = text.strip_prefix("c3:") {
-                let (gaps, rest) = rest.split_once(':')?;
-                let (halvings, hex) = rest.split_once(':')?;
-                (gaps, halvings.parse().ok()?, hex, false)
-            } else if let Some(rest) = text.strip_prefix("c2:") {
-                let (gaps, rest) = rest.split_once(':')?;
-                let (halvings, hex) = rest.split_once(':')?;
-                (gaps, halvings.parse::<u16>().ok()?, hex, true)
-            } else {
-                let (gaps, hex) = text.strip_prefix("c1:")?.split_once(':')?;
-                (gaps, 0, hex, true)
-            };
+        let (gaps, halvings, hex, counted_records) = if let Some(rest) = text.strip_prefix("c3:") {
+            let (gaps, rest) = rest.split_once(':')?;
+            let (halvings, hex) = rest.split_once(':')?;
+            (gaps, halvings.parse().ok()?, hex, false)
+        } else if let Some(rest) = text.strip_prefix("c2:") {
+            let (gaps, rest) = rest.split_once(':')?;
+            let (halvings, hex) = rest.split_once(':')?;
+            (gaps, halvings.parse::<u16>().ok()?, hex, true)
+        } else {
+            let (gaps, hex) = text.strip_prefix("c1:")?.split_once(':')?;
+            (gaps, 0, hex, true)
+        };
         if hex.len() != 2 * BUCKETS || !hex.is_ascii() {
             return None;
         }
@@ -396,8 +395,7 @@ impl Weekly {
             let hour_weight_ms = end_ms.min(until_ms) - weighed_from_ms.max(until_ms - HOUR_MS);
             if hour_weight_ms > 0 {
                 self.news |= self.hours[hour].buckets[bucket_of(reached_ms)] == 0;
-                warmed |=
-                    self.hours[hour].learn_sample(reached_ms, hour_weight_ms, salt, warm_up);
+                warmed |= self.hours[hour].learn_sample(reached_ms, hour_weight_ms, salt, warm_up);
             }
             if end_ms < until_ms {
                 break;
@@ -540,9 +538,7 @@ pub fn effective(
         Some(None) => return (ceilings, ThresholdSource::WarmUp),
         // Bucket edges are powers of two: the scale is a shift (at most 19 either way).
         // Clamped, so no clock can make a shift that overflows.
-        Some(Some(shift)) if shift >= 0 => {
-            p99_ms.saturating_mul(1 << shift.min(BUCKETS as i32))
-        }
+        Some(Some(shift)) if shift >= 0 => p99_ms.saturating_mul(1 << shift.min(BUCKETS as i32)),
         Some(Some(shift)) => (p99_ms >> shift.saturating_neg().min(BUCKETS as i32)).max(1),
     };
     // The ceiling wins over a floor: a window may set a ceiling under the floor.
@@ -666,7 +662,11 @@ mod tests {
         let hourly = learned(HOUR_MS, 200);
         let mut burst = hourly;
         learn_times(&mut burst, 100, 2_000);
-        assert_eq!(burst.p99_ms(), Some(4_096 * SECOND_MS), "a backfill weighs 200 s");
+        assert_eq!(
+            burst.p99_ms(),
+            Some(4_096 * SECOND_MS),
+            "a backfill weighs 200 s"
+        );
         let mut sped_up = hourly;
         // 60 days of 10-second gaps: the hourly past (200 hours) fades.
         learn_times(&mut sped_up, 10 * SECOND_MS, 60 * 8_640);
@@ -681,13 +681,14 @@ mod tests {
     #[test]
     fn warm_up_ends_once_at_min_gaps_and_half_an_hour_learned() {
         let mut cadence = Cadence::default();
-        let ended: Vec<bool> = (0..40)
-            .map(|_| cadence.learn(64 * SECOND_MS, 20))
-            .collect();
+        let ended: Vec<bool> = (0..40).map(|_| cadence.learn(64 * SECOND_MS, 20)).collect();
         assert_eq!(ended.iter().filter(|&&ended| ended).count(), 1);
         assert!(ended[28], "29 × 64 s is the first past 30 minutes");
         let mut burst = learned(SECOND_MS, 300);
-        assert!(!burst.is_warm(WarmUp::gaps(20)), "300 gaps, 5 minutes: still warming up");
+        assert!(
+            !burst.is_warm(WarmUp::gaps(20)),
+            "300 gaps, 5 minutes: still warming up"
+        );
         assert!(burst.learn(55 * MINUTE_MS, 20), "the hour's pause ends it");
     }
 
@@ -802,10 +803,7 @@ mod tests {
         assert_eq!(Cadence::decode("c3:1:0:00"), None);
         assert_eq!(Cadence::decode("bogus"), None);
         assert_eq!(Cadence::decode(&text.replace("c3:300", "c3:x")), None);
-        assert_eq!(
-            Cadence::decode(&text.replace(&head, "c3:300:y:")),
-            None
-        );
+        assert_eq!(Cadence::decode(&text.replace(&head, "c3:300:y:")), None);
         // Earlier versions' forms counted records, not time: read as nothing learned yet.
         let hex = &text[head.len()..];
         assert_eq!(
@@ -881,7 +879,11 @@ mod tests {
             weekly.learn_gap(at_ms, at_ms + 2 * MINUTE_MS, 20);
             at_ms += 2 * MINUTE_MS;
         }
-        assert_eq!(weekly.shift(None, ten_am, WarmUp::gaps(20)), None, "19 gaps: warming up");
+        assert_eq!(
+            weekly.shift(None, ten_am, WarmUp::gaps(20)),
+            None,
+            "19 gaps: warming up"
+        );
         assert!(
             weekly.learn_gap(at_ms, at_ms + 2 * MINUTE_MS, 20),
             "the 20th ends it (40 minutes learned)"
@@ -916,7 +918,11 @@ mod tests {
             "a last-seen ahead of now (a producer clock ahead) is now's hour"
         );
         assert_eq!(
-            weekly.shift(Some(ten_am + HOUR_MS + 1), ten_am + HOUR_MS - 1, WarmUp::gaps(20)),
+            weekly.shift(
+                Some(ten_am + HOUR_MS + 1),
+                ten_am + HOUR_MS - 1,
+                WarmUp::gaps(20)
+            ),
             Some(-4),
             "even when it is in the next hour: no empty range"
         );
@@ -925,7 +931,10 @@ mod tests {
             let start_ms = ten_am + HOUR_MS + gap * SECOND_MS;
             weekly.learn_gap(start_ms, start_ms + 20 * MINUTE_MS, 20);
         }
-        assert_eq!(weekly.shift(Some(ten_am), ten_am + HOUR_MS, WarmUp::gaps(20)), Some(0));
+        assert_eq!(
+            weekly.shift(Some(ten_am), ten_am + HOUR_MS, WarmUp::gaps(20)),
+            Some(0)
+        );
         assert_eq!(
             weekly.shift(Some(ten_am + HOUR_MS), ten_am + HOUR_MS, WarmUp::gaps(20)),
             Some(0)

@@ -272,9 +272,7 @@ impl Tracker {
                     refused: 0,
                     records: 0,
                     learn_min_gaps: feed.learning.map_or(0, |learning| learning.min_gaps),
-                    learn_min_span_ms: feed
-                        .learning
-                        .map_or(0, |learning| learning.min_span_ms),
+                    learn_min_span_ms: feed.learning.map_or(0, |learning| learning.min_span_ms),
                     expected_started_ms: hashbrown::HashMap::new(),
                     placeholder: feed.split.is_some() && feed.expected.is_empty(),
                     index: HashTable::new(),
@@ -420,12 +418,9 @@ impl Tracker {
                         self.hours_warmed.push(feed);
                     }
                 }
-                if track.cadences[id.index as usize].learn_sample(
-                    reached_ms,
-                    weight_ms,
-                    event_ms,
-                    warm_up,
-                ) && !series.refresh_queued
+                if track.cadences[id.index as usize]
+                    .learn_sample(reached_ms, weight_ms, event_ms, warm_up)
+                    && !series.refresh_queued
                 {
                     // Warm-up just ended: judged by its own thresholds now, not at the old
                     // deadline.

@@ -44,10 +44,7 @@ impl Volume {
 impl Pipeline {
     /// Counts and judges the feeds with `min_rate` (every replica: the API and metrics), and
     /// returns the alert changes when leading.
-    pub(super) fn evaluate_volume(
-        &self,
-        now_ms: i64,
-    ) -> Vec<SystemAlert> {
+    pub(super) fn evaluate_volume(&self, now_ms: i64) -> Vec<SystemAlert> {
         let Some(volume) = &self.volume else {
             return Vec::new();
         };

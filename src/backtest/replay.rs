@@ -81,8 +81,7 @@ pub fn replay(
     mut observations: Vec<Observation>,
     window: Window,
 ) -> Vec<Alert> {
-    observations
-        .sort_unstable_by_key(|observation| (observation.arrival_ms, observation.event_ms));
+    observations.sort_unstable_by_key(|observation| (observation.arrival_ms, observation.event_ms));
     let mut replay = Replay::new(feeds, window.start_ms);
     let mut next = 0;
     while next < observations.len() {
@@ -95,12 +94,9 @@ pub fn replay(
             observation.arrival_ms.clamp(window.start_ms, window.end_ms) == at_ms
         }) {
             let value = keys.value(observation.feed, observation.key);
-            replay.tracker.observe_at(
-                observation.feed,
-                value,
-                observation.event_ms,
-                at_ms,
-            );
+            replay
+                .tracker
+                .observe_at(observation.feed, value, observation.event_ms, at_ms);
             next += 1;
         }
         replay.tick(at_ms);

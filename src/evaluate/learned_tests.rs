@@ -469,6 +469,14 @@ fn a_2000_record_backfill_into_a_six_minute_tenant_pages_nothing_after_it() {
     // 2,000 records, 100 ms apart, read at once.
     simulation.wait_until(backfill_ms);
     simulation.send_every("crm", 100, backfill_ms + 1_999 * 100);
+    assert_eq!(
+        simulation.effective("crm"),
+        (
+            (3 * 512 * SECOND_MS, 6 * 512 * SECOND_MS),
+            ThresholdSource::Learned
+        ),
+        "200 s of backfill against a day of 6-minute gaps: the thresholds hold"
+    );
     let resumed_ms = backfill_ms - 3 * MINUTE_MS + 6 * MINUTE_MS;
     simulation.wait_until(resumed_ms);
     simulation.send_every("crm", 6 * MINUTE_MS, resumed_ms + 7 * DAY_MS);
@@ -569,7 +577,11 @@ fn a_gap_that_ends_while_the_feed_is_unknown_teaches_nothing() {
     simulation
         .tracker
         .observe(0, b"acme", down_ms + 50 * SECOND_MS);
-    assert_eq!(simulation.cadence("acme"), before, "the outage taught nothing");
+    assert_eq!(
+        simulation.cadence("acme"),
+        before,
+        "the outage taught nothing"
+    );
     simulation.tracker.set_sights(
         &[sight(
             Sight::Known {
