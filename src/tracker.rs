@@ -740,6 +740,11 @@ mod tests {
     }
 
     #[test]
+    fn the_held_back_sample_costs_no_memory_it_sits_in_the_series_padding() {
+        assert_eq!(std::mem::size_of::<Series>(), 64);
+    }
+
+    #[test]
     fn unsplit_feeds_and_expected_keys_exist_before_any_record() {
         let tracker = Tracker::new(
             &[
