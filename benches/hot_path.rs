@@ -235,6 +235,7 @@ fn learning(criterion: &mut Criterion) {
         .collect();
     let learned = Learning {
         min_gaps: 20,
+        min_span_ms: freshwatch::cadence::WARM_UP_SPAN_MS,
         warn_floor_ms: 60_000,
         critical_floor_ms: 300_000,
         by_hour: None,

@@ -1,39 +1,54 @@
 //! Learned cadence (`thresholds = "learned"`): the one home of "which thresholds does this
 //! series get".
 //!
-//! Each series of a learned feed keeps a [`Cadence`]: a histogram of the gaps between
-//! consecutive new last-seen event times, 20 saturating `u8` counters on a log2 scale (bucket
-//! 0: under 1 s; bucket `i`: `[2^(i-1) s, 2^i s)`; the last one also takes everything longer),
-//! plus a saturating count of gaps learned and a count of halvings: 24 bytes per series, kept
-//! beside a learned feed's series (fixed feeds keep none), no allocation of its own. When a
-//! counter would pass 255 every counter is halved, so recent behaviour dominates. Two summaries
-//! merge by a bucket-wise max once the one halved fewer times is halved as often as the other:
-//! idempotent (a follower that reloads the same summary every few seconds does not inflate it),
-//! and a stored copy taken back after a halving does not undo it.
+//! What a series learns is how stale it gets while healthy, not how many records it sends.
+//! Each record that moves last-seen forward is one sample: its value is the staleness the
+//! series reached just before it arrived (arrival time minus the previous last-seen event
+//! time, so a steady producer latency is part of the normal), and its weight is the event-time
+//! span it closes (the gap since the previous last-seen). The [`Cadence`] is that
+//! time-weighted distribution: 20 saturating `u8` counters on a log2 scale of staleness
+//! (bucket 0: under 1 s; bucket `i`: `[2^(i-1) s, 2^i s)`; the last also takes everything
+//! longer), each counting time in units of `2^min(halvings, 11)` seconds, plus a saturating
+//! count of samples (warm-up) and the halvings count: 24 bytes per series, kept beside a
+//! learned feed's series (fixed feeds keep none), no allocation of its own.
 //!
-//! The tracker feeds it facts (a gap, and whether the series was alerting when the gap ended);
-//! [`effective`] turns it and the thresholds in force (the ceilings) into the thresholds a
-//! series is judged by:
-//! - p99 = the upper edge of the bucket holding the 99th percentile gap;
+//! Why time and not records: 300 records a second apart weigh 5 minutes against the
+//! 55-minute pause that follows them, so a burst or a 2,000-record backfill cannot pull the
+//! thresholds down to the floors, and a long gap that is 1 % of the gaps but 9 % of the time
+//! stays in the p99. A weight smaller than a unit is added as one unit with the matching
+//! probability (a hash of the record's event time: deterministic), so many short gaps add up.
+//!
+//! Decay is by time: when a counter would pass 255, or all of them together 510, every counter
+//! is halved. Under 11 halvings that only doubles the unit (nothing is forgotten, the scale
+//! grows to fit the series); from then on the unit stays at 2,048 s and each halving forgets
+//! half of the past, once per 255 units (~6 days) of learned time whatever the record rate. Two
+//! summaries merge by a bucket-wise max once the one halved fewer times is halved as often as
+//! the other: the same rule converts the unit and catches up the decay; idempotent, and a
+//! stored copy taken back after a halving does not undo it.
+//!
+//! The tracker feeds it facts (a sample, whether the series was alerting, whether the feed was
+//! known); [`effective`] turns it and the thresholds in force (the ceilings) into the
+//! thresholds a series is judged by:
+//! - p99 = the upper edge of the bucket under which the series spent 99 % of its learned time;
 //! - warn = clamp(3 × p99, `warn_after_min`, `warn_after`), critical = clamp(6 × p99,
 //!   `critical_after_min`, `critical_after`): the configured (or window's) thresholds are
 //!   ceilings, so a ten-day silence always pages by `critical_after`; the ceiling wins over a
 //!   floor;
-//! - until `learn_min_gaps` gaps are learned, the ceilings apply (warm-up).
+//! - until `learn_min_gaps` samples and [`WARM_UP_SPAN_MS`] of time are learned, the ceilings
+//!   apply (warm-up): a first burst is not a cadence.
 //!
 //! A feed with `learn_by_hour = true` also keeps one [`Weekly`]: per hour of the week (on the
-//! feed's `learn_timezone` clocks), a histogram of the staleness each gap of any of its series
-//! reached within that hour, beside one of the whole gaps. A series' gap is then judged by its
-//! own p99 scaled by the hour's p99 over the feed's (a power of two, as both are bucket edges),
-//! taking the most lenient of the hours the gap has spanned: a stock feed that sends every
-//! second by day and every ten minutes by night gets night-time thresholds at night, and the
-//! night's last gap is not judged by the day's thresholds when the day's first record is a
-//! minute late. For an unsplit feed the scaled p99 is exactly the hour's. As a gap goes on its
-//! thresholds can only loosen, so no hour's start needs every series judged again. One
-//! [`Weekly`] per feed, not per series (168 × 24 bytes), keeps memory bounded at 1M keys. An
-//! hour with fewer than `learn_min_gaps` gaps uses the ceilings, like a series in warm-up: a
-//! quiet night judged by daytime thresholds would page, and a gap that ends in an alert is
-//! never learned, so the night could never be learned.
+//! feed's `learn_timezone` clocks), the staleness each sample of any of its series reached
+//! within that hour, weighted by the time it spent there, beside one of the whole samples. A
+//! series' gap is then judged by its own p99 scaled by the hour's p99 over the feed's (a power
+//! of two, as both are bucket edges), taking the most lenient of the hours the gap has spanned:
+//! a stock feed that sends every second by day and every ten minutes by night gets night-time
+//! thresholds at night, and the night's last gap is not judged by the day's thresholds when
+//! the day's first record is a minute late. A last-seen ahead of now (a producer clock ahead)
+//! counts as now's hour. For an unsplit feed the scaled p99 is exactly the hour's. As a gap
+//! goes on its thresholds can only loosen, so no hour's start needs every series judged again.
+//! One [`Weekly`] per feed, not per series (168 × 24 bytes), keeps memory bounded at 1M keys.
+//! An hour still warming up uses the ceilings, like a series in warm-up.
 
 use crate::schedule::{Thresholds, WeekClock, WEEK_HOURS};
 
@@ -82,41 +97,147 @@ impl ThresholdSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Learning {
     pub min_gaps: u16,
+    /// `learn_min_span`: learned time needed beside `min_gaps` ([`WARM_UP_SPAN_MS`] default).
+    pub min_span_ms: i64,
     pub warn_floor_ms: i64,
     pub critical_floor_ms: i64,
     /// `learn_by_hour = true`: the feed's hours, on the `learn_timezone` clocks.
     pub by_hour: Option<WeekClock>,
 }
 
+/// Learned time a series needs by default (`learn_min_span`), beside `learn_min_gaps` samples,
+/// before its own thresholds apply: a first burst of records a second apart is not yet a
+/// cadence.
+pub const WARM_UP_SPAN_MS: i64 = 30 * 60_000;
+
+/// When a summary (a series', or an hour's) has learned enough to be used: `gaps` samples and
+/// `span_ms` of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmUp {
+    pub gaps: u16,
+    pub span_ms: i64,
+}
+
+impl WarmUp {
+    /// `gaps` samples and the default span.
+    pub fn gaps(gaps: u16) -> WarmUp {
+        WarmUp {
+            gaps,
+            span_ms: WARM_UP_SPAN_MS,
+        }
+    }
+}
+
+impl Learning {
+    pub fn warm_up(&self) -> WarmUp {
+        WarmUp {
+            gaps: self.min_gaps,
+            span_ms: self.min_span_ms,
+        }
+    }
+}
+
+/// Halvings after which the unit of time stops growing (2^11 s = 2,048 s) and each further
+/// halving forgets half of the past instead.
+const UNIT_HALVINGS: u16 = 11;
+
+/// Units all counters may hold together before they are halved: so the past fades with the
+/// time learned (a halving per ~6 days once the unit stopped growing), not only when one
+/// counter fills.
+const MAX_UNITS: i64 = 2 * u8::MAX as i64;
+
 /// Upper edge of bucket `index`, ms.
 fn bucket_upper_ms(index: usize) -> i64 {
     1_000_i64 << index
 }
 
-fn bucket_of(gap_ms: i64) -> usize {
-    let seconds = (gap_ms / 1_000) as u64;
+pub(crate) fn bucket_of(gap_ms: i64) -> usize {
+    let seconds = (gap_ms.max(0) / 1_000) as u64;
     let index = (u64::BITS - seconds.leading_zeros()) as usize;
     index.min(BUCKETS - 1)
 }
 
+/// A deterministic pseudo-random number from a record's event time (splitmix64): what rounds a
+/// weight smaller than a unit.
+fn dither(salt: i64) -> u64 {
+    let mut z = (salt as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 impl Cadence {
-    /// Learns one gap (positive, ms). Returns true when this gap ends the warm-up of
-    /// `min_gaps`, so the caller can have the series judged by its new thresholds at once.
+    /// Learns a gap of `gap_ms` closed by a record that arrived at its event time: a sample of
+    /// that staleness weighing that time. See [`Cadence::learn_sample`].
     pub fn learn(&mut self, gap_ms: i64, min_gaps: u16) -> bool {
+        let salt = gap_ms.wrapping_add(i64::from(self.gaps) << 32);
+        self.learn_sample(gap_ms, gap_ms, salt, WarmUp::gaps(min_gaps))
+    }
+
+    /// Learns one sample: the staleness `value_ms` the series reached, weighing `weight_ms` of
+    /// time (both positive); `salt` (the record's event time) rounds a fraction of a unit.
+    /// Returns true when this sample ends the warm-up, so the caller can have the series
+    /// judged by its new thresholds at once.
+    pub fn learn_sample(
+        &mut self,
+        value_ms: i64,
+        weight_ms: i64,
+        salt: i64,
+        warm_up: WarmUp,
+    ) -> bool {
         debug_assert!(
-            gap_ms > 0,
+            weight_ms > 0,
             "gaps of 0 and out-of-order records are not learned"
         );
-        let bucket = bucket_of(gap_ms);
-        if self.buckets[bucket] == u8::MAX {
-            for count in &mut self.buckets {
-                *count >>= 1;
+        let was_warm = self.is_warm(warm_up);
+        let bucket = bucket_of(value_ms);
+        loop {
+            let unit_ms = self.unit_ms();
+            let whole = weight_ms.max(0) / unit_ms;
+            let fraction_ms = weight_ms.max(0) % unit_ms;
+            let rounded_up = dither(salt) % (unit_ms as u64) < fraction_ms as u64;
+            let units = whole + i64::from(rounded_up);
+            let total = i64::from(self.buckets[bucket]) + units;
+            let learned_units: i64 = self.buckets.iter().map(|&count| i64::from(count)).sum();
+            if total <= i64::from(u8::MAX) && learned_units + units <= MAX_UNITS {
+                self.buckets[bucket] = total as u8;
+                break;
             }
-            self.halvings = self.halvings.wrapping_add(1);
+            let growing = self.halvings < UNIT_HALVINGS;
+            self.halve();
+            if !growing {
+                // The unit no longer grows: one halving forgets half the past, and a sample
+                // longer than 255 units (6 days) saturates its counter.
+                let total = i64::from(self.buckets[bucket]) + units;
+                self.buckets[bucket] = total.min(i64::from(u8::MAX)) as u8;
+                break;
+            }
         }
-        self.buckets[bucket] += 1;
         self.gaps = self.gaps.saturating_add(1);
-        self.gaps == min_gaps
+        !was_warm && self.is_warm(warm_up)
+    }
+
+    fn halve(&mut self) {
+        for count in &mut self.buckets {
+            *count >>= 1;
+        }
+        self.halvings = self.halvings.wrapping_add(1);
+    }
+
+    /// What one count is worth, ms.
+    fn unit_ms(&self) -> i64 {
+        1_000_i64 << self.halvings.min(UNIT_HALVINGS)
+    }
+
+    /// Time learned (decayed), ms.
+    pub fn learned_ms(&self) -> i64 {
+        let units: i64 = self.buckets.iter().map(|&count| i64::from(count)).sum();
+        units * self.unit_ms()
+    }
+
+    /// Whether its warm-up is over: `warm_up.gaps` samples and `warm_up.span_ms` learned.
+    pub fn is_warm(&self, warm_up: WarmUp) -> bool {
+        self.gaps >= warm_up.gaps && self.learned_ms() >= warm_up.span_ms
     }
 
     /// Gaps learned (saturating at 65,535).
@@ -173,25 +294,30 @@ impl Cadence {
         }
     }
 
-    /// As stored: `c2:<gaps>:<halvings>:<40 hex digits, one byte per bucket>`.
+    /// As stored: `c3:<gaps>:<halvings>:<40 hex digits, one byte per bucket>`.
     pub fn encode(&self) -> String {
-        let mut text = format!("c2:{}:{}:", self.gaps, self.halvings);
+        let mut text = format!("c3:{}:{}:", self.gaps, self.halvings);
         for count in self.buckets {
             text.push_str(&format!("{count:02x}"));
         }
         text
     }
 
-    /// The inverse of [`Cadence::encode`], and of the `c1:<gaps>:<hex>` an earlier version
-    /// wrote (no halvings counted: 0); `None` when the text is not one.
+    /// The inverse of [`Cadence::encode`]; `None` when the text is not one. The `c2:` and
+    /// `c1:` forms earlier versions wrote counted records, not time: they read as an empty
+    /// summary (the series warms up again) rather than as weights they are not.
     pub fn decode(text: &str) -> Option<Cadence> {
-        let (gaps, halvings, hex) = if let Some(rest) = text.strip_prefix("c2:") {
+        let (gaps, halvings, hex, counted_records) = if let Some(rest) = text.strip_prefix("c3:") {
             let (gaps, rest) = rest.split_once(':')?;
             let (halvings, hex) = rest.split_once(':')?;
-            (gaps, halvings.parse().ok()?, hex)
+            (gaps, halvings.parse().ok()?, hex, false)
+        } else if let Some(rest) = text.strip_prefix("c2:") {
+            let (gaps, rest) = rest.split_once(':')?;
+            let (halvings, hex) = rest.split_once(':')?;
+            (gaps, halvings.parse::<u16>().ok()?, hex, true)
         } else {
             let (gaps, hex) = text.strip_prefix("c1:")?.split_once(':')?;
-            (gaps, 0, hex)
+            (gaps, 0, hex, true)
         };
         if hex.len() != 2 * BUCKETS || !hex.is_ascii() {
             return None;
@@ -203,6 +329,9 @@ impl Cadence {
         };
         for (index, count) in cadence.buckets.iter_mut().enumerate() {
             *count = u8::from_str_radix(&hex[2 * index..2 * index + 2], 16).ok()?;
+        }
+        if counted_records {
+            return Some(Cadence::default());
         }
         Some(cadence)
     }
@@ -242,18 +371,32 @@ impl Weekly {
         }
     }
 
-    /// Learns a gap from `start_ms` to `end_ms`: whole into the feed's summary, and into each
-    /// hour it spanned (at most a week's) the staleness it reached by that hour's end. Returns
-    /// true when this ends some hour's warm-up, so the caller can have the feed judged again.
-    pub fn learn(&mut self, start_ms: i64, end_ms: i64, min_gaps: u16) -> bool {
-        self.all.learn(end_ms - start_ms, min_gaps);
+    /// Learns a sample from `start_ms` (last-seen) to `end_ms` (arrival) weighing `weight_ms`
+    /// (the event-time gap it closes, the time up to `end_ms`): whole into the feed's summary,
+    /// and into each hour it spanned (at most a week's) the staleness it reached by that hour's
+    /// end, weighted by the part of `weight_ms` spent in that hour. Returns true when this ends
+    /// some hour's warm-up, so the caller can have the feed judged again.
+    pub fn learn(
+        &mut self,
+        start_ms: i64,
+        end_ms: i64,
+        weight_ms: i64,
+        salt: i64,
+        warm_up: WarmUp,
+    ) -> bool {
+        self.all
+            .learn_sample(end_ms - start_ms, weight_ms, salt, warm_up);
+        let weighed_from_ms = end_ms - weight_ms;
         let mut warmed = false;
         let mut from_ms = start_ms;
         for _ in 0..WEEK_HOURS {
             let (hour, until_ms) = self.hour_at(from_ms);
             let reached_ms = end_ms.min(until_ms) - start_ms;
-            self.news |= self.hours[hour].buckets[bucket_of(reached_ms)] == 0;
-            warmed |= self.hours[hour].learn(reached_ms, min_gaps);
+            let hour_weight_ms = end_ms.min(until_ms) - weighed_from_ms.max(until_ms - HOUR_MS);
+            if hour_weight_ms > 0 {
+                self.news |= self.hours[hour].buckets[bucket_of(reached_ms)] == 0;
+                warmed |= self.hours[hour].learn_sample(reached_ms, hour_weight_ms, salt, warm_up);
+            }
             if end_ms < until_ms {
                 break;
             }
@@ -284,26 +427,29 @@ impl Weekly {
     /// How many powers of two a gap that began at `since_ms` (`None`: no record yet) scales a
     /// series' p99 by at `at_ms`: the most of the hours it has spanned ([`Weekly::hour_shift`]).
     /// `None` while any of them warms up.
-    pub fn shift(&self, since_ms: Option<i64>, at_ms: i64, min_gaps: u16) -> Option<i32> {
+    pub fn shift(&self, since_ms: Option<i64>, at_ms: i64, warm_up: WarmUp) -> Option<i32> {
         let last = self.clock.local_hours(at_ms);
-        let first = since_ms.map_or(last, |since_ms| self.clock.local_hours(since_ms));
+        // A last-seen ahead of now (a producer clock ahead) is now's hour: no empty range.
+        let first = since_ms
+            .map_or(last, |since_ms| self.clock.local_hours(since_ms))
+            .min(last);
         let all = self.all.p99_bucket()?;
         let mut most = i32::MIN;
         for local_hours in first.max(last - WEEK_HOURS as i64 + 1)..=last {
             let hour = WeekClock::hour_of_week(local_hours);
-            most = most.max(self.scale_against(hour, min_gaps, all)?);
+            most = most.max(self.scale_against(hour, warm_up, all)?);
         }
         Some(most)
     }
 
     /// Hour `hour`'s p99 bucket less the feed's; `None` while it has fewer than `min_gaps` gaps.
-    pub fn hour_shift(&self, hour: usize, min_gaps: u16) -> Option<i32> {
-        self.scale_against(hour, min_gaps, self.all.p99_bucket()?)
+    pub fn hour_shift(&self, hour: usize, warm_up: WarmUp) -> Option<i32> {
+        self.scale_against(hour, warm_up, self.all.p99_bucket()?)
     }
 
-    fn scale_against(&self, hour: usize, min_gaps: u16, all_bucket: usize) -> Option<i32> {
+    fn scale_against(&self, hour: usize, warm_up: WarmUp, all_bucket: usize) -> Option<i32> {
         let summary = &self.hours[hour];
-        if summary.gaps < min_gaps {
+        if !summary.is_warm(warm_up) {
             return None;
         }
         Some(summary.p99_bucket()? as i32 - all_bucket as i32)
@@ -378,7 +524,7 @@ pub fn effective(
         return (ceilings, ThresholdSource::Fixed);
     };
     let cadence = &learned.cadence;
-    if cadence.gaps < learning.min_gaps {
+    if !cadence.is_warm(learning.warm_up()) {
         return (ceilings, ThresholdSource::WarmUp);
     }
     let Some(p99_ms) = cadence.p99_ms() else {
@@ -386,13 +532,14 @@ pub fn effective(
     };
     let shift = learned
         .hours
-        .map(|hours| hours.shift(learned.since_ms, at_ms, learning.min_gaps));
+        .map(|hours| hours.shift(learned.since_ms, at_ms, learning.warm_up()));
     let p99_ms = match shift {
         None => p99_ms,
         Some(None) => return (ceilings, ThresholdSource::WarmUp),
         // Bucket edges are powers of two: the scale is a shift (at most 19 either way).
-        Some(Some(shift)) if shift >= 0 => p99_ms.saturating_mul(1 << shift),
-        Some(Some(shift)) => (p99_ms >> -shift).max(1),
+        // Clamped, so no clock can make a shift that overflows.
+        Some(Some(shift)) if shift >= 0 => p99_ms.saturating_mul(1 << shift.min(BUCKETS as i32)),
+        Some(Some(shift)) => (p99_ms >> shift.saturating_neg().min(BUCKETS as i32)).max(1),
     };
     // The ceiling wins over a floor: a window may set a ceiling under the floor.
     let clamp = |value: i64, floor: i64, ceiling: i64| value.max(floor).min(ceiling);
@@ -435,6 +582,7 @@ mod tests {
 
     const LEARNING: Learning = Learning {
         min_gaps: 20,
+        min_span_ms: WARM_UP_SPAN_MS,
         warn_floor_ms: MINUTE_MS,
         critical_floor_ms: 5 * MINUTE_MS,
         by_hour: None,
@@ -464,15 +612,24 @@ mod tests {
 
     fn learned(gap_ms: i64, times: usize) -> Cadence {
         let mut cadence = Cadence::default();
-        for _ in 0..times {
-            cadence.learn(gap_ms, LEARNING.min_gaps);
-        }
+        learn_times(&mut cadence, gap_ms, times);
         cadence
+    }
+
+    /// Learns `times` gaps of `gap_ms`, each with its own salt (as records' event times).
+    fn learn_times(cadence: &mut Cadence, gap_ms: i64, times: usize) {
+        static SALT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        for _ in 0..times {
+            let salt = SALT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            cadence.learn_sample(gap_ms, gap_ms, salt, LEARNING.warm_up());
+        }
     }
 
     #[test]
     fn gaps_fall_into_log2_buckets_and_p99_is_the_upper_edge() {
-        assert_eq!(learned(1, 1).p99_ms(), Some(SECOND_MS));
+        let mut tiny = Cadence::default();
+        tiny.learn_sample(1, SECOND_MS, 0, WarmUp::gaps(20));
+        assert_eq!(tiny.p99_ms(), Some(SECOND_MS));
         assert_eq!(learned(SECOND_MS, 1).p99_ms(), Some(2 * SECOND_MS));
         assert_eq!(learned(90 * SECOND_MS, 1).p99_ms(), Some(128 * SECOND_MS));
         assert_eq!(learned(6 * HOUR_MS, 1).p99_ms(), Some(32_768 * SECOND_MS));
@@ -485,34 +642,54 @@ mod tests {
     }
 
     #[test]
-    fn the_99th_percentile_ignores_one_outlier_in_a_hundred_and_two_are_not_outliers() {
-        let mut cadence = learned(SECOND_MS, 99);
-        cadence.learn(HOUR_MS, 20);
-        assert_eq!(cadence.p99_ms(), Some(2 * SECOND_MS));
-        cadence.learn(HOUR_MS, 20);
-        assert_eq!(cadence.p99_ms(), Some(4_096 * SECOND_MS));
+    fn the_99th_percentile_is_of_time_not_of_gaps() {
+        // 1,000 minute gaps: a 5-minute gap is 0.5 % of the time, five are 2.5 %.
+        let mut cadence = learned(60 * SECOND_MS, 1_000);
+        cadence.learn(5 * MINUTE_MS, 20);
+        assert_eq!(cadence.p99_ms(), Some(64 * SECOND_MS));
+        for _ in 0..4 {
+            cadence.learn(5 * MINUTE_MS, 20);
+        }
+        assert_eq!(cadence.p99_ms(), Some(512 * SECOND_MS));
+        // 300 one-second gaps weigh 5 minutes against one 55-minute pause.
+        let mut burst = learned(SECOND_MS, 300);
+        burst.learn(55 * MINUTE_MS, 20);
+        assert_eq!(burst.p99_ms(), Some(4_096 * SECOND_MS));
     }
 
     #[test]
-    fn a_saturated_counter_halves_all_so_recent_behaviour_dominates() {
-        let mut cadence = learned(HOUR_MS, 200);
-        for _ in 0..2_000 {
-            cadence.learn(SECOND_MS, 20);
-        }
+    fn a_burst_does_not_erase_rare_long_gaps_but_time_does_fade_the_past() {
+        let hourly = learned(HOUR_MS, 200);
+        let mut burst = hourly;
+        learn_times(&mut burst, 100, 2_000);
         assert_eq!(
-            cadence.p99_ms(),
-            Some(2 * SECOND_MS),
+            burst.p99_ms(),
+            Some(4_096 * SECOND_MS),
+            "a backfill weighs 200 s"
+        );
+        let mut sped_up = hourly;
+        // 60 days of 10-second gaps: the hourly past (200 hours) fades.
+        learn_times(&mut sped_up, 10 * SECOND_MS, 60 * 8_640);
+        assert_eq!(
+            sped_up.p99_ms(),
+            Some(16 * SECOND_MS),
             "the old cadence faded"
         );
-        assert_eq!(cadence.gaps(), 2_200);
+        assert_eq!(sped_up.gaps(), u16::MAX, "the count saturates");
     }
 
     #[test]
-    fn warm_up_ends_once_at_min_gaps() {
+    fn warm_up_ends_once_at_min_gaps_and_half_an_hour_learned() {
         let mut cadence = Cadence::default();
-        let ended: Vec<bool> = (0..25).map(|_| cadence.learn(SECOND_MS, 20)).collect();
+        let ended: Vec<bool> = (0..40).map(|_| cadence.learn(64 * SECOND_MS, 20)).collect();
         assert_eq!(ended.iter().filter(|&&ended| ended).count(), 1);
-        assert!(ended[19]);
+        assert!(ended[28], "29 × 64 s is the first past 30 minutes");
+        let mut burst = learned(SECOND_MS, 300);
+        assert!(
+            !burst.is_warm(WarmUp::gaps(20)),
+            "300 gaps, 5 minutes: still warming up"
+        );
+        assert!(burst.learn(55 * MINUTE_MS, 20), "the hour's pause ends it");
     }
 
     #[test]
@@ -522,7 +699,7 @@ mod tests {
         assert_eq!(source, ThresholdSource::WarmUp);
         assert_eq!(thresholds, wide);
 
-        let (thresholds, source) = judged(Some(&LEARNING), wide, &learned(SECOND_MS, 20));
+        let (thresholds, source) = judged(Some(&LEARNING), wide, &learned(SECOND_MS, 2_000));
         assert_eq!(source, ThresholdSource::Learned);
         assert_eq!(
             (thresholds.warn_after_ms, thresholds.critical_after_ms),
@@ -548,7 +725,7 @@ mod tests {
     #[test]
     fn a_ceiling_under_the_floors_wins_and_warn_stays_under_critical() {
         let tight = ceilings(30 * SECOND_MS, 2 * MINUTE_MS);
-        let (thresholds, _) = judged(Some(&LEARNING), tight, &learned(SECOND_MS, 20));
+        let (thresholds, _) = judged(Some(&LEARNING), tight, &learned(SECOND_MS, 2_000));
         assert_eq!(thresholds.critical_after_ms, 2 * MINUTE_MS);
         assert_eq!(thresholds.warn_after_ms, 30 * SECOND_MS);
         let odd = Learning {
@@ -558,7 +735,7 @@ mod tests {
         let (thresholds, _) = judged(
             Some(&odd),
             ceilings(HOUR_MS, 2 * HOUR_MS),
-            &learned(SECOND_MS, 20),
+            &learned(SECOND_MS, 2_000),
         );
         assert!(thresholds.warn_after_ms < thresholds.critical_after_ms);
     }
@@ -577,17 +754,18 @@ mod tests {
 
     #[test]
     fn a_stored_copy_taken_back_after_a_halving_does_not_undo_it() {
-        // A series that sent hourly, stored, then sped up to a record a second.
+        // A series that sent hourly, stored, then sped up to a record every 10 s for 60 days.
         let stored = learned(HOUR_MS, 100);
         let mut live = stored;
-        for _ in 0..2_000 {
-            live.learn(SECOND_MS, 20);
+        for day in 0..60 {
+            learn_times(&mut live, 10 * SECOND_MS, 8_640);
             // Its own stored copy comes back (a reload, a restart) again and again.
             live.merge(&stored);
+            assert!(day < 59 || live.p99_ms() == Some(16 * SECOND_MS));
         }
         assert_eq!(
             live.p99_ms(),
-            Some(2 * SECOND_MS),
+            Some(16 * SECOND_MS),
             "the hourly past faded as if never stored"
         );
         let mut back = stored;
@@ -595,7 +773,9 @@ mod tests {
         assert_eq!(back, live, "the newer copy wins whichever side merges");
 
         // Copies at the same scale: a plain bucket-wise max.
-        let (mut one, two) = (learned(SECOND_MS, 30), learned(HOUR_MS, 5));
+        let (mut one, mut two) = (Cadence::default(), Cadence::default());
+        one.buckets[1] = 30;
+        two.buckets[12] = 5;
         one.merge(&two);
         assert_eq!((one.buckets[1], one.buckets[12]), (30, 5));
         // Halvings wrap as serial numbers.
@@ -616,17 +796,38 @@ mod tests {
     fn the_stored_form_round_trips_and_rejects_garbage() {
         let cadence = learned(6 * HOUR_MS, 300);
         let text = cadence.encode();
-        assert_eq!(text.len(), "c2:300:1:".len() + 40, "{text}");
+        let head = format!("c3:300:{}:", cadence.halvings);
+        assert!(text.starts_with(&head), "{text}");
+        assert_eq!(text.len(), head.len() + 40, "{text}");
         assert_eq!(Cadence::decode(&text), Some(cadence));
-        assert_eq!(Cadence::decode("c2:1:0:00"), None);
+        assert_eq!(Cadence::decode("c3:1:0:00"), None);
         assert_eq!(Cadence::decode("bogus"), None);
-        assert_eq!(Cadence::decode(&text.replace("c2:300", "c2:x")), None);
-        assert_eq!(Cadence::decode(&text.replace(":1:", ":y:")), None);
-        // An earlier version's form: no halvings counted.
-        let earlier = format!("c1:300:{}", &text["c2:300:1:".len()..]);
-        let decoded = Cadence::decode(&earlier).expect("c1 still reads");
-        assert_eq!((decoded.gaps(), decoded.halvings), (300, 0));
-        assert_eq!(decoded.buckets, cadence.buckets);
+        assert_eq!(Cadence::decode(&text.replace("c3:300", "c3:x")), None);
+        assert_eq!(Cadence::decode(&text.replace(&head, "c3:300:y:")), None);
+        // Earlier versions' forms counted records, not time: read as nothing learned yet.
+        let hex = &text[head.len()..];
+        assert_eq!(
+            Cadence::decode(&format!("c2:300:1:{hex}")),
+            Some(Cadence::default())
+        );
+        assert_eq!(
+            Cadence::decode(&format!("c1:300:{hex}")),
+            Some(Cadence::default())
+        );
+        assert_eq!(Cadence::decode("c2:300:1:00"), None);
+    }
+
+    impl Weekly {
+        /// A gap closed by a record that arrived at its event time.
+        fn learn_gap(&mut self, start_ms: i64, end_ms: i64, min_gaps: u16) -> bool {
+            self.learn(
+                start_ms,
+                end_ms,
+                end_ms - start_ms,
+                end_ms,
+                WarmUp::gaps(min_gaps),
+            )
+        }
     }
 
     /// 2025-12-01T00:00:00Z, a Monday.
@@ -643,7 +844,7 @@ mod tests {
         let mut weekly = Weekly::new(utc());
         // Monday 21:50 to Tuesday 00:10.
         let start_ms = MONDAY_MS + 21 * HOUR_MS + 50 * MINUTE_MS;
-        weekly.learn(start_ms, start_ms + 140 * MINUTE_MS, 20);
+        weekly.learn_gap(start_ms, start_ms + 140 * MINUTE_MS, 20);
         let reached: Vec<(usize, Option<i64>)> = (0..WEEK_HOURS)
             .filter(|&hour| !weekly.hour(hour).is_empty())
             .map(|hour| (hour, weekly.hour(hour).p99_ms()))
@@ -662,7 +863,7 @@ mod tests {
         assert_eq!(weekly.all.p99_ms(), Some(16_384 * SECOND_MS));
 
         let mut long = Weekly::new(utc());
-        long.learn(MONDAY_MS, MONDAY_MS + 30 * 24 * HOUR_MS, 20);
+        long.learn_gap(MONDAY_MS, MONDAY_MS + 30 * 24 * HOUR_MS, 20);
         assert!(
             (0..WEEK_HOURS).all(|hour| long.hour(hour).gaps() == 1),
             "a gap longer than a week teaches every hour once"
@@ -675,17 +876,21 @@ mod tests {
         let ten_am = MONDAY_MS + 10 * HOUR_MS;
         let mut at_ms = ten_am;
         for _ in 0..19 {
-            weekly.learn(at_ms, at_ms + SECOND_MS, 20);
-            at_ms += SECOND_MS;
+            weekly.learn_gap(at_ms, at_ms + 2 * MINUTE_MS, 20);
+            at_ms += 2 * MINUTE_MS;
         }
-        assert_eq!(weekly.shift(None, ten_am, 20), None, "19 gaps: warming up");
-        assert!(
-            weekly.learn(at_ms, at_ms + SECOND_MS, 20),
-            "the 20th ends it"
-        );
-        assert_eq!(weekly.shift(None, ten_am, 20), Some(0));
         assert_eq!(
-            weekly.shift(None, ten_am + HOUR_MS, 20),
+            weekly.shift(None, ten_am, WarmUp::gaps(20)),
+            None,
+            "19 gaps: warming up"
+        );
+        assert!(
+            weekly.learn_gap(at_ms, at_ms + 2 * MINUTE_MS, 20),
+            "the 20th ends it (40 minutes learned)"
+        );
+        assert_eq!(weekly.shift(None, ten_am, WarmUp::gaps(20)), Some(0));
+        assert_eq!(
+            weekly.shift(None, ten_am + HOUR_MS, WarmUp::gaps(20)),
             None,
             "11:00 has none"
         );
@@ -693,33 +898,50 @@ mod tests {
         let night_ms = MONDAY_MS + 2 * HOUR_MS;
         for gap in 0..20 {
             let start_ms = night_ms + gap * MINUTE_MS / 20;
-            weekly.learn(start_ms, start_ms + 20 * MINUTE_MS, 20);
+            weekly.learn_gap(start_ms, start_ms + 20 * MINUTE_MS, 20);
         }
         assert_eq!(weekly.all.p99_ms(), Some(2_048 * SECOND_MS));
         assert_eq!(
-            weekly.shift(Some(ten_am), ten_am, 20),
-            Some(-10),
-            "2 s against 2,048 s"
+            weekly.shift(Some(ten_am), ten_am, WarmUp::gaps(20)),
+            Some(-4),
+            "128 s against 2,048 s"
         );
-        assert_eq!(weekly.shift(None, night_ms, 20), Some(0));
+        assert_eq!(weekly.shift(None, night_ms, WarmUp::gaps(20)), Some(0));
         assert_eq!(
-            weekly.shift(Some(night_ms), ten_am, 20),
+            weekly.shift(Some(night_ms), ten_am, WarmUp::gaps(20)),
             None,
             "a gap from 02:00 spans hours still warming up"
+        );
+        assert_eq!(
+            weekly.shift(Some(ten_am + 30 * SECOND_MS), ten_am, WarmUp::gaps(20)),
+            Some(-4),
+            "a last-seen ahead of now (a producer clock ahead) is now's hour"
+        );
+        assert_eq!(
+            weekly.shift(
+                Some(ten_am + HOUR_MS + 1),
+                ten_am + HOUR_MS - 1,
+                WarmUp::gaps(20)
+            ),
+            Some(-4),
+            "even when it is in the next hour: no empty range"
         );
         // A gap is judged by the most lenient hour it spanned: 10:00's day into 11:00's night.
         for gap in 0..20 {
             let start_ms = ten_am + HOUR_MS + gap * SECOND_MS;
-            weekly.learn(start_ms, start_ms + 20 * MINUTE_MS, 20);
+            weekly.learn_gap(start_ms, start_ms + 20 * MINUTE_MS, 20);
         }
-        assert_eq!(weekly.shift(Some(ten_am), ten_am + HOUR_MS, 20), Some(0));
         assert_eq!(
-            weekly.shift(Some(ten_am + HOUR_MS), ten_am + HOUR_MS, 20),
+            weekly.shift(Some(ten_am), ten_am + HOUR_MS, WarmUp::gaps(20)),
             Some(0)
         );
         assert_eq!(
-            weekly.shift(Some(ten_am), ten_am + HOUR_MS - 1, 20),
-            Some(-10)
+            weekly.shift(Some(ten_am + HOUR_MS), ten_am + HOUR_MS, WarmUp::gaps(20)),
+            Some(0)
+        );
+        assert_eq!(
+            weekly.shift(Some(ten_am), ten_am + HOUR_MS - 1, WarmUp::gaps(20)),
+            Some(-4)
         );
 
         let ceilings = ceilings(12 * HOUR_MS, 24 * HOUR_MS);
@@ -738,8 +960,8 @@ mod tests {
         };
         assert_eq!(
             at(ten_am),
-            (MINUTE_MS, 5 * MINUTE_MS, ThresholdSource::Learned),
-            "by day: the floors over 3 × 2 s"
+            (384 * SECOND_MS, 768 * SECOND_MS, ThresholdSource::Learned),
+            "by day: 3 × 128 s and 6 × 128 s"
         );
         assert_eq!(
             at(night_ms),
@@ -778,9 +1000,9 @@ mod tests {
     #[test]
     fn hours_merge_by_max_and_round_trip_through_their_stored_form() {
         let mut mine = Weekly::new(utc());
-        mine.learn(MONDAY_MS, MONDAY_MS + SECOND_MS, 20);
+        mine.learn_gap(MONDAY_MS, MONDAY_MS + SECOND_MS, 20);
         let mut theirs = Weekly::new(utc());
-        theirs.learn(MONDAY_MS + 3 * HOUR_MS, MONDAY_MS + 4 * HOUR_MS + 1, 20);
+        theirs.learn_gap(MONDAY_MS + 3 * HOUR_MS, MONDAY_MS + 4 * HOUR_MS + 1, 20);
         mine.merge(&theirs);
         let once = mine.clone();
         mine.merge(&theirs);

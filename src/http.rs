@@ -446,7 +446,7 @@ async fn hours(State(state): State<HttpState>, Path(name): Path<String>) -> Resp
                 gaps: summary.gaps(),
                 p99_seconds: summary.p99_ms().map(seconds),
                 scale: weekly
-                    .hour_shift(hour, learning.min_gaps)
+                    .hour_shift(hour, learning.warm_up())
                     .map(|shift| 2f64.powi(shift)),
             }
         })

@@ -119,6 +119,30 @@ pub struct FeedSight {
     pub blind_since_ms: Option<i64>,
 }
 
+/// How long a feed that was known may read `behind` (a statistics snapshot taken just after
+/// new records arrived) and still learn: longer, it is a backlog, not a moment.
+pub const LEARN_THROUGH_BEHIND_MS: i64 = 30_000;
+
+impl FeedSight {
+    /// Whether records read now may teach learned thresholds ([`crate::cadence`]): when the
+    /// feed is known, or was (`was_learning`) and has read `behind` for under
+    /// [`LEARN_THROUGH_BEHIND_MS`]. Not while starting, with the source down, or while a
+    /// backlog is read (a restart's catch-up starts blind and stays so): an outage or a
+    /// backlog is not a cadence.
+    pub fn learns(&self, was_learning: bool, now_ms: i64) -> bool {
+        match self.sight {
+            Sight::Known { .. } => true,
+            Sight::Blind(Blindness::Behind) => {
+                was_learning
+                    && self.blind_since_ms.is_some_and(|since_ms| {
+                        now_ms.saturating_sub(since_ms) < LEARN_THROUGH_BEHIND_MS
+                    })
+            }
+            Sight::Blind(_) => false,
+        }
+    }
+}
+
 /// Everything [`Knowledge::assess`] concludes at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Assessment {

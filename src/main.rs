@@ -348,6 +348,9 @@ fn fail(error: anyhow::Error) -> ExitCode {
 fn check_config(path: &std::path::Path) -> ExitCode {
     match freshwatch::config::load(path) {
         Ok(config) => {
+            for warning in freshwatch::config::window_warnings(&config.feeds) {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", freshwatch::config::describe(&config));
             ExitCode::SUCCESS
         }

@@ -721,13 +721,14 @@ mod tests {
             .expect("valid config");
         let start_ms = 1_764_547_200_000;
         let mut tracker = Tracker::new(&config.feeds, start_ms);
-        for second in 0..=20 {
+        // Half an hour of one-second gaps: warm.
+        for second in 0..=2_000 {
             tracker.observe(0, b"chatty", start_ms + second * 1_000);
         }
         tracker.observe(0, b"new", start_ms);
         let tracker = Arc::new(Mutex::new(tracker));
         let rules: Arc<[FeedRules]> = config.feeds.iter().map(FeedRules::from_config).collect();
-        let clock: SharedClock = Arc::new(crate::clock::ManualClock::new(start_ms + 30_000));
+        let clock: SharedClock = Arc::new(crate::clock::ManualClock::new(start_ms + 2_010_000));
         let mut registry = Registry::default();
         Metrics::register(
             &mut registry,

@@ -68,6 +68,11 @@ impl Days {
     pub fn contains(self, weekday: Weekday) -> bool {
         self.0 & (1 << weekday.num_days_from_monday()) != 0
     }
+
+    /// How many days of the week.
+    pub fn count(self) -> u32 {
+        self.0.count_ones()
+    }
 }
 
 fn day_number(name: &str) -> Result<u8, String> {
@@ -160,6 +165,15 @@ impl Hours {
         self.end_minute < self.start_minute
     }
 
+    /// Minutes of a day the range covers (one that wraps midnight: both sides).
+    pub fn minutes(self) -> u32 {
+        if self.wraps() {
+            MINUTES_PER_DAY - self.start_minute + self.end_minute
+        } else {
+            self.end_minute - self.start_minute
+        }
+    }
+
     fn start_ms(self) -> i64 {
         i64::from(self.start_minute) * MINUTE_MS
     }
@@ -215,6 +229,13 @@ pub struct Window {
 }
 
 impl Window {
+    /// The share of a week the window covers, from its days and hours (0 to 1); holidays,
+    /// being dates, take nothing off it: a window that sets only holidays covers the week.
+    pub fn week_share(&self) -> f64 {
+        let minutes = self.days.count() * self.hours.minutes();
+        f64::from(minutes) / f64::from(7 * MINUTES_PER_DAY)
+    }
+
     /// Whether the window applies at `at_ms` (unix ms). Start inclusive, end exclusive.
     pub fn contains(&self, at_ms: i64) -> bool {
         let Some(utc) = DateTime::from_timestamp_millis(at_ms) else {

@@ -9,10 +9,19 @@
 //! - `dirty`: series whose last-seen or status must be written to the state store.
 //!
 //! On a feed with `thresholds = "learned"` a record that moves last-seen forward also teaches
-//! the series its cadence ([`crate::cadence`]): the gap is counted in its 24-byte histogram,
-//! unless the series was alerting when the gap ended (an incident is not a cadence). The
-//! histograms sit beside the series (`FeedTrack::cadences`, same index), and only for learned
-//! feeds, so a fixed feed's series pay nothing for them.
+//! the series how stale it gets ([`crate::cadence`]): the staleness it reached before this
+//! record arrived, weighted by the event-time gap the record closes, goes into its 24-byte
+//! histogram. What is not learned:
+//! - a sample that arrives while the feed is not known ([`Tracker::set_known`]: Kafka down,
+//!   catching up): an outage or a backlog is not a cadence;
+//! - a sample that ends while the series is alerting, the first time: an incident is not a
+//!   cadence. Its log2 size is held back (one byte in the series' padding, not stored), and
+//!   an alerting sample of the same size, give or take one bucket, that comes later is
+//!   learned: a shape that keeps paging is the series' new normal, so no series is paged for
+//!   good by thresholds it can never learn its way out of.
+//!
+//! The histograms sit beside the series (`FeedTrack::cadences`, same index), and only for
+//! learned feeds, so a fixed feed's series pay nothing for them.
 
 use std::borrow::Cow;
 use std::hash::BuildHasher;
@@ -20,7 +29,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::cadence::{Cadence, Learned, Weekly};
+use crate::cadence::{Cadence, Learned, WarmUp, Weekly};
 use crate::config::FeedConfig;
 use crate::model::{FeedIndex, SeriesId, Status};
 
@@ -47,9 +56,30 @@ pub struct Series {
     dirty: bool,
     /// Already listed in `refreshed` since the evaluator last looked.
     refresh_queued: bool,
+    /// The log2 bucket of the last sample held back because it ended in an alert
+    /// ([`NOTHING_HELD`]: none); fits in the struct's padding.
+    held_bucket: u8,
 }
 
+/// `Series::held_bucket` when no sample is held back.
+const NOTHING_HELD: u8 = u8::MAX;
+
 impl Series {
+    /// Whether a sample of staleness `reached_ms` is learned: always when the series is not
+    /// alerting; when it is, only if an alerting sample of about its size (one log2 bucket
+    /// either way) was held back before (the shape recurs), else it is held back.
+    fn learns_sample(&mut self, reached_ms: i64) -> bool {
+        if self.status.severity().is_none() {
+            return true;
+        }
+        let bucket = crate::cadence::bucket_of(reached_ms) as u8;
+        if self.held_bucket != NOTHING_HELD && self.held_bucket.abs_diff(bucket) <= 1 {
+            return true;
+        }
+        self.held_bucket = bucket;
+        false
+    }
+
     fn new(key: Box<[u8]>) -> Self {
         Series {
             key,
@@ -61,6 +91,7 @@ impl Series {
             deadline_ms: i64::MAX,
             dirty: false,
             refresh_queued: false,
+            held_bucket: NOTHING_HELD,
         }
     }
 
@@ -121,6 +152,8 @@ pub struct FeedTrack {
     pub records: u64,
     /// `learn_min_gaps` of a learned feed; 0 for a fixed one (its series learn nothing).
     pub learn_min_gaps: u16,
+    /// `learn_min_span` of a learned feed, ms.
+    learn_min_span_ms: i64,
     /// When each expected value was first watched (persisted): a value added to `expected`
     /// later is `never_seen` only `critical_after` after it was added, not at once.
     pub expected_started_ms: hashbrown::HashMap<Box<[u8]>, i64>,
@@ -134,6 +167,8 @@ pub struct FeedTrack {
     cadences: Vec<Cadence>,
     /// `learn_by_hour = true`: the feed's gaps by hour of the week.
     weekly: Option<Weekly>,
+    /// Whether the feed is known now ([`Tracker::set_known`]): only then is anything learned.
+    known: bool,
 }
 
 impl FeedTrack {
@@ -150,6 +185,14 @@ impl FeedTrack {
     /// The placeholder stopped standing for the feed: it has real keys now.
     pub fn placeholder_retired(&self) -> bool {
         self.placeholder && self.series.len() > 1
+    }
+
+    /// When a learned feed's summaries are used.
+    fn warm_up(&self) -> WarmUp {
+        WarmUp {
+            gaps: self.learn_min_gaps,
+            span_ms: self.learn_min_span_ms,
+        }
     }
 
     /// The learned cadence of series `index` (empty for a fixed feed's series).
@@ -229,12 +272,14 @@ impl Tracker {
                     refused: 0,
                     records: 0,
                     learn_min_gaps: feed.learning.map_or(0, |learning| learning.min_gaps),
+                    learn_min_span_ms: feed.learning.map_or(0, |learning| learning.min_span_ms),
                     expected_started_ms: hashbrown::HashMap::new(),
                     placeholder: feed.split.is_some() && feed.expected.is_empty(),
                     index: HashTable::new(),
                     series: Vec::new(),
                     cadences: Vec::new(),
                     weekly: feed.week_clock().map(Weekly::new),
+                    known: true,
                 })
                 .collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -302,40 +347,79 @@ impl Tracker {
     }
 
     /// Counts a record with event time `event_ms`; last-seen only moves forward. `None` when the
-    /// key is new and the feed is at `max_keys`.
+    /// key is new and the feed is at `max_keys`. Learns as if it arrived at its event time.
     pub fn observe(&mut self, feed: FeedIndex, key: &[u8], event_ms: i64) -> Option<SeriesId> {
-        self.observe_many(feed, key, event_ms, 1)
+        self.observe_many(feed, key, event_ms, event_ms, 1)
     }
 
-    /// Like [`Tracker::observe`] for `count` records whose newest event time is `event_ms`.
+    /// Like [`Tracker::observe`] for a record that arrived (Kafka accepted it, or it was read)
+    /// at `arrival_ms`: the staleness learned includes the lag between event and arrival.
+    pub fn observe_at(
+        &mut self,
+        feed: FeedIndex,
+        key: &[u8],
+        event_ms: i64,
+        arrival_ms: i64,
+    ) -> Option<SeriesId> {
+        self.observe_many(feed, key, event_ms, arrival_ms, 1)
+    }
+
+    /// Whether records of `feed` read from now on may teach it: [`crate::knowledge`]'s verdict
+    /// ([`crate::knowledge::FeedSight::learns`]). While not (Kafka down, a backlog being read)
+    /// records move last-seen but teach nothing.
+    pub fn set_known(&mut self, feed: FeedIndex, known: bool) {
+        self.feeds[feed as usize].known = known;
+    }
+
+    /// Whether records of `feed` teach it now (see [`Tracker::set_known`]).
+    pub fn known(&self, feed: FeedIndex) -> bool {
+        self.feeds[feed as usize].known
+    }
+
+    /// Feeds the knowledge rule from one assessment ([`crate::knowledge::FeedSight::learns`]).
+    pub fn set_sights(&mut self, sights: &[crate::knowledge::FeedSight], now_ms: i64) {
+        for (feed, sight) in sights.iter().enumerate() {
+            let track = &mut self.feeds[feed];
+            track.known = sight.learns(track.known, now_ms);
+        }
+    }
+
+    /// Like [`Tracker::observe_at`] for `count` records whose newest event time is `event_ms`.
     pub fn observe_many(
         &mut self,
         feed: FeedIndex,
         key: &[u8],
         event_ms: i64,
+        arrival_ms: i64,
         count: u64,
     ) -> Option<SeriesId> {
         let id = self.series_for(feed, key, true)?;
         let track = &mut self.feeds[feed as usize];
         let learn_min_gaps = track.learn_min_gaps;
+        let warm_up = track.warm_up();
         let series = &mut track.series[id.index as usize];
         series.records += count;
         track.records += count;
         if event_ms > series.last_seen_ms {
-            // A gap that ended while the series was alerting is an incident, not its cadence.
-            let learns = learn_min_gaps != 0
-                && series.last_seen_ms != NEVER
-                && series.status.severity().is_none();
-            if learns {
+            let learns = learn_min_gaps != 0 && series.last_seen_ms != NEVER && track.known;
+            // The staleness reached just before this record arrived, and the time it weighs.
+            let reached_ms = arrival_ms.max(event_ms).saturating_sub(series.last_seen_ms);
+            let weight_ms = event_ms.saturating_sub(series.last_seen_ms);
+            if learns && series.learns_sample(reached_ms) {
                 if let Some(weekly) = &mut track.weekly {
-                    if weekly.learn(series.last_seen_ms, event_ms, learn_min_gaps)
-                        && !self.hours_warmed.contains(&feed)
+                    if weekly.learn(
+                        series.last_seen_ms,
+                        series.last_seen_ms + reached_ms,
+                        weight_ms,
+                        event_ms,
+                        warm_up,
+                    ) && !self.hours_warmed.contains(&feed)
                     {
                         self.hours_warmed.push(feed);
                     }
                 }
                 if track.cadences[id.index as usize]
-                    .learn(event_ms - series.last_seen_ms, learn_min_gaps)
+                    .learn_sample(reached_ms, weight_ms, event_ms, warm_up)
                     && !series.refresh_queued
                 {
                     // Warm-up just ended: judged by its own thresholds now, not at the old
@@ -428,10 +512,14 @@ impl Tracker {
         };
         let series = &mut track.series[index as usize];
         let learned = &mut track.cadences[index as usize];
-        let was_warming_up = learned.gaps() < track.learn_min_gaps;
+        let warm_up = WarmUp {
+            gaps: track.learn_min_gaps,
+            span_ms: track.learn_min_span_ms,
+        };
+        let was_warming_up = !learned.is_warm(warm_up);
         learned.merge(cadence);
         let id = SeriesId { feed, index };
-        if was_warming_up && learned.gaps() >= track.learn_min_gaps && !series.refresh_queued {
+        if was_warming_up && learned.is_warm(warm_up) && !series.refresh_queued {
             series.refresh_queued = true;
             self.refreshed.push(id);
         }
@@ -443,11 +531,11 @@ impl Tracker {
     /// no pass over a large feed).
     pub fn merge_weekly(&mut self, feed: FeedIndex, other: &Weekly) {
         let track = &mut self.feeds[feed as usize];
-        let min_gaps = track.learn_min_gaps;
+        let warm_up = track.warm_up();
         if let Some(weekly) = &mut track.weekly {
             let scales = |weekly: &Weekly| -> Vec<Option<i32>> {
                 (0..crate::schedule::WEEK_HOURS)
-                    .map(|hour| weekly.hour_shift(hour, min_gaps))
+                    .map(|hour| weekly.hour_shift(hour, warm_up))
                     .collect()
             };
             let before = scales(weekly);
@@ -649,6 +737,11 @@ mod tests {
             windows: Vec::new(),
             learning: None,
         }
+    }
+
+    #[test]
+    fn the_held_back_sample_costs_no_memory_it_sits_in_the_series_padding() {
+        assert_eq!(std::mem::size_of::<Series>(), 64);
     }
 
     #[test]

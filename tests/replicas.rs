@@ -281,6 +281,17 @@ fn learned_every(gap_ms: i64, gaps: usize) -> freshwatch::cadence::Cadence {
     cadence
 }
 
+/// A summary as stored (`c3:<gaps>:0:<hex>`), with `counts` (bucket, count) and zeros elsewhere:
+/// exact counts, to exercise the merge byte by byte.
+fn summary(gaps: u16, counts: &[(usize, u8)]) -> freshwatch::cadence::Cadence {
+    let mut buckets = [0u8; freshwatch::cadence::BUCKETS];
+    for &(bucket, count) in counts {
+        buckets[bucket] = count;
+    }
+    let hex: String = buckets.iter().map(|count| format!("{count:02x}")).collect();
+    freshwatch::cadence::Cadence::decode(&format!("c3:{gaps}:0:{hex}")).expect("a summary")
+}
+
 /// Two writers of one series' summary (replicas reading different partitions of a feed, or a
 /// restarted one) are merged by Redis with [`freshwatch::cadence::Cadence::merge`]'s rule, so
 /// neither erases the other's buckets; writing the same summary again changes nothing.
@@ -302,8 +313,9 @@ async fn two_writers_merge_cadence(
         let text = (redis.stored)().expect("a stored summary");
         Cadence::decode(&text).unwrap_or_else(|| panic!("stored in the encoded form: {text}"))
     };
-    let every_second = learned_every(1_000, 30);
-    let hourly = learned_every(3_600_000, 25);
+    // Time in seconds (no halving yet): 30 s of one-second gaps, 25 s of hourly ones.
+    let every_second = summary(30, &[(1, 0x1e)]);
+    let hourly = summary(25, &[(12, 0x19)]);
     let mut both = every_second;
     both.merge(&hourly);
 
@@ -334,9 +346,7 @@ async fn two_writers_merge_cadence(
     // Bucket by bucket the larger count wins either way, across hex digits and letters:
     // 0x1e stored over 0x0f written (1 s), 0xa0 written over 0x19 stored (1 h).
     (redis.forget_scripts)();
-    let mut mixed = learned_every(1_000, 15);
-    mixed.merge(&learned_every(3_600_000, 160));
-    mixed.merge(&learned_every(60_000, 40));
+    let mixed = summary(160, &[(1, 0x0f), (6, 0x28), (12, 0xa0)]);
     second.write(&[record(mixed)], None).await.unwrap();
     let mut all = both;
     all.merge(&mixed);
@@ -414,10 +424,12 @@ fn cadence_summaries_from_two_writers_merge_by_a_bucket_wise_max() {
             .unwrap();
         assert_eq!(snapshot.series[0].cadence, Some(every_second));
 
-        // An earlier version's `c1:` form is read and merged, not replaced.
+        // An earlier version's `c1:`/`c2:` forms counted records, not time: replaced by the
+        // summary written, not merged as if they were time.
         let hourly = learned_every(3_600_000, 25);
-        let c1 = hourly.encode().replacen("c2:25:0:", "c1:25:", 1);
-        redis.command(&["HSET", "freshwatch:{profiles}:cadence", "acme", &c1]);
+        let hex = &hourly.encode()[hourly.encode().rfind(':').unwrap() + 1..];
+        let c2 = format!("c2:25:0:{hex}");
+        redis.command(&["HSET", "freshwatch:{profiles}:cadence", "acme", &c2]);
         store
             .write(
                 &[freshwatch::state::SeriesRecord {
@@ -435,9 +447,7 @@ fn cadence_summaries_from_two_writers_merge_by_a_bucket_wise_max() {
             .load(&[Arc::from("profiles")])
             .await
             .unwrap();
-        let mut both = every_second;
-        both.merge(&hourly);
-        assert_eq!(snapshot.series[0].cadence, Some(both));
+        assert_eq!(snapshot.series[0].cadence, Some(every_second));
     });
 }
 

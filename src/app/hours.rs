@@ -103,9 +103,9 @@ mod tests {
         Tracker::new(&config.feeds, TEN_AM_MS)
     }
 
-    /// Three one-second gaps from `from_ms`.
+    /// Half an hour of one-second gaps from `from_ms` (1,800: an hour's warm-up).
     fn learn(tracker: &mut Tracker, from_ms: i64) {
-        for second in 0..4 {
+        for second in 0..=1_800 {
             tracker.observe(0, b"", from_ms + second * 1_000);
         }
     }
@@ -131,8 +131,8 @@ mod tests {
         );
         let hours = |tracker: &Tracker| tracker.feed(0).weekly().unwrap().clone();
         assert_eq!(hours(&first), hours(&second));
-        assert_eq!(hours(&first).hour(10).gaps(), 3);
-        assert_eq!(hours(&first).hour(11).gaps(), 3);
+        assert_eq!(hours(&first).hour(10).gaps(), 1_800);
+        assert_eq!(hours(&first).hour(11).gaps(), 1_800);
         assert!(
             first.take_hours_warmed().contains(&0),
             "taking in 11:00 has the feed judged again"
@@ -140,12 +140,12 @@ mod tests {
         // A third replica saw more of the same at 10:00: no hour's scale moves, so taking it in
         // costs no pass over the feed.
         let mut third = replica();
-        for second in 0..6 {
+        for second in 0..=1_802 {
             third.observe(0, b"", TEN_AM_MS + second * 1_000);
         }
         assert_eq!(share(&mut third), ["ticker"]);
         share(&mut first);
-        assert_eq!(hours(&first).hour(10).gaps(), 5);
+        assert_eq!(hours(&first).hour(10).gaps(), 1_802);
         assert_eq!(first.take_hours_warmed(), Vec::<FeedIndex>::new());
     }
 

@@ -161,6 +161,11 @@ impl Pipeline {
         self.last_tick_ms.store(now_ms, Ordering::Relaxed);
         // Every replica keeps assessing, so a new leader knows since when feeds are blind.
         let assessment = self.knowledge.assess(now_ms);
+        // Every replica learns, so every replica hears what may be learned.
+        self.tracker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .set_sights(&assessment.feeds, now_ms);
         let group_alerts = self.evaluate_groups(now_ms);
         let volume_alerts = self.evaluate_volume(now_ms);
         if !self.leadership.is_leader() {

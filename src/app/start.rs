@@ -310,6 +310,10 @@ async fn restore_tracker(
     start_ms: i64,
 ) -> Tracker {
     let mut tracker = Tracker::new(&config.feeds, start_ms);
+    // Nothing is learned until knowledge says a feed is known: a restart's backlog is not.
+    for feed in 0..config.feeds.len() {
+        tracker.set_known(feed as FeedIndex, false);
+    }
     if let Some(policy) = match store.redis() {
         Some(redis) => redis.eviction_risk().await,
         None => None,

@@ -55,6 +55,11 @@ impl Pipeline {
                 .tracker
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
+            // The same rule as learned thresholds (the tick fed this assessment to the
+            // tracker): counted only while known, or behind for a moment after being known.
+            for &(feed, _) in &judged {
+                watch.set_known(feed, tracker.known(feed as FeedIndex));
+            }
             judged
                 .into_iter()
                 .map(|(feed, max_keys)| (feed, feed_counts(&tracker, feed, max_keys)))
@@ -265,7 +270,7 @@ mod tests {
         .unwrap();
         let mut tracker = Tracker::new(&config.feeds, 0);
         for (key, records) in [("acme", 3), ("globex", 5), ("initech", 7)] {
-            tracker.observe_many(0, key.as_bytes(), 1_000, records);
+            tracker.observe_many(0, key.as_bytes(), 1_000, 1_000, records);
         }
         let summed: u64 = tracker.feed(0).series().iter().map(|s| s.records).sum();
         let counts = feed_counts(&tracker, 0, Some(2));

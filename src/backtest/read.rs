@@ -293,6 +293,7 @@ impl Extractors {
                 continue;
             };
             let observation = Observation {
+                arrival_ms,
                 event_ms: extracted.event_ms,
                 feed,
                 key: collected.keys.intern(feed, extracted.split.as_bytes()),

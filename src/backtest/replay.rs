@@ -1,10 +1,14 @@
-//! The replay: records in event-time order through the service's own tracker and evaluator, on
-//! a simulated clock that jumps from one evaluator deadline to the next.
+//! The replay: records in the order and at the times Kafka accepted them (their record
+//! timestamp, `CreateTime` or `LogAppendTime`: the arrival clock) through the service's own
+//! tracker and evaluator, on a simulated clock that jumps from one evaluator deadline to the
+//! next. Staleness is of event time (the extracted timestamp) against that clock, as the
+//! service judges it against its wall clock: a record backfilled with old event times after an
+//! outage does not hide the outage, and a constant delivery lag is what the series learns.
 //!
 //! Boundaries, exactly (no evaluation-interval rounding):
-//! - an alert starts at `last_seen + threshold (+ for)`, unless a record with that very event time
-//!   arrives: deadlines strictly before a record's time are judged before it, the rest after;
-//! - it ends at the event time of the record that refreshed the series;
+//! - an alert starts at `last_seen + threshold (+ for)`, unless a record arrives at that very
+//!   time: deadlines strictly before a record's arrival are judged before it, the rest after;
+//! - it ends at the arrival of the record that refreshed the series;
 //! - a warning that turns critical ends there and a critical alert starts, as the service pages;
 //! - the watch starts at the window's start, so a series with no record within `critical_after`
 //!   of it is `never_seen` (critical).
@@ -21,11 +25,13 @@ use crate::tracker::Tracker;
 use super::report::Alert;
 use super::Window;
 
-/// One record, as little as the replay needs: 16 bytes, the split value interned in a
-/// [`KeyTable`]. A window of 10M records costs ~160 MB; records of one partition with the same
-/// event time and series are kept once.
+/// One record, as little as the replay needs: 24 bytes, the split value interned in a
+/// [`KeyTable`]. A window of 10M records costs ~240 MB; records of one partition with the same
+/// arrival, event time and series are kept once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
+    /// When Kafka accepted it (the record timestamp), unix ms: the replay's clock.
+    pub arrival_ms: i64,
     pub event_ms: i64,
     pub feed: FeedIndex,
     pub key: u32,
@@ -75,22 +81,22 @@ pub fn replay(
     mut observations: Vec<Observation>,
     window: Window,
 ) -> Vec<Alert> {
-    observations.sort_unstable_by_key(|observation| observation.event_ms);
+    observations.sort_unstable_by_key(|observation| (observation.arrival_ms, observation.event_ms));
     let mut replay = Replay::new(feeds, window.start_ms);
     let mut next = 0;
     while next < observations.len() {
         // Records outside the window are applied at its edge, with their own event time.
         let at_ms = observations[next]
-            .event_ms
+            .arrival_ms
             .clamp(window.start_ms, window.end_ms);
         replay.judge_deadlines_before(at_ms);
         while let Some(observation) = observations.get(next).filter(|observation| {
-            observation.event_ms.clamp(window.start_ms, window.end_ms) == at_ms
+            observation.arrival_ms.clamp(window.start_ms, window.end_ms) == at_ms
         }) {
             let value = keys.value(observation.feed, observation.key);
             replay
                 .tracker
-                .observe(observation.feed, value, observation.event_ms);
+                .observe_at(observation.feed, value, observation.event_ms, at_ms);
             next += 1;
         }
         replay.tick(at_ms);

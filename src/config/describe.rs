@@ -102,20 +102,31 @@ fn describe_feed(feed: &FeedConfig) -> String {
     // The thresholds above are ceilings of each series' learned ones.
     let learned = match &feed.learning {
         None => String::new(),
-        Some(learning) => format!(
-            " thresholds=learned learn_min_gaps={} warn_after_min={} critical_after_min={}{}",
-            learning.min_gaps,
-            human(std::time::Duration::from_millis(
-                learning.warn_floor_ms as u64
-            )),
-            human(std::time::Duration::from_millis(
-                learning.critical_floor_ms as u64
-            )),
-            match learning.by_hour {
-                Some(clock) => format!(" learn_by_hour={}", clock.timezone.name()),
-                None => String::new(),
-            },
-        ),
+        Some(learning) => {
+            format!(
+                " thresholds=learned learn_min_gaps={} warn_after_min={} critical_after_min={}{}",
+                learning.min_gaps,
+                human(std::time::Duration::from_millis(
+                    learning.warn_floor_ms as u64
+                )),
+                human(std::time::Duration::from_millis(
+                    learning.critical_floor_ms as u64
+                )),
+                match learning.by_hour {
+                    Some(clock) => format!(" learn_by_hour={}", clock.timezone.name()),
+                    None => String::new(),
+                },
+            ) + &if learning.min_span_ms == crate::cadence::WARM_UP_SPAN_MS {
+                String::new()
+            } else {
+                format!(
+                    " learn_min_span={}",
+                    human(std::time::Duration::from_millis(
+                        learning.min_span_ms as u64
+                    ))
+                )
+            }
+        }
     };
     let expected = if feed.expected.is_empty() {
         String::new()

@@ -236,6 +236,7 @@ fn validate_feed(
         LearningKeys {
             thresholds: raw.thresholds,
             learn_min_gaps: raw.learn_min_gaps,
+            learn_min_span: raw.learn_min_span,
             warn_after_min: raw.warn_after_min,
             critical_after_min: raw.critical_after_min,
             learn_by_hour: raw.learn_by_hour,
@@ -266,6 +267,7 @@ fn validate_feed(
 struct LearningKeys {
     thresholds: Option<raw::RawThresholds>,
     learn_min_gaps: Option<u32>,
+    learn_min_span: Option<Duration>,
     warn_after_min: Option<Duration>,
     critical_after_min: Option<Duration>,
     learn_by_hour: Option<bool>,
@@ -284,6 +286,7 @@ fn learning(
     if mode == raw::RawThresholds::Fixed {
         let stray = [
             ("learn_min_gaps", raw.learn_min_gaps.is_some()),
+            ("learn_min_span", raw.learn_min_span.is_some()),
             ("warn_after_min", raw.warn_after_min.is_some()),
             ("critical_after_min", raw.critical_after_min.is_some()),
             ("learn_by_hour", raw.learn_by_hour.is_some()),
@@ -323,8 +326,12 @@ fn learning(
             ),
         ));
     }
+    let min_span_ms = raw
+        .learn_min_span
+        .map_or(crate::cadence::WARM_UP_SPAN_MS, window::duration_ms);
     Ok(Some(Learning {
         min_gaps,
+        min_span_ms,
         warn_floor_ms: window::duration_ms(warn_floor),
         critical_floor_ms: window::duration_ms(critical_floor),
         by_hour: by_hour(key, raw.learn_by_hour, raw.learn_timezone)?,

@@ -52,6 +52,7 @@ pub use raw::RawConfig;
 pub use secret::{redacted_url, Secret};
 pub use state::{HaConfig, StateBackend, StateConfig};
 pub use volume::{MinRate, VolumeConfig};
+pub use window::window_warnings;
 
 pub use crate::extract::{SplitRule, TimestampRule};
 

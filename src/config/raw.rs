@@ -384,6 +384,11 @@ pub struct RawFeed {
     pub thresholds: Option<RawThresholds>,
     /// Overrides `defaults.learn_min_gaps` (learned thresholds only).
     pub learn_min_gaps: Option<u32>,
+    /// Learned thresholds only: time a series (and, with `learn_by_hour`, an hour) must have
+    /// learned, beside `learn_min_gaps`, before its own thresholds apply, so a first burst is
+    /// not taken for a cadence (default `"30m"`). Feed-level only.
+    #[serde(default, with = "humantime_serde")]
+    pub learn_min_span: Option<Duration>,
     /// Overrides `defaults.warn_after_min` (learned thresholds only).
     #[serde(default, with = "humantime_serde")]
     pub warn_after_min: Option<Duration>,

@@ -99,7 +99,7 @@ fn validate_window(
             ),
         ));
     }
-    Ok(Window {
+    let window = Window {
         days,
         hours,
         timezone,
@@ -109,7 +109,40 @@ fn validate_window(
             critical_after_ms: duration_ms(critical_after),
             expect_nothing,
         },
-    })
+    };
+    if expect_nothing && window.week_share() >= 1.0 {
+        // Days and hours default to all of them: such a window mutes the feed for good.
+        return Err(ConfigError::invalid(
+            key("expect"),
+            "an expect = \"nothing\" window covering every hour of every day mutes the feed for good: set days or hours (holidays are dates it does not apply on, not when it does)",
+        ));
+    }
+    Ok(window)
+}
+
+/// A quiet window (`expect = "nothing"`) covering more than this share of the week is
+/// probably a mistake: `check-config` warns.
+pub const QUIET_WEEK_SHARE_WARNING: f64 = 0.9;
+
+/// What `check-config` warns about in `feeds`' windows: quiet windows that cover more than
+/// 90 % of the week (the feed is barely watched).
+pub fn window_warnings(feeds: &[super::FeedConfig]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for feed in feeds {
+        for (index, window) in feed.windows.iter().enumerate() {
+            let share = window.week_share();
+            if window.thresholds.expect_nothing && share > QUIET_WEEK_SHARE_WARNING {
+                warnings.push(format!(
+                    "feed {:?} window[{index}]: expect = \"nothing\" covers {:.0} % of the week ({} {}): the feed is watched only outside it",
+                    feed.name,
+                    share * 100.0,
+                    window.days,
+                    window.hours
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// Strictly `YYYY-MM-DD`.

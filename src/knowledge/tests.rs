@@ -304,3 +304,30 @@ fn a_replica_says_it_read_through_a_moment_only_once_it_flushed_what_it_read_bef
         "its own judgement reads its memory"
     );
 }
+
+#[test]
+fn records_teach_a_known_feed_and_one_behind_for_a_moment_but_not_a_backlog_or_an_outage() {
+    let sight = |sight: Sight, blind_since_ms: Option<i64>| FeedSight {
+        sight,
+        blind_since_ms,
+    };
+    let known = sight(Sight::Known { through_ms: 1_000 }, None);
+    assert!(known.learns(false, 1_000));
+    let behind = sight(Sight::Blind(Blindness::Behind), Some(10_000));
+    assert!(
+        behind.learns(true, 20_000),
+        "a statistics snapshot just after records arrived"
+    );
+    assert!(
+        !behind.learns(true, 10_000 + LEARN_THROUGH_BEHIND_MS),
+        "behind this long is a backlog"
+    );
+    assert!(
+        !behind.learns(false, 20_000),
+        "a restart's catch-up: it was never known"
+    );
+    let down = sight(Sight::Blind(Blindness::SourceDown), Some(10_000));
+    assert!(!down.learns(true, 10_001));
+    let starting = sight(Sight::Blind(Blindness::Starting), Some(0));
+    assert!(!starting.learns(true, 1));
+}

@@ -714,7 +714,12 @@ impl Source {
             let extractor = &router.feeds[feed as usize].1;
             match extractor.extract(&record, arrival_ms) {
                 Ok(extracted) => {
-                    tracker.observe(feed, extracted.split.as_bytes(), extracted.event_ms);
+                    tracker.observe_at(
+                        feed,
+                        extracted.split.as_bytes(),
+                        extracted.event_ms,
+                        arrival_ms,
+                    );
                     if extracted.clamped_future {
                         metrics.count_record_error(
                             &feed_names[feed as usize],

@@ -346,7 +346,7 @@ impl TailSource {
                 }
                 (false, Some(record_ms)) => record_ms,
             };
-            tracker.observe_many(feed, b"", event_ms, added);
+            tracker.observe_many(feed, b"", event_ms, arrival_ms, added);
         }
     }
 

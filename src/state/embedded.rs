@@ -14,7 +14,7 @@ use super::{
 
 const LAST_SEEN: TableDefinition<(&str, &[u8]), i64> = TableDefinition::new("last_seen");
 const STATUS: TableDefinition<(&str, &[u8]), &str> = TableDefinition::new("status");
-/// A learned feed's cadence summaries, `c2:<gaps>:<halvings>:<hex>` ([`crate::cadence::Cadence::encode`]).
+/// A learned feed's cadence summaries, `c3:<gaps>:<halvings>:<hex>` ([`crate::cadence::Cadence::encode`]).
 const CADENCE: TableDefinition<(&str, &[u8]), &str> = TableDefinition::new("cadence");
 const WATCH_STARTED: TableDefinition<&str, i64> = TableDefinition::new("watch_started");
 const OUTBOX: TableDefinition<(&str, u64), &str> = TableDefinition::new("outbox");

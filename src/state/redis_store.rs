@@ -2,7 +2,7 @@
 //! - `{prefix}:{<feed>}:last_seen`: hash, split value → unix ms, merged with a max (Lua);
 //! - `{prefix}:{<feed>}:status`: hash, split value → `status@since_ms`;
 //! - `{prefix}:{<feed>}:cadence`: hash, split value → a learned feed's cadence summary,
-//!   `c2:<gaps>:<halvings>:<40 hex digits>` ([`crate::cadence::Cadence::encode`]), merged with a
+//!   `c3:<gaps>:<halvings>:<40 hex digits>` ([`crate::cadence::Cadence::encode`]), merged with a
 //!   halving-aware bucket-wise max (Lua, [`CADENCE_MERGE`]) so two writers of one series lose no bucket; a
 //!   stored value that is not a summary is replaced;
 //! - `{prefix}:{<feed>}:meta`: hash, `watch_started` → unix ms (set once);
@@ -71,8 +71,9 @@ return token
 /// different records, or a writer that restarted, add to one another instead of the last
 /// writer's copy erasing the other's buckets, and a copy stored before a halving does not undo
 /// it. A stored value this script cannot read (not in a form [`crate::cadence::Cadence::decode`]
-/// reads: `c2:<gaps>:<halvings>:<hex>`, or an earlier version's `c1:<gaps>:<hex>`) is replaced:
-/// a load would refuse it as corrupt anyway.
+/// reads as time: `c3:<gaps>:<halvings>:<hex>`) is replaced: a load would refuse it as corrupt
+/// anyway, and an earlier version's `c2:`/`c1:` counted records, not time (a load reads it as
+/// empty).
 ///
 /// Copies at the same halvings (the usual case) compare buckets as bytes, two lowercase hex
 /// digits each ('0'-'9' sort below 'a'-'f', so byte order is the counters' order); usually the
@@ -85,11 +86,7 @@ static CADENCE_MERGE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::
         r"
 local function parse(text)
   if not text then return nil end
-  local gaps, halvings, hex = string.match(text, '^c2:(%d+):(%d+):([0-9a-f]+)$')
-  if not gaps then
-    gaps, hex = string.match(text, '^c1:(%d+):([0-9a-f]+)$')
-    halvings = '0'
-  end
+  local gaps, halvings, hex = string.match(text, '^c3:(%d+):(%d+):([0-9a-f]+)$')
   if (not gaps) or #hex ~= 40 or tonumber(gaps) > 65535 or tonumber(halvings) > 65535 then
     return nil
   end
@@ -146,10 +143,10 @@ for i = 1, #ARGV, 2 do
         if ahead >= 32768 then
           stored_by, by, halvings = 0, 65536 - ahead, stored_halvings
         end
-        merged = 'c2:' .. gaps .. ':' .. halvings .. ':' ..
+        merged = 'c3:' .. gaps .. ':' .. halvings .. ':' ..
           halved_max(stored_hex, stored_by, hex, by)
       elseif more_gaps or stored_adds(stored_hex, hex) then
-        merged = 'c2:' .. gaps .. ':' .. halvings .. ':' .. bucket_max(stored_hex, hex)
+        merged = 'c3:' .. gaps .. ':' .. halvings .. ':' .. bucket_max(stored_hex, hex)
       end
     end
     if merged ~= stored then

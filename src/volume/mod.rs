@@ -94,6 +94,9 @@ struct HourTally {
     hour: i64,
     records: u64,
     observed_ms: i64,
+    /// The feed was not known (source down, a backlog being read) at some tick of the hour:
+    /// its count is not the hour's rate, so it is not folded into the slot.
+    blind: bool,
 }
 
 /// The sliding window: [`BUCKETS`] buckets of `window / BUCKETS`, aligned to the epoch.
@@ -162,6 +165,8 @@ struct SeriesVolume {
     dirty: bool,
     /// The last judgement, for the API and metrics.
     last: Judgement,
+    /// The feed was not known at the last tick: nothing is judged.
+    blind: bool,
 }
 
 /// What one tick found for a series.
@@ -193,11 +198,32 @@ impl SeriesVolume {
             below_since_ms: None,
             dirty: false,
             last: Judgement::default(),
+            blind: false,
         }
     }
 
     /// Takes the cumulative count at `now_ms`: the delta goes to the window and the hour.
-    fn observe(&mut self, records: u64, now_ms: i64) {
+    /// While the feed is not `known`, the delta (a backlog read, or nothing while the source
+    /// is down) counts nowhere: the window is watched afresh once known again, and the hour
+    /// is not folded into its slot.
+    fn observe(&mut self, records: u64, now_ms: i64, known: bool) {
+        self.blind = !known;
+        if !known {
+            self.last_records = Some(records);
+            self.last_tick_ms = now_ms;
+            self.watched_since_ms = now_ms;
+            self.window = RateWindow::new(self.window.bucket_ms * BUCKETS as i64, now_ms);
+            if let Some(clock) = self.clock {
+                let hour = clock.local_hours(now_ms);
+                self.hour = Some(HourTally {
+                    hour,
+                    records: 0,
+                    observed_ms: 0,
+                    blind: true,
+                });
+            }
+            return;
+        }
         let Some(last_records) = self.last_records else {
             self.last_records = Some(records);
             self.last_tick_ms = now_ms;
@@ -219,6 +245,7 @@ impl SeriesVolume {
             hour,
             records: 0,
             observed_ms: 0,
+            blind: false,
         });
         if tally.hour != hour {
             let ended = *tally;
@@ -226,8 +253,9 @@ impl SeriesVolume {
                 hour,
                 records: 0,
                 observed_ms: 0,
+                blind: false,
             };
-            if ended.observed_ms >= MIN_HOUR_OBSERVED_MS {
+            if ended.observed_ms >= MIN_HOUR_OBSERVED_MS && !ended.blind {
                 let rate = ended.records as f64 * 1000.0 / ended.observed_ms as f64;
                 self.stored.slots[WeekClock::hour_of_week(ended.hour)].fold(rate);
                 self.dirty = true;
@@ -251,7 +279,9 @@ impl SeriesVolume {
         labels: &[(&'static str, String)],
     ) -> Option<SystemAlert> {
         let window_ms = self.window.bucket_ms * BUCKETS as i64;
-        let watched = self.last_records.is_some() && now_ms - self.watched_since_ms >= window_ms;
+        let watched = !self.blind
+            && self.last_records.is_some()
+            && now_ms - self.watched_since_ms >= window_ms;
         let rate = watched.then(|| self.window.rate(now_ms, self.watched_since_ms));
         let (expected, threshold) = match rules.min_rate {
             MinRate::PerSecond(min) => (Some(min), Some(min)),
@@ -377,6 +407,8 @@ pub struct VolumeView {
 #[derive(Debug, Default)]
 pub struct VolumeWatch {
     feeds: Vec<FeedVolume>,
+    /// Feeds (by config index) not known at the next tick ([`VolumeWatch::set_known`]).
+    blind_feeds: Vec<usize>,
 }
 
 /// The document key of a series: `["feed", null]` or `["feed", "key"]`.
@@ -401,7 +433,20 @@ impl VolumeWatch {
                 })
             })
             .collect();
-        VolumeWatch { feeds }
+        VolumeWatch {
+            feeds,
+            blind_feeds: Vec::new(),
+        }
+    }
+
+    /// What [`crate::knowledge`] says of feed `feed` (config index) for the next ticks: while
+    /// it is not known and caught up, its records count toward no rate and no baseline, and
+    /// nothing is judged (a source outage is not a volume drop, a backlog not a busy hour).
+    pub fn set_known(&mut self, feed: usize, known: bool) {
+        self.blind_feeds.retain(|&blind| blind != feed);
+        if !known {
+            self.blind_feeds.push(feed);
+        }
     }
 
     /// The feeds judged, by config index, with their `volume_max_keys` when judged by key.
@@ -429,7 +474,8 @@ impl VolumeWatch {
             };
             let learned = learned_hours(&feed.rules);
             let window = window_ms(&feed.rules);
-            feed.total.observe(feed_counts.total, now_ms);
+            let known = !self.blind_feeds.contains(&feed.rules.feed);
+            feed.total.observe(feed_counts.total, now_ms, known);
             let feed_labels = [("feed", feed.name.to_string())];
             alerts.extend(
                 feed.total
@@ -451,7 +497,7 @@ impl VolumeWatch {
                 let Some(series) = feed.keys.get_mut(key) else {
                     continue;
                 };
-                series.observe(*records, now_ms);
+                series.observe(*records, now_ms, known);
                 let label = format!("{} {key}", feed.name);
                 let labels = [("feed", feed.name.to_string()), ("key", key.clone())];
                 alerts.extend(series.judge(&feed.rules, leading, now_ms, &label, &labels));

@@ -334,3 +334,24 @@ fn keys_the_tracker_left_out_beyond_the_bound_are_counted_as_unjudged() {
     assert_eq!(views.len(), 2);
     assert_eq!(views[0].unjudged_keys, 4);
 }
+
+#[test]
+fn a_source_outage_and_its_catch_up_are_neither_judged_nor_folded_into_the_baseline() {
+    let mut scenario = Scenario::new(rule(learned(), false, 1_000), &[""]);
+    // Two weeks and an hour of 400/min: Monday 01:00 of the third week.
+    scenario.run(2 * WEEK_MS + HOUR_MS, &[400]);
+    // Kafka is down for half an hour, then its backlog is read in ten minutes, all while the
+    // feed is not known.
+    scenario.watch.set_known(0, false);
+    scenario.run(30 * MINUTE_MS, &[0]);
+    scenario.run(10 * MINUTE_MS, &[2_400]);
+    assert_eq!(scenario.feed_view().status, "unjudged");
+    scenario.watch.set_known(0, true);
+    scenario.run(WEEK_MS - 10 * MINUTE_MS, &[400]);
+    assert!(
+        scenario.take_alerts().is_empty(),
+        "an outage is not a volume drop"
+    );
+    // A week later, at the same hour: its slot did not take the outage nor the backlog in.
+    assert_close(scenario.feed_view().expected_rate_per_second, 400.0 / 60.0);
+}

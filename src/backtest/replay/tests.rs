@@ -36,6 +36,7 @@ fn every_minute(
     minutes
         .into_iter()
         .map(|minute| Observation {
+            arrival_ms: minute * MINUTE,
             event_ms: minute * MINUTE,
             feed,
             key: keys.intern(feed, key.as_bytes()),
@@ -73,6 +74,7 @@ fn a_gap_warns_escalates_to_critical_and_resolves_at_the_record_that_ended_it() 
     // globex half a minute off acme: its records must not be the ticks that find acme's gap.
     let globex = every_minute(&mut keys, 0, "globex", 1..180);
     observations.extend(globex.into_iter().map(|observation| Observation {
+        arrival_ms: observation.arrival_ms + 30_000,
         event_ms: observation.event_ms + 30_000,
         ..observation
     }));
@@ -175,4 +177,64 @@ fn a_feed_still_silent_when_its_quiet_window_ends_pages_at_the_boundary_not_at_t
         [alert("batch", "", Status::Critical, 360, None)],
         "the replay's clock stops at the window's end, not only at deadlines and records"
     );
+}
+
+#[test]
+fn an_outage_backfilled_with_its_event_times_after_it_is_still_reported() {
+    let feeds = [feed("orders", false, &[])];
+    let mut keys = KeyTable::new(1);
+    // Every minute, but minutes 61 to 99 were held back and written at minute 100 (their
+    // CreateTime, the arrival clock), each with its own event time inside the outage.
+    let on_time = every_minute(&mut keys, 0, "", (1..=60).chain(100..180));
+    let backfilled = every_minute(&mut keys, 0, "", 61..100)
+        .into_iter()
+        .map(|observation| Observation {
+            arrival_ms: 100 * MINUTE,
+            ..observation
+        });
+    let observations = on_time.into_iter().chain(backfilled).collect();
+
+    let alerts = replay(&feeds, &keys, observations, THREE_HOURS);
+
+    assert_eq!(
+        alerts,
+        vec![
+            alert("orders", "", Status::Warning, 70, Some(90)),
+            alert("orders", "", Status::Critical, 90, Some(100)),
+        ],
+        "judged on the arrival clock, the backfill does not hide the outage"
+    );
+}
+
+#[test]
+fn a_steady_delivery_lag_is_learned_as_normal_in_the_replay() {
+    let mut learned = feed("orders", false, &[]);
+    learned.warn_after = Duration::from_secs(12 * 3_600);
+    learned.critical_after = Duration::from_secs(24 * 3_600);
+    learned.learning = Some(crate::cadence::Learning {
+        min_gaps: 20,
+        min_span_ms: crate::cadence::WARM_UP_SPAN_MS,
+        warn_floor_ms: MINUTE,
+        critical_floor_ms: 5 * MINUTE,
+        by_hour: None,
+    });
+    let feeds = [learned];
+    let mut keys = KeyTable::new(1);
+    // A record every 10 s, each accepted by Kafka 90 s after its event time.
+    let observations: Vec<Observation> = (0..6 * 360)
+        .map(|tick| Observation {
+            arrival_ms: tick * 10_000 + 90_000,
+            event_ms: tick * 10_000,
+            feed: 0,
+            key: keys.intern(0, b""),
+        })
+        .collect();
+    let window = Window {
+        start_ms: 0,
+        end_ms: 6 * 60 * MINUTE + 90_000,
+    };
+
+    let alerts = replay(&feeds, &keys, observations, window);
+
+    assert_eq!(alerts, vec![], "90 s behind, steadily: normal once learned");
 }

@@ -292,6 +292,7 @@ fn learned_thresholds_take_their_floors_and_warm_up_from_defaults_or_the_feed() 
         config.feeds[0].learning,
         Some(crate::cadence::Learning {
             min_gaps: 20,
+            min_span_ms: crate::cadence::WARM_UP_SPAN_MS,
             warn_floor_ms: minute_ms,
             critical_floor_ms: 5 * minute_ms,
             by_hour: None,
@@ -301,6 +302,7 @@ fn learned_thresholds_take_their_floors_and_warm_up_from_defaults_or_the_feed() 
         config.feeds[1].learning,
         Some(crate::cadence::Learning {
             min_gaps: 5,
+            min_span_ms: crate::cadence::WARM_UP_SPAN_MS,
             warn_floor_ms: 2 * minute_ms,
             critical_floor_ms: 10 * minute_ms,
             by_hour: None,

@@ -76,6 +76,14 @@ fn a_bad_window_is_refused_naming_its_key() {
             "[[feed.window]]\nexpect = \"nothing\"\nwarn_after = \"3h\"\n",
             "feed[0].window[0].warn_after: an expect = \"nothing\" window raises no alert",
         ),
+        (
+            "[[feed.window]]\nholidays = [\"2025-12-25\"]\nexpect = \"nothing\"\n",
+            "feed[0].window[0].expect: an expect = \"nothing\" window covering every hour of every day mutes the feed for good",
+        ),
+        (
+            "[[feed.window]]\ndays = \"daily\"\nhours = \"00:00-24:00\"\nexpect = \"nothing\"\n",
+            "feed[0].window[0].expect: an expect = \"nothing\" window covering every hour",
+        ),
     ];
     for (windows, expected) in cases {
         let error = error_of(&with_windows(windows));
@@ -148,5 +156,25 @@ fn check_config_prints_each_window_what_is_in_force_now_and_the_next_change() {
     assert!(
         described.contains("    in force now: window[1] warn_after=5m critical_after=15m\n    next change: 2025-12-06T00:00:00.000Z to window[0] expect=nothing (silence is normal: no new alert)\n"),
         "{described}"
+    );
+}
+
+#[test]
+fn a_quiet_window_over_90_percent_of_the_week_is_warned_about_and_a_weekend_is_not() {
+    let warnings = |windows: &str| {
+        let config = parse_with(&with_windows(windows), &[]).unwrap();
+        crate::config::window_warnings(&config.feeds)
+    };
+    let most = warnings("[[feed.window]]\nhours = \"01:00-24:00\"\nexpect = \"nothing\"\n");
+    assert_eq!(most.len(), 1, "{most:?}");
+    assert!(most[0].contains("covers 96 % of the week"), "{most:?}");
+    assert_eq!(
+        warnings("[[feed.window]]\ndays = \"sat-sun\"\nexpect = \"nothing\"\n"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        warnings("[[feed.window]]\nhours = \"01:00-24:00\"\nwarn_after = \"1h\"\n"),
+        Vec::<String>::new(),
+        "only quiet windows mute"
     );
 }
