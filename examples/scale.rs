@@ -206,6 +206,8 @@ fn scrape_while_consuming(tracker: &Arc<Mutex<Tracker>>, evaluator: &Evaluator, 
                 snapshots,
                 evaluator.rules().to_vec().into(),
                 clock,
+                // Every series per key: what rendering all of them costs.
+                usize::MAX,
             );
             let (stop, scrapes) = (stop.clone(), scrapes.clone());
             std::thread::spawn(move || {

@@ -27,6 +27,7 @@ pub mod groups;
 mod heartbeat;
 mod http;
 mod kafka;
+mod metrics;
 pub mod raw;
 mod secret;
 mod state;
@@ -46,6 +47,7 @@ pub use groups::{GroupConfig, GroupMatcher};
 pub use heartbeat::HeartbeatConfig;
 pub use http::HttpConfig;
 pub use kafka::{KafkaConfig, StartPosition, STATISTICS_INTERVAL};
+pub use metrics::MetricsConfig;
 pub use raw::RawConfig;
 pub use secret::{redacted_url, Secret};
 pub use state::{HaConfig, StateBackend, StateConfig};
@@ -91,6 +93,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub state: StateConfig,
     pub http: HttpConfig,
+    /// `[metrics]`: what `/metrics` exports per key.
+    pub metrics: MetricsConfig,
     pub evaluation: EvaluationConfig,
     pub feeds: Vec<FeedConfig>,
     pub alerts: AlertsConfig,
@@ -151,6 +155,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let kafka = kafka::validate_kafka(raw.kafka)?;
     let state = state::validate_state(raw.state)?;
     let http = http::validate_http(raw.http)?;
+    let metrics = metrics::validate_metrics(raw.metrics);
     let evaluation = evaluation::validate_evaluation(raw.evaluation)?;
     feed::validate_defaults(&raw.defaults)?;
     if raw.feed.is_empty() && raw.group.is_empty() {
@@ -177,6 +182,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         kafka,
         state,
         http,
+        metrics,
         evaluation,
         feeds,
         alerts,
