@@ -816,6 +816,20 @@ fn encode_aggregates(
             "The largest staleness of the feed's keys (absent until a key is seen)",
         ),
     )?;
+    {
+        let mut metric = encoder.encode_descriptor(
+            "freshwatch_feed_records_all_keys",
+            "Records counted on the feed since this process started, every key summed",
+            None,
+            MetricType::Counter,
+        )?;
+        for feed in feeds {
+            let labels = [("feed", Escaped(&feed.head.name))];
+            metric
+                .encode_family(&labels)?
+                .encode_counter::<NoLabelSet, u64, f64>(&feed.head.records, None)?;
+        }
+    }
     encode_feed_gauge(
         encoder,
         feeds

@@ -62,6 +62,8 @@ impl SeriesView {
 pub struct FeedHead {
     pub name: Arc<str>,
     pub refused: u64,
+    /// Records counted on the feed since start, every key summed.
+    pub records: u64,
     /// Series shown (the retired placeholder not counted).
     pub keys: usize,
     /// A `learn_by_hour` feed's hours.
@@ -152,6 +154,7 @@ impl Snapshots {
             .map(|track| FeedHead {
                 name: track.name.clone(),
                 refused: track.refused,
+                records: track.records,
                 keys: track.series().len() - track.hidden().min(track.series().len()),
                 weekly: track.weekly().cloned(),
             })

@@ -68,11 +68,7 @@ async fn serve_table(max_concurrent_reads: usize, max_key_series: usize) -> Serv
         volume: Arc::default(),
         leadership: crate::ha::Leadership::new("test".into(), true),
         history: Arc::default(),
-        silences: crate::silence::SilenceBook::new(
-            crate::silence::Silences::new(),
-            store,
-            clock,
-        ),
+        silences: crate::silence::SilenceBook::new(crate::silence::Silences::new(), store, clock),
         access: Arc::new(Access {
             admin_token: None,
             read_token: None,
@@ -121,7 +117,11 @@ impl Served {
 
     async fn text(&self, path: &str) -> String {
         let response = self.get(path).await.expect("answered");
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         response.text().await.unwrap()
     }
 }
@@ -149,7 +149,10 @@ async fn heavy_reads_past_the_limit_wait_for_a_turn() {
     }
     assert_eq!(served.text("/healthz").await, "ok\n");
     drop(held);
-    assert!(served.text("/metrics").await.contains("freshwatch_feed_keys"));
+    assert!(served
+        .text("/metrics")
+        .await
+        .contains("freshwatch_feed_keys"));
     assert_eq!(served.state.reads.available(), 1, "the turn was given back");
 }
 
@@ -197,10 +200,17 @@ async fn a_feed_past_the_bound_exports_its_alerting_keys_and_the_aggregates() {
     over.fill(5_000, 3);
     let text = over.text("/metrics").await;
     for family in families {
-        assert_eq!(per_key(&text, family), 3, "{family}: the critical keys only");
+        assert_eq!(
+            per_key(&text, family),
+            3,
+            "{family}: the critical keys only"
+        );
     }
     assert!(text.contains("freshwatch_feed_status{feed=\"tenants\",key=\"tenant-2\"} 2\n"));
-    assert!(!text.contains("key=\"tenant-3\""), "an ok key is not exported");
+    assert!(
+        !text.contains("key=\"tenant-3\""),
+        "an ok key is not exported"
+    );
     assert!(text.contains("freshwatch_feed_keys_by_status{feed=\"tenants\",status=\"ok\"} 4997\n"));
     assert!(
         text.contains("freshwatch_feed_keys_by_status{feed=\"tenants\",status=\"critical\"} 3\n")
