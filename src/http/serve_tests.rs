@@ -108,9 +108,17 @@ impl Served {
     }
 
     async fn get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+        self.get_within(path, Duration::from_secs(60)).await
+    }
+
+    async fn get_within(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> reqwest::Result<reqwest::Response> {
         reqwest::Client::new()
             .get(format!("{}{path}", self.base))
-            .timeout(Duration::from_millis(500))
+            .timeout(timeout)
             .send()
             .await
     }
@@ -141,7 +149,7 @@ async fn heavy_reads_past_the_limit_wait_for_a_turn() {
         "/",
         "/feeds/tenants",
     ] {
-        let waited = served.get(path).await;
+        let waited = served.get_within(path, Duration::from_millis(500)).await;
         assert!(
             waited.as_ref().is_err_and(reqwest::Error::is_timeout),
             "{path} was served while every read turn was taken: {waited:?}"
@@ -230,4 +238,30 @@ async fn a_feed_past_the_bound_exports_its_alerting_keys_and_the_aggregates() {
     }
     assert!(text.contains("freshwatch_feed_key_series_limited{feed=\"tenants\"} 0\n"));
     assert!(text.contains("freshwatch_feed_keys_by_status{feed=\"tenants\",status=\"ok\"} 4997\n"));
+}
+
+/// `/metrics` and an unlimited listing stream (chunked, no length known in advance); a limited
+/// listing, built whole, does not need to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_table_reads_stream() {
+    let served = serve_table(4, 10_000).await;
+    served.fill(2_000, 0);
+    for path in ["/metrics", "/api/v1/feeds", "/api/v1/feeds/tenants"] {
+        let response = served.get(path).await.expect("answered");
+        assert!(response.status().is_success(), "{path}");
+        assert_eq!(
+            response
+                .headers()
+                .get(header::TRANSFER_ENCODING)
+                .map(|value| value.to_str().unwrap().to_owned()),
+            Some("chunked".to_owned()),
+            "{path} streams"
+        );
+        assert!(
+            response.content_length().is_none(),
+            "{path}: {:?}",
+            response.headers()
+        );
+        assert!(response.bytes().await.unwrap().len() > 100_000, "{path}");
+    }
 }
