@@ -268,7 +268,8 @@ impl Snapshots {
 
     /// The series a full stalest-first sort of `places` would put at `offset..offset + length`,
     /// in order, without sorting or copying the rest: a selection by everything but the key,
-    /// then keys copied only for the series tied with the page's first or last.
+    /// then, among the series tied with the page's first or last, the first by key, kept in a
+    /// bounded heap (keys compared in place under the lock, copied only when kept).
     pub fn select(
         &self,
         places: &mut [Place],
@@ -292,13 +293,48 @@ impl Snapshots {
             })
             .copied()
             .collect();
-        let mut rows: Vec<(Place, SeriesView)> =
-            tied.iter().copied().zip(self.copy_at(&tied)).collect();
-        rows.sort_by(|a, b| coarse(feed_order, &a.0, &b.0).then_with(|| a.1.key.cmp(&b.1.key)));
-        rows.into_iter()
+        let wanted = offset - before + length;
+        let order = |a: &(Place, Box<str>), b: &(Place, Box<str>)| {
+            coarse(feed_order, &a.0, &b.0).then_with(|| a.1.cmp(&b.1))
+        };
+        // The `wanted` first of `tied`, worst last; a sorted Vec is enough for page sizes.
+        let mut kept: Vec<(Place, Box<str>)> = Vec::with_capacity(wanted.min(CHUNK) + 1);
+        for chunk in tied.chunks(CHUNK) {
+            let tracker = self.lock();
+            for place in chunk {
+                let key = tracker.feeds()[place.feed as usize].series()[place.index as usize].key();
+                // Deep pages keep every tied key and sort once (insertion would be quadratic).
+                if kept.len() == wanted && wanted <= CHUNK {
+                    let worst = &kept[wanted - 1];
+                    let better = coarse(feed_order, place, &worst.0)
+                        .then_with(|| (*key).cmp(&*worst.1))
+                        .is_lt();
+                    if !better {
+                        continue;
+                    }
+                    kept.pop();
+                }
+                let candidate = (*place, Box::from(&*key));
+                if wanted > CHUNK {
+                    kept.push(candidate);
+                    continue;
+                }
+                let at = kept
+                    .binary_search_by(|known| order(known, &candidate))
+                    .unwrap_or_else(|at| at);
+                kept.insert(at, candidate);
+            }
+        }
+        if wanted > CHUNK {
+            kept.sort_by(order);
+        }
+        let shown: Vec<Place> = kept
+            .into_iter()
+            .take(wanted)
             .skip(offset - before)
-            .take(length)
-            .collect()
+            .map(|(place, _)| place)
+            .collect();
+        shown.iter().copied().zip(self.copy_at(&shown)).collect()
     }
 
     /// Every series at `places`, stalest first, handed to `visit` a batch at a time (about
@@ -386,7 +422,13 @@ mod tests {
         expected.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         let expected: Vec<String> = expected.into_iter().map(|(_, key)| key).collect();
         assert_eq!(everything, expected);
-        for (offset, length) in [(0, 10), (1_230, 100), (keys_total - 5, 100), (0, 0)] {
+        for (offset, length) in [
+            (0, 10),
+            (1_230, 100),
+            (keys_total - 5, 100),
+            (0, 0),
+            (2 * CHUNK, 100),
+        ] {
             let mut places = snapshots.places(&[0], 100, |_, _| true);
             let page = snapshots.select(&mut places, &order, offset, length);
             let end = (offset + length).min(keys_total);
