@@ -167,7 +167,7 @@ def run(keys):
                           if line.startswith('freshwatch_feed_status{feed="tenants",key='))
             aggregates = ('freshwatch_feed_keys_by_status{feed="tenants",status="ok"}' in text
                           and 'freshwatch_feed_max_staleness_seconds{feed="tenants"}' in text)
-            print(f"[{keys} keys] /metrics {mb(len(body))} in {seconds:.3f} s; per-key "
+            print(f"[{keys} keys] /metrics {len(body) / 1e3:.1f} kB in {seconds:.3f} s; per-key "
                   f"freshwatch_feed_status samples {per_key}; both aggregates: {aggregates}",
                   flush=True)
         for call in range(3):
