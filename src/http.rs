@@ -1,8 +1,10 @@
 //! The HTTP side: `/metrics`, `/api/v1/feeds`, `/healthz`, `/readyz`, and the status page
 //! ([`page`]: `/`, `/feeds/{feed}`, `/groups/{group}`).
 //!
-//! Series are read from the read snapshot ([`crate::snapshot`]), never by walking the tracker
-//! under its lock; nothing here changes state.
+//! Series are read from the table a chunk at a time ([`crate::snapshot`]), never by walking the
+//! tracker under its lock for longer than a chunk; nothing here changes state. The heavy reads
+//! (`/metrics`, `/api/v1/feeds`, the status page) take a turn at [`ReadGate`], and the
+//! whole-table ones stream ([`reads::stream`]): a read costs what it returns.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::net::SocketAddr;
@@ -20,14 +22,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{rfc3339, SharedClock};
 use crate::evaluate::FeedRules;
-use crate::snapshot::Snapshots;
+use crate::snapshot::{FeedHead, Place, SeriesView, Snapshots};
 use crate::source::SourceStatus;
 
 mod access;
 mod page;
+mod reads;
 mod silences;
 
 pub use access::Access;
+pub use reads::{ReadGate, ReadTurn, STREAM_CHUNK_BYTES};
 pub use silences::SilenceView;
 
 /// What `/readyz` checks: the consumer joined its group (consume-mode feeds), the tail source
@@ -75,6 +79,8 @@ impl Readiness {
 #[derive(Clone)]
 pub struct HttpState {
     pub snapshots: Arc<Snapshots>,
+    /// Turns for the heavy reads (`http.max_concurrent_reads`).
+    pub reads: ReadGate,
     pub rules: Arc<[FeedRules]>,
     pub clock: SharedClock,
     pub registry: Arc<Registry>,
@@ -260,18 +266,17 @@ async fn volume(State(state): State<HttpState>) -> Json<Vec<crate::volume::Volum
     )
 }
 
+/// `GET /metrics`: rendered off the async workers as the scraper reads it, in a read turn.
 async fn metrics(State(state): State<HttpState>) -> Response {
-    // Rendering a large table takes a while: off the async workers.
+    let turn = state.reads.enter().await;
     let registry = state.registry.clone();
-    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&registry))
-        .await
-        .unwrap_or_default();
+    let body = reads::stream(turn, move |out| crate::metrics::render_into(out, &registry));
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        text,
+        body,
     )
         .into_response()
 }
@@ -314,84 +319,160 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     }
 }
 
-/// Builds rows, stalest first: by status rank, then staleness, then never-seen last-seen.
-/// Blocking (it may refresh the snapshot).
-pub fn feed_rows(state: &HttpState, only_feed: Option<&str>) -> Vec<FeedRow> {
-    let now_ms = state.clock.now_ms();
-    let view = state.snapshots.read();
-    let mut rows: Vec<(u8, i64, FeedRow)> = Vec::new();
-    for (feed_index, (feed_view, rules)) in view.feeds.iter().zip(state.rules.iter()).enumerate() {
-        if only_feed.is_some_and(|name| name != &*feed_view.name) {
-            continue;
-        }
-        let held_by = state.held_by.get(feed_index);
-        for (position, series) in feed_view.series().iter().enumerate() {
-            // Windows change thresholds with the time of day, learning per series: show now's.
-            let (in_force, source) = rules.effective(&feed_view.learned(position), now_ms);
-            let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
-            rows.push((
-                series.status.rank(),
-                staleness_ms.unwrap_or(i64::MAX),
-                FeedRow {
-                    feed: feed_view.name.to_string(),
-                    key: series.key.to_string(),
-                    status: series.status.as_str().to_owned(),
-                    last_seen: series.last_seen().map(rfc3339),
-                    staleness_seconds: staleness_ms.map(|millis| millis as f64 / 1000.0),
-                    warn_after_seconds: in_force.warn_after_ms as f64 / 1000.0,
-                    critical_after_seconds: in_force.critical_after_ms as f64 / 1000.0,
-                    threshold_source: source.as_str().to_owned(),
-                    records: series.records,
-                    topic: rules.topic.clone(),
-                    status_since: (series.status_since_ms > 0)
-                        .then(|| rfc3339(series.status_since_ms)),
-                    silenced_by: state
-                        .silences
-                        .silences
-                        .holding(
-                            crate::silence::Subject::Series {
-                                feed: &feed_view.name,
-                                key: &series.key,
-                            },
-                            now_ms,
-                        )
-                        .map(|silence| silence.id),
-                    held_by: held_by
-                        .filter(|_| series.status == crate::model::Status::Unknown)
-                        .map(str::to_owned),
-                },
-            ));
-        }
-    }
-    drop(view);
-    rows.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then(b.1.cmp(&a.1))
-            .then_with(|| a.2.feed.cmp(&b.2.feed))
-            .then_with(|| a.2.key.cmp(&b.2.key))
+/// What a read of `/api/v1/feeds` selects.
+#[derive(Debug, Default, Clone)]
+pub struct RowFilter {
+    /// Only this feed.
+    pub feed: Option<String>,
+    /// Only series with this status.
+    pub status: Option<String>,
+}
+
+/// The places of the series `filter` admits (see [`crate::snapshot::Place`]), and each feed's
+/// rank by name. Blocking.
+fn admitted_places(
+    state: &HttpState,
+    filter: &RowFilter,
+    now_ms: i64,
+) -> (Vec<FeedHead>, Vec<u32>, Vec<Place>) {
+    let heads = state.snapshots.heads();
+    let feed_order = Snapshots::feed_order(&heads);
+    let feeds: Vec<usize> = (0..heads.len())
+        .filter(|&index| {
+            filter
+                .feed
+                .as_deref()
+                .is_none_or(|name| name == &*heads[index].name)
+        })
+        .collect();
+    let places = state.snapshots.places(&feeds, now_ms, |_, series| {
+        filter
+            .status
+            .as_deref()
+            .is_none_or(|status| status == series.status.as_str())
     });
-    rows.into_iter().map(|(_, _, row)| row).collect()
+    (heads, feed_order, places)
 }
 
-/// [`feed_rows`] off the async workers.
-async fn rows_blocking(state: HttpState, only_feed: Option<String>) -> Vec<FeedRow> {
-    tokio::task::spawn_blocking(move || feed_rows(&state, only_feed.as_deref()))
-        .await
-        .unwrap_or_default()
+/// One row of `/api/v1/feeds` from a copy of its series.
+fn feed_row(
+    state: &HttpState,
+    now_ms: i64,
+    head: &FeedHead,
+    feed_index: usize,
+    series: &SeriesView,
+) -> FeedRow {
+    let rules = &state.rules[feed_index];
+    // Windows change thresholds with the time of day, learning per series: show now's.
+    let (in_force, source) = rules.effective(&series.learned(head.weekly.as_ref()), now_ms);
+    let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
+    FeedRow {
+        feed: head.name.to_string(),
+        key: series.key.to_string(),
+        status: series.status.as_str().to_owned(),
+        last_seen: series.last_seen().map(rfc3339),
+        staleness_seconds: staleness_ms.map(|millis| millis as f64 / 1000.0),
+        warn_after_seconds: in_force.warn_after_ms as f64 / 1000.0,
+        critical_after_seconds: in_force.critical_after_ms as f64 / 1000.0,
+        threshold_source: source.as_str().to_owned(),
+        records: series.records,
+        topic: rules.topic.clone(),
+        status_since: (series.status_since_ms > 0).then(|| rfc3339(series.status_since_ms)),
+        silenced_by: state
+            .silences
+            .silences
+            .holding(
+                crate::silence::Subject::Series {
+                    feed: &head.name,
+                    key: &series.key,
+                },
+                now_ms,
+            )
+            .map(|silence| silence.id),
+        held_by: state
+            .held_by
+            .get(feed_index)
+            .filter(|_| series.status == crate::model::Status::Unknown)
+            .map(str::to_owned),
+    }
 }
 
-async fn feeds(
-    State(state): State<HttpState>,
-    Query(query): Query<FeedsQuery>,
-) -> Json<Vec<FeedRow>> {
-    let mut rows = rows_blocking(state, query.feed.clone()).await;
-    if let Some(status) = &query.status {
-        rows.retain(|row| &row.status == status);
+/// The first `limit` rows, stalest first (status rank, then staleness, then feed and key),
+/// built without building the others: a selection over 24 bytes per admitted series, then
+/// rows for the selected only. Blocking.
+pub fn feed_rows_limited(state: &HttpState, filter: &RowFilter, limit: usize) -> Vec<FeedRow> {
+    let now_ms = state.clock.now_ms();
+    let (heads, feed_order, mut places) = admitted_places(state, filter, now_ms);
+    state
+        .snapshots
+        .select(&mut places, &feed_order, 0, limit)
+        .iter()
+        .map(|(place, series)| {
+            let feed = place.feed as usize;
+            feed_row(state, now_ms, &heads[feed], feed, series)
+        })
+        .collect()
+}
+
+/// Every admitted row, stalest first, written to `out` as a JSON array a batch at a time: the
+/// memory is 24 bytes per admitted series and one batch of rows, never all rows. Blocking.
+pub fn write_feed_rows(state: &HttpState, filter: &RowFilter, out: &mut impl std::fmt::Write) {
+    let now_ms = state.clock.now_ms();
+    let (heads, feed_order, mut places) = admitted_places(state, filter, now_ms);
+    let mut first = true;
+    if out.write_char('[').is_err() {
+        return;
     }
-    if let Some(limit) = query.limit {
-        rows.truncate(limit);
+    state
+        .snapshots
+        .stream_sorted(&mut places, &feed_order, |rows| {
+            for (place, series) in rows {
+                let feed = place.feed as usize;
+                let row = feed_row(state, now_ms, &heads[feed], feed, series);
+                let Ok(json) = serde_json::to_string(&row) else {
+                    continue;
+                };
+                let separator = if first { "" } else { "," };
+                first = false;
+                if out
+                    .write_str(separator)
+                    .and_then(|()| out.write_str(&json))
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            true
+        });
+    let _ = out.write_char(']');
+}
+
+/// A JSON array of rows that streams: see [`write_feed_rows`].
+fn streamed_rows(state: HttpState, turn: reads::ReadTurn, filter: RowFilter) -> Response {
+    let body = reads::stream(turn, move |out| write_feed_rows(&state, &filter, out));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `GET /api/v1/feeds`: with `?limit=`, the stalest rows, selected; without, every row,
+/// streamed. Either waits for a read turn.
+async fn feeds(State(state): State<HttpState>, Query(query): Query<FeedsQuery>) -> Response {
+    let turn = state.reads.enter().await;
+    let filter = RowFilter {
+        feed: query.feed,
+        status: query.status,
+    };
+    match query.limit {
+        Some(limit) => {
+            let rows = tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                feed_rows_limited(&state, &filter, limit)
+            })
+            .await
+            .unwrap_or_default();
+            Json(rows).into_response()
+        }
+        None => streamed_rows(state, turn, filter),
     }
-    Json(rows)
 }
 
 async fn feed(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
@@ -402,7 +483,12 @@ async fn feed(State(state): State<HttpState>, Path(name): Path<String>) -> Respo
         )
             .into_response();
     }
-    Json(rows_blocking(state, Some(name)).await).into_response()
+    let turn = state.reads.enter().await;
+    let filter = RowFilter {
+        feed: Some(name),
+        status: None,
+    };
+    streamed_rows(state, turn, filter)
 }
 
 /// One hour of the week of a feed that learns by hour (`GET /api/v1/feeds/{feed}/hours`).
@@ -478,6 +564,9 @@ pub fn stalest_first(a: &FeedRow, b: &FeedRow) -> CmpOrdering {
         .then_with(|| a.feed.cmp(&b.feed))
         .then_with(|| a.key.cmp(&b.key))
 }
+
+#[cfg(test)]
+mod serve_tests;
 
 #[cfg(test)]
 mod tests {

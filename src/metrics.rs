@@ -1,12 +1,16 @@
 //! Every Prometheus metric freshwatch exports, with its help text.
 //!
 //! Process-wide counters live in a prometheus-client [`Registry`]. The per-series gauges
-//! (`freshwatch_feed_*`) are read from the read snapshot at scrape time by [`FeedCollector`], so a
+//! (`freshwatch_feed_*`) are read from the series table at scrape time by [`FeedCollector`], so a
 //! record never touches a metric and staleness is exact at the moment of the scrape. Labels are
 //! bounded: `feed` by the config, `key` by the split values seen, `reason` and `outcome` by fixed
-//! sets.
+//! sets. A feed with more keys than `metrics.max_key_series` exports per key only its keys that
+//! are not `ok`; the per-feed aggregates (`freshwatch_feed_keys_by_status`,
+//! `freshwatch_feed_max_staleness_seconds`) cover every feed, so a million-key feed is a few
+//! samples plus its alerting keys, not four million.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -23,7 +27,9 @@ use prometheus_client::registry::Registry;
 
 use crate::clock::SharedClock;
 use crate::evaluate::FeedRules;
-use crate::snapshot::{ReadView, SeriesView, Snapshots};
+use crate::model::Status;
+use crate::snapshot::{FeedHead, SeriesView, Snapshots};
+use crate::tracker::Series;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -235,6 +241,7 @@ impl Metrics {
         snapshots: Arc<Snapshots>,
         rules: Arc<[FeedRules]>,
         clock: SharedClock,
+        max_key_series: usize,
     ) -> Metrics {
         let metrics = Metrics::default();
         registry.register(
@@ -428,9 +435,11 @@ impl Metrics {
             metrics.consumer_lag.clone(),
         );
         registry.register_collector(Box::new(FeedCollector {
+            announced: rules.iter().map(|_| AtomicBool::new(false)).collect(),
             snapshots,
             rules,
             clock,
+            max_key_series,
         }));
         metrics
     }
@@ -491,10 +500,16 @@ impl Metrics {
 /// Renders the Prometheus text format of a registry.
 pub fn render(registry: &Registry) -> String {
     let mut text = String::new();
-    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, registry) {
-        tracing::error!(%error, "metrics encoding failed");
-    }
+    render_into(&mut text, registry);
     text
+}
+
+/// Renders the Prometheus text format of a registry into `out` as it goes (a scrape streams).
+/// Stops at the first write `out` refuses (the scraper went away).
+pub fn render_into(out: &mut impl std::fmt::Write, registry: &Registry) {
+    if let Err(error) = prometheus_client::encoding::text::encode(out, registry) {
+        tracing::debug!(%error, "metrics encoding stopped");
+    }
 }
 
 /// A label value escaped per the exposition format (the client library writes values as-is,
@@ -516,30 +531,69 @@ impl EncodeLabelValue for Escaped<'_> {
     }
 }
 
-/// Per-series gauges, from the read snapshot at scrape time (never a walk under the tracker
-/// lock).
+/// Per-series gauges, read from the series table at scrape time a chunk at a time
+/// ([`crate::snapshot`]), never a walk under the tracker lock.
 #[derive(Debug)]
 struct FeedCollector {
     snapshots: Arc<Snapshots>,
     rules: Arc<[FeedRules]>,
     clock: SharedClock,
+    /// `metrics.max_key_series`.
+    max_key_series: usize,
+    /// Per feed, whether its passing the bound was logged (once per process and feed).
+    announced: Vec<AtomicBool>,
+}
+
+/// One feed as a scrape exports it.
+struct ScrapedFeed {
+    head: FeedHead,
+    /// More keys than `metrics.max_key_series`: per key, only the keys that are not `ok`.
+    limited: bool,
+    /// Keys per status, by `Status as usize`.
+    by_status: [u64; Status::ALL.len()],
+    /// The largest staleness of a seen key, ms.
+    max_staleness_ms: Option<i64>,
+}
+
+impl ScrapedFeed {
+    /// Whether a series of this feed is exported per key.
+    fn exports(&self, series: &Series) -> bool {
+        !self.limited || series.status != Status::Ok
+    }
 }
 
 /// One per-series gauge family: `value` gives a series' sample, `None` for none.
 fn encode_series_gauge<V: EncodeGaugeValue>(
     encoder: &mut DescriptorEncoder,
-    view: &ReadView,
+    snapshots: &Snapshots,
+    feeds: &[ScrapedFeed],
     (name, help): (&str, &str),
     value: impl Fn(&SeriesView) -> Option<V>,
 ) -> Result<(), std::fmt::Error> {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for feed in &view.feeds {
-        for series in feed.series() {
-            if let Some(value) = value(series) {
-                let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&series.key))];
-                metric.encode_family(&labels)?.encode_gauge(&value)?;
-            }
-        }
+    let mut result = Ok(());
+    for (index, feed) in feeds.iter().enumerate() {
+        snapshots.copy(
+            index,
+            |series| feed.exports(series),
+            |chunk| {
+                for series in chunk {
+                    if result.is_err() {
+                        return;
+                    }
+                    if let Some(value) = value(series) {
+                        let labels = [
+                            ("feed", Escaped(&feed.head.name)),
+                            ("key", Escaped(&series.key)),
+                        ];
+                        result = metric
+                            .encode_family(&labels)
+                            .and_then(|mut sample| sample.encode_gauge(&value));
+                    }
+                }
+            },
+        );
+        result?;
     }
     Ok(())
 }
@@ -558,14 +612,66 @@ fn encode_feed_gauge<'a, V: EncodeGaugeValue>(
     Ok(())
 }
 
+impl FeedCollector {
+    /// Each feed's head, bound and aggregates: one pass over its series under the lock, a
+    /// chunk per hold, allocating nothing per series.
+    fn scrape_feeds(&self, now_ms: i64) -> Vec<ScrapedFeed> {
+        let heads = self.snapshots.heads();
+        heads
+            .into_iter()
+            .enumerate()
+            .map(|(index, head)| {
+                let mut by_status = [0u64; Status::ALL.len()];
+                let mut max_staleness_ms: Option<i64> = None;
+                self.snapshots.scan(index, |_, series, _| {
+                    by_status[series.status as usize] += 1;
+                    if let Some(seen) = series.last_seen() {
+                        let staleness_ms = (now_ms - seen).max(0);
+                        max_staleness_ms = Some(
+                            max_staleness_ms.map_or(staleness_ms, |known| known.max(staleness_ms)),
+                        );
+                    }
+                });
+                let limited = head.keys > self.max_key_series;
+                if limited {
+                    self.announce(index, &head);
+                }
+                ScrapedFeed {
+                    head,
+                    limited,
+                    by_status,
+                    max_staleness_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// Logs, once per feed, that it passed `metrics.max_key_series`.
+    fn announce(&self, index: usize, head: &FeedHead) {
+        let Some(announced) = self.announced.get(index) else {
+            return;
+        };
+        if !announced.swap(true, AtomicOrdering::Relaxed) {
+            tracing::warn!(
+                feed = %head.name,
+                keys = head.keys,
+                max_key_series = self.max_key_series,
+                "feed has more keys than metrics.max_key_series: only its keys that are not ok are exported per key (freshwatch_feed_keys_by_status and freshwatch_feed_max_staleness_seconds cover the rest)"
+            );
+        }
+    }
+}
+
 impl Collector for FeedCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now_ms = self.clock.now_ms();
-        let view = self.snapshots.read();
+        let feeds = self.scrape_feeds(now_ms);
+        let snapshots = &*self.snapshots;
         let encoder = &mut encoder;
         encode_series_gauge(
             encoder,
-            &view,
+            snapshots,
+            &feeds,
             (
                 "freshwatch_feed_last_seen_timestamp_seconds",
                 "Newest event time seen on the feed, unix seconds (absent until seen)",
@@ -574,7 +680,8 @@ impl Collector for FeedCollector {
         )?;
         encode_series_gauge(
             encoder,
-            &view,
+            snapshots,
+            &feeds,
             (
                 "freshwatch_feed_staleness_seconds",
                 "Seconds since the newest event time seen (absent until seen)",
@@ -583,7 +690,8 @@ impl Collector for FeedCollector {
         )?;
         encode_series_gauge(
             encoder,
-            &view,
+            snapshots,
+            &feeds,
             (
                 "freshwatch_feed_status",
                 "0 ok, 1 warning, 2 critical, 3 never_seen, 4 unknown",
@@ -597,25 +705,40 @@ impl Collector for FeedCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for feed in &view.feeds {
-                for series in feed.series() {
-                    let labels = [("feed", Escaped(&feed.name)), ("key", Escaped(&series.key))];
-                    metric
-                        .encode_family(&labels)?
-                        .encode_counter::<NoLabelSet, u64, f64>(&series.records, None)?;
-                }
+            let mut result = Ok(());
+            for (index, feed) in feeds.iter().enumerate() {
+                snapshots.copy(
+                    index,
+                    |series| feed.exports(series),
+                    |chunk| {
+                        for series in chunk {
+                            if result.is_err() {
+                                return;
+                            }
+                            let labels = [
+                                ("feed", Escaped(&feed.head.name)),
+                                ("key", Escaped(&series.key)),
+                            ];
+                            result = metric.encode_family(&labels).and_then(|mut sample| {
+                                sample.encode_counter::<NoLabelSet, u64, f64>(&series.records, None)
+                            });
+                        }
+                    },
+                );
+                result?;
             }
         }
         encode_feed_gauge(
             encoder,
-            view.feeds
+            feeds
                 .iter()
-                .map(|feed| (&*feed.name, feed.series().len() as i64)),
+                .map(|feed| (&*feed.head.name, feed.head.keys as i64)),
             (
                 "freshwatch_feed_keys",
                 "Series tracked per feed (1 for an unsplit feed)",
             ),
         )?;
+        encode_aggregates(encoder, &feeds)?;
         {
             let mut metric = encoder.encode_descriptor(
                 "freshwatch_feed_keys_refused",
@@ -623,11 +746,11 @@ impl Collector for FeedCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for feed in &view.feeds {
-                let labels = [("feed", Escaped(&feed.name))];
+            for feed in &feeds {
+                let labels = [("feed", Escaped(&feed.head.name))];
                 metric
                     .encode_family(&labels)?
-                    .encode_counter::<NoLabelSet, u64, f64>(&feed.refused, None)?;
+                    .encode_counter::<NoLabelSet, u64, f64>(&feed.head.refused, None)?;
             }
         }
         let seconds = |millis: i64| millis as f64 / 1000.0;
@@ -654,16 +777,79 @@ impl Collector for FeedCollector {
                 "The feed's critical threshold in force now (a window's, if one applies)",
             ),
         )?;
-        encode_effective_thresholds(encoder, &view, &self.rules, now_ms)
+        encode_effective_thresholds(encoder, snapshots, &feeds, &self.rules, now_ms)
     }
+}
+
+/// The per-feed aggregates every feed exports, whatever its size: what a dashboard or rule
+/// reads for a feed that may pass `metrics.max_key_series`.
+fn encode_aggregates(
+    encoder: &mut DescriptorEncoder,
+    feeds: &[ScrapedFeed],
+) -> Result<(), std::fmt::Error> {
+    {
+        let mut metric = encoder.encode_descriptor(
+            "freshwatch_feed_keys_by_status",
+            "Keys of the feed per status (all of them, whether exported per key or not)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for feed in feeds {
+            for status in Status::ALL {
+                let labels = [
+                    ("feed", Escaped(&feed.head.name)),
+                    ("status", Escaped(status.as_str())),
+                ];
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&(feed.by_status[status as usize] as i64))?;
+            }
+        }
+    }
+    encode_feed_gauge(
+        encoder,
+        feeds
+            .iter()
+            .filter_map(|feed| Some((&*feed.head.name, feed.max_staleness_ms? as f64 / 1000.0))),
+        (
+            "freshwatch_feed_max_staleness_seconds",
+            "The largest staleness of the feed's keys (absent until a key is seen)",
+        ),
+    )?;
+    {
+        let mut metric = encoder.encode_descriptor(
+            "freshwatch_feed_records_all_keys",
+            "Records counted on the feed since this process started, every key summed",
+            None,
+            MetricType::Counter,
+        )?;
+        for feed in feeds {
+            let labels = [("feed", Escaped(&feed.head.name))];
+            metric
+                .encode_family(&labels)?
+                .encode_counter::<NoLabelSet, u64, f64>(&feed.head.records, None)?;
+        }
+    }
+    encode_feed_gauge(
+        encoder,
+        feeds
+            .iter()
+            .map(|feed| (&*feed.head.name, i64::from(feed.limited))),
+        (
+            "freshwatch_feed_key_series_limited",
+            "1 while the feed has more keys than metrics.max_key_series, so only its keys that are not ok are exported per key",
+        ),
+    )
 }
 
 /// `freshwatch_feed_effective_critical_after_seconds{feed,key,source}`: learned feeds only, so
 /// fixed feeds add no series; `source` is one of `learned`, `warm-up`, `ceiling`, and a series
-/// has one source at a time, so this is one sample per series of a learned feed.
+/// has one source at a time, so this is one sample per series of a learned feed (within the
+/// bound, as the other per-key families).
 fn encode_effective_thresholds(
     encoder: &mut DescriptorEncoder,
-    view: &ReadView,
+    snapshots: &Snapshots,
+    feeds: &[ScrapedFeed],
     rules: &[FeedRules],
     now_ms: i64,
 ) -> Result<(), std::fmt::Error> {
@@ -673,21 +859,33 @@ fn encode_effective_thresholds(
         None,
         MetricType::Gauge,
     )?;
-    for (feed, feed_rules) in view.feeds.iter().zip(rules) {
+    let mut result = Ok(());
+    for (index, (feed, feed_rules)) in feeds.iter().zip(rules).enumerate() {
         if feed_rules.learning.is_none() {
             continue;
         }
-        for (position, series) in feed.series().iter().enumerate() {
-            let (thresholds, source) = feed_rules.effective(&feed.learned(position), now_ms);
-            let labels = [
-                ("feed", Escaped(&feed.name)),
-                ("key", Escaped(&series.key)),
-                ("source", Escaped(source.as_str())),
-            ];
-            metric
-                .encode_family(&labels)?
-                .encode_gauge(&(thresholds.critical_after_ms as f64 / 1000.0))?;
-        }
+        snapshots.copy(
+            index,
+            |series| feed.exports(series),
+            |chunk| {
+                for series in chunk {
+                    if result.is_err() {
+                        return;
+                    }
+                    let learned = series.learned(feed.head.weekly.as_ref());
+                    let (thresholds, source) = feed_rules.effective(&learned, now_ms);
+                    let labels = [
+                        ("feed", Escaped(&feed.head.name)),
+                        ("key", Escaped(&series.key)),
+                        ("source", Escaped(source.as_str())),
+                    ];
+                    result = metric.encode_family(&labels).and_then(|mut sample| {
+                        sample.encode_gauge(&(thresholds.critical_after_ms as f64 / 1000.0))
+                    });
+                }
+            },
+        );
+        result?;
     }
     Ok(())
 }
@@ -735,6 +933,7 @@ mod tests {
             Arc::new(Snapshots::new(tracker)),
             rules,
             clock,
+            10_000,
         );
         let text = render(&registry);
         let samples: Vec<&str> = text
@@ -782,6 +981,7 @@ mod tests {
             Arc::new(Snapshots::new(tracker)),
             rules,
             clock.clone(),
+            10_000,
         );
         let gauges = |registry: &Registry| -> Vec<String> {
             render(registry)

@@ -328,7 +328,8 @@ fn the_dashboard_has_a_variable_per_feed_and_per_group() {
     };
     assert_eq!(
         variable_query(by_name("feed")),
-        "label_values(freshwatch_feed_status, feed)"
+        // Every feed has it, also one past metrics.max_key_series with every key ok.
+        "label_values(freshwatch_feed_keys, feed)"
     );
     assert_eq!(
         variable_query(by_name("group")),
@@ -336,8 +337,9 @@ fn the_dashboard_has_a_variable_per_feed_and_per_group() {
     );
     let queries = dashboard_queries(&dashboard);
     for (metric, variable) in [
-        ("freshwatch_feed_staleness_seconds", "feed"),
-        ("freshwatch_feed_status", "feed"),
+        ("freshwatch_feed_max_staleness_seconds", "feed"),
+        ("freshwatch_feed_keys_by_status", "feed"),
+        ("freshwatch_feed_records_all_keys_total", "feed"),
         ("freshwatch_feed_rate_per_second", "feed"),
         ("freshwatch_feed_expected_rate_per_second", "feed"),
         ("freshwatch_feed_min_rate_per_second", "feed"),
@@ -359,6 +361,22 @@ fn the_dashboard_has_a_variable_per_feed_and_per_group() {
         }
     }
     assert!(queries.len() >= 10, "{queries:?}");
+    // A feed past metrics.max_key_series exports these per key only for its keys that are not
+    // ok: a panel summing them would be wrong for it. The per-feed aggregates stand in.
+    for per_key in [
+        "freshwatch_feed_staleness_seconds",
+        "freshwatch_feed_status",
+        "freshwatch_feed_records_total",
+        "freshwatch_feed_last_seen_timestamp_seconds",
+    ] {
+        for query in &queries {
+            assert!(
+                !metric_names(&query.expr).iter().any(|name| name == per_key),
+                "{:?} reads {per_key}, which a large feed exports only for its alerting keys",
+                query.expr
+            );
+        }
+    }
 }
 
 #[test]
@@ -487,11 +505,12 @@ fn every_metric_the_dashboard_and_the_rules_read_is_exported_by_a_running_freshw
         .flat_map(|query| metric_names(&query.expr))
         .collect();
     for family in [
-        "freshwatch_feed_staleness_seconds",
+        // The per-feed aggregates: the per-key families are bounded by metrics.max_key_series.
+        "freshwatch_feed_max_staleness_seconds",
         "freshwatch_feed_warn_after_seconds",
         "freshwatch_feed_critical_after_seconds",
-        "freshwatch_feed_status",
-        "freshwatch_feed_records_total",
+        "freshwatch_feed_keys_by_status",
+        "freshwatch_feed_records_all_keys_total",
         "freshwatch_records_consumed_total",
         "freshwatch_group_lag_seconds",
         "freshwatch_group_loss_eta_seconds",

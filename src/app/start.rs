@@ -85,6 +85,7 @@ pub async fn start_with(
         snapshots.clone(),
         rules.clone(),
         clock.clone(),
+        config.metrics.max_key_series,
     );
     metrics.state_store_up.set(1);
     if let Some(redis) = store.redis() {
@@ -259,6 +260,7 @@ pub async fn start_with(
             read_token: config.http.read_token.clone(),
         }),
         snapshots,
+        reads: crate::http::ReadGate::new(config.http.max_concurrent_reads),
         rules,
         clock,
         registry: Arc::new(registry),

@@ -4,6 +4,9 @@
 use super::*;
 use crate::model::SeriesId;
 
+/// Series written to the state store per write of a flush (see [`Pipeline::write_series`]).
+const FLUSH_BATCH: usize = 50_000;
+
 impl Pipeline {
     /// The store answers but lost freshwatch's data (restarted empty, failed over, evicted):
     /// everything in memory is written back, so a later restart still knows every quiet feed
@@ -138,33 +141,17 @@ impl Pipeline {
         let fence = (leader && self.store.redis().is_some()).then(|| self.leadership.token());
         // Everything read before this moment is in the changes taken now.
         let taken_at_ms = self.clock.now_ms();
-        let (ids, records, positions) = {
+        let (ids, positions) = {
             let mut tracker = self
                 .tracker
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            let ids = tracker.take_dirty();
-            let records: Vec<SeriesRecord> = ids
-                .iter()
-                .map(|&id| {
-                    let series = tracker.series(id);
-                    let cadence = tracker.cadence(id);
-                    SeriesRecord {
-                        feed: tracker.feed(id.feed).name.clone(),
-                        key: series.key_bytes().to_vec(),
-                        last_seen_ms: series.last_seen(),
-                        status: leader.then_some((series.status, series.status_since_ms)),
-                        // It changes only with last-seen, which made the series dirty.
-                        cadence: (!cadence.is_empty()).then_some(cadence),
-                    }
-                })
-                .collect();
-            (ids, records, tracker.take_positions())
+            (tracker.take_dirty(), tracker.take_positions())
         };
-        let result = if records.is_empty() {
+        let result = if ids.is_empty() {
             self.store.ping().await.map(|()| Default::default())
         } else {
-            self.store.write(records, fence).await
+            self.write_series(&ids, leader, fence).await
         };
         match result {
             Ok(outcome) => {
@@ -193,6 +180,45 @@ impl Pipeline {
                 self.flush_failed(error, ids, positions.is_some()).await;
             }
         }
+    }
+
+    /// Writes the series `ids` as they are now, [`FLUSH_BATCH`] at a time: the records and the
+    /// store's pipelines of one batch are built only once the previous one is written, so the
+    /// first flush after a backlog of a million new keys does not hold a million of them at
+    /// once. Any batch failing fails the whole (the positions are committed only after all).
+    async fn write_series(
+        &self,
+        ids: &[SeriesId],
+        leader: bool,
+        fence: Option<u64>,
+    ) -> Result<crate::state::WriteOutcome, StateError> {
+        let mut outcome = crate::state::WriteOutcome::default();
+        for batch in ids.chunks(FLUSH_BATCH) {
+            let records: Vec<SeriesRecord> = {
+                let tracker = self
+                    .tracker
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                batch
+                    .iter()
+                    .map(|&id| {
+                        let series = tracker.series(id);
+                        let cadence = tracker.cadence(id);
+                        SeriesRecord {
+                            feed: tracker.feed(id.feed).name.clone(),
+                            key: series.key_bytes().to_vec(),
+                            last_seen_ms: series.last_seen(),
+                            status: leader.then_some((series.status, series.status_since_ms)),
+                            // It changes only with last-seen, which made the series dirty.
+                            cadence: (!cadence.is_empty()).then_some(cadence),
+                        }
+                    })
+                    .collect()
+            };
+            let written = self.store.write(records, fence).await?;
+            outcome.fenced_by = outcome.fenced_by.max(written.fenced_by);
+        }
+        Ok(outcome)
     }
 
     /// A flush did not reach the store: the series it took (`ids`) and the positions (when it

@@ -1,6 +1,7 @@
 //! `[http]`, validated: where the API and metrics listen, and the base of links in alerts.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 
 use super::raw;
 use super::{ConfigError, Secret};
@@ -17,6 +18,8 @@ pub struct HttpConfig {
     pub admin_token: Option<Secret>,
     /// Bearer token of the read endpoints; `None`: they are open.
     pub read_token: Option<Secret>,
+    /// Heavy reads served at once (`http.max_concurrent_reads`); more wait for a turn.
+    pub max_concurrent_reads: NonZeroUsize,
 }
 
 fn token(key: &str, value: Option<String>) -> Result<Option<Secret>, ConfigError> {
@@ -48,8 +51,15 @@ pub(super) fn validate_http(raw: raw::RawHttp) -> Result<HttpConfig, ConfigError
         }
         None => format!("http://{listen}"),
     };
+    let max_concurrent_reads = NonZeroUsize::new(raw.max_concurrent_reads).ok_or_else(|| {
+        ConfigError::invalid(
+            "http.max_concurrent_reads",
+            "must be at least 1 (0 would refuse every read)",
+        )
+    })?;
     Ok(HttpConfig {
         listen,
+        max_concurrent_reads,
         external_url,
         admin_token: token("http.admin_token", raw.admin_token)?,
         read_token: token("http.read_token", raw.read_token)?,

@@ -27,6 +27,7 @@ pub mod groups;
 mod heartbeat;
 mod http;
 mod kafka;
+mod metrics;
 mod pipeline;
 pub mod raw;
 mod secret;
@@ -47,6 +48,7 @@ pub use groups::{GroupConfig, GroupMatcher};
 pub use heartbeat::HeartbeatConfig;
 pub use http::HttpConfig;
 pub use kafka::{host_name, KafkaConfig, StartPosition, STATISTICS_INTERVAL};
+pub use metrics::MetricsConfig;
 pub use pipeline::{Hop, PipelineConfig};
 pub use raw::RawConfig;
 pub use secret::{redacted_url, Secret};
@@ -94,6 +96,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub state: StateConfig,
     pub http: HttpConfig,
+    /// `[metrics]`: what `/metrics` exports per key.
+    pub metrics: MetricsConfig,
     pub evaluation: EvaluationConfig,
     pub feeds: Vec<FeedConfig>,
     pub alerts: AlertsConfig,
@@ -156,6 +160,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let kafka = kafka::validate_kafka(raw.kafka)?;
     let state = state::validate_state(raw.state)?;
     let http = http::validate_http(raw.http)?;
+    let metrics = metrics::validate_metrics(raw.metrics);
     let evaluation = evaluation::validate_evaluation(raw.evaluation)?;
     feed::validate_defaults(&raw.defaults)?;
     if raw.feed.is_empty() && raw.group.is_empty() {
@@ -183,6 +188,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         kafka,
         state,
         http,
+        metrics,
         evaluation,
         feeds,
         alerts,

@@ -21,6 +21,9 @@ pub struct RawConfig {
     /// The HTTP API and metrics listener.
     #[serde(default)]
     pub http: RawHttp,
+    /// What `/metrics` exports per key.
+    #[serde(default)]
+    pub metrics: RawMetrics,
     /// How often feeds are judged.
     #[serde(default)]
     pub evaluation: RawEvaluation,
@@ -179,6 +182,10 @@ pub struct RawHttp {
     pub admin_token: Option<String>,
     /// Bearer token for the read endpoints (all but `/healthz` and `/readyz`); open without it.
     pub read_token: Option<String>,
+    /// Heavy reads (`/metrics`, `/api/v1/feeds`, the status page) served at once; more wait
+    /// their turn, so a burst of them cannot multiply the memory a read takes. At least 1.
+    #[serde(default = "default_max_concurrent_reads")]
+    pub max_concurrent_reads: usize,
 }
 
 impl Default for RawHttp {
@@ -188,8 +195,36 @@ impl Default for RawHttp {
             external_url: None,
             admin_token: None,
             read_token: None,
+            max_concurrent_reads: default_max_concurrent_reads(),
         }
     }
+}
+
+fn default_max_concurrent_reads() -> usize {
+    4
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// A feed with more keys than this exports per-key samples only for its keys that are not
+    /// `ok` (what alerts stays visible per key), besides the per-feed aggregates every feed
+    /// has: a Prometheus takes tens of thousands of series per target, not millions.
+    #[serde(default = "default_max_key_series")]
+    pub max_key_series: usize,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            max_key_series: default_max_key_series(),
+        }
+    }
+}
+
+fn default_max_key_series() -> usize {
+    10_000
 }
 
 /// `[evaluation]`

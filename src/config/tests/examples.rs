@@ -137,6 +137,8 @@ fn the_readme_config_reference_example_is_a_full_valid_config() {
 
     assert_eq!(config.http.listen.to_string(), "127.0.0.1:9187");
     assert_eq!(config.http.external_url, "http://freshwatch.internal:9187");
+    assert_eq!(config.http.max_concurrent_reads.get(), 4);
+    assert_eq!(config.metrics.max_key_series, 10_000);
     assert_eq!(config.evaluation.interval, Duration::from_secs(1));
     assert_eq!(config.evaluation.max_future_skew, Duration::from_secs(300));
 

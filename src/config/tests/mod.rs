@@ -101,6 +101,8 @@ fn a_minimal_config_takes_every_documented_default() {
 
     assert_eq!(config.http.listen.to_string(), "127.0.0.1:9187");
     assert_eq!(config.http.external_url, "http://127.0.0.1:9187");
+    assert_eq!(config.http.max_concurrent_reads.get(), 4);
+    assert_eq!(config.metrics.max_key_series, 10_000);
     assert_eq!(config.evaluation.interval, Duration::from_secs(1));
     assert_eq!(
         config.evaluation.max_future_skew,
@@ -118,6 +120,21 @@ fn a_minimal_config_takes_every_documented_default() {
 
     assert!(config.alerts.alertmanager.is_empty());
     assert!(config.alerts.sinks.is_empty());
+}
+
+#[test]
+fn read_turns_and_the_key_series_bound_are_set_in_their_tables() {
+    let config = parse_with(
+        &format!("{MINIMAL}[http]\nmax_concurrent_reads = 2\n[metrics]\nmax_key_series = 50\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.http.max_concurrent_reads.get(), 2);
+    assert_eq!(config.metrics.max_key_series, 50);
+    let error = error_of(&format!("{MINIMAL}[http]\nmax_concurrent_reads = 0\n"));
+    assert!(error.starts_with("http.max_concurrent_reads: "), "{error}");
+    let error = error_of(&format!("{MINIMAL}[metrics]\nmax_series = 5\n"));
+    assert!(error.starts_with("metrics.max_series: "), "{error}");
 }
 
 #[test]

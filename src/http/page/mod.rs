@@ -12,11 +12,11 @@
 //! Nothing is loaded from elsewhere (styles inline, a few lines of script for auto-refresh): it
 //! works air-gapped.
 //!
-//! Cost at a million series: the series come from the read snapshot ([`crate::snapshot`]), never
-//! from the tracker under its lock, and off the async workers. The front page folds each feed in
-//! one pass without allocating per series. A feed page keeps a 16-byte sort key per matching
-//! series and selects its page with two `select_nth_unstable_by` (O(n)), then sorts only the
-//! page's rows; it never sorts the feed, and renders one page of rows.
+//! Cost at a million series: the series are read from the table a chunk at a time
+//! ([`crate::snapshot`]), off the async workers and in a read turn ([`super::ReadGate`]). A page
+//! keeps a 24-byte [`Place`] per matching series and selects what it shows with two
+//! `select_nth_unstable_by` (O(n)), copying only those series (and the keys of series tied with
+//! them); it never sorts the feed, and renders one page of rows.
 
 mod render;
 
@@ -30,7 +30,7 @@ use serde::Deserialize;
 use super::HttpState;
 use crate::groups::{GroupStatus, TopicView};
 use crate::model::Status;
-use crate::snapshot::SeriesView;
+use crate::snapshot::{Place, SeriesView, Snapshots};
 
 /// Rows of a feed page.
 pub const ROWS_PER_PAGE: usize = 100;
@@ -194,83 +194,38 @@ impl Health {
     }
 }
 
-/// The sort key of one series: rank, staleness (never seen: the most), its index.
-type SeriesOrder = (u8, i64, u32);
-
-fn series_order(now_ms: i64, index: usize, series: &SeriesView) -> SeriesOrder {
-    let staleness = series
-        .last_seen()
-        .map_or(i64::MAX, |seen| (now_ms - seen).max(0));
-    (
-        series.status.rank(),
-        staleness,
-        u32::try_from(index).unwrap_or(u32::MAX),
-    )
-}
-
-/// Stalest first, as `/api/v1/feeds`: rank, staleness, then key.
-fn stalest_first(series: &[SeriesView], a: &SeriesOrder, b: &SeriesOrder) -> CmpOrdering {
-    b.0.cmp(&a.0)
-        .then(b.1.cmp(&a.1))
-        .then_with(|| series[a.2 as usize].key.cmp(&series[b.2 as usize].key))
-}
-
-/// Puts the items that a full sort by `order` would place at `offset..offset + length` there,
-/// sorted, and returns them; the rest is left in no order. O(n) on average, against O(n log n)
-/// for sorting everything.
-pub fn select_page<T>(
-    items: &mut [T],
-    offset: usize,
-    length: usize,
-    mut order: impl FnMut(&T, &T) -> CmpOrdering,
-) -> &mut [T] {
-    if offset >= items.len() || length == 0 {
-        return &mut [];
-    }
-    let end = offset.saturating_add(length).min(items.len());
-    if end < items.len() {
-        // Everything before `end` now sorts before everything after it.
-        items.select_nth_unstable_by(end, &mut order);
-    }
-    let head = &mut items[..end];
-    if offset > 0 {
-        head.select_nth_unstable_by(offset, &mut order);
-    }
-    let page = &mut head[offset..];
-    page.sort_unstable_by(order);
-    page
-}
+#[cfg(test)]
+use crate::snapshot::select_page;
 
 /// Builds the front page: one pass over each feed's series, plus the groups. Blocking.
 fn front(state: &HttpState, filters: &Filters) -> Front {
     let now_ms = state.clock.now_ms();
-    let view = state.snapshots.read();
-    let mut all = Vec::with_capacity(view.feeds.len());
-    for (feed_index, feed) in view.feeds.iter().enumerate() {
-        let series = feed.series();
+    let heads = state.snapshots.heads();
+    let feed_order = Snapshots::feed_order(&heads);
+    let mut all = Vec::with_capacity(heads.len());
+    for (feed_index, head) in heads.iter().enumerate() {
         let mut counts = [0usize; Status::ALL.len()];
-        let mut worst: Option<SeriesOrder> = None;
-        for (index, one) in series.iter().enumerate() {
+        let mut places = Vec::new();
+        state.snapshots.scan(feed_index, |index, one, _| {
             counts[one.status as usize] += 1;
-            let order = series_order(now_ms, index, one);
-            if worst.is_none_or(|known| stalest_first(series, &order, &known).is_lt()) {
-                worst = Some(order);
-            }
-        }
-        let worst = worst.map(|order| &series[order.2 as usize]);
+            places.push(Place::of(now_ms, feed_index, index, one));
+        });
+        let stalest = state.snapshots.select(&mut places, &feed_order, 0, 1);
+        drop(places);
+        let worst = stalest.first().map(|(_, series)| series);
         let alerting: Vec<String> = [Status::NeverSeen, Status::Critical, Status::Warning]
             .into_iter()
             .filter(|status| counts[*status as usize] > 0)
             .map(|status| format!("{} {}", counts[status as usize], words(status.as_str())))
             .collect();
-        let mut detail = match series.len() {
+        let mut detail = match head.keys {
             1 => "1 key".to_owned(),
             keys => format!("{keys} keys"),
         };
         if !alerting.is_empty() {
             detail = format!("{detail} ({})", alerting.join(", "));
         }
-        if let Some(stalest) = worst.filter(|_| series.len() > 1) {
+        if let Some(stalest) = worst.filter(|_| head.keys > 1) {
             detail = format!("{detail}; stalest key {}", shown_key(&stalest.key));
         }
         if let Some(cause) = state.held_by.get(feed_index) {
@@ -278,7 +233,7 @@ fn front(state: &HttpState, filters: &Filters) -> Front {
         }
         all.push(FrontRow {
             kind: Kind::Feed,
-            name: feed.name.to_string(),
+            name: head.name.to_string(),
             // A feed without a key yet cannot be judged.
             shown: Shown::feed(worst.map_or(Status::Unknown, |series| series.status)),
             staleness_ms: worst
@@ -288,7 +243,6 @@ fn front(state: &HttpState, filters: &Filters) -> Front {
             detail,
         });
     }
-    drop(view);
     let groups = state
         .groups
         .lock()
@@ -400,27 +354,31 @@ fn feed_page(state: &HttpState, name: &str, filters: &Filters) -> Option<FeedPag
         .enumerate()
         .find(|(_, rules)| *rules.name == *name)?;
     let now_ms = state.clock.now_ms();
-    let view = state.snapshots.read();
-    let series = view.feeds.get(index).map_or(&[][..], |feed| feed.series());
+    let heads = state.snapshots.heads();
+    let feed_order = Snapshots::feed_order(&heads);
+    let keys = heads.get(index).map_or(0, |head| head.keys);
     let mut counts = [0usize; Status::ALL.len()];
-    let mut matching: Vec<SeriesOrder> = Vec::new();
-    for (position, one) in series.iter().enumerate() {
+    let mut matching: Vec<Place> = Vec::new();
+    state.snapshots.scan(index, |position, one, _| {
         counts[one.status as usize] += 1;
-        if filters.admits(one.status.as_str(), &one.key) {
-            matching.push(series_order(now_ms, position, one));
+        if filters.admits(one.status.as_str(), &one.key()) {
+            matching.push(Place::of(now_ms, index, position, one));
         }
-    }
+    });
     let pages = matching.len().div_ceil(ROWS_PER_PAGE).max(1);
     let page = filters.page().min(pages);
-    let rows = select_page(
-        &mut matching,
-        (page - 1) * ROWS_PER_PAGE,
-        ROWS_PER_PAGE,
-        |a, b| stalest_first(series, a, b),
-    )
-    .iter()
-    .map(|order| series[order.2 as usize].clone())
-    .collect();
+    let matching_count = matching.len();
+    let rows = state
+        .snapshots
+        .select(
+            &mut matching,
+            &feed_order,
+            (page - 1) * ROWS_PER_PAGE,
+            ROWS_PER_PAGE,
+        )
+        .into_iter()
+        .map(|(_, series)| series)
+        .collect();
     Some(FeedPage {
         name: name.to_owned(),
         topic: rules.topic.clone(),
@@ -432,8 +390,8 @@ fn feed_page(state: &HttpState, name: &str, filters: &Filters) -> Option<FeedPag
             .filter_map(|label| Status::parse(label))
             .map(|status| (status.as_str(), counts[status as usize]))
             .collect(),
-        keys: series.len(),
-        matching: matching.len(),
+        keys,
+        matching: matching_count,
         page,
         pages,
         rows,
@@ -445,7 +403,9 @@ fn feed_page(state: &HttpState, name: &str, filters: &Filters) -> Option<FeedPag
 /// `GET /` for a browser.
 pub async fn front_page(state: HttpState, filters: Filters) -> Response {
     let health = Health::of(&state);
+    let turn = state.reads.enter().await;
     let rendered = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let front = front(&state, &filters);
         render::front(&front, &filters, health).into_string()
     })
@@ -460,12 +420,16 @@ pub async fn feed(
     Query(filters): Query<Filters>,
 ) -> Response {
     let health = Health::of(&state);
-    let rendered = tokio::task::spawn_blocking(move || match feed_page(&state, &name, &filters) {
-        Some(page) => (StatusCode::OK, render::feed(&page, &filters, health)),
-        None => (
-            StatusCode::NOT_FOUND,
-            render::not_found("feed", &name, health),
-        ),
+    let turn = state.reads.enter().await;
+    let rendered = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        match feed_page(&state, &name, &filters) {
+            Some(page) => (StatusCode::OK, render::feed(&page, &filters, health)),
+            None => (
+                StatusCode::NOT_FOUND,
+                render::not_found("feed", &name, health),
+            ),
+        }
     })
     .await;
     match rendered {
