@@ -366,6 +366,14 @@ fn feed_row(
     // Windows change thresholds with the time of day, learning per series: show now's.
     let (in_force, source) = rules.effective(&series.learned(head.weekly.as_ref()), now_ms);
     let staleness_ms = series.last_seen().map(|seen| (now_ms - seen).max(0));
+    // A silence holding it, perhaps a pipeline's hold (then `held_by` names the broken hop).
+    let holding = state.silences.silences.holding(
+        crate::silence::Subject::Series {
+            feed: &head.name,
+            key: &series.key,
+        },
+        now_ms,
+    );
     FeedRow {
         feed: head.name.to_string(),
         key: series.key.to_string(),
@@ -378,22 +386,13 @@ fn feed_row(
         records: series.records,
         topic: rules.topic.clone(),
         status_since: (series.status_since_ms > 0).then(|| rfc3339(series.status_since_ms)),
-        silenced_by: state
-            .silences
-            .silences
-            .holding(
-                crate::silence::Subject::Series {
-                    feed: &head.name,
-                    key: &series.key,
-                },
-                now_ms,
-            )
-            .map(|silence| silence.id),
         held_by: state
             .held_by
             .get(feed_index)
             .filter(|_| series.status == crate::model::Status::Unknown)
-            .map(str::to_owned),
+            .map(str::to_owned)
+            .or_else(|| holding.as_ref().and_then(|silence| silence.held_by.clone())),
+        silenced_by: holding.map(|silence| silence.id),
     }
 }
 

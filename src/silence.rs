@@ -58,6 +58,10 @@ pub struct Silence {
     /// The leader told the sinks what still fired when it ended.
     #[serde(default)]
     pub end_handled: bool,
+    /// A pipeline's hold (freshwatch's own silence): the broken hop upstream, `held_by` on the
+    /// held hop's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 /// Why a silence was refused.
@@ -153,6 +157,7 @@ impl NewSilence {
             created_by: self.created_by,
             allow_data_loss: self.allow_data_loss,
             end_handled: false,
+            held_by: None,
         })
     }
 }

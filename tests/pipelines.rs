@@ -152,6 +152,11 @@ url = "{}/hook"
             resolved_at.elapsed()
         );
 
+        assert_eq!(
+            freshwatch.feed_field("down", "", "held_by").await,
+            Some(serde_json::Value::Null),
+            "the hold ended"
+        );
         produce_one(&producer, "down", "k", now_ms());
         wait_until("down resolves", Duration::from_secs(15), || async {
             pages(&receiver).contains(&page("down", "resolved"))

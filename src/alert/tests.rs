@@ -621,6 +621,7 @@ fn silence_from_an_hour_ago(
         created_by: String::new(),
         allow_data_loss: false,
         end_handled: false,
+        held_by: None,
     }
 }
 

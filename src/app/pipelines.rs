@@ -158,6 +158,7 @@ impl Pipeline {
                         created_by: HOLD_AUTHOR.to_owned(),
                         allow_data_loss: false,
                         end_handled: false,
+                        held_by: Some(hold.cause.to_string()),
                     });
                 }
             }

@@ -228,7 +228,23 @@ fn front(state: &HttpState, filters: &Filters) -> Front {
         if let Some(stalest) = worst.filter(|_| head.keys > 1) {
             detail = format!("{detail}; stalest key {}", shown_key(&stalest.key));
         }
-        if let Some(cause) = state.held_by.get(feed_index) {
+        let pipeline_hold = state
+            .silences
+            .silences
+            .holding(
+                crate::silence::Subject::Series {
+                    feed: &head.name,
+                    key: "",
+                },
+                state.clock.now_ms(),
+            )
+            .and_then(|silence| silence.held_by);
+        if let Some(cause) = state
+            .held_by
+            .get(feed_index)
+            .map(str::to_owned)
+            .or(pipeline_hold)
+        {
             detail = format!("{detail}; held by {cause}");
         }
         all.push(FrontRow {
