@@ -104,6 +104,9 @@ pub struct Transition {
     pub warn_after_ms: i64,
     pub critical_after_ms: i64,
     pub records: u64,
+    /// Where the series sits, said after its summary: the pipelines it breaks and the hops
+    /// they hold (see `app::pipelines`).
+    pub context: Option<Arc<str>>,
 }
 
 /// The status a series has at `now_ms`, and when it next could change without a record, by the
@@ -348,6 +351,7 @@ impl Evaluator {
             warn_after_ms: in_force.warn_after_ms,
             critical_after_ms: in_force.critical_after_ms,
             records: series.records,
+            context: None,
         }
     }
 

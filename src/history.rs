@@ -168,6 +168,7 @@ mod tests {
             warn_after_ms: 1,
             critical_after_ms: 2,
             records: 1,
+            context: None,
         }
     }
 

@@ -119,8 +119,17 @@ pub fn series_name(feed: &str, key: &str, split: bool) -> String {
     }
 }
 
-/// One line a person reads on a phone at 3 a.m.
+/// One line a person reads on a phone at 3 a.m., then where the series sits (the pipelines it
+/// breaks), if known.
 pub fn summary(transition: &Transition) -> String {
+    let line = status_line(transition);
+    match &transition.context {
+        Some(context) => format!("{line}; {context}"),
+        None => line,
+    }
+}
+
+fn status_line(transition: &Transition) -> String {
     let name = series_name(&transition.feed, &transition.key, transition.split);
     match (
         transition.to,

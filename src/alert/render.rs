@@ -195,6 +195,7 @@ mod tests {
             warn_after_ms: 1_800_000,
             critical_after_ms: 7_200_000,
             records: 12,
+            context: None,
         })
         .expect("notifiable")
     }

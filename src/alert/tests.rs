@@ -28,6 +28,7 @@ pub(super) fn transition(from: Status, to: Status, last_seen_ms: Option<i64>) ->
         warn_after_ms: 30 * MINUTE_MS,
         critical_after_ms: 2 * HOUR_MS,
         records: 12,
+        context: None,
     }
 }
 

@@ -197,7 +197,7 @@ impl Pipeline {
             held = evaluator.held() > 0;
             (transitions, full_feeds)
         };
-        self.pipeline_holds(now_ms).await;
+        let pipeline_holds = self.pipeline_holds(now_ms).await;
         self.silence_ends(now_ms).await;
         self.source_down_alert(
             source_down,
@@ -213,7 +213,18 @@ impl Pipeline {
             tracing::warn!(alertname = alert.alertname, firing = alert.firing, summary = %alert.summary, "feed volume alert");
             self.dispatcher.dispatch(Notice::System(alert)).await;
         }
-        for alert in group_alerts {
+        for mut alert in group_alerts {
+            let group = alert
+                .labels
+                .iter()
+                .find(|(name, _)| *name == "group")
+                .map(|(_, label)| crate::config::Hop::Group(Arc::from(label.as_str())));
+            if let Some(context) = group
+                .filter(|_| alert.firing)
+                .and_then(|hop| pipelines::context(&pipeline_holds, &hop))
+            {
+                alert.summary = format!("{}; {context}", alert.summary);
+            }
             tracing::warn!(alertname = alert.alertname, severity = %alert.severity, firing = alert.firing, summary = %alert.summary, "consumer group alert");
             self.dispatcher.dispatch(Notice::System(alert)).await;
         }
@@ -226,6 +237,13 @@ impl Pipeline {
                 })
                 .inc();
             if is_notifiable(&transition) {
+                let mut transition = transition;
+                if transition.to.severity() > transition.from.severity() {
+                    transition.context = pipelines::context(
+                        &pipeline_holds,
+                        &crate::config::Hop::Feed(transition.feed.clone()),
+                    );
+                }
                 log_transition(&transition);
                 notifiable.push(transition);
             } else {

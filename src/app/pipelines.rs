@@ -112,9 +112,10 @@ impl Pipeline {
     /// Puts a hold on every hop behind a broken one, and ends (after `catchup_grace`) the
     /// holds of hops no longer behind one. Before this tick's notifications go out, so a hop
     /// that breaks together with its upstream is held from its first page.
-    pub(super) async fn pipeline_holds(&self, now_ms: i64) {
+    /// Returns the holds, for [`context`].
+    pub(super) async fn pipeline_holds(&self, now_ms: i64) -> BTreeMap<Hop, Hold> {
         if self.pipelines.is_empty() {
-            return;
+            return BTreeMap::new();
         }
         let held = holds(&self.pipelines, &self.alerting_hops());
         let open: Vec<(Hop, Silence)> = self
@@ -189,7 +190,35 @@ impl Pipeline {
                 tracing::warn!(%error, "a pipeline hold not stored");
             }
         }
+        held
     }
+}
+
+/// What the page of a broken hop says of its pipelines: "pipeline chain broken at up;
+/// downstream held: down". `None` when `hop` holds nothing.
+pub(super) fn context(held: &BTreeMap<Hop, Hold>, hop: &Hop) -> Option<Arc<str>> {
+    let mut by_pipeline: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (held_hop, hold) in held {
+        if hold.cause == *hop {
+            by_pipeline
+                .entry(&hold.pipeline)
+                .or_default()
+                .push(held_hop.to_string());
+        }
+    }
+    if by_pipeline.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = by_pipeline
+        .into_iter()
+        .map(|(pipeline, held)| {
+            format!(
+                "pipeline {pipeline} broken at {hop}; downstream held: {}",
+                held.join(", ")
+            )
+        })
+        .collect();
+    Some(Arc::from(parts.join("; ")))
 }
 
 #[cfg(test)]
@@ -227,6 +256,11 @@ mod tests {
         assert_eq!(held[&feed("cdp")].cause, Hop::Group(Arc::from("feeder")));
         assert_eq!(held[&feed("cdp")].pipeline.as_ref(), "cdp-profiles");
         assert_eq!(held[&feed("cdp")].grace_ms, 600_000);
+        assert_eq!(
+            context(&held, &Hop::Group(Arc::from("feeder"))).as_deref(),
+            Some("pipeline cdp-profiles broken at group:feeder; downstream held: cdp, exports")
+        );
+        assert_eq!(context(&held, &feed("cdp")), None);
         assert!(holds(&pipelines, &BTreeSet::new()).is_empty());
         let last_only: BTreeSet<Hop> = [feed("exports")].into();
         assert!(

@@ -19,6 +19,7 @@ fn transition(key: &str, from: Status, to: Status) -> Transition {
         warn_after_ms: 30 * MINUTE_MS,
         critical_after_ms: 120 * MINUTE_MS,
         records: 1,
+        context: None,
     }
 }
 
