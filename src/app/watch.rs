@@ -692,7 +692,8 @@ impl Pipeline {
                 })
                 .collect();
             format!(
-                "{blind_on_their_own} feeds cannot be judged ({}): a silence there would not page; each feed's FreshwatchFeedBlind goes to Alertmanager only",
+                "{} feed(s) cannot be judged past blind_after ({}), {blind_on_their_own} blind in all: a silence there would not page; each feed's FreshwatchFeedBlind goes to Alertmanager only",
+                members.len(),
                 reasons.join("; ")
             )
         } else {
