@@ -91,6 +91,8 @@ pub struct HttpState {
     pub groups: Arc<Mutex<Vec<crate::groups::TopicView>>>,
     /// The last volume judgement of the feeds with `min_rate` (and their keys).
     pub volume: Arc<Mutex<Vec<crate::volume::VolumeView>>>,
+    /// Each `[[pipeline]]` as the last evaluation tick saw it.
+    pub pipelines: Arc<Mutex<Vec<crate::pipelines::PipelineView>>>,
     /// Whether this replica leads, for the status page's header.
     pub leadership: Arc<crate::ha::Leadership>,
     /// Each feed's last transitions, for the status page.
@@ -154,6 +156,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/source", get(source))
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/volume", get(volume))
+        .route("/api/v1/pipelines", get(pipelines))
         .route("/feeds/{feed}", get(page::feed))
         .route("/groups/{group}", get(page::group))
         .route(
@@ -238,16 +241,40 @@ async fn index(
     Json(serde_json::json!({
         "name": "freshwatch",
         "version": env!("CARGO_PKG_VERSION"),
-        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/api/v1/groups", "/api/v1/volume", "/api/v1/source", "/healthz", "/readyz", "/feeds/{feed}", "/groups/{group}"],
+        "endpoints": ["/metrics", "/api/v1/feeds", "/api/v1/feeds/{feed}", "/api/v1/groups", "/api/v1/volume", "/api/v1/pipelines", "/api/v1/source", "/healthz", "/readyz", "/feeds/{feed}", "/groups/{group}"],
     }))
     .into_response()
 }
 
-/// Every watched (group, topic), worst first: lag, the data-loss countdown, losses.
+/// Every watched (group, topic), worst first: lag, the data-loss countdown, losses; a group
+/// behind a broken pipeline hop has `held_by`.
 async fn groups(State(state): State<HttpState>) -> Json<Vec<crate::groups::TopicView>> {
+    let now_ms = state.clock.now_ms();
+    let mut views = state
+        .groups
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .clone();
+    for view in &mut views {
+        let holding = state.silences.silences.holding(
+            crate::silence::Subject::Group {
+                group: &view.group,
+                data_loss: false,
+            },
+            now_ms,
+        );
+        view.silenced_by = holding.as_ref().map(|silence| silence.id.clone());
+        view.held_by = holding.and_then(|silence| silence.held_by);
+    }
+    Json(views)
+}
+
+/// Every `[[pipeline]]` in config order: its hops' statuses, `held_by`, the hop delays and its
+/// end-to-end freshness.
+async fn pipelines(State(state): State<HttpState>) -> Json<Vec<crate::pipelines::PipelineView>> {
     Json(
         state
-            .groups
+            .pipelines
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .clone(),

@@ -64,6 +64,7 @@ pub mod http;
 pub mod knowledge;
 pub mod metrics;
 pub mod model;
+pub mod pipelines;
 pub mod rollup;
 pub mod schedule;
 pub mod silence;

@@ -199,6 +199,7 @@ pub struct Metrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub groups: GroupMetrics,
     pub volume: VolumeMetrics,
+    pub pipelines: crate::pipelines::PipelineMetrics,
     pub leader: Gauge,
 }
 
@@ -229,6 +230,7 @@ impl Default for Metrics {
             consumer_lag: Family::default(),
             groups: GroupMetrics::default(),
             volume: VolumeMetrics::default(),
+            pipelines: crate::pipelines::PipelineMetrics::default(),
             leader: Gauge::default(),
         }
     }
@@ -358,6 +360,16 @@ impl Metrics {
             "freshwatch_feed_min_rate_per_second",
             "Below this rate for volume_for pages FeedVolumeDrop: the fixed min_rate, or drop_ratio times the learned baseline",
             metrics.volume.min_rate.clone(),
+        );
+        registry.register(
+            "freshwatch_hop_delay_seconds",
+            "How far a pipeline hop's newest event time trails the hop upstream of it (feed hops; groups between them skipped)",
+            metrics.pipelines.hop_delay.clone(),
+        );
+        registry.register(
+            "freshwatch_pipeline_freshness_seconds",
+            "End to end: the staleness of the newest record of a pipeline's last feed hop",
+            metrics.pipelines.freshness.clone(),
         );
         registry.register(
             "freshwatch_group_lag_seconds",

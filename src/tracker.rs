@@ -150,6 +150,9 @@ pub struct FeedTrack {
     /// Records counted by its series since start (their `records` summed), kept as they are
     /// counted so a volume tick reads the feed's total without a pass over its series.
     pub records: u64,
+    /// The newest event time over its series, unix ms ([`NEVER`] before any): a pipeline's
+    /// hop delay compares it across hops without a pass over the series.
+    pub newest_ms: i64,
     /// `learn_min_gaps` of a learned feed; 0 for a fixed one (its series learn nothing).
     pub learn_min_gaps: u16,
     /// `learn_min_span` of a learned feed, ms.
@@ -271,6 +274,7 @@ impl Tracker {
                     max_keys: feed.max_keys.max(1),
                     refused: 0,
                     records: 0,
+                    newest_ms: NEVER,
                     learn_min_gaps: feed.learning.map_or(0, |learning| learning.min_gaps),
                     learn_min_span_ms: feed.learning.map_or(0, |learning| learning.min_span_ms),
                     expected_started_ms: hashbrown::HashMap::new(),
@@ -429,6 +433,7 @@ impl Tracker {
                 }
             }
             series.last_seen_ms = event_ms;
+            track.newest_ms = track.newest_ms.max(event_ms);
             if !series.dirty {
                 series.dirty = true;
                 self.dirty.push(id);
@@ -486,8 +491,11 @@ impl Tracker {
             series.alert_since_ms = since_ms;
         }
         // Another replica's fresher record must resolve an alert here, as a record would.
-        if last_seen_ms.is_some_and(|last_seen_ms| last_seen_ms > series.last_seen_ms) {
-            series.last_seen_ms = last_seen_ms.unwrap_or(NEVER);
+        if let Some(last_seen_ms) = last_seen_ms.filter(|&seen| seen > series.last_seen_ms) {
+            series.last_seen_ms = last_seen_ms;
+            let track = &mut self.feeds[feed as usize];
+            track.newest_ms = track.newest_ms.max(last_seen_ms);
+            let series = &mut track.series[id.index as usize];
             if series.status != Status::Ok && !series.refresh_queued {
                 series.refresh_queued = true;
                 self.refreshed.push(id);

@@ -212,6 +212,14 @@ group_id = "feeder"
 topics = ["upstream"]
 warn_after = "1h"
 critical_after = "2h"
+
+[[pipeline]]
+name = "clickstream"
+hops = ["clicks", "payments"]
+
+[[pipeline]]
+name = "ledger"
+hops = ["billing", "group:feeder"]
 "#,
             state.path().display()
         );
@@ -290,6 +298,82 @@ critical_after = "2h"
                 && select(&front, "form#filters input[name=q]").len() == 1,
             "a plain GET form filters"
         );
+
+        // Each pipeline as a chain: the broken hop marked, the hop behind it held by it.
+        let chains: Vec<(String, String, String)> = select(&front, "div.pipeline")
+            .iter()
+            .map(|pipeline| {
+                let value = |name: &str| pipeline.value().attr(name).unwrap_or("").to_owned();
+                (
+                    value("data-pipeline"),
+                    value("data-status"),
+                    cell(pipeline, "h3"),
+                )
+            })
+            .collect();
+        assert_eq!(chains.len(), 2, "{chains:?}");
+        assert_eq!(chains[0].0, "clickstream");
+        assert_eq!(chains[0].1, "broken");
+        assert!(chains[0].2.contains("broken at clicks"), "{chains:?}");
+        assert_eq!(
+            (chains[1].0.as_str(), chains[1].1.as_str()),
+            ("ledger", "ok")
+        );
+        assert!(chains[1].2.contains("flowing"), "{chains:?}");
+        let hops: Vec<(String, String, String, String)> =
+            select(&front, "div.pipeline[data-pipeline=clickstream] li.hop")
+                .iter()
+                .map(|hop| {
+                    let value = |name: &str| hop.value().attr(name).unwrap_or("").to_owned();
+                    (
+                        value("data-hop"),
+                        value("data-status"),
+                        value("data-held-by"),
+                        text(hop),
+                    )
+                })
+                .collect();
+        assert_eq!(hops.len(), 2, "{hops:?}");
+        assert_eq!(
+            (hops[0].0.as_str(), hops[0].1.as_str()),
+            ("clicks", "warning")
+        );
+        assert!(hops[0].3.contains("broken here"), "{hops:?}");
+        assert_eq!(
+            (hops[1].0.as_str(), hops[1].1.as_str(), hops[1].2.as_str()),
+            ("payments", "critical", "clicks")
+        );
+        assert!(hops[1].3.contains("held by clicks"), "{hops:?}");
+        assert_eq!(
+            select(&front, "div.pipeline li.hop.broken").len(),
+            1,
+            "only the broken hop is outlined"
+        );
+        let ledger_hops: Vec<String> = select(&front, "div.pipeline[data-pipeline=ledger] li.hop")
+            .iter()
+            .map(|hop| hop.value().attr("data-status").unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(ledger_hops, ["ok", "ok"]);
+        // clicks' newest record is as old as payments' oldest key's: payments trails by 0s.
+        let delay: Vec<&str> = select(&front, "div.pipeline[data-pipeline=clickstream] .delay")
+            .iter()
+            .filter_map(|delay| delay.value().attr("data-delay"))
+            .collect();
+        assert_eq!(delay, ["0"]);
+        let api: Vec<serde_json::Value> = reqwest::get(format!("{base}/api/v1/pipelines"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(api[0]["name"], "clickstream");
+        assert_eq!(api[0]["broken_at"], "clicks");
+        assert_eq!(api[0]["hops"][1]["held_by"], "clicks");
+        assert_eq!(api[0]["hops"][1]["stale_keys"], 2);
+        assert_eq!(api[0]["delays"][0]["from"], "clicks");
+        assert_eq!(api[0]["delays"][0]["seconds"], 0.0);
+        assert_eq!(api[1]["hops"][1]["hop"], "group:feeder");
+        assert_eq!(api[1]["hops"][1]["held_by"], serde_json::Value::Null);
 
         // A filtered URL, as the form submits it.
         let warning = browser.dom(&format!("{base}/?status=warning&q=")).await;

@@ -132,6 +132,8 @@ struct Pipeline {
     key_limits: KeyLimits,
     /// `[[pipeline]]`s: hops behind a broken one are held.
     pipelines: Vec<crate::config::PipelineConfig>,
+    /// Each pipeline as the last tick saw it, shared with the API and the status page.
+    pipeline_views: Arc<Mutex<Vec<crate::pipelines::PipelineView>>>,
     feed_names: Vec<Arc<str>>,
     /// Silences, shared with the API and the sinks.
     silences: crate::silence::SilenceBook,
@@ -169,6 +171,7 @@ impl Pipeline {
         let group_alerts = self.evaluate_groups(now_ms);
         let volume_alerts = self.evaluate_volume(now_ms);
         if !self.leadership.is_leader() {
+            self.judge_pipelines(now_ms);
             return false;
         }
         let unreachable_since_ms = self
@@ -197,7 +200,10 @@ impl Pipeline {
             held = evaluator.held() > 0;
             (transitions, full_feeds)
         };
-        let pipeline_holds = self.pipeline_holds(now_ms).await;
+        // After the tick: a hop that breaks together with its upstream is held from its first
+        // page.
+        let (hop_states, pipeline_holds) = self.judge_pipelines(now_ms);
+        self.put_holds(&pipeline_holds, now_ms).await;
         self.silence_ends(now_ms).await;
         self.source_down_alert(
             source_down,
@@ -221,7 +227,7 @@ impl Pipeline {
                 .map(|(_, label)| crate::config::Hop::Group(Arc::from(label.as_str())));
             if let Some(context) = group
                 .filter(|_| alert.firing)
-                .and_then(|hop| pipelines::context(&pipeline_holds, &hop))
+                .and_then(|hop| crate::pipelines::context(&pipeline_holds, &hop_states, &hop))
             {
                 alert.summary = format!("{}; {context}", alert.summary);
             }
@@ -239,8 +245,9 @@ impl Pipeline {
             if is_notifiable(&transition) {
                 let mut transition = transition;
                 if transition.to.severity() > transition.from.severity() {
-                    transition.context = pipelines::context(
+                    transition.context = crate::pipelines::context(
                         &pipeline_holds,
+                        &hop_states,
                         &crate::config::Hop::Feed(transition.feed.clone()),
                     );
                 }

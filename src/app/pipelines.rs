@@ -10,39 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::config::Hop;
+use crate::pipelines::{alerting, holds, views, Hold, HopState};
 use crate::silence::{Matchers, Silence, MAX_DURATION_MS};
 
 /// `created_by` of the holds.
 pub(super) const HOLD_AUTHOR: &str = "freshwatch";
-
-/// Why a hop is held: the pipeline, its first broken hop, and the grace after it recovers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Hold {
-    pub(super) pipeline: Arc<str>,
-    pub(super) cause: Hop,
-    pub(super) grace_ms: i64,
-}
-
-/// Per held hop, why: the first broken hop upstream of it in the first pipeline that has one.
-pub(super) fn holds(
-    pipelines: &[crate::config::PipelineConfig],
-    alerting: &BTreeSet<Hop>,
-) -> BTreeMap<Hop, Hold> {
-    let mut held = BTreeMap::new();
-    for pipeline in pipelines {
-        let Some(cause) = pipeline.hops.iter().position(|hop| alerting.contains(hop)) else {
-            continue;
-        };
-        for hop in &pipeline.hops[cause + 1..] {
-            held.entry(hop.clone()).or_insert_with(|| Hold {
-                pipeline: pipeline.name.clone(),
-                cause: pipeline.hops[cause].clone(),
-                grace_ms: duration_ms(pipeline.catchup_grace),
-            });
-        }
-    }
-    held
-}
 
 /// The hop a hold silence is about.
 fn held_hop(silence: &Silence) -> Option<Hop> {
@@ -57,15 +29,15 @@ fn held_hop(silence: &Silence) -> Option<Hop> {
 }
 
 impl Pipeline {
-    /// The hops alerting now: a feed with a key warning, critical or never seen, or blind past
-    /// its bound; a group with any alert firing, or blind past its bound.
-    fn alerting_hops(&self) -> BTreeSet<Hop> {
+    /// Each hop as it stands: one pass over the series of the feeds that are hops (a feed's
+    /// status, its alerting and stale keys), and the groups' last judgement.
+    fn hop_states(&self) -> BTreeMap<Hop, HopState> {
         let hops: BTreeSet<&Hop> = self
             .pipelines
             .iter()
             .flat_map(|pipeline| &pipeline.hops)
             .collect();
-        let mut alerting = BTreeSet::new();
+        let mut states = BTreeMap::new();
         {
             let tracker = self
                 .tracker
@@ -81,43 +53,124 @@ impl Pipeline {
                 if !hops.contains(&hop) {
                     continue;
                 }
-                let stale = feed
-                    .series()
-                    .iter()
-                    .any(|series| series.status.severity().is_some());
-                if stale || blind.is_alerting(index) {
-                    alerting.insert(hop);
+                let mut worst = crate::model::Status::Ok;
+                let mut stale = 0;
+                let mut any = false;
+                for series in &feed.series()[feed.hidden()..] {
+                    any = true;
+                    if series.status.rank() > worst.rank() {
+                        worst = series.status;
+                    }
+                    stale += usize::from(series.status.severity().is_some());
                 }
+                let blind = blind.is_alerting(index);
+                let status = if !any || (blind && stale == 0) {
+                    crate::model::Status::Unknown
+                } else {
+                    worst
+                };
+                states.insert(
+                    hop,
+                    HopState {
+                        alerting: stale > 0 || blind,
+                        status: status.as_str(),
+                        keys: Some(feed.keys()),
+                        stale_keys: Some(stale),
+                        newest_ms: (feed.newest_ms != crate::tracker::NEVER)
+                            .then_some(feed.newest_ms),
+                        lag_records: None,
+                    },
+                );
             }
         }
         if let Some(groups) = &self.groups {
-            let table = groups
-                .table
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            for ((label, _), state) in table.iter() {
-                if state.firing != crate::groups::Firing::default() {
-                    alerting.insert(Hop::Group(label.clone()));
+            let mut firing = BTreeSet::new();
+            {
+                let table = groups
+                    .table
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                for ((label, _), state) in table.iter() {
+                    if state.firing != crate::groups::Firing::default() {
+                        firing.insert(label.clone());
+                    }
                 }
+                let blind = groups
+                    .blind_alerting
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                firing.extend(blind.keys().cloned());
             }
-            let blind = groups
-                .blind_alerting
+            let views = groups
+                .views
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            alerting.extend(blind.keys().map(|label| Hop::Group(label.clone())));
+            for hop in &hops {
+                let Hop::Group(label) = hop else { continue };
+                let mine: Vec<&crate::groups::TopicView> = views
+                    .iter()
+                    .filter(|view| view.group == label.as_ref())
+                    .collect();
+                let status = mine
+                    .iter()
+                    .map(|view| view.status)
+                    .max_by_key(|status| group_rank(*status))
+                    .map_or("unknown", crate::groups::GroupStatus::as_str);
+                states.insert(
+                    (*hop).clone(),
+                    HopState {
+                        alerting: firing.contains(label),
+                        status,
+                        lag_records: (!mine.is_empty())
+                            .then(|| mine.iter().map(|view| view.lag_records).sum()),
+                        ..HopState::default()
+                    },
+                );
+            }
         }
-        alerting
+        states
+    }
+
+    /// Every replica, each tick: the pipelines' view and gauges. Returns the hops' states and
+    /// the holds they call for (the leader puts them, [`Pipeline::put_holds`]).
+    pub(super) fn judge_pipelines(
+        &self,
+        now_ms: i64,
+    ) -> (BTreeMap<Hop, HopState>, BTreeMap<Hop, Hold>) {
+        if self.pipelines.is_empty() {
+            return (BTreeMap::new(), BTreeMap::new());
+        }
+        let states = self.hop_states();
+        let held = holds(&self.pipelines, &alerting(&states));
+        // Held now, or still in the grace after the cause recovered.
+        let mut held_by: BTreeMap<Hop, String> = self
+            .silences
+            .silences
+            .list(now_ms)
+            .into_iter()
+            .filter(|silence| silence.active(now_ms))
+            .filter_map(|silence| Some((held_hop(&silence)?, silence.held_by?)))
+            .collect();
+        held_by.extend(
+            held.iter()
+                .map(|(hop, hold)| (hop.clone(), hold.cause.to_string())),
+        );
+        let views = views(&self.pipelines, &states, &held_by, now_ms);
+        self.metrics.pipelines.export(&views);
+        *self
+            .pipeline_views
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = views;
+        (states, held)
     }
 
     /// Puts a hold on every hop behind a broken one, and ends (after `catchup_grace`) the
     /// holds of hops no longer behind one. Before this tick's notifications go out, so a hop
     /// that breaks together with its upstream is held from its first page.
-    /// Returns the holds, for [`context`].
-    pub(super) async fn pipeline_holds(&self, now_ms: i64) -> BTreeMap<Hop, Hold> {
+    pub(super) async fn put_holds(&self, held: &BTreeMap<Hop, Hold>, now_ms: i64) {
         if self.pipelines.is_empty() {
-            return BTreeMap::new();
+            return;
         }
-        let held = holds(&self.pipelines, &self.alerting_hops());
         let open: Vec<(Hop, Silence)> = self
             .silences
             .silences
@@ -127,7 +180,7 @@ impl Pipeline {
             .filter_map(|silence| Some((held_hop(&silence)?, silence)))
             .collect();
         let mut changed = Vec::new();
-        for (hop, hold) in &held {
+        for (hop, hold) in held {
             let until_ms = now_ms.saturating_add(MAX_DURATION_MS);
             match open.iter().find(|(open_hop, _)| open_hop == hop) {
                 // Held, and not ending: nothing to do.
@@ -190,82 +243,17 @@ impl Pipeline {
                 tracing::warn!(%error, "a pipeline hold not stored");
             }
         }
-        held
     }
 }
 
-/// What the page of a broken hop says of its pipelines: "pipeline chain broken at up;
-/// downstream held: down". `None` when `hop` holds nothing.
-pub(super) fn context(held: &BTreeMap<Hop, Hold>, hop: &Hop) -> Option<Arc<str>> {
-    let mut by_pipeline: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (held_hop, hold) in held {
-        if hold.cause == *hop {
-            by_pipeline
-                .entry(&hold.pipeline)
-                .or_default()
-                .push(held_hop.to_string());
-        }
-    }
-    if by_pipeline.is_empty() {
-        return None;
-    }
-    let parts: Vec<String> = by_pipeline
-        .into_iter()
-        .map(|(pipeline, held)| {
-            format!(
-                "pipeline {pipeline} broken at {hop}; downstream held: {}",
-                held.join(", ")
-            )
-        })
-        .collect();
-    Some(Arc::from(parts.join("; ")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::PipelineConfig;
-
-    fn feed(name: &str) -> Hop {
-        Hop::Feed(Arc::from(name))
-    }
-
-    fn pipeline(name: &str, hops: &[Hop]) -> PipelineConfig {
-        PipelineConfig {
-            name: Arc::from(name),
-            hops: hops.to_vec(),
-            catchup_grace: Duration::from_secs(600),
-        }
-    }
-
-    #[test]
-    fn hops_behind_the_first_broken_one_are_held_by_it_and_the_ones_before_are_not() {
-        let chain = [
-            feed("upstream"),
-            Hop::Group(Arc::from("feeder")),
-            feed("cdp"),
-            feed("exports"),
-        ];
-        let pipelines = [pipeline("cdp-profiles", &chain)];
-        let broken: BTreeSet<Hop> = [Hop::Group(Arc::from("feeder")), feed("cdp")].into();
-        let held = holds(&pipelines, &broken);
-        assert_eq!(
-            held.keys().cloned().collect::<Vec<_>>(),
-            [feed("cdp"), feed("exports")]
-        );
-        assert_eq!(held[&feed("cdp")].cause, Hop::Group(Arc::from("feeder")));
-        assert_eq!(held[&feed("cdp")].pipeline.as_ref(), "cdp-profiles");
-        assert_eq!(held[&feed("cdp")].grace_ms, 600_000);
-        assert_eq!(
-            context(&held, &Hop::Group(Arc::from("feeder"))).as_deref(),
-            Some("pipeline cdp-profiles broken at group:feeder; downstream held: cdp, exports")
-        );
-        assert_eq!(context(&held, &feed("cdp")), None);
-        assert!(holds(&pipelines, &BTreeSet::new()).is_empty());
-        let last_only: BTreeSet<Hop> = [feed("exports")].into();
-        assert!(
-            holds(&pipelines, &last_only).is_empty(),
-            "the last hop broken alone pages as today"
-        );
+/// How bad a group status looks, for a group hop's worst topic.
+fn group_rank(status: crate::groups::GroupStatus) -> u8 {
+    use crate::groups::GroupStatus;
+    match status {
+        GroupStatus::Ok => 0,
+        GroupStatus::Unknown => 1,
+        GroupStatus::Warning => 2,
+        GroupStatus::Stalled | GroupStatus::OffsetOutOfRange => 3,
+        GroupStatus::Critical | GroupStatus::NoCommits => 4,
     }
 }

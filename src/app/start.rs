@@ -216,6 +216,7 @@ pub async fn start_with(
         volume,
         key_limits,
         pipelines: config.pipelines.clone(),
+        pipeline_views: Arc::default(),
         watch: watch_for(&config, store_was_empty, start_ms, self_alerts),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),
@@ -276,6 +277,7 @@ pub async fn start_with(
             .as_ref()
             .map(|volume| volume.views.clone())
             .unwrap_or_default(),
+        pipelines: pipeline.pipeline_views.clone(),
         leadership,
         history,
     };

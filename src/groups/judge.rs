@@ -104,6 +104,12 @@ pub struct TopicView {
     pub partitions: Vec<PartitionView>,
     #[serde(skip)]
     pub wants: Firing,
+    /// The active silence holding its notifications, and the broken pipeline hop upstream when
+    /// that silence is a pipeline's hold (filled by the API from the silences).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
     /// The words for `ConsumerGroupMissing`, when it has a cause.
     #[serde(skip)]
     pub missing_cause: Option<String>,
@@ -290,6 +296,8 @@ pub fn judge(
         _ => None,
     };
     TopicView {
+        silenced_by: None,
+        held_by: None,
         group: group.to_owned(),
         group_id: state.group_id.clone(),
         topic: topic.to_owned(),
@@ -376,6 +384,8 @@ fn missing(
 /// A view of what is stored, without judging it: to resolve or re-announce what fires.
 pub fn unwatched(group: &str, topic: &str, state: &TopicState) -> TopicView {
     TopicView {
+        silenced_by: None,
+        held_by: None,
         group: group.to_owned(),
         group_id: state.group_id.clone(),
         topic: topic.to_owned(),

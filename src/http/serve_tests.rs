@@ -57,6 +57,7 @@ async fn serve_table(max_concurrent_reads: usize, max_key_series: usize) -> Serv
             .unwrap(),
     );
     let state = HttpState {
+        pipelines: Arc::default(),
         snapshots,
         reads: ReadGate::new(NonZeroUsize::new(max_concurrent_reads).unwrap()),
         rules,

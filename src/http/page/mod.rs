@@ -173,6 +173,8 @@ pub struct Front {
     pub now_ms: i64,
     /// Silences in force or pending, as the API shows them.
     pub silences: Vec<crate::http::SilenceView>,
+    /// Each `[[pipeline]]` as a chain of hops.
+    pub pipelines: Vec<crate::pipelines::PipelineView>,
 }
 
 /// The health line at the top of every page.
@@ -292,6 +294,11 @@ fn front(state: &HttpState, filters: &Filters) -> Front {
         rows,
         now_ms,
         silences,
+        pipelines: state
+            .pipelines
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone(),
     }
 }
 

@@ -41,6 +41,11 @@ nav.pages a, nav.pages strong { margin-right: .5rem; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
 dt { font-weight: 600; }
 dd { margin: 0; }
+ol.chain { display: flex; flex-wrap: wrap; align-items: center; gap: .4rem; list-style: none;
+  padding: 0; margin: .4rem 0 1rem; }
+ol.chain li.hop { border: 1px solid #d0d7de; border-radius: 4px; padding: .3rem .5rem; }
+ol.chain li.hop.broken { border: 2px solid #b3261e; }
+ol.chain li.link { color: #57606a; }
 "#;
 
 /// Reloads every 10 s while the box is ticked; the choice is remembered in this browser.
@@ -194,6 +199,7 @@ pub fn front(front: &Front, filters: &Filters, health: Health) -> Markup {
                 }
             }
         }
+        (pipelines(&front.pipelines))
         (silences(&front.silences))
         p.muted {
             "Stalest first: status, then staleness. A feed shows its stalest key; a consumer group its "
@@ -202,6 +208,62 @@ pub fn front(front: &Front, filters: &Filters, health: Health) -> Markup {
         }
     };
     layout("Status", health, body)
+}
+
+/// Each pipeline as a chain of hops in data-flow order, each coloured by its status; the broken
+/// hop (the one that pages) is outlined and says so, the hops it holds say by what, and the
+/// links between feed hops show their delay.
+fn pipelines(pipelines: &[crate::pipelines::PipelineView]) -> Markup {
+    html! {
+        @if !pipelines.is_empty() {
+            h2 { "Pipelines" }
+            section #pipelines {
+                @for pipeline in pipelines {
+                    div.pipeline data-pipeline=(pipeline.name) data-status=(pipeline.status) {
+                        h3 {
+                            (pipeline.name) " "
+                            @if let Some(broken) = &pipeline.broken_at {
+                                span.down { "broken at " (broken) }
+                            } @else {
+                                span.up { "flowing" }
+                            }
+                            @if let Some(freshness) = pipeline.freshness_seconds {
+                                span.muted { " · end to end " (human_seconds(freshness)) " stale" }
+                            }
+                        }
+                        ol.chain {
+                            @for (index, hop) in pipeline.hops.iter().enumerate() {
+                                @if index > 0 {
+                                    li.link aria-hidden="true" {
+                                        "→"
+                                        @if let Some(delay) = pipeline.delays.iter().find(|delay| delay.to == hop.hop).and_then(|delay| delay.seconds) {
+                                            " " span.delay data-delay=(delay) { "+" (human_seconds(delay)) }
+                                        }
+                                    }
+                                }
+                                @let broken = pipeline.broken_at.as_deref() == Some(hop.hop.as_str());
+                                li.hop.broken[broken] data-hop=(hop.hop) data-status=(hop.status) data-held-by=[hop.held_by.as_deref()] {
+                                    (badge(hop.status)) " "
+                                    @if hop.kind == "group" {
+                                        a href={ "/groups/" (encode(&hop.name)) } { "group " (hop.name) }
+                                    } @else {
+                                        a href={ "/feeds/" (encode(&hop.name)) } { (hop.name) }
+                                    }
+                                    @if broken { " " strong.down.broken-here { "broken here" } }
+                                    @if let Some(cause) = &hop.held_by {
+                                        " " span.muted.held { "held by " (cause) }
+                                    }
+                                    @if let (Some(keys), Some(stale)) = (hop.keys, hop.stale_keys) {
+                                        @if keys > 1 && stale > 0 { " " span.muted { (stale) " of " (keys) " keys stale" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The silences in force or pending: what is hushed, until when, by whom and why.
