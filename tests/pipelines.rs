@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::WebhookReceiver;
-use common::{now_ms, produce_one, producer, runtime, wait_until, FreshwatchProcess, RedisServer};
+use common::{
+    now_ms, produce_one, producer, runtime, wait_until, FreshwatchProcess, RedisServer, TansuBroker,
+};
 use rdkafka::mocking::MockCluster;
 
 /// `(feed, status)` of every `FeedStale` notification, in order.
@@ -177,4 +179,334 @@ url = "{}/hook"
         );
     });
     drop(cluster);
+}
+
+/// A relay in consumer group `relay`: copies every record of `from` to `to` with its key and
+/// timestamp, committing as it goes. While `paused` it neither reads nor commits (a stalled
+/// consumer); `copied` is the newest timestamp it copied.
+struct Relay {
+    paused: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    copied: Arc<std::sync::atomic::AtomicI64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(brokers: &str, from: &'static str, to: &'static str) -> Relay {
+        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+        use rdkafka::producer::{BaseRecord, Producer};
+        use rdkafka::Message;
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "relay")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[from]).unwrap();
+        let producer = producer(brokers);
+        let paused = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let copied = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let (paused_flag, stop_flag, copied_ts) = (paused.clone(), stop.clone(), copied.clone());
+        let thread = std::thread::spawn(move || {
+            let mut last_commit = std::time::Instant::now();
+            while !stop_flag.load(Ordering::Relaxed) {
+                if paused_flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                    let timestamp = message.timestamp().to_millis().unwrap_or_else(now_ms);
+                    let mut record = BaseRecord::to(to)
+                        .payload(message.payload().unwrap_or_default())
+                        .timestamp(timestamp);
+                    if let Some(key) = message.key() {
+                        record = record.key(key);
+                    }
+                    let _ = producer.send(record);
+                    producer.poll(Duration::ZERO);
+                    copied_ts.fetch_max(timestamp, Ordering::Relaxed);
+                }
+                if last_commit.elapsed() >= Duration::from_millis(300) {
+                    let _ = producer.flush(Duration::from_secs(5));
+                    let _ = consumer.commit_consumer_state(CommitMode::Async);
+                    last_commit = std::time::Instant::now();
+                }
+            }
+            let _ = producer.flush(Duration::from_secs(5));
+        });
+        Relay {
+            paused,
+            stop,
+            copied,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Every notification about a consumer group `group`: `(alertname, status, summary)`.
+fn group_notifications(receiver: &WebhookReceiver, group: &str) -> Vec<(String, String, String)> {
+    receiver
+        .requests()
+        .iter()
+        .filter(|request| {
+            request.json["dedup_key"]
+                .as_str()
+                .is_some_and(|key| key.contains(&format!("/{group}/")))
+        })
+        .map(|request| {
+            let text = |field: &str| request.json[field].as_str().unwrap_or_default().to_owned();
+            (text("alertname"), text("status"), text("summary"))
+        })
+        .collect()
+}
+
+async fn pipeline_view(freshwatch: &FreshwatchProcess) -> serde_json::Value {
+    let views: Vec<serde_json::Value> =
+        reqwest::get(format!("{}/api/v1/pipelines", freshwatch.base_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    views.into_iter().next().expect("one pipeline")
+}
+
+/// Issue #20 on a separate broker process (Tansu, default client timeouts): `a` → the relay
+/// group → `c`. `a`'s producer stops: one page (a), the relay and `c` held for the whole
+/// outage, and nothing else pages when it flows again. The relay alone stalls: one page for its
+/// group naming the pipeline, `c` held, and after 90 s the hop delay a → c reads 90 s ± 2 s.
+#[test]
+fn on_a_separate_broker_a_three_hop_chain_pages_only_its_first_broken_hop_and_shows_the_relay_delay(
+) {
+    let broker = TansuBroker::start();
+    broker.create_topic("a", 1);
+    broker.create_topic("c", 1);
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let producing = Arc::new(AtomicBool::new(true));
+    let stop_all = Arc::new(AtomicBool::new(false));
+    let producer_thread = {
+        let producer = producer(&broker.brokers);
+        let (producing, stop_all) = (producing.clone(), stop_all.clone());
+        std::thread::spawn(move || {
+            while !stop_all.load(Ordering::Relaxed) {
+                if producing.load(Ordering::Relaxed) {
+                    produce_one(&producer, "a", "k", now_ms());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let relay = Relay::start(&broker.brokers, "a", "c");
+    runtime().block_on(async {
+        wait_until(
+            "the relay copies and commits",
+            Duration::from_secs(60),
+            || async { relay.copied.load(Ordering::Relaxed) > 0 },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let receiver = WebhookReceiver::start().await;
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{}"
+group_id = "freshwatch-chain"
+groups_interval = "500ms"
+
+[state]
+redis_url = "{}"
+flush_interval = "200ms"
+
+[evaluation]
+interval = "200ms"
+
+[[feed]]
+name = "a"
+topic = "a"
+warn_after = "4s"
+critical_after = "1h"
+
+[[feed]]
+name = "c"
+topic = "c"
+warn_after = "8s"
+critical_after = "1h"
+
+[[group]]
+group_id = "relay"
+topics = ["a"]
+warn_after = "3s"
+critical_after = "1h"
+stall_after = "1h"
+
+[[pipeline]]
+name = "chain"
+hops = ["a", "group:relay", "c"]
+catchup_grace = "5s"
+
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+            broker.brokers, redis.url, receiver.url
+        );
+        let freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until("a, c and the relay ok", Duration::from_secs(60), || async {
+            let view = pipeline_view(&freshwatch).await;
+            view["status"] == "ok"
+                && view["hops"]
+                    .as_array()
+                    .is_some_and(|hops| hops.iter().all(|hop| hop["status"] == "ok"))
+        })
+        .await;
+
+        // a's producer stops: a pages; the relay (caught up) and c (stale) are held.
+        producing.store(false, Ordering::Relaxed);
+        wait_until("c turns warning", Duration::from_secs(30), || async {
+            freshwatch.status("c", "").await.as_deref() == Some("warning")
+        })
+        .await;
+        let view = pipeline_view(&freshwatch).await;
+        assert_eq!(view["broken_at"], "a", "{view:#}");
+        assert_eq!(view["hops"][1]["held_by"], "a", "{view:#}");
+        assert_eq!(view["hops"][2]["held_by"], "a", "{view:#}");
+        assert_eq!(view["hops"][2]["status"], "warning", "{view:#}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            pages(&receiver),
+            [page("a", "firing")],
+            "{}",
+            freshwatch.log()
+        );
+        assert_eq!(group_notifications(&receiver, "relay"), []);
+
+        // a flows again: everything resolves, and nothing else pages, inside the grace or after.
+        producing.store(true, Ordering::Relaxed);
+        wait_until("a and c ok again", Duration::from_secs(30), || async {
+            freshwatch.status("a", "").await.as_deref() == Some("ok")
+                && freshwatch.status("c", "").await.as_deref() == Some("ok")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert_eq!(
+            pages(&receiver),
+            [page("a", "firing"), page("a", "resolved")],
+            "{}",
+            freshwatch.log()
+        );
+        assert_eq!(group_notifications(&receiver, "relay"), []);
+
+        // The relay alone stalls: its group pages once, naming the pipeline; c is held by it.
+        relay.paused.store(true, Ordering::Relaxed);
+        let paused_at = std::time::Instant::now();
+        wait_until(
+            "the relay's group pages",
+            Duration::from_secs(30),
+            || async { !group_notifications(&receiver, "relay").is_empty() },
+        )
+        .await;
+        let notifications = group_notifications(&receiver, "relay");
+        assert_eq!(notifications.len(), 1, "{notifications:?}");
+        let (alertname, status, summary) = &notifications[0];
+        assert_eq!(
+            (alertname.as_str(), status.as_str()),
+            ("ConsumerGroupLagging", "firing")
+        );
+        assert!(
+            summary.contains("pipeline chain broken at group:relay; downstream held: c"),
+            "{summary}"
+        );
+        wait_until("c turns warning, held", Duration::from_secs(30), || async {
+            freshwatch.status("c", "").await.as_deref() == Some("warning")
+        })
+        .await;
+        assert_eq!(
+            freshwatch.feed_field("c", "", "held_by").await,
+            Some(serde_json::Value::String("group:relay".to_owned()))
+        );
+        let held = group_view_held_by(&freshwatch).await;
+        assert_eq!(
+            held,
+            serde_json::Value::Null,
+            "the relay itself is not held"
+        );
+
+        let stalled_for = Duration::from_secs(90);
+        tokio::time::sleep(stalled_for.saturating_sub(paused_at.elapsed())).await;
+        let view = pipeline_view(&freshwatch).await;
+        let delay = view["delays"][0]["seconds"].as_f64().unwrap_or(-1.0);
+        let stalled = paused_at.elapsed().as_secs_f64();
+        println!("relay stalled {stalled:.1} s: hop delay a -> c {delay:.1} s");
+        assert_eq!(view["delays"][0]["from"], "a");
+        assert_eq!(view["delays"][0]["to"], "c");
+        assert!(
+            (delay - stalled).abs() <= 2.0,
+            "hop delay {delay} s after a {stalled:.1} s stall: {view:#}"
+        );
+        let metrics = reqwest::get(format!("{}/metrics", freshwatch.base_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics
+                .contains("freshwatch_hop_delay_seconds{pipeline=\"chain\",from=\"a\",to=\"c\"}"),
+            "{metrics}"
+        );
+        assert_eq!(
+            pages(&receiver),
+            [page("a", "firing"), page("a", "resolved")]
+        );
+
+        // The relay catches up: its group resolves, c recovers unpaged.
+        relay.paused.store(false, Ordering::Relaxed);
+        wait_until(
+            "the relay's group resolves",
+            Duration::from_secs(60),
+            || async {
+                group_notifications(&receiver, "relay")
+                    .iter()
+                    .any(|(_, status, _)| status == "resolved")
+            },
+        )
+        .await;
+        wait_until("c ok", Duration::from_secs(30), || async {
+            freshwatch.status("c", "").await.as_deref() == Some("ok")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert_eq!(
+            pages(&receiver),
+            [page("a", "firing"), page("a", "resolved")],
+            "{}",
+            freshwatch.log()
+        );
+        let statuses: Vec<String> = group_notifications(&receiver, "relay")
+            .into_iter()
+            .map(|(_, status, _)| status)
+            .collect();
+        assert_eq!(statuses, ["firing", "resolved"]);
+    });
+    stop_all.store(true, Ordering::Relaxed);
+    producer_thread.join().unwrap();
+    drop(relay);
+}
+
+async fn group_view_held_by(freshwatch: &FreshwatchProcess) -> serde_json::Value {
+    common::groups::group_view(freshwatch, "relay", "a")
+        .await
+        .map_or(serde_json::Value::Null, |view| view["held_by"].clone())
 }
