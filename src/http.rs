@@ -93,6 +93,8 @@ pub struct HttpState {
     pub volume: Arc<Mutex<Vec<crate::volume::VolumeView>>>,
     /// Each `[[pipeline]]` as the last evaluation tick saw it.
     pub pipelines: Arc<Mutex<Vec<crate::pipelines::PipelineView>>>,
+    /// Per audit (`pipeline/from/to`), its closed buckets.
+    pub audit_results: Arc<Mutex<std::collections::BTreeMap<String, crate::audit::AuditResults>>>,
     /// Whether this replica leads, for the status page's header.
     pub leadership: Arc<crate::ha::Leadership>,
     /// Each feed's last transitions, for the status page.
@@ -157,6 +159,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/groups", get(groups))
         .route("/api/v1/volume", get(volume))
         .route("/api/v1/pipelines", get(pipelines))
+        .route("/api/v1/pipelines/{name}/audit", get(audit))
         .route("/feeds/{feed}", get(page::feed))
         .route("/groups/{group}", get(page::group))
         .route(
@@ -279,6 +282,85 @@ async fn pipelines(State(state): State<HttpState>) -> Json<Vec<crate::pipelines:
             .unwrap_or_else(|poison| poison.into_inner())
             .clone(),
     )
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuditQuery {
+    /// Only buckets that end after this (RFC 3339).
+    since: Option<String>,
+}
+
+/// One closed bucket of `GET /api/v1/pipelines/{name}/audit`.
+#[derive(Debug, Serialize)]
+struct AuditRow<'a> {
+    from: &'a str,
+    to: &'a str,
+    start: String,
+    end: String,
+    upstream: u64,
+    downstream: u64,
+    missing: u64,
+    duplicated: u64,
+    missing_ids: &'a [String],
+    listed_all: bool,
+}
+
+/// A pipeline's closed audit buckets, oldest first (every audit of it); 404 for a pipeline
+/// that is not configured, 400 for a `since` that is no RFC 3339 time.
+async fn audit(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    Query(query): Query<AuditQuery>,
+) -> Response {
+    let known = state
+        .pipelines
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .iter()
+        .any(|pipeline| pipeline.name == name);
+    if !known {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no pipeline named {name:?}")})),
+        )
+            .into_response();
+    }
+    let since_ms = match query.since.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+        None => i64::MIN,
+        Some(Ok(time)) => time.timestamp_millis(),
+        Some(Err(error)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": format!("since: {error} (RFC 3339, e.g. 2026-12-03T10:00:00Z)")})),
+            )
+                .into_response()
+        }
+    };
+    let results = state
+        .audit_results
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let prefix = format!("{name}/");
+    let mut rows: Vec<AuditRow> = results
+        .iter()
+        .filter(|(audit, _)| audit.starts_with(&prefix))
+        .flat_map(|(_, results)| &results.closed)
+        .filter(|bucket| bucket.end_ms > since_ms)
+        .map(|bucket| AuditRow {
+            from: &bucket.from,
+            to: &bucket.to,
+            start: rfc3339(bucket.start_ms),
+            end: rfc3339(bucket.end_ms),
+            upstream: bucket.upstream,
+            downstream: bucket.downstream,
+            missing: bucket.missing,
+            duplicated: bucket.duplicated,
+            missing_ids: &bucket.missing_ids,
+            listed_all: bucket.listed_all,
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.start, a.from, a.to).cmp(&(&b.start, b.from, b.to)));
+    Json(rows).into_response()
 }
 
 /// Per feed with `min_rate` (and per key with `volume_by_key`): the observed rate against the

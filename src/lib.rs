@@ -49,6 +49,7 @@
 pub mod alert;
 pub mod api_client;
 pub mod app;
+pub mod audit;
 pub mod backtest;
 pub mod cadence;
 pub mod clock;

@@ -200,6 +200,7 @@ pub struct Metrics {
     pub groups: GroupMetrics,
     pub volume: VolumeMetrics,
     pub pipelines: crate::pipelines::PipelineMetrics,
+    pub audits: crate::audit::AuditMetrics,
     pub leader: Gauge,
 }
 
@@ -231,6 +232,7 @@ impl Default for Metrics {
             groups: GroupMetrics::default(),
             volume: VolumeMetrics::default(),
             pipelines: crate::pipelines::PipelineMetrics::default(),
+            audits: crate::audit::AuditMetrics::default(),
             leader: Gauge::default(),
         }
     }
@@ -370,6 +372,26 @@ impl Metrics {
             "freshwatch_pipeline_freshness_seconds",
             "End to end: the staleness of the newest record of a pipeline's last feed hop",
             metrics.pipelines.freshness.clone(),
+        );
+        registry.register(
+            "freshwatch_audit_records_missing",
+            "Records of a pipeline audit's upstream feed that its downstream feed never got, over closed buckets",
+            metrics.audits.missing.clone(),
+        );
+        registry.register(
+            "freshwatch_audit_records_duplicated",
+            "Records a pipeline audit's downstream feed got once more than its upstream sent, over closed buckets",
+            metrics.audits.duplicated.clone(),
+        );
+        registry.register(
+            "freshwatch_audit_open_buckets",
+            "A pipeline audit's event-time buckets not closed yet (both feeds not yet known past end + grace)",
+            metrics.audits.open_buckets.clone(),
+        );
+        registry.register(
+            "freshwatch_audit_records_late",
+            "Records read after their audit bucket closed: counted nowhere (arrived later than grace)",
+            metrics.audits.late.clone(),
         );
         registry.register(
             "freshwatch_group_lag_seconds",

@@ -315,6 +315,7 @@ mod tests {
             name: Arc::from(name),
             hops: hops.to_vec(),
             catchup_grace: Duration::from_secs(600),
+            audits: Vec::new(),
         }
     }
 

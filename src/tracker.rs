@@ -253,6 +253,11 @@ pub struct Tracker {
     hours_warmed: Vec<FeedIndex>,
     positions: Positions,
     positions_changed: bool,
+    /// `[[pipeline.audit]]`s: counted here, as records are, so under the same lock and flushed
+    /// before the same commit.
+    pub audits: Vec<crate::audit::AuditTrack>,
+    /// Per feed, the audits it is a side of.
+    audit_sides: Vec<Vec<(usize, crate::audit::Side)>>,
 }
 
 /// Key equality without a `memcmp` call for the empty key of unsplit feeds, which profiling
@@ -292,6 +297,8 @@ impl Tracker {
             dirty: Vec::new(),
             newly_full: Vec::new(),
             hours_warmed: Vec::new(),
+            audits: Vec::new(),
+            audit_sides: Vec::new(),
             positions: Positions::default(),
             positions_changed: false,
         };
@@ -346,6 +353,36 @@ impl Tracker {
     }
 
     /// The placeholder of a feed that has real keys: always `ok`, never scheduled, not shown.
+    /// Sets up the audits of `pipelines` (at start; feeds by name).
+    pub fn set_audits(&mut self, pipelines: &[crate::config::PipelineConfig]) {
+        use crate::audit::{AuditTrack, Side};
+        let index = |name: &str| {
+            self.feeds
+                .iter()
+                .position(|feed| *feed.name == *name)
+                .map(|index| index as FeedIndex)
+        };
+        let mut audits = Vec::new();
+        for audit in pipelines.iter().flat_map(|pipeline| &pipeline.audits) {
+            if let (Some(from), Some(to)) = (index(&audit.from), index(&audit.to)) {
+                audits.push(AuditTrack::new(audit.clone(), from, to));
+            }
+        }
+        self.audit_sides = vec![Vec::new(); self.feeds.len()];
+        for (position, audit) in audits.iter().enumerate() {
+            self.audit_sides[audit.from as usize].push((position, Side::Upstream));
+            self.audit_sides[audit.to as usize].push((position, Side::Downstream));
+        }
+        self.audits = audits;
+    }
+
+    /// The audits `feed` is a side of (empty for most feeds).
+    pub fn audit_sides(&self, feed: FeedIndex) -> &[(usize, crate::audit::Side)] {
+        self.audit_sides
+            .get(feed as usize)
+            .map_or(&[], Vec::as_slice)
+    }
+
     pub fn retired(&self, id: SeriesId) -> bool {
         id.index == 0 && self.feeds[id.feed as usize].placeholder_retired()
     }

@@ -510,3 +510,228 @@ async fn group_view_held_by(freshwatch: &FreshwatchProcess) -> serde_json::Value
         .await
         .map_or(serde_json::Value::Null, |view| view["held_by"].clone())
 }
+
+/// Produces `ids` to `topic` with key = id and record timestamp `at_ms`, spread over its
+/// partitions by key; flushed.
+fn produce_ids(
+    producer: &rdkafka::producer::BaseProducer,
+    topic: &str,
+    ids: &[String],
+    at_ms: i64,
+) {
+    use rdkafka::producer::{BaseRecord, Producer};
+    for id in ids {
+        loop {
+            match producer.send(BaseRecord::to(topic).key(id).payload("{}").timestamp(at_ms)) {
+                Ok(()) => break,
+                Err((_, _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+async fn audit_rows(freshwatch: &FreshwatchProcess) -> Vec<serde_json::Value> {
+    match reqwest::get(format!(
+        "{}/api/v1/pipelines/orders/audit",
+        freshwatch.base_url
+    ))
+    .await
+    {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `(status, summary)` of every `RecordsMissing` notification.
+fn records_missing(receiver: &WebhookReceiver) -> Vec<(String, String)> {
+    receiver
+        .requests()
+        .iter()
+        .filter(|request| request.json["alertname"] == "RecordsMissing")
+        .map(|request| {
+            let text = |field: &str| request.json[field].as_str().unwrap_or_default().to_owned();
+            (text("status"), text("summary"))
+        })
+        .collect()
+}
+
+/// Issue #20's audit: a relay dropped 37 ids of one bucket and duplicated 20 of another. The
+/// closed buckets list exactly those, `RecordsMissing` pages once with the ids. Then, with every
+/// Kafka commit refused, freshwatch reads an open bucket and is killed (`kill -9`): the restart
+/// reads everything again, yet counts nothing twice, and the complete bucket resolves the alert.
+#[test]
+fn an_audit_lists_the_ids_a_relay_dropped_and_counts_nothing_twice_across_a_kill_9() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("raw", 4, 1).unwrap();
+    cluster.create_topic("enriched", 4, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let producer = producer(&brokers);
+    // Two buckets an hour ago: 10,000 ids each; the relay drops 37 of the first and sends 20
+    // of the second twice.
+    let bucket_ms = 10_000;
+    let first_ms = (now_ms() - 3_600_000) / bucket_ms * bucket_ms;
+    let first: Vec<String> = (0..10_000).map(|index| format!("o-{index}")).collect();
+    let second: Vec<String> = (10_000..20_000).map(|index| format!("o-{index}")).collect();
+    let dropped: Vec<String> = (0..37)
+        .map(|index| format!("o-{}", 100 + index * 263))
+        .collect();
+    let doubled: Vec<String> = (0..20)
+        .map(|index| format!("o-{}", 10_050 + index * 487))
+        .collect();
+    produce_ids(&producer, "raw", &first, first_ms + 1_000);
+    produce_ids(&producer, "raw", &second, first_ms + bucket_ms + 1_000);
+    let relayed: Vec<String> = first
+        .iter()
+        .filter(|id| !dropped.contains(id))
+        .cloned()
+        .collect();
+    produce_ids(&producer, "enriched", &relayed, first_ms + 1_000);
+    produce_ids(&producer, "enriched", &second, first_ms + bucket_ms + 1_000);
+    produce_ids(
+        &producer,
+        "enriched",
+        &doubled,
+        first_ms + bucket_ms + 1_000,
+    );
+    // Every commit of freshwatch's first life is refused: its restart reads it all again.
+    cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE; 100_000],
+    );
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = common::replica_config(
+            &brokers,
+            &redis.url,
+            "freshwatch-audit",
+            &format!(
+                r#"
+[[feed]]
+name = "raw"
+topic = "raw"
+split_by = "key"
+warn_after = "1h"
+critical_after = "2h"
+
+[[feed]]
+name = "enriched"
+topic = "enriched"
+split_by = "key"
+warn_after = "1h"
+critical_after = "2h"
+
+[[pipeline]]
+name = "orders"
+hops = ["raw", "enriched"]
+
+[[pipeline.audit]]
+from = "raw"
+to = "enriched"
+id = "key"
+bucket = "10s"
+grace = "2s"
+
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+                receiver.url
+            ),
+        );
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        wait_until("both buckets closed", Duration::from_secs(60), || async {
+            audit_rows(&freshwatch).await.len() == 2
+        })
+        .await;
+        let rows = audit_rows(&freshwatch).await;
+        let missing_ids: Vec<String> = serde_json::from_value(rows[0]["missing_ids"].clone()).unwrap();
+        let mut expected = dropped.clone();
+        expected.sort();
+        assert_eq!(missing_ids, expected, "{rows:#?}");
+        let counts = |row: &serde_json::Value| {
+            ["upstream", "downstream", "missing", "duplicated"].map(|field| row[field].as_u64().unwrap())
+        };
+        assert_eq!(counts(&rows[0]), [10_000, 9_963, 37, 0]);
+        assert_eq!(counts(&rows[1]), [10_000, 10_020, 0, 20]);
+        assert_eq!(rows[0]["from"], "raw");
+        assert_eq!(rows[0]["start"], freshwatch::clock::rfc3339(first_ms));
+        wait_until("RecordsMissing pages", Duration::from_secs(10), || async {
+            !records_missing(&receiver).is_empty()
+        })
+        .await;
+        let pages = records_missing(&receiver);
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        assert!(
+            pages[0].0 == "firing" && pages[0].1.contains("37 of 10000 records of raw missing from enriched"),
+            "{pages:?}"
+        );
+        let metrics = reqwest::get(format!("{}/metrics", freshwatch.base_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("freshwatch_audit_records_missing_total{pipeline=\"orders\",from=\"raw\",to=\"enriched\"} 37"),
+            "{metrics}"
+        );
+        assert!(metrics.contains(
+            "freshwatch_audit_records_duplicated_total{pipeline=\"orders\",from=\"raw\",to=\"enriched\"} 20"
+        ));
+
+        // A complete bucket, read while it is open (its end plus grace still ahead): stored
+        // with the counts, never committed to Kafka.
+        let consumed = || async {
+            match reqwest::get(format!("{}/api/v1/source", freshwatch.base_url)).await {
+                Ok(response) => response
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|source| source["records_consumed"].as_u64())
+                    .unwrap_or(0),
+                Err(_) => 0,
+            }
+        };
+        let before = consumed().await;
+        assert_eq!(before, 39_983, "every record read once");
+        let third: Vec<String> = (20_000..20_500).map(|index| format!("o-{index}")).collect();
+        let third_ms = now_ms() + 5_000;
+        produce_ids(&producer, "raw", &third, third_ms);
+        produce_ids(&producer, "enriched", &third, third_ms);
+        wait_until("the open bucket is read", Duration::from_secs(20), || async {
+            consumed().await == before + 1_000
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        freshwatch.kill();
+        cluster.clear_request_errors(RDKafkaApiKey::OffsetCommit);
+        freshwatch.restart();
+        freshwatch.wait_ready().await;
+        wait_until("the third bucket closes", Duration::from_secs(60), || async {
+            audit_rows(&freshwatch).await.len() == 3
+        })
+        .await;
+        let rows = audit_rows(&freshwatch).await;
+        assert_eq!(
+            counts(&rows[2]),
+            [500, 500, 0, 0],
+            "read twice, counted once: {rows:#?}"
+        );
+        assert_eq!(counts(&rows[0]), [10_000, 9_963, 37, 0], "verdicts survive the restart");
+        wait_until("RecordsMissing resolves", Duration::from_secs(10), || async {
+            records_missing(&receiver).len() == 2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let statuses: Vec<String> = records_missing(&receiver).into_iter().map(|(status, _)| status).collect();
+        assert_eq!(statuses, ["firing", "resolved"], "{}", freshwatch.log());
+    });
+    drop(cluster);
+}

@@ -29,6 +29,7 @@ use crate::source::{Source, SourceError, SourceHandle, TailSource};
 use crate::state::{SeriesRecord, StateError, StateStore};
 use crate::tracker::Tracker;
 
+mod audits;
 mod groups;
 mod hours;
 mod key_limit;
@@ -132,6 +133,8 @@ struct Pipeline {
     key_limits: KeyLimits,
     /// `[[pipeline]]`s: hops behind a broken one are held.
     pipelines: Vec<crate::config::PipelineConfig>,
+    /// `[[pipeline.audit]]`s: this replica's name for them and the verdicts.
+    audits: audits::Audits,
     /// Each pipeline as the last tick saw it, shared with the API and the status page.
     pipeline_views: Arc<Mutex<Vec<crate::pipelines::PipelineView>>>,
     feed_names: Vec<Arc<str>>,
@@ -170,7 +173,9 @@ impl Pipeline {
             .set_sights(&assessment.feeds, now_ms);
         let group_alerts = self.evaluate_groups(now_ms);
         let volume_alerts = self.evaluate_volume(now_ms);
-        if !self.leadership.is_leader() {
+        let leader = self.leadership.is_leader();
+        let audit_alerts = self.judge_audits(&assessment, leader).await;
+        if !leader {
             self.judge_pipelines(now_ms);
             return false;
         }
@@ -215,6 +220,10 @@ impl Pipeline {
         self.state_lost_alert(now_ms).await;
         self.key_limit_alerts(full_feeds, now_ms).await;
         let mut notified = !group_alerts.is_empty() || !volume_alerts.is_empty();
+        for alert in audit_alerts {
+            self.dispatcher.dispatch(Notice::System(alert)).await;
+            notified = true;
+        }
         for alert in volume_alerts {
             tracing::warn!(alertname = alert.alertname, firing = alert.firing, summary = %alert.summary, "feed volume alert");
             self.dispatcher.dispatch(Notice::System(alert)).await;

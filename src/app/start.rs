@@ -68,6 +68,7 @@ pub async fn start_with(
     let store_was_empty = !epoch.was_there;
     let tracker = restore_tracker(&config, &store, watch_started, snapshot, start_ms).await;
     let tracker = Arc::new(Mutex::new(tracker));
+    let audits = audits::restore_audits(&config, &store, &tracker).await;
     let groups = if config.groups.is_empty() {
         None
     } else {
@@ -217,6 +218,7 @@ pub async fn start_with(
         key_limits,
         pipelines: config.pipelines.clone(),
         pipeline_views: Arc::default(),
+        audits,
         watch: watch_for(&config, store_was_empty, start_ms, self_alerts),
         last_tick_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         history: history.clone(),
@@ -278,6 +280,7 @@ pub async fn start_with(
             .map(|volume| volume.views.clone())
             .unwrap_or_default(),
         pipelines: pipeline.pipeline_views.clone(),
+        audit_results: pipeline.audits.results.clone(),
         leadership,
         history,
     };

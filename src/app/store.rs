@@ -148,6 +148,13 @@ impl Pipeline {
                 .unwrap_or_else(|poison| poison.into_inner());
             (tracker.take_dirty(), tracker.take_positions())
         };
+        // The audits' counts up to these positions are stored before they are committed: a
+        // record counted is never counted again after a restart.
+        if let Err(error) = self.flush_audits().await {
+            drop(gate);
+            self.flush_failed(error, ids, positions.is_some()).await;
+            return;
+        }
         let result = if ids.is_empty() {
             self.store.ping().await.map(|()| Default::default())
         } else {

@@ -81,13 +81,10 @@ fn describe_feed(feed: &FeedConfig) -> String {
         TopicMatcher::Exact(name) => format!("topic={name}"),
         TopicMatcher::Regex(regex) => format!("topic_regex={}", regex.as_str()),
     };
-    let split = match &feed.split {
-        None => "none".to_owned(),
-        Some(SplitRule::Json(pointer)) => format!("json {}", pointer.as_str()),
-        Some(SplitRule::Header(name)) => format!("header {name}"),
-        Some(SplitRule::Key) => "key".to_owned(),
-        Some(SplitRule::Partition) => "partition".to_owned(),
-    };
+    let split = feed
+        .split
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), split_words);
     let timestamp = match &feed.timestamp {
         TimestampRule::Json(pointer) => format!("json {}", pointer.as_str()),
         TimestampRule::Header(name) => format!("header {name}"),
@@ -297,4 +294,14 @@ fn redact_url(url: &reqwest::Url) -> String {
             .map(|port| format!(":{port}"))
             .unwrap_or_default()
     )
+}
+
+/// A split rule (or an audit's id) as `check-config` prints it.
+pub(super) fn split_words(rule: &SplitRule) -> String {
+    match rule {
+        SplitRule::Json(pointer) => format!("json {}", pointer.as_str()),
+        SplitRule::Header(name) => format!("header {name}"),
+        SplitRule::Key => "key".to_owned(),
+        SplitRule::Partition => "partition".to_owned(),
+    }
 }

@@ -49,7 +49,7 @@ pub use heartbeat::HeartbeatConfig;
 pub use http::HttpConfig;
 pub use kafka::{host_name, KafkaConfig, StartPosition, STATISTICS_INTERVAL};
 pub use metrics::MetricsConfig;
-pub use pipeline::{Hop, PipelineConfig};
+pub use pipeline::{AuditConfig, Hop, PipelineConfig};
 pub use raw::RawConfig;
 pub use secret::{redacted_url, Secret};
 pub use state::{HaConfig, StateBackend, StateConfig};

@@ -193,29 +193,7 @@ impl Extractor {
         let Some(rule) = &self.split else {
             return Ok(SplitValue::Whole);
         };
-        non_empty(self.split_value_of(rule, record)?)
-    }
-
-    fn split_value_of<'a, R: Record>(
-        &self,
-        rule: &SplitRule,
-        record: &'a R,
-    ) -> Result<SplitValue<'a>, RecordError> {
-        match rule {
-            SplitRule::Key => record
-                .key()
-                .map(SplitValue::Borrowed)
-                .ok_or(RecordError::MissingSplit),
-            SplitRule::Partition => Ok(SplitValue::partition(record.partition())),
-            SplitRule::Header(name) => record
-                .header(name)
-                .map(SplitValue::Borrowed)
-                .ok_or(RecordError::MissingSplit),
-            SplitRule::Json(pointer) => {
-                let payload = record.payload().ok_or(RecordError::MissingPayload)?;
-                json_split(json::find(payload, pointer).map_err(RecordError::InvalidJson)?)
-            }
-        }
+        non_empty(value_of(rule, record)?)
     }
 
     fn event_time<R: Record>(&self, record: &R, arrival_ms: i64) -> Result<i64, RecordError> {
@@ -233,6 +211,28 @@ impl Extractor {
                 let payload = record.payload().ok_or(RecordError::MissingPayload)?;
                 json_time(json::find(payload, pointer).map_err(RecordError::InvalidJson)?)
             }
+        }
+    }
+}
+
+/// A split rule's value in `record` (also an audit's id): borrowed where it can be.
+pub fn value_of<'a, R: Record>(
+    rule: &SplitRule,
+    record: &'a R,
+) -> Result<SplitValue<'a>, RecordError> {
+    match rule {
+        SplitRule::Key => record
+            .key()
+            .map(SplitValue::Borrowed)
+            .ok_or(RecordError::MissingSplit),
+        SplitRule::Partition => Ok(SplitValue::partition(record.partition())),
+        SplitRule::Header(name) => record
+            .header(name)
+            .map(SplitValue::Borrowed)
+            .ok_or(RecordError::MissingSplit),
+        SplitRule::Json(pointer) => {
+            let payload = record.payload().ok_or(RecordError::MissingPayload)?;
+            json_split(json::find(payload, pointer).map_err(RecordError::InvalidJson)?)
         }
     }
 }

@@ -58,6 +58,7 @@ async fn serve_table(max_concurrent_reads: usize, max_key_series: usize) -> Serv
     );
     let state = HttpState {
         pipelines: Arc::default(),
+        audit_results: Arc::default(),
         snapshots,
         reads: ReadGate::new(NonZeroUsize::new(max_concurrent_reads).unwrap()),
         rules,

@@ -720,6 +720,9 @@ impl Source {
                         extracted.event_ms,
                         arrival_ms,
                     );
+                    if !tracker.audit_sides(feed).is_empty() {
+                        audit(tracker, feed, &record, extracted.event_ms, message);
+                    }
                     if extracted.clamped_future {
                         metrics.count_record_error(
                             &feed_names[feed as usize],
@@ -741,6 +744,32 @@ impl Source {
             KafkaError::PartitionEOF(_) => {}
             error => tracing::warn!(%error, "kafka poll error"),
         }
+    }
+}
+
+/// Counts a record of an audited feed on its audits' sides; a record without an id is not
+/// counted (its feed counts it as a record error already when the id is its split value too).
+fn audit(
+    tracker: &mut Tracker,
+    feed: FeedIndex,
+    record: &KafkaRecord<'_, '_>,
+    event_ms: i64,
+    message: &BorrowedMessage<'_>,
+) {
+    for index in 0..tracker.audit_sides(feed).len() {
+        let (audit, side) = tracker.audit_sides(feed)[index];
+        let track = &mut tracker.audits[audit];
+        let Ok(id) = crate::extract::value_of(&track.config.id, record) else {
+            continue;
+        };
+        track.count(
+            side,
+            event_ms,
+            id.as_bytes(),
+            message.topic(),
+            message.partition(),
+            message.offset(),
+        );
     }
 }
 

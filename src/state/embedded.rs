@@ -28,6 +28,8 @@ const VOLUME_COUNTS: TableDefinition<&str, &str> = TableDefinition::new("volume_
 const HOURS: TableDefinition<&str, &str> = TableDefinition::new("cadence_hours");
 const KEY_LIMITS: TableDefinition<&str, &str> = TableDefinition::new("key_limits");
 const SELF_ALERTS: TableDefinition<&str, &str> = TableDefinition::new("self_alerts");
+const AUDITS: TableDefinition<&str, &str> = TableDefinition::new("audits");
+const AUDIT_RESULTS: TableDefinition<&str, &str> = TableDefinition::new("audit_results");
 
 fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'static str> {
     match table {
@@ -40,6 +42,8 @@ fn documents(table: Documents) -> TableDefinition<'static, &'static str, &'stati
         Documents::Hours => HOURS,
         Documents::KeyLimits => KEY_LIMITS,
         Documents::SelfAlerts => SELF_ALERTS,
+        Documents::Audits => AUDITS,
+        Documents::AuditResults => AUDIT_RESULTS,
     }
 }
 
@@ -85,6 +89,8 @@ impl EmbeddedStore {
                 HOURS,
                 KEY_LIMITS,
                 SELF_ALERTS,
+                AUDITS,
+                AUDIT_RESULTS,
             ] {
                 transaction
                     .open_table(table)

@@ -121,6 +121,11 @@ pub enum Documents {
     /// Per alert about freshwatch itself that fires (`FreshwatchSourceDown`, `FeedBlind`, ...):
     /// since when and what it said, see `app::watch`.
     SelfAlerts,
+    /// Per `[[pipeline.audit]]` and replica (`<pipeline>/<from>/<to>@<instance>`): its open
+    /// buckets and how far it counted, see [`crate::audit`].
+    Audits,
+    /// Per audit: the leader's closed buckets and open `RecordsMissing`.
+    AuditResults,
 }
 
 impl Documents {
@@ -135,6 +140,8 @@ impl Documents {
             Documents::Hours => "cadence_hours",
             Documents::KeyLimits => "key_limits",
             Documents::SelfAlerts => "self_alerts",
+            Documents::Audits => "audits",
+            Documents::AuditResults => "audit_results",
         }
     }
 }

@@ -1,0 +1,306 @@
+//! Completeness audits at run time ([`crate::audit`]): each replica counts what it reads and
+//! stores its open buckets (and how far it counted) before its consumer commits; the leader
+//! closes a bucket once both feeds are known past its end plus `grace`, merges every replica's
+//! counts of it, keeps the verdict and pages `RecordsMissing`.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::audit::{judge_closed, missing_summary, AuditResults, ClosedBucket, StoredAudit};
+use crate::state::Documents;
+
+/// `alertname` of a closed bucket with records missing downstream.
+pub const RECORDS_MISSING: &str = "RecordsMissing";
+
+/// Shared with the API: per audit (`pipeline/from/to`), its verdicts.
+pub type SharedResults = Arc<Mutex<BTreeMap<String, AuditResults>>>;
+
+pub(super) struct Audits {
+    /// This replica's name in the stored documents: stable across restarts (the static
+    /// membership's instance id, else the host name), so a restart finds what it counted.
+    pub(super) instance: String,
+    pub(super) results: SharedResults,
+}
+
+fn document_key(name: &str, instance: &str) -> String {
+    format!("{name}@{instance}")
+}
+
+/// The replica's stable name for its audit documents.
+pub(super) fn audit_instance(config: &Config) -> String {
+    config
+        .kafka
+        .instance_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .or_else(crate::config::host_name)
+        .unwrap_or_else(|| "freshwatch".to_owned())
+}
+
+/// At start, before anything is read: this replica's own buckets, and from every replica's
+/// document how far it counted, so nothing counted anywhere is counted again; and the leader's
+/// verdicts.
+pub(super) async fn restore_audits(
+    config: &Config,
+    store: &StateStore,
+    tracker: &Mutex<Tracker>,
+) -> Audits {
+    let instance = audit_instance(config);
+    let results: SharedResults = Arc::default();
+    if config
+        .pipelines
+        .iter()
+        .all(|pipeline| pipeline.audits.is_empty())
+    {
+        return Audits { instance, results };
+    }
+    let stored = match store.documents_load(Documents::Audits).await {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::warn!(%error, "stored audits not loaded");
+            Vec::new()
+        }
+    };
+    match store.documents_load(Documents::AuditResults).await {
+        Ok(entries) => {
+            let mut held = results.lock().unwrap_or_else(|poison| poison.into_inner());
+            for (name, json) in entries {
+                if let Ok(stored) = serde_json::from_str::<AuditResults>(&json) {
+                    held.insert(name, stored);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "stored audit verdicts not loaded"),
+    }
+    let mut tracker = tracker.lock().unwrap_or_else(|poison| poison.into_inner());
+    tracker.set_audits(&config.pipelines);
+    for (key, json) in stored {
+        let Some((name, owner)) = key.rsplit_once('@') else {
+            continue;
+        };
+        let Ok(stored) = serde_json::from_str::<StoredAudit>(&json) else {
+            tracing::warn!(document = %key, "a stored audit could not be read; skipped");
+            continue;
+        };
+        if let Some(track) = tracker
+            .audits
+            .iter_mut()
+            .find(|track| track.config.name() == name)
+        {
+            track.restore(&stored, owner == instance);
+        }
+    }
+    drop(tracker);
+    Audits { instance, results }
+}
+
+impl Pipeline {
+    /// Writes the audits that changed. Part of a flush, before the consumer commits: a failure
+    /// fails the flush, and the audits stay dirty.
+    pub(super) async fn flush_audits(&self) -> Result<(), crate::state::StateError> {
+        let entries: Vec<(String, String)> = {
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            tracker
+                .audits
+                .iter_mut()
+                .filter_map(|track| {
+                    let stored = track.take_dirty()?;
+                    Some((
+                        document_key(&track.config.name(), &self.audits.instance),
+                        serde_json::to_string(&stored).unwrap_or_default(),
+                    ))
+                })
+                .collect()
+        };
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let result = self.store.documents_write(Documents::Audits, entries).await;
+        if result.is_err() {
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for track in &mut tracker.audits {
+                track.mark_dirty();
+            }
+        }
+        result
+    }
+
+    /// Each tick: closes the buckets both feeds are known past; the leader judges them (every
+    /// replica's counts merged) and returns `RecordsMissing` changes. A follower keeps its
+    /// buckets a bucket longer, so the leader finds them when it closes.
+    pub(super) async fn judge_audits(
+        &self,
+        assessment: &crate::knowledge::Assessment,
+        leader: bool,
+    ) -> Vec<SystemAlert> {
+        let through = |feed: FeedIndex| match assessment.feeds.get(feed as usize)?.sight {
+            Sight::Known { through_ms } => Some(through_ms),
+            Sight::Blind(_) => None,
+        };
+        let closing: Vec<(usize, Vec<(i64, crate::audit::Bucket)>)> = {
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let mut closing = Vec::new();
+            for (index, track) in tracker.audits.iter_mut().enumerate() {
+                let labels = track.config.labels();
+                self.metrics
+                    .audits
+                    .open_buckets
+                    .get_or_create(&labels)
+                    .set(track.open_buckets() as i64);
+                self.metrics
+                    .audits
+                    .late
+                    .get_or_create(&labels)
+                    .set(i64::try_from(track.late).unwrap_or(i64::MAX));
+                let Some(known_ms) = through(track.from)
+                    .zip(through(track.to))
+                    .map(|(a, b)| a.min(b))
+                else {
+                    continue;
+                };
+                let known_ms = if leader {
+                    known_ms
+                } else {
+                    known_ms.saturating_sub(track.bucket_ms())
+                };
+                let buckets = track.take_closable(known_ms);
+                if !buckets.is_empty() {
+                    closing.push((index, buckets));
+                }
+            }
+            closing
+        };
+        if closing.is_empty() || !leader {
+            return Vec::new();
+        }
+        let peers = match self.store.documents_load(Documents::Audits).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                // Judged on this replica's counts alone would page what another replica read;
+                // judged once the store answers instead.
+                tracing::warn!(%error, "audit buckets of other replicas not loaded; closing later");
+                let mut tracker = self
+                    .tracker
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                for (index, buckets) in closing {
+                    tracker.audits[index].reopen(buckets);
+                }
+                return Vec::new();
+            }
+        };
+        let mut alerts = Vec::new();
+        for (index, buckets) in closing {
+            let (config, bucket_ms) = {
+                let tracker = self
+                    .tracker
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                let track = &tracker.audits[index];
+                (track.config.clone(), track.bucket_ms())
+            };
+            let name = config.name();
+            let own = document_key(&name, &self.audits.instance);
+            let others: Vec<StoredAudit> = peers
+                .iter()
+                .filter(|(key, _)| {
+                    *key != own && key.rsplit_once('@').is_some_and(|(audit, _)| audit == name)
+                })
+                .filter_map(|(_, json)| serde_json::from_str(json).ok())
+                .collect();
+            let judged = judge_closed(&config, bucket_ms, buckets, &others);
+            alerts.extend(self.record_verdicts(&config, judged).await);
+        }
+        alerts
+    }
+
+    /// Keeps and stores the verdicts, counts them, and says what `RecordsMissing` does.
+    async fn record_verdicts(
+        &self,
+        config: &crate::config::AuditConfig,
+        judged: Vec<ClosedBucket>,
+    ) -> Vec<SystemAlert> {
+        let labels = config.labels();
+        let name = config.name();
+        let mut alerts = Vec::new();
+        let stored = {
+            let mut results = self
+                .audits
+                .results
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let results = results.entry(name.clone()).or_default();
+            for bucket in judged {
+                self.metrics
+                    .audits
+                    .missing
+                    .get_or_create(&labels)
+                    .inc_by(bucket.missing);
+                self.metrics
+                    .audits
+                    .duplicated
+                    .get_or_create(&labels)
+                    .inc_by(bucket.duplicated);
+                let alert = |firing: bool, since_ms: i64, summary: String| SystemAlert {
+                    alertname: RECORDS_MISSING,
+                    severity: Severity::Critical,
+                    labels: vec![
+                        ("pipeline", config.pipeline.to_string()),
+                        ("from", config.from.to_string()),
+                        ("to", config.to.to_string()),
+                    ],
+                    summary,
+                    firing,
+                    since_ms,
+                };
+                if bucket.missing > 0 {
+                    let summary = missing_summary(&config.pipeline, &bucket);
+                    tracing::error!(pipeline = %config.pipeline, from = %config.from, to = %config.to, missing = bucket.missing, "records missing: {summary}");
+                    if results.firing.is_none() {
+                        results.firing = Some((bucket.end_ms, summary.clone()));
+                        alerts.push(alert(true, bucket.end_ms, summary));
+                    }
+                } else if bucket.listed_all && bucket.upstream > 0 {
+                    if let Some((since_ms, _)) = results.firing.take() {
+                        alerts.push(alert(
+                            false,
+                            since_ms,
+                            format!(
+                                "pipeline {}: every record of {} reached {} again ({} records in {} to {})",
+                                config.pipeline,
+                                config.from,
+                                config.to,
+                                bucket.upstream,
+                                crate::clock::rfc3339(bucket.start_ms),
+                                crate::clock::rfc3339(bucket.end_ms)
+                            ),
+                        ));
+                    }
+                }
+                if bucket.duplicated > 0 {
+                    tracing::warn!(pipeline = %config.pipeline, from = %config.from, to = %config.to, duplicated = bucket.duplicated, start = %crate::clock::rfc3339(bucket.start_ms), "records duplicated downstream");
+                }
+                results.push(bucket);
+            }
+            serde_json::to_string(&*results).unwrap_or_default()
+        };
+        if let Err(error) = self
+            .store
+            .documents_write(Documents::AuditResults, vec![(name, stored)])
+            .await
+        {
+            // Kept in memory and sent; written with the next verdict.
+            tracing::warn!(%error, "audit verdicts not stored");
+        }
+        alerts
+    }
+}

@@ -1,0 +1,831 @@
+//! Completeness audits (`[[pipeline.audit]]`): did every record of one feed hop reach the next?
+//!
+//! Each side's records are counted into event-time buckets, and each id goes into the bucket's
+//! summary: an invertible Bloom lookup table in which the upstream adds and the downstream takes
+//! away. What both sides hold cancels, so a few KiB list the ids that differ, however many
+//! records the bucket holds: one left `+1` is missing downstream, one left `-1` arrived once more
+//! than it was sent (duplicated).
+//!
+//! A bucket is judged only once it is *closed*: both feeds known (every partition read to a
+//! watermark observed after that moment, [`crate::knowledge`]) past its end plus `grace`.
+//! Until then nothing is said of it. A record counted once must never be counted again: each
+//! audit keeps, per partition, the next offset it counted, stored with its buckets before the
+//! consumer commits, so a `kill -9` replays nothing into them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::AuditConfig;
+use crate::model::FeedIndex;
+
+/// Bytes of an id a cell holds: ids up to one byte shorter are listed exactly.
+const KEY_BYTES: usize = 20;
+/// A cell's size: its key, a check of it, and the wrapping count.
+pub const CELL_BYTES: usize = KEY_BYTES + 4;
+/// The key's first byte for a canonical UUID text, held as its 16 bytes.
+const UUID_MARK: u8 = 0xFE;
+/// The key's first byte for a longer id: its first bytes and a hash of the rest.
+const LONG_MARK: u8 = 0xFF;
+const LONG_PREFIX: usize = KEY_BYTES - 1 - 8;
+
+/// One side of an audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Upstream,
+    Downstream,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Cell {
+    /// Upstream adds, downstream takes away; wrapping, so only what differs matters.
+    count: i16,
+    check: u16,
+    key: [u8; KEY_BYTES],
+}
+
+/// 64-bit FNV-1a and a splitmix finaliser: the same in every process and release, so replicas
+/// and restarts build the same cells.
+fn hash(bytes: &[u8], seed: u64) -> u64 {
+    let mut state = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for &byte in bytes {
+        state ^= u64::from(byte);
+        state = state.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(state)
+}
+
+fn mix(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
+}
+
+/// The fixed-size key a cell holds for an id.
+fn encode_id(id: &[u8]) -> [u8; KEY_BYTES] {
+    let mut key = [0u8; KEY_BYTES];
+    if id.len() < KEY_BYTES {
+        key[0] = id.len() as u8;
+        key[1..=id.len()].copy_from_slice(id);
+    } else if let Some(uuid) = parse_uuid(id) {
+        key[0] = UUID_MARK;
+        key[1..17].copy_from_slice(&uuid);
+    } else {
+        key[0] = LONG_MARK;
+        key[1..=LONG_PREFIX].copy_from_slice(&id[..LONG_PREFIX]);
+        key[1 + LONG_PREFIX..].copy_from_slice(&hash(id, 7).to_le_bytes());
+    }
+    key
+}
+
+/// The id as listed: itself, or for a long one its first bytes and a hash ("…#").
+fn decode_id(key: &[u8; KEY_BYTES]) -> String {
+    match key[0] {
+        UUID_MARK => {
+            let hex: String = key[1..17]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            )
+        }
+        LONG_MARK => {
+            let prefix = String::from_utf8_lossy(&key[1..=LONG_PREFIX]);
+            let digest: String = key[1 + LONG_PREFIX..]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            format!("{prefix}…#{digest}")
+        }
+        len => String::from_utf8_lossy(&key[1..=usize::from(len).min(KEY_BYTES - 1)]).into_owned(),
+    }
+}
+
+fn parse_uuid(id: &[u8]) -> Option<[u8; 16]> {
+    // Lower-case hex only, so the listed id is the id that was read.
+    if id.len() != 36
+        || [8, 13, 18, 23].iter().any(|&dash| id[dash] != b'-')
+        || id.iter().any(u8::is_ascii_uppercase)
+    {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut digits = id.iter().filter(|&&byte| byte != b'-');
+    for byte in &mut out {
+        let high = (*digits.next()? as char).to_digit(16)?;
+        let low = (*digits.next()? as char).to_digit(16)?;
+        *byte = (high * 16 + low) as u8;
+    }
+    Some(out)
+}
+
+/// An invertible Bloom lookup table over ids, in three equal parts (each id has one cell in
+/// each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdSummary {
+    cells: Vec<Cell>,
+}
+
+/// What a summary lists: ids left upstream (missing downstream) and downstream (extra), and
+/// whether that is all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Differences {
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    pub complete: bool,
+}
+
+impl IdSummary {
+    /// A summary that lists up to about `max_listed` differing ids.
+    pub fn new(max_listed: usize) -> IdSummary {
+        IdSummary {
+            cells: vec![Cell::default(); cells_for(max_listed)],
+        }
+    }
+
+    fn part(&self) -> usize {
+        self.cells.len() / 3
+    }
+
+    fn places(&self, key: &[u8; KEY_BYTES]) -> ([usize; 3], u16) {
+        let digest = hash(key, 0);
+        let part = self.part() as u64;
+        let places = [0u64, 1, 2].map(|index| {
+            (index * part
+                + mix(digest.wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15))) % part)
+                as usize
+        });
+        (places, (mix(digest ^ 0x5bd1_e995) >> 48) as u16)
+    }
+
+    fn apply(&mut self, key: &[u8; KEY_BYTES], delta: i16) {
+        let (places, check) = self.places(key);
+        for place in places {
+            let cell = &mut self.cells[place];
+            cell.count = cell.count.wrapping_add(delta);
+            cell.check ^= check;
+            for (held, byte) in cell.key.iter_mut().zip(key) {
+                *held ^= byte;
+            }
+        }
+    }
+
+    pub fn add(&mut self, id: &[u8], side: Side) {
+        let delta = match side {
+            Side::Upstream => 1,
+            Side::Downstream => -1,
+        };
+        self.apply(&encode_id(id), delta);
+    }
+
+    /// Another replica's counts of the same bucket (its own partitions).
+    pub fn merge(&mut self, other: &IdSummary) {
+        if other.cells.len() != self.cells.len() {
+            return;
+        }
+        for (cell, theirs) in self.cells.iter_mut().zip(&other.cells) {
+            cell.count = cell.count.wrapping_add(theirs.count);
+            cell.check ^= theirs.check;
+            for (held, byte) in cell.key.iter_mut().zip(&theirs.key) {
+                *held ^= byte;
+            }
+        }
+    }
+
+    /// Peels the cells that hold one id each until none is left.
+    pub fn differences(&self) -> Differences {
+        let mut cells = self.clone();
+        let mut found = Differences::default();
+        loop {
+            let mut peeled = false;
+            for index in 0..cells.cells.len() {
+                let cell = cells.cells[index];
+                if cell.count != 1 && cell.count != -1 {
+                    continue;
+                }
+                let (places, check) = cells.places(&cell.key);
+                if check != cell.check || !places.contains(&index) {
+                    continue;
+                }
+                let id = decode_id(&cell.key);
+                if cell.count == 1 {
+                    found.missing.push(id);
+                } else {
+                    found.extra.push(id);
+                }
+                cells.apply(&cell.key, -cell.count);
+                peeled = true;
+            }
+            if !peeled {
+                break;
+            }
+        }
+        found.complete = cells.cells.iter().all(|cell| *cell == Cell::default());
+        found.missing.sort();
+        found.extra.sort();
+        found
+    }
+
+    fn to_hex(&self) -> String {
+        let mut text = String::with_capacity(self.cells.len() * CELL_BYTES * 2);
+        for cell in &self.cells {
+            for byte in cell
+                .count
+                .to_le_bytes()
+                .iter()
+                .chain(&cell.check.to_le_bytes())
+                .chain(&cell.key)
+            {
+                text.push_str(&format!("{byte:02x}"));
+            }
+        }
+        text
+    }
+
+    fn from_hex(text: &str, max_listed: usize) -> Option<IdSummary> {
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
+        if bytes.len() != cells_for(max_listed) * CELL_BYTES {
+            return None;
+        }
+        let cells = bytes
+            .chunks_exact(CELL_BYTES)
+            .map(|chunk| {
+                let mut key = [0u8; KEY_BYTES];
+                key.copy_from_slice(&chunk[4..]);
+                Cell {
+                    count: i16::from_le_bytes([chunk[0], chunk[1]]),
+                    check: u16::from_le_bytes([chunk[2], chunk[3]]),
+                    key,
+                }
+            })
+            .collect();
+        Some(IdSummary { cells })
+    }
+}
+
+/// Cells for `max_listed` ids: 1.65 per id (three parts), so a full bucket still peels with
+/// high probability and fewer differences almost surely.
+pub fn cells_for(max_listed: usize) -> usize {
+    3 * (max_listed * 55).div_ceil(100).max(4)
+}
+
+/// One event-time bucket of one audit, as this replica counted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub upstream: u64,
+    pub downstream: u64,
+    pub summary: IdSummary,
+}
+
+/// A bucket judged: what `GET /api/v1/pipelines/{name}/audit` lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosedBucket {
+    pub from: String,
+    pub to: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub upstream: u64,
+    pub downstream: u64,
+    pub missing: u64,
+    pub duplicated: u64,
+    pub missing_ids: Vec<String>,
+    /// Whether every differing id is listed (more than `max_listed` may not be).
+    pub listed_all: bool,
+}
+
+impl Bucket {
+    fn new(max_listed: usize) -> Bucket {
+        Bucket {
+            upstream: 0,
+            downstream: 0,
+            summary: IdSummary::new(max_listed),
+        }
+    }
+
+    fn merge(&mut self, other: &Bucket) {
+        self.upstream += other.upstream;
+        self.downstream += other.downstream;
+        self.summary.merge(&other.summary);
+    }
+
+    /// Its verdict. Listed, the missing and extra ids are exact; past `max_listed` the counts
+    /// fall back on the record counts (at least `upstream - downstream` are missing).
+    pub fn judge(&self, config: &AuditConfig, start_ms: i64, end_ms: i64) -> ClosedBucket {
+        let found = self.summary.differences();
+        let (missing, duplicated) = if found.complete {
+            (found.missing.len() as u64, found.extra.len() as u64)
+        } else {
+            (
+                self.upstream
+                    .saturating_sub(self.downstream)
+                    .max(found.missing.len() as u64),
+                self.downstream
+                    .saturating_sub(self.upstream)
+                    .max(found.extra.len() as u64),
+            )
+        };
+        ClosedBucket {
+            from: config.from.to_string(),
+            to: config.to.to_string(),
+            start_ms,
+            end_ms,
+            upstream: self.upstream,
+            downstream: self.downstream,
+            missing,
+            duplicated,
+            missing_ids: found.missing,
+            listed_all: found.complete,
+        }
+    }
+}
+
+/// One audit's open buckets and how far it has counted, in this process.
+#[derive(Debug)]
+pub struct AuditTrack {
+    pub config: AuditConfig,
+    pub from: FeedIndex,
+    pub to: FeedIndex,
+    bucket_ms: i64,
+    open: BTreeMap<i64, Bucket>,
+    /// Per topic, per partition: the next offset to count (lower ones are counted already).
+    positions: HashMap<Box<str>, Vec<i64>>,
+    /// Buckets starting before this are closed: a record for one is late, not counted.
+    closed_before_ms: i64,
+    /// Records whose bucket had closed when they were read.
+    pub late: u64,
+    dirty: bool,
+}
+
+/// What one replica stores of one audit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoredAudit {
+    pub positions: BTreeMap<String, Vec<i64>>,
+    pub closed_before_ms: i64,
+    /// Per bucket start: `[upstream, downstream, cells as hex]`.
+    pub buckets: BTreeMap<i64, (u64, u64, String)>,
+}
+
+impl AuditTrack {
+    pub fn new(config: AuditConfig, from: FeedIndex, to: FeedIndex) -> AuditTrack {
+        AuditTrack {
+            bucket_ms: i64::try_from(config.bucket.as_millis()).unwrap_or(i64::MAX),
+            config,
+            from,
+            to,
+            open: BTreeMap::new(),
+            positions: HashMap::new(),
+            closed_before_ms: i64::MIN,
+            late: 0,
+            dirty: false,
+        }
+    }
+
+    pub fn bucket_ms(&self) -> i64 {
+        self.bucket_ms
+    }
+
+    pub fn grace_ms(&self) -> i64 {
+        i64::try_from(self.config.grace.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Counts one record read at `offset`; `false` when it was counted before (read again
+    /// after a restart) or its bucket has closed.
+    pub fn count(
+        &mut self,
+        side: Side,
+        event_ms: i64,
+        id: &[u8],
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> bool {
+        let Ok(slot) = usize::try_from(partition) else {
+            return false;
+        };
+        let positions = match self.positions.get_mut(topic) {
+            Some(positions) => positions,
+            None => self.positions.entry(Box::from(topic)).or_default(),
+        };
+        if positions.len() <= slot {
+            positions.resize(slot + 1, 0);
+        }
+        if offset < positions[slot] {
+            return false;
+        }
+        positions[slot] = offset + 1;
+        self.dirty = true;
+        let start_ms = event_ms.div_euclid(self.bucket_ms) * self.bucket_ms;
+        if start_ms < self.closed_before_ms {
+            self.late += 1;
+            return false;
+        }
+        let max_listed = self.config.max_listed;
+        let bucket = self
+            .open
+            .entry(start_ms)
+            .or_insert_with(|| Bucket::new(max_listed));
+        match side {
+            Side::Upstream => bucket.upstream += 1,
+            Side::Downstream => bucket.downstream += 1,
+        }
+        bucket.summary.add(id, side);
+        true
+    }
+
+    pub fn open_buckets(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The buckets whose end plus `grace` is at or before `known_through_ms` (both sides known
+    /// that far), oldest first; they are dropped here.
+    pub fn take_closable(&mut self, known_through_ms: i64) -> Vec<(i64, Bucket)> {
+        let horizon_ms = known_through_ms.saturating_sub(self.grace_ms());
+        let mut closed = Vec::new();
+        while let Some((&start_ms, _)) = self.open.first_key_value() {
+            if start_ms.saturating_add(self.bucket_ms) > horizon_ms {
+                break;
+            }
+            if let Some(bucket) = self.open.remove(&start_ms) {
+                closed.push((start_ms, bucket));
+            }
+        }
+        self.close_before(horizon_ms.div_euclid(self.bucket_ms) * self.bucket_ms);
+        closed
+    }
+
+    /// Buckets before `start_ms` are closed (by this replica or the leader): dropped, and
+    /// records for them are late from now on.
+    pub fn close_before(&mut self, start_ms: i64) {
+        if start_ms <= self.closed_before_ms {
+            return;
+        }
+        self.closed_before_ms = start_ms;
+        self.open = self.open.split_off(&start_ms);
+        self.dirty = true;
+    }
+
+    pub fn closed_before_ms(&self) -> i64 {
+        self.closed_before_ms
+    }
+
+    /// What to store, when something changed since the last call.
+    pub fn take_dirty(&mut self) -> Option<StoredAudit> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
+        Some(self.stored())
+    }
+
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    pub fn stored(&self) -> StoredAudit {
+        StoredAudit {
+            positions: self
+                .positions
+                .iter()
+                .map(|(topic, positions)| (topic.to_string(), positions.clone()))
+                .collect(),
+            closed_before_ms: self.closed_before_ms,
+            buckets: self
+                .open
+                .iter()
+                .map(|(&start, bucket)| {
+                    (
+                        start,
+                        (bucket.upstream, bucket.downstream, bucket.summary.to_hex()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Buckets taken for closing that could not be judged yet: open again.
+    pub fn reopen(&mut self, buckets: Vec<(i64, Bucket)>) {
+        for (start, bucket) in buckets {
+            self.open
+                .entry(start)
+                .and_modify(|open| open.merge(&bucket))
+                .or_insert(bucket);
+        }
+        if let Some((&first, _)) = self.open.first_key_value() {
+            self.closed_before_ms = self.closed_before_ms.min(first);
+        }
+        self.dirty = true;
+    }
+
+    /// Takes up what a replica stored: its positions always (nothing counted anywhere is
+    /// counted again); its buckets and closing point only when it is this one (`own`), before
+    /// a restart: another replica's buckets stay its own, merged when they close.
+    pub fn restore(&mut self, stored: &StoredAudit, own: bool) {
+        for (topic, positions) in &stored.positions {
+            let held = self.positions.entry(Box::from(topic.as_str())).or_default();
+            if held.len() < positions.len() {
+                held.resize(positions.len(), 0);
+            }
+            for (held, &stored) in held.iter_mut().zip(positions) {
+                *held = (*held).max(stored);
+            }
+        }
+        if !own {
+            return;
+        }
+        self.closed_before_ms = self.closed_before_ms.max(stored.closed_before_ms);
+        for (start, bucket) in buckets_of(stored, self.config.max_listed) {
+            if start >= self.closed_before_ms {
+                self.open
+                    .entry(start)
+                    .and_modify(|open| open.merge(&bucket))
+                    .or_insert(bucket);
+            }
+        }
+    }
+}
+
+/// The buckets of a stored audit (another replica's, or this one's before a restart).
+pub fn buckets_of(stored: &StoredAudit, max_listed: usize) -> Vec<(i64, Bucket)> {
+    stored
+        .buckets
+        .iter()
+        .filter_map(|(&start, (upstream, downstream, cells))| {
+            Some((
+                start,
+                Bucket {
+                    upstream: *upstream,
+                    downstream: *downstream,
+                    summary: IdSummary::from_hex(cells, max_listed)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Merges the buckets closing here with the same buckets of other replicas, and judges them.
+pub fn judge_closed(
+    config: &AuditConfig,
+    bucket_ms: i64,
+    mut closing: Vec<(i64, Bucket)>,
+    peers: &[StoredAudit],
+) -> Vec<ClosedBucket> {
+    let Some(last) = closing.last().map(|(start, _)| *start) else {
+        return Vec::new();
+    };
+    let mut merged: BTreeMap<i64, Bucket> = closing.drain(..).collect();
+    for peer in peers {
+        for (start, bucket) in buckets_of(peer, config.max_listed) {
+            if start > last {
+                continue;
+            }
+            merged
+                .entry(start)
+                .and_modify(|open| open.merge(&bucket))
+                .or_insert(bucket);
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(start, bucket)| bucket.judge(config, start, start.saturating_add(bucket_ms)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::SplitRule;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn config(max_listed: usize) -> AuditConfig {
+        AuditConfig {
+            pipeline: Arc::from("orders"),
+            from: Arc::from("raw"),
+            to: Arc::from("enriched"),
+            id: SplitRule::Key,
+            bucket: Duration::from_secs(60),
+            grace: Duration::from_secs(300),
+            max_listed,
+        }
+    }
+
+    #[test]
+    fn a_bucket_lists_every_missing_id_and_counts_duplicates_among_a_hundred_thousand() {
+        let config = config(250);
+        let mut track = AuditTrack::new(config.clone(), 0, 1);
+        let dropped: Vec<u32> = (0..137).map(|index| 311 + index * 701).collect();
+        let mut offset = [0i64; 2];
+        for index in 0..100_000u32 {
+            let id = format!("order-{index}");
+            track.count(Side::Upstream, 5_000, id.as_bytes(), "raw", 0, offset[0]);
+            offset[0] += 1;
+            if dropped.contains(&index) {
+                continue;
+            }
+            let copies = if index % 997 == 5 { 2 } else { 1 };
+            for _ in 0..copies {
+                track.count(
+                    Side::Downstream,
+                    5_000,
+                    id.as_bytes(),
+                    "enriched",
+                    0,
+                    offset[1],
+                );
+                offset[1] += 1;
+            }
+        }
+        let closing = track.take_closable(60_000 + 300_000);
+        let judged = judge_closed(&config, 60_000, closing, &[]);
+        assert_eq!(judged.len(), 1);
+        let bucket = &judged[0];
+        assert_eq!(bucket.upstream, 100_000);
+        assert_eq!(bucket.missing, 137);
+        assert_eq!(
+            bucket.duplicated,
+            (0..100_000)
+                .filter(|i| i % 997 == 5 && !dropped.contains(i))
+                .count() as u64
+        );
+        assert!(bucket.listed_all);
+        let mut expected: Vec<String> = dropped
+            .iter()
+            .map(|index| format!("order-{index}"))
+            .collect();
+        expected.sort();
+        assert_eq!(bucket.missing_ids, expected);
+        assert!(
+            cells_for(100) * CELL_BYTES <= 4096,
+            "the default summary fits in 4 KiB: {} bytes",
+            cells_for(100) * CELL_BYTES
+        );
+    }
+
+    #[test]
+    fn a_record_read_again_after_a_restart_is_not_counted_twice_and_a_bucket_closes_only_when_known(
+    ) {
+        let config = config(100);
+        let mut track = AuditTrack::new(config.clone(), 0, 1);
+        for offset in 0..10 {
+            track.count(
+                Side::Upstream,
+                1_000,
+                format!("id-{offset}").as_bytes(),
+                "raw",
+                3,
+                offset,
+            );
+        }
+        let stored = track.take_dirty().expect("counted");
+        assert!(track.take_dirty().is_none());
+        let mut restarted = AuditTrack::new(config.clone(), 0, 1);
+        restarted.restore(&stored, true);
+        // The consumer resumes from an older commit: offsets 5..10 are read again.
+        for offset in 5..12 {
+            restarted.count(
+                Side::Upstream,
+                1_000,
+                format!("id-{offset}").as_bytes(),
+                "raw",
+                3,
+                offset,
+            );
+        }
+        for offset in 0..12 {
+            restarted.count(
+                Side::Downstream,
+                1_000,
+                format!("id-{offset}").as_bytes(),
+                "enriched",
+                0,
+                offset,
+            );
+        }
+        // Known only up to the bucket's end plus part of its grace: still open.
+        assert!(restarted.take_closable(60_000 + 299_999).is_empty());
+        let closing = restarted.take_closable(60_000 + 300_000);
+        let judged = judge_closed(&config, 60_000, closing, &[]);
+        assert_eq!((judged[0].upstream, judged[0].downstream), (12, 12));
+        assert_eq!((judged[0].missing, judged[0].duplicated), (0, 0));
+        // Closed: a record of it now is late, and counted nowhere.
+        assert!(!restarted.count(Side::Downstream, 2_000, b"late", "enriched", 0, 12));
+        assert_eq!(restarted.late, 1);
+        assert_eq!(restarted.open_buckets(), 0);
+    }
+
+    #[test]
+    fn replicas_summaries_merge_and_long_ids_and_uuids_are_listed() {
+        let config = config(20);
+        let mut here = AuditTrack::new(config.clone(), 0, 1);
+        let mut there = AuditTrack::new(config.clone(), 0, 1);
+        let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let long = "a-very-long-order-identifier-0001";
+        for (offset, id) in ["a", uuid, long, "b"].iter().enumerate() {
+            here.count(Side::Upstream, 0, id.as_bytes(), "raw", 0, offset as i64);
+        }
+        // The other replica reads the downstream partition: "a" and "b" arrived.
+        there.count(Side::Downstream, 0, b"a", "enriched", 1, 0);
+        there.count(Side::Downstream, 0, b"b", "enriched", 1, 1);
+        let peer = there.stored();
+        let judged = judge_closed(&config, 60_000, here.take_closable(i64::MAX / 2), &[peer]);
+        assert_eq!(judged[0].missing, 2);
+        assert_eq!(judged[0].missing_ids[0], uuid);
+        assert!(
+            judged[0].missing_ids[1].starts_with("a-very-long…#"),
+            "{:?}",
+            judged[0].missing_ids
+        );
+    }
+}
+
+/// What the leader keeps of one audit's verdicts (stored, so they survive restarts): the last
+/// closed buckets and the open `RecordsMissing`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditResults {
+    pub closed: std::collections::VecDeque<ClosedBucket>,
+    /// Since when `RecordsMissing` fires, and what it said.
+    pub firing: Option<(i64, String)>,
+}
+
+/// Closed buckets kept per audit: a day of one-minute buckets.
+pub const KEPT_CLOSED: usize = 1440;
+
+impl AuditResults {
+    pub fn push(&mut self, bucket: ClosedBucket) {
+        self.closed.push_back(bucket);
+        while self.closed.len() > KEPT_CLOSED {
+            self.closed.pop_front();
+        }
+    }
+}
+
+/// The words of `RecordsMissing` for a bucket: the count, the bucket, and up to 100 ids.
+pub fn missing_summary(pipeline: &str, bucket: &ClosedBucket) -> String {
+    let shown: Vec<&str> = bucket
+        .missing_ids
+        .iter()
+        .take(100)
+        .map(String::as_str)
+        .collect();
+    let more = if bucket.missing as usize > shown.len() {
+        format!(" (and {} more)", bucket.missing as usize - shown.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "pipeline {pipeline}: {} of {} records of {} missing from {} in {} to {}; ids: {}{more}",
+        bucket.missing,
+        bucket.upstream,
+        bucket.from,
+        bucket.to,
+        crate::clock::rfc3339(bucket.start_ms),
+        crate::clock::rfc3339(bucket.end_ms),
+        shown.join(", ")
+    )
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+pub struct AuditLabels {
+    pub pipeline: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// `freshwatch_audit_*`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditMetrics {
+    pub missing: prometheus_client::metrics::family::Family<
+        AuditLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pub duplicated: prometheus_client::metrics::family::Family<
+        AuditLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pub open_buckets: prometheus_client::metrics::family::Family<
+        AuditLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    pub late: prometheus_client::metrics::family::Family<
+        AuditLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+}
+
+impl AuditConfig {
+    pub fn labels(&self) -> AuditLabels {
+        AuditLabels {
+            pipeline: self.pipeline.to_string(),
+            from: self.from.to_string(),
+            to: self.to.to_string(),
+        }
+    }
+}
