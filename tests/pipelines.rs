@@ -666,6 +666,8 @@ url = "{}/hook"
             !records_missing(&receiver).is_empty()
         })
         .await;
+        // The complete second bucket, closed with it, does not resolve it.
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let pages = records_missing(&receiver);
         assert_eq!(pages.len(), 1, "{pages:?}");
         assert!(
@@ -702,7 +704,8 @@ url = "{}/hook"
         let before = consumed().await;
         assert_eq!(before, 39_983, "every record read once");
         let third: Vec<String> = (20_000..20_500).map(|index| format!("o-{index}")).collect();
-        let third_ms = now_ms() + 5_000;
+        // It begins after the page: its being complete resolves RecordsMissing.
+        let third_ms = now_ms() + 12_000;
         produce_ids(&producer, "raw", &third, third_ms);
         produce_ids(&producer, "enriched", &third, third_ms);
         wait_until("the open bucket is read", Duration::from_secs(20), || async {

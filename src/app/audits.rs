@@ -138,6 +138,7 @@ impl Pipeline {
         &self,
         assessment: &crate::knowledge::Assessment,
         leader: bool,
+        now_ms: i64,
     ) -> Vec<SystemAlert> {
         let through = |feed: FeedIndex| match assessment.feeds.get(feed as usize)?.sight {
             Sight::Known { through_ms } => Some(through_ms),
@@ -218,16 +219,20 @@ impl Pipeline {
                 .filter_map(|(_, json)| serde_json::from_str(json).ok())
                 .collect();
             let judged = judge_closed(&config, bucket_ms, buckets, &others);
-            alerts.extend(self.record_verdicts(&config, judged).await);
+            alerts.extend(self.record_verdicts(&config, judged, now_ms).await);
         }
         alerts
     }
 
-    /// Keeps and stores the verdicts, counts them, and says what `RecordsMissing` does.
+    /// Keeps and stores the verdicts, counts them, and says what `RecordsMissing` does: it
+    /// fires with the first bucket that misses records, and resolves only with a complete
+    /// bucket that began after it fired (the hop delivers everything again), never with an
+    /// older bucket closed in the same breath.
     async fn record_verdicts(
         &self,
         config: &crate::config::AuditConfig,
         judged: Vec<ClosedBucket>,
+        now_ms: i64,
     ) -> Vec<SystemAlert> {
         let labels = config.labels();
         let name = config.name();
@@ -266,11 +271,14 @@ impl Pipeline {
                     let summary = missing_summary(&config.pipeline, &bucket);
                     tracing::error!(pipeline = %config.pipeline, from = %config.from, to = %config.to, missing = bucket.missing, "records missing: {summary}");
                     if results.firing.is_none() {
-                        results.firing = Some((bucket.end_ms, summary.clone()));
-                        alerts.push(alert(true, bucket.end_ms, summary));
+                        results.firing = Some((now_ms, summary.clone()));
+                        alerts.push(alert(true, now_ms, summary));
                     }
                 } else if bucket.listed_all && bucket.upstream > 0 {
-                    if let Some((since_ms, _)) = results.firing.take() {
+                    let since_ms = results.firing.as_ref().map(|(since_ms, _)| *since_ms);
+                    if let Some(since_ms) = since_ms.filter(|&since_ms| bucket.start_ms >= since_ms)
+                    {
+                        results.firing = None;
                         alerts.push(alert(
                             false,
                             since_ms,

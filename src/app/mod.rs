@@ -174,7 +174,7 @@ impl Pipeline {
         let group_alerts = self.evaluate_groups(now_ms);
         let volume_alerts = self.evaluate_volume(now_ms);
         let leader = self.leadership.is_leader();
-        let audit_alerts = self.judge_audits(&assessment, leader).await;
+        let audit_alerts = self.judge_audits(&assessment, leader, now_ms).await;
         if !leader {
             self.judge_pipelines(now_ms);
             return false;
