@@ -273,9 +273,65 @@ fn learning(criterion: &mut Criterion) {
     group.finish();
 }
 
+/// The JSON split path with a completeness audit on top (`[[pipeline.audit]]`, the feed as its
+/// upstream side, the id a JSON field): what auditing adds per record.
+fn audit(criterion: &mut Criterion) {
+    use freshwatch::audit::{AuditTrack, Side};
+    use freshwatch::config::AuditConfig;
+    let batch = records(false);
+    let config = feed(
+        Some(SplitRule::Json(JsonPointer::parse("/tenant_id").unwrap())),
+        TimestampRule::Json(JsonPointer::parse("/updated_at").unwrap()),
+    );
+    let extractor = config.extractor(300_000);
+    let mut tracker = Tracker::new(std::slice::from_ref(&config), BASE_MS);
+    let audit = AuditConfig {
+        pipeline: Arc::from("profiles"),
+        from: Arc::from("profiles"),
+        to: Arc::from("cdp"),
+        id: SplitRule::Json(JsonPointer::parse("/profile_id").unwrap()),
+        bucket: Duration::from_secs(60),
+        grace: Duration::from_secs(300),
+        max_listed: 100,
+    };
+    let mut track = AuditTrack::new(audit.clone(), 0, 1);
+    let mut offset = 0i64;
+    let mut run_audited = |tracker: &mut Tracker| {
+        let mut counted = 0;
+        for record in &batch {
+            if let Ok(extracted) = extractor.extract(record, BASE_MS) {
+                tracker.observe(0, extracted.split.as_bytes(), extracted.event_ms);
+                if let Ok(id) = freshwatch::extract::value_of(&audit.id, record) {
+                    offset += 1;
+                    counted += usize::from(track.count(
+                        Side::Upstream,
+                        extracted.event_ms,
+                        id.as_bytes(),
+                        "cdp.profile-updates",
+                        record.partition,
+                        offset,
+                    ));
+                }
+            }
+        }
+        counted
+    };
+    assert_eq!(
+        run_audited(&mut tracker),
+        batch.len(),
+        "every record counted"
+    );
+    let mut group = criterion.benchmark_group("extract_track");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("json_split_unix_ms_audited/records", |bencher| {
+        bencher.iter(|| black_box(run_audited(&mut tracker)))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = hot_path, learning
+    targets = hot_path, learning, audit
 }
 criterion_main!(benches);

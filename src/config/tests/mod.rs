@@ -438,3 +438,71 @@ fn unknown_hops_short_pipelines_and_cycles_are_refused_with_the_hop_named() {
     ));
     assert!(error.starts_with("pipeline[1].name: "), "{error}");
 }
+
+#[test]
+fn an_audit_names_two_feed_hops_in_order_with_an_id_and_check_config_prints_it() {
+    let audit = |body: &str| {
+        with_pipelines(&format!(
+            "[[pipeline]]\nname = \"p\"\nhops = [\"a\", \"group:relay\", \"b\"]\n[[pipeline.audit]]\n{body}"
+        ))
+    };
+    let config = parse_with(
+        &audit("from = \"a\"\nto = \"b\"\nid = { json = \"/order_id\" }\nbucket = \"30s\"\n"),
+        &[],
+    )
+    .unwrap();
+    let parsed = &config.pipelines[0].audits[0];
+    assert_eq!(parsed.name(), "p/a/b");
+    assert_eq!(parsed.bucket, Duration::from_secs(30));
+    assert_eq!(
+        parsed.grace,
+        Duration::from_secs(300),
+        "grace defaults to 5m"
+    );
+    assert_eq!(parsed.max_listed, 100);
+    assert!(
+        describe(&config).contains(
+            "  audit a -> b by json /order_id (bucket 30s, grace 5m, lists up to 100 ids)\n"
+        ),
+        "{}",
+        describe(&config)
+    );
+    let error = error_of(&audit("from = \"b\"\nto = \"a\"\nid = \"key\"\n"));
+    assert!(
+        error.starts_with("pipeline[0].audit[0].to: \"a\" must be downstream of \"b\""),
+        "{error}"
+    );
+    let error = error_of(&audit("from = \"a\"\nto = \"c\"\nid = \"key\"\n"));
+    assert!(
+        error.starts_with("pipeline[0].audit[0].to: \"c\" is not a feed hop of pipeline p"),
+        "{error}"
+    );
+    let error = error_of(&audit("from = \"relay\"\nto = \"b\"\nid = \"key\"\n"));
+    assert!(error.starts_with("pipeline[0].audit[0].from: "), "{error}");
+    let error = error_of(&audit("from = \"a\"\nto = \"b\"\nid = \"partition\"\n"));
+    assert!(
+        error.starts_with("pipeline[0].audit[0].id: must be"),
+        "{error}"
+    );
+    let error = error_of(&audit(
+        "from = \"a\"\nto = \"b\"\nid = \"key\"\nbucket = \"10ms\"\n",
+    ));
+    assert!(
+        error.starts_with("pipeline[0].audit[0].bucket: "),
+        "{error}"
+    );
+    let error = error_of(&audit(
+        "from = \"a\"\nto = \"b\"\nid = \"key\"\nmax_listed = 0\n",
+    ));
+    assert!(
+        error.starts_with("pipeline[0].audit[0].max_listed: "),
+        "{error}"
+    );
+    let error = error_of(&audit(
+        "from = \"a\"\nto = \"b\"\nid = \"key\"\nbukcet = \"1m\"\n",
+    ));
+    assert!(
+        error.contains("bukcet"),
+        "unknown keys are refused: {error}"
+    );
+}
