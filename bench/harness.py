@@ -7,7 +7,8 @@ import subprocess
 import urllib.request
 
 TARGET = os.environ.get("CARGO_TARGET_DIR", "target")
-FRESHWATCH = os.path.join(TARGET, "release", "freshwatch")
+# FRESHWATCH_BIN runs another build (say, the commit before a change) against the same broker.
+FRESHWATCH = os.environ.get("FRESHWATCH_BIN", os.path.join(TARGET, "release", "freshwatch"))
 MOCK_BROKER = os.path.join(TARGET, "release", "examples", "mock_broker")
 
 

@@ -3,7 +3,8 @@
 //! queue, then the results drained. It replaces a client per watched group (threads and
 //! memory each), which cannot scale to thousands of groups.
 //!
-//! rdkafka does not wrap these calls, so this is the one module of the crate with `unsafe`
+//! rdkafka does not wrap these calls, so this is one of the two modules with `unsafe` (the other
+//! is `source::batch`)
 //! code. The API it offers is safe: owned Rust values out, every librdkafka object it creates
 //! (options, requests, queue, events) destroyed before it returns.
 //!
