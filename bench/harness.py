@@ -50,14 +50,14 @@ def metrics(port):
     return values
 
 
-def start_freshwatch(workdir, config_text, name):
+def start_freshwatch(workdir, config_text, name, binary=None):
     config_path = os.path.join(workdir, f"{name}.toml")
     with open(config_path, "w") as config_file:
         config_file.write(config_text)
     log = open(os.path.join(workdir, f"{name}.log"), "w")
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     return subprocess.Popen(
-        [FRESHWATCH, "run", "--config", config_path], stdout=log, stderr=log, env=env
+        [binary or FRESHWATCH, "run", "--config", config_path], stdout=log, stderr=log, env=env
     )
 
 

@@ -45,6 +45,8 @@ type Owner = Arc<dyn std::any::Any + Send + Sync>;
 pub(crate) struct MessageQueue {
     queue: *mut rd::rd_kafka_queue_t,
     client: *mut rd::rd_kafka_t,
+    /// Every partition ever forwarded here: sent back to the consumer's queue on drop.
+    forwarded: std::collections::BTreeSet<(String, i32)>,
     _owner: Owner,
 }
 
@@ -62,6 +64,7 @@ impl MessageQueue {
         MessageQueue {
             queue,
             client,
+            forwarded: std::collections::BTreeSet::new(),
             _owner: consumer.clone(),
         }
     }
@@ -69,29 +72,15 @@ impl MessageQueue {
     /// Forwards each partition's fetch queue here. Forwarding moves what the partition already
     /// queued first, so order is kept. Returns how many partitions were forwarded.
     pub(crate) fn forward_partitions<'a>(
-        &self,
+        &mut self,
         partitions: impl IntoIterator<Item = (&'a str, i32)>,
     ) -> usize {
         let mut forwarded = 0;
-        for (topic, partition) in partitions {
-            let Ok(topic) = CString::new(topic) else {
-                continue;
-            };
-            // SAFETY: `client` is live (`_owner`), `topic` is a NUL-terminated string
-            // that outlives the call. The returned queue is a new reference to the partition's
-            // fetch queue (or null for an unknown partition).
-            let partition_queue =
-                unsafe { rd::rd_kafka_queue_get_partition(self.client, topic.as_ptr(), partition) };
-            if partition_queue.is_null() {
-                continue;
+        for (topic_name, partition) in partitions {
+            if forward(self.client, topic_name, partition, self.queue) {
+                self.forwarded.insert((topic_name.to_owned(), partition));
+                forwarded += 1;
             }
-            // SAFETY: both queues are live; forwarding takes its own reference to `self.queue`,
-            // and `rd_kafka_queue_destroy` drops only the reference `get_partition` gave us.
-            unsafe {
-                rd::rd_kafka_queue_forward(partition_queue, self.queue);
-                rd::rd_kafka_queue_destroy(partition_queue);
-            }
-            forwarded += 1;
         }
         forwarded
     }
@@ -127,8 +116,48 @@ impl MessageQueue {
     }
 }
 
+/// Forwards `topic`/`partition`'s fetch queue to `destination`; false for an unknown partition.
+/// `client` and `destination` must be live (callers hold the consumer's `Arc`).
+fn forward(
+    client: *mut rd::rd_kafka_t,
+    topic: &str,
+    partition: i32,
+    destination: *mut rd::rd_kafka_queue_t,
+) -> bool {
+    let Ok(topic) = CString::new(topic) else {
+        return false;
+    };
+    // SAFETY: `client` is live (the caller's `_owner`), `topic` is a NUL-terminated string that
+    // outlives the call. The returned queue is a new reference to the partition's fetch queue
+    // (or null for an unknown partition).
+    let partition_queue =
+        unsafe { rd::rd_kafka_queue_get_partition(client, topic.as_ptr(), partition) };
+    if partition_queue.is_null() {
+        return false;
+    }
+    // SAFETY: both queues are live; forwarding takes its own reference to `destination`, and
+    // `rd_kafka_queue_destroy` drops only the reference `get_partition` gave us.
+    unsafe {
+        rd::rd_kafka_queue_forward(partition_queue, destination);
+        rd::rd_kafka_queue_destroy(partition_queue);
+    }
+    true
+}
+
 impl Drop for MessageQueue {
     fn drop(&mut self) {
+        // Hand every partition back to the consumer's queue, as librdkafka routes it by itself,
+        // before this queue goes: closing the consumer then finds the stock routing (a close
+        // with partitions forwarded to a destroyed queue was seen to hang).
+        // SAFETY: `client` is live (`_owner`); the consumer queue reference is ours to destroy.
+        let consumer_queue = unsafe { rd::rd_kafka_queue_get_consumer(self.client) };
+        if !consumer_queue.is_null() {
+            for (topic, partition) in &self.forwarded {
+                forward(self.client, topic, *partition, consumer_queue);
+            }
+            // SAFETY: drops only the reference `get_consumer` gave us.
+            unsafe { rd::rd_kafka_queue_destroy(consumer_queue) };
+        }
         // SAFETY: we own this queue reference. Destroying the owner's reference purges what it
         // holds; partitions still forwarded here keep the queue object alive (disabled) until
         // librdkafka stops them, and drop what they would enqueue.
@@ -485,7 +514,8 @@ mod tests {
                         .collect()
                 })
                 .unwrap_or_default();
-            self.queue.forward_partitions(
+            let queue = &mut self.queue;
+            queue.forward_partitions(
                 assignment
                     .iter()
                     .map(|(topic, partition)| (topic.as_str(), *partition)),
