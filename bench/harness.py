@@ -7,7 +7,8 @@ import subprocess
 import urllib.request
 
 TARGET = os.environ.get("CARGO_TARGET_DIR", "target")
-FRESHWATCH = os.path.join(TARGET, "release", "freshwatch")
+# FRESHWATCH_BIN runs another build (say, the commit before a change) against the same broker.
+FRESHWATCH = os.environ.get("FRESHWATCH_BIN", os.path.join(TARGET, "release", "freshwatch"))
 MOCK_BROKER = os.path.join(TARGET, "release", "examples", "mock_broker")
 
 
@@ -49,14 +50,14 @@ def metrics(port):
     return values
 
 
-def start_freshwatch(workdir, config_text, name):
+def start_freshwatch(workdir, config_text, name, binary=None):
     config_path = os.path.join(workdir, f"{name}.toml")
     with open(config_path, "w") as config_file:
         config_file.write(config_text)
     log = open(os.path.join(workdir, f"{name}.log"), "w")
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     return subprocess.Popen(
-        [FRESHWATCH, "run", "--config", config_path], stdout=log, stderr=log, env=env
+        [binary or FRESHWATCH, "run", "--config", config_path], stdout=log, stderr=log, env=env
     )
 
 
