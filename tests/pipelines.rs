@@ -738,3 +738,128 @@ url = "{}/hook"
     });
     drop(cluster);
 }
+
+/// Issue #20's audit on a separate broker process (Tansu, default client timeouts): ten
+/// buckets of 10,000 records each; the relay's output lacks 137 ids of the fourth bucket and
+/// holds 50 ids of the eighth twice. Exactly those are found, and nothing else.
+#[test]
+fn on_a_separate_broker_an_audit_of_a_hundred_thousand_records_finds_exactly_what_the_relay_lost() {
+    let broker = TansuBroker::start();
+    broker.create_topic("raw", 4);
+    broker.create_topic("enriched", 4);
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let producer = producer(&broker.brokers);
+    let bucket_ms = 10_000;
+    let first_ms = (now_ms() - 3_600_000) / bucket_ms * bucket_ms;
+    let dropped: Vec<String> = (0..137)
+        .map(|index| format!("o-{}", 30_000 + index * 71))
+        .collect();
+    let doubled: Vec<String> = (0..50)
+        .map(|index| format!("o-{}", 70_000 + index * 193))
+        .collect();
+    let produced = std::time::Instant::now();
+    for bucket in 0..10 {
+        let ids: Vec<String> = (bucket * 10_000..(bucket + 1) * 10_000)
+            .map(|index| format!("o-{index}"))
+            .collect();
+        let at_ms = first_ms + bucket as i64 * bucket_ms + 500;
+        produce_ids(&producer, "raw", &ids, at_ms);
+        let relayed: Vec<String> = ids
+            .iter()
+            .filter(|id| !dropped.contains(id))
+            .cloned()
+            .collect();
+        produce_ids(&producer, "enriched", &relayed, at_ms);
+        let again: Vec<String> = ids
+            .iter()
+            .filter(|id| doubled.contains(id))
+            .cloned()
+            .collect();
+        produce_ids(&producer, "enriched", &again, at_ms);
+    }
+    println!(
+        "produced 199,913 records to tansu in {:?}",
+        produced.elapsed()
+    );
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{}"
+group_id = "freshwatch-audit"
+
+[state]
+redis_url = "{}"
+flush_interval = "200ms"
+
+[evaluation]
+interval = "200ms"
+
+[[feed]]
+name = "raw"
+topic = "raw"
+warn_after = "2h"
+critical_after = "3h"
+
+[[feed]]
+name = "enriched"
+topic = "enriched"
+warn_after = "2h"
+critical_after = "3h"
+
+[[pipeline]]
+name = "orders"
+hops = ["raw", "enriched"]
+
+[[pipeline.audit]]
+from = "raw"
+to = "enriched"
+id = "key"
+bucket = "10s"
+grace = "2s"
+max_listed = 250
+
+[[alerts.webhook]]
+url = "{}/hook"
+"#,
+            broker.brokers, redis.url, receiver.url
+        );
+        let freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        let read = std::time::Instant::now();
+        wait_until("ten buckets closed", Duration::from_secs(240), || async {
+            audit_rows(&freshwatch).await.len() == 10
+        })
+        .await;
+        println!(
+            "ten buckets judged {:?} after freshwatch was ready",
+            read.elapsed()
+        );
+        let rows = audit_rows(&freshwatch).await;
+        for (bucket, row) in rows.iter().enumerate() {
+            let counts = ["upstream", "downstream", "missing", "duplicated"]
+                .map(|field| row[field].as_u64().unwrap());
+            let expected = match bucket {
+                3 => [10_000, 9_863, 137, 0],
+                7 => [10_000, 10_050, 0, 50],
+                _ => [10_000, 10_000, 0, 0],
+            };
+            assert_eq!(counts, expected, "bucket {bucket}: {row:#}");
+        }
+        let listed: Vec<String> = serde_json::from_value(rows[3]["missing_ids"].clone()).unwrap();
+        let mut expected = dropped.clone();
+        expected.sort();
+        assert_eq!(listed, expected);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let pages = records_missing(&receiver);
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        assert!(
+            pages[0]
+                .1
+                .contains("137 of 10000 records of raw missing from enriched"),
+            "{pages:?}"
+        );
+    });
+}
