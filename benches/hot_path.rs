@@ -299,9 +299,9 @@ fn audit(criterion: &mut Criterion) {
     let mut run_audited = |tracker: &mut Tracker| {
         let mut counted = 0;
         for record in &batch {
-            if let Ok(extracted) = extractor.extract(record, BASE_MS) {
+            if let Ok((extracted, id)) = extractor.extract_with_id(record, BASE_MS, &audit.id) {
                 tracker.observe(0, extracted.split.as_bytes(), extracted.event_ms);
-                if let Ok(id) = freshwatch::extract::value_of(&audit.id, record) {
+                if let Ok(id) = id {
                     offset += 1;
                     counted += usize::from(track.count(
                         Side::Upstream,

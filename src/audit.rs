@@ -12,7 +12,7 @@
 //! audit keeps, per partition, the next offset it counted, stored with its buckets before the
 //! consumer commits, so a `kill -9` replays nothing into them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -357,7 +357,7 @@ pub struct AuditTrack {
     bucket_ms: i64,
     open: BTreeMap<i64, Bucket>,
     /// Per topic, per partition: the next offset to count (lower ones are counted already).
-    positions: HashMap<Box<str>, Vec<i64>>,
+    positions: hashbrown::HashMap<Box<str>, Vec<i64>>,
     /// Buckets starting before this are closed: a record for one is late, not counted.
     closed_before_ms: i64,
     /// Records whose bucket had closed when they were read.
@@ -382,7 +382,7 @@ impl AuditTrack {
             from,
             to,
             open: BTreeMap::new(),
-            positions: HashMap::new(),
+            positions: hashbrown::HashMap::new(),
             closed_before_ms: i64::MIN,
             late: 0,
             dirty: false,

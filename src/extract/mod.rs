@@ -178,6 +178,42 @@ impl Extractor {
                 self.split_value(record)?,
             ),
         };
+        self.finish(split, event_ms, arrival_ms)
+    }
+
+    /// [`Extractor::extract`], and the value of `id` (an audit's record id) beside it: when
+    /// all three come from the payload, in the one scan.
+    #[allow(clippy::type_complexity)]
+    pub fn extract_with_id<'a, R: Record>(
+        &self,
+        record: &'a R,
+        arrival_ms: i64,
+        id: &SplitRule,
+    ) -> Result<(Extracted<'a>, Result<SplitValue<'a>, RecordError>), RecordError> {
+        if let (
+            Some(SplitRule::Json(split_pointer)),
+            TimestampRule::Json(time_pointer),
+            SplitRule::Json(id_pointer),
+        ) = (&self.split, &self.timestamp, id)
+        {
+            let payload = record.payload().ok_or(RecordError::MissingPayload)?;
+            let [time, split, id] =
+                json::find_each(payload, [time_pointer, split_pointer, id_pointer])
+                    .map_err(RecordError::InvalidJson)?;
+            let event_ms = json_time(time)?;
+            let extracted = self.finish(non_empty(json_split(split)?)?, event_ms, arrival_ms)?;
+            return Ok((extracted, json_split(id).and_then(non_empty)));
+        }
+        let extracted = self.extract(record, arrival_ms)?;
+        Ok((extracted, value_of(id, record).and_then(non_empty)))
+    }
+
+    fn finish<'a>(
+        &self,
+        split: SplitValue<'a>,
+        event_ms: i64,
+        arrival_ms: i64,
+    ) -> Result<Extracted<'a>, RecordError> {
         if split.as_bytes().len() > self.max_key_bytes {
             return Err(RecordError::SplitTooLong);
         }

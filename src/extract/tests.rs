@@ -576,3 +576,25 @@ fn a_split_value_longer_than_max_key_bytes_is_refused_and_counted() {
         .extract(&long, ARRIVAL_MS)
         .is_ok());
 }
+
+#[test]
+fn an_audit_id_is_read_in_the_same_pass_and_agrees_with_reading_it_alone() {
+    let record =
+        record(r#"{"order_id":"o-7","tenant":"acme","ts":1764547100000,"extra":"\u00e9"}"#);
+    let json = extractor(json_split("/tenant"), json_time("/ts"));
+    let id = SplitRule::Json(pointer("/order_id"));
+    let (extracted, found) = json.extract_with_id(&record, ARRIVAL_MS, &id).unwrap();
+    assert_eq!(extracted.split.as_bytes(), b"acme");
+    assert_eq!(extracted.event_ms, 1_764_547_100_000);
+    assert_eq!(found.unwrap().as_bytes(), b"o-7");
+    assert_eq!(value_of(&id, &record).unwrap().as_bytes(), b"o-7");
+    // A missing id is the id's error, not the record's: the feed still counts it.
+    let missing = SplitRule::Json(pointer("/nope"));
+    let (extracted, found) = json.extract_with_id(&record, ARRIVAL_MS, &missing).unwrap();
+    assert_eq!(extracted.split.as_bytes(), b"acme");
+    assert_eq!(found, Err(RecordError::MissingSplit));
+    // Other rules read it on its own, with the same answer.
+    let by_key = extractor(Some(SplitRule::Key), TimestampRule::Record);
+    let (_, found) = by_key.extract_with_id(&record, ARRIVAL_MS, &id).unwrap();
+    assert_eq!(found.unwrap().as_bytes(), b"o-7");
+}

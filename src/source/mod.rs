@@ -712,16 +712,25 @@ impl Source {
         router.select(topic);
         for &feed in &router.last.1 {
             let extractor = &router.feeds[feed as usize].1;
-            match extractor.extract(&record, arrival_ms) {
-                Ok(extracted) => {
+            // An audited feed's record id is read in the same pass as its split and time.
+            let extracted = match tracker.audit_sides(feed).first() {
+                None => extractor
+                    .extract(&record, arrival_ms)
+                    .map(|extracted| (extracted, None)),
+                Some(&(audit, _)) => extractor
+                    .extract_with_id(&record, arrival_ms, &tracker.audits[audit].config.id)
+                    .map(|(extracted, id)| (extracted, Some(id))),
+            };
+            match extracted {
+                Ok((extracted, id)) => {
                     tracker.observe_at(
                         feed,
                         extracted.split.as_bytes(),
                         extracted.event_ms,
                         arrival_ms,
                     );
-                    if !tracker.audit_sides(feed).is_empty() {
-                        audit(tracker, feed, &record, extracted.event_ms, message);
+                    if let Some(id) = id {
+                        audit(tracker, feed, id, &record, extracted.event_ms, message);
                     }
                     if extracted.clamped_future {
                         metrics.count_record_error(
@@ -747,19 +756,26 @@ impl Source {
     }
 }
 
-/// Counts a record of an audited feed on its audits' sides; a record without an id is not
-/// counted (its feed counts it as a record error already when the id is its split value too).
+/// Counts a record of an audited feed on its audits' sides. `first_id` is the id of the first
+/// audit's rule, read with the split; a record without an id is counted nowhere.
 fn audit(
     tracker: &mut Tracker,
     feed: FeedIndex,
+    first_id: Result<crate::extract::SplitValue<'_>, crate::extract::RecordError>,
     record: &KafkaRecord<'_, '_>,
     event_ms: i64,
     message: &BorrowedMessage<'_>,
 ) {
-    for index in 0..tracker.audit_sides(feed).len() {
+    let sides = tracker.audit_sides(feed).len();
+    let mut first_id = Some(first_id);
+    for index in 0..sides {
         let (audit, side) = tracker.audit_sides(feed)[index];
         let track = &mut tracker.audits[audit];
-        let Ok(id) = crate::extract::value_of(&track.config.id, record) else {
+        let id = match first_id.take() {
+            Some(id) => id,
+            None => crate::extract::value_of(&track.config.id, record),
+        };
+        let Ok(id) = id else {
             continue;
         };
         track.count(
