@@ -33,6 +33,14 @@ TANSU = os.environ.get(
 PRODUCE_KEYS = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "examples",
                             "produce_keys")
 KEYS = [int(keys) for keys in os.environ.get("KEYS", "5000 1000000").split()]
+# THRESHOLDS=learned or learned_by_hour: the feed learns (every series keeps its cadence
+# summary; by hour, its own hours of the day too); default fixed.
+THRESHOLDS = os.environ.get("THRESHOLDS", "fixed")
+LEARNING = {
+    "fixed": "",
+    "learned": 'thresholds = "learned"\n',
+    "learned_by_hour": 'thresholds = "learned"\nlearn_by_hour = true\n',
+}[THRESHOLDS]
 PARTITIONS = 4
 
 
@@ -95,7 +103,7 @@ split_by = "key"
 max_keys = 2000000
 warn_after = "1h"
 critical_after = "6h"
-"""
+{LEARNING}"""
 
 
 def ok_keys(port):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A million tenants: RSS, VmHWM, /metrics size and API latency of the release binary against
 # Tansu (a separate broker) and Redis. Environment: KEYS ("5000 1000000"), KEEP (keep the files),
-# MALLOC_ARENA_MAX (2, as deployed).
+# MALLOC_ARENA_MAX (2, as deployed), THRESHOLDS (fixed, learned or learned_by_hour).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in redis-server; do

@@ -5,7 +5,8 @@
 //! over what the first flush stored) and a replica's reload (whole, then of 1,000 changes).
 //!
 //! `cargo run --release --example scale -- [KEYS] [REDIS_URL]` (bench/scale.sh starts Redis);
-//! `SCALE_THRESHOLDS=fixed` measures a fixed-threshold feed instead.
+//! `SCALE_THRESHOLDS=fixed` measures a fixed-threshold feed instead, `SCALE_THRESHOLDS=learned_by_hour`
+//! a learned feed with `learn_by_hour = true` (each key also keeps its own hours of the day).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ fn feed(keys: usize) -> FeedConfig {
     let thresholds = std::env::var("SCALE_THRESHOLDS").unwrap_or_else(|_| "learned".into());
     let learning = match thresholds.as_str() {
         "fixed" => "",
+        "learned_by_hour" => "thresholds = \"learned\"\nwarn_after_min = \"10s\"\ncritical_after_min = \"20s\"\nlearn_by_hour = true",
         _ => "thresholds = \"learned\"\nwarn_after_min = \"10s\"\ncritical_after_min = \"20s\"",
     };
     let text = format!(

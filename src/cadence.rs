@@ -49,6 +49,16 @@
 //! goes on its thresholds can only loosen, so no hour's start needs every series judged again.
 //! One [`Weekly`] per feed, not per series (168 × 24 bytes), keeps memory bounded at 1M keys.
 //! An hour still warming up uses the ceilings, like a series in warm-up.
+//!
+//! On a split feed the feed's hours are the busiest keys' shape; a key in another timezone (or
+//! one with no day and night at all) would be judged at its night by the feed's day. So each
+//! key of a split `learn_by_hour` feed also keeps its [`OwnHours`]: per hour of the day (24
+//! bytes), the log2 size of how stale it got in that hour lately, and a gap is never judged
+//! stricter than the key has itself been in the hours it spanned: the p99 a gap is judged by
+//! is the larger of the feed-scaled one and the key's own for those hours. An hour of the day
+//! the key has not been seen through yet uses the ceilings while the key has learned less than
+//! a day, and its plain p99 (as without `learn_by_hour`) after that (a restart: own hours are
+//! kept in memory only).
 
 use crate::schedule::{Thresholds, WeekClock, WEEK_HOURS};
 
@@ -337,6 +347,81 @@ impl Cadence {
     }
 }
 
+/// Hours in a day: a key's own hours are hours of the day.
+const DAY_HOURS: usize = 24;
+
+/// Learned time under which a key's hour of the day it has not been seen through is still in
+/// warm-up (the ceilings): a new key is not judged at its first night by its first day.
+const OWN_HOURS_WARM_UP_MS: i64 = 24 * HOUR_MS;
+
+/// Time a key spends at an hour of the day less stale than its [`OwnHours`] say, per log2 step
+/// they come down: a slot lowered by a weekend's silence is back within minutes of the key's
+/// records at that hour, and a burst of 300 records a second apart (5 minutes) lowers it one
+/// step, which the pause after it takes back.
+const OWN_HOURS_STEP_MS: i64 = 5 * 60_000;
+
+/// A key's own hours of the day (split `learn_by_hour` feeds), on the feed's clocks: per hour,
+/// 1 + the log2 bucket of how stale its learned samples got in it lately (0: not seen through
+/// yet). A staler sample raises it at once; a less stale one lowers it one bucket per
+/// [`OWN_HOURS_STEP_MS`] it weighs in that hour (a fraction rounded by its event time), never
+/// below the sample's own bucket. 24 bytes per key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnHours {
+    reached: [u8; DAY_HOURS],
+}
+
+impl OwnHours {
+    /// Takes the staleness `reached_ms` a sample reached by the end of hour of the week
+    /// `hour`, weighing `weight_ms` in it.
+    fn learn(&mut self, hour: usize, reached_ms: i64, weight_ms: i64, salt: i64) {
+        let slot = &mut self.reached[hour % DAY_HOURS];
+        let bucket = bucket_of(reached_ms) as u8 + 1;
+        if bucket >= *slot {
+            *slot = bucket;
+            return;
+        }
+        let weight_ms = weight_ms.max(0);
+        let rounded_up = dither(salt.wrapping_add(hour as i64)) % (OWN_HOURS_STEP_MS as u64)
+            < (weight_ms % OWN_HOURS_STEP_MS) as u64;
+        let steps = weight_ms / OWN_HOURS_STEP_MS + i64::from(rounded_up);
+        let lowered = i64::from(*slot) - steps;
+        *slot = lowered.max(i64::from(bucket)) as u8;
+    }
+
+    /// The p99 a gap from `since_ms` to `at_ms` may be judged by at most as strict as: the
+    /// highest the key reached in the hours of the day it spanned; an hour not seen through
+    /// counts as `unseen_ms` (`None`: the ceilings apply).
+    fn lenient_ms(
+        &self,
+        clock: WeekClock,
+        since_ms: Option<i64>,
+        at_ms: i64,
+        unseen_ms: Option<i64>,
+    ) -> Option<i64> {
+        let last = clock.local_hours(at_ms);
+        let first = since_ms
+            .map_or(last, |since_ms| clock.local_hours(since_ms))
+            .min(last);
+        let mut most = 0;
+        for local_hours in first.max(last - DAY_HOURS as i64 + 1)..=last {
+            let hour_ms = match self.reached[local_hours.rem_euclid(DAY_HOURS as i64) as usize] {
+                0 => unseen_ms?,
+                bucket => bucket_upper_ms(usize::from(bucket) - 1),
+            };
+            most = most.max(hour_ms);
+        }
+        Some(most)
+    }
+
+    /// What hour of the day `hour` reached: its bucket's upper edge, ms (`None`: not seen).
+    pub fn reached_ms(&self, hour: usize) -> Option<i64> {
+        match self.reached[hour % DAY_HOURS] {
+            0 => None,
+            bucket => Some(bucket_upper_ms(usize::from(bucket) - 1)),
+        }
+    }
+}
+
 /// A learned feed's gaps by hour of the week (`learn_by_hour`): see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Weekly {
@@ -376,6 +461,8 @@ impl Weekly {
     /// and into each hour it spanned (at most a week's) the staleness it reached by that hour's
     /// end, weighted by the part of `weight_ms` spent in that hour. Returns true when this ends
     /// some hour's warm-up, so the caller can have the feed judged again.
+    /// A split feed's key also has its `own` hours learned, in the same pass.
+    #[allow(clippy::too_many_arguments)]
     pub fn learn(
         &mut self,
         start_ms: i64,
@@ -383,6 +470,7 @@ impl Weekly {
         weight_ms: i64,
         salt: i64,
         warm_up: WarmUp,
+        mut own: Option<&mut OwnHours>,
     ) -> bool {
         self.all
             .learn_sample(end_ms - start_ms, weight_ms, salt, warm_up);
@@ -396,6 +484,9 @@ impl Weekly {
             if hour_weight_ms > 0 {
                 self.news |= self.hours[hour].buckets[bucket_of(reached_ms)] == 0;
                 warmed |= self.hours[hour].learn_sample(reached_ms, hour_weight_ms, salt, warm_up);
+                if let Some(own) = own.as_deref_mut() {
+                    own.learn(hour, reached_ms, hour_weight_ms, salt);
+                }
             }
             if end_ms < until_ms {
                 break;
@@ -509,6 +600,8 @@ impl Weekly {
 pub struct Learned<'a> {
     pub cadence: Cadence,
     pub hours: Option<&'a Weekly>,
+    /// A split `learn_by_hour` feed's key: its own hours of the day.
+    pub own_hours: Option<&'a OwnHours>,
     pub since_ms: Option<i64>,
 }
 
@@ -533,7 +626,7 @@ pub fn effective(
     let shift = learned
         .hours
         .map(|hours| hours.shift(learned.since_ms, at_ms, learning.warm_up()));
-    let p99_ms = match shift {
+    let scaled_p99_ms = match shift {
         None => p99_ms,
         Some(None) => return (ceilings, ThresholdSource::WarmUp),
         // Bucket edges are powers of two: the scale is a shift (at most 19 either way).
@@ -541,6 +634,18 @@ pub fn effective(
         Some(Some(shift)) if shift >= 0 => p99_ms.saturating_mul(1 << shift.min(BUCKETS as i32)),
         Some(Some(shift)) => (p99_ms >> shift.saturating_neg().min(BUCKETS as i32)).max(1),
     };
+    // A key of a split feed is never judged stricter than it has itself been at these hours.
+    let own_p99_ms = match (learned.own_hours, learned.hours) {
+        (Some(own), Some(hours)) => {
+            let unseen_ms = (cadence.learned_ms() >= OWN_HOURS_WARM_UP_MS).then_some(p99_ms);
+            match own.lenient_ms(hours.clock(), learned.since_ms, at_ms, unseen_ms) {
+                Some(own_ms) => own_ms,
+                None => return (ceilings, ThresholdSource::WarmUp),
+            }
+        }
+        _ => 0,
+    };
+    let p99_ms = scaled_p99_ms.max(own_p99_ms);
     // The ceiling wins over a floor: a window may set a ceiling under the floor.
     let clamp = |value: i64, floor: i64, ceiling: i64| value.max(floor).min(ceiling);
     let learned_warn_ms = p99_ms.saturating_mul(3);
@@ -597,6 +702,7 @@ mod tests {
         let learned = Learned {
             cadence: *cadence,
             hours: None,
+            own_hours: None,
             since_ms: None,
         };
         effective(learning, ceilings, &learned, 0)
@@ -826,6 +932,7 @@ mod tests {
                 end_ms - start_ms,
                 end_ms,
                 WarmUp::gaps(min_gaps),
+                None,
             )
         }
     }
@@ -949,6 +1056,7 @@ mod tests {
             let learned = Learned {
                 cadence: weekly.all,
                 hours: Some(&weekly),
+                own_hours: None,
                 since_ms: Some(at_ms),
             };
             let (thresholds, source) = effective(Some(&LEARNING), ceilings, &learned, at_ms);

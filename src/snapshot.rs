@@ -11,7 +11,7 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::cadence::{Cadence, Learned, Weekly};
+use crate::cadence::{Cadence, Learned, OwnHours, Weekly};
 use crate::model::Status;
 use crate::tracker::{FeedTrack, Series, Tracker, NEVER};
 
@@ -29,10 +29,14 @@ pub struct SeriesView {
     pub status_since_ms: i64,
     /// A learned feed's cadence of this series (empty for a fixed feed).
     pub cadence: Cadence,
+    /// A split `learn_by_hour` feed's key: its own hours of the day.
+    pub own_hours: Option<OwnHours>,
 }
 
 impl SeriesView {
-    fn of(series: &Series, cadence: Cadence) -> SeriesView {
+    fn of(track: &FeedTrack, index: usize) -> SeriesView {
+        let series = &track.series()[index];
+        let cadence = track.cadence(index);
         SeriesView {
             key: Arc::from(series.key()),
             last_seen_ms: series.last_seen_ms,
@@ -40,6 +44,7 @@ impl SeriesView {
             status: series.status,
             status_since_ms: series.status_since_ms,
             cadence,
+            own_hours: track.own_hours(index),
         }
     }
 
@@ -48,10 +53,11 @@ impl SeriesView {
     }
 
     /// What this series is judged by, with its feed's hours ([`FeedHead::weekly`]).
-    pub fn learned<'a>(&self, weekly: Option<&'a Weekly>) -> Learned<'a> {
+    pub fn learned<'a>(&'a self, weekly: Option<&'a Weekly>) -> Learned<'a> {
         Learned {
             cadence: self.cadence,
             hours: weekly,
+            own_hours: self.own_hours.as_ref(),
             since_ms: self.last_seen(),
         }
     }
@@ -208,7 +214,7 @@ impl Snapshots {
                 chunk.extend(
                     (first..end)
                         .filter(|&index| keep(&track.series()[index]))
-                        .map(|index| SeriesView::of(&track.series()[index], track.cadence(index))),
+                        .map(|index| SeriesView::of(track, index)),
                 );
                 start = end;
                 end >= track.series().len()
@@ -249,7 +255,7 @@ impl Snapshots {
             views.extend(chunk.iter().map(|place| {
                 let track: &FeedTrack = &tracker.feeds()[place.feed as usize];
                 let index = place.index as usize;
-                SeriesView::of(&track.series()[index], track.cadence(index))
+                SeriesView::of(track, index)
             }));
         }
         views

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::cadence::{Cadence, Learned, WarmUp, Weekly};
+use crate::cadence::{Cadence, Learned, OwnHours, WarmUp, Weekly};
 use crate::config::FeedConfig;
 use crate::model::{FeedIndex, SeriesId, Status};
 
@@ -170,6 +170,9 @@ pub struct FeedTrack {
     cadences: Vec<Cadence>,
     /// `learn_by_hour = true`: the feed's gaps by hour of the week.
     weekly: Option<Weekly>,
+    /// A split `learn_by_hour` feed: each key's own hours of the day, by the same index as
+    /// the series; empty otherwise.
+    own_hours: Vec<OwnHours>,
     /// Whether the feed is known now ([`Tracker::set_known`]): only then is anything learned.
     known: bool,
 }
@@ -203,13 +206,24 @@ impl FeedTrack {
         self.cadences.get(index).copied().unwrap_or_default()
     }
 
-    /// What series `index` is judged by: its cadence and the feed's hours.
+    /// A split `learn_by_hour` feed's key's own hours of the day (`None` otherwise).
+    pub fn own_hours(&self, index: usize) -> Option<OwnHours> {
+        self.own_hours.get(index).copied()
+    }
+
+    /// What series `index` is judged by: its cadence, the feed's hours and its own.
     pub fn learned(&self, index: usize) -> Learned<'_> {
         Learned {
             cadence: self.cadence(index),
             hours: self.weekly.as_ref(),
+            own_hours: self.own_hours.get(index),
             since_ms: self.series[index].last_seen(),
         }
+    }
+
+    /// Whether each key keeps its own hours: a split feed learning by hour.
+    fn keeps_own_hours(&self) -> bool {
+        self.split && self.weekly.is_some()
     }
 
     /// The feed's gaps by hour of the week (`learn_by_hour`).
@@ -288,6 +302,7 @@ impl Tracker {
                     series: Vec::new(),
                     cadences: Vec::new(),
                     weekly: feed.week_clock().map(Weekly::new),
+                    own_hours: Vec::new(),
                     known: true,
                 })
                 .collect(),
@@ -337,6 +352,9 @@ impl Tracker {
         track.series.push(Series::new(key.into()));
         if track.learn_min_gaps != 0 {
             track.cadences.push(Cadence::default());
+        }
+        if track.keeps_own_hours() {
+            track.own_hours.push(OwnHours::default());
         }
         let hasher = &self.hasher;
         let series = &track.series;
@@ -454,6 +472,7 @@ impl Tracker {
                         weight_ms,
                         event_ms,
                         warm_up,
+                        track.own_hours.get_mut(id.index as usize),
                     ) && !self.hours_warmed.contains(&feed)
                     {
                         self.hours_warmed.push(feed);

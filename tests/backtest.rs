@@ -494,6 +494,7 @@ fn a_day_of_history_gives_exactly_the_known_incidents_and_leaves_no_trace() {
     assert_eq!(
         report["totals"],
         json!({
+            "volume_drops": 0,
             "alerts": 6,
             "alerting_ms": 40 * MINUTE + 10 * MINUTE + still_firing_ms + 20 * MINUTE + 150 * MINUTE,
             "by_feed": [
@@ -574,6 +575,7 @@ fn learned_thresholds_page_each_tenant_by_its_own_cadence_where_fixed_ones_page_
     assert_eq!(
         learned["totals"],
         json!({
+            "volume_drops": 0,
             "alerts": 4,
             "alerting_ms": 2 * (warning_ms + critical_ms),
             "by_feed": [
@@ -598,6 +600,7 @@ fn learned_thresholds_page_each_tenant_by_its_own_cadence_where_fixed_ones_page_
     assert_eq!(
         fixed["totals"],
         json!({
+            "volume_drops": 0,
             "alerts": 15,
             "alerting_ms": 15 * 30 * MINUTE,
             "by_feed": [
@@ -709,4 +712,74 @@ fn a_broker_that_finds_offsets_by_time_is_read_from_the_windows_start() {
                "records_before_window": 0, "record_errors": 0}),
         "the two old records are skipped by offset, not read"
     );
+}
+
+/// `orders-volume`: bursts of 30 records at one instant (one producer batch, one timestamp)
+/// every minute, then one record a minute for an hour, then bursts again; fresh all along.
+const VOLUME_FEEDS: &str = r#"
+[evaluation]
+interval = "10s"
+
+[[feed]]
+name = "orders-volume"
+topic = "orders"
+warn_after = "10m"
+critical_after = "30m"
+min_rate = "10/min"
+volume_for = "5m"
+volume_window = "10m"
+"#;
+
+#[test]
+fn a_volume_drop_is_replayed_counting_every_record_of_a_burst() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let history = History::new(now_ms());
+    let producer = common::producer(&brokers);
+    for minute in 0..=history.last_minute {
+        let burst = if (600..660).contains(&minute) { 1 } else { 30 };
+        for _ in 0..burst {
+            send(&producer, "orders", 0, None, history.at(minute) + ORDERS);
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let (redis, webhook) = (listener(), listener());
+
+    let (report, stderr) = json_backtest(
+        &config_with_feeds(&brokers, &redis, &webhook, VOLUME_FEEDS),
+        &[],
+    );
+
+    assert_eq!(alert_rows(&report), vec![], "fresh all along\n{stderr}");
+    let drops = report["volume_drops"].as_array().unwrap();
+    assert_eq!(
+        drops.len(),
+        1,
+        "one drop, the hour at one a minute (a burst counted once would be a drop all day)\n{report:#}"
+    );
+    let drop = &drops[0];
+    assert_eq!(drop["feed"], json!("orders-volume"));
+    assert_eq!(drop["key"], json!(""));
+    // Under 100 records in 10 minutes once 7 minutes of one a minute are in the window
+    // (3 × 30 + 7 = 97), paged 5 minutes later, at the service's 10 s ticks.
+    let below_since_ms = drop["below_since_ms"].as_i64().unwrap();
+    let start_ms = drop["start_ms"].as_i64().unwrap();
+    let end_ms = drop["end_ms"].as_i64().unwrap();
+    assert!(
+        (history.at(606)..=history.at(608)).contains(&below_since_ms),
+        "{drop:#}"
+    );
+    assert_eq!(start_ms - below_since_ms, 5 * MINUTE, "{drop:#}");
+    assert!(
+        (history.at(660)..=history.at(665)).contains(&end_ms),
+        "{drop:#}"
+    );
+    assert!(drop["summary"]
+        .as_str()
+        .unwrap()
+        .contains("against an expected 10/min"));
+    assert_eq!(report["totals"]["volume_drops"], json!(1));
+    assert_untouched(&redis, "state store");
+    assert_untouched(&webhook, "webhook sink");
 }

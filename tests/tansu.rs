@@ -687,3 +687,171 @@ url = "{}/hook"
     });
     drop(broker);
 }
+
+/// Learned thresholds on a split feed: `steady` every 200 ms, `burst` 20 records 50 ms apart
+/// then a 3 s pause, `lagging` every 200 ms with event times 3 s behind, `dies` every 200 ms
+/// until told to stop. Event times are a JSON field; the record timestamp is when it was sent.
+/// The ceilings are wide so the feed's placeholder is not `never_seen` while the group forms.
+const LEARNED_TENANTS: &str = r#"
+[[feed]]
+name = "tenants"
+topic = "tenants"
+split_by = "key"
+timestamp = { json = "/ts" }
+warn_after = "90s"
+critical_after = "180s"
+thresholds = "learned"
+learn_min_gaps = 5
+learn_min_span = "5s"
+warn_after_min = "2s"
+critical_after_min = "4s"
+"#;
+
+/// Sends the four tenants' records until `stop`; `dies` only until `stop_dies`.
+fn produce_tenants(
+    brokers: &str,
+    stop: Arc<AtomicBool>,
+    stop_dies: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let producer = producer(brokers);
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut step: u64 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let now = now_ms();
+            let send = |key: &str, event_ms: i64| {
+                let payload = format!("{{\"ts\": {event_ms}}}");
+                let _ = producer.send(
+                    BaseRecord::to("tenants")
+                        .key(key)
+                        .payload(&payload)
+                        .timestamp(now),
+                );
+            };
+            if step % 4 == 0 {
+                send("steady", now);
+                send("lagging", now - 3_000);
+                if !stop_dies.load(Ordering::Relaxed) {
+                    send("dies", now);
+                }
+            }
+            // 4 s cycles: a second of records 50 ms apart, then a 3 s pause.
+            if step % 80 < 20 {
+                send("burst", now);
+            }
+            producer.poll(Duration::ZERO);
+            step += 1;
+            let next = started + Duration::from_millis(50 * step);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        let _ = producer.flush(Duration::from_secs(10));
+    })
+}
+
+/// What paged, as `(key, severity)`: the service's webhook pages of `tenants`.
+fn service_verdict(receiver: &WebhookReceiver) -> std::collections::BTreeSet<(String, String)> {
+    receiver
+        .requests()
+        .iter()
+        .filter(|request| {
+            request.json["alertname"] == "FeedStale"
+                && request.json["feed"] == "tenants"
+                && request.json["status"] == "firing"
+        })
+        .map(|request| {
+            (
+                request.json["key"].as_str().unwrap_or_default().to_owned(),
+                request.json["severity"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn learned_thresholds_give_the_same_answers_through_the_service_and_through_backtest() {
+    let broker = TansuBroker::start();
+    broker.create_topic("tenants", 2);
+    let redis = RedisServer::start();
+    let runtime = runtime();
+    let directory = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        let text = config(
+            &broker.brokers,
+            &redis.url,
+            &format!(
+                "{LEARNED_TENANTS}\n[[alerts.webhook]]\nurl = \"{}/hook\"\n",
+                receiver.url
+            ),
+        );
+        let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
+        freshwatch.wait_ready().await;
+        let (stop, stop_dies) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let producing_since = Instant::now();
+        let tenants = produce_tenants(&broker.brokers, stop.clone(), stop_dies.clone());
+        // The group forms, then the feed is known: only what is read from then on is learned.
+        wait_until(
+            "steady read and judged",
+            Duration::from_secs(90),
+            || async { freshwatch.status("tenants", "steady").await.as_deref() == Some("ok") },
+        )
+        .await;
+        // Warm: every tenant learned its shape (5 samples, 5 s), `burst` five cycles.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        stop_dies.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+
+        // The same topic, replayed while the others keep sending: the window reaches back to
+        // just before the first record.
+        let since_s = producing_since.elapsed().as_secs() + 2;
+        let output = std::process::Command::new(common::freshwatch_bin())
+            .args(["backtest", "--config"])
+            .arg(freshwatch.config_path())
+            .args(["--since", &format!("{since_s}s"), "--format", "json"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        // A page on its way has time to arrive.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, Ordering::Relaxed);
+        tenants.join().unwrap();
+
+        let replayed: std::collections::BTreeSet<(String, String)> = report["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|alert| {
+                (
+                    alert["key"].as_str().unwrap().to_owned(),
+                    alert["severity"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let served = service_verdict(&receiver);
+        let expected: std::collections::BTreeSet<(String, String)> = [
+            ("dies".to_owned(), "warning".to_owned()),
+            ("dies".to_owned(), "critical".to_owned()),
+        ]
+        .into();
+        assert_eq!(
+            served,
+            expected,
+            "the service: only the tenant that died pages; not the burst, not the lag\n{}",
+            freshwatch.log()
+        );
+        assert_eq!(
+            replayed, served,
+            "backtest gives the service's answers\n{report:#}\n{stderr}"
+        );
+        freshwatch.stop();
+    });
+}

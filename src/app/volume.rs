@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use super::*;
 use crate::state::Documents;
 use crate::volume::replicas::{ReplicaCounts, OWN};
-use crate::volume::{FeedCounts, VolumeView, VolumeWatch};
+use crate::volume::{feed_counts, FeedCounts, VolumeView, VolumeWatch};
 
 /// The feeds with `min_rate`: their judge, and what the API shows.
 pub(super) struct Volume {
@@ -203,32 +203,6 @@ impl Pipeline {
             .as_ref()
             .map(|volume| volume.watch().firing())
             .unwrap_or_default()
-    }
-}
-
-/// A feed's cumulative record counts: the sum over its series, and per key when judged by key,
-/// for the first `max_keys` keys (in the order the tracker first saw them) only, so a tick never
-/// copies more keys than are judged. The placeholder of a split feed, which no record can reach,
-/// is left out.
-fn feed_counts(tracker: &Tracker, feed: usize, max_keys: Option<usize>) -> FeedCounts {
-    let track = tracker.feed(feed as FeedIndex);
-    let total = track.records;
-    let Some(max_keys) = max_keys else {
-        return FeedCounts {
-            total,
-            ..FeedCounts::default()
-        };
-    };
-    let keys: Vec<(String, u64)> = track.series()[track.hidden()..]
-        .iter()
-        .filter(|series| !series.key_bytes().is_empty())
-        .take(max_keys)
-        .map(|series| (series.key().into_owned(), series.records))
-        .collect();
-    FeedCounts {
-        total,
-        keys_left_out: track.keys() - keys.len(),
-        keys,
     }
 }
 

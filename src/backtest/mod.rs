@@ -5,8 +5,9 @@
 //!   beginning, when the brokers cannot list offsets by time) up to its high watermark as of the
 //!   start, with a consumer of its own: a unique `group.id`, partitions assigned, never
 //!   committed, so the service's group never sees it.
-//! - [`replay`] sorts what was read by event time and drives a [`crate::tracker::Tracker`] and
-//!   [`crate::evaluate::Evaluator`] through the window, jumping from deadline to deadline.
+//! - [`replay`] sorts what was read by arrival (the record timestamp) and drives a [`crate::tracker::Tracker`] and
+//!   [`crate::evaluate::Evaluator`] through the window, jumping from deadline to deadline, and
+//!   the service's [`crate::volume::VolumeWatch`] at every `evaluation.interval` tick.
 //! - [`report`] turns the transitions into alerts and totals, as text or JSON.
 //!
 //! Nothing here sends a notification, opens the state store or commits an offset.
@@ -20,8 +21,8 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::config::{Config, FeedConfig};
 
-pub use replay::{replay, KeyTable, Observation};
-pub use report::{Alert, Report};
+pub use replay::{replay, replay_all, KeyTable, Observation, Replayed, VolumeRules};
+pub use report::{Alert, Report, VolumeDrop};
 
 /// The simulated time line, unix ms: from `now - since` to now. Both the replay and the report
 /// speak of it, so it lives here, below them.
@@ -82,9 +83,43 @@ pub fn run(config: &Config, options: &Options, clock: &dyn Clock) -> Result<Repo
         start_ms: end_ms.saturating_sub(since_ms),
         end_ms,
     };
-    let collected = read::collect(config, &feeds, window)?;
-    let alerts = replay(&feeds, &collected.keys, collected.observations, window);
-    Ok(Report::new(&feeds, window, collected.summary, alerts))
+    let volume = volume_rules(config, &feeds);
+    let collected = read::collect(config, &feeds, &volume, window)?;
+    let replayed = replay_all(
+        &feeds,
+        &volume,
+        &collected.keys,
+        collected.observations,
+        window,
+    );
+    Ok(Report::new(
+        &feeds,
+        window,
+        collected.summary,
+        replayed.alerts,
+        replayed.volume_drops,
+    ))
+}
+
+/// The volume rules of the `selected` feeds, each pointing at its place among them, judged at
+/// the service's `evaluation.interval`.
+pub fn volume_rules(config: &Config, selected: &[FeedConfig]) -> VolumeRules {
+    let rules = config
+        .volume
+        .iter()
+        .filter_map(|rule| {
+            let name = &config.feeds.get(rule.feed)?.name;
+            let feed = selected.iter().position(|feed| feed.name == *name)?;
+            Some(crate::config::VolumeConfig {
+                feed,
+                ..rule.clone()
+            })
+        })
+        .collect();
+    VolumeRules {
+        rules,
+        tick_ms: i64::try_from(config.evaluation.interval.as_millis()).unwrap_or(i64::MAX),
+    }
 }
 
 /// The feeds `--feed` keeps (all of them without it).

@@ -21,7 +21,7 @@ use crate::extract::Extractor;
 use crate::model::FeedIndex;
 use crate::source::KafkaRecord;
 
-use super::replay::{KeyTable, Observation};
+use super::replay::{KeyTable, Observation, VolumeRules};
 use super::report::ReadSummary;
 use super::BacktestError;
 use super::Window;
@@ -52,6 +52,7 @@ struct Pending {
 pub fn collect(
     config: &Config,
     feeds: &[FeedConfig],
+    volume: &VolumeRules,
     window: Window,
 ) -> Result<Collected, BacktestError> {
     let consumer = create_consumer(config)?;
@@ -77,7 +78,7 @@ pub fn collect(
     consumer
         .assign(&assignment)
         .map_err(BacktestError::Assign)?;
-    let extractors = Extractors::new(config, feeds, routes);
+    let extractors = Extractors::new(config, feeds, volume, routes);
     read_to_high_watermarks(&consumer, pending, &extractors, window, &mut collected)?;
     Ok(collected)
 }
@@ -258,14 +259,24 @@ fn start_of(
 struct Extractors {
     routes: HashMap<String, Vec<FeedIndex>>,
     extractors: Vec<Extractor>,
+    /// By feed: its volume is judged, so every record counts (none is kept once for a burst).
+    counted: Vec<bool>,
 }
 
 impl Extractors {
-    fn new(config: &Config, feeds: &[FeedConfig], routes: HashMap<String, Vec<FeedIndex>>) -> Self {
+    fn new(
+        config: &Config,
+        feeds: &[FeedConfig],
+        volume: &VolumeRules,
+        routes: HashMap<String, Vec<FeedIndex>>,
+    ) -> Self {
         let max_future_skew_ms =
             i64::try_from(config.evaluation.max_future_skew.as_millis()).unwrap_or(i64::MAX);
         Extractors {
             routes,
+            counted: (0..feeds.len())
+                .map(|feed| volume.rules.iter().any(|rule| rule.feed == feed))
+                .collect(),
             extractors: feeds
                 .iter()
                 .map(|feed| feed.extractor(max_future_skew_ms))
@@ -298,8 +309,8 @@ impl Extractors {
                 feed,
                 key: collected.keys.intern(feed, extracted.split.as_bytes()),
             };
-            // A burst of one series at one instant is kept once.
-            if collected.observations.last() != Some(&observation) {
+            // A burst of one series at one instant is kept once, unless its volume is judged.
+            if self.counted[feed as usize] || collected.observations.last() != Some(&observation) {
                 collected.observations.push(observation);
             }
         }

@@ -12,17 +12,25 @@
 //! - a warning that turns critical ends there and a critical alert starts, as the service pages;
 //! - the watch starts at the window's start, so a series with no record within `critical_after`
 //!   of it is `never_seen` (critical).
+//!
+//! Volume (`min_rate`) is judged by the service's own [`VolumeWatch`] at every
+//! `evaluation.interval` tick from the window's start, on the counts of the records that
+//! arrived before each tick, always as the leader: a `FeedVolumeDrop` starts at the tick that
+//! would have paged it and ends at the tick that would have resolved it. Its learned baselines
+//! start empty at the window's start, so `min_rate = "learned"` judges only hours seen in
+//! [`crate::volume::MIN_WEEKS`] weeks of the window.
 
 use std::collections::HashMap;
 
 use crate::alert::is_notifiable;
-use crate::config::FeedConfig;
+use crate::config::{FeedConfig, VolumeConfig};
 use crate::evaluate::{Evaluator, Transition};
 use crate::knowledge::Sight;
-use crate::model::FeedIndex;
+use crate::model::{FeedIndex, SystemAlert};
 use crate::tracker::Tracker;
+use crate::volume::{feed_counts, FeedCounts, VolumeWatch};
 
-use super::report::Alert;
+use super::report::{Alert, VolumeDrop};
 use super::Window;
 
 /// One record, as little as the replay needs: 24 bytes, the split value interned in a
@@ -73,16 +81,43 @@ impl KeyTable {
     }
 }
 
+/// The volume rules of the replayed feeds (`feed` indexes the replayed feeds) and the
+/// service's evaluation interval, at which they are judged.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeRules {
+    pub rules: Vec<VolumeConfig>,
+    pub tick_ms: i64,
+}
+
+/// What a replay found: freshness alerts and volume drops, each in the order they started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replayed {
+    pub alerts: Vec<Alert>,
+    pub volume_drops: Vec<VolumeDrop>,
+}
+
 /// Replays `observations` (any order) over `window` and returns every alert that would have
-/// fired, in the order they started.
+/// fired, in the order they started. Volume is not judged: see [`replay_all`].
 pub fn replay(
     feeds: &[FeedConfig],
     keys: &KeyTable,
-    mut observations: Vec<Observation>,
+    observations: Vec<Observation>,
     window: Window,
 ) -> Vec<Alert> {
+    replay_all(feeds, &VolumeRules::default(), keys, observations, window).alerts
+}
+
+/// Replays `observations` (any order) over `window`: every freshness alert and every
+/// `FeedVolumeDrop` (for feeds with a rule in `volume`) that would have fired.
+pub fn replay_all(
+    feeds: &[FeedConfig],
+    volume: &VolumeRules,
+    keys: &KeyTable,
+    mut observations: Vec<Observation>,
+    window: Window,
+) -> Replayed {
     observations.sort_unstable_by_key(|observation| (observation.arrival_ms, observation.event_ms));
-    let mut replay = Replay::new(feeds, window.start_ms);
+    let mut replay = Replay::new(feeds, volume, window.start_ms);
     let mut next = 0;
     while next < observations.len() {
         // Records outside the window are applied at its edge, with their own event time.
@@ -90,6 +125,7 @@ pub fn replay(
             .arrival_ms
             .clamp(window.start_ms, window.end_ms);
         replay.judge_deadlines_before(at_ms);
+        replay.judge_volume_before(at_ms);
         while let Some(observation) = observations.get(next).filter(|observation| {
             observation.arrival_ms.clamp(window.start_ms, window.end_ms) == at_ms
         }) {
@@ -103,7 +139,91 @@ pub fn replay(
     }
     replay.judge_deadlines_before(window.end_ms);
     replay.tick(window.end_ms);
-    replay.alerts.finish()
+    replay.judge_volume_before(window.end_ms + 1);
+    Replayed {
+        alerts: replay.alerts.finish(),
+        volume_drops: replay.volume.map(VolumeReplay::finish).unwrap_or_default(),
+    }
+}
+
+/// The service's volume judge on the simulated clock: a tick every `evaluation.interval`.
+struct VolumeReplay {
+    watch: VolumeWatch,
+    /// The judged feeds (replayed index) and their `volume_max_keys` when judged by key.
+    judged: Vec<(usize, Option<usize>)>,
+    tick_ms: i64,
+    next_tick_ms: i64,
+    drops: Vec<VolumeDrop>,
+    open: HashMap<(String, String), usize>,
+}
+
+impl VolumeReplay {
+    fn new(feeds: &[FeedConfig], volume: &VolumeRules, start_ms: i64) -> Option<Self> {
+        if volume.rules.is_empty() {
+            return None;
+        }
+        let names: Vec<std::sync::Arc<str>> = feeds.iter().map(|feed| feed.name.clone()).collect();
+        let watch = VolumeWatch::new(&volume.rules, &names, start_ms);
+        let judged = watch.judged_feeds().collect();
+        Some(VolumeReplay {
+            watch,
+            judged,
+            tick_ms: volume.tick_ms.max(1),
+            next_tick_ms: start_ms,
+            drops: Vec::new(),
+            open: HashMap::new(),
+        })
+    }
+
+    /// Judges every tick before `before_ms` on the tracker's counts as they stand.
+    fn judge_before(&mut self, tracker: &Tracker, before_ms: i64) {
+        while self.next_tick_ms < before_ms {
+            let now_ms = self.next_tick_ms;
+            self.next_tick_ms += self.tick_ms;
+            let counts: HashMap<usize, FeedCounts> = self
+                .judged
+                .iter()
+                .map(|&(feed, max_keys)| (feed, feed_counts(tracker, feed, max_keys)))
+                .collect();
+            for change in self.watch.tick(&counts, true, now_ms) {
+                self.apply(&change, now_ms);
+            }
+        }
+    }
+
+    fn apply(&mut self, change: &SystemAlert, now_ms: i64) {
+        let label = |name: &str| {
+            change
+                .labels
+                .iter()
+                .find(|(label, _)| *label == name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default()
+        };
+        let series = (label("feed"), label("key"));
+        if !change.firing {
+            if let Some(index) = self.open.remove(&series) {
+                self.drops[index].end_ms = Some(now_ms);
+            }
+            return;
+        }
+        if self.open.contains_key(&series) {
+            return;
+        }
+        self.open.insert(series.clone(), self.drops.len());
+        self.drops.push(VolumeDrop {
+            feed: std::sync::Arc::from(series.0.as_str()),
+            key: series.1,
+            below_since_ms: change.since_ms,
+            start_ms: now_ms,
+            end_ms: None,
+            summary: change.summary.clone(),
+        });
+    }
+
+    fn finish(self) -> Vec<VolumeDrop> {
+        self.drops
+    }
 }
 
 /// The tracker and evaluator on their simulated clock, and the alerts so far.
@@ -111,10 +231,11 @@ struct Replay {
     tracker: Tracker,
     evaluator: Evaluator,
     alerts: AlertLog,
+    volume: Option<VolumeReplay>,
 }
 
 impl Replay {
-    fn new(feeds: &[FeedConfig], start_ms: i64) -> Self {
+    fn new(feeds: &[FeedConfig], volume: &VolumeRules, start_ms: i64) -> Self {
         let mut evaluator = Evaluator::new(feeds);
         // Every partition is read to its end before judging: nothing newer can be unknown.
         for feed in 0..feeds.len() {
@@ -129,6 +250,7 @@ impl Replay {
             tracker: Tracker::new(feeds, start_ms),
             evaluator,
             alerts: AlertLog::default(),
+            volume: VolumeReplay::new(feeds, volume, start_ms),
         };
         replay.tick(start_ms);
         replay
@@ -141,6 +263,13 @@ impl Replay {
                 return;
             }
             self.tick(deadline_ms);
+        }
+    }
+
+    /// Judges volume at every service tick before `before_ms`.
+    fn judge_volume_before(&mut self, before_ms: i64) {
+        if let Some(volume) = &mut self.volume {
+            volume.judge_before(&self.tracker, before_ms);
         }
     }
 

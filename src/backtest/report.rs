@@ -12,12 +12,17 @@
 //!               "start": RFC 3339, "start_ms": int,
 //!               "end": RFC 3339|null, "end_ms": int|null,    (null: still firing at the end)
 //!               "still_firing": bool, "duration_ms": int}],  (to the window's end if firing)
-//!   "totals": {"alerts": int, "alerting_ms": int,
+//!   "volume_drops": [{"feed": str, "key": str ("" for the feed as a whole),
+//!                     "below_since": RFC 3339, "below_since_ms": int,
+//!                     "start": RFC 3339, "start_ms": int, (the tick that pages it)
+//!                     "end": RFC 3339|null, "end_ms": int|null,
+//!                     "still_firing": bool, "duration_ms": int, "summary": str}],
+//!   "totals": {"alerts": int, "volume_drops": int, "alerting_ms": int,
 //!              "by_feed": [{"feed": str, "severity": str, "alerts": int, "alerting_ms": int}]}
 //! }
 //! ```
 //!
-//! Alerts are listed by feed (config order), then key, then start; `by_feed` has a row for every
+//! Alerts and volume drops are listed by feed (config order), then key, then start; `by_feed` has a row for every
 //! feed and both severities, zeros included.
 
 use std::fmt::Write as _;
@@ -45,6 +50,29 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// How long it fired within the window.
+    pub fn duration_ms(&self, window: Window) -> i64 {
+        self.end_ms.unwrap_or(window.end_ms) - self.start_ms
+    }
+}
+
+/// One `FeedVolumeDrop` that would have fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDrop {
+    pub feed: Arc<str>,
+    /// `""` for the feed as a whole; a split value with `volume_by_key`.
+    pub key: String,
+    /// When the rate fell below its threshold (the alert's `since`).
+    pub below_since_ms: i64,
+    /// The tick that would have paged it (`volume_for` after `below_since_ms`).
+    pub start_ms: i64,
+    /// The tick that would have resolved it; `None`: still firing at the window's end.
+    pub end_ms: Option<i64>,
+    /// The page's summary: the rate against the expected one.
+    pub summary: String,
+}
+
+impl VolumeDrop {
     /// How long it fired within the window.
     pub fn duration_ms(&self, window: Window) -> i64 {
         self.end_ms.unwrap_or(window.end_ms) - self.start_ms
@@ -82,6 +110,8 @@ pub struct Report {
     /// By feed (config order), key, start.
     pub alerts: Vec<Alert>,
     pub totals: Vec<Total>,
+    /// `FeedVolumeDrop`s, by feed (config order), key, start.
+    pub volume_drops: Vec<VolumeDrop>,
 }
 
 impl Report {
@@ -90,9 +120,17 @@ impl Report {
         window: Window,
         read: ReadSummary,
         mut alerts: Vec<Alert>,
+        mut volume_drops: Vec<VolumeDrop>,
     ) -> Self {
         let feed_order = |name: &str| feeds.iter().position(|feed| &*feed.name == name);
         alerts.sort_by(|left, right| {
+            (feed_order(&left.feed), &left.key, left.start_ms).cmp(&(
+                feed_order(&right.feed),
+                &right.key,
+                right.start_ms,
+            ))
+        });
+        volume_drops.sort_by(|left, right| {
             (feed_order(&left.feed), &left.key, left.start_ms).cmp(&(
                 feed_order(&right.feed),
                 &right.key,
@@ -111,6 +149,7 @@ impl Report {
             read,
             alerts,
             totals,
+            volume_drops,
         }
     }
 
@@ -145,6 +184,25 @@ impl Report {
                 })
             })
             .collect();
+        let volume_drops: Vec<Value> = self
+            .volume_drops
+            .iter()
+            .map(|drop| {
+                json!({
+                    "feed": &*drop.feed,
+                    "key": drop.key,
+                    "below_since": rfc3339(drop.below_since_ms),
+                    "below_since_ms": drop.below_since_ms,
+                    "start": rfc3339(drop.start_ms),
+                    "start_ms": drop.start_ms,
+                    "end": drop.end_ms.map(rfc3339),
+                    "end_ms": drop.end_ms,
+                    "still_firing": drop.end_ms.is_none(),
+                    "duration_ms": drop.duration_ms(self.window),
+                    "summary": drop.summary,
+                })
+            })
+            .collect();
         json!({
             "window": {
                 "start": rfc3339(self.window.start_ms),
@@ -160,8 +218,10 @@ impl Report {
                 "record_errors": self.read.record_errors,
             },
             "alerts": alerts,
+            "volume_drops": volume_drops,
             "totals": {
                 "alerts": self.alerts.len(),
+                "volume_drops": self.volume_drops.len(),
                 "alerting_ms": self.totals.iter().map(|total| total.alerting_ms).sum::<i64>(),
                 "by_feed": by_feed,
             },
@@ -193,6 +253,27 @@ impl Report {
         }
         for alert in &self.alerts {
             let _ = writeln!(text, "{}", self.alert_line(alert));
+        }
+        if !self.volume_drops.is_empty() {
+            let _ = writeln!(text, "\nvolume drops (FeedVolumeDrop, warning)");
+        }
+        for drop in &self.volume_drops {
+            let series = if drop.key.is_empty() {
+                drop.feed.to_string()
+            } else {
+                format!("{}/{}", drop.feed, drop.key)
+            };
+            let end = match drop.end_ms {
+                Some(end_ms) => rfc3339(end_ms),
+                None => "still firing at the end".to_owned(),
+            };
+            let _ = writeln!(
+                text,
+                "{series:<32} {} -> {end} ({}): {}",
+                rfc3339(drop.start_ms),
+                human_duration_ms(drop.duration_ms(self.window)),
+                drop.summary
+            );
         }
         let _ = writeln!(text, "\ntotals");
         for total in &self.totals {

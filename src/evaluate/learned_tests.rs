@@ -632,3 +632,103 @@ fn learned_by_hour_a_producer_clock_30_s_ahead_still_pages_an_outage_on_time() {
         (warning_ms - stamped_ms) / SECOND_MS
     );
 }
+
+/// A split feed learned by hour (UTC, warm-up 6 gaps): `keys` sending every 5 minutes from
+/// 08:00 to 20:00 of their own day and hourly through their night, each key's day `shift_ms`
+/// ahead of UTC; records merged in time order from `from_ms` to `until_ms`.
+struct Tenants {
+    simulation: Simulation,
+    /// (key, shift, next record at).
+    keys: Vec<(String, i64, i64)>,
+}
+
+impl Tenants {
+    fn new(keys: Vec<(String, i64)>) -> Tenants {
+        let mut feed = feed(true, 12 * HOUR_MS, 24 * HOUR_MS);
+        feed.learning = feed.learning.map(|learning| Learning {
+            min_gaps: 6,
+            by_hour: Some(crate::schedule::WeekClock {
+                timezone: chrono_tz::UTC,
+            }),
+            ..learning
+        });
+        Tenants {
+            simulation: Simulation::new(feed),
+            keys: keys
+                .into_iter()
+                .enumerate()
+                .map(|(index, (key, shift_ms))| (key, shift_ms, START_MS + index as i64 * 1_000))
+                .collect(),
+        }
+    }
+
+    /// Sends every key's records up to `until_ms`, except `stopped`'s from `stopped_at_ms`.
+    fn send_until(&mut self, until_ms: i64, stopped: &str, stopped_at_ms: i64) {
+        loop {
+            let Some(next) = (0..self.keys.len()).min_by_key(|&index| self.keys[index].2) else {
+                return;
+            };
+            let (key, shift_ms, at_ms) = self.keys[next].clone();
+            if at_ms > until_ms {
+                return;
+            }
+            self.simulation.wait_until(at_ms);
+            if key != stopped || at_ms < stopped_at_ms {
+                self.simulation.tracker.observe(0, key.as_bytes(), at_ms);
+            }
+            self.simulation.tick(at_ms);
+            let local_hour = (at_ms - START_MS + shift_ms).rem_euclid(DAY_MS) / HOUR_MS;
+            self.keys[next].2 += if (8..20).contains(&local_hour) {
+                5 * MINUTE_MS
+            } else {
+                HOUR_MS
+            };
+        }
+    }
+}
+
+#[test]
+fn learned_by_hour_a_tenant_nine_hours_off_the_feeds_day_pages_nothing_and_its_outage_still_pages()
+{
+    // A hundred tenants on UTC's day make the feed's hours; tokyo's day is 9 hours ahead, so
+    // its nights fall in the feed's day hours (judged by them: 3 × 512 s, its hourly gaps paged).
+    let mut keys: Vec<(String, i64)> = (0..100).map(|index| (format!("utc-{index}"), 0)).collect();
+    keys.push(("tokyo".to_owned(), 9 * HOUR_MS));
+    let mut tenants = Tenants::new(keys);
+    // Monday of the second week, 02:00 UTC, 11:00 in Tokyo: tokyo stops in its busy day.
+    let stopped_ms = START_MS + 7 * DAY_MS + 2 * HOUR_MS;
+    tenants.send_until(stopped_ms - 1, "", i64::MAX);
+    let paged: Vec<&Transition> = tenants
+        .simulation
+        .transitions
+        .iter()
+        .filter(|transition| transition.to.severity().is_some())
+        .collect();
+    assert!(paged.is_empty(), "a week of normal traffic: {paged:?}");
+    assert_eq!(
+        tenants.simulation.effective("utc-0"),
+        (
+            (3 * 4_096 * SECOND_MS, 6 * 4_096 * SECOND_MS),
+            ThresholdSource::Learned
+        ),
+        "01:59, a UTC tenant in its night: 3 × and 6 × its p99 (the night's hour)"
+    );
+
+    tenants.send_until(stopped_ms + 12 * HOUR_MS, "tokyo", stopped_ms);
+    let tokyo = tenants.simulation.alerts("tokyo");
+    assert!(!tokyo.is_empty(), "tokyo's outage pages");
+    let (warned_ms, _) = tokyo[0];
+    assert!(
+        warned_ms - stopped_ms <= 4 * HOUR_MS,
+        "paged {} min after it stopped",
+        (warned_ms - stopped_ms) / MINUTE_MS
+    );
+    assert!(
+        tenants
+            .simulation
+            .transitions
+            .iter()
+            .all(|transition| transition.key == "tokyo" || transition.to.severity().is_none()),
+        "nobody else pages"
+    );
+}

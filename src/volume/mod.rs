@@ -28,9 +28,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{MinRate, VolumeConfig};
+use crate::model::FeedIndex;
 use crate::model::Severity;
 use crate::model::SystemAlert;
 use crate::schedule::WeekClock;
+use crate::tracker::Tracker;
 
 pub mod replicas;
 #[cfg(test)]
@@ -656,6 +658,32 @@ impl VolumeWatch {
             }
             series.stored.firing_since_ms = stored.firing_since_ms;
         }
+    }
+}
+
+/// A feed's cumulative record counts: the sum over its series, and per key when judged by key,
+/// for the first `max_keys` keys (in the order the tracker first saw them) only, so a tick never
+/// copies more keys than are judged. The placeholder of a split feed, which no record can reach,
+/// is left out.
+pub fn feed_counts(tracker: &Tracker, feed: usize, max_keys: Option<usize>) -> FeedCounts {
+    let track = tracker.feed(feed as FeedIndex);
+    let total = track.records;
+    let Some(max_keys) = max_keys else {
+        return FeedCounts {
+            total,
+            ..FeedCounts::default()
+        };
+    };
+    let keys: Vec<(String, u64)> = track.series()[track.hidden()..]
+        .iter()
+        .filter(|series| !series.key_bytes().is_empty())
+        .take(max_keys)
+        .map(|series| (series.key().into_owned(), series.records))
+        .collect();
+    FeedCounts {
+        total,
+        keys_left_out: track.keys() - keys.len(),
+        keys,
     }
 }
 

@@ -107,7 +107,8 @@ fn an_alert_that_never_resolves_is_still_firing_at_the_end() {
             alert("orders", "", Status::Critical, 60, None),
         ]
     );
-    let report = super::super::Report::new(&feeds, THREE_HOURS, Default::default(), alerts);
+    let report =
+        super::super::Report::new(&feeds, THREE_HOURS, Default::default(), alerts, Vec::new());
     let critical = &report.totals[1];
     assert_eq!(
         (critical.severity, critical.alerts, critical.alerting_ms),
@@ -237,4 +238,81 @@ fn a_steady_delivery_lag_is_learned_as_normal_in_the_replay() {
     let alerts = replay(&feeds, &keys, observations, window);
 
     assert_eq!(alerts, vec![], "90 s behind, steadily: normal once learned");
+}
+
+/// `orders` with a fixed `min_rate` of 10/min over a 10-minute window, paging after 5 minutes
+/// below it, judged every 10 s (`evaluation.interval`).
+fn volume_rules() -> VolumeRules {
+    VolumeRules {
+        rules: vec![crate::config::VolumeConfig {
+            feed: 0,
+            min_rate: crate::config::MinRate::PerSecond(10.0 / 60.0),
+            window: Duration::from_secs(600),
+            hold: Duration::from_secs(300),
+            by_key: false,
+            max_keys: 1_000,
+            hours: crate::schedule::WeekClock {
+                timezone: chrono_tz::UTC,
+            },
+        }],
+        tick_ms: 10_000,
+    }
+}
+
+/// `per_minute` records a minute of `orders`, two seconds apart, over `minutes`.
+fn records_per_minute(
+    keys: &mut KeyTable,
+    per_minute: i64,
+    minutes: std::ops::Range<i64>,
+) -> Vec<Observation> {
+    let key = keys.intern(0, b"");
+    minutes
+        .flat_map(|minute| (0..per_minute).map(move |record| minute * MINUTE + record * 2_000))
+        .map(|at_ms| Observation {
+            arrival_ms: at_ms,
+            event_ms: at_ms,
+            feed: 0,
+            key,
+        })
+        .collect()
+}
+
+#[test]
+fn a_feed_that_stays_fresh_while_its_volume_drops_is_reported_as_a_volume_drop() {
+    let feeds = [feed("orders", false, &[])];
+    let mut keys = KeyTable::new(1);
+    // 30 a minute, then one a minute for an hour (fresh all along), then 30 again.
+    let mut observations = records_per_minute(&mut keys, 30, 0..60);
+    observations.extend(records_per_minute(&mut keys, 1, 60..120));
+    observations.extend(records_per_minute(&mut keys, 30, 120..180));
+
+    let replayed = replay_all(&feeds, &volume_rules(), &keys, observations, THREE_HOURS);
+
+    assert_eq!(replayed.alerts, vec![], "fresh all along");
+    let drops: Vec<(&str, &str, i64, i64, Option<i64>)> = replayed
+        .volume_drops
+        .iter()
+        .map(|drop| {
+            (
+                &*drop.feed,
+                drop.key.as_str(),
+                drop.below_since_ms,
+                drop.start_ms,
+                drop.end_ms,
+            )
+        })
+        .collect();
+    // The 10-minute rate falls under 100 records at 66:40 (20 × 30 + 6.7 × 1, over 10 minutes),
+    // pages 5 minutes later, and is back over it at 123:10, the first tick past 3.1 minutes of
+    // 30 a minute: the service's ticks, every 10 s from the start.
+    assert_eq!(
+        drops,
+        vec![(
+            "orders",
+            "",
+            66 * MINUTE + 40_000,
+            71 * MINUTE + 40_000,
+            Some(123 * MINUTE + 10_000)
+        )]
+    );
 }
