@@ -18,7 +18,9 @@
 #[allow(unsafe_code)]
 pub mod admin;
 pub mod judge;
+pub mod offsets;
 pub mod watcher;
+pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
