@@ -716,3 +716,6 @@ fn committed_of(ask: &GroupAsk, group: GroupOffsets) -> Result<Committed, WireEr
     }
     Ok(committed)
 }
+
+#[cfg(test)]
+mod tests;
