@@ -3,8 +3,9 @@
 //!
 //! The seed incident's feeder did not stop producing; it stopped consuming, and retention
 //! deleted what it never read. [`watcher`] reads, every `kafka.groups_interval`, each watched
-//! group's committed offsets, the partitions' watermarks, and the one record at each committed
-//! offset (only when the commit moved): O(partitions) per round, never O(records), and it never
+//! group's committed offsets, the partitions' watermarks (both through [`offsets`]: our own
+//! [`wire`] client, or librdkafka's [`admin`] API on SASL/TLS), and the one record at each
+//! committed offset (only when the commit moved): O(partitions) per round, never O(records), and it never
 //! joins the group or commits for it. [`judge`] turns that into a [`TopicView`] per (group,
 //! topic), and the app raises `ConsumerGroupLagging`, `ConsumerGroupMissing`,
 //! `DataLossImminent`, `DataLost` and `FreshwatchGroupsBlind` from the changes, through the same
