@@ -25,7 +25,8 @@
 //! - [`schedule`]: the one home of "which thresholds are in force now, and when does that
 //!   change": a feed's windows (`[[feed.window]]`), quiet times and their boundaries.
 //! - [`groups`]: consumer groups watched from outside (lag in time, stalls, the data-loss
-//!   countdown), read by their own thread and judged beside the feeds.
+//!   countdown), read by their own thread and judged beside the feeds; on plaintext brokers
+//!   through a minimal Kafka client of their own (`groups::wire`), else through librdkafka.
 //! - [`volume`]: the one home of volume drops: per feed (or key) the record rate over a sliding
 //!   window against a fixed `min_rate` or a learned hour-of-week baseline (`FeedVolumeDrop`).
 //! - [`alert`]: one task per sink fed by a durable outbox in the state store; retries,

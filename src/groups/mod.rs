@@ -3,8 +3,9 @@
 //!
 //! The seed incident's feeder did not stop producing; it stopped consuming, and retention
 //! deleted what it never read. [`watcher`] reads, every `kafka.groups_interval`, each watched
-//! group's committed offsets, the partitions' watermarks, and the one record at each committed
-//! offset (only when the commit moved): O(partitions) per round, never O(records), and it never
+//! group's committed offsets, the partitions' watermarks (both through [`offsets`]: our own
+//! [`wire`] client, or librdkafka's [`admin`] API on SASL/TLS), and the one record at each
+//! committed offset (only when the commit moved): O(partitions) per round, never O(records), and it never
 //! joins the group or commits for it. [`judge`] turns that into a [`TopicView`] per (group,
 //! topic), and the app raises `ConsumerGroupLagging`, `ConsumerGroupMissing`,
 //! `DataLossImminent`, `DataLost` and `FreshwatchGroupsBlind` from the changes, through the same
@@ -18,7 +19,9 @@
 #[allow(unsafe_code)]
 pub mod admin;
 pub mod judge;
+pub mod offsets;
 pub mod watcher;
+pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -417,6 +420,46 @@ pub fn rules_for(rules: &[GroupRules], label: &str, group_id: &str, topic: &str)
         .position(|rule| rule.watches(label, group_id, topic))
 }
 
+/// The rules by exact group id, and the regex rules apart: [`rules_for`]'s answer without a scan
+/// of every `[[group]]` per (group, topic), which made each evaluation tick O(groups²).
+struct RulesIndex<'a> {
+    rules: &'a [GroupRules],
+    exact: std::collections::HashMap<&'a str, Vec<usize>>,
+    regexes: Vec<usize>,
+}
+
+impl<'a> RulesIndex<'a> {
+    fn new(rules: &'a [GroupRules]) -> RulesIndex<'a> {
+        let mut exact: std::collections::HashMap<&'a str, Vec<usize>> = Default::default();
+        let mut regexes = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            match &rule.matcher {
+                GroupMatcher::Exact(id) => exact.entry(id.as_str()).or_default().push(index),
+                GroupMatcher::Regex(_) => regexes.push(index),
+            }
+        }
+        RulesIndex {
+            rules,
+            exact,
+            regexes,
+        }
+    }
+
+    /// The first rule that watches (label, group id, topic), as [`rules_for`] finds it.
+    fn find(&self, label: &str, group_id: &str, topic: &str) -> Option<usize> {
+        let watches = |index: &usize| self.rules[*index].watches(label, group_id, topic);
+        let first_exact = self
+            .exact
+            .get(group_id)
+            .and_then(|indexes| indexes.iter().copied().find(watches));
+        let first_regex = self.regexes.iter().copied().find(watches);
+        match (first_exact, first_regex) {
+            (Some(exact), Some(regex)) => Some(exact.min(regex)),
+            (exact, regex) => exact.or(regex),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -437,8 +480,9 @@ pub fn evaluate(
     let mut views = Vec::with_capacity(table.len());
     let mut alerts = Vec::new();
     let mut removed = Vec::new();
+    let index_of_rules = RulesIndex::new(rules);
     for ((label, topic), state) in table.iter_mut() {
-        let Some(index) = rules_for(rules, label, &state.group_id, topic) else {
+        let Some(index) = index_of_rules.find(label, &state.group_id, topic) else {
             removed.push((label.clone(), topic.clone()));
             continue;
         };

@@ -717,3 +717,40 @@ fn a_group_alert_and_its_resolve_carry_when_it_began_across_a_restart() {
          it only if the alert began inside"
     );
 }
+
+#[test]
+fn the_rules_index_finds_the_rule_a_scan_finds_among_exact_ids_and_regexes() {
+    let exact = |name: &str, id: &str, topics: &[&str]| GroupRules {
+        name: name.into(),
+        matcher: crate::config::GroupMatcher::Exact(id.into()),
+        topics: topics.iter().map(|topic| (*topic).to_owned()).collect(),
+        ..rules()
+    };
+    let regex = GroupRules {
+        name: "all-cdp".into(),
+        matcher: crate::config::GroupMatcher::Regex(regex::Regex::new("^cdp-").expect("a regex")),
+        ..rules()
+    };
+    let all = vec![
+        exact("a", "cdp-a", &["orders"]),
+        regex,
+        exact("a-too", "cdp-a", &[]),
+        exact("b", "other-b", &[]),
+    ];
+    let index = RulesIndex::new(&all);
+    for (label, group_id, topic) in [
+        ("a", "cdp-a", "orders"),
+        ("a", "cdp-a", "payments"),
+        ("a-too", "cdp-a", "payments"),
+        ("cdp-a", "cdp-a", "payments"),
+        ("cdp-x", "cdp-x", "orders"),
+        ("b", "other-b", "orders"),
+        ("gone", "gone", "orders"),
+    ] {
+        assert_eq!(
+            index.find(label, group_id, topic),
+            rules_for(&all, label, group_id, topic),
+            "{label} {group_id} {topic}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! The Kafka side of group watching, on a thread of its own: committed offsets (OffsetFetch,
-//! one per group, all through one admin client, many in flight: [`super::admin`]), member
-//! counts (ListGroups and one batched DescribeGroups per broker), watermarks (ListOffsets, one
-//! per partition leader), retention and cleanup policy (DescribeConfigs, every
+//! pipelined or batched on one connection per coordinator, [`super::offsets`]), member
+//! counts (ListGroups and one batched DescribeGroups per broker), watermarks (ListOffsets,
+//! batched per partition leader), retention and cleanup policy (DescribeConfigs, every
 //! `kafka.retention_refresh`), and the one record at each commit that moved. It reads the
 //! watched groups' offsets as an admin: freshwatch never joins them nor commits for them.
 //!
@@ -19,6 +19,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use super::offsets::{OffsetSource, ReadError};
+use super::wire::GroupAsk;
 use tokio_util::sync::CancellationToken;
 
 use super::{GroupReads, GroupsTable, ReadFailure, Retention, RetentionSource, TopicState};
@@ -35,10 +38,6 @@ const DESCRIBE_BACKOFF: Duration = Duration::from_secs(600);
 /// Records at moved commits read per round, at most: a round stays bounded when many commits
 /// move at once; the others are read in the next rounds.
 const FIRST_UNREAD_PER_ROUND: usize = 20_000;
-
-/// Partitions per ListOffsets call: librdkafka matches each answered partition against the
-/// request's list by a linear search, so one call for every partition is quadratic.
-const LIST_OFFSETS_CHUNK: usize = 1_000;
 
 /// How long a round waits for those records.
 const FIRST_UNREAD_WAIT: Duration = Duration::from_secs(2);
@@ -59,8 +58,9 @@ pub struct GroupWatcher {
     describer: BaseConsumer,
     describe_broken_until: Option<Instant>,
     admin: AdminClient<DefaultClientContext>,
-    /// Every watched group's committed offsets, through one admin client of its own.
-    offsets: super::admin::OffsetReader,
+    /// Every watched group's committed offsets and the watermarks: the own client, or
+    /// librdkafka's.
+    offsets: OffsetSource,
     /// Brokers in the last metadata: ListGroups and DescribeGroups go to each.
     brokers: u64,
     /// Leader of each partition in the last metadata: ListOffsets goes to each leader once.
@@ -111,7 +111,7 @@ impl GroupWatcher {
             .clone()
             .set("group.id", format!("{}-groups", config.kafka.group_id))
             .create()?;
-        let offsets = super::admin::OffsetReader::new(&base)?;
+        let offsets = OffsetSource::new(&base, &format!("{}-groups", config.kafka.group_id));
         let admin = base.create()?;
         Ok(Some(GroupWatcher {
             groups: config.groups.clone(),
@@ -139,7 +139,7 @@ impl GroupWatcher {
         let mut group_ids: Vec<(usize, String)> = Vec::new();
         let mut topic_partitions: BTreeMap<String, i32> = BTreeMap::new();
         // Until the first listing, there is nothing to read: its error is the round's.
-        let mut unlisted: Option<KafkaError> = Some(KafkaError::Canceled);
+        let mut unlisted: Option<ReadError> = Some(KafkaError::Canceled.into());
         while !shutdown.is_cancelled() {
             let started = Instant::now();
             if started >= next_refresh {
@@ -193,7 +193,7 @@ impl GroupWatcher {
 
     /// Records that `label` (or every group) could not be read; the first failure's moment
     /// stands until it is read again.
-    fn failed(&self, label: &str, error: &KafkaError) {
+    fn failed(&self, label: &str, error: &ReadError) {
         let now_ms = self.clock.now_ms();
         self.reads
             .lock()
@@ -219,9 +219,10 @@ impl GroupWatcher {
         &mut self,
         group_ids: &mut Vec<(usize, String)>,
         topic_partitions: &mut BTreeMap<String, i32>,
-    ) -> KafkaResult<()> {
+    ) -> Result<(), ReadError> {
         self.count("metadata", 1);
         let metadata = self.fetcher.fetch_metadata(None, REQUEST_TIMEOUT)?;
+        self.offsets.refresh(&metadata);
         *topic_partitions = crate::source::partition_counts(&metadata)
             .into_iter()
             .filter(|(topic, _)| !topic.starts_with("__"))
@@ -374,8 +375,8 @@ impl GroupWatcher {
         &mut self,
         group_ids: &[(usize, String)],
         topic_partitions: &BTreeMap<String, i32>,
-    ) -> KafkaResult<(Commits, HashMap<String, Option<usize>>)> {
-        let mut failures: Vec<(Arc<str>, KafkaError)> = Vec::new();
+    ) -> Result<(Commits, HashMap<String, Option<usize>>), ReadError> {
+        let mut failures: Vec<(Arc<str>, ReadError)> = Vec::new();
         let mut answered = 0;
         let mut commits: Commits = Vec::new();
         let known: BTreeSet<(Arc<str>, String)> = self
@@ -386,39 +387,30 @@ impl GroupWatcher {
             .cloned()
             .collect();
         let mut asked: Vec<(usize, &str)> = Vec::with_capacity(group_ids.len());
-        let mut queries: Vec<super::admin::GroupQuery> = Vec::with_capacity(group_ids.len());
+        let mut queries: Vec<GroupAsk> = Vec::with_capacity(group_ids.len());
         for (rules, group_id) in group_ids {
             let configured = &self.groups[*rules].topics;
-            let mut partitions = TopicPartitionList::new();
-            let mut add_topic = |topic: &String| {
-                for partition in 0..topic_partitions.get(topic).copied().unwrap_or(0) {
-                    partitions.add_partition(topic, partition);
-                }
+            let topic_count = |topic: &String| {
+                let count = topic_partitions.get(topic).copied().unwrap_or(0);
+                (count > 0).then(|| (topic.clone(), count))
             };
-            if configured.is_empty() {
-                topic_partitions.keys().for_each(&mut add_topic);
+            let topics: Vec<(String, i32)> = if configured.is_empty() {
+                topic_partitions.keys().filter_map(topic_count).collect()
             } else {
-                configured.iter().for_each(&mut add_topic);
-            }
-            if partitions.count() == 0 {
+                configured.iter().filter_map(topic_count).collect()
+            };
+            if topics.is_empty() {
                 continue;
             }
             asked.push((*rules, group_id));
-            queries.push(super::admin::GroupQuery {
+            queries.push(GroupAsk {
                 group_id: group_id.clone(),
-                partitions,
+                topics,
             });
         }
-        // One OffsetFetch per group, each after a FindCoordinator unless librdkafka's
-        // coordinator cache (eleven groups) still holds the group's coordinator.
-        let sent_before = self.offsets.sent();
-        let results = self.offsets.read(&queries, REQUEST_TIMEOUT);
-        let sent = self.offsets.sent() - sent_before;
-        self.count("offset_fetch", sent);
-        self.count(
-            "find_coordinator",
-            if queries.len() > 11 { sent } else { 0 },
-        );
+        let (results, sent) = self.offsets.committed(&queries);
+        self.count("offset_fetch", sent.offset_fetch);
+        self.count("find_coordinator", sent.find_coordinator);
         drop(queries);
         for ((rules, group_id), result) in asked.into_iter().zip(results) {
             let configured = &self.groups[rules].topics;
@@ -483,7 +475,7 @@ impl GroupWatcher {
         &mut self,
         group_ids: &[(usize, String)],
         topic_partitions: &BTreeMap<String, i32>,
-    ) -> KafkaResult<()> {
+    ) -> Result<(), ReadError> {
         let (commits, members) = self.read_commits(group_ids, topic_partitions)?;
         let watched: BTreeSet<(String, i32)> = commits
             .iter()
@@ -493,8 +485,11 @@ impl GroupWatcher {
                     .map(move |&partition| (topic.clone(), partition))
             })
             .collect();
-        let lows = self.watermarks(&watched, Offset::Beginning)?;
-        let highs = self.watermarks(&watched, Offset::End)?;
+        let (watermarks, list_offsets) =
+            self.offsets
+                .watermarks(&self.fetcher, &self.leaders, &watched);
+        self.count("list_offsets", list_offsets);
+        let (lows, highs) = watermarks?;
         let now_ms = self.clock.now_ms();
         let mut to_read: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
         {
@@ -555,40 +550,6 @@ impl GroupWatcher {
             self.read_first_unread(to_read)?;
         }
         Ok(())
-    }
-
-    /// Watermarks of `partitions`, batched ListOffsets per broker of at most
-    /// [`LIST_OFFSETS_CHUNK`] partitions: `Offset::Beginning` for the log start, `Offset::End`
-    /// for the high watermark.
-    fn watermarks(
-        &self,
-        partitions: &BTreeSet<(String, i32)>,
-        which: Offset,
-    ) -> KafkaResult<HashMap<(String, i32), i64>> {
-        let mut watermarks = HashMap::with_capacity(partitions.len());
-        let all: Vec<&(String, i32)> = partitions.iter().collect();
-        for chunk in all.chunks(LIST_OFFSETS_CHUNK) {
-            let mut list = TopicPartitionList::new();
-            for (topic, partition) in chunk {
-                list.add_partition_offset(topic, *partition, which)?;
-            }
-            // librdkafka sends one ListOffsets per partition leader, naming all its partitions.
-            let leaders: BTreeSet<i32> = chunk
-                .iter()
-                .filter_map(|(topic, partition)| {
-                    let leaders = self.leaders.get(topic)?;
-                    leaders.get(usize::try_from(*partition).ok()?).copied()
-                })
-                .collect();
-            self.count("list_offsets", (leaders.len() as u64).max(1));
-            let answered = self.fetcher.offsets_for_times(list, REQUEST_TIMEOUT)?;
-            for element in answered.elements() {
-                if let Offset::Offset(offset) = element.offset() {
-                    watermarks.insert((element.topic().to_owned(), element.partition()), offset);
-                }
-            }
-        }
-        Ok(watermarks)
     }
 
     /// Fetches the first data record at or after each offset (transaction markers are skipped
