@@ -27,6 +27,11 @@
 //! - [`groups`]: consumer groups watched from outside (lag in time, stalls, the data-loss
 //!   countdown), read by their own thread and judged beside the feeds; on plaintext brokers
 //!   through a minimal Kafka client of their own (`groups::wire`), else through librdkafka.
+//! - [`pipelines`]: `[[pipeline]]`s: which hops a broken one holds, what its page says of
+//!   them, hop delays and each pipeline's view.
+//! - [`audit`]: the completeness audit between two feed hops: event-time buckets of id
+//!   summaries (invertible Bloom lookup tables), counted in the tracker under its lock, closed on
+//!   knowledge, judged by the leader (`RecordsMissing`).
 //! - [`volume`]: the one home of volume drops: per feed (or key) the record rate over a sliding
 //!   window against a fixed `min_rate` or a learned hour-of-week baseline (`FeedVolumeDrop`).
 //! - [`alert`]: one task per sink fed by a durable outbox in the state store; retries,
