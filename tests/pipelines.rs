@@ -511,6 +511,41 @@ async fn group_view_held_by(freshwatch: &FreshwatchProcess) -> serde_json::Value
         .map_or(serde_json::Value::Null, |view| view["held_by"].clone())
 }
 
+/// Two feeds `raw` → `enriched` of pipeline `orders`, audited by key in 10 s buckets with 2 s
+/// of grace, and a webhook.
+fn audit_tables(receiver_url: &str, max_listed: usize) -> String {
+    format!(
+        r#"
+[[feed]]
+name = "raw"
+topic = "raw"
+warn_after = "2h"
+critical_after = "3h"
+
+[[feed]]
+name = "enriched"
+topic = "enriched"
+warn_after = "2h"
+critical_after = "3h"
+
+[[pipeline]]
+name = "orders"
+hops = ["raw", "enriched"]
+
+[[pipeline.audit]]
+from = "raw"
+to = "enriched"
+id = "key"
+bucket = "10s"
+grace = "2s"
+max_listed = {max_listed}
+
+[[alerts.webhook]]
+url = "{receiver_url}/hook"
+"#
+    )
+}
+
 /// Produces `ids` to `topic` with key = id and record timestamp `at_ms`, spread over its
 /// partitions by key; flushed.
 fn produce_ids(
@@ -611,38 +646,7 @@ fn an_audit_lists_the_ids_a_relay_dropped_and_counts_nothing_twice_across_a_kill
             &brokers,
             &redis.url,
             "freshwatch-audit",
-            &format!(
-                r#"
-[[feed]]
-name = "raw"
-topic = "raw"
-split_by = "key"
-warn_after = "1h"
-critical_after = "2h"
-
-[[feed]]
-name = "enriched"
-topic = "enriched"
-split_by = "key"
-warn_after = "1h"
-critical_after = "2h"
-
-[[pipeline]]
-name = "orders"
-hops = ["raw", "enriched"]
-
-[[pipeline.audit]]
-from = "raw"
-to = "enriched"
-id = "key"
-bucket = "10s"
-grace = "2s"
-
-[[alerts.webhook]]
-url = "{}/hook"
-"#,
-                receiver.url
-            ),
+            &audit_tables(&receiver.url, 100),
         );
         let mut freshwatch = FreshwatchProcess::start(directory.path(), &text);
         freshwatch.wait_ready().await;
@@ -796,35 +800,10 @@ flush_interval = "200ms"
 
 [evaluation]
 interval = "200ms"
-
-[[feed]]
-name = "raw"
-topic = "raw"
-warn_after = "2h"
-critical_after = "3h"
-
-[[feed]]
-name = "enriched"
-topic = "enriched"
-warn_after = "2h"
-critical_after = "3h"
-
-[[pipeline]]
-name = "orders"
-hops = ["raw", "enriched"]
-
-[[pipeline.audit]]
-from = "raw"
-to = "enriched"
-id = "key"
-bucket = "10s"
-grace = "2s"
-max_listed = 250
-
-[[alerts.webhook]]
-url = "{}/hook"
-"#,
-            broker.brokers, redis.url, receiver.url
+{}"#,
+            broker.brokers,
+            redis.url,
+            audit_tables(&receiver.url, 250)
         );
         let freshwatch = FreshwatchProcess::start(directory.path(), &text);
         freshwatch.wait_ready().await;
