@@ -221,6 +221,7 @@ impl Pipeline {
         self.key_limit_alerts(full_feeds, now_ms).await;
         let mut notified = !group_alerts.is_empty() || !volume_alerts.is_empty();
         for alert in audit_alerts {
+            tracing::warn!(alertname = alert.alertname, firing = alert.firing, summary = %alert.summary, "pipeline audit alert");
             self.dispatcher.dispatch(Notice::System(alert)).await;
             notified = true;
         }
