@@ -5,92 +5,17 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use freshwatch::cadence::Learning;
-use freshwatch::config::{FeedConfig, FeedMode, SplitRule, TimestampRule, TopicMatcher};
-use freshwatch::extract::json::JsonPointer;
-use freshwatch::extract::{Extractor, OwnedRecord};
+use freshwatch::config::{FeedConfig, SplitRule, TimestampRule};
+use freshwatch::extract::OwnedRecord;
 use freshwatch::schedule::WeekClock;
 use freshwatch::tracker::Tracker;
 
-const RECORDS: usize = 10_000;
-const TENANTS: usize = 10_000;
-const BASE_MS: i64 = 1_764_547_200_000;
-
-fn feed(split: Option<SplitRule>, timestamp: TimestampRule) -> FeedConfig {
-    FeedConfig {
-        name: Arc::from("profiles"),
-        topics: TopicMatcher::Exact("cdp.profile-updates".into()),
-        split,
-        timestamp,
-        warn_after: Duration::from_secs(1800),
-        critical_after: Duration::from_secs(7200),
-        expected: vec![],
-        mode: FeedMode::Consume,
-        max_keys: 1_000_000,
-        max_key_bytes: 256,
-        hold: Duration::ZERO,
-        rollup_after: 20,
-        windows: Vec::new(),
-        learning: None,
-    }
-}
-
-/// A realistic ~300-byte external profile update; the tenant is not the first field.
-fn profile_update(index: usize, rfc3339_time: bool) -> Vec<u8> {
-    let at = BASE_MS + index as i64;
-    let updated_at = if rfc3339_time {
-        format!("\"{}\"", freshwatch::clock::rfc3339(at))
-    } else {
-        at.to_string()
-    };
-    format!(
-        r#"{{"profile_id":"p-{index:08}","email":"user{index}@example.com","name":"Zoë \"Z\" Müller","source":"crm-sync","locale":"de-DE","ip":"203.0.113.7","consent":{{"email":true,"sms":false}},"attributes":{{"plan":"pro","country":"DE","score":{score},"tags":["a","b"]}},"tenant_id":"tenant-{tenant:05}","updated_at":{updated_at},"version":3}}"#,
-        score = index % 97,
-        tenant = index % TENANTS,
-    )
-    .into_bytes()
-}
-
-fn records(rfc3339_time: bool) -> Vec<OwnedRecord> {
-    (0..RECORDS)
-        .map(|index| OwnedRecord {
-            partition: (index % 12) as i32,
-            key: Some(format!("tenant-{:05}", index % TENANTS).into_bytes()),
-            payload: Some(profile_update(index, rfc3339_time)),
-            headers: vec![
-                (
-                    "tenant".into(),
-                    format!("tenant-{:05}", index % TENANTS).into_bytes(),
-                ),
-                (
-                    "ts".into(),
-                    (BASE_MS + index as i64).to_string().into_bytes(),
-                ),
-            ],
-            timestamp_ms: Some(BASE_MS + index as i64),
-        })
-        .collect()
-}
-
-/// Extract and track every record once; keys are already known (steady state).
-fn run(extractor: &Extractor, tracker: &mut Tracker, batch: &[OwnedRecord]) -> usize {
-    let mut tracked = 0;
-    for record in batch {
-        if let Ok(extracted) = extractor.extract(record, BASE_MS) {
-            if tracker
-                .observe(0, extracted.split.as_bytes(), extracted.event_ms)
-                .is_some()
-            {
-                tracked += 1;
-            }
-        }
-    }
-    tracked
-}
+mod corpus;
+use corpus::{feed, records, run, BASE_MS, TENANTS};
 
 fn bench_scenario(
     criterion: &mut Criterion,
@@ -207,14 +132,18 @@ fn hot_path(criterion: &mut Criterion) {
         feed(Some(SplitRule::Key), TimestampRule::Record),
         &with_millis,
     );
-    let json_feed = || {
-        feed(
-            Some(SplitRule::Json(JsonPointer::parse("/tenant_id").unwrap())),
-            TimestampRule::Json(JsonPointer::parse("/updated_at").unwrap()),
-        )
-    };
-    bench_scenario(criterion, "json_split_unix_ms", json_feed(), &with_millis);
-    bench_scenario(criterion, "json_split_rfc3339", json_feed(), &with_rfc3339);
+    bench_scenario(
+        criterion,
+        "json_split_unix_ms",
+        corpus::json_feed(),
+        &with_millis,
+    );
+    bench_scenario(
+        criterion,
+        "json_split_rfc3339",
+        corpus::json_feed(),
+        &with_rfc3339,
+    );
     naive_baseline(
         criterion,
         "naive_record_timestamp",
@@ -276,55 +205,13 @@ fn learning(criterion: &mut Criterion) {
 /// The JSON split path with a completeness audit on top (`[[pipeline.audit]]`, the feed as its
 /// upstream side, the id a JSON field): what auditing adds per record.
 fn audit(criterion: &mut Criterion) {
-    use freshwatch::audit::{AuditTrack, Side};
-    use freshwatch::config::AuditConfig;
     let batch = records(false);
-    let config = feed(
-        Some(SplitRule::Json(JsonPointer::parse("/tenant_id").unwrap())),
-        TimestampRule::Json(JsonPointer::parse("/updated_at").unwrap()),
-    );
-    let extractor = config.extractor(300_000);
-    let mut tracker = Tracker::new(std::slice::from_ref(&config), BASE_MS);
-    let audit = AuditConfig {
-        pipeline: Arc::from("profiles"),
-        from: Arc::from("profiles"),
-        to: Arc::from("cdp"),
-        id: SplitRule::Json(JsonPointer::parse("/profile_id").unwrap()),
-        bucket: Duration::from_secs(60),
-        grace: Duration::from_secs(300),
-        max_listed: 100,
-    };
-    let mut track = AuditTrack::new(audit.clone(), 0, 1);
-    let mut offset = 0i64;
-    let mut run_audited = |tracker: &mut Tracker| {
-        let mut counted = 0;
-        for record in &batch {
-            if let Ok((extracted, id)) = extractor.extract_with_id(record, BASE_MS, &audit.id) {
-                tracker.observe(0, extracted.split.as_bytes(), extracted.event_ms);
-                if let Ok(id) = id {
-                    offset += 1;
-                    counted += usize::from(track.count(
-                        Side::Upstream,
-                        extracted.event_ms,
-                        id.as_bytes(),
-                        "cdp.profile-updates",
-                        record.partition,
-                        offset,
-                    ));
-                }
-            }
-        }
-        counted
-    };
-    assert_eq!(
-        run_audited(&mut tracker),
-        batch.len(),
-        "every record counted"
-    );
+    let mut audited = corpus::Audited::new();
+    assert_eq!(audited.run(&batch), batch.len(), "every record counted");
     let mut group = criterion.benchmark_group("extract_track");
     group.throughput(Throughput::Elements(batch.len() as u64));
     group.bench_function("json_split_unix_ms_audited/records", |bencher| {
-        bencher.iter(|| black_box(run_audited(&mut tracker)))
+        bencher.iter(|| black_box(audited.run(&batch)))
     });
     group.finish();
 }

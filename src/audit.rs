@@ -75,6 +75,16 @@ fn mix(mut value: u64) -> u64 {
     value ^ (value >> 31)
 }
 
+/// `held ^= key`, by words: a byte loop was the larger part of counting a record.
+fn xor_key(held: &mut [u8; KEY_BYTES], key: &[u8; KEY_BYTES]) {
+    let (held_words, held_tail) = held.split_at_mut(16);
+    let (key_words, key_tail) = key.split_at(16);
+    let word = |bytes: &[u8]| u128::from_ne_bytes(bytes.try_into().expect("16 bytes"));
+    let tail = |bytes: &[u8]| u32::from_ne_bytes(bytes.try_into().expect("4 bytes"));
+    held_words.copy_from_slice(&(word(held_words) ^ word(key_words)).to_ne_bytes());
+    held_tail.copy_from_slice(&(tail(held_tail) ^ tail(key_tail)).to_ne_bytes());
+}
+
 /// The fixed-size key a cell holds for an id.
 fn encode_id(id: &[u8]) -> [u8; KEY_BYTES] {
     let mut key = [0u8; KEY_BYTES];
@@ -184,9 +194,7 @@ impl IdSummary {
             let cell = &mut self.cells[place];
             cell.count = cell.count.wrapping_add(delta);
             cell.check ^= check;
-            for (held, byte) in cell.key.iter_mut().zip(key) {
-                *held ^= byte;
-            }
+            xor_key(&mut cell.key, key);
         }
     }
 
@@ -206,9 +214,7 @@ impl IdSummary {
         for (cell, theirs) in self.cells.iter_mut().zip(&other.cells) {
             cell.count = cell.count.wrapping_add(theirs.count);
             cell.check ^= theirs.check;
-            for (held, byte) in cell.key.iter_mut().zip(&theirs.key) {
-                *held ^= byte;
-            }
+            xor_key(&mut cell.key, &theirs.key);
         }
     }
 
@@ -370,8 +376,11 @@ pub struct AuditTrack {
     pub to: FeedIndex,
     bucket_ms: i64,
     open: BTreeMap<i64, Bucket>,
-    /// Per topic, per partition: the next offset to count (lower ones are counted already).
-    positions: hashbrown::HashMap<Box<str>, Vec<i64>>,
+    /// Per topic, per partition: the next offset to count (lower ones are counted already). A
+    /// side has one topic or a few, so a scan that tries the last one first beats hashing the
+    /// name per record.
+    positions: Vec<(Box<str>, Vec<i64>)>,
+    last_topic: usize,
     /// Buckets starting before this are closed: a record for one is late, not counted.
     closed_before_ms: i64,
     /// Records whose bucket had closed when they were read.
@@ -396,7 +405,8 @@ impl AuditTrack {
             from,
             to,
             open: BTreeMap::new(),
-            positions: hashbrown::HashMap::new(),
+            positions: Vec::new(),
+            last_topic: 0,
             closed_before_ms: i64::MIN,
             late: 0,
             dirty: false,
@@ -425,10 +435,7 @@ impl AuditTrack {
         let Ok(slot) = usize::try_from(partition) else {
             return false;
         };
-        let positions = match self.positions.get_mut(topic) {
-            Some(positions) => positions,
-            None => self.positions.entry(Box::from(topic)).or_default(),
-        };
+        let positions = self.positions_of(topic);
         if positions.len() <= slot {
             positions.resize(slot + 1, 0);
         }
@@ -453,6 +460,21 @@ impl AuditTrack {
         }
         bucket.summary.add(id, side);
         true
+    }
+
+    fn positions_of(&mut self, topic: &str) -> &mut Vec<i64> {
+        let last_matches =
+            matches!(self.positions.get(self.last_topic), Some((held, _)) if **held == *topic);
+        if !last_matches {
+            self.last_topic = match self.positions.iter().position(|(held, _)| **held == *topic) {
+                Some(index) => index,
+                None => {
+                    self.positions.push((Box::from(topic), Vec::new()));
+                    self.positions.len() - 1
+                }
+            };
+        }
+        &mut self.positions[self.last_topic].1
     }
 
     pub fn open_buckets(&self) -> usize {
@@ -543,7 +565,7 @@ impl AuditTrack {
     /// a restart: another replica's buckets stay its own, merged when they close.
     pub fn restore(&mut self, stored: &StoredAudit, own: bool) {
         for (topic, positions) in &stored.positions {
-            let held = self.positions.entry(Box::from(topic.as_str())).or_default();
+            let held = self.positions_of(topic);
             if held.len() < positions.len() {
                 held.resize(positions.len(), 0);
             }
