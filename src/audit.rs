@@ -199,11 +199,15 @@ impl IdSummary {
     }
 
     pub fn add(&mut self, id: &[u8], side: Side) {
+        self.add_key(&encode_id(id), side);
+    }
+
+    fn add_key(&mut self, key: &[u8; KEY_BYTES], side: Side) {
         let delta = match side {
             Side::Upstream => 1,
             Side::Downstream => -1,
         };
-        self.apply(&encode_id(id), delta);
+        self.apply(key, delta);
     }
 
     /// Another replica's counts of the same bucket (its own partitions).
@@ -376,16 +380,51 @@ pub struct AuditTrack {
     pub to: FeedIndex,
     bucket_ms: i64,
     open: BTreeMap<i64, Bucket>,
-    /// Per topic, per partition: the next offset to count (lower ones are counted already). A
-    /// side has one topic or a few, so a scan that tries the last one first beats hashing the
-    /// name per record.
-    positions: Vec<(Box<str>, Vec<i64>)>,
+    /// Per topic, per partition: how far it is read and counted. A side has one topic or a
+    /// few, so a scan that tries the last one first beats hashing the name per record.
+    positions: Vec<(Box<str>, Vec<Slot>)>,
     last_topic: usize,
+    /// Records of partitions not settled yet, read but not counted.
+    pending: Vec<Pending>,
     /// Buckets starting before this are closed: a record for one is late, not counted.
     closed_before_ms: i64,
     /// Records whose bucket had closed when they were read.
     pub late: u64,
+    /// Pending records another replica had counted already, dropped when they settled.
+    pub counted_elsewhere: u64,
     dirty: bool,
+}
+
+/// Most records kept pending per audit; past this, partitions settle at the next tick without
+/// waiting out the previous owner's flush.
+pub const MAX_PENDING: usize = 500_000;
+
+/// How far one partition of a side is read and counted here.
+///
+/// A partition that came to this replica (at start, or moved by a rebalance) may have been
+/// read past its committed offset by the replica that had it, which counts that stretch and
+/// stores how far at its next flush. Until this replica has loaded that, after the previous
+/// owner had time to flush, the partition is unsettled: its records wait, pending, and those
+/// below the previous owner's stored position are dropped as counted there.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// The next offset to read: lower ones were read here (counted, or pending).
+    next: i64,
+    /// Records below this are counted, here or by the replica that had the partition.
+    counted: i64,
+    settled: bool,
+    /// When the runtime first saw records of this partition pending, unix ms.
+    pending_since_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    topic: usize,
+    partition: usize,
+    offset: i64,
+    start_ms: i64,
+    side: Side,
+    key: [u8; KEY_BYTES],
 }
 
 /// What one replica stores of one audit.
@@ -395,6 +434,10 @@ pub struct StoredAudit {
     pub closed_before_ms: i64,
     /// Per bucket start: `[upstream, downstream, cells as hex]`.
     pub buckets: BTreeMap<i64, (u64, u64, String)>,
+    /// The first bucket this replica holds records of that it has not counted yet (a
+    /// partition that moved to it, settling): the leader closes nothing from there on.
+    #[serde(default)]
+    pub pending_from_ms: Option<i64>,
 }
 
 impl AuditTrack {
@@ -407,6 +450,8 @@ impl AuditTrack {
             open: BTreeMap::new(),
             positions: Vec::new(),
             last_topic: 0,
+            pending: Vec::new(),
+            counted_elsewhere: 0,
             closed_before_ms: i64::MIN,
             late: 0,
             dirty: false,
@@ -421,8 +466,8 @@ impl AuditTrack {
         i64::try_from(self.config.grace.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Counts one record read at `offset`; `false` when it was counted before (read again
-    /// after a restart) or its bucket has closed.
+    /// Counts one record read at `offset`; `false` when it was read before (again after a
+    /// restart) or its bucket has closed. A record of an unsettled partition waits, pending.
     pub fn count(
         &mut self,
         side: Side,
@@ -432,19 +477,39 @@ impl AuditTrack {
         partition: i32,
         offset: i64,
     ) -> bool {
-        let Ok(slot) = usize::try_from(partition) else {
+        let Ok(partition) = usize::try_from(partition) else {
             return false;
         };
-        let positions = self.positions_of(topic);
-        if positions.len() <= slot {
-            positions.resize(slot + 1, 0);
+        let start_ms = event_ms.div_euclid(self.bucket_ms) * self.bucket_ms;
+        let slots = self.positions_of(topic);
+        if slots.len() <= partition {
+            slots.resize(partition + 1, Slot::default());
         }
-        if offset < positions[slot] {
+        let slot = &mut slots[partition];
+        if offset < slot.next {
             return false;
         }
-        positions[slot] = offset + 1;
+        slot.next = offset + 1;
+        if !slot.settled {
+            let topic = self.last_topic;
+            self.pending.push(Pending {
+                topic,
+                partition,
+                offset,
+                start_ms,
+                side,
+                key: encode_id(id),
+            });
+            // Stored, so the leader waits for it before closing its bucket.
+            self.dirty = true;
+            return true;
+        }
+        slot.counted = offset + 1;
         self.dirty = true;
-        let start_ms = event_ms.div_euclid(self.bucket_ms) * self.bucket_ms;
+        self.add_to_bucket(start_ms, &encode_id(id), side)
+    }
+
+    fn add_to_bucket(&mut self, start_ms: i64, key: &[u8; KEY_BYTES], side: Side) -> bool {
         if start_ms < self.closed_before_ms {
             self.late += 1;
             return false;
@@ -458,11 +523,100 @@ impl AuditTrack {
             Side::Upstream => bucket.upstream += 1,
             Side::Downstream => bucket.downstream += 1,
         }
-        bucket.summary.add(id, side);
+        bucket.summary.add_key(key, side);
         true
     }
 
-    fn positions_of(&mut self, topic: &str) -> &mut Vec<i64> {
+    /// Partitions this replica no longer reads are unsettled: when one comes back, another
+    /// replica may have read it meanwhile. `assigned` is the consumer's assignment.
+    pub fn unsettle_unassigned(&mut self, assigned: &std::collections::HashSet<(&str, i32)>) {
+        for (topic, slots) in &mut self.positions {
+            for (partition, slot) in slots.iter_mut().enumerate() {
+                let held = i32::try_from(partition)
+                    .is_ok_and(|partition| assigned.contains(&(&**topic, partition)));
+                if !held {
+                    slot.settled = false;
+                    slot.pending_since_ms = None;
+                }
+            }
+        }
+    }
+
+    /// Whether pending records are due to settle at `now_ms`: their partition has waited
+    /// `wait_ms` since it was first seen pending (stamped here), or too many are pending.
+    pub fn settle_due(&mut self, now_ms: i64, wait_ms: i64) -> bool {
+        for pending in &self.pending {
+            let slot = &mut self.positions[pending.topic].1[pending.partition];
+            slot.pending_since_ms.get_or_insert(now_ms);
+        }
+        self.pending.len() >= MAX_PENDING
+            || self.positions.iter().any(|(_, slots)| {
+                slots.iter().any(|slot| {
+                    slot.pending_since_ms
+                        .is_some_and(|since_ms| now_ms.saturating_sub(since_ms) >= wait_ms)
+                })
+            })
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Settles the partitions due (see [`AuditTrack::settle_due`]) on what the other replicas
+    /// stored: a pending record below the furthest any of them counted was counted there and
+    /// is dropped; the rest are counted now.
+    pub fn settle(&mut self, peers: &[StoredAudit], now_ms: i64, wait_ms: i64) {
+        let forced = self.pending.len() >= MAX_PENDING;
+        for (topic, slots) in &mut self.positions {
+            for (partition, slot) in slots.iter_mut().enumerate() {
+                let due = slot
+                    .pending_since_ms
+                    .is_some_and(|since_ms| forced || now_ms.saturating_sub(since_ms) >= wait_ms);
+                if !due {
+                    continue;
+                }
+                let elsewhere = peers
+                    .iter()
+                    .filter_map(|peer| peer.positions.get(&**topic)?.get(partition).copied())
+                    .max()
+                    .unwrap_or(0);
+                slot.counted = slot.counted.max(elsewhere);
+                slot.next = slot.next.max(slot.counted);
+                slot.settled = true;
+                slot.pending_since_ms = None;
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.dirty = true;
+        for record in pending {
+            let slot = &mut self.positions[record.topic].1[record.partition];
+            if !slot.settled {
+                self.pending.push(record);
+            } else if record.offset < slot.counted {
+                self.counted_elsewhere += 1;
+            } else {
+                slot.counted = record.offset + 1;
+                self.dirty = true;
+                self.add_to_bucket(record.start_ms, &record.key, record.side);
+            }
+        }
+    }
+
+    /// Holds the consumer's commit of an unsettled partition below its first pending record:
+    /// pending records are not stored, so after a restart they must be read again.
+    pub fn hold_back_commits(&self, positions: &mut crate::tracker::Positions) {
+        for record in &self.pending {
+            let topic = &*self.positions[record.topic].0;
+            if let Some(offset) = positions
+                .get_mut(topic)
+                .and_then(|offsets| offsets.get_mut(record.partition))
+            {
+                *offset = (*offset).min(record.offset);
+            }
+        }
+    }
+
+    fn positions_of(&mut self, topic: &str) -> &mut Vec<Slot> {
         let last_matches =
             matches!(self.positions.get(self.last_topic), Some((held, _)) if **held == *topic);
         if !last_matches {
@@ -530,9 +684,13 @@ impl AuditTrack {
             positions: self
                 .positions
                 .iter()
-                .map(|(topic, positions)| (topic.to_string(), positions.clone()))
+                .map(|(topic, slots)| {
+                    let counted = slots.iter().map(|slot| slot.counted).collect();
+                    (topic.to_string(), counted)
+                })
                 .collect(),
             closed_before_ms: self.closed_before_ms,
+            pending_from_ms: self.pending.iter().map(|record| record.start_ms).min(),
             buckets: self
                 .open
                 .iter()
@@ -547,16 +705,14 @@ impl AuditTrack {
     }
 
     /// Buckets taken for closing that could not be judged yet: open again.
-    pub fn reopen(&mut self, buckets: Vec<(i64, Bucket)>) {
+    pub fn reopen(&mut self, buckets: Vec<(i64, Bucket)>, closed_before_ms: i64) {
         for (start, bucket) in buckets {
             self.open
                 .entry(start)
                 .and_modify(|open| open.merge(&bucket))
                 .or_insert(bucket);
         }
-        if let Some((&first, _)) = self.open.first_key_value() {
-            self.closed_before_ms = self.closed_before_ms.min(first);
-        }
+        self.closed_before_ms = self.closed_before_ms.min(closed_before_ms);
         self.dirty = true;
     }
 
@@ -567,10 +723,11 @@ impl AuditTrack {
         for (topic, positions) in &stored.positions {
             let held = self.positions_of(topic);
             if held.len() < positions.len() {
-                held.resize(positions.len(), 0);
+                held.resize(positions.len(), Slot::default());
             }
             for (held, &stored) in held.iter_mut().zip(positions) {
-                *held = (*held).max(stored);
+                held.counted = held.counted.max(stored);
+                held.next = held.next.max(stored);
             }
         }
         if !own {
@@ -610,16 +767,16 @@ pub fn buckets_of(stored: &StoredAudit, max_listed: usize) -> Vec<(i64, Bucket)>
 pub fn judge_closed(
     config: &AuditConfig,
     bucket_ms: i64,
-    mut closing: Vec<(i64, Bucket)>,
+    closing: Vec<(i64, Bucket)>,
     peers: &[StoredAudit],
+    range: std::ops::Range<i64>,
 ) -> Vec<ClosedBucket> {
-    let Some(last) = closing.last().map(|(start, _)| *start) else {
-        return Vec::new();
-    };
-    let mut merged: BTreeMap<i64, Bucket> = closing.drain(..).collect();
+    let mut merged: BTreeMap<i64, Bucket> = closing.into_iter().collect();
     for peer in peers {
+        // A peer's bucket outside the range was judged before (a follower keeps its buckets
+        // a bucket longer), or is not closed yet.
         for (start, bucket) in buckets_of(peer, config.max_listed) {
-            if start > last {
+            if !range.contains(&start) {
                 continue;
             }
             merged
@@ -653,6 +810,13 @@ mod tests {
         }
     }
 
+    /// Settles everything pending, as the runtime does once a previous owner had time to flush.
+    fn settle(track: &mut AuditTrack, peers: &[StoredAudit]) {
+        assert!(track.settle_due(0, 0) || !track.has_pending());
+        track.settle(peers, 0, 0);
+        assert!(!track.has_pending());
+    }
+
     #[test]
     fn a_bucket_lists_every_missing_id_and_counts_duplicates_among_a_hundred_thousand() {
         let config = config(250);
@@ -679,8 +843,9 @@ mod tests {
                 offset[1] += 1;
             }
         }
+        settle(&mut track, &[]);
         let closing = track.take_closable(60_000 + 300_000);
-        let judged = judge_closed(&config, 60_000, closing, &[]);
+        let judged = judge_closed(&config, 60_000, closing, &[], i64::MIN..i64::MAX);
         assert_eq!(judged.len(), 1);
         let bucket = &judged[0];
         assert_eq!(bucket.upstream, 100_000);
@@ -720,6 +885,7 @@ mod tests {
                 offset,
             );
         }
+        settle(&mut track, &[]);
         let stored = track.take_dirty().expect("counted");
         assert!(track.take_dirty().is_none());
         let mut restarted = AuditTrack::new(config.clone(), 0, 1);
@@ -745,10 +911,11 @@ mod tests {
                 offset,
             );
         }
+        settle(&mut restarted, &[]);
         // Known only up to the bucket's end plus part of its grace: still open.
         assert!(restarted.take_closable(60_000 + 299_999).is_empty());
         let closing = restarted.take_closable(60_000 + 300_000);
-        let judged = judge_closed(&config, 60_000, closing, &[]);
+        let judged = judge_closed(&config, 60_000, closing, &[], i64::MIN..i64::MAX);
         assert_eq!((judged[0].upstream, judged[0].downstream), (12, 12));
         assert_eq!((judged[0].missing, judged[0].duplicated), (0, 0));
         // Closed: a record of it now is late, and counted nowhere.
@@ -770,8 +937,16 @@ mod tests {
         // The other replica reads the downstream partition: "a" and "b" arrived.
         there.count(Side::Downstream, 0, b"a", "enriched", 1, 0);
         there.count(Side::Downstream, 0, b"b", "enriched", 1, 1);
+        settle(&mut here, &[]);
+        settle(&mut there, &[]);
         let peer = there.stored();
-        let judged = judge_closed(&config, 60_000, here.take_closable(i64::MAX / 2), &[peer]);
+        let judged = judge_closed(
+            &config,
+            60_000,
+            here.take_closable(i64::MAX / 2),
+            &[peer],
+            i64::MIN..i64::MAX,
+        );
         assert_eq!(judged[0].missing, 2);
         assert_eq!(judged[0].missing_ids[0], uuid);
         assert!(
@@ -779,6 +954,85 @@ mod tests {
             "{:?}",
             judged[0].missing_ids
         );
+    }
+
+    /// A partition moves from one live replica to another: the new owner starts at the old
+    /// one's last commit, below what the old one read (and counts at its next flush). The
+    /// stretch between is counted once, by the old owner, and a record the old owner never
+    /// read is counted by the new one.
+    #[test]
+    fn a_partition_that_moves_between_live_replicas_is_counted_once() {
+        let config = config(100);
+        let mut old = AuditTrack::new(config.clone(), 0, 1);
+        let mut new = AuditTrack::new(config.clone(), 0, 1);
+        let id = |offset: i64| format!("id-{offset}");
+        for offset in 0..100 {
+            old.count(
+                Side::Upstream,
+                1_000,
+                id(offset).as_bytes(),
+                "raw",
+                0,
+                offset,
+            );
+        }
+        settle(&mut old, &[]);
+        let committed = old.stored().positions["raw"][0];
+        assert_eq!(committed, 100);
+        // Read on past the commit before the rebalance took the partition away.
+        for offset in 100..150 {
+            old.count(
+                Side::Upstream,
+                1_000,
+                id(offset).as_bytes(),
+                "raw",
+                0,
+                offset,
+            );
+        }
+        // The new owner starts at the commit, and reads on while the old one flushes.
+        let assigned = std::collections::HashSet::from([("raw", 0)]);
+        new.unsettle_unassigned(&assigned);
+        for offset in 100..200 {
+            assert!(new.count(
+                Side::Upstream,
+                1_000,
+                id(offset).as_bytes(),
+                "raw",
+                0,
+                offset
+            ));
+        }
+        old.unsettle_unassigned(&std::collections::HashSet::new());
+        let flushed = old.stored();
+        // Nothing is settled before the previous owner had time to flush.
+        assert!(!new.settle_due(10_000, 3_000));
+        assert!(new.settle_due(13_000, 3_000));
+        let mut commits = crate::tracker::Positions::default();
+        commits.insert("raw".to_owned(), vec![200]);
+        new.hold_back_commits(&mut commits);
+        assert_eq!(
+            commits["raw"],
+            [100],
+            "pending records are not committed past"
+        );
+        new.settle(std::slice::from_ref(&flushed), 13_000, 3_000);
+        assert_eq!(new.counted_elsewhere, 50);
+        assert_eq!(new.stored().positions["raw"][0], 200);
+        let closing = old.take_closable(i64::MAX / 2);
+        let judged = judge_closed(
+            &config,
+            60_000,
+            closing,
+            &[new.stored()],
+            i64::MIN..i64::MAX,
+        );
+        assert_eq!(
+            judged[0].upstream, 200,
+            "every record once: {:?}",
+            judged[0]
+        );
+        assert_eq!(judged[0].missing, 200, "no downstream was read");
     }
 }
 

@@ -749,8 +749,15 @@ fn an_audit_lists_the_ids_a_relay_dropped_and_counts_nothing_twice_across_a_kill
 /// Issue #20's audit on a separate broker process (Tansu, default client timeouts): ten
 /// buckets of 10,000 records each; the relay's output lacks 137 ids of the fourth bucket and
 /// holds 50 ids of the eighth twice. Exactly those are found, and nothing else.
+/// `FRESHWATCH_AUDIT_RECORDS=1000000` runs the issue's million (`bench/audit.sh`, release).
 #[test]
 fn on_a_separate_broker_an_audit_of_a_hundred_thousand_records_finds_exactly_what_the_relay_lost() {
+    let records: usize = std::env::var("FRESHWATCH_AUDIT_RECORDS")
+        .ok()
+        .map(|value| value.parse().expect("FRESHWATCH_AUDIT_RECORDS: a number"))
+        .unwrap_or(100_000);
+    let per_bucket = records / 10;
+    assert!(per_bucket >= 10_000, "at least 100,000 records");
     let broker = TansuBroker::start();
     broker.create_topic("raw", 4);
     broker.create_topic("enriched", 4);
@@ -760,33 +767,36 @@ fn on_a_separate_broker_an_audit_of_a_hundred_thousand_records_finds_exactly_wha
     let bucket_ms = 10_000;
     let first_ms = (now_ms() - 3_600_000) / bucket_ms * bucket_ms;
     let dropped: Vec<String> = (0..137)
-        .map(|index| format!("o-{}", 30_000 + index * 71))
+        .map(|index| format!("o-{}", 3 * per_bucket + index * 71))
         .collect();
     let doubled: Vec<String> = (0..50)
-        .map(|index| format!("o-{}", 70_000 + index * 193))
+        .map(|index| format!("o-{}", 7 * per_bucket + index * 193))
         .collect();
+    let dropped_set: std::collections::HashSet<&String> = dropped.iter().collect();
+    let doubled_set: std::collections::HashSet<&String> = doubled.iter().collect();
     let produced = std::time::Instant::now();
     for bucket in 0..10 {
-        let ids: Vec<String> = (bucket * 10_000..(bucket + 1) * 10_000)
+        let ids: Vec<String> = (bucket * per_bucket..(bucket + 1) * per_bucket)
             .map(|index| format!("o-{index}"))
             .collect();
         let at_ms = first_ms + bucket as i64 * bucket_ms + 500;
         produce_ids(&producer, "raw", &ids, at_ms);
         let relayed: Vec<String> = ids
             .iter()
-            .filter(|id| !dropped.contains(id))
+            .filter(|id| !dropped_set.contains(id))
             .cloned()
             .collect();
         produce_ids(&producer, "enriched", &relayed, at_ms);
         let again: Vec<String> = ids
             .iter()
-            .filter(|id| doubled.contains(id))
+            .filter(|id| doubled_set.contains(id))
             .cloned()
             .collect();
         produce_ids(&producer, "enriched", &again, at_ms);
     }
     println!(
-        "produced 199,913 records to tansu in {:?}",
+        "produced {} records to tansu in {:?}",
+        2 * records - 137 + 50,
         produced.elapsed()
     );
     runtime().block_on(async {
@@ -811,9 +821,11 @@ interval = "200ms"
         let freshwatch = FreshwatchProcess::start(directory.path(), &text);
         freshwatch.wait_ready().await;
         let read = std::time::Instant::now();
-        wait_until("ten buckets closed", Duration::from_secs(240), || async {
-            audit_rows(&freshwatch).await.len() == 10
-        })
+        wait_until(
+            "ten buckets closed",
+            Duration::from_secs(240 * records as u64 / 100_000),
+            || async { audit_rows(&freshwatch).await.len() == 10 },
+        )
         .await;
         println!(
             "ten buckets judged {:?} after freshwatch was ready",
@@ -823,10 +835,11 @@ interval = "200ms"
         for (bucket, row) in rows.iter().enumerate() {
             let counts = ["upstream", "downstream", "missing", "duplicated"]
                 .map(|field| row[field].as_u64().unwrap());
+            let per = per_bucket as u64;
             let expected = match bucket {
-                3 => [10_000, 9_863, 137, 0],
-                7 => [10_000, 10_050, 0, 50],
-                _ => [10_000, 10_000, 0, 0],
+                3 => [per, per - 137, 137, 0],
+                7 => [per, per + 50, 0, 50],
+                _ => [per, per, 0, 0],
             };
             assert_eq!(counts, expected, "bucket {bucket}: {row:#}");
         }
@@ -838,9 +851,9 @@ interval = "200ms"
         let pages = records_missing(&receiver);
         assert_eq!(pages.len(), 1, "{pages:?}");
         assert!(
-            pages[0]
-                .1
-                .contains("137 of 10000 records of raw missing from enriched"),
+            pages[0].1.contains(&format!(
+                "137 of {per_bucket} records of raw missing from enriched"
+            )),
             "{pages:?}"
         );
     });
@@ -910,4 +923,144 @@ fn a_lossless_relay_with_records_out_of_order_and_a_restart_pages_nothing() {
         drop(relay);
     });
     drop(cluster);
+}
+
+/// Issue #20's audit shared by two replicas on a separate broker process (Tansu, default
+/// client timeouts): a second replica joins while records flow, so partitions move from a live
+/// replica that has read past its last commit. Every record is counted exactly once on each
+/// side, across both replicas' counts: no bucket misses or doubles anything, nothing pages.
+#[test]
+fn two_replicas_sharing_an_audit_across_a_rebalance_count_every_record_once() {
+    let broker = TansuBroker::start();
+    // Different partition counts: a record's two sides move between replicas independently.
+    broker.create_topic("raw", 4);
+    broker.create_topic("enriched", 6);
+    let redis = RedisServer::start();
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let receiver = WebhookReceiver::start().await;
+        // A long flush: the first replica has read well past its last commit when it loses
+        // partitions.
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{}"
+group_id = "freshwatch-audit-shared"
+
+[state]
+redis_url = "{}"
+flush_interval = "2s"
+
+[evaluation]
+interval = "200ms"
+blind_after = "1h"
+
+[ha]
+lease = "3s"
+{}"#,
+            broker.brokers,
+            redis.url,
+            audit_tables(&receiver.url, 100)
+                .replace("bucket = \"10s\"", "bucket = \"5s\"")
+                .replace("grace = \"2s\"", "grace = \"5s\"")
+        );
+        let replica_a = FreshwatchProcess::start(first.path(), &text);
+        replica_a.wait_ready().await;
+        let running = Arc::new(AtomicBool::new(true));
+        let brokers = broker.brokers.clone();
+        let flag = running.clone();
+        let producing = std::thread::spawn(move || {
+            use rdkafka::producer::{BaseRecord, Producer};
+            let producer = producer(&brokers);
+            let mut produced = 0u64;
+            while flag.load(Ordering::Relaxed) {
+                for _ in 0..20 {
+                    let id = format!("s-{produced}");
+                    let at_ms = now_ms();
+                    for topic in ["raw", "enriched"] {
+                        while producer
+                            .send(
+                                BaseRecord::to(topic)
+                                    .key(&id)
+                                    .payload("{}")
+                                    .timestamp(at_ms),
+                            )
+                            .is_err()
+                        {
+                            producer.poll(Duration::from_millis(10));
+                        }
+                    }
+                    produced += 1;
+                }
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            producer.flush(Duration::from_secs(30)).unwrap();
+            produced
+        });
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let replica_b = FreshwatchProcess::start(second.path(), &text);
+        replica_b.wait_ready().await;
+        wait_until(
+            "both replicas hold partitions",
+            Duration::from_secs(90),
+            || async {
+                let mut holding = 0;
+                for replica in [&replica_a, &replica_b] {
+                    if replica
+                        .metric("freshwatch_assigned_partitions")
+                        .await
+                        .unwrap_or(0.0)
+                        > 0.0
+                    {
+                        holding += 1;
+                    }
+                }
+                holding == 2
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        running.store(false, Ordering::Relaxed);
+        let produced = producing.join().unwrap();
+        let rows_of_leader = || async {
+            let mut best = Vec::new();
+            for replica in [&replica_a, &replica_b] {
+                let rows = audit_rows(replica).await;
+                if rows.len() > best.len() {
+                    best = rows;
+                }
+            }
+            best
+        };
+        let sum = |rows: &[serde_json::Value], field: &str| {
+            rows.iter()
+                .map(|row| row[field].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
+        wait_until(
+            "every record's bucket closed",
+            Duration::from_secs(120),
+            || async { sum(&rows_of_leader().await, "upstream") >= produced },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let rows = rows_of_leader().await;
+        let logs = format!("{}\n---\n{}", replica_a.log(), replica_b.log());
+        assert_eq!(sum(&rows, "upstream"), produced, "{rows:#?}\n{logs}");
+        assert_eq!(sum(&rows, "downstream"), produced, "{rows:#?}\n{logs}");
+        for row in &rows {
+            assert_eq!(
+                (&row["missing"], &row["duplicated"]),
+                (&0.into(), &0.into()),
+                "{rows:#?}"
+            );
+        }
+        assert_eq!(records_missing(&receiver), [], "{logs}");
+        assert!(
+            logs.contains("counted by the replica that had it"),
+            "a partition moved between live replicas: {logs}"
+        );
+    });
 }

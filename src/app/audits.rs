@@ -20,10 +20,33 @@ pub(super) struct Audits {
     /// membership's instance id, else the host name), so a restart finds what it counted.
     pub(super) instance: String,
     pub(super) results: SharedResults,
+    /// How long a partition that came to this replica waits, its records pending, before it
+    /// settles on what the other replicas stored: two of their flushes and a second.
+    pub(super) settle_wait_ms: i64,
 }
 
 fn document_key(name: &str, instance: &str) -> String {
     format!("{name}@{instance}")
+}
+
+/// The buckets one audit closes at a tick: those starting in `from_ms..to_ms`.
+struct Closing {
+    index: usize,
+    from_ms: i64,
+    to_ms: i64,
+    buckets: Vec<(i64, crate::audit::Bucket)>,
+}
+
+/// What the other replicas stored of audit `name`.
+fn peer_audits(stored: &[(String, String)], name: &str, instance: &str) -> Vec<StoredAudit> {
+    let own = document_key(name, instance);
+    stored
+        .iter()
+        .filter(|(key, _)| {
+            *key != own && key.rsplit_once('@').is_some_and(|(audit, _)| audit == name)
+        })
+        .filter_map(|(_, json)| serde_json::from_str(json).ok())
+        .collect()
 }
 
 /// The replica's stable name for its audit documents.
@@ -47,12 +70,18 @@ pub(super) async fn restore_audits(
 ) -> Audits {
     let instance = audit_instance(config);
     let results: SharedResults = Arc::default();
+    let settle_wait_ms =
+        i64::try_from(config.state.flush_interval.as_millis() * 2).unwrap_or(i64::MAX / 2) + 1_000;
     if config
         .pipelines
         .iter()
         .all(|pipeline| pipeline.audits.is_empty())
     {
-        return Audits { instance, results };
+        return Audits {
+            instance,
+            results,
+            settle_wait_ms,
+        };
     }
     let stored = match store.documents_load(Documents::Audits).await {
         Ok(entries) => entries,
@@ -91,7 +120,11 @@ pub(super) async fn restore_audits(
         }
     }
     drop(tracker);
-    Audits { instance, results }
+    Audits {
+        instance,
+        results,
+        settle_wait_ms,
+    }
 }
 
 impl Pipeline {
@@ -131,6 +164,62 @@ impl Pipeline {
         result
     }
 
+    /// Partitions this replica no longer reads are unsettled; records of ones that came to it
+    /// wait until the replica that read them before has had time to flush how far it counted,
+    /// then settle on every other replica's stored positions ([`crate::audit::AuditTrack::settle`]).
+    async fn settle_audits(&self) {
+        let now_ms = self.clock.now_ms();
+        let wait_ms = self.audits.settle_wait_ms;
+        let due = {
+            let assignment = self
+                .source
+                .status
+                .assignment
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .clone();
+            let assigned: std::collections::HashSet<(&str, i32)> = assignment
+                .iter()
+                .map(|(topic, partition)| (topic.as_str(), *partition))
+                .collect();
+            let mut tracker = self
+                .tracker
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let mut due = false;
+            for track in &mut tracker.audits {
+                track.unsettle_unassigned(&assigned);
+                due |= track.settle_due(now_ms, wait_ms);
+            }
+            due
+        };
+        if !due {
+            return;
+        }
+        let stored = match self.store.documents_load(Documents::Audits).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                // Settled without the other replicas' positions, a moved partition could be
+                // counted twice: its records stay pending until the store answers.
+                tracing::warn!(%error, "other replicas' audit positions not loaded; records stay pending");
+                return;
+            }
+        };
+        let mut tracker = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for track in &mut tracker.audits {
+            let name = track.config.name();
+            let peers = peer_audits(&stored, &name, &self.audits.instance);
+            let before = track.counted_elsewhere;
+            track.settle(&peers, now_ms, wait_ms);
+            if track.counted_elsewhere > before {
+                tracing::info!(audit = %name, records = track.counted_elsewhere - before, "records of a partition that moved here were counted by the replica that had it");
+            }
+        }
+    }
+
     /// Each tick: closes the buckets both feeds are known past; the leader judges them (every
     /// replica's counts merged) and returns `RecordsMissing` changes. A follower keeps its
     /// buckets a bucket longer, so the leader finds them when it closes.
@@ -144,7 +233,8 @@ impl Pipeline {
             Sight::Known { through_ms } => Some(through_ms),
             Sight::Blind(_) => None,
         };
-        let closing: Vec<(usize, Vec<(i64, crate::audit::Bucket)>)> = {
+        self.settle_audits().await;
+        let closing: Vec<Closing> = {
             let mut tracker = self
                 .tracker
                 .lock()
@@ -162,6 +252,10 @@ impl Pipeline {
                     .late
                     .get_or_create(&labels)
                     .set(i64::try_from(track.late).unwrap_or(i64::MAX));
+                // Pending records may belong to any open bucket.
+                if track.has_pending() {
+                    continue;
+                }
                 let Some(known_ms) = through(track.from)
                     .zip(through(track.to))
                     .map(|(a, b)| a.min(b))
@@ -173,9 +267,17 @@ impl Pipeline {
                 } else {
                     known_ms.saturating_sub(track.bucket_ms())
                 };
+                let from_ms = track.closed_before_ms();
                 let buckets = track.take_closable(known_ms);
-                if !buckets.is_empty() {
-                    closing.push((index, buckets));
+                let to_ms = track.closed_before_ms();
+                // Another replica may hold buckets of the range this one read nothing of.
+                if to_ms > from_ms {
+                    closing.push(Closing {
+                        index,
+                        from_ms,
+                        to_ms,
+                        buckets,
+                    });
                 }
             }
             closing
@@ -189,39 +291,53 @@ impl Pipeline {
                 // Judged on this replica's counts alone would page what another replica read;
                 // judged once the store answers instead.
                 tracing::warn!(%error, "audit buckets of other replicas not loaded; closing later");
-                let mut tracker = self
-                    .tracker
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner());
-                for (index, buckets) in closing {
-                    tracker.audits[index].reopen(buckets);
-                }
+                self.reopen(closing);
                 return Vec::new();
             }
         };
         let mut alerts = Vec::new();
-        for (index, buckets) in closing {
+        let mut later = Vec::new();
+        for closing in closing {
             let (config, bucket_ms) = {
                 let tracker = self
                     .tracker
                     .lock()
                     .unwrap_or_else(|poison| poison.into_inner());
-                let track = &tracker.audits[index];
+                let track = &tracker.audits[closing.index];
                 (track.config.clone(), track.bucket_ms())
             };
             let name = config.name();
-            let own = document_key(&name, &self.audits.instance);
-            let others: Vec<StoredAudit> = peers
-                .iter()
-                .filter(|(key, _)| {
-                    *key != own && key.rsplit_once('@').is_some_and(|(audit, _)| audit == name)
-                })
-                .filter_map(|(_, json)| serde_json::from_str(json).ok())
-                .collect();
-            let judged = judge_closed(&config, bucket_ms, buckets, &others);
+            let others = peer_audits(&peers, &name, &self.audits.instance);
+            // A replica still settling a partition that moved to it holds records of these
+            // buckets it has not counted yet.
+            if others.iter().any(|peer| {
+                peer.pending_from_ms
+                    .is_some_and(|from_ms| from_ms < closing.to_ms)
+            }) {
+                later.push(closing);
+                continue;
+            }
+            let judged = judge_closed(
+                &config,
+                bucket_ms,
+                closing.buckets,
+                &others,
+                closing.from_ms..closing.to_ms,
+            );
             alerts.extend(self.record_verdicts(&config, judged, now_ms).await);
         }
+        self.reopen(later);
         alerts
+    }
+
+    fn reopen(&self, closing: Vec<Closing>) {
+        let mut tracker = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for closing in closing {
+            tracker.audits[closing.index].reopen(closing.buckets, closing.from_ms);
+        }
     }
 
     /// Keeps and stores the verdicts, counts them, and says what `RecordsMissing` does: it

@@ -146,7 +146,13 @@ impl Pipeline {
                 .tracker
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            (tracker.take_dirty(), tracker.take_positions())
+            let mut positions = tracker.take_positions();
+            if let Some(positions) = &mut positions {
+                for track in &tracker.audits {
+                    track.hold_back_commits(positions);
+                }
+            }
+            (tracker.take_dirty(), positions)
         };
         // The audits' counts up to these positions are stored before they are committed: a
         // record counted is never counted again after a restart.
