@@ -390,6 +390,9 @@ pub struct AuditTrack {
     closed_before_ms: i64,
     /// Records whose bucket had closed when they were read.
     pub late: u64,
+    /// Records of either side without the id: counted nowhere, so a relay that drops the
+    /// field would otherwise read as one that drops every record.
+    pub without_id: u64,
     /// Pending records another replica had counted already, dropped when they settled.
     pub counted_elsewhere: u64,
     dirty: bool,
@@ -454,6 +457,7 @@ impl AuditTrack {
             counted_elsewhere: 0,
             closed_before_ms: i64::MIN,
             late: 0,
+            without_id: 0,
             dirty: false,
         }
     }
@@ -1105,6 +1109,10 @@ pub struct AuditMetrics {
         prometheus_client::metrics::gauge::Gauge,
     >,
     pub late: prometheus_client::metrics::family::Family<
+        AuditLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    pub without_id: prometheus_client::metrics::family::Family<
         AuditLabels,
         prometheus_client::metrics::gauge::Gauge,
     >,

@@ -394,6 +394,11 @@ impl Metrics {
             metrics.audits.late.clone(),
         );
         registry.register(
+            "freshwatch_audit_records_without_id",
+            "Records of an audited feed without the audit's id: counted nowhere",
+            metrics.audits.without_id.clone(),
+        );
+        registry.register(
             "freshwatch_group_lag_seconds",
             "Age of the first record a watched consumer group has not read (0 when caught up)",
             metrics.groups.lag_seconds.clone(),

@@ -638,6 +638,18 @@ fn an_audit_lists_the_ids_a_relay_dropped_and_counts_nothing_twice_across_a_kill
         &doubled,
         first_ms + bucket_ms + 1_000,
     );
+    // A relayed record that lost its id: counted on neither side, but counted as such.
+    {
+        use rdkafka::producer::{BaseRecord, Producer};
+        producer
+            .send(
+                BaseRecord::<(), _>::to("enriched")
+                    .payload("{}")
+                    .timestamp(first_ms + 1_000),
+            )
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
     // Every commit of freshwatch's first life is refused: its restart reads it all again.
     cluster.request_errors(
         RDKafkaApiKey::OffsetCommit,
@@ -694,6 +706,12 @@ fn an_audit_lists_the_ids_a_relay_dropped_and_counts_nothing_twice_across_a_kill
         assert!(metrics.contains(
             "freshwatch_audit_records_duplicated_total{pipeline=\"orders\",from=\"raw\",to=\"enriched\"} 20"
         ));
+        assert!(
+            metrics.contains(
+                "freshwatch_audit_records_without_id{pipeline=\"orders\",from=\"raw\",to=\"enriched\"} 1"
+            ),
+            "{metrics}"
+        );
 
         // A complete bucket, read while it is open (its end plus grace still ahead): stored
         // with the counts, never committed to Kafka.
@@ -709,7 +727,7 @@ fn an_audit_lists_the_ids_a_relay_dropped_and_counts_nothing_twice_across_a_kill
             }
         };
         let before = consumed().await;
-        assert_eq!(before, 39_983, "every record read once");
+        assert_eq!(before, 39_984, "every record read once");
         let third: Vec<String> = (20_000..20_500).map(|index| format!("o-{index}")).collect();
         // It begins after the page: its being complete resolves RecordsMissing.
         let third_ms = now_ms() + 12_000;

@@ -252,6 +252,11 @@ impl Pipeline {
                     .late
                     .get_or_create(&labels)
                     .set(i64::try_from(track.late).unwrap_or(i64::MAX));
+                self.metrics
+                    .audits
+                    .without_id
+                    .get_or_create(&labels)
+                    .set(i64::try_from(track.without_id).unwrap_or(i64::MAX));
                 // Pending records may belong to any open bucket.
                 if track.has_pending() {
                     continue;

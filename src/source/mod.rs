@@ -757,7 +757,8 @@ impl Source {
 }
 
 /// Counts a record of an audited feed on its audits' sides. `first_id` is the id of the first
-/// audit's rule, read with the split; a record without an id is counted nowhere.
+/// audit's rule, read with the split; a record without an id is counted nowhere (but in
+/// `freshwatch_audit_records_without_id`).
 fn audit(
     tracker: &mut Tracker,
     feed: FeedIndex,
@@ -776,6 +777,7 @@ fn audit(
             None => crate::extract::value_of(&track.config.id, record),
         };
         let Ok(id) = id else {
+            track.without_id += 1;
             continue;
         };
         track.count(
