@@ -34,39 +34,76 @@ pub use access::Access;
 pub use reads::{ReadGate, ReadTurn, STREAM_CHUNK_BYTES};
 pub use silences::SilenceView;
 
-/// What `/readyz` checks: the consumer joined its group (consume-mode feeds), the tail source
-/// finished a round (tail-mode feeds), and the state store answers.
+/// One Kafka cluster's source as `/readyz`, `/api/v1/source` and the status page see it.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterSource {
+    /// The cluster's name (`default` for `[kafka]`).
+    pub name: Arc<str>,
+    pub status: Arc<SourceStatus>,
+    /// It has consume-mode feeds: ready once its consumer has partitions.
+    pub needs_assignment: bool,
+    /// It has tail-mode feeds: ready once its tail source finished a round.
+    pub needs_tail: bool,
+}
+
+impl ClusterSource {
+    fn started(&self) -> bool {
+        (!self.needs_assignment || self.status.has_assignment.load(Ordering::Relaxed))
+            && (!self.needs_tail || self.status.tail_ready.load(Ordering::Relaxed))
+    }
+}
+
+/// What `/readyz` checks: on every cluster, the consumer joined its group (consume-mode feeds)
+/// and the tail source finished a round (tail-mode feeds); and the state store answers.
 #[derive(Debug, Default)]
 pub struct Readiness {
+    /// The first cluster's source (the only one's with `[kafka]`).
     pub source: Arc<SourceStatus>,
+    /// Every cluster's, in config order.
+    pub clusters: Vec<ClusterSource>,
     pub state_store_up: AtomicBool,
-    needs_assignment: bool,
-    needs_tail: bool,
 }
 
 impl Readiness {
+    /// One cluster, named `default`.
     pub fn new(source: Arc<SourceStatus>, needs_assignment: bool, needs_tail: bool) -> Self {
-        Readiness {
-            source,
-            state_store_up: AtomicBool::new(true),
+        Readiness::for_clusters(vec![ClusterSource {
+            name: Arc::from(crate::config::DEFAULT_CLUSTER),
+            status: source,
             needs_assignment,
             needs_tail,
+        }])
+    }
+
+    pub fn for_clusters(clusters: Vec<ClusterSource>) -> Self {
+        Readiness {
+            source: clusters
+                .first()
+                .map(|cluster| cluster.status.clone())
+                .unwrap_or_default(),
+            clusters,
+            state_store_up: AtomicBool::new(true),
         }
     }
 
     /// Whether the sources have started (a reason for "degraded" rather than "starting").
     fn started(&self) -> bool {
-        (!self.needs_assignment || self.source.has_assignment.load(Ordering::Relaxed))
-            && (!self.needs_tail || self.source.tail_ready.load(Ordering::Relaxed))
+        self.clusters.iter().all(ClusterSource::started)
     }
 
     /// `None` when ready, else the reasons.
     pub fn problems(&self) -> Option<Vec<&'static str>> {
         let mut problems = Vec::new();
-        if self.needs_assignment && !self.source.has_assignment.load(Ordering::Relaxed) {
+        if self.clusters.iter().any(|cluster| {
+            cluster.needs_assignment && !cluster.status.has_assignment.load(Ordering::Relaxed)
+        }) {
             problems.push("kafka consumer has no partition assignment yet");
         }
-        if self.needs_tail && !self.source.tail_ready.load(Ordering::Relaxed) {
+        if self
+            .clusters
+            .iter()
+            .any(|cluster| cluster.needs_tail && !cluster.status.tail_ready.load(Ordering::Relaxed))
+        {
             problems.push("tail source has not read the high watermarks yet");
         }
         if !self.state_store_up.load(Ordering::Relaxed) {
