@@ -44,6 +44,9 @@ pub struct ClusterSource {
     pub needs_assignment: bool,
     /// It has tail-mode feeds: ready once its tail source finished a round.
     pub needs_tail: bool,
+    /// The feeds on it, and its `[[group]]`s' names (a `group_regex`'s pattern).
+    pub feeds: Vec<Arc<str>>,
+    pub groups: Vec<Arc<str>>,
 }
 
 impl ClusterSource {
@@ -72,6 +75,8 @@ impl Readiness {
             status: source,
             needs_assignment,
             needs_tail,
+            feeds: Vec::new(),
+            groups: Vec::new(),
         }])
     }
 
@@ -427,21 +432,53 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-/// The consumer as it stands. Cheap (never locks the series table), so scripts and benchmarks
-/// can poll it often while freshwatch reads a backlog.
-async fn source(State(state): State<HttpState>) -> Json<serde_json::Value> {
-    let source = &state.readiness.source;
-    let lag = source
+/// Records between what one source has read and the high watermarks, summed; `None` until its
+/// first statistics.
+fn lag_records(source: &SourceStatus) -> Option<i64> {
+    source
         .lag
         .lock()
         .unwrap_or_else(|poison| poison.into_inner())
         .as_ref()
-        .map(|partitions| partitions.values().sum::<i64>());
+        .map(|partitions| partitions.values().sum::<i64>())
+}
+
+/// The consumer as it stands. Cheap (never locks the series table), so scripts and benchmarks
+/// can poll it often while freshwatch reads a backlog. The top-level fields are the whole
+/// process's (reachable only when every cluster is; lag unknown while any cluster's is);
+/// `clusters` has each cluster's own.
+async fn source(State(state): State<HttpState>) -> Json<serde_json::Value> {
+    let clusters = &state.readiness.clusters;
+    let lags: Vec<Option<i64>> = clusters
+        .iter()
+        .map(|cluster| lag_records(&cluster.status))
+        .collect();
+    let lag: Option<i64> = lags.iter().copied().sum();
+    let each: Vec<serde_json::Value> = clusters
+        .iter()
+        .zip(&lags)
+        .map(|(cluster, lag)| {
+            serde_json::json!({
+                "name": &*cluster.name,
+                "reachable": cluster.status.reachable.load(Ordering::Relaxed),
+                "assigned_partitions": cluster.status.assigned_partitions.load(Ordering::Relaxed),
+                "lag_records": lag,
+                "feeds": cluster.feeds.iter().map(|feed| &**feed).collect::<Vec<&str>>(),
+                "groups": cluster.groups.iter().map(|group| &**group).collect::<Vec<&str>>(),
+            })
+        })
+        .collect();
     Json(serde_json::json!({
-        "reachable": source.reachable.load(Ordering::Relaxed),
-        "assigned_partitions": source.assigned_partitions.load(Ordering::Relaxed),
+        "reachable": clusters
+            .iter()
+            .all(|cluster| cluster.status.reachable.load(Ordering::Relaxed)),
+        "assigned_partitions": clusters
+            .iter()
+            .map(|cluster| cluster.status.assigned_partitions.load(Ordering::Relaxed))
+            .sum::<usize>(),
         "records_consumed": state.records_consumed.get(),
         "lag_records": lag,
+        "clusters": each,
     }))
 }
 

@@ -76,6 +76,24 @@ impl Clusters {
         Assessment { feeds, unowned }
     }
 
+    /// `freshwatch_cluster_feeds_unknown`: per cluster, its feeds that cannot be judged now.
+    pub(super) fn export(&self, metrics: &crate::metrics::ClusterMetrics, assessment: &Assessment) {
+        for (cluster, run) in self.runs.iter().enumerate() {
+            let unknown = assessment
+                .feeds
+                .iter()
+                .zip(&self.feed_cluster)
+                .filter(|(feed, &on)| on == cluster && matches!(feed.sight, Sight::Blind(_)))
+                .count();
+            metrics
+                .feeds_unknown
+                .get_or_create(&crate::metrics::ClusterLabels {
+                    cluster: run.name.to_string(),
+                })
+                .set(i64::try_from(unknown).unwrap_or(i64::MAX));
+        }
+    }
+
     /// The feeds of cluster `cluster` that `assessment` holds blind for `cause`.
     pub(super) fn held_count(
         &self,

@@ -168,6 +168,7 @@ impl Pipeline {
         self.last_tick_ms.store(now_ms, Ordering::Relaxed);
         // Every replica keeps assessing, so a new leader knows since when feeds are blind.
         let assessment = self.clusters.assess(now_ms);
+        self.clusters.export(&self.metrics.clusters, &assessment);
         // Every replica learns, so every replica hears what may be learned.
         self.tracker
             .lock()

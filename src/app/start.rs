@@ -88,12 +88,13 @@ pub async fn start_with(
     let rules: Arc<[_]> = evaluator.rules().to_vec().into();
     let mut registry = Registry::default();
     let snapshots = Arc::new(crate::snapshot::Snapshots::new(tracker.clone()));
-    let metrics = Metrics::register(
+    let metrics = Metrics::register_clustered(
         &mut registry,
         snapshots.clone(),
         rules.clone(),
         clock.clone(),
         config.metrics.max_key_series,
+        config.named_clusters,
     );
     metrics.state_store_up.set(1);
     if let Some(redis) = store.redis() {
@@ -115,6 +116,7 @@ pub async fn start_with(
     let mut ready_parts = Vec::with_capacity(config.clusters.len());
     for (cluster, cluster_config) in config.clusters.iter().enumerate() {
         let view = config.for_cluster(cluster);
+        let cluster_metrics = metrics.for_cluster(&cluster_config.name);
         let knowledge = Arc::new(Knowledge::new(
             view.feeds
                 .iter()
@@ -127,7 +129,7 @@ pub async fn start_with(
         let (source, source_handle) = Source::new(
             &view,
             tracker.clone(),
-            metrics.clone(),
+            cluster_metrics.clone(),
             clock.clone(),
             knowledge.clone(),
         )?;
@@ -136,7 +138,7 @@ pub async fn start_with(
             tracker.clone(),
             clock.clone(),
             source_handle.status.clone(),
-            metrics.clone(),
+            cluster_metrics.clone(),
             knowledge.clone(),
         )?;
         let group_watcher = crate::groups::watcher::GroupWatcher::new(
@@ -150,7 +152,7 @@ pub async fn start_with(
                 .map(|groups| groups.reads.clone())
                 .unwrap_or_default(),
             clock.clone(),
-            metrics.groups.clone(),
+            cluster_metrics.groups.clone(),
         )
         .map_err(SourceError::Create)?;
         ready_parts.push(crate::http::ClusterSource {
@@ -160,6 +162,11 @@ pub async fn start_with(
                 .cluster_feeds(cluster)
                 .any(|feed| config.feeds[feed].mode == FeedMode::Consume),
             needs_tail: tail_source.is_some(),
+            feeds: config
+                .cluster_feeds(cluster)
+                .map(|feed| config.feeds[feed].name.clone())
+                .collect(),
+            groups: view.groups.iter().map(|group| group.name.clone()).collect(),
         });
         runs.push(ClusterRun {
             name: cluster_config.name.clone(),
