@@ -62,18 +62,7 @@ impl Clusters {
             .iter()
             .map(|run| run.knowledge.assess(now_ms))
             .collect();
-        let feeds = self
-            .feed_cluster
-            .iter()
-            .enumerate()
-            .map(|(feed, &cluster)| assessments[cluster].feeds[feed])
-            .collect();
-        let mut unowned: Vec<(PartitionKey, i64)> = assessments
-            .into_iter()
-            .flat_map(|assessment| assessment.unowned)
-            .collect();
-        unowned.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        Assessment { feeds, unowned }
+        merge_assessments(assessments, &self.feed_cluster)
     }
 
     /// `freshwatch_cluster_feeds_unknown`: per cluster, its feeds that cannot be judged now.
@@ -164,5 +153,71 @@ impl Clusters {
         now_ms: i64,
     ) -> Vec<(PartitionKey, ReadThrough)> {
         self.runs[cluster].knowledge.shared_reads(now_ms)
+    }
+}
+
+/// One assessment from each cluster's (every feed at its place in each): a feed's sight is its
+/// own cluster's, never another's; the unread partitions are all clusters'.
+fn merge_assessments(assessments: Vec<Assessment>, feed_cluster: &[usize]) -> Assessment {
+    let feeds = feed_cluster
+        .iter()
+        .enumerate()
+        .map(|(feed, &cluster)| assessments[cluster].feeds[feed])
+        .collect();
+    let mut unowned: Vec<(PartitionKey, i64)> = assessments
+        .into_iter()
+        .flat_map(|assessment| assessment.unowned)
+        .collect();
+    unowned.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    Assessment { feeds, unowned }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::TopicMatcher;
+    use crate::knowledge::Blindness;
+
+    /// A cluster's knowledge of two feeds, `orders` (0) and `payments` (1), the feed not on it
+    /// reading no topic (as [`crate::config::Config::for_cluster`] leaves it).
+    fn cluster_knowledge(own: usize) -> Knowledge {
+        let feeds = ["orders", "payments"]
+            .iter()
+            .enumerate()
+            .map(|(index, topic)| {
+                let topic = if index == own { *topic } else { "" };
+                (TopicMatcher::Exact(topic.to_owned()), FeedMode::Consume)
+            })
+            .collect();
+        Knowledge::new(feeds, 10_000, 6_000, 500)
+    }
+
+    fn read_through(knowledge: &Knowledge, topic: &str, at_ms: i64) {
+        knowledge.observe_metadata(at_ms, HashMap::from([(topic.to_owned(), 1)]));
+        knowledge.observe_assignment(at_ms, &[(topic.to_owned(), 0)]);
+        knowledge.observe_reads([((topic.to_owned(), 0), Some(at_ms))]);
+    }
+
+    #[test]
+    fn a_cluster_that_does_not_answer_blinds_only_its_own_feeds() {
+        let eu = cluster_knowledge(0);
+        let dr = cluster_knowledge(1);
+        read_through(&eu, "orders", 1_000);
+        read_through(&dr, "payments", 1_000);
+        dr.observe_source_failure(1_500);
+        let merged = merge_assessments(vec![eu.assess(2_000), dr.assess(2_000)], &[0, 1]);
+        assert_eq!(merged.feeds[0].sight, Sight::Known { through_ms: 1_000 });
+        assert_eq!(
+            merged.feeds[1].sight,
+            Sight::Blind(Blindness::SourceDown),
+            "dr's feed is held by dr's outage"
+        );
+        // eu's view of dr's feed (it reads no topic there) says nothing about it.
+        assert!(matches!(
+            eu.assess(2_000).feeds[1].sight,
+            Sight::Known { .. }
+        ));
     }
 }

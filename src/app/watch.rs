@@ -969,4 +969,25 @@ mod tests {
         assert!(back.rolled);
         assert_eq!(back.feed(), Some("orders"));
     }
+
+    #[test]
+    fn a_clusters_stored_source_down_comes_back_with_its_cluster_label() {
+        let alert = SystemAlert {
+            alertname: SOURCE_DOWN,
+            severity: Severity::Critical,
+            labels: vec![("cluster", "dr".to_owned())],
+            summary: "freshwatch cannot reach Kafka cluster dr".to_owned(),
+            firing: true,
+            since_ms: 1_234,
+        };
+        assert_eq!(
+            alert.dedup_key(),
+            "freshwatch/system/FreshwatchSourceDown/dr"
+        );
+        let stored = StoredAlert::of(&alert, false);
+        let back: StoredAlert =
+            serde_json::from_str(&serde_json::to_string(&stored).unwrap()).unwrap();
+        assert_eq!(back.cluster(), Some("dr"));
+        assert_eq!(back.alert(), Some(alert), "the label survives a restart");
+    }
 }
