@@ -220,6 +220,35 @@ resend_interval = "1s"
             .unwrap_or_default();
         assert!(summary.contains("Kafka cluster dr"), "{summary}");
         assert!(summary.contains("(1 feed(s) held"), "{summary}");
+        // Every surface tells the clusters apart.
+        let get = |path: &str| {
+            let url = format!("{}{path}", freshwatch.base_url);
+            async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+        };
+        let source: serde_json::Value = serde_json::from_str(&get("/api/v1/source").await).unwrap();
+        assert_eq!(source["reachable"], false, "{source:#}");
+        assert_eq!(source["clusters"][0]["name"], "eu", "{source:#}");
+        assert_eq!(source["clusters"][0]["reachable"], true, "{source:#}");
+        assert_eq!(source["clusters"][1]["name"], "dr", "{source:#}");
+        assert_eq!(source["clusters"][1]["reachable"], false, "{source:#}");
+        assert_eq!(
+            source["clusters"][1]["feeds"],
+            serde_json::json!(["payments"])
+        );
+        let page = get("/").await;
+        assert!(
+            page.contains("Cluster eu") && page.contains("Cluster dr"),
+            "the status page's header names each cluster"
+        );
+        let metrics = get("/metrics").await;
+        for series in [
+            "freshwatch_source_up{cluster=\"dr\"} 0",
+            "freshwatch_source_up{cluster=\"eu\"} 1",
+            "freshwatch_cluster_feeds_unknown{cluster=\"dr\"} 1",
+            "freshwatch_cluster_feeds_unknown{cluster=\"eu\"} 0",
+        ] {
+            assert!(metrics.contains(series), "{series} in {metrics}");
+        }
 
         dr.restart();
         wait_until(
