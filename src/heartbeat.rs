@@ -19,7 +19,9 @@ use crate::source::SourceStatus;
 pub struct Health {
     pub last_tick_ms: Arc<AtomicI64>,
     pub evaluation_interval: Duration,
-    pub source: Arc<SourceStatus>,
+    /// Every cluster's source: the heartbeat stops when none answers (one cluster down pages
+    /// its own `FreshwatchSourceDown`).
+    pub sources: Vec<Arc<SourceStatus>>,
     /// Set while a feed or partition is unseen past its bound: a silence there could not page.
     pub blind: Arc<std::sync::atomic::AtomicBool>,
     /// Set while a watched consumer group cannot be read past its bound.
@@ -37,7 +39,11 @@ impl Health {
         {
             return Some("evaluation loop is not running");
         }
-        if !self.source.reachable.load(Ordering::Relaxed) {
+        if !self
+            .sources
+            .iter()
+            .any(|source| source.reachable.load(Ordering::Relaxed))
+        {
             return Some("kafka is unreachable");
         }
         if self.blind.load(Ordering::Relaxed) {
@@ -115,7 +121,7 @@ mod tests {
         let health = Health {
             last_tick_ms: Arc::new(AtomicI64::new(1_000_000)),
             evaluation_interval: Duration::from_secs(1),
-            source: source.clone(),
+            sources: vec![source.clone()],
             blind: blind.clone(),
             groups_blind: groups_blind.clone(),
             clock: clock.clone(),

@@ -34,39 +34,81 @@ pub use access::Access;
 pub use reads::{ReadGate, ReadTurn, STREAM_CHUNK_BYTES};
 pub use silences::SilenceView;
 
-/// What `/readyz` checks: the consumer joined its group (consume-mode feeds), the tail source
-/// finished a round (tail-mode feeds), and the state store answers.
+/// One Kafka cluster's source as `/readyz`, `/api/v1/source` and the status page see it.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterSource {
+    /// The cluster's name (`default` for `[kafka]`).
+    pub name: Arc<str>,
+    pub status: Arc<SourceStatus>,
+    /// It has consume-mode feeds: ready once its consumer has partitions.
+    pub needs_assignment: bool,
+    /// It has tail-mode feeds: ready once its tail source finished a round.
+    pub needs_tail: bool,
+    /// The feeds on it, and its `[[group]]`s' names (a `group_regex`'s pattern).
+    pub feeds: Vec<Arc<str>>,
+    pub groups: Vec<Arc<str>>,
+}
+
+impl ClusterSource {
+    fn started(&self) -> bool {
+        (!self.needs_assignment || self.status.has_assignment.load(Ordering::Relaxed))
+            && (!self.needs_tail || self.status.tail_ready.load(Ordering::Relaxed))
+    }
+}
+
+/// What `/readyz` checks: on every cluster, the consumer joined its group (consume-mode feeds)
+/// and the tail source finished a round (tail-mode feeds); and the state store answers.
 #[derive(Debug, Default)]
 pub struct Readiness {
+    /// The first cluster's source (the only one's with `[kafka]`).
     pub source: Arc<SourceStatus>,
+    /// Every cluster's, in config order.
+    pub clusters: Vec<ClusterSource>,
     pub state_store_up: AtomicBool,
-    needs_assignment: bool,
-    needs_tail: bool,
 }
 
 impl Readiness {
+    /// One cluster, named `default`.
     pub fn new(source: Arc<SourceStatus>, needs_assignment: bool, needs_tail: bool) -> Self {
-        Readiness {
-            source,
-            state_store_up: AtomicBool::new(true),
+        Readiness::for_clusters(vec![ClusterSource {
+            name: Arc::from(crate::config::DEFAULT_CLUSTER),
+            status: source,
             needs_assignment,
             needs_tail,
+            feeds: Vec::new(),
+            groups: Vec::new(),
+        }])
+    }
+
+    pub fn for_clusters(clusters: Vec<ClusterSource>) -> Self {
+        Readiness {
+            source: clusters
+                .first()
+                .map(|cluster| cluster.status.clone())
+                .unwrap_or_default(),
+            clusters,
+            state_store_up: AtomicBool::new(true),
         }
     }
 
     /// Whether the sources have started (a reason for "degraded" rather than "starting").
     fn started(&self) -> bool {
-        (!self.needs_assignment || self.source.has_assignment.load(Ordering::Relaxed))
-            && (!self.needs_tail || self.source.tail_ready.load(Ordering::Relaxed))
+        self.clusters.iter().all(ClusterSource::started)
     }
 
     /// `None` when ready, else the reasons.
     pub fn problems(&self) -> Option<Vec<&'static str>> {
         let mut problems = Vec::new();
-        if self.needs_assignment && !self.source.has_assignment.load(Ordering::Relaxed) {
+        if self.clusters.iter().any(|cluster| {
+            cluster.needs_assignment && !cluster.status.has_assignment.load(Ordering::Relaxed)
+        }) {
             problems.push("kafka consumer has no partition assignment yet");
         }
-        if self.needs_tail && !self.source.tail_ready.load(Ordering::Relaxed) {
+        if self
+            .clusters
+            .iter()
+            .any(|cluster| cluster.needs_tail && !cluster.status.tail_ready.load(Ordering::Relaxed))
+        {
             problems.push("tail source has not read the high watermarks yet");
         }
         if !self.state_store_up.load(Ordering::Relaxed) {
@@ -390,21 +432,53 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-/// The consumer as it stands. Cheap (never locks the series table), so scripts and benchmarks
-/// can poll it often while freshwatch reads a backlog.
-async fn source(State(state): State<HttpState>) -> Json<serde_json::Value> {
-    let source = &state.readiness.source;
-    let lag = source
+/// Records between what one source has read and the high watermarks, summed; `None` until its
+/// first statistics.
+fn lag_records(source: &SourceStatus) -> Option<i64> {
+    source
         .lag
         .lock()
         .unwrap_or_else(|poison| poison.into_inner())
         .as_ref()
-        .map(|partitions| partitions.values().sum::<i64>());
+        .map(|partitions| partitions.values().sum::<i64>())
+}
+
+/// The consumer as it stands. Cheap (never locks the series table), so scripts and benchmarks
+/// can poll it often while freshwatch reads a backlog. The top-level fields are the whole
+/// process's (reachable only when every cluster is; lag unknown while any cluster's is);
+/// `clusters` has each cluster's own.
+async fn source(State(state): State<HttpState>) -> Json<serde_json::Value> {
+    let clusters = &state.readiness.clusters;
+    let lags: Vec<Option<i64>> = clusters
+        .iter()
+        .map(|cluster| lag_records(&cluster.status))
+        .collect();
+    let lag: Option<i64> = lags.iter().copied().sum();
+    let each: Vec<serde_json::Value> = clusters
+        .iter()
+        .zip(&lags)
+        .map(|(cluster, lag)| {
+            serde_json::json!({
+                "name": &*cluster.name,
+                "reachable": cluster.status.reachable.load(Ordering::Relaxed),
+                "assigned_partitions": cluster.status.assigned_partitions.load(Ordering::Relaxed),
+                "lag_records": lag,
+                "feeds": cluster.feeds.iter().map(|feed| &**feed).collect::<Vec<&str>>(),
+                "groups": cluster.groups.iter().map(|group| &**group).collect::<Vec<&str>>(),
+            })
+        })
+        .collect();
     Json(serde_json::json!({
-        "reachable": source.reachable.load(Ordering::Relaxed),
-        "assigned_partitions": source.assigned_partitions.load(Ordering::Relaxed),
+        "reachable": clusters
+            .iter()
+            .all(|cluster| cluster.status.reachable.load(Ordering::Relaxed)),
+        "assigned_partitions": clusters
+            .iter()
+            .map(|cluster| cluster.status.assigned_partitions.load(Ordering::Relaxed))
+            .sum::<usize>(),
         "records_consumed": state.records_consumed.get(),
         "lag_records": lag,
+        "clusters": each,
     }))
 }
 

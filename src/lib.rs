@@ -41,7 +41,8 @@
 //! - [`history`]: each feed's last transitions, kept for the status page.
 //! - [`ha`]: leadership among replicas (a fenced Redis lease).
 //! - [`heartbeat`]: pings an external dead-man's switch while freshwatch is healthy.
-//! - [`app`]: wires it all and shuts down in order; [`demo`] and [`status`] back the CLI.
+//! - [`app`]: wires it all and shuts down in order, one source, group watcher and knowledge per
+//!   Kafka cluster (`[[cluster]]`); [`demo`] and [`status`] back the CLI.
 //! - [`backtest`]: replays what Kafka still holds through `extract`, `tracker` and `evaluate` on
 //!   a simulated clock, and reports the alerts that would have fired; sends and writes nothing.
 //! - [`clock`] and [`model`]: time and the shared domain types. `model` is the lower home of

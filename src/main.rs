@@ -164,15 +164,12 @@ fn main() -> ExitCode {
                 let token = token.as_deref();
                 let feeds = freshwatch::status::fetch(&url, token).await?;
                 let groups = freshwatch::status::fetch_groups(&url, token).await?;
-                Ok::<_, freshwatch::status::StatusError>((feeds, groups))
+                let clusters = freshwatch::status::fetch_clusters(&url, token).await?;
+                Ok::<_, freshwatch::status::StatusError>((feeds, groups, clusters))
             });
             match fetched {
-                Ok((feeds, groups)) => {
-                    print!("{}", freshwatch::status::render_table(&feeds));
-                    if !groups.is_empty() {
-                        println!();
-                        print!("{}", freshwatch::status::render_groups(&groups));
-                    }
+                Ok((feeds, groups, clusters)) => {
+                    print!("{}", freshwatch::status::render(&feeds, &groups, &clusters));
                     ExitCode::SUCCESS
                 }
                 Err(error) => fail(error.into()),

@@ -75,6 +75,30 @@ pub struct GroupLabels {
 /// A gauge of seconds.
 pub type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
+/// A Kafka cluster: bounded by the config's `[[cluster]]` tables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub cluster: String,
+}
+
+/// The source's and the group watcher's own series per cluster. With `[[cluster]]` tables
+/// (`labelled`) they are exported under their usual names with a `cluster` label, and each
+/// cluster's source and watcher write their own ([`Metrics::for_cluster`]); with `[kafka]`
+/// they are exported unlabelled, as before.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterMetrics {
+    pub labelled: bool,
+    pub source_up: Family<ClusterLabels, Gauge>,
+    pub assigned_partitions: Family<ClusterLabels, Gauge>,
+    pub group_rounds: Family<ClusterLabels, Counter>,
+    pub group_round_seconds: Family<ClusterLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    pub group_last_round_seconds: Family<ClusterLabels, SecondsGauge>,
+    pub group_first_unread_deferred: Family<ClusterLabels, Counter>,
+    /// `freshwatch_cluster_feeds_unknown`: per cluster (also `default`), its feeds that cannot
+    /// be judged now.
+    pub feeds_unknown: Family<ClusterLabels, Gauge>,
+}
+
 /// The `freshwatch_group_*` metrics: set from each judgement of the watched groups, and kept
 /// while the group is configured, so a dead group does not vanish from dashboards.
 #[derive(Debug, Clone, Default)]
@@ -202,6 +226,7 @@ pub struct Metrics {
     pub pipelines: crate::pipelines::PipelineMetrics,
     pub audits: crate::audit::AuditMetrics,
     pub leader: Gauge,
+    pub clusters: ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -234,12 +259,39 @@ impl Default for Metrics {
             pipelines: crate::pipelines::PipelineMetrics::default(),
             audits: crate::audit::AuditMetrics::default(),
             leader: Gauge::default(),
+            clusters: ClusterMetrics::default(),
         }
     }
 }
 
 impl Metrics {
-    /// Registers the process-wide metrics and the per-series collector.
+    /// The metrics cluster `cluster`'s source and group watcher write: with `[[cluster]]`
+    /// tables, their own series of the per-cluster metrics; else these same metrics.
+    pub fn for_cluster(&self, cluster: &str) -> Metrics {
+        let mut metrics = self.clone();
+        if !self.clusters.labelled {
+            return metrics;
+        }
+        let labels = ClusterLabels {
+            cluster: cluster.to_owned(),
+        };
+        let clusters = &self.clusters;
+        metrics.source_up = clusters.source_up.get_or_create(&labels).clone();
+        metrics.assigned_partitions = clusters.assigned_partitions.get_or_create(&labels).clone();
+        metrics.groups.rounds = clusters.group_rounds.get_or_create(&labels).clone();
+        metrics.groups.round_seconds = clusters.group_round_seconds.get_or_create(&labels).clone();
+        metrics.groups.last_round_seconds = clusters
+            .group_last_round_seconds
+            .get_or_create(&labels)
+            .clone();
+        metrics.groups.first_unread_deferred = clusters
+            .group_first_unread_deferred
+            .get_or_create(&labels)
+            .clone();
+        metrics
+    }
+
+    /// Registers the process-wide metrics and the per-series collector, for a `[kafka]` config.
     pub fn register(
         registry: &mut Registry,
         snapshots: Arc<Snapshots>,
@@ -247,7 +299,31 @@ impl Metrics {
         clock: SharedClock,
         max_key_series: usize,
     ) -> Metrics {
-        let metrics = Metrics::default();
+        Metrics::register_clustered(registry, snapshots, rules, clock, max_key_series, false)
+    }
+
+    /// [`Metrics::register`]; `labelled`: the config has `[[cluster]]` tables, and the
+    /// per-cluster series carry the `cluster` label.
+    pub fn register_clustered(
+        registry: &mut Registry,
+        snapshots: Arc<Snapshots>,
+        rules: Arc<[FeedRules]>,
+        clock: SharedClock,
+        max_key_series: usize,
+        labelled: bool,
+    ) -> Metrics {
+        let mut metrics = Metrics::default();
+        metrics.clusters.labelled = labelled;
+        /// Registers the unlabelled metric, or with `[[cluster]]` its family under the same name.
+        macro_rules! per_cluster {
+            ($name:expr, $help:expr, $plain:expr, $family:expr) => {
+                if labelled {
+                    registry.register($name, $help, $family.clone());
+                } else {
+                    registry.register($name, $help, $plain.clone());
+                }
+            };
+        }
         registry.register(
             "freshwatch_record_errors",
             "Records that did not refresh their feed, by reason",
@@ -288,15 +364,22 @@ impl Metrics {
             "1 when Redis's maxmemory-policy may evict freshwatch's keys",
             metrics.state_store_evictable.clone(),
         );
-        registry.register(
+        per_cluster!(
             "freshwatch_source_up",
             "1 while Kafka is reachable",
-            metrics.source_up.clone(),
+            metrics.source_up,
+            metrics.clusters.source_up
         );
-        registry.register(
+        per_cluster!(
             "freshwatch_assigned_partitions",
             "Partitions assigned to this instance by the consumer group",
-            metrics.assigned_partitions.clone(),
+            metrics.assigned_partitions,
+            metrics.clusters.assigned_partitions
+        );
+        registry.register(
+            "freshwatch_cluster_feeds_unknown",
+            "Feeds on this Kafka cluster that cannot be judged now (not read to the end, or the cluster does not answer)",
+            metrics.clusters.feeds_unknown.clone(),
         );
         registry.register(
             "freshwatch_status_transitions",
@@ -433,25 +516,29 @@ impl Metrics {
             "Requests the group watcher sent, by kind (offset_fetch, find_coordinator, list_groups, describe_group, list_offsets, describe_configs, metadata; fetch counts partitions re-read at a moved commit)",
             metrics.groups.requests.clone(),
         );
-        registry.register(
+        per_cluster!(
             "freshwatch_group_watch_rounds",
             "Completed rounds of the group watcher",
-            metrics.groups.rounds.clone(),
+            metrics.groups.rounds,
+            metrics.clusters.group_rounds
         );
-        registry.register(
+        per_cluster!(
             "freshwatch_group_watch_round_seconds",
             "Seconds spent in group watcher rounds, completed or not",
-            metrics.groups.round_seconds.clone(),
+            metrics.groups.round_seconds,
+            metrics.clusters.group_round_seconds
         );
-        registry.register(
+        per_cluster!(
             "freshwatch_group_watch_last_round_seconds",
             "How long the group watcher's last round took",
-            metrics.groups.last_round_seconds.clone(),
+            metrics.groups.last_round_seconds,
+            metrics.clusters.group_last_round_seconds
         );
-        registry.register(
+        per_cluster!(
             "freshwatch_group_first_unread_deferred",
             "Records at moved commits left for a later round because more commits moved than one round reads",
-            metrics.groups.first_unread_deferred.clone(),
+            metrics.groups.first_unread_deferred,
+            metrics.clusters.group_first_unread_deferred
         );
         registry.register(
             "freshwatch_group_members",

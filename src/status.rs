@@ -1,5 +1,5 @@
 //! `freshwatch status`: a table of a running instance's feeds, stalest first, then its watched
-//! consumer groups, worst first.
+//! consumer groups, worst first. With several Kafka clusters, one such section per cluster.
 
 use crate::http::{stalest_first, FeedRow};
 
@@ -15,6 +15,87 @@ pub struct GroupRow {
     pub lag_records: i64,
     pub loss_eta_seconds: Option<f64>,
     pub records_lost: u64,
+}
+
+/// One Kafka cluster of `/api/v1/source`, as the CLI groups by it.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq, Default)]
+pub struct ClusterRow {
+    pub name: String,
+    pub reachable: bool,
+    #[serde(default)]
+    pub feeds: Vec<String>,
+    /// `[[group]]` names (a `group_regex`'s pattern).
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SourceView {
+    #[serde(default)]
+    clusters: Vec<ClusterRow>,
+}
+
+/// Fetches the clusters from `/api/v1/source` (none from a freshwatch that predates them).
+pub async fn fetch_clusters(
+    base_url: &str,
+    token: Option<&str>,
+) -> Result<Vec<ClusterRow>, StatusError> {
+    let view: SourceView = get_json(base_url, "/api/v1/source", token).await?;
+    Ok(view.clusters)
+}
+
+/// The whole `freshwatch status` output: feeds then groups, as one section, or with several
+/// clusters one section per cluster (groups a cluster's names do not claim come last).
+pub fn render(feeds: &[FeedRow], groups: &[GroupRow], clusters: &[ClusterRow]) -> String {
+    let section = |feeds: &[FeedRow], groups: &[GroupRow]| {
+        let mut text = render_table(feeds);
+        if !groups.is_empty() {
+            text.push('\n');
+            text.push_str(&render_groups(groups));
+        }
+        text
+    };
+    if clusters.len() <= 1 {
+        return section(feeds, groups);
+    }
+    let claims = |cluster: &ClusterRow, group: &str| {
+        cluster.groups.iter().any(|name| {
+            name == group || regex::Regex::new(name).is_ok_and(|pattern| pattern.is_match(group))
+        })
+    };
+    let mut text = String::new();
+    for cluster in clusters {
+        let reachable = if cluster.reachable {
+            "reachable"
+        } else {
+            "unreachable"
+        };
+        text.push_str(&format!(
+            "cluster {} ({reachable})\n",
+            printable(&cluster.name)
+        ));
+        let cluster_feeds: Vec<FeedRow> = feeds
+            .iter()
+            .filter(|row| cluster.feeds.contains(&row.feed))
+            .cloned()
+            .collect();
+        let cluster_groups: Vec<GroupRow> = groups
+            .iter()
+            .filter(|row| claims(cluster, &row.group))
+            .cloned()
+            .collect();
+        text.push_str(&section(&cluster_feeds, &cluster_groups));
+        text.push('\n');
+    }
+    let unclaimed: Vec<GroupRow> = groups
+        .iter()
+        .filter(|row| !clusters.iter().any(|cluster| claims(cluster, &row.group)))
+        .cloned()
+        .collect();
+    if !unclaimed.is_empty() {
+        text.push_str(&render_groups(&unclaimed));
+    }
+    text
 }
 
 /// Fetches `/api/v1/feeds` from `base_url`.
@@ -136,6 +217,53 @@ fn align(header: &[&str], cells: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_several_clusters_each_has_its_own_section_with_its_feeds_and_groups() {
+        let feeds = [
+            row("orders", "", "ok", Some(1.0)),
+            row("orders-dr", "", "unknown", Some(30.0)),
+        ];
+        let group = |name: &str| GroupRow {
+            group: name.to_owned(),
+            topic: "t".to_owned(),
+            status: "ok".to_owned(),
+            lag_seconds: None,
+            lag_records: 0,
+            loss_eta_seconds: None,
+            records_lost: 0,
+        };
+        let groups = [group("billing"), group("mm2-eu"), group("stray")];
+        let clusters = [
+            ClusterRow {
+                name: "eu".into(),
+                reachable: true,
+                feeds: vec!["orders".into()],
+                groups: vec!["billing".into()],
+            },
+            ClusterRow {
+                name: "dr".into(),
+                reachable: false,
+                feeds: vec!["orders-dr".into()],
+                groups: vec!["^mm2-".into()],
+            },
+        ];
+        let text = render(&feeds, &groups, &clusters);
+        let eu = text.find("cluster eu (reachable)").expect(&text);
+        let dr = text.find("cluster dr (unreachable)").expect(&text);
+        let orders = text.find("orders  ").expect(&text);
+        let orders_dr = text.find("orders-dr").expect(&text);
+        assert!(eu < orders && orders < dr && dr < orders_dr, "{text}");
+        assert!(text.find("billing").unwrap() < dr, "{text}");
+        assert!(text.find("mm2-eu").unwrap() > dr, "{text}");
+        assert!(
+            text.rfind("stray").unwrap() > text.find("mm2-eu").unwrap(),
+            "{text}"
+        );
+        let single = render(&feeds, &groups, &clusters[..1]);
+        assert_eq!(single, render(&feeds, &groups, &[]));
+        assert!(!single.contains("cluster "), "{single}");
+    }
 
     fn row(feed: &str, key: &str, status: &str, staleness: Option<f64>) -> FeedRow {
         FeedRow {

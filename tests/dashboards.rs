@@ -318,7 +318,7 @@ url = "http://127.0.0.1:9/hook"
 }
 
 #[test]
-fn the_dashboard_has_a_variable_per_feed_and_per_group() {
+fn the_dashboard_has_a_variable_per_feed_per_group_and_per_cluster() {
     let dashboard = dashboard();
     let by_name = |name: &str| {
         variables(&dashboard)
@@ -335,6 +335,11 @@ fn the_dashboard_has_a_variable_per_feed_and_per_group() {
         variable_query(by_name("group")),
         "label_values(freshwatch_group_status, group)"
     );
+    assert_eq!(
+        variable_query(by_name("cluster")),
+        // Exported for every cluster, `default` too: the variable is never empty.
+        "label_values(freshwatch_cluster_feeds_unknown, cluster)"
+    );
     let queries = dashboard_queries(&dashboard);
     for (metric, variable) in [
         ("freshwatch_feed_max_staleness_seconds", "feed"),
@@ -345,6 +350,8 @@ fn the_dashboard_has_a_variable_per_feed_and_per_group() {
         ("freshwatch_feed_min_rate_per_second", "feed"),
         ("freshwatch_group_lag_seconds", "group"),
         ("freshwatch_group_loss_eta_seconds", "group"),
+        ("freshwatch_source_up", "cluster"),
+        ("freshwatch_cluster_feeds_unknown", "cluster"),
     ] {
         let raw: Vec<&str> = panels(&dashboard)
             .into_iter()

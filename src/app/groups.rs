@@ -61,7 +61,11 @@ impl Pipeline {
                 .blind_alerting
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            let source_down = self.watch.source_alerting.load(Ordering::Relaxed);
+            let source_down = self
+                .watch
+                .source_alerting
+                .iter()
+                .any(|alerting| alerting.load(Ordering::Relaxed));
             let blind = crate::groups::blindness(
                 &reads,
                 &mut alerting,

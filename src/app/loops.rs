@@ -79,9 +79,9 @@ pub(super) async fn replica_loop(
                 // Whether the peers' reports can arrive is a fact for the knowledge rule.
                 let now_ms = pipeline.clock.now_ms();
                 match pipeline.share_knowledge().await {
-                    Ok(()) => pipeline.knowledge.observe_store_success(now_ms),
+                    Ok(()) => pipeline.clusters.observe_store_success(now_ms),
                     Err(error) => {
-                        pipeline.knowledge.observe_store_failure(now_ms);
+                        pipeline.clusters.observe_store_failure(now_ms);
                         tracing::debug!(%error, "knowledge not shared");
                     }
                 }
@@ -92,7 +92,11 @@ pub(super) async fn replica_loop(
         }
     }
     if let Some(redis) = pipeline.store.redis() {
-        let _ = redis.knowledge_forget(pipeline.leadership.instance()).await;
+        for run in &pipeline.clusters.runs {
+            let _ = redis
+                .knowledge_forget(run.store_scope(), pipeline.leadership.instance())
+                .await;
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use crate::state::{SeriesRecord, StateError, StateStore};
 use crate::tracker::Tracker;
 
 mod audits;
+mod clusters;
 mod groups;
 mod hours;
 mod key_limit;
@@ -42,6 +43,7 @@ mod store;
 mod volume;
 mod watch;
 
+use clusters::{ClusterRun, Clusters};
 use groups::{restore_groups, Groups};
 use key_limit::KeyLimits;
 use loops::{evaluation_loop, every, replica_loop, supervised};
@@ -111,7 +113,6 @@ struct Pipeline {
     tracker: Arc<Mutex<Tracker>>,
     evaluator: Mutex<Evaluator>,
     store: StateStore,
-    source: SourceHandle,
     dispatcher: Dispatcher,
     metrics: Metrics,
     clock: SharedClock,
@@ -122,8 +123,9 @@ struct Pipeline {
     leadership: Arc<Leadership>,
     /// `ha.lease`: how long a lease taken again after a wipe is held before renewal.
     lease: Duration,
-    /// What freshwatch knows of every partition: whether a feed can be judged now.
-    knowledge: Arc<Knowledge>,
+    /// Each Kafka cluster's source and knowledge (what freshwatch knows of every partition:
+    /// whether a feed can be judged now).
+    clusters: Clusters,
     /// The alerts about blindness and state loss.
     watch: Watch,
     groups: Option<Groups>,
@@ -165,7 +167,8 @@ impl Pipeline {
         let now_ms = self.clock.now_ms();
         self.last_tick_ms.store(now_ms, Ordering::Relaxed);
         // Every replica keeps assessing, so a new leader knows since when feeds are blind.
-        let assessment = self.knowledge.assess(now_ms);
+        let assessment = self.clusters.assess(now_ms);
+        self.clusters.export(&self.metrics.clusters, &assessment);
         // Every replica learns, so every replica hears what may be learned.
         self.tracker
             .lock()
@@ -179,21 +182,6 @@ impl Pipeline {
             self.judge_pipelines(now_ms);
             return false;
         }
-        let unreachable_since_ms = self
-            .source
-            .status
-            .unreachable_since_ms
-            .load(Ordering::Relaxed);
-        // Down past its grace, answering, or not known yet (starting, or within the grace).
-        let source_down = if self.source.status.reachable.load(Ordering::Relaxed) {
-            Some(false)
-        } else if unreachable_since_ms != 0
-            && now_ms - unreachable_since_ms >= self.watch.source_grace_ms
-        {
-            Some(true)
-        } else {
-            None
-        };
         let held;
         let (transitions, full_feeds) = {
             let (mut tracker, mut evaluator) = self.table();
@@ -210,12 +198,20 @@ impl Pipeline {
         let (hop_states, pipeline_holds) = self.judge_pipelines(now_ms);
         self.put_holds(&pipeline_holds, now_ms).await;
         self.silence_ends(now_ms).await;
-        self.source_down_alert(
-            source_down,
-            watch::held_by_count(&assessment, crate::knowledge::Blindness::SourceDown),
-            now_ms,
-        )
-        .await;
+        // Each cluster's own: one that does not answer pages once, for its feeds only.
+        for (cluster, run) in self.clusters.runs.iter().enumerate() {
+            self.source_down_alert(
+                cluster,
+                run.source_down(self.watch.source_grace_ms, now_ms),
+                self.clusters.held_count(
+                    &assessment,
+                    cluster,
+                    crate::knowledge::Blindness::SourceDown,
+                ),
+                now_ms,
+            )
+            .await;
+        }
         self.sight_alerts(&assessment, now_ms).await;
         self.state_lost_alert(now_ms).await;
         self.key_limit_alerts(full_feeds, now_ms).await;
@@ -433,21 +429,30 @@ impl Pipeline {
         };
         let now_ms = self.clock.now_ms();
         let instance = self.leadership.instance();
-        // Read-throughs only as far as flushed: the leader finds those records in the store.
-        let own = crate::knowledge::encode_reads(&self.knowledge.shared_reads(now_ms));
-        redis.knowledge_publish(instance, now_ms, &own).await?;
-        for (peer, at_ms, reads) in redis.knowledge_read().await? {
-            if peer == instance {
-                continue;
+        // Per cluster, under its own key: a partition is known by the replicas that read it on
+        // that cluster.
+        for (cluster, run) in self.clusters.runs.iter().enumerate() {
+            let scope = run.store_scope();
+            // Read-throughs only as far as flushed: the leader finds those records in the store.
+            let own = crate::knowledge::encode_reads(&self.clusters.shared_reads(cluster, now_ms));
+            redis
+                .knowledge_publish(scope, instance, now_ms, &own)
+                .await?;
+            for (peer, at_ms, reads) in redis.knowledge_read(scope).await? {
+                if peer == instance {
+                    continue;
+                }
+                match crate::knowledge::decode_reads(&reads) {
+                    Some(reads) => run.knowledge.observe_peer(&peer, at_ms, reads),
+                    None => {
+                        tracing::warn!(%peer, "unreadable knowledge entry of another replica")
+                    }
+                }
             }
-            match crate::knowledge::decode_reads(&reads) {
-                Some(reads) => self.knowledge.observe_peer(&peer, at_ms, reads),
-                None => tracing::warn!(%peer, "unreadable knowledge entry of another replica"),
+            // Replicas whose report aged past the TTL died without saying so (kill -9).
+            for peer in run.knowledge.forget_dead_peers(now_ms) {
+                redis.knowledge_forget(scope, &peer).await?;
             }
-        }
-        // Replicas whose report aged past the TTL died without saying so (kill -9).
-        for peer in self.knowledge.forget_dead_peers(now_ms) {
-            redis.knowledge_forget(&peer).await?;
         }
         self.share_volume_counts(instance, now_ms).await
     }

@@ -77,6 +77,25 @@ pub fn refuse_change(running: &Config, new: &Config) -> Result<(), String> {
     if running.kafka.group_id != new.kafka.group_id {
         return Err(format!("kafka.group_id changed; {restart}"));
     }
+    // Each cluster's consumers are held open too: its name, brokers and group stay.
+    let clusters = |config: &Config| -> Vec<(String, String, String)> {
+        config
+            .clusters
+            .iter()
+            .map(|cluster| {
+                (
+                    cluster.name.to_string(),
+                    cluster.kafka.brokers.clone(),
+                    cluster.kafka.group_id.clone(),
+                )
+            })
+            .collect()
+    };
+    if clusters(running) != clusters(new) {
+        return Err(format!(
+            "the [[cluster]] tables' names, brokers or group_id changed; {restart}"
+        ));
+    }
     let store = |config: &Config| match &config.state.backend {
         StateBackend::Redis { url } => vec!["redis".to_owned(), url.expose().to_owned()],
         StateBackend::RedisCluster { nodes } => std::iter::once("cluster".to_owned())

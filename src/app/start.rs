@@ -24,11 +24,18 @@ struct Stopping {
     http_task: tokio::task::JoinHandle<()>,
 }
 
-/// The source, tail and group-watcher threads.
+/// The source, tail and group-watcher threads of every cluster.
 struct Threads {
-    source: std::thread::JoinHandle<()>,
-    tail: Option<std::thread::JoinHandle<()>>,
-    groups: Option<std::thread::JoinHandle<()>>,
+    sources: Vec<std::thread::JoinHandle<()>>,
+    others: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// One cluster's threads, before they start.
+struct ClusterParts {
+    name: Arc<str>,
+    source: Source,
+    tail: Option<TailSource>,
+    groups: Option<crate::groups::watcher::GroupWatcher>,
 }
 
 /// What a reload hands from one instance to the next (see [`super::reload`]).
@@ -81,12 +88,13 @@ pub async fn start_with(
     let rules: Arc<[_]> = evaluator.rules().to_vec().into();
     let mut registry = Registry::default();
     let snapshots = Arc::new(crate::snapshot::Snapshots::new(tracker.clone()));
-    let metrics = Metrics::register(
+    let metrics = Metrics::register_clustered(
         &mut registry,
         snapshots.clone(),
         rules.clone(),
         clock.clone(),
         config.metrics.max_key_series,
+        config.named_clusters,
     );
     metrics.state_store_up.set(1);
     if let Some(redis) = store.redis() {
@@ -101,53 +109,79 @@ pub async fn start_with(
         status.register(&mut registry);
     }
 
-    let knowledge = Arc::new(Knowledge::new(
-        config
-            .feeds
-            .iter()
-            .map(|feed| (feed.topics.clone(), feed.mode))
-            .collect(),
-        knowledge_max_age_ms(&config),
-        3 * duration_ms(config.ha.reload_interval),
-        duration_ms(config.evaluation.recovery_grace),
-    ));
-    let (source, source_handle) = Source::new(
-        &config,
-        tracker.clone(),
-        metrics.clone(),
-        clock.clone(),
-        knowledge.clone(),
-    )?;
-    let tail_source = TailSource::new(
-        &config,
-        tracker.clone(),
-        clock.clone(),
-        source_handle.status.clone(),
-        metrics.clone(),
-        knowledge.clone(),
-    )?;
-    let group_watcher = crate::groups::watcher::GroupWatcher::new(
-        &config,
-        groups
-            .as_ref()
-            .map(|groups| groups.table.clone())
-            .unwrap_or_default(),
-        groups
-            .as_ref()
-            .map(|groups| groups.reads.clone())
-            .unwrap_or_default(),
-        clock.clone(),
-        metrics.groups.clone(),
-    )
-    .map_err(SourceError::Create)?;
-    let readiness = Arc::new(Readiness::new(
-        source_handle.status.clone(),
-        config
-            .feeds
-            .iter()
-            .any(|feed| feed.mode == FeedMode::Consume),
-        tail_source.is_some(),
-    ));
+    // Per cluster, its own source, tail source, group watcher and knowledge: one that does not
+    // answer blinds only its own feeds and groups.
+    let mut runs = Vec::with_capacity(config.clusters.len());
+    let mut parts = Vec::with_capacity(config.clusters.len());
+    let mut ready_parts = Vec::with_capacity(config.clusters.len());
+    for (cluster, cluster_config) in config.clusters.iter().enumerate() {
+        let view = config.for_cluster(cluster);
+        let cluster_metrics = metrics.for_cluster(&cluster_config.name);
+        let knowledge = Arc::new(Knowledge::new(
+            view.feeds
+                .iter()
+                .map(|feed| (feed.topics.clone(), feed.mode))
+                .collect(),
+            knowledge_max_age_ms(&view),
+            3 * duration_ms(config.ha.reload_interval),
+            duration_ms(config.evaluation.recovery_grace),
+        ));
+        let (source, source_handle) = Source::new(
+            &view,
+            tracker.clone(),
+            cluster_metrics.clone(),
+            clock.clone(),
+            knowledge.clone(),
+        )?;
+        let tail_source = TailSource::new(
+            &view,
+            tracker.clone(),
+            clock.clone(),
+            source_handle.status.clone(),
+            cluster_metrics.clone(),
+            knowledge.clone(),
+        )?;
+        let group_watcher = crate::groups::watcher::GroupWatcher::new(
+            &view,
+            groups
+                .as_ref()
+                .map(|groups| groups.table.clone())
+                .unwrap_or_default(),
+            groups
+                .as_ref()
+                .map(|groups| groups.reads.clone())
+                .unwrap_or_default(),
+            clock.clone(),
+            cluster_metrics.groups.clone(),
+        )
+        .map_err(SourceError::Create)?;
+        ready_parts.push(crate::http::ClusterSource {
+            name: cluster_config.name.clone(),
+            status: source_handle.status.clone(),
+            needs_assignment: config
+                .cluster_feeds(cluster)
+                .any(|feed| config.feeds[feed].mode == FeedMode::Consume),
+            needs_tail: tail_source.is_some(),
+            feeds: config
+                .cluster_feeds(cluster)
+                .map(|feed| config.feeds[feed].name.clone())
+                .collect(),
+            groups: view.groups.iter().map(|group| group.name.clone()).collect(),
+        });
+        runs.push(ClusterRun {
+            name: cluster_config.name.clone(),
+            labelled: config.named_clusters,
+            source: source_handle,
+            knowledge,
+        });
+        parts.push(ClusterParts {
+            name: cluster_config.name.clone(),
+            source,
+            tail: tail_source,
+            groups: group_watcher,
+        });
+    }
+    let readiness = Arc::new(Readiness::for_clusters(ready_parts));
     let bind_error = |error| StartError::Bind {
         address: config.http.listen,
         error,
@@ -199,7 +233,6 @@ pub async fn start_with(
         tracker: tracker.clone(),
         evaluator: Mutex::new(evaluator),
         store,
-        source: source_handle,
         dispatcher,
         metrics: metrics.clone(),
         clock: clock.clone(),
@@ -212,7 +245,10 @@ pub async fn start_with(
         silences: silences.clone(),
         rollups: Default::default(),
         rollup_after: config.feeds.iter().map(|feed| feed.rollup_after).collect(),
-        knowledge,
+        clusters: Clusters {
+            runs,
+            feed_cluster: config.feed_clusters.clone(),
+        },
         groups,
         volume,
         key_limits,
@@ -236,13 +272,7 @@ pub async fn start_with(
     // freshwatch blind while it looks alive: it stops the whole process with exit code 3, so
     // the supervisor (systemd, Kubernetes) starts a fresh one.
     let (died_sender, died) = tokio::sync::mpsc::unbounded_channel::<RunError>();
-    let threads = Threads::start(
-        source,
-        tail_source,
-        group_watcher,
-        &phases.source,
-        died_sender,
-    );
+    let threads = Threads::start(parts, &phases.source, died_sender);
     // The lease is held until the last alerts are out, then released for a follower.
     let lease_task = pipeline.store.redis().map(|redis| {
         tokio::spawn(crate::ha::run_lease(
@@ -396,7 +426,16 @@ fn watch_for(
         source_grace_ms: duration_ms(config.evaluation.source_grace),
         state_grace_ms: duration_ms(config.state.down_grace),
         blind_rollup_after: config.evaluation.blind_rollup_after,
-        source_alerting: AtomicBool::new(false),
+        source_alerting: config
+            .clusters
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect(),
+        cluster_labels: config
+            .clusters
+            .iter()
+            .map(|cluster| config.named_clusters.then(|| cluster.name.clone()))
+            .collect(),
         state_alerting: AtomicBool::new(false),
         state_down_since_ms: AtomicI64::new(0),
         unread_alerting: AtomicBool::new(false),
@@ -432,7 +471,12 @@ fn spawn_loops(pipeline: &Arc<Pipeline>, config: &Config, stop: &CancellationTok
         let health = crate::heartbeat::Health {
             last_tick_ms: pipeline.last_tick_ms.clone(),
             evaluation_interval: config.evaluation.interval,
-            source: pipeline.source.status.clone(),
+            sources: pipeline
+                .clusters
+                .runs
+                .iter()
+                .map(|run| run.source.status.clone())
+                .collect(),
             blind: pipeline.watch.blind.clone(),
             groups_blind: pipeline
                 .groups
@@ -466,43 +510,68 @@ fn spawn_loops(pipeline: &Arc<Pipeline>, config: &Config, stop: &CancellationTok
 }
 
 impl Threads {
+    /// Each cluster's threads, named after it when there are several.
     fn start(
-        source: Source,
-        tail_source: Option<TailSource>,
-        group_watcher: Option<crate::groups::watcher::GroupWatcher>,
+        parts: Vec<ClusterParts>,
         stop: &CancellationToken,
         died: tokio::sync::mpsc::UnboundedSender<RunError>,
     ) -> Threads {
-        let source_token = stop.clone();
-        let source = supervised("freshwatch-source", "source", died.clone(), move || {
-            source.run(source_token).map_err(|error| error.to_string())
-        });
-        let tail = tail_source.map(|tail| {
-            let tail_token = stop.clone();
-            supervised("freshwatch-tail", "tail", died.clone(), move || {
-                tail.run(tail_token);
-                Ok(())
-            })
-        });
-        let groups = group_watcher.map(|watcher| {
-            let groups_token = stop.clone();
-            supervised("freshwatch-groups", "group watcher", died, move || {
-                watcher.run(groups_token);
-                Ok(())
-            })
-        });
-        Threads {
-            source,
-            tail,
-            groups,
+        let several = parts.len() > 1;
+        let thread_name = |base: &str, cluster: &str| {
+            if several {
+                format!("{base}-{cluster}")
+            } else {
+                base.to_owned()
+            }
+        };
+        let mut threads = Threads {
+            sources: Vec::new(),
+            others: Vec::new(),
+        };
+        for part in parts {
+            let source = part.source;
+            let source_token = stop.clone();
+            threads.sources.push(supervised(
+                &thread_name("freshwatch-source", &part.name),
+                "source",
+                died.clone(),
+                move || source.run(source_token).map_err(|error| error.to_string()),
+            ));
+            if let Some(tail) = part.tail {
+                let tail_token = stop.clone();
+                threads.others.push(supervised(
+                    &thread_name("freshwatch-tail", &part.name),
+                    "tail",
+                    died.clone(),
+                    move || {
+                        tail.run(tail_token);
+                        Ok(())
+                    },
+                ));
+            }
+            if let Some(watcher) = part.groups {
+                let groups_token = stop.clone();
+                threads.others.push(supervised(
+                    &thread_name("freshwatch-groups", &part.name),
+                    "group watcher",
+                    died.clone(),
+                    move || {
+                        watcher.run(groups_token);
+                        Ok(())
+                    },
+                ));
+            }
         }
+        threads
     }
 
     fn join(self) {
-        for thread in [self.tail, self.groups].into_iter().flatten() {
+        for thread in self.others {
             let _ = thread.join();
         }
-        let _ = self.source.join();
+        for thread in self.sources {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -526,7 +595,7 @@ impl Stopping {
         let failure = tokio::select! {
             _ = shutdown.cancelled() => None,
             Some(error) = died.recv() => {
-                pipeline.knowledge.observe_source_failure(pipeline.clock.now_ms());
+                pipeline.clusters.observe_source_failure(pipeline.clock.now_ms());
                 tracing::error!(%error, "stopping: freshwatch cannot watch without it");
                 Some(error)
             }

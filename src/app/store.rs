@@ -171,7 +171,7 @@ impl Pipeline {
                 if let (Some(newest), Some(token)) = (outcome.fenced_by, fence) {
                     self.fenced_off(token, newest);
                 }
-                self.knowledge.observe_flushed(taken_at_ms);
+                self.clusters.observe_flushed(taken_at_ms);
                 if !ids.is_empty() {
                     self.metrics
                         .state_flushes
@@ -183,7 +183,7 @@ impl Pipeline {
                     tracing::info!(store = self.store.kind(), "state store answers again");
                 }
                 if let Some(positions) = positions {
-                    self.source.commit(&positions);
+                    self.clusters.commit(&positions);
                 }
                 drop(gate);
                 self.state_down_alert(false, self.clock.now_ms()).await;

@@ -79,7 +79,7 @@ impl Pipeline {
             .unwrap_or_else(|poison| poison.into_inner()) = counts;
         // With the store down the peers' counts stop arriving: the sum would be this replica's
         // share, a drop that is not one. The verdict stays where it was until they report again.
-        if self.knowledge.peers_unknown(now_ms) {
+        if self.clusters.peers_unknown(now_ms) {
             return Vec::new();
         }
         let alerts = watch.tick(&summed, self.leadership.is_leader(), now_ms);

@@ -59,7 +59,9 @@ impl StoredAlert {
         .into_iter()
         .find(|name| *name == self.alertname)?;
         let label = |name: &str| -> Option<&'static str> {
-            ["feed", "store"].into_iter().find(|known| *known == name)
+            ["feed", "store", "cluster"]
+                .into_iter()
+                .find(|known| *known == name)
         };
         Some(SystemAlert {
             alertname,
@@ -73,6 +75,14 @@ impl StoredAlert {
             firing: true,
             since_ms: self.since_ms,
         })
+    }
+
+    /// The `cluster` label, on a `[[cluster]]` config's `FreshwatchSourceDown`.
+    fn cluster(&self) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(name, _)| name == "cluster")
+            .map(|(_, value)| value.as_str())
     }
 
     fn feed(&self) -> Option<&str> {
@@ -125,6 +135,11 @@ impl SelfAlerts {
             .values()
             .find(|alert| alert.alertname == alertname && alert.feed() == feed)
             .map(|alert| alert.since_ms)
+    }
+
+    /// Since when the alert stored under `key` fires.
+    fn since_key(&self, key: &str) -> Option<i64> {
+        self.lock().get(key).map(|alert| alert.since_ms)
     }
 
     /// The alerts that fire, for sinks that take up what fired before a restart: Alertmanager
@@ -282,7 +297,10 @@ pub(super) struct Watch {
     pub(super) state_grace_ms: i64,
     /// More feeds than this blind on their own at once page one roll-up.
     pub(super) blind_rollup_after: usize,
-    pub(super) source_alerting: AtomicBool,
+    /// Per cluster: whether its `FreshwatchSourceDown` fires.
+    pub(super) source_alerting: Vec<AtomicBool>,
+    /// Per cluster: its `cluster` label, `None` for the one cluster of a `[kafka]` config.
+    pub(super) cluster_labels: Vec<Option<Arc<str>>>,
     pub(super) state_alerting: AtomicBool,
     pub(super) state_down_since_ms: AtomicI64,
     pub(super) unread_alerting: AtomicBool,
@@ -311,8 +329,12 @@ impl Watch {
                 .values()
                 .any(|alert| alert.alertname == alertname && alert.feed().is_none())
         };
-        self.source_alerting
-            .store(has(SOURCE_DOWN), Ordering::Relaxed);
+        for (alerting, label) in self.source_alerting.iter().zip(&self.cluster_labels) {
+            let down = stored
+                .values()
+                .any(|alert| alert.alertname == SOURCE_DOWN && alert.cluster() == label.as_deref());
+            alerting.store(down, Ordering::Relaxed);
+        }
         self.unread_alerting
             .store(has(PARTITIONS_UNREAD), Ordering::Relaxed);
         self.state_lost_alerting
@@ -409,8 +431,11 @@ impl Pipeline {
     /// resolves it when Kafka answers (`Some(false)`). `None`: not known yet (starting, or down
     /// within the grace), which changes nothing, so one restored from before a restart waits
     /// for Kafka's answer.
+    /// Cluster `cluster`'s own: labelled `cluster` with `[[cluster]]` tables, and holding only
+    /// that cluster's feeds.
     pub(super) async fn source_down_alert(
         &self,
+        cluster: usize,
         source_down: Option<bool>,
         held: usize,
         now_ms: i64,
@@ -418,42 +443,40 @@ impl Pipeline {
         let Some(source_down) = source_down else {
             return;
         };
-        if self
-            .watch
-            .source_alerting
-            .swap(source_down, Ordering::Relaxed)
-            == source_down
-        {
+        if self.watch.source_alerting[cluster].swap(source_down, Ordering::Relaxed) == source_down {
             return;
         }
-        if source_down {
-            tracing::error!(
-                "kafka unreachable past source_grace: feeds that would turn stale are unknown"
-            );
+        let run = &self.clusters.runs[cluster];
+        let kafka = if run.labelled {
+            format!("Kafka cluster {}", run.name)
         } else {
-            tracing::info!("kafka answers again; feeds are judged once caught up");
-        }
-        let since_ms = if source_down {
-            now_ms
-        } else {
-            self.watch.firing.since(SOURCE_DOWN, None).unwrap_or(now_ms)
+            "Kafka".to_owned()
         };
-        self.tell(
-            SystemAlert {
-                alertname: SOURCE_DOWN,
-                severity: Severity::Critical,
-                labels: vec![],
-                summary: if source_down {
-                    format!("freshwatch cannot reach Kafka: feed staleness is not being judged ({held} feed(s) held: they page no FreshwatchFeedBlind of their own)")
-                } else {
-                    "freshwatch reaches Kafka again: feeds are judged once caught up".into()
-                },
-                firing: source_down,
-                since_ms,
+        if source_down {
+            tracing::error!(cluster = %run.name, "kafka unreachable past source_grace: feeds that would turn stale are unknown");
+        } else {
+            tracing::info!(cluster = %run.name, "kafka answers again; feeds are judged once caught up");
+        }
+        let mut alert = SystemAlert {
+            alertname: SOURCE_DOWN,
+            severity: Severity::Critical,
+            labels: run.labels(),
+            summary: if source_down {
+                format!("freshwatch cannot reach {kafka}: feed staleness is not being judged ({held} feed(s) held: they page no FreshwatchFeedBlind of their own)")
+            } else {
+                format!("freshwatch reaches {kafka} again: feeds are judged once caught up")
             },
-            Route::Own,
-        )
-        .await;
+            firing: source_down,
+            since_ms: now_ms,
+        };
+        if !source_down {
+            alert.since_ms = self
+                .watch
+                .firing
+                .since_key(&alert.dedup_key())
+                .unwrap_or(now_ms);
+        }
+        self.tell(alert, Route::Own).await;
     }
 
     /// Raises `FreshwatchPartitionsUnread` while partitions stay unread by every replica past
@@ -726,8 +749,7 @@ impl Pipeline {
             return;
         }
         let since_ms = restored_since.unwrap_or(self.watch.started_ms);
-        let lost = (restored_since.is_some()
-            || self.source.status.group_had_commits.load(Ordering::Relaxed))
+        let lost = (restored_since.is_some() || self.clusters.group_had_commits())
             && now_ms - since_ms < self.watch.longest_critical_ms;
         if self.watch.state_lost_alerting.swap(lost, Ordering::Relaxed) == lost {
             return;
@@ -946,5 +968,26 @@ mod tests {
         assert_eq!(back.alert(), Some(alert));
         assert!(back.rolled);
         assert_eq!(back.feed(), Some("orders"));
+    }
+
+    #[test]
+    fn a_clusters_stored_source_down_comes_back_with_its_cluster_label() {
+        let alert = SystemAlert {
+            alertname: SOURCE_DOWN,
+            severity: Severity::Critical,
+            labels: vec![("cluster", "dr".to_owned())],
+            summary: "freshwatch cannot reach Kafka cluster dr".to_owned(),
+            firing: true,
+            since_ms: 1_234,
+        };
+        assert_eq!(
+            alert.dedup_key(),
+            "freshwatch/system/FreshwatchSourceDown/dr"
+        );
+        let stored = StoredAlert::of(&alert, false);
+        let back: StoredAlert =
+            serde_json::from_str(&serde_json::to_string(&stored).unwrap()).unwrap();
+        assert_eq!(back.cluster(), Some("dr"));
+        assert_eq!(back.alert(), Some(alert), "the label survives a restart");
     }
 }

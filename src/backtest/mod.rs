@@ -47,6 +47,9 @@ pub struct Options {
 pub enum BacktestError {
     #[error("--feed {name}: no such feed (the config has: {known})")]
     UnknownFeed { name: String, known: String },
+    /// The selected feeds live on several `[[cluster]]`s; one backtest reads one cluster.
+    #[error("the feeds to replay are on several clusters ({clusters}): pick one with --feed")]
+    SeveralClusters { clusters: String },
     #[error("cannot create Kafka consumer: {0}")]
     Create(rdkafka::error::KafkaError),
     #[error("Kafka brokers {brokers} did not answer within {timeout:?}: {error}")]
@@ -84,7 +87,27 @@ pub fn run(config: &Config, options: &Options, clock: &dyn Clock) -> Result<Repo
         end_ms,
     };
     let volume = volume_rules(config, &feeds);
-    let collected = read::collect(config, &feeds, &volume, window)?;
+    // Read from the cluster the feeds are on (the one cluster of a `[kafka]` config).
+    let mut clusters: Vec<usize> = config
+        .feeds
+        .iter()
+        .zip(&config.feed_clusters)
+        .filter(|(feed, _)| feeds.iter().any(|selected| selected.name == feed.name))
+        .map(|(_, &cluster)| cluster)
+        .collect();
+    clusters.sort_unstable();
+    clusters.dedup();
+    if clusters.len() > 1 {
+        let names: Vec<&str> = clusters
+            .iter()
+            .map(|&cluster| &*config.clusters[cluster].name)
+            .collect();
+        return Err(BacktestError::SeveralClusters {
+            clusters: names.join(", "),
+        });
+    }
+    let cluster_config = config.for_cluster(clusters.first().copied().unwrap_or(0));
+    let collected = read::collect(&cluster_config, &feeds, &volume, window)?;
     let replayed = replay_all(
         &feeds,
         &volume,

@@ -20,7 +20,11 @@ pub fn describe(config: &Config) -> String {
 pub fn describe_at(config: &Config, now_ms: i64) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "config ok");
-    text.push_str(&describe_kafka(&config.kafka));
+    if config.named_clusters {
+        text.push_str(&describe_clusters(config));
+    } else {
+        text.push_str(&describe_kafka(&config.kafka));
+    }
     text.push_str(&describe_state(&config.state));
     let _ = writeln!(text, "http: {}", config.http.listen);
     let _ = writeln!(
@@ -58,6 +62,37 @@ fn describe_kafka(kafka: &KafkaConfig) -> String {
         kafka.start.as_str(),
         kafka.properties.len()
     )
+}
+
+/// One line per `[[cluster]]`: how it is reached, and what is watched on it.
+fn describe_clusters(config: &Config) -> String {
+    let mut text = format!("clusters ({}):\n", config.clusters.len());
+    for (index, cluster) in config.clusters.iter().enumerate() {
+        let feeds: Vec<&str> = config
+            .cluster_feeds(index)
+            .map(|feed| &*config.feeds[feed].name)
+            .collect();
+        let groups: Vec<&str> = config
+            .groups
+            .iter()
+            .zip(&config.group_clusters)
+            .filter(|(_, &on)| on == index)
+            .map(|(group, _)| &*group.name)
+            .collect();
+        let kafka = &cluster.kafka;
+        let _ = writeln!(
+            text,
+            "  {}: brokers={} group_id={} start={} properties={} feeds=[{}] groups=[{}]",
+            cluster.name,
+            kafka.brokers,
+            kafka.group_id,
+            kafka.start.as_str(),
+            kafka.properties.len(),
+            feeds.join(", "),
+            groups.join(", ")
+        );
+    }
+    text
 }
 
 fn describe_state(state: &StateConfig) -> String {

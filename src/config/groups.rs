@@ -16,6 +16,9 @@ pub struct RawGroup {
     /// The `group` label; default: the group id. With `group_regex` each matched group is
     /// reported under its own id.
     pub name: Option<String>,
+    /// The `[[cluster]]` the group commits on: required with `[[cluster]]` tables, not allowed
+    /// with `[kafka]`.
+    pub cluster: Option<String>,
     /// The consumer group to watch.
     pub group_id: Option<String>,
     /// Or every group whose id matches (Rust regex, unanchored unless anchored).

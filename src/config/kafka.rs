@@ -95,23 +95,26 @@ impl std::fmt::Debug for KafkaConfig {
     }
 }
 
-pub(super) fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigError> {
+/// Checks `[kafka]`, or one `[[cluster]]`: `prefix` is the key path errors name (`kafka`,
+/// `cluster[1]`).
+pub(super) fn validate_kafka(raw: raw::RawKafka, prefix: &str) -> Result<KafkaConfig, ConfigError> {
+    let key = |field: &str| format!("{prefix}.{field}");
     if raw.brokers.trim().is_empty() {
-        return Err(ConfigError::invalid("kafka.brokers", "must not be empty"));
+        return Err(ConfigError::invalid(key("brokers"), "must not be empty"));
     }
     if raw.group_id.trim().is_empty() {
-        return Err(ConfigError::invalid("kafka.group_id", "must not be empty"));
+        return Err(ConfigError::invalid(key("group_id"), "must not be empty"));
     }
-    validate_properties(&raw.properties)?;
+    validate_properties(&raw.properties, prefix)?;
     if raw.tail_interval < Duration::from_millis(100) {
         return Err(ConfigError::invalid(
-            "kafka.tail_interval",
+            key("tail_interval"),
             "must be at least 100ms",
         ));
     }
     if raw.metadata_refresh < Duration::from_secs(1) {
         return Err(ConfigError::invalid(
-            "kafka.metadata_refresh",
+            key("metadata_refresh"),
             "must be at least 1s",
         ));
     }
@@ -120,7 +123,7 @@ pub(super) fn validate_kafka(raw: raw::RawKafka) -> Result<KafkaConfig, ConfigEr
         Some(name) if name.trim().is_empty() => None,
         Some(name) if name.len() > 249 => {
             return Err(ConfigError::invalid(
-                "kafka.instance_id",
+                key("instance_id"),
                 "must be at most 249 characters (Kafka's limit for group.instance.id)",
             ))
         }
@@ -155,19 +158,22 @@ pub fn host_name() -> Option<String> {
 }
 
 /// `kafka.properties`: passed through, except what freshwatch owns and statistics turned off.
-fn validate_properties(properties: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+fn validate_properties(
+    properties: &BTreeMap<String, String>,
+    prefix: &str,
+) -> Result<(), ConfigError> {
     for owned in OWNED_PROPERTIES {
         if properties.contains_key(owned) {
             return Err(ConfigError::invalid(
-                format!("kafka.properties.\"{owned}\""),
-                "is set by freshwatch itself; use kafka.brokers, kafka.group_id, kafka.instance_id or kafka.start",
+                format!("{prefix}.properties.\"{owned}\""),
+                format!("is set by freshwatch itself; use {prefix}.brokers, {prefix}.group_id, {prefix}.instance_id or {prefix}.start"),
             ));
         }
     }
     if let Some(value) = properties.get(STATISTICS_INTERVAL) {
         if !matches!(value.parse::<u64>(), Ok(1..)) {
             return Err(ConfigError::invalid(
-                format!("kafka.properties.\"{STATISTICS_INTERVAL}\""),
+                format!("{prefix}.properties.\"{STATISTICS_INTERVAL}\""),
                 "must be a positive number of milliseconds: freshwatch knows what Kafka holds from librdkafka's statistics, and without them every feed would stay unknown",
             ));
         }

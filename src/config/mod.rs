@@ -19,6 +19,7 @@
 //! reads `config`.
 
 mod alerts;
+mod cluster;
 mod describe;
 mod env;
 mod evaluation;
@@ -41,6 +42,7 @@ pub use alerts::{
     glob_matches, AlertmanagerConfig, AlertsConfig, EmailConfig, FeedPattern, SinkConfig, SinkKind,
     SmtpSecurity,
 };
+pub use cluster::{ClusterConfig, DEFAULT_CLUSTER};
 pub use describe::{describe, describe_at};
 pub use evaluation::EvaluationConfig;
 pub use feed::{FeedConfig, FeedMode, TopicMatcher};
@@ -93,7 +95,18 @@ impl ConfigError {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The first cluster's `[kafka]` (the only one's without `[[cluster]]`); in the view
+    /// [`Config::for_cluster`] gives, that cluster's.
     pub kafka: KafkaConfig,
+    /// Every cluster, in config order: `[kafka]` alone is one named `default`.
+    pub clusters: Vec<ClusterConfig>,
+    /// The clusters come from `[[cluster]]` tables: they carry the `cluster` label, and their
+    /// shared knowledge its own state store keys. `false`: `[kafka]`, everything as before.
+    pub named_clusters: bool,
+    /// Per feed (by index), its cluster (an index into `clusters`).
+    pub feed_clusters: Vec<usize>,
+    /// Per group (by index), its cluster.
+    pub group_clusters: Vec<usize>,
     pub state: StateConfig,
     pub http: HttpConfig,
     /// `[metrics]`: what `/metrics` exports per key.
@@ -157,7 +170,7 @@ fn parse_raw(
 
 /// Cross-field checks and parsing of the typed values. No IO.
 pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
-    let kafka = kafka::validate_kafka(raw.kafka)?;
+    let (clusters, named_clusters) = cluster::validate_clusters(raw.kafka, raw.cluster)?;
     let state = state::validate_state(raw.state)?;
     let http = http::validate_http(raw.http)?;
     let metrics = metrics::validate_metrics(raw.metrics);
@@ -169,6 +182,32 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "at least one [[feed]] (or [[group]]) is required",
         ));
     }
+    let group_clusters = raw
+        .group
+        .iter()
+        .enumerate()
+        .map(|(index, group)| {
+            cluster::resolve_cluster(
+                &format!("group[{index}].cluster"),
+                group.cluster.as_deref(),
+                &clusters,
+                named_clusters,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let feed_clusters = raw
+        .feed
+        .iter()
+        .enumerate()
+        .map(|(index, feed)| {
+            cluster::resolve_cluster(
+                &format!("feed[{index}].cluster"),
+                feed.cluster.as_deref(),
+                &clusters,
+                named_clusters,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let groups = raw
         .group
         .into_iter()
@@ -184,8 +223,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .transpose()?;
     let ha = state::validate_ha(raw.ha)?;
     let pipelines = pipeline::validate_pipelines(raw.pipeline, &feeds, &groups)?;
-    Ok(Config {
-        kafka,
+    let config = Config {
+        kafka: clusters[0].kafka.clone(),
+        clusters,
+        named_clusters,
+        feed_clusters,
+        group_clusters,
         state,
         http,
         metrics,
@@ -197,7 +240,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         groups,
         pipelines,
         volume,
-    })
+    };
+    cluster::check_group_names(&config)?;
+    cluster::check_topics_apart(&config)?;
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -13,8 +13,13 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// How to reach Kafka.
-    pub kafka: RawKafka,
+    /// How to reach Kafka: one cluster, named `default`. Or `[[cluster]]` tables instead.
+    pub kafka: Option<RawKafka>,
+    /// Several Kafka clusters watched by one process; `[[cluster]]` tables, instead of
+    /// `[kafka]`. Each has its own consumers and knowledge: one that does not answer blinds only
+    /// its own feeds and groups.
+    #[serde(default)]
+    pub cluster: Vec<RawCluster>,
     /// Where feed state is kept across restarts.
     #[serde(default)]
     pub state: RawState,
@@ -112,6 +117,58 @@ pub struct RawKafka {
     /// Passed to librdkafka as-is (SASL, TLS, fetch sizes, ...).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// `[[cluster]]`: one Kafka cluster. Every `[kafka]` key is allowed, with the same meaning and
+/// default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// The `cluster` label, and what a feed's or group's `cluster` key names. Unique.
+    pub name: String,
+    /// Comma-separated bootstrap servers, `host:port`.
+    pub brokers: String,
+    /// Consumer group on this cluster; replicas with the same group share partitions.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// As `kafka.start`.
+    #[serde(default)]
+    pub start: RawStart,
+    /// As `kafka.metadata_refresh`.
+    #[serde(default = "default_metadata_refresh", with = "humantime_serde")]
+    pub metadata_refresh: Duration,
+    /// As `kafka.tail_interval`.
+    #[serde(default = "default_tail_interval", with = "humantime_serde")]
+    pub tail_interval: Duration,
+    /// As `kafka.groups_interval`.
+    #[serde(default = "default_groups_interval", with = "humantime_serde")]
+    pub groups_interval: Duration,
+    /// As `kafka.retention_refresh`.
+    #[serde(default = "default_retention_refresh", with = "humantime_serde")]
+    pub retention_refresh: Duration,
+    /// As `kafka.instance_id`.
+    pub instance_id: Option<String>,
+    /// As `kafka.properties`: passed to this cluster's librdkafka clients as-is.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl RawCluster {
+    /// Its name, and the rest as the `[kafka]` table it would be alone.
+    pub fn split(self) -> (String, RawKafka) {
+        let kafka = RawKafka {
+            brokers: self.brokers,
+            group_id: self.group_id,
+            start: self.start,
+            metadata_refresh: self.metadata_refresh,
+            tail_interval: self.tail_interval,
+            groups_interval: self.groups_interval,
+            retention_refresh: self.retention_refresh,
+            instance_id: self.instance_id,
+            properties: self.properties,
+        };
+        (self.name, kafka)
+    }
 }
 
 /// `kafka.start`
@@ -375,6 +432,9 @@ fn default_rollup_after() -> usize {
 pub struct RawFeed {
     /// Unique name; the `feed` label of metrics and alerts. Letters, digits, `_`, `-`, `.`.
     pub name: String,
+    /// The `[[cluster]]` whose topics it reads: required with `[[cluster]]` tables, not allowed
+    /// with `[kafka]`.
+    pub cluster: Option<String>,
     /// The topic to read. Exactly one of `topic` and `topic_regex`.
     pub topic: Option<String>,
     /// A regular expression over topic names; matching topics are picked up as they appear.

@@ -765,8 +765,13 @@ impl RedisStore {
         Ok(())
     }
 
-    fn knowledge_key(&self) -> String {
-        format!("{}:knowledge", self.prefix)
+    /// `cluster`: `None` for the one cluster of a `[kafka]` config (the key it always had, so a
+    /// deployment keeps its state), a `[[cluster]]`'s name otherwise.
+    fn knowledge_key(&self, cluster: Option<&str>) -> String {
+        match cluster {
+            None => format!("{}:knowledge", self.prefix),
+            Some(cluster) => format!("{}:knowledge:{cluster}", self.prefix),
+        }
     }
 
     /// Publishes what this replica knows of its partitions (see [`crate::knowledge`]), so the
@@ -774,13 +779,14 @@ impl RedisStore {
     /// that stopped publishing.
     pub async fn knowledge_publish(
         &self,
+        cluster: Option<&str>,
         instance: &str,
         at_ms: i64,
         reads: &str,
     ) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
         let _: i64 = redis::cmd("HSET")
-            .arg(self.knowledge_key())
+            .arg(self.knowledge_key(cluster))
             .arg(instance)
             .arg(format!("{at_ms}|{reads}"))
             .query_async(&mut connection)
@@ -789,10 +795,13 @@ impl RedisStore {
     }
 
     /// Every replica's published entry: instance, when, its encoded reads.
-    pub async fn knowledge_read(&self) -> Result<Vec<(String, i64, String)>, StateError> {
+    pub async fn knowledge_read(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<(String, i64, String)>, StateError> {
         let mut connection = self.connection.clone();
         let entries: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(self.knowledge_key())
+            .arg(self.knowledge_key(cluster))
             .query_async(&mut connection)
             .await?;
         Ok(entries
@@ -805,10 +814,14 @@ impl RedisStore {
     }
 
     /// Removes a replica's entry (this one's on the way out, or a dead one's).
-    pub async fn knowledge_forget(&self, instance: &str) -> Result<(), StateError> {
+    pub async fn knowledge_forget(
+        &self,
+        cluster: Option<&str>,
+        instance: &str,
+    ) -> Result<(), StateError> {
         let mut connection = self.connection.clone();
         let _: i64 = redis::cmd("HDEL")
-            .arg(self.knowledge_key())
+            .arg(self.knowledge_key(cluster))
             .arg(instance)
             .query_async(&mut connection)
             .await?;

@@ -42,11 +42,14 @@ impl TomlBlock {
     }
 
     /// A full config names its brokers; the rest are snippets of one section or two.
+    /// A config of its own: `[kafka]` with its brokers, or `[[cluster]]` tables.
     fn is_full_config(&self) -> bool {
-        self.table()
+        let table = self.table();
+        table
             .get("kafka")
             .and_then(toml::Value::as_table)
             .is_some_and(|kafka| kafka.contains_key("brokers"))
+            || table.contains_key("cluster")
     }
 }
 

@@ -7,6 +7,7 @@ use super::*;
 use crate::extract::json::JsonPointer;
 
 mod alerts;
+mod clusters;
 mod describe;
 mod examples;
 mod feed;

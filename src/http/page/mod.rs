@@ -21,6 +21,7 @@
 mod render;
 
 use std::cmp::Ordering as CmpOrdering;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -178,9 +179,11 @@ pub struct Front {
 }
 
 /// The health line at the top of every page.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Health {
     pub source_reachable: bool,
+    /// With several clusters, each one's name and whether it answers.
+    pub clusters: Vec<(Arc<str>, bool)>,
     pub state_store_up: bool,
     pub leader: bool,
 }
@@ -190,6 +193,19 @@ impl Health {
         use std::sync::atomic::Ordering;
         Health {
             source_reachable: state.readiness.source.reachable.load(Ordering::Relaxed),
+            clusters: if state.readiness.clusters.len() > 1 {
+                state
+                    .readiness
+                    .clusters
+                    .iter()
+                    .map(|cluster| {
+                        let reachable = cluster.status.reachable.load(Ordering::Relaxed);
+                        (cluster.name.clone(), reachable)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             state_store_up: state.readiness.state_store_up.load(Ordering::Relaxed),
             leader: state.leadership.is_leader(),
         }

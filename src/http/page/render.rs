@@ -74,7 +74,7 @@ fn layout(title: &str, health: Health, body: Markup) -> Markup {
             body {
                 header {
                     h1 { a href="/" { "freshwatch" } }
-                    (health_line(health))
+                    (health_line(&health))
                     label.refresh {
                         input #auto-refresh type="checkbox" checked;
                         " refresh every 10 s"
@@ -87,7 +87,7 @@ fn layout(title: &str, health: Health, body: Markup) -> Markup {
     }
 }
 
-fn health_line(health: Health) -> Markup {
+fn health_line(health: &Health) -> Markup {
     let part = |id: &str, what: &str, good: bool, yes: &str, no: &str| {
         html! {
             span #(id) {
@@ -98,7 +98,13 @@ fn health_line(health: Health) -> Markup {
     };
     html! {
         div.health {
-            (part("health-source", "Source", health.source_reachable, "reachable", "unreachable"))
+            @if health.clusters.is_empty() {
+                (part("health-source", "Source", health.source_reachable, "reachable", "unreachable"))
+            } @else {
+                @for (name, reachable) in &health.clusters {
+                    (part(&format!("health-source-{name}"), &format!("Cluster {name}"), *reachable, "reachable", "unreachable"))
+                }
+            }
             (part("health-state", "State store", health.state_store_up, "up", "down"))
             (part("health-leader", "Leader", health.leader, "this replica", "another replica (standing by)"))
         }
