@@ -171,13 +171,7 @@ impl Pipeline {
         let now_ms = self.clock.now_ms();
         let wait_ms = self.audits.settle_wait_ms;
         let due = {
-            let assignment = self
-                .source
-                .status
-                .assignment
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .clone();
+            let assignment = self.clusters.assignment();
             let assigned: std::collections::HashSet<(&str, i32)> = assignment
                 .iter()
                 .map(|(topic, partition)| (topic.as_str(), *partition))

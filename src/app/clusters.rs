@@ -139,6 +139,21 @@ impl Clusters {
             .any(|run| run.source.status.group_had_commits.load(Ordering::Relaxed))
     }
 
+    /// Every cluster's assigned partitions (a topic is read on one cluster only).
+    pub(super) fn assignment(&self) -> Vec<(String, i32)> {
+        self.runs
+            .iter()
+            .flat_map(|run| {
+                run.source
+                    .status
+                    .assignment
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .clone()
+            })
+            .collect()
+    }
+
     /// Commits each cluster's positions on its own consumer.
     pub(super) fn commit(&self, positions: &crate::tracker::Positions) {
         for run in &self.runs {
