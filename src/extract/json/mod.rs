@@ -168,6 +168,9 @@ const MAX_POINTERS: usize = 4;
 struct Paths<'t> {
     items: [(usize, &'t [Token]); MAX_POINTERS],
     len: usize,
+    /// Bit n set: some path's next key is n bytes long (bit 63: 63 or more). Most keys of an
+    /// object are wanted by no path, and one test of their length turns them away.
+    key_lengths: u64,
 }
 
 impl<'t> Paths<'t> {
@@ -175,6 +178,14 @@ impl<'t> Paths<'t> {
         assert!(self.len < MAX_POINTERS, "at most {MAX_POINTERS} pointers");
         self.items[self.len] = (slot, tokens);
         self.len += 1;
+        if let Some(token) = tokens.first() {
+            self.key_lengths |= length_bit(token.key.len());
+        }
+    }
+
+    /// Whether some path's next token may be `key` (by its length alone).
+    fn may_want_key(&self, key: &[u8]) -> bool {
+        self.key_lengths & length_bit(key.len()) != 0
     }
 
     fn iter(&self) -> impl Iterator<Item = &(usize, &'t [Token])> {
@@ -203,6 +214,10 @@ impl<'t> Paths<'t> {
         }
         next
     }
+}
+
+fn length_bit(length: usize) -> u64 {
+    1 << length.min(63)
 }
 
 /// Byte equality inline: keys are short, and a `memcmp` call per key showed in profiles.
@@ -304,7 +319,7 @@ impl<'a> Scanner<'a> {
                 raw_key
             };
             let wanted = |token: &Token| same_bytes(token.key.as_bytes(), key);
-            if paths.any_next(wanted) {
+            if paths.may_want_key(key) && paths.any_next(wanted) {
                 self.find_in_value(paths.step(wanted), depth + 1, found)?;
             } else {
                 self.skip_value(depth + 1)?;
