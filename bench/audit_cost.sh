@@ -20,4 +20,4 @@ for mode in plain audited; do
   per_record[$mode]=$(( (high - low) / 100000 ))
   echo "$mode: ${per_record[$mode]} instructions per record"
 done
-echo "audit adds $(( (per_record[audited] - per_record[plain]) * 100 / per_record[plain] )) % per record"
+echo "audit adds $(( (per_record[audited] - per_record[plain]) * 1000 / per_record[plain] )) per mille per record"

@@ -620,6 +620,7 @@ impl AuditTrack {
         }
     }
 
+    #[inline]
     fn positions_of(&mut self, topic: &str) -> &mut Vec<Slot> {
         let last_matches =
             matches!(self.positions.get(self.last_topic), Some((held, _)) if **held == *topic);

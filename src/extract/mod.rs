@@ -197,8 +197,9 @@ impl Extractor {
         ) = (&self.split, &self.timestamp, id)
         {
             let payload = record.payload().ok_or(RecordError::MissingPayload)?;
+            // The id is compared as bytes: its UTF-8 check is skipped.
             let [time, split, id] =
-                json::find_each(payload, [time_pointer, split_pointer, id_pointer])
+                json::find_each_raw(payload, [time_pointer, split_pointer, id_pointer], 1 << 2)
                     .map_err(RecordError::InvalidJson)?;
             let event_ms = json_time(time)?;
             let extracted = self.finish(non_empty(json_split(split)?)?, event_ms, arrival_ms)?;
@@ -290,6 +291,7 @@ fn json_split(found: Option<json::JsonScalar<'_>>) -> Result<SplitValue<'_>, Rec
         }
         Some(json::JsonScalar::String(Cow::Owned(text))) => Ok(SplitValue::Owned(text)),
         Some(json::JsonScalar::Number(literal)) => Ok(SplitValue::Borrowed(literal.as_bytes())),
+        Some(json::JsonScalar::Raw(bytes)) => Ok(SplitValue::Borrowed(bytes)),
         Some(json::JsonScalar::Bool(true)) => Ok(SplitValue::Borrowed(b"true")),
         Some(json::JsonScalar::Bool(false)) => Ok(SplitValue::Borrowed(b"false")),
         Some(json::JsonScalar::Null | json::JsonScalar::Object | json::JsonScalar::Array) => {

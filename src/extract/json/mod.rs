@@ -104,6 +104,9 @@ pub enum JsonScalar<'a> {
     Null,
     Object,
     Array,
+    /// An unescaped string's bytes, not checked as UTF-8: only where the caller asked for
+    /// them ([`find_each_raw`]), for an id compared as bytes.
+    Raw(&'a [u8]),
 }
 
 /// Why a document could not be scanned.
@@ -141,6 +144,16 @@ pub fn find_each<'a, const N: usize>(
     document: &'a [u8],
     pointers: [&JsonPointer; N],
 ) -> Result<[Option<JsonScalar<'a>>; N], JsonError> {
+    find_each_raw(document, pointers, 0)
+}
+
+/// [`find_each`], with the slots whose bit is set in `raw_slots` given an unescaped string
+/// as [`JsonScalar::Raw`]: its UTF-8 check skipped.
+pub fn find_each_raw<'a, const N: usize>(
+    document: &'a [u8],
+    pointers: [&JsonPointer; N],
+    raw_slots: u32,
+) -> Result<[Option<JsonScalar<'a>>; N], JsonError> {
     let mut paths = Paths::default();
     for (slot, pointer) in pointers.iter().enumerate() {
         paths.push(slot, &pointer.tokens);
@@ -149,6 +162,7 @@ pub fn find_each<'a, const N: usize>(
     let mut scanner = Scanner {
         bytes: document,
         position: 0,
+        raw_slots,
     };
     scanner.skip_whitespace();
     scanner.find_in_value(paths, 0, &mut found)?;
@@ -228,6 +242,8 @@ fn same_bytes(left: &[u8], right: &[u8]) -> bool {
 struct Scanner<'a> {
     bytes: &'a [u8],
     position: usize,
+    /// See [`find_each_raw`].
+    raw_slots: u32,
 }
 
 impl<'a> Scanner<'a> {
@@ -282,7 +298,12 @@ impl<'a> Scanner<'a> {
                 self.find_in_array(paths, depth, found)?;
                 JsonScalar::Array
             }
-            _ if ends_here => self.scalar()?,
+            _ if ends_here => {
+                let raw = paths
+                    .iter()
+                    .all(|&(slot, tokens)| !tokens.is_empty() || self.raw_slots & (1 << slot) != 0);
+                self.scalar(raw)?
+            }
             _ => return self.skip_value(depth),
         };
         for &(slot, tokens) in paths.iter() {
@@ -371,11 +392,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// The scalar at the cursor (objects and arrays are skipped and reported by kind).
-    fn scalar(&mut self) -> Result<JsonScalar<'a>, JsonError> {
+    fn scalar(&mut self, raw_string: bool) -> Result<JsonScalar<'a>, JsonError> {
         match self.peek() {
             Some(b'"') => {
                 let (raw, escaped) = self.raw_string()?;
-                if escaped {
+                if raw_string && !escaped {
+                    Ok(JsonScalar::Raw(raw))
+                } else if escaped {
                     Ok(JsonScalar::String(Cow::Owned(decode_string(raw)?)))
                 } else {
                     let text = std::str::from_utf8(raw).map_err(|_| JsonError::NotUtf8)?;
