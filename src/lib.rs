@@ -12,9 +12,8 @@
 //! ```
 //!
 //! - [`config`]: the TOML file, validated into typed config; errors name the key.
-//! - [`source`]: the librdkafka consumer thread; takes records a batch per librdkafka call,
-//!   applies them to the tracker under one lock, and commits offsets only after the state they
-//!   produced is stored.
+//! - [`source`]: the librdkafka consumer thread; applies records to the tracker in batches and
+//!   commits offsets only after the state they produced is stored.
 //! - [`extract`]: per record, the split value and event time; no allocation on the hot path.
 //! - [`tracker`]: the series table, last-seen as a max, and what changed since the last look.
 //! - [`knowledge`]: the one home of "can this feed be judged now?": per partition, whether a
@@ -49,9 +48,8 @@
 //!   the words several parts speak (statuses, severities, `SystemAlert`, shared alert names):
 //!   `groups` and `volume` raise alerts and fill their gauges through `model` and `metrics`,
 //!   `alert` sends them, and none of them imports another's internals, so imports point down.
-// `deny`, not `forbid`: two modules wrap librdkafka calls rdkafka does not, each block with its
-// SAFETY: `groups::admin` (batched committed offsets for thousands of groups through one client)
-// and `source::batch` (records taken a batch per call, the measured hot path of BENCHMARKS.md §2).
+// `deny`, not `forbid`: `groups::admin` alone wraps librdkafka calls rdkafka does not (batched
+// committed offsets for thousands of groups through one client), each block with its SAFETY.
 #![deny(unsafe_code)]
 
 pub mod alert;

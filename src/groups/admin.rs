@@ -3,8 +3,8 @@
 //! queue, then the results drained. It replaces a client per watched group (threads and
 //! memory each), which cannot scale to thousands of groups.
 //!
-//! rdkafka does not wrap these calls, so this is one of the crate's two modules with `unsafe`
-//! code (the other is `source::batch`). The API it offers is safe: owned Rust values out, every librdkafka object it creates
+//! rdkafka does not wrap these calls, so this is the one module of the crate with `unsafe`
+//! code. The API it offers is safe: owned Rust values out, every librdkafka object it creates
 //! (options, requests, queue, events) destroyed before it returns.
 //!
 //! What it costs on the wire, per group: one OffsetFetch to the group's coordinator, and one

@@ -6,7 +6,6 @@
 //! store, so a `kill -9` can replay records but never skip one whose last-seen was not saved.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,18 +18,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-mod batch;
-mod router;
 mod tail;
 
 pub use tail::TailSource;
 
-use batch::{Batch, BatchRecord, ConsumerQueue, MessageQueue, TopicHandles};
-use router::{RateLimitedLog, Router};
-
 use crate::clock::SharedClock;
-use crate::config::Config;
-use crate::extract::{Record, FUTURE_TIMESTAMP_REASON};
+use crate::config::{Config, FeedConfig, FeedMode, TopicMatcher};
+use crate::extract::{Extractor, Record, FUTURE_TIMESTAMP_REASON};
 use crate::knowledge::{Knowledge, PartitionKey, ReadThrough};
 use crate::metrics::Metrics;
 use crate::model::FeedIndex;
@@ -49,16 +43,8 @@ const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "10"),
 ];
 
-/// Records applied per tracker lock, and taken from librdkafka per call.
+/// Records applied per tracker lock.
 const BATCH_SIZE: usize = 2048;
-
-/// How long one wait for records lasts when none are queued. Events (rebalances, statistics)
-/// wait at most this long behind it.
-const IDLE_WAIT: Duration = Duration::from_millis(50);
-
-/// How often the assigned partitions are forwarded to the record queue again, besides after each
-/// rebalance: librdkafka may stop a revoked partition after it was forwarded (see `batch`).
-pub const ROUTE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The consumer could not be created or subscribed; permanent (a config problem).
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +81,6 @@ pub struct SourceStatus {
     pub lag: Mutex<Option<HashMap<(String, i32), i64>>>,
     /// The partitions assigned by the last rebalance.
     pub assignment: Mutex<Vec<(String, i32)>>,
-    /// Rebalances seen: the consumer thread forwards the new assignment's records when it moves.
-    pub rebalances: AtomicU64,
 }
 
 /// librdkafka callbacks: logging, errors, rebalances. Kept thin: they report facts to the
@@ -242,7 +226,6 @@ impl ConsumerContext for SourceContext {
             .assigned_partitions
             .store(assigned, Ordering::Relaxed);
         self.metrics.assigned_partitions.set(assigned as i64);
-        self.status.rebalances.fetch_add(1, Ordering::Relaxed);
         match rebalance {
             Rebalance::Assign(_) => {
                 self.status.has_assignment.store(true, Ordering::Relaxed);
@@ -393,15 +376,125 @@ fn create_consumer(
         .map_err(SourceError::Create)
 }
 
+/// Which feeds read a topic, cached per topic name.
+struct Router {
+    feeds: Vec<(TopicMatcher, Extractor)>,
+    routes: HashMap<String, Vec<FeedIndex>>,
+    /// The topic of the previous record and its feeds: consecutive records mostly share a
+    /// topic, so most records cost a short compare instead of hashing the name.
+    last: (String, Vec<FeedIndex>),
+}
+
+impl Router {
+    fn new(feeds: &[FeedConfig], max_future_skew_ms: i64) -> Self {
+        Router {
+            feeds: feeds
+                .iter()
+                .map(|feed| {
+                    // A tail-mode feed is read by the TailSource: it matches no topic here.
+                    let topics = match feed.mode {
+                        FeedMode::Consume => feed.topics.clone(),
+                        FeedMode::Tail => TopicMatcher::Exact(String::new()),
+                    };
+                    (topics, feed.extractor(max_future_skew_ms))
+                })
+                .collect(),
+            routes: HashMap::new(),
+            last: (String::new(), Vec::new()),
+        }
+    }
+
+    /// Points `last` at `topic`'s feeds.
+    fn select(&mut self, topic: &str) {
+        if self.last.0 != topic {
+            let feeds = &self.feeds;
+            let matching = self.routes.entry(topic.to_owned()).or_insert_with(|| {
+                feeds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (matcher, _))| matcher.matches(topic))
+                    .map(|(index, _)| index as FeedIndex)
+                    .collect()
+            });
+            self.last = (topic.to_owned(), matching.clone());
+        }
+    }
+
+    /// Topics to subscribe to: the exact names plus every known topic a regex matches.
+    fn subscription(&self, known_topics: &[String]) -> BTreeSet<String> {
+        let mut topics = BTreeSet::new();
+        for (matcher, _) in &self.feeds {
+            match matcher {
+                TopicMatcher::Exact(name) if name.is_empty() => {}
+                TopicMatcher::Exact(name) => {
+                    topics.insert(name.clone());
+                }
+                TopicMatcher::Regex(regex) => topics.extend(
+                    known_topics
+                        .iter()
+                        .filter(|topic| regex.is_match(topic))
+                        .cloned(),
+                ),
+            }
+        }
+        topics
+    }
+
+    fn has_regex(&self) -> bool {
+        self.feeds
+            .iter()
+            .any(|(matcher, _)| matches!(matcher, TopicMatcher::Regex(_)))
+    }
+}
+
+/// Logs at most one line per (feed, reason) per interval, with the count it held back.
+struct RateLimitedLog {
+    interval: Duration,
+    last: HashMap<(FeedIndex, &'static str), (Instant, u64)>,
+}
+
+impl RateLimitedLog {
+    fn new(interval: Duration) -> Self {
+        RateLimitedLog {
+            interval,
+            last: HashMap::new(),
+        }
+    }
+
+    fn record_error(
+        &mut self,
+        feed: FeedIndex,
+        feed_name: &str,
+        error: &crate::extract::RecordError,
+        message: &BorrowedMessage<'_>,
+    ) {
+        let reason = error.reason();
+        let now = Instant::now();
+        let entry = self
+            .last
+            .entry((feed, reason))
+            .or_insert((now - self.interval, 0));
+        if now.duration_since(entry.0) < self.interval {
+            entry.1 += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut entry.1);
+        entry.0 = now;
+        tracing::warn!(
+            feed = feed_name,
+            reason,
+            %error,
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            suppressed,
+            "record did not refresh its feed"
+        );
+    }
+}
+
 /// The consumer thread's state.
 pub struct Source {
-    // Declared first, so dropped first: records, then their queue and topic pins, then the
-    // consumer they came from.
-    batch: Batch,
-    messages: MessageQueue,
-    topics: TopicHandles,
-    /// Feeds per entry of `topics`, same index.
-    topic_routes: Vec<Vec<FeedIndex>>,
     consumer: Arc<BaseConsumer<SourceContext>>,
     router: Router,
     tracker: Arc<Mutex<Tracker>>,
@@ -435,15 +528,9 @@ impl Source {
                 .unwrap_or(i64::MAX),
         };
         let consumer = Arc::new(create_consumer(config, context)?);
-        let messages = MessageQueue::new(&consumer);
-        let topics = TopicHandles::new(&consumer);
         let max_future_skew_ms =
             i64::try_from(config.evaluation.max_future_skew.as_millis()).unwrap_or(i64::MAX);
         let source = Source {
-            batch: messages.batch(BATCH_SIZE),
-            messages,
-            topics,
-            topic_routes: Vec::new(),
             consumer: consumer.clone(),
             router: Router::new(&config.feeds, max_future_skew_ms),
             tracker,
@@ -494,9 +581,6 @@ impl Source {
             })?;
         tracing::info!(topics = ?topics, "subscribed");
         self.subscribed = wanted;
-        // Unpin topics no longer read; the others are resolved again on their next record.
-        self.topics.clear();
-        self.topic_routes.clear();
         Ok(())
     }
 
@@ -536,10 +620,6 @@ impl Source {
         self.refresh_subscription()?;
         let mut next_refresh = Instant::now() + self.metadata_refresh;
         let mut next_probe = Instant::now();
-        let mut next_route = Instant::now();
-        let mut routed_rebalances = 0;
-        let mut idle = true;
-        let waiting = ConsumerQueue::new(&self.consumer);
         while !shutdown.is_cancelled() {
             if Instant::now() >= next_refresh {
                 // The first subscription was accepted, so a later refusal is passing (a
@@ -554,27 +634,12 @@ impl Source {
                 self.rejoin_if_stuck();
                 next_probe = Instant::now() + PROBE_INTERVAL;
             }
-            let rebalances = self.status.rebalances.load(Ordering::Relaxed);
-            if rebalances != routed_rebalances || Instant::now() >= next_route {
-                routed_rebalances = rebalances;
-                self.forward_assignment();
-                next_route = Instant::now() + ROUTE_INTERVAL;
-            }
-            // Events: rebalances, commit results, statistics and errors go through rdkafka's
-            // callbacks; a record here was fetched before its partition was forwarded.
-            // Every record of the consumer's queue before the batch: a partition's records
-            // fetched before its forward wait there, ahead of the ones on the batch queue.
             let consumer = self.consumer.clone();
-            batch::drain_consumer_queue(&consumer, &waiting, |result| self.apply_polled(result));
-            // Records: a batch at a time; wait only when the last call found none.
-            let wait = if idle { IDLE_WAIT } else { Duration::ZERO };
-            let taken = self.messages.consume(wait, &mut self.batch);
-            idle = taken == 0;
-            if taken > 0 {
-                self.apply_messages();
-            }
+            let Some(first) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            self.apply_batch(&consumer, first);
         }
-        self.batch.clear();
         tracing::info!("source stopped");
         Ok(())
     }
@@ -602,160 +667,41 @@ impl Source {
         }
     }
 
-    /// Forwards every assigned partition's records to the batch queue (see `batch`).
-    fn forward_assignment(&mut self) {
-        let assignment = self
-            .status
-            .assignment
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone();
-        let forwarded = self.messages.forward_partitions(
-            assignment
-                .iter()
-                .map(|(topic, partition)| (topic.as_str(), *partition)),
-        );
-        tracing::trace!(
-            forwarded,
-            "assigned partitions forwarded to the batch queue"
-        );
-    }
-
-    /// Applies the batch just taken, under one tracker lock. Per record: its feeds by topic
-    /// object (resolved once per topic), the extraction, the series; its partition's position
-    /// moves once per run of records from that partition.
-    fn apply_messages(&mut self) {
+    /// Applies `first` and whatever else is already fetched, under one tracker lock.
+    fn apply_batch(
+        &mut self,
+        consumer: &BaseConsumer<SourceContext>,
+        first: rdkafka::error::KafkaResult<BorrowedMessage<'_>>,
+    ) {
         let arrival_ms = self.clock.now_ms();
         let tracker_handle = self.tracker.clone();
         let mut tracker = tracker_handle
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
+        let mut next = Some(first);
         let mut applied = 0u64;
-        // (topic index, partition, next offset) of the current run of records.
-        let mut run: Option<(usize, i32, i64)> = None;
-        let batch = std::mem::replace(&mut self.batch, Batch::empty());
-        for message in batch.iter() {
-            if let Some((code, reason)) = message.error() {
-                self.message_error(code, &reason);
-                continue;
-            }
-            let Some(topic_index) = self.topics.resolve(message.topic_handle()) else {
-                continue;
-            };
-            if topic_index >= self.topic_routes.len() {
-                self.router.select(self.topics.name(topic_index));
-                self.topic_routes.push(self.router.last.1.clone());
-            }
-            let partition = message.partition();
-            let next_offset = message.offset() + 1;
-            self.apply_record(&mut tracker, &message, topic_index, arrival_ms);
-            applied += 1;
-            match &mut run {
-                Some((run_topic, run_partition, run_next))
-                    if *run_topic == topic_index && *run_partition == partition =>
-                {
-                    *run_next = next_offset;
+        while let Some(result) = next.take() {
+            match result {
+                Ok(message) => {
+                    self.apply(&mut tracker, &message, arrival_ms);
+                    applied += 1;
                 }
-                _ => {
-                    if let Some((run_topic, run_partition, run_next)) = run {
-                        tracker.advance_position(
-                            self.topics.name(run_topic),
-                            run_partition,
-                            run_next,
-                        );
-                    }
-                    run = Some((topic_index, partition, next_offset));
-                }
+                Err(error) => self.poll_error(error),
             }
-        }
-        if let Some((run_topic, run_partition, run_next)) = run {
-            tracker.advance_position(self.topics.name(run_topic), run_partition, run_next);
+            if applied < BATCH_SIZE as u64 {
+                next = consumer.poll(Duration::ZERO);
+            }
         }
         drop(tracker);
-        self.batch = batch;
         if applied > 0 {
             self.mark_reachable();
             self.metrics.records_consumed.inc_by(applied);
         }
     }
 
-    /// One record of the batch, to each feed of its topic.
-    fn apply_record(
-        &mut self,
-        tracker: &mut Tracker,
-        message: &BatchRecord<'_>,
-        topic_index: usize,
-        arrival_ms: i64,
-    ) {
-        let Source {
-            router,
-            metrics,
-            feed_names,
-            errors_log,
-            topics,
-            topic_routes,
-            ..
-        } = self;
-        let at = RecordAt {
-            topic: topics.name(topic_index),
-            partition: message.partition(),
-            offset: message.offset(),
-        };
-        let sinks = RecordSinks {
-            router,
-            metrics,
-            feed_names,
-            errors_log,
-        };
-        apply_to_feeds(
-            tracker,
-            sinks,
-            &topic_routes[topic_index],
-            message,
-            &at,
-            arrival_ms,
-        );
-    }
-
-    /// A fetch error carried in the batch, reported as `poll` reports one: to the context's
-    /// error callback (which judges reachability), then as a poll error.
-    fn message_error(&self, code: RDKafkaErrorCode, reason: &str) {
-        self.consumer
-            .context()
-            .error(KafkaError::Global(code), reason.trim());
-        let error = if code == RDKafkaErrorCode::PartitionEOF {
-            KafkaError::PartitionEOF(-1)
-        } else {
-            KafkaError::MessageConsumption(code)
-        };
-        self.poll_error(error);
-    }
-
-    /// One record (or error) taken through `poll`: fetched before its partition was forwarded
-    /// to the batch queue. Rare (after a rebalance), so one tracker lock each.
-    fn apply_polled(&mut self, result: rdkafka::error::KafkaResult<BorrowedMessage<'_>>) {
-        let message = match result {
-            Ok(message) => message,
-            Err(error) => return self.poll_error(error),
-        };
-        let arrival_ms = self.clock.now_ms();
-        let tracker_handle = self.tracker.clone();
-        let mut tracker = tracker_handle
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        self.apply(&mut tracker, &message, arrival_ms);
-        drop(tracker);
-        self.mark_reachable();
-        self.metrics.records_consumed.inc();
-    }
-
     fn apply(&mut self, tracker: &mut Tracker, message: &BorrowedMessage<'_>, arrival_ms: i64) {
         let record = KafkaRecord(message);
-        let at = RecordAt {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-        };
+        let topic = message.topic();
         let Source {
             router,
             metrics,
@@ -763,17 +709,43 @@ impl Source {
             errors_log,
             ..
         } = self;
-        router.select(at.topic);
-        let feeds = std::mem::take(&mut router.last.1);
-        let sinks = RecordSinks {
-            router,
-            metrics,
-            feed_names,
-            errors_log,
-        };
-        apply_to_feeds(tracker, sinks, &feeds, &record, &at, arrival_ms);
-        router.last.1 = feeds;
-        tracker.advance_position(at.topic, at.partition, at.offset + 1);
+        router.select(topic);
+        for &feed in &router.last.1 {
+            let extractor = &router.feeds[feed as usize].1;
+            // An audited feed's record id is read in the same pass as its split and time.
+            let extracted = match tracker.audit_sides(feed).first() {
+                None => extractor
+                    .extract(&record, arrival_ms)
+                    .map(|extracted| (extracted, None)),
+                Some(&(audit, _)) => extractor
+                    .extract_with_id(&record, arrival_ms, &tracker.audits[audit].config.id)
+                    .map(|(extracted, id)| (extracted, Some(id))),
+            };
+            match extracted {
+                Ok((extracted, id)) => {
+                    tracker.observe_at(
+                        feed,
+                        extracted.split.as_bytes(),
+                        extracted.event_ms,
+                        arrival_ms,
+                    );
+                    if let Some(id) = id {
+                        audit(tracker, feed, id, &record, extracted.event_ms, message);
+                    }
+                    if extracted.clamped_future {
+                        metrics.count_record_error(
+                            &feed_names[feed as usize],
+                            FUTURE_TIMESTAMP_REASON,
+                        );
+                    }
+                }
+                Err(error) => {
+                    metrics.count_record_error(&feed_names[feed as usize], error.reason());
+                    errors_log.record_error(feed, &feed_names[feed as usize], &error, message);
+                }
+            }
+        }
+        tracker.advance_position(topic, message.partition(), message.offset() + 1);
     }
 
     fn poll_error(&self, error: KafkaError) {
@@ -784,87 +756,15 @@ impl Source {
     }
 }
 
-/// Where a record sits, for logs and audits.
-struct RecordAt<'a> {
-    topic: &'a str,
-    partition: i32,
-    offset: i64,
-}
-
-/// What a record is applied through besides the tracker.
-struct RecordSinks<'a> {
-    router: &'a Router,
-    metrics: &'a Metrics,
-    feed_names: &'a [Arc<str>],
-    errors_log: &'a mut RateLimitedLog,
-}
-
-/// One record, to each of `feeds`: its split and time to the series, its id to the feed's
-/// audits, what could not be read to the error counters. Both read paths (batch and poll) end here.
-fn apply_to_feeds<R: Record>(
-    tracker: &mut Tracker,
-    sinks: RecordSinks<'_>,
-    feeds: &[FeedIndex],
-    record: &R,
-    at: &RecordAt<'_>,
-    arrival_ms: i64,
-) {
-    let RecordSinks {
-        router,
-        metrics,
-        feed_names,
-        errors_log,
-    } = sinks;
-    for &feed in feeds {
-        let extractor = &router.feeds[feed as usize].1;
-        // An audited feed's record id is read in the same pass as its split and time.
-        let extracted = match tracker.audit_sides(feed).first() {
-            None => extractor
-                .extract(record, arrival_ms)
-                .map(|extracted| (extracted, None)),
-            Some(&(audit, _)) => extractor
-                .extract_with_id(record, arrival_ms, &tracker.audits[audit].config.id)
-                .map(|(extracted, id)| (extracted, Some(id))),
-        };
-        match extracted {
-            Ok((extracted, id)) => {
-                tracker.observe_at(
-                    feed,
-                    extracted.split.as_bytes(),
-                    extracted.event_ms,
-                    arrival_ms,
-                );
-                if let Some(id) = id {
-                    audit(tracker, feed, id, record, extracted.event_ms, at);
-                }
-                if extracted.clamped_future {
-                    metrics.count_record_error(&feed_names[feed as usize], FUTURE_TIMESTAMP_REASON);
-                }
-            }
-            Err(error) => {
-                metrics.count_record_error(&feed_names[feed as usize], error.reason());
-                errors_log.record_error(
-                    feed,
-                    &feed_names[feed as usize],
-                    &error,
-                    at.topic,
-                    at.partition,
-                    at.offset,
-                );
-            }
-        }
-    }
-}
-
 /// Counts a record of an audited feed on its audits' sides. `first_id` is the id of the first
 /// audit's rule, read with the split; a record without an id is counted nowhere.
-fn audit<R: Record>(
+fn audit(
     tracker: &mut Tracker,
     feed: FeedIndex,
     first_id: Result<crate::extract::SplitValue<'_>, crate::extract::RecordError>,
-    record: &R,
+    record: &KafkaRecord<'_, '_>,
     event_ms: i64,
-    at: &RecordAt<'_>,
+    message: &BorrowedMessage<'_>,
 ) {
     let sides = tracker.audit_sides(feed).len();
     let mut first_id = Some(first_id);
@@ -882,9 +782,9 @@ fn audit<R: Record>(
             side,
             event_ms,
             id.as_bytes(),
-            at.topic,
-            at.partition,
-            at.offset,
+            message.topic(),
+            message.partition(),
+            message.offset(),
         );
     }
 }
