@@ -95,8 +95,15 @@ struct Layout {
 }
 
 impl Layout {
+    /// Topic t is watched by group t % groups; with fewer topics than groups, group g
+    /// watches topic g % topics (several groups read each topic).
     fn topics_of(&self, group: u64) -> impl Iterator<Item = u64> {
-        (group..self.topics).step_by(usize::try_from(self.groups).unwrap())
+        let first = if self.topics >= self.groups {
+            group
+        } else {
+            group % self.topics
+        };
+        (first..self.topics).step_by(usize::try_from(self.groups).unwrap())
     }
 }
 
@@ -128,15 +135,13 @@ fn main() {
     let groups = setting("WATCHED_GROUPS", 50);
     let layout = Layout {
         groups,
-        topics: setting("TOPICS", groups).max(groups),
+        topics: setting("TOPICS", groups),
         partitions: i32::try_from(setting("PARTITIONS_PER_TOPIC", 20)).expect("partitions"),
     };
     let partitions = layout.partitions;
-    let created_on_first_use = layout.topics > 1_000;
-    assert!(
-        !created_on_first_use || partitions == 4,
-        "beyond 1,000 topics, PARTITIONS_PER_TOPIC must be the mock cluster's default, 4"
-    );
+    // Beyond 1,000 topics of the mock cluster's default width, created on first use (see the
+    // module's doc); other widths are always created with `create_topic`.
+    let created_on_first_use = layout.topics > 1_000 && partitions == 4;
     let interval = setting("INTERVAL_SECONDS", 5);
     let moving = (groups * setting("MOVING_PERCENT", 10) / 100).max(1);
     let mut args = std::env::args().skip(1);
@@ -152,6 +157,13 @@ fn main() {
     if !created_on_first_use {
         for index in 0..layout.topics {
             cluster.create_topic(&topic(index), partitions, 1).unwrap();
+            if index % 1_000 == 999 {
+                eprintln!(
+                    "created {} topics in {:.0} s",
+                    index + 1,
+                    setup.elapsed().as_secs_f64()
+                );
+            }
         }
     }
     let mut producer: Option<BaseProducer> = None;

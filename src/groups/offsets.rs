@@ -5,7 +5,7 @@
 //! the own client costs a fraction of the CPU at thousands of groups (BENCHMARKS.md §5).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -13,7 +13,7 @@ use rdkafka::metadata::Metadata;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::admin::{GroupQuery, OffsetReader};
-use super::wire::{Committed, GroupAsk, Sent, WireClient, WireError};
+use super::wire::{Committed, FirstUnread, FirstUnreadAsk, GroupAsk, Sent, WireClient, WireError};
 
 /// How long one librdkafka request may take, and a round waits for committed offsets.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,7 +111,7 @@ impl OffsetSource {
             let sent = Sent {
                 find_coordinator: wire.sent.find_coordinator - before.find_coordinator,
                 offset_fetch: wire.sent.offset_fetch - before.offset_fetch,
-                list_offsets: 0,
+                ..Sent::default()
             };
             let results = results
                 .into_iter()
@@ -153,13 +153,44 @@ impl OffsetSource {
                 0
             },
             offset_fetch,
-            list_offsets: 0,
+            ..Sent::default()
         };
         let results = read
             .into_iter()
             .map(|r| r.map_err(ReadError::from))
             .collect();
         (results, sent)
+    }
+
+    /// The first unread record of each partition in `wanted` ((topic, partition) → (offset to
+    /// read from, high watermark)) through the own client's Fetch, and the Fetch requests that
+    /// took; `None` when the own client is not in use (librdkafka's consumer reads them all).
+    /// A partition left out is not read this round; [`FirstUnread::Unreadable`] ones are for
+    /// librdkafka.
+    #[allow(clippy::type_complexity)]
+    pub fn first_unread(
+        &mut self,
+        leaders: &HashMap<String, Vec<i32>>,
+        wanted: &BTreeMap<(String, i32), (i64, i64)>,
+        deadline: Instant,
+    ) -> Option<(HashMap<(String, i32), FirstUnread>, u64)> {
+        let wire = self.wire()?;
+        let asks: Vec<FirstUnreadAsk<'_>> = wanted
+            .iter()
+            .map(|((topic, partition), (from, high))| FirstUnreadAsk {
+                topic,
+                partition: *partition,
+                leader: leaders
+                    .get(topic)
+                    .and_then(|list| list.get(usize::try_from(*partition).ok()?).copied())
+                    .unwrap_or(-1),
+                from: *from,
+                high: *high,
+            })
+            .collect();
+        let before = wire.sent.fetch;
+        let found = wire.first_unread(&asks, deadline);
+        Some((found, wire.sent.fetch - before))
     }
 
     /// Log starts and high watermarks of `partitions` (with their leaders), and the
