@@ -63,6 +63,18 @@ impl OffsetSource {
         }
     }
 
+    /// Reads through librdkafka only, as with SASL or TLS: how tests reach that path on the
+    /// plaintext mock cluster.
+    #[cfg(test)]
+    pub fn librdkafka_only(config: &ClientConfig) -> OffsetSource {
+        OffsetSource {
+            wire: None,
+            wire_usable: false,
+            librdkafka: None,
+            config: config.clone(),
+        }
+    }
+
     /// Takes the brokers from fresh metadata and decides which client reads until the next
     /// refresh: the own one if it connects to a broker.
     pub fn refresh(&mut self, metadata: &Metadata) {
@@ -245,5 +257,85 @@ impl OffsetSource {
         };
         let result = read(Offset::Beginning).and_then(|lows| Ok((lows, read(Offset::End)?)));
         (result, requests)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::groups::wire::GroupCommit;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    /// The fallback used with SASL or TLS reads the same facts as the own client: each group's
+    /// commits (-1 where none), the watermarks, and no Fetch of its own (the watcher's
+    /// librdkafka consumer reads the records at moved commits).
+    #[test]
+    fn the_librdkafka_fallback_reads_commits_and_watermarks_like_the_own_client() {
+        let cluster = MockCluster::new(1).expect("a mock cluster");
+        cluster.create_topic("orders", 2, 1).expect("a topic");
+        let brokers = cluster.bootstrap_servers();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("a producer");
+        for _ in 0..4 {
+            producer
+                .send(BaseRecord::to("orders").partition(1).key("k").payload("{}"))
+                .expect("queued");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flushed");
+        let mut committer = WireClient::new("fallback-test");
+        committer.set_brokers(BTreeMap::from([(1, brokers.clone())]));
+        let commits: Vec<GroupCommit> = (0..20)
+            .map(|group| {
+                (
+                    format!("g-{group}"),
+                    vec![("orders".to_owned(), vec![(1, group % 4)])],
+                )
+            })
+            .collect();
+        for result in committer.commit(&commits) {
+            result.expect("committed");
+        }
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &brokers);
+        let mut source = OffsetSource::librdkafka_only(&config);
+        let asks: Vec<GroupAsk> = (0..20)
+            .map(|group| GroupAsk {
+                group_id: format!("g-{group}"),
+                topics: vec![("orders".to_owned(), 2)],
+            })
+            .collect();
+        let (results, sent) = source.committed(&asks);
+        assert_eq!(
+            sent.offset_fetch, 20,
+            "one ListConsumerGroupOffsets per group"
+        );
+        for (group, result) in results.iter().enumerate() {
+            let read = result.as_ref().expect("read");
+            let expected: BTreeMap<i32, i64> = [(0, -1), (1, group as i64 % 4)].into();
+            assert_eq!(read["orders"], expected, "g-{group}");
+        }
+        let fetcher: BaseConsumer = config
+            .clone()
+            .set("group.id", "fallback-test")
+            .create()
+            .expect("a consumer");
+        let leaders = HashMap::from([("orders".to_owned(), vec![1, 1])]);
+        let partitions: BTreeSet<(String, i32)> =
+            [("orders".to_owned(), 0), ("orders".to_owned(), 1)].into();
+        let (watermarks, _) = source.watermarks(&fetcher, &leaders, &partitions);
+        let (lows, highs) = watermarks.expect("watermarks");
+        assert_eq!(highs[&("orders".to_owned(), 1)], 4);
+        assert_eq!(highs[&("orders".to_owned(), 0)], 0);
+        assert_eq!(lows[&("orders".to_owned(), 1)], 0);
+        let wanted = BTreeMap::from([(("orders".to_owned(), 1), (1, 4))]);
+        assert!(
+            source
+                .first_unread(&leaders, &wanted, Instant::now() + Duration::from_secs(2))
+                .is_none(),
+            "records at moved commits are left to librdkafka's consumer"
+        );
     }
 }
