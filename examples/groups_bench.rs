@@ -36,6 +36,11 @@ const RECORDS: i64 = 3;
 /// Topics one producer sends to (see the module's doc).
 const TOPICS_PER_PRODUCER: u64 = 500;
 
+/// Partitions one producer sends to, at most: a librdkafka producer's broker thread visits
+/// every partition it holds on each wake-up, and one over 50,000 partitions (500 topics of 100)
+/// could not flush 150,000 records in 120 s.
+const PARTITIONS_PER_PRODUCER: u64 = 2_000;
+
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).map_or(default, |text| text.parse().expect(name))
 }
@@ -166,11 +171,13 @@ fn main() {
             }
         }
     }
+    let topics_per_producer = TOPICS_PER_PRODUCER
+        .min((PARTITIONS_PER_PRODUCER / u64::from(partitions.unsigned_abs())).max(1));
     let mut producer: Option<BaseProducer> = None;
     for index in 0..layout.topics {
-        if index % TOPICS_PER_PRODUCER == 0 {
+        if index % topics_per_producer == 0 {
             if let Some(done) = producer.take() {
-                done.flush(Duration::from_secs(120)).unwrap();
+                done.flush(Duration::from_secs(600)).unwrap();
             }
         }
         let sender = producer.get_or_insert_with(|| {
@@ -198,7 +205,7 @@ fn main() {
         sender.poll(Duration::ZERO);
     }
     if let Some(done) = producer.take() {
-        done.flush(Duration::from_secs(120)).unwrap();
+        done.flush(Duration::from_secs(600)).unwrap();
     }
     // The mock cluster's one broker is node 1.
     let mut committer = WireClient::new("groups-bench");
