@@ -855,3 +855,82 @@ fn learned_thresholds_give_the_same_answers_through_the_service_and_through_back
         freshwatch.stop();
     });
 }
+
+/// The own client on a real broker: OffsetFetch from v8 names up to 100 groups per request, so
+/// 150 groups are read in two requests, each with its own offsets; and its Fetch reads the
+/// record at a commit with that record's own timestamp.
+#[test]
+fn the_own_client_reads_150_groups_in_two_offset_fetches_and_the_record_at_a_commit() {
+    use freshwatch::groups::wire::{
+        FirstUnread, FirstUnreadAsk, GroupAsk, GroupCommit, WireClient,
+    };
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let broker = TansuBroker::start();
+    broker.create_topic("orders", 1);
+    let producer = producer(&broker.brokers);
+    let first_ms = now_ms() - 60_000;
+    for index in 0..5 {
+        produce_one(&producer, "orders", "k", first_ms + index * 1_000);
+    }
+    let metadata_client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .create()
+        .expect("a client");
+    let metadata = metadata_client
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let node = metadata.brokers()[0].id();
+    let mut wire = WireClient::new("tansu-own-client");
+    wire.set_brokers(std::collections::BTreeMap::from([(
+        node,
+        broker.brokers.clone(),
+    )]));
+    let groups = 150;
+    let commits: Vec<GroupCommit> = (0..groups)
+        .map(|group| {
+            (
+                format!("own-{group}"),
+                vec![("orders".to_owned(), vec![(0, group % 5)])],
+            )
+        })
+        .collect();
+    for result in wire.commit(&commits) {
+        result.expect("committed");
+    }
+    let asks: Vec<GroupAsk> = (0..groups)
+        .map(|group| GroupAsk {
+            group_id: format!("own-{group}"),
+            topics: vec![("orders".to_owned(), 1)],
+        })
+        .collect();
+    let before = wire.sent.offset_fetch;
+    let results = wire.committed(&asks);
+    for (group, result) in results.iter().enumerate() {
+        let read = result.as_ref().expect("read");
+        assert_eq!(read["orders"][&0], group as i64 % 5, "own-{group}");
+    }
+    assert_eq!(
+        wire.sent.offset_fetch - before,
+        2,
+        "150 groups on one coordinator: two OffsetFetch v8 requests"
+    );
+
+    let found = wire.first_unread(
+        &[FirstUnreadAsk {
+            topic: "orders",
+            partition: 0,
+            leader: node,
+            from: 2,
+            high: 5,
+        }],
+        Instant::now() + Duration::from_secs(5),
+    );
+    assert_eq!(
+        found.get(&("orders".to_owned(), 0)),
+        Some(&FirstUnread::Record {
+            offset: 2,
+            timestamp_ms: first_ms + 2_000
+        })
+    );
+}

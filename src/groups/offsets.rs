@@ -5,7 +5,7 @@
 //! the own client costs a fraction of the CPU at thousands of groups (BENCHMARKS.md §5).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -13,7 +13,7 @@ use rdkafka::metadata::Metadata;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::admin::{GroupQuery, OffsetReader};
-use super::wire::{Committed, GroupAsk, Sent, WireClient, WireError};
+use super::wire::{Committed, FirstUnread, FirstUnreadAsk, GroupAsk, Sent, WireClient, WireError};
 
 /// How long one librdkafka request may take, and a round waits for committed offsets.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,6 +57,18 @@ impl OffsetSource {
             .is_none_or(|protocol| protocol.eq_ignore_ascii_case("plaintext"));
         OffsetSource {
             wire: plaintext.then(|| WireClient::new(client_id)),
+            wire_usable: false,
+            librdkafka: None,
+            config: config.clone(),
+        }
+    }
+
+    /// Reads through librdkafka only, as with SASL or TLS: how tests reach that path on the
+    /// plaintext mock cluster.
+    #[cfg(test)]
+    pub fn librdkafka_only(config: &ClientConfig) -> OffsetSource {
+        OffsetSource {
+            wire: None,
             wire_usable: false,
             librdkafka: None,
             config: config.clone(),
@@ -111,7 +123,7 @@ impl OffsetSource {
             let sent = Sent {
                 find_coordinator: wire.sent.find_coordinator - before.find_coordinator,
                 offset_fetch: wire.sent.offset_fetch - before.offset_fetch,
-                list_offsets: 0,
+                ..Sent::default()
             };
             let results = results
                 .into_iter()
@@ -153,13 +165,44 @@ impl OffsetSource {
                 0
             },
             offset_fetch,
-            list_offsets: 0,
+            ..Sent::default()
         };
         let results = read
             .into_iter()
             .map(|r| r.map_err(ReadError::from))
             .collect();
         (results, sent)
+    }
+
+    /// The first unread record of each partition in `wanted` ((topic, partition) → (offset to
+    /// read from, high watermark)) through the own client's Fetch, and the Fetch requests that
+    /// took; `None` when the own client is not in use (librdkafka's consumer reads them all).
+    /// A partition left out is not read this round; [`FirstUnread::Unreadable`] ones are for
+    /// librdkafka.
+    #[allow(clippy::type_complexity)]
+    pub fn first_unread(
+        &mut self,
+        leaders: &HashMap<String, Vec<i32>>,
+        wanted: &BTreeMap<(String, i32), (i64, i64)>,
+        deadline: Instant,
+    ) -> Option<(HashMap<(String, i32), FirstUnread>, u64)> {
+        let wire = self.wire()?;
+        let asks: Vec<FirstUnreadAsk<'_>> = wanted
+            .iter()
+            .map(|((topic, partition), (from, high))| FirstUnreadAsk {
+                topic,
+                partition: *partition,
+                leader: leaders
+                    .get(topic)
+                    .and_then(|list| list.get(usize::try_from(*partition).ok()?).copied())
+                    .unwrap_or(-1),
+                from: *from,
+                high: *high,
+            })
+            .collect();
+        let before = wire.sent.fetch;
+        let found = wire.first_unread(&asks, deadline);
+        Some((found, wire.sent.fetch - before))
     }
 
     /// Log starts and high watermarks of `partitions` (with their leaders), and the
@@ -214,5 +257,85 @@ impl OffsetSource {
         };
         let result = read(Offset::Beginning).and_then(|lows| Ok((lows, read(Offset::End)?)));
         (result, requests)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::groups::wire::GroupCommit;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    /// The fallback used with SASL or TLS reads the same facts as the own client: each group's
+    /// commits (-1 where none), the watermarks, and no Fetch of its own (the watcher's
+    /// librdkafka consumer reads the records at moved commits).
+    #[test]
+    fn the_librdkafka_fallback_reads_commits_and_watermarks_like_the_own_client() {
+        let cluster = MockCluster::new(1).expect("a mock cluster");
+        cluster.create_topic("orders", 2, 1).expect("a topic");
+        let brokers = cluster.bootstrap_servers();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("a producer");
+        for _ in 0..4 {
+            producer
+                .send(BaseRecord::to("orders").partition(1).key("k").payload("{}"))
+                .expect("queued");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flushed");
+        let mut committer = WireClient::new("fallback-test");
+        committer.set_brokers(BTreeMap::from([(1, brokers.clone())]));
+        let commits: Vec<GroupCommit> = (0..20)
+            .map(|group| {
+                (
+                    format!("g-{group}"),
+                    vec![("orders".to_owned(), vec![(1, group % 4)])],
+                )
+            })
+            .collect();
+        for result in committer.commit(&commits) {
+            result.expect("committed");
+        }
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &brokers);
+        let mut source = OffsetSource::librdkafka_only(&config);
+        let asks: Vec<GroupAsk> = (0..20)
+            .map(|group| GroupAsk {
+                group_id: format!("g-{group}"),
+                topics: vec![("orders".to_owned(), 2)],
+            })
+            .collect();
+        let (results, sent) = source.committed(&asks);
+        assert_eq!(
+            sent.offset_fetch, 20,
+            "one ListConsumerGroupOffsets per group"
+        );
+        for (group, result) in results.iter().enumerate() {
+            let read = result.as_ref().expect("read");
+            let expected: BTreeMap<i32, i64> = [(0, -1), (1, group as i64 % 4)].into();
+            assert_eq!(read["orders"], expected, "g-{group}");
+        }
+        let fetcher: BaseConsumer = config
+            .clone()
+            .set("group.id", "fallback-test")
+            .create()
+            .expect("a consumer");
+        let leaders = HashMap::from([("orders".to_owned(), vec![1, 1])]);
+        let partitions: BTreeSet<(String, i32)> =
+            [("orders".to_owned(), 0), ("orders".to_owned(), 1)].into();
+        let (watermarks, _) = source.watermarks(&fetcher, &leaders, &partitions);
+        let (lows, highs) = watermarks.expect("watermarks");
+        assert_eq!(highs[&("orders".to_owned(), 1)], 4);
+        assert_eq!(highs[&("orders".to_owned(), 0)], 0);
+        assert_eq!(lows[&("orders".to_owned(), 1)], 0);
+        let wanted = BTreeMap::from([(("orders".to_owned(), 1), (1, 4))]);
+        assert!(
+            source
+                .first_unread(&leaders, &wanted, Instant::now() + Duration::from_secs(2))
+                .is_none(),
+            "records at moved commits are left to librdkafka's consumer"
+        );
     }
 }

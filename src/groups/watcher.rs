@@ -21,7 +21,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::offsets::{OffsetSource, ReadError};
-use super::wire::GroupAsk;
+use super::wire::{FirstUnread, GroupAsk};
 use tokio_util::sync::CancellationToken;
 
 use super::{GroupReads, GroupsTable, ReadFailure, Retention, RetentionSource, TopicState};
@@ -571,56 +571,42 @@ impl GroupWatcher {
             let left = wanted.split_off(&rest);
             self.metrics.first_unread_deferred.inc_by(left.len() as u64);
         }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), (offset, _)) in &wanted {
-            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
-        }
-        self.count("fetch", wanted.len() as u64);
-        self.fetcher.assign(&list)?;
-        let mut pending: BTreeSet<(String, i32)> = wanted.keys().cloned().collect();
+        let deadline = Instant::now() + FIRST_UNREAD_WAIT;
         let mut found: Vec<((String, i32), i64, i64)> = Vec::new();
         let mut markers_only: Vec<((String, i32), i64)> = Vec::new();
-        // Partitions that reached their end since the positions were last asked for: the event
-        // names no topic, and asking for every position at each one would be O(partitions²).
-        let mut ended: BTreeSet<i32> = BTreeSet::new();
-        let deadline = Instant::now() + FIRST_UNREAD_WAIT;
-        while !pending.is_empty() && Instant::now() < deadline {
-            let polled = self.fetcher.poll(Duration::from_millis(100));
-            let idle = polled.is_none();
-            match polled {
-                Some(Ok(message)) => {
-                    let key = (message.topic().to_owned(), message.partition());
-                    if pending.remove(&key) {
-                        let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
-                        found.push((key, message.offset(), timestamp_ms));
+        // The own client's Fetch first; what it cannot read (compressed, no own client) is
+        // librdkafka's.
+        if let Some((read, requests)) = self.offsets.first_unread(&self.leaders, &wanted, deadline)
+        {
+            self.count("fetch", requests);
+            let mut left: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+            for (key, asked) in wanted {
+                match read.get(&key) {
+                    Some(FirstUnread::Record {
+                        offset,
+                        timestamp_ms,
+                    }) => found.push((key, *offset, *timestamp_ms)),
+                    Some(FirstUnread::MarkersOnly { position }) => {
+                        markers_only.push((key, *position));
                     }
-                }
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    ended.insert(partition);
-                }
-                _ => {}
-            }
-            if ended.is_empty() || !(idle || ended.len() >= 64) {
-                continue;
-            }
-            // The positions tell which partitions reached the end.
-            let positions = self.fetcher.position()?;
-            for element in positions.elements() {
-                let key = (element.topic().to_owned(), element.partition());
-                if !ended.contains(&element.partition()) || !pending.contains(&key) {
-                    continue;
-                }
-                let high = wanted.get(&key).map_or(i64::MAX, |(_, high)| *high);
-                if let Offset::Offset(position) = element.offset() {
-                    if position >= high {
-                        pending.remove(&key);
-                        markers_only.push((key, position));
+                    Some(FirstUnread::Unreadable) => {
+                        left.insert(key, asked);
+                    }
+                    // Its leader did not answer in time: read in a later round.
+                    None => {
+                        self.metrics.first_unread_deferred.inc();
                     }
                 }
             }
-            ended.clear();
+            wanted = left;
         }
-        self.fetcher.unassign()?;
+        if !wanted.is_empty() {
+            self.count("fetch", wanted.len() as u64);
+            let (by_librdkafka, markers_by_librdkafka) =
+                self.librdkafka_first_unread(&wanted, deadline)?;
+            found.extend(by_librdkafka);
+            markers_only.extend(markers_by_librdkafka);
+        }
         let mut found_by_topic: HashMap<&str, Vec<(i32, i64, i64)>> = HashMap::new();
         for ((topic, partition), offset, timestamp_ms) in &found {
             found_by_topic.entry(topic.as_str()).or_default().push((
@@ -666,6 +652,65 @@ impl GroupWatcher {
             }
         }
         Ok(())
+    }
+
+    /// The first unread records of `wanted` through librdkafka's consumer: found records
+    /// ((topic, partition), offset, timestamp) and partitions holding only markers.
+    #[allow(clippy::type_complexity)]
+    fn librdkafka_first_unread(
+        &mut self,
+        wanted: &BTreeMap<(String, i32), (i64, i64)>,
+        deadline: Instant,
+    ) -> KafkaResult<(Vec<((String, i32), i64, i64)>, Vec<((String, i32), i64)>)> {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), (offset, _)) in wanted {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        self.fetcher.assign(&list)?;
+        let mut pending: BTreeSet<(String, i32)> = wanted.keys().cloned().collect();
+        let mut found: Vec<((String, i32), i64, i64)> = Vec::new();
+        let mut markers_only: Vec<((String, i32), i64)> = Vec::new();
+        // Partitions that reached their end since the positions were last asked for: the event
+        // names no topic, and asking for every position at each one would be O(partitions²).
+        let mut ended: BTreeSet<i32> = BTreeSet::new();
+        while !pending.is_empty() && Instant::now() < deadline {
+            let polled = self.fetcher.poll(Duration::from_millis(100));
+            let idle = polled.is_none();
+            match polled {
+                Some(Ok(message)) => {
+                    let key = (message.topic().to_owned(), message.partition());
+                    if pending.remove(&key) {
+                        let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
+                        found.push((key, message.offset(), timestamp_ms));
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    ended.insert(partition);
+                }
+                _ => {}
+            }
+            if ended.is_empty() || !(idle || ended.len() >= 64) {
+                continue;
+            }
+            // The positions tell which partitions reached the end.
+            let positions = self.fetcher.position()?;
+            for element in positions.elements() {
+                let key = (element.topic().to_owned(), element.partition());
+                if !ended.contains(&element.partition()) || !pending.contains(&key) {
+                    continue;
+                }
+                let high = wanted.get(&key).map_or(i64::MAX, |(_, high)| *high);
+                if let Offset::Offset(position) = element.offset() {
+                    if position >= high {
+                        pending.remove(&key);
+                        markers_only.push((key, position));
+                    }
+                }
+            }
+            ended.clear();
+        }
+        self.fetcher.unassign()?;
+        Ok((found, markers_only))
     }
 }
 

@@ -35,6 +35,12 @@ impl Encoder {
         self.bytes.push(value as u8);
     }
 
+    /// A zigzag varint, as record fields are written (tests build record batches with it).
+    #[cfg(test)]
+    pub fn varint(&mut self, value: i64) {
+        self.uvarint(((value << 1) ^ (value >> 63)) as u64);
+    }
+
     /// A classic string: i16 length, then the bytes.
     pub fn string(&mut self, value: &str) {
         self.i16(i16::try_from(value.len()).unwrap_or(i16::MAX));
@@ -93,6 +99,10 @@ impl<'a> Decoder<'a> {
         Ok(out)
     }
 
+    pub fn i8(&mut self) -> Result<i8, WireError> {
+        Ok(i8::from_be_bytes(self.array()?))
+    }
+
     pub fn i16(&mut self) -> Result<i16, WireError> {
         Ok(i16::from_be_bytes(self.array()?))
     }
@@ -115,6 +125,26 @@ impl<'a> Decoder<'a> {
             }
         }
         Err(WireError::Malformed("varint too long"))
+    }
+
+    /// A zigzag varint, as record fields are read.
+    pub fn varint(&mut self) -> Result<i64, WireError> {
+        let raw = self.uvarint()?;
+        Ok((raw >> 1) as i64 ^ -((raw & 1) as i64))
+    }
+
+    /// The next `count` bytes.
+    pub fn bytes(&mut self, count: usize) -> Result<&'a [u8], WireError> {
+        self.take(count)
+    }
+
+    /// Classic nullable bytes: i32 length (`None` for -1), then the bytes.
+    pub fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, WireError> {
+        let len = self.i32()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        self.take(len as usize).map(Some)
     }
 
     /// A classic nullable string (`None` for null).

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use super::codec::{Decoder, Encoder};
 use super::WireError;
 
+pub const FETCH: i16 = 1;
 pub const LIST_OFFSETS: i16 = 2;
 pub const OFFSET_COMMIT: i16 = 8;
 pub const OFFSET_FETCH: i16 = 9;
@@ -16,7 +17,8 @@ pub const API_VERSIONS: i16 = 18;
 
 /// The versions this client speaks, per API: classic (non-flexible) encodings, and OffsetFetch
 /// v8, the first that names many groups in one request.
-const SPOKEN: [(i16, &[i16]); 4] = [
+const SPOKEN: [(i16, &[i16]); 5] = [
+    (FETCH, &[4]),
     (LIST_OFFSETS, &[1, 2, 3, 4, 5]),
     (OFFSET_COMMIT, &[2, 3, 4, 5]),
     (OFFSET_FETCH, &[1, 2, 3, 4, 5, 8]),
@@ -26,6 +28,7 @@ const SPOKEN: [(i16, &[i16]); 4] = [
 /// The version of each API used on one connection; `None` where the broker speaks none of ours.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Versions {
+    pub fetch: Option<i16>,
     pub list_offsets: Option<i16>,
     pub offset_commit: Option<i16>,
     pub offset_fetch: Option<i16>,
@@ -60,6 +63,7 @@ impl Versions {
                 .find(|version| (*min..=*max).contains(version))
         };
         Ok(Versions {
+            fetch: pick(FETCH),
             list_offsets: pick(LIST_OFFSETS),
             offset_commit: pick(OFFSET_COMMIT),
             offset_fetch: pick(OFFSET_FETCH),

@@ -11,6 +11,7 @@
 //! (a scoped thread each) and every answer is awaited at most [`ANSWER_TIMEOUT`].
 
 mod codec;
+mod fetch;
 pub mod messages;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +19,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+pub use fetch::{FirstUnread, FirstUnreadAsk};
 use messages::{GroupOffsets, OffsetFetchGroup, Versions};
 
 /// How long an answer (or a connection) is waited for: a broker slower than this is not
@@ -78,6 +80,7 @@ pub struct Sent {
     pub find_coordinator: u64,
     pub offset_fetch: u64,
     pub list_offsets: u64,
+    pub fetch: u64,
 }
 
 /// The answers of one connection's requests, in order.
