@@ -441,6 +441,10 @@ pub struct StoredAudit {
     /// partition that moved to it, settling): the leader closes nothing from there on.
     #[serde(default)]
     pub pending_from_ms: Option<i64>,
+    /// When it was written, unix ms: a replica that died settling leaves its pending mark
+    /// behind, and the leader stops waiting for it once the mark is this old.
+    #[serde(default)]
+    pub written_ms: i64,
 }
 
 impl AuditTrack {
@@ -674,7 +678,9 @@ impl AuditTrack {
 
     /// What to store, when something changed since the last call.
     pub fn take_dirty(&mut self) -> Option<StoredAudit> {
-        if !std::mem::take(&mut self.dirty) {
+        // While records are pending, every flush says so: the leader waits only for a replica
+        // that is still writing.
+        if !std::mem::take(&mut self.dirty) && self.pending.is_empty() {
             return None;
         }
         Some(self.stored())
@@ -696,6 +702,7 @@ impl AuditTrack {
                 .collect(),
             closed_before_ms: self.closed_before_ms,
             pending_from_ms: self.pending.iter().map(|record| record.start_ms).min(),
+            written_ms: 0,
             buckets: self
                 .open
                 .iter()

@@ -131,6 +131,7 @@ impl Pipeline {
     /// Writes the audits that changed. Part of a flush, before the consumer commits: a failure
     /// fails the flush, and the audits stay dirty.
     pub(super) async fn flush_audits(&self) -> Result<(), crate::state::StateError> {
+        let now_ms = self.clock.now_ms();
         let entries: Vec<(String, String)> = {
             let mut tracker = self
                 .tracker
@@ -140,7 +141,8 @@ impl Pipeline {
                 .audits
                 .iter_mut()
                 .filter_map(|track| {
-                    let stored = track.take_dirty()?;
+                    let mut stored = track.take_dirty()?;
+                    stored.written_ms = now_ms;
                     Some((
                         document_key(&track.config.name(), &self.audits.instance),
                         serde_json::to_string(&stored).unwrap_or_default(),
@@ -309,10 +311,12 @@ impl Pipeline {
             let others = peer_audits(&peers, &name, &self.audits.instance);
             // A replica still settling a partition that moved to it holds records of these
             // buckets it has not counted yet.
-            if others.iter().any(|peer| {
+            let settling = |peer: &StoredAudit| {
                 peer.pending_from_ms
                     .is_some_and(|from_ms| from_ms < closing.to_ms)
-            }) {
+                    && now_ms.saturating_sub(peer.written_ms) <= 2 * self.audits.settle_wait_ms
+            };
+            if others.iter().any(settling) {
                 later.push(closing);
                 continue;
             }
