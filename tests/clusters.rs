@@ -58,7 +58,9 @@ flush_interval = "200ms"
 [evaluation]
 interval = "200ms"
 source_grace = "5s"
-recovery_grace = "2s"
+# The producers' own reconnect backs off for up to 10 s (librdkafka's default): their records
+# may arrive that long after the broker answers again.
+recovery_grace = "15s"
 "#
     )
 }
