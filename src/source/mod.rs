@@ -201,16 +201,39 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let assignment: Vec<(String, i32)> = consumer
-            .assignment()
-            .map(|list| {
-                list.elements()
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The assignment follows from the rebalance's own list, not from asking librdkafka:
+        // during a close the revoke is served from the consumer's drop, where
+        // `consumer.assignment()` waits for an answer that never comes (seen hanging a test).
+        // Eager rebalances assign and revoke everything; cooperative ones add and take away.
+        let mut assignment = self
+            .status
+            .assignment
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let held: std::collections::HashSet<(String, i32)> =
+                    assignment.iter().cloned().collect();
+                for element in list.elements() {
+                    let partition = (element.topic().to_owned(), element.partition());
+                    if !held.contains(&partition) {
+                        assignment.push(partition);
+                    }
+                }
+            }
+            Rebalance::Revoke(list) => {
+                let elements = list.elements();
+                let revoked: std::collections::HashSet<(&str, i32)> = elements
                     .iter()
-                    .map(|element| (element.topic().to_owned(), element.partition()))
-                    .collect()
-            })
-            .unwrap_or_default();
+                    .map(|element| (element.topic(), element.partition()))
+                    .collect();
+                assignment
+                    .retain(|(topic, partition)| !revoked.contains(&(topic.as_str(), *partition)));
+            }
+            Rebalance::Error(_) => {}
+        }
         let assigned = assignment.len();
         // Lag gauges of partitions that moved to another replica would freeze at their last
         // value; the next statistics fill in the partitions still owned.
