@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::WebhookReceiver;
+use common::relay::Relay;
 use common::{
     now_ms, produce_one, producer, runtime, wait_until, FreshwatchProcess, RedisServer, TansuBroker,
 };
@@ -181,82 +182,6 @@ url = "{}/hook"
     drop(cluster);
 }
 
-/// A relay in consumer group `relay`: copies every record of `from` to `to` with its key and
-/// timestamp, committing as it goes. While `paused` it neither reads nor commits (a stalled
-/// consumer); `copied` is the newest timestamp it copied.
-struct Relay {
-    paused: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    copied: Arc<std::sync::atomic::AtomicI64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Relay {
-    fn start(brokers: &str, from: &'static str, to: &'static str) -> Relay {
-        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-        use rdkafka::producer::{BaseRecord, Producer};
-        use rdkafka::Message;
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", "relay")
-            .set("auto.offset.reset", "earliest")
-            // A restarted relay takes its partitions back within seconds, as a deployment would.
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1000")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        consumer.subscribe(&[from]).unwrap();
-        let producer = producer(brokers);
-        let paused = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let copied = Arc::new(std::sync::atomic::AtomicI64::new(0));
-        let (paused_flag, stop_flag, copied_ts) = (paused.clone(), stop.clone(), copied.clone());
-        let thread = std::thread::spawn(move || {
-            let mut last_commit = std::time::Instant::now();
-            while !stop_flag.load(Ordering::Relaxed) {
-                if paused_flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-                    let timestamp = message.timestamp().to_millis().unwrap_or_else(now_ms);
-                    let mut record = BaseRecord::to(to)
-                        .payload(message.payload().unwrap_or_default())
-                        .timestamp(timestamp);
-                    if let Some(key) = message.key() {
-                        record = record.key(key);
-                    }
-                    let _ = producer.send(record);
-                    producer.poll(Duration::ZERO);
-                    copied_ts.fetch_max(timestamp, Ordering::Relaxed);
-                }
-                if last_commit.elapsed() >= Duration::from_millis(300) {
-                    let _ = producer.flush(Duration::from_secs(5));
-                    let _ = consumer.commit_consumer_state(CommitMode::Async);
-                    last_commit = std::time::Instant::now();
-                }
-            }
-            let _ = producer.flush(Duration::from_secs(5));
-        });
-        Relay {
-            paused,
-            stop,
-            copied,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Every notification about a consumer group `group`: `(alertname, status, summary)`.
 fn group_notifications(receiver: &WebhookReceiver, group: &str) -> Vec<(String, String, String)> {
     receiver
@@ -311,7 +236,7 @@ fn on_a_separate_broker_a_three_hop_chain_pages_only_its_first_broken_hop_and_sh
             }
         })
     };
-    let relay = Relay::start(&broker.brokers, "a", "c");
+    let relay = Relay::start(&broker.brokers, "a", &broker.brokers, "c");
     runtime().block_on(async {
         wait_until(
             "the relay copies and commits",
@@ -901,7 +826,7 @@ fn a_lossless_relay_with_records_out_of_order_and_a_restart_pages_nothing() {
         );
         let freshwatch = FreshwatchProcess::start(directory.path(), &text);
         freshwatch.wait_ready().await;
-        let mut relay = Relay::start(&brokers, "raw", "enriched");
+        let mut relay = Relay::start(&brokers, "raw", &brokers, "enriched");
         let started_ms = now_ms();
         let mut produced = 0u64;
         for index in 0..300u64 {
@@ -917,7 +842,7 @@ fn a_lossless_relay_with_records_out_of_order_and_a_restart_pages_nothing() {
             produced += 1;
             if index == 150 {
                 drop(relay);
-                relay = Relay::start(&brokers, "raw", "enriched");
+                relay = Relay::start(&brokers, "raw", &brokers, "enriched");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

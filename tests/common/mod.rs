@@ -6,6 +6,7 @@
 pub mod groups;
 pub mod markers;
 pub mod receiver;
+pub mod relay;
 
 use std::future::Future;
 use std::io::{Read, Write};
